@@ -1,0 +1,1 @@
+"""JSON Schema → GBNF: the compiler, its helpers and the keyword report."""
