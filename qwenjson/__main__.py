@@ -1,0 +1,5 @@
+"""``python -m qwenjson``."""
+
+from qwenjson.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""The extraction pipeline: text + schema → one validated JSON document.
+
+    schema ──compile──▶ grammar ─┐
+    text ──prompt──▶ messages ───┴──▶ model (every token under the grammar) ──▶ JSON
+         ──▶ jsonschema validation ──▶ document, or a retry with the errors fed back, or an error
+
+Library use::
+
+    from qwenjson import extract
+    person = extract("李明，28岁，喜欢读书。", {"type": "object", ...}, model="path/to/model.gguf")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from qwenjson.errors import InputError, NoValidOutputError
+from qwenjson.generation import GenerationResult, Generator, Message
+from qwenjson.prompt import build_messages
+from qwenjson.schema import CompiledSchema
+from qwenjson.schema import compile as compile_schema_full
+from qwenjson.validate import Schema, check_metaschema, make_validator, validation_errors
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How to generate: the knobs of ``qwenjson extract``."""
+
+    instruction: str | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    # Extra attempts after a document fails validation (keywords the grammar can't carry).
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """A validated document and what producing it cost."""
+
+    data: Any
+    json: str  # compact, canonical: what goes on stdout
+    attempts: int
+    results: tuple[GenerationResult, ...] = field(default=())
+
+
+def check_text(text: str) -> str:
+    """Refuse input with nothing in it (exit 6); return it otherwise."""
+    if not text.strip():
+        raise InputError("input is empty: give the text to extract from on stdin or with --input")
+    return text
+
+
+def decode_input(data: bytes, origin: str = "stdin") -> str:
+    """Decode input bytes as UTF-8 (a BOM is dropped); exit 6 with the byte offset otherwise."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{origin} is not UTF-8 text (invalid byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "convert it first, e.g. with iconv -f GBK -t UTF-8"
+        ) from e
+    return check_text(text)
+
+
+@dataclass(frozen=True)
+class PreparedSchema:
+    """A schema checked against its metaschema, compiled to GBNF, with its validator."""
+
+    schema: Schema
+    compiled: CompiledSchema
+    validator: Validator
+
+
+def prepare_schema(schema: Schema) -> PreparedSchema:
+    """Check and compile ``schema``; raises SchemaError (exit 3) when it can't be used."""
+    check_metaschema(schema)
+    return PreparedSchema(schema, compile_schema_full(schema), make_validator(schema))
+
+
+class Extractor:
+    """Extracts documents for one schema with one model; reuse it for many texts."""
+
+    def __init__(
+        self,
+        schema: Schema | PreparedSchema,
+        generator: Generator,
+        options: ExtractOptions | None = None,
+    ) -> None:
+        self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
+        self.generator = generator
+        self.options = options or ExtractOptions()
+
+    def messages(self, text: str) -> list[Message]:
+        """The chat messages for ``text`` (system message first)."""
+        return build_messages(self.prepared.schema, text, self.options.instruction)
+
+    def run(self, text: str, on_text: Callable[[str], None] | None = None) -> Extraction:
+        """Extract one document from ``text``.
+
+        Raises InputError when the text is empty or too long for the context, and
+        NoValidOutputError when no attempt produced a valid document.
+        """
+        check_text(text)
+        opts = self.options
+        messages = self.messages(text)
+        results: list[GenerationResult] = []
+        errors: list[str] = []
+        for attempt in range(opts.retries + 1):
+            result = self.generator.generate(
+                messages,
+                self.prepared.compiled.grammar,
+                max_tokens=opts.max_tokens,
+                temperature=opts.temperature,
+                top_p=opts.top_p,
+                seed=opts.seed + attempt,
+                on_text=on_text,
+            )
+            results.append(result)
+            if result.finish_reason == "length":
+                # Truncated JSON is never printed; a retry with the same budget would end the same.
+                raise NoValidOutputError(
+                    f"the document was not complete after {opts.max_tokens} tokens "
+                    "(raise --max-tokens)"
+                )
+            try:
+                data = json.loads(result.text)
+            except json.JSONDecodeError as e:
+                # The grammar should make this impossible; treat it as a failed attempt.
+                errors = [f"/: the model's output is not JSON ({e.msg} at column {e.colno})"]
+            else:
+                errors = validation_errors(data, self.prepared.validator)
+                if not errors:
+                    compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                    return Extraction(data, compact, attempt + 1, tuple(results))
+            messages = [*self.messages(text), *_feedback(result.text, errors)]
+        raise NoValidOutputError(
+            f"no valid document after {opts.retries + 1} attempt(s); the last one failed with:",
+            errors,
+        )
+
+
+def _feedback(bad_output: str, errors: list[str]) -> list[Message]:
+    """Messages that show the model its invalid answer and why, for the next attempt."""
+    listing = "\n".join(f"- {e}" for e in errors[:10])
+    return [
+        {"role": "assistant", "content": bad_output},
+        {
+            "role": "user",
+            "content": f"That JSON does not match the schema:\n{listing}\n"
+            "Reply with the corrected JSON only.",
+        },
+    ]
+
+
+def extract(
+    text: str,
+    schema: Mapping[str, Any] | bool,
+    *,
+    model: str | Path | Generator | None = None,
+    offline: bool = False,
+    threads: int | None = None,
+    **options: Any,
+) -> Any:
+    """Extract one JSON document matching ``schema`` from ``text`` and return it (parsed).
+
+    ``model`` is a registry name (default ``qwen2.5-0.5b-instruct``), a path to a .gguf,
+    ``hf:REPO/FILE``, or a ready ``Generator``. Other keyword arguments are ``ExtractOptions``.
+    Raises a ``QwenJsonError`` subclass on failure.
+    """
+    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
+    opts = ExtractOptions(**options)
+    if model is None or isinstance(model, str | Path):
+        generator = open_model(model, offline=offline, threads=threads)
+        try:
+            return Extractor(schema_value, generator, opts).run(text).data
+        finally:
+            generator.close()
+    return Extractor(schema_value, model, opts).run(text).data
+
+
+def open_model(
+    model: str | Path | None,
+    *,
+    offline: bool = False,
+    threads: int | None = None,
+    n_ctx: int = 4096,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Generator:
+    """Find (downloading if needed and allowed) and load a model."""
+    from qwenjson.engine import Engine
+    from qwenjson.hub import ensure_model
+    from qwenjson.registry import DEFAULT_MODEL
+
+    path = ensure_model(str(model or DEFAULT_MODEL), offline=offline, progress=progress)
+    return Engine(path, n_ctx=n_ctx, n_threads=threads)
