@@ -40,7 +40,8 @@ the context); 7 timeout; 130 interrupted (SIGINT); 141 stdout closed early (SIGP
 
 app = typer.Typer(
     name="qwenjson",
-    help="Turn unstructured text into JSON that matches a JSON Schema, with a small local model.\n\n"
+    help="Turn unstructured text into JSON that matches a JSON Schema, "
+    "with a small local model.\n\n"
     "Example: qwenjson extract --schema person.json < note.txt\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -153,7 +154,9 @@ def extract(
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
     offline: Annotated[
         bool,
-        typer.Option(help="Never download; fail if the model isn't cached (also HF_HUB_OFFLINE=1)."),
+        typer.Option(
+            help="Never download; fail if the model isn't cached (also HF_HUB_OFFLINE=1)."
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress or previews on stderr.")
@@ -172,7 +175,9 @@ def extract(
     text = _read_input(input_file)
     offline = offline or _env_flag("HF_HUB_OFFLINE")
     with console.download_progress("Downloading model", enabled=not quiet) as progress:
-        generator = open_model(model, offline=offline, threads=threads, n_ctx=ctx, progress=progress)
+        generator = open_model(
+            model, offline=offline, threads=threads, n_ctx=ctx, progress=progress
+        )
     try:
         options = ExtractOptions(
             instruction=instruction,

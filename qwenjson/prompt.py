@@ -118,7 +118,8 @@ class _Describer:
             line_index = len(self.lines)
             self.lines.append("")  # placeholder: nested fields go after this line
             summary = self._summary(sub_map, indent + 1, depth + 1)
-            self.lines[line_index] = f"{pad}- {json.dumps(name, ensure_ascii=False)}: {summary}, {flag}"
+            quoted = json.dumps(name, ensure_ascii=False)
+            self.lines[line_index] = f"{pad}- {quoted}: {summary}, {flag}"
             desc = sub_map.get("description") or sub_map.get("title")
             if isinstance(desc, str) and desc.strip():
                 self.lines[line_index] += f" — {desc.strip()}"

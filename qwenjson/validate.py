@@ -56,9 +56,8 @@ def load_schema(source: str | Path) -> Schema:
         except UnicodeDecodeError as e:
             raise SchemaError(f"schema file {str(path)!r} is not UTF-8 text") from e
         origin = str(path)
-    elif isinstance(source, str) and source.lstrip()[:1] in ("{", "[") or source in (
-        "true",
-        "false",
+    elif isinstance(source, str) and (
+        source.lstrip()[:1] in ("{", "[") or source in ("true", "false")
     ):
         text, origin = str(source), "inline schema"
     elif path.exists():
@@ -117,7 +116,7 @@ def check_metaschema(schema: Schema) -> None:
     """Raise SchemaError, naming the JSON pointer, if ``schema`` fails its draft's metaschema."""
     cls = validator_class(schema)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(schema)  # type: ignore[arg-type]  # the stubs omit boolean schemas
     except JsonSchemaSchemaError as e:
         pointer = _pointer(e.absolute_path)
         raise SchemaError(f"not a valid JSON Schema: {e.message}", pointer) from e
