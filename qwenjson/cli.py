@@ -88,7 +88,7 @@ def write_document(text: str) -> None:
 
 
 def _read_input(input_file: Path | None) -> str:
-    from qwenjson.extract import decode_input
+    from qwenjson.pipeline import decode_input
 
     if input_file is not None and str(input_file) != "-":
         try:
@@ -168,7 +168,7 @@ def extract(
 
     Example: qwenjson extract --schema person.json < note.txt
     """
-    from qwenjson.extract import ExtractOptions, Extractor, open_model, prepare_schema
+    from qwenjson.pipeline import ExtractOptions, Extractor, open_model, prepare_schema
     from qwenjson.validate import load_schema
 
     prepared = prepare_schema(load_schema(schema))
@@ -201,7 +201,7 @@ def grammar(schema: SchemaOpt) -> None:
 
     Example: qwenjson grammar --schema person.json > person.gbnf
     """
-    from qwenjson.extract import prepare_schema
+    from qwenjson.pipeline import prepare_schema
     from qwenjson.validate import load_schema
 
     prepared = prepare_schema(load_schema(schema))
