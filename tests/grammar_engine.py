@@ -466,16 +466,18 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
     """Compile the group's schema and judge every instance with llama.cpp's grammar engine.
 
     A valid instance passes when the grammar accepts its canonical form; an invalid one when
-    the grammar rejects it, or when the compiler said validation is needed and validation
-    rejects it.
+    the grammar rejects it, or when the compiler said validation is needed and qwenjson's own
+    post-generation validation (``qwenjson.validate.make_validator``) rejects it.
     """
     from qwenjson.errors import SchemaError, UnsupportedKeywordError
     from qwenjson.schema import compile as compile_schema
+    from qwenjson.validate import make_validator
 
     eng = eng or engine()
     schema = group.dialect_schema()
     try:
         compiled = compile_schema(schema)
+        validator = make_validator(schema)  # the validation qwenjson runs after generation
     except UnsupportedKeywordError as e:
         return GroupResult(group, "refused", e.keyword)
     except SchemaError as e:
@@ -488,7 +490,6 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
         return GroupResult(group, "unparsable", problem)
 
     result = GroupResult(group, "compiled")
-    validator = suite_validator(schema)
     for case in group.cases:
         try:
             text = canonical_json(case.data, schema)
@@ -507,9 +508,15 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
         result.invalid_total += 1
         if not accepted:
             result.invalid_by_grammar += 1
-        elif compiled.needs_validation and not validator.is_valid(case.data):
+            continue
+        try:
+            caught = compiled.needs_validation and not validator.is_valid(case.data)
+        except Exception as e:  # e.g. a $ref validation can't resolve: report, don't stop
+            result.failures.append(f"validation raised {type(e).__name__}: {e}: {text}")
+            continue
+        if caught:
             result.invalid_by_validation += 1
         else:
-            why = "validation agrees" if compiled.needs_validation else "needs_validation=False"
+            why = "validation passes it" if compiled.needs_validation else "needs_validation=False"
             result.failures.append(f"invalid instance accepted ({why}): {case.description}: {text}")
     return result
