@@ -85,11 +85,18 @@ TYPE_NAMES: Final[Mapping[str, str]] = {
     "number": "number",
     "boolean": "boolean",
 }
-_SHORT_NAMES: Final[Mapping[str, str]] = {
+_DSL_NAMES: Final[Mapping[str, str]] = {
     "string": "str",
     "integer": "int",
     "number": "float",
     "boolean": "bool",
+}
+# What a range bounds, per type: the value of numbers, the length of strings and lists.
+_RANGE_KEYS: Final[Mapping[str, tuple[str, str]]] = {
+    "integer": ("minimum", "maximum"),
+    "number": ("minimum", "maximum"),
+    "string": ("minLength", "maxLength"),
+    "array": ("minItems", "maxItems"),
 }
 _LITERALS: Final[Mapping[str, object]] = {"null": None, "true": True, "false": False}
 
@@ -174,11 +181,16 @@ def _is_digit(ch: str) -> bool:
     return "0" <= ch <= "9"
 
 
+def _skip_spaces(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] != "\n" and text[pos].isspace():
+        pos += 1
+    return pos
+
+
 def _scan(text: str, pos: int) -> _Token:
     """Return the token at ``pos`` (after spaces); pure, so the parser can look ahead freely."""
     n = len(text)
-    while pos < n and text[pos] != "\n" and text[pos].isspace():
-        pos += 1
+    pos = _skip_spaces(text, pos)
     if pos >= n:
         return _Token(_EOF, n, n, "")
     ch = text[pos]
@@ -360,7 +372,7 @@ class _Parser:
                 required.append(name)
             after = self.peek()
             if after.kind not in (",", _NEWLINE, _EOF) and after.kind != closer:
-                ends = "',', a line break" + (f" or {closer!r}" if closer else "")
+                ends = f"',', a line break or {closer!r}" if closer else "',' or a line break"
                 raise self.fail(
                     f"expected {ends} after field {name!r}, found {_describe(after)}",
                     after.start,
@@ -390,19 +402,19 @@ class _Parser:
         return name, optional, schema
 
     def description(self, name: str, one_line: bool, colon: _Token) -> str:
-        tok = self.peek()
-        if tok.kind == _STRING:
-            self.advance()
+        start = _skip_spaces(self.text, self.pos)
+        if self.text.startswith('"', start):
+            tok = self.advance()
             value: str = tok.value
             return value
-        value, end = _read_raw(self.text, self.pos, commas_end=one_line)
+        value, end = _read_raw(self.text, start, commas_end=one_line)
         if not value:
             raise self.fail("expected a description after ':'", colon.end)
         if value in TYPE_NAMES:
             raise self.fail(
                 f"{value!r} after ':' would be a description, not a type: write "
                 f"'{name} {value}' for a typed field, or quote the description",
-                tok.start,
+                start,
             )
         self.pos = end
         return value
@@ -501,14 +513,7 @@ class _Parser:
             else:
                 problem = f"expected a type, found {first.text}; an enum needs two values: a|b"
             raise self.fail(problem, first.start)
-        types: list[str] = []
-        for value in values:
-            json_type = _json_type(value)
-            if json_type not in types:
-                types.append(json_type)
-        if "integer" in types and "number" in types:
-            types.remove("integer")
-        return {"type": types[0] if len(types) == 1 else types, "enum": values}
+        return {"type": _enum_type(values), "enum": values}
 
     def enum_value(self, tok: _Token) -> object:
         if tok.kind in (_STRING, _NUMBER):
@@ -540,12 +545,7 @@ class _Parser:
         return _Range(low, high, low_integral, high_integral, start)
 
     def apply_range(self, schema: Schema, kind: str, rng: _Range) -> None:
-        keys = {
-            "integer": ("minimum", "maximum"),
-            "number": ("minimum", "maximum"),
-            "string": ("minLength", "maxLength"),
-            "array": ("minItems", "maxItems"),
-        }.get(kind)
+        keys = _RANGE_KEYS.get(kind)
         if keys is None:
             what = "an enum" if kind == "enum" else kind
             raise self.fail(f"a range can't apply to {what}", rng.start)
@@ -582,7 +582,7 @@ def _spans_lines(text: str, pos: int) -> bool:
                 depth -= 1
                 if depth == 0:
                     return False
-            elif tok.kind == ":" and _scan(text, pos).kind != _STRING:
+            elif tok.kind == ":" and not text.startswith('"', _skip_spaces(text, pos)):
                 pos = _read_raw(text, pos, commas_end=False)[1]
     except DslError:
         return True  # the real parse reports the error
@@ -595,6 +595,18 @@ def _object(properties: Schema, required: list[str]) -> Schema:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def _enum_type(values: list[object]) -> str | list[str]:
+    """The ``type`` of an enum: its values' JSON types in order of first use."""
+    types: list[str] = []
+    for value in values:
+        json_type = _json_type(value)
+        if json_type not in types:
+            types.append(json_type)
+    if "integer" in types and "number" in types:
+        types.remove("integer")
+    return types[0] if len(types) == 1 else types
 
 
 def _integral(number_text: str) -> bool:
@@ -620,3 +632,191 @@ def parse_dsl(text: str) -> Schema:
     ``name`` and a required integer ``age`` between 0 and 150. Raises :class:`DslError`.
     """
     return _Parser(text).parse()
+
+
+# -- the inverse -------------------------------------------------------------------------------
+
+
+class _NotRepresentable(Exception):
+    """Internal: the schema has a part the concise syntax can't say."""
+
+
+def schema_to_dsl(schema: Mapping[str, Any]) -> str | None:
+    """Render ``schema`` in the concise syntax, or return None if the syntax can't say it.
+
+    Whenever it returns text, ``parse_dsl`` of that text equals ``schema`` (``parse_dsl`` adds
+    ``$schema`` if it was missing). Example: the schema of ``"name, age int 0..150"`` renders
+    as that same text.
+    """
+    try:
+        if not isinstance(schema, Mapping):
+            raise _NotRepresentable
+        body = dict(schema)
+        if body.pop("$schema", DRAFT_2020_12) != DRAFT_2020_12 or body.get("type") != "object":
+            raise _NotRepresentable
+        properties = body["properties"] if isinstance(body.get("properties"), Mapping) else {}
+        # llm's rule: with one field per line, commas in descriptions are plain text.
+        one_line = len(properties) < 2 or not any(
+            isinstance(sub, Mapping) and "description" in sub for sub in properties.values()
+        )
+        return (", " if one_line else "\n").join(_render_fields(body, one_line))
+    except _NotRepresentable:
+        return None
+
+
+def _render_fields(schema: Mapping[str, Any], one_line: bool) -> list[str]:
+    if set(schema) != {"type", "properties", "required", "additionalProperties"}:
+        raise _NotRepresentable
+    properties, required = schema["properties"], schema["required"]
+    if (
+        schema["additionalProperties"] is not False
+        or not isinstance(properties, Mapping)
+        or not properties
+        or not isinstance(required, list)
+        # parse_dsl lists required names in property order
+        or required != [name for name in properties if name in required]
+        or len(set(required)) != len(required)
+    ):
+        raise _NotRepresentable
+    fields = []
+    for name, sub in properties.items():
+        if not isinstance(name, str) or not isinstance(sub, Mapping):
+            raise _NotRepresentable
+        sub = dict(sub)
+        description = sub.pop("description", None)
+        text = _render_name(name) + ("" if name in required else "?")
+        if sub != {"type": "string"}:
+            text += " " + _render_typed(sub)
+        if description is not None:
+            if not isinstance(description, str):
+                raise _NotRepresentable
+            text += ": " + _render_description(description, one_line)
+        fields.append(text)
+    return fields
+
+
+def _render_typed(schema: Mapping[str, Any]) -> str:
+    if "enum" in schema:
+        return _render_enum(schema)
+    schema_type: object = schema.get("type")
+    nullable = isinstance(schema_type, list)
+    if isinstance(schema_type, list):
+        if len(schema_type) != 2 or schema_type[1] != "null":
+            raise _NotRepresentable
+        schema_type = schema_type[0]
+    if not isinstance(schema_type, str):
+        raise _NotRepresentable
+    rest = dict(schema)
+    del rest["type"]
+    for key in _RANGE_KEYS.get(schema_type, ()):
+        rest.pop(key, None)
+    if schema_type == "object":
+        text = "{" + ", ".join(_render_fields({**schema, "type": "object"}, True)) + "}"
+        rest = {}  # _render_fields checked the keys
+    elif schema_type == "array":
+        items = rest.pop("items", None)
+        if not isinstance(items, Mapping) or "description" in items:
+            raise _NotRepresentable
+        text = "[" + _render_typed(items) + "]"
+    elif schema_type in _DSL_NAMES:
+        text = _DSL_NAMES[schema_type]
+    else:
+        raise _NotRepresentable
+    if rest:
+        raise _NotRepresentable
+    if nullable:
+        text += "|null"
+    return text + _render_range(schema, schema_type)
+
+
+def _render_range(schema: Mapping[str, Any], schema_type: str) -> str:
+    keys = _RANGE_KEYS.get(schema_type)
+    if keys is None or (keys[0] not in schema and keys[1] not in schema):
+        return ""
+    bounds = [schema.get(key) for key in keys]
+    for bound in bounds:
+        if bound is None:
+            continue
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
+            raise _NotRepresentable
+        if schema_type != "number" and not isinstance(bound, int):
+            raise _NotRepresentable
+        if schema_type in ("string", "array") and bound < 0:
+            raise _NotRepresentable
+        if isinstance(bound, float) and not math.isfinite(bound):
+            raise _NotRepresentable
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        raise _NotRepresentable
+    return " " + "..".join("" if b is None else json.dumps(b) for b in bounds)
+
+
+def _render_enum(schema: Mapping[str, Any]) -> str:
+    values = schema["enum"]
+    if set(schema) != {"type", "enum"} or not isinstance(values, list) or not values:
+        raise _NotRepresentable
+    seen = set()
+    for value in values:
+        if not isinstance(value, str | int | float | bool | None):
+            raise _NotRepresentable
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _NotRepresentable
+        seen.add((_json_type(value), value))
+    if (
+        len(seen) != len(values)
+        or (len(values) == 1 and not isinstance(values[0], str))
+        or schema["type"] != _enum_type(values)
+    ):
+        raise _NotRepresentable
+    if len(values) == 1:
+        return json.dumps(values[0], ensure_ascii=False)  # a lone bare word would be a type
+    return "|".join(_render_value(v) for v in values)
+
+
+def _render_value(value: object) -> str:
+    if isinstance(value, str):
+        if _whole_token_kind(value) == _WORD and value not in TYPE_NAMES and value not in _LITERALS:
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)
+
+
+def _render_name(name: str) -> str:
+    if _whole_token_kind(name) in (_WORD, _NUMBER):
+        return name
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _whole_token_kind(text: str) -> str | None:
+    """The kind of token ``text`` is, if it is exactly one token; else None."""
+    try:
+        tok = _scan(text, 0)
+    except DslError:
+        return None
+    return tok.kind if (tok.start, tok.end) == (0, len(text)) else None
+
+
+def _render_description(text: str, one_line: bool) -> str:
+    if (
+        text
+        and text == text.strip()
+        and not text.startswith('"')
+        and text not in TYPE_NAMES
+        and _read_raw(text, 0, commas_end=one_line) == (text, len(text))
+        and _balanced(text)
+        and not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+    ):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
