@@ -1,0 +1,509 @@
+"""Downloads against a real HTTP server on 127.0.0.1 serving the real SmolLM2 GGUF.
+
+``HF_ENDPOINT`` points huggingface_hub at the fake hub (tests/hub_server.py), ``HF_HOME`` and
+``QWENJSON_CACHE_DIR`` at the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from qwenjson import hub
+from qwenjson.errors import EXIT_MODEL, ModelError
+from qwenjson.registry import ModelSpec
+from tests.hub_server import COMMIT, FakeHub, smollm2_path
+
+REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
+FILE = "smollm2-135m-instruct-q4_1.gguf"
+MIB = 1 << 20
+# huggingface_hub hands over downloaded bytes in 10 MiB chunks: a cut at 25 MiB leaves 20 MiB.
+CUT = 25 * MIB
+
+
+@pytest.fixture(scope="session")
+def smol_bytes() -> bytes:
+    return smollm2_path().read_bytes()
+
+
+@pytest.fixture(scope="session")
+def smol_sha(smol_bytes: bytes) -> str:
+    return hashlib.sha256(smol_bytes).hexdigest()
+
+
+@pytest.fixture
+def fake_hub(smol_bytes: bytes) -> Iterator[FakeHub]:
+    with FakeHub() as server:
+        server.add_file(REPO, FILE, smol_bytes)
+        yield server
+
+
+@pytest.fixture
+def hf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub: FakeHub) -> Path:
+    """Point huggingface_hub and qwenjson at the fake hub and temporary caches."""
+    for var in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN",
+        "QWENJSON_MODELS_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("QWENJSON_CACHE_DIR", str(tmp_path / "state"))
+    return tmp_path / "hf" / "hub"
+
+
+def make_spec(sha256: str | None, size: int | None = None, **kw: str) -> ModelSpec:
+    fields: dict[str, str] = {"name": "smol", "repo": REPO, "file": FILE, "revision": "main"}
+    fields.update(kw)
+    return ModelSpec(sha256=sha256, size=size, quant="Q4_1", **fields)
+
+
+def storage(cache: Path) -> Path:
+    return cache / ("models--" + REPO.replace("/", "--"))
+
+
+def partials(cache: Path) -> list[Path]:
+    return sorted((storage(cache) / "blobs").glob("*.incomplete"))
+
+
+def child_env(hf_cache: Path, fake_hub: FakeHub) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    env.update(
+        HF_ENDPOINT=fake_hub.url,
+        HF_HOME=str(hf_cache.parent),
+        QWENJSON_CACHE_DIR=os.environ["QWENJSON_CACHE_DIR"],
+    )
+    return env
+
+
+PULL_SCRIPT = """
+import sys
+from qwenjson.hub import pull
+from qwenjson.registry import ModelSpec
+spec = ModelSpec(name="smol", repo=sys.argv[1], file=sys.argv[2], sha256=sys.argv[3] or None)
+print(pull(spec))
+"""
+
+
+# -- fresh download ---------------------------------------------------------------------------
+
+
+def test_fresh_download_is_verified_and_in_the_standard_cache(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    seen: list[tuple[int, int | None]] = []
+    spec = make_spec(smol_sha, len(smol_bytes))
+    path = hub.pull(spec, progress=lambda done, total: seen.append((done, total)))
+
+    assert path == storage(hf_env) / "snapshots" / COMMIT / FILE
+    assert path.read_bytes() == smol_bytes
+    assert path.resolve() == storage(hf_env) / "blobs" / smol_sha
+    assert (storage(hf_env) / "refs" / "main").read_text() == COMMIT
+    assert partials(hf_env) == []
+    # progress: from 0 to the full size, never backwards
+    assert seen[0] == (0, len(smol_bytes)) and seen[-1] == (len(smol_bytes), len(smol_bytes))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    gets = fake_hub.data_gets()
+    assert len(gets) == 1 and gets[0].range is None
+
+    # huggingface_hub's own cache lookup finds the file: the layout is the standard one.
+    from huggingface_hub import hf_hub_download
+
+    found = hf_hub_download(REPO, FILE, cache_dir=str(hf_env), local_files_only=True)
+    assert Path(found) == path
+
+    # cached and verified: no network on the next pull or local_path
+    before = len(fake_hub.log)
+    assert hub.local_path(spec) == path
+    assert hub.pull(spec) == path
+    assert len(fake_hub.log) == before
+
+
+def test_unpinned_entry_trusts_and_records_the_hub_sha(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    spec = make_spec(None)
+    path = hub.pull(spec)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == smol_sha
+    state = json.loads((Path(os.environ["QWENJSON_CACHE_DIR"]) / "verified.json").read_text())
+    assert state["hub"][f"{REPO}/{FILE}@{COMMIT}"] == smol_sha
+    assert state["files"][str(path.resolve())]["sha256"] == smol_sha
+    assert hub.local_path(spec) == path
+
+
+def test_hf_token_is_sent_to_the_hub(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_testtoken")
+    hub.pull(make_spec(smol_sha))
+    heads = fake_hub.requests("HEAD")
+    assert heads and all(r.authorization == "Bearer hf_testtoken" for r in heads)
+
+
+def test_hf_hub_cache_wins_over_hf_home(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    path = hub.pull(make_spec(smol_sha))
+    assert path.is_relative_to(tmp_path / "elsewhere")
+    assert not hf_env.exists()
+
+
+# -- interrupted downloads resume -------------------------------------------------------------
+
+
+def test_dropped_connection_resumes_with_a_range_request(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    fake_hub.drop_after, fake_hub.drops = CUT, 1
+    path = hub.pull(make_spec(smol_sha))
+    assert path.read_bytes() == smol_bytes
+    first, second = fake_hub.data_gets()
+    assert first.range is None and first.body_bytes == CUT
+    assert second.range is not None
+    offset = int(second.range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < offset <= CUT
+    # the second request continued from the offset instead of starting again
+    assert second.status == 206 and second.body_bytes == len(smol_bytes) - offset
+
+
+def test_failed_download_resumes_on_the_next_pull(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # The connection drops, and the retry gets a 500: this pull fails...
+    fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = CUT, 1, 500
+    spec = make_spec(smol_sha)
+    with pytest.raises(ModelError, match="HTTP 500") as info:
+        hub.pull(spec)
+    assert info.value.exit_code == EXIT_MODEL
+    (partial,) = partials(hf_env)
+    kept = partial.stat().st_size
+    assert kept > 0
+    assert hub.local_path(spec) is None
+    assert not (storage(hf_env) / "snapshots").exists()
+
+    # ...and the next one continues from the partial file.
+    fake_hub.drop_after = fake_hub.status_after_drops = None
+    path = hub.pull(spec)
+    assert path.read_bytes() == smol_bytes
+    last = fake_hub.data_gets()[-1]
+    assert last.range == f"bytes={kept}-" and last.body_bytes == len(smol_bytes) - kept
+    assert partials(hf_env) == []
+
+
+def test_killed_pull_resumes_in_the_next_process(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    fake_hub.stall_after = CUT
+    child = subprocess.Popen(
+        [sys.executable, "-c", PULL_SCRIPT, REPO, FILE, smol_sha],
+        env=child_env(hf_env, fake_hub),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            got = partials(hf_env)
+            if got and got[0].stat().st_size >= 20 * MIB:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child never wrote 20 MiB")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    fake_hub.release.set()
+    fake_hub.stall_after = None
+    (partial,) = partials(hf_env)
+    kept = partial.stat().st_size
+
+    path = hub.pull(make_spec(smol_sha))
+    assert path.read_bytes() == smol_bytes
+    last = fake_hub.data_gets()[-1]
+    assert last.range == f"bytes={kept}-"
+
+
+def test_server_that_ignores_range_still_gives_a_verified_file(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = CUT, 1, 500
+    with pytest.raises(ModelError):
+        hub.pull(make_spec(smol_sha))
+    fake_hub.drop_after = fake_hub.status_after_drops = None
+    fake_hub.ignore_range = True
+    path = hub.pull(make_spec(smol_sha))
+    assert path.read_bytes() == smol_bytes
+    assert fake_hub.data_gets()[-1].status == 200
+
+
+# -- verification -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["registry-sha", "hub-sha"])
+def test_wrong_bytes_are_an_error_and_never_used(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, pinned: bool
+) -> None:
+    fake_hub.corrupt = True
+    spec = make_spec(smol_sha if pinned else None)
+    with pytest.raises(ModelError, match="checksum mismatch") as info:
+        hub.pull(spec)
+    assert "will not be used" in str(info.value)
+    assert partials(hf_env) == []
+    assert not (storage(hf_env) / "blobs" / smol_sha).exists()
+    assert not (storage(hf_env) / "snapshots").exists()
+    assert hub.local_path(spec) is None
+
+
+def test_resumed_download_with_bad_kept_bytes_starts_over(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # A first attempt stored wrong bytes, then failed; the good server's resume can't be
+    # trusted, so pull downloads once more from zero.
+    fake_hub.corrupt = True
+    fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = 70 * MIB, 1, 500
+    with pytest.raises(ModelError):
+        hub.pull(make_spec(smol_sha))
+    assert partials(hf_env)[0].stat().st_size > len(smol_bytes) // 2  # past the flipped byte
+    fake_hub.corrupt = False
+    fake_hub.drop_after = fake_hub.status_after_drops = None
+    path = hub.pull(make_spec(smol_sha))
+    assert path.read_bytes() == smol_bytes
+    assert [r.range is None for r in fake_hub.data_gets()[-2:]] == [False, True]
+
+
+def test_hub_serving_another_file_than_pinned_downloads_nothing(
+    hf_env: Path, fake_hub: FakeHub
+) -> None:
+    with pytest.raises(ModelError, match=r"different .* than the registry pins"):
+        hub.pull(make_spec("0" * 64))
+    assert fake_hub.data_gets() == []
+
+
+def test_corrupted_cache_is_not_used_and_pull_repairs_it(
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = make_spec(smol_sha)
+    path = hub.pull(spec)
+    blob = path.resolve()
+    damaged = bytearray(smol_bytes)
+    damaged[1000] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    assert hub.local_path(spec) is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="fails verification"):
+        hub.pull(spec)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert hub.pull(spec).read_bytes() == smol_bytes
+    assert len(fake_hub.data_gets()) == 2
+
+
+# -- offline ----------------------------------------------------------------------------------
+
+
+def test_offline_with_the_file_cached_needs_no_server(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(smol_sha)
+    path = hub.pull(spec)
+    fake_hub.stop()
+    assert hub.pull(spec, offline=True) == path
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.pull(spec) == path
+
+
+@pytest.mark.parametrize("how", ["argument", "HF_HUB_OFFLINE"])
+def test_offline_without_the_file_is_a_model_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="qwenjson pull smol") as info:
+        hub.pull(make_spec(smol_sha), offline=how == "argument")
+    assert info.value.exit_code == EXIT_MODEL
+    assert fake_hub.log == []
+
+
+# -- server errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"repo": "test-org/nope"}, "repository test-org/nope not found"),
+        ({"file": "missing.gguf"}, "file missing.gguf not found in"),
+        ({"revision": "f" * 40}, f"revision {'f' * 40} not found"),
+    ],
+    ids=["repo", "file", "revision"],
+)
+def test_404_is_a_clear_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, change: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ModelError, match=message) as info:
+        hub.pull(replace(make_spec(smol_sha), **change))
+    assert info.value.exit_code == EXIT_MODEL
+    assert fake_hub.data_gets() == []
+
+
+@pytest.mark.parametrize("where", ["head", "get"])
+def test_500_is_a_clear_error(hf_env: Path, fake_hub: FakeHub, smol_sha: str, where: str) -> None:
+    if where == "head":
+        fake_hub.head_status = 500
+    else:
+        fake_hub.get_status = 500
+    with pytest.raises(ModelError, match="answered HTTP 500"):
+        hub.pull(make_spec(smol_sha))
+    assert not (storage(hf_env) / "snapshots").exists()
+
+
+def test_unreachable_hub_is_a_clear_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fake_hub.url
+    fake_hub.stop()
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    with pytest.raises(ModelError, match=f"cannot reach the hub at {url}"):
+        hub.pull(make_spec(smol_sha))
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_two_concurrent_pulls_both_succeed_with_one_download(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # Hold every file GET until both processes have asked for the metadata: both are
+    # then certainly mid-pull at the same time.
+    fake_hub.hold_gets_until_heads = 2
+    env = child_env(hf_env, fake_hub)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", PULL_SCRIPT, REPO, FILE, smol_sha],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], results
+    paths = {out.strip() for out, _ in results}
+    assert len(paths) == 1
+    path = Path(paths.pop())
+    assert path.read_bytes() == smol_bytes
+    assert len(fake_hub.requests("HEAD")) == 2
+    assert len(fake_hub.data_gets()) == 1  # the second waited on the lock and reused the blob
+    assert partials(hf_env) == []
+
+
+# -- disk full --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_disk_full_mid_download_is_a_clear_error_and_leaves_nothing(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    # /dev/full fails every write with ENOSPC: the kernel's own "disk full".
+    blobs = storage(hf_env) / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{smol_sha}.incomplete").symlink_to("/dev/full")
+    spec = make_spec(smol_sha)
+    with pytest.raises(ModelError, match="disk filled up") as info:
+        hub.pull(spec)
+    assert info.value.exit_code == EXIT_MODEL
+    assert list(blobs.iterdir()) == []
+    assert hub.local_path(spec) is None
+
+
+def test_too_little_free_space_fails_before_downloading(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = hub.shutil.disk_usage
+
+    def tiny(path: str | os.PathLike[str]) -> object:
+        usage = real(path)
+        return type(usage)(usage.total, usage.total - 1000, 1000)
+
+    monkeypatch.setattr(hub.shutil, "disk_usage", tiny)
+    with pytest.raises(ModelError, match="not enough disk space"):
+        hub.pull(make_spec(smol_sha))
+    assert fake_hub.data_gets() == []
+    assert partials(hf_env) == []
+
+
+# -- check_gguf and ensure_model --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "model file not found"),
+        (b"", "is empty"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "Git LFS pointer"),
+        (b"PK\x03\x04 a zip file", "not a GGUF model file"),
+    ],
+    ids=["missing", "empty", "lfs-pointer", "not-gguf"],
+)
+def test_check_gguf_refuses_non_models(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=message):
+        hub.check_gguf(path)
+
+
+def test_check_gguf_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="is a directory"):
+        hub.check_gguf(tmp_path)
+
+
+def test_ensure_model_takes_a_local_gguf_without_network(hf_env: Path, fake_hub: FakeHub) -> None:
+    path = smollm2_path()
+    assert hub.ensure_model(str(path), offline=True) == path
+    assert fake_hub.log == []
+
+
+def test_ensure_model_pulls_a_user_registry_entry_then_runs_offline(
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'["smol"]\nrepo = "{REPO}"\nfile = "{FILE}"\nsha256 = "{smol_sha}"\n'
+        f'size = {len(smol_bytes)}\nquant = "Q4_1"\n'
+    )
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(models))
+    path = hub.ensure_model("smol", offline=False)
+    assert path.read_bytes() == smol_bytes
+    fake_hub.stop()
+    assert hub.ensure_model("smol", offline=True) == path
+
+
+def test_ensure_model_pulls_an_hf_reference(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes
+) -> None:
+    path = hub.ensure_model(f"hf:{REPO}/{FILE}@{COMMIT}", offline=False)
+    assert path.read_bytes() == smol_bytes
+    assert path.parent.name == COMMIT
