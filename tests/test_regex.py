@@ -123,6 +123,18 @@ CASES: list[tuple[str, list[str], list[str], str | None]] = [
     ("(^a|b)$", ["a", "cb"], ["ab_", "ca"], "(^a|b)\\Z"),
     ("x*^y", ["y", "yy"], ["xy", "zy"], SAME),
     ("(?:^a)?b", ["ab", "b", "xb"], ["a", ""], SAME),
+    # anchors inside repetitions
+    ("^([^,]+(,|$)){3,}$", ["a,b,c", "a,b,c,", "a,b,c,d"], ["a,b", "a,b,", "a,,c"], None),
+    ("(^a)*b", ["b", "ab", "xab", "aab"], ["a", ""], SAME),
+    ("(^|x)+y", ["y", "xy", "zxxy"], ["zy", "x"], SAME),
+    ("(^a|b)+$", ["a", "ab", "abb", "cb"], ["ac", "ca", "aba"], "(^a|b)+\\Z"),
+    ("^(a$|b){2}", ["ba", "bb", "bbc"], ["ab", "a", "b"], "^(a\\Z|b){2}"),
+    (
+        "^(\\/?([a-z]*)($|\\/))*$",
+        ["", "a/b", "/a/", "a"],
+        ["a.b", "A/"],
+        "^(/?([a-z]*)(\\Z|/))*\\Z",
+    ),
     # case-insensitive flag, Python style
     ("(?i)^abc$", ["abc", "ABC", "aBc"], ["abd"], "(?i)^abc\\Z"),
     ("^(?i:k)x$", ["kx", "Kx", "\u212ax"], ["kX"], "^(?i:k)x\\Z"),
@@ -194,7 +206,7 @@ REFUSED = [
     ("(?m)^a$", "multiline"),
     ("^\\p{Script=Greek}$", "Unicode property"),
     ("[]", "never matches"),
-    ("(^a)*", "anchor inside"),
+    ("^(a$|b){17}", "more than 16 copies"),
     ("a^b", "matches no string"),
     ("^a{,2}$", "{,n}"),
     ("^[^\\s\\S]$", "matches no string"),

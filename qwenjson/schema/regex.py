@@ -45,10 +45,8 @@ __all__ = ["MAX_REPEAT_BOUND", "regex_to_gbnf"]
 # llama.cpp expands ``x{m,n}`` into about n symbols and n-m nested rules; past this bound the
 # grammar grows faster than it helps, so the pattern is refused (it can be checked afterwards).
 MAX_REPEAT_BOUND = 1000
-# Anchors inside a repetition are resolved by unrolling it; only small repetitions are unrolled.
-_MAX_ANCHOR_UNROLL = 4
-# Cap on the number of (anchored-left, body, anchored-right) alternatives while resolving anchors.
-_MAX_ALTERNATIVES = 64
+# Anchors inside a bounded repetition are resolved by unrolling it; only small ones are unrolled.
+_MAX_ANCHOR_UNROLL = 16
 
 _MAX_CP = 0x10FFFF
 Ranges = tuple[tuple[int, int], ...]
@@ -238,10 +236,12 @@ def _seq(items: list[_Node]) -> _Node:
 
 def _alt(items: list[_Node]) -> _Node:
     flat: list[_Node] = []
+    seen: set[_Node] = set()
     for item in items:
         parts = item.items if isinstance(item, _Alt) else (item,)
         for part in parts:
-            if part not in flat:
+            if part not in seen:
+                seen.add(part)
                 flat.append(part)
     # Single characters and sets side by side become one set: one class instead of many branches.
     sets = [p for p in flat if isinstance(p, _Chars)]
@@ -268,6 +268,8 @@ def _nonempty(node: _Node) -> _Node:
     if not _nullable(node):
         return node
     if isinstance(node, _Seq):
+        if not node.items:
+            return _NOTHING
         # L(A·R) \ ε = (L(A) \ ε)·R ∪ (L(R) \ ε), every item being nullable here.
         head, rest = node.items[0], _seq(list(node.items[1:]))
         return _alt([_seq([_nonempty(head), rest]), _nonempty(rest)])
@@ -587,6 +589,39 @@ def _merge(triples: list[_Triple]) -> list[_Triple]:
     return [(left, _alt(bodies), right) for (left, right), bodies in by_anchor.items()]
 
 
+def _concat(acc: list[_Triple], item: list[_Triple]) -> list[_Triple]:
+    """Triples of A·B from those of A and B."""
+    out: list[_Triple] = []
+    for a_left, a_body, a_right in acc:
+        for b_left, b_body, b_right in item:
+            # `^` in B: A matched nothing; `$` in A: B matches nothing.
+            head = _only_empty(a_body) if b_left else a_body
+            tail = _only_empty(b_body) if a_right else b_body
+            out.append((a_left or b_left, _seq([head, tail]), a_right or b_right))
+    return _merge(out)
+
+
+def _star(item: list[_Triple], lo: int) -> list[_Triple]:
+    """Triples of X{lo,} (lo 0 or 1) from those of X.
+
+    Iterations that match nothing can be dropped, so at most one iteration carries `^` (the
+    first that matches anything: all before it must be empty) and at most one carries `$` (the
+    last); all others are unanchored.
+    """
+    body = {(left, right): b for left, b, right in item}
+    free, start = body.get((False, False), _NOTHING), body.get((True, False), _NOTHING)
+    end, both = body.get((False, True), _NOTHING), body.get((True, True), _NOTHING)
+    many = _repeat(free, 0, None)
+    return _merge(
+        [
+            (False, _repeat(free, lo, None), False),
+            (False, _seq([many, end]), True),
+            (True, _seq([start, many]), False),
+            (True, _alt([_seq([start, many, end]), both]), True),
+        ]
+    )
+
+
 def _resolve(node: _Node, refuse: _Translator) -> list[_Triple]:
     """Exact anchor resolution: ``^`` forces all before it to match empty, and position 0."""
     if not _has_anchor(node):
@@ -595,26 +630,26 @@ def _resolve(node: _Node, refuse: _Translator) -> list[_Triple]:
         return [(True, _EMPTY, False)] if node.start else [(False, _EMPTY, True)]
     if isinstance(node, _Alt):
         return _merge([t for item in node.items for t in _resolve(item, refuse)])
+    acc: list[_Triple] = [(False, _EMPTY, False)]
     if isinstance(node, _Seq):
-        acc: list[_Triple] = [(False, _EMPTY, False)]
-        for item in node.items:
-            nxt: list[_Triple] = []
-            for a_left, a_body, a_right in acc:
-                for b_left, b_body, b_right in _resolve(item, refuse):
-                    # `^` in b: what came before matched nothing; `$` in a: nothing follows.
-                    head = _only_empty(a_body) if b_left else a_body
-                    tail = _only_empty(b_body) if a_right else b_body
-                    nxt.append((a_left or b_left, _seq([head, tail]), a_right or b_right))
-            acc = _merge(nxt)
-            if len(acc) > _MAX_ALTERNATIVES:
-                raise refuse.refuse("too many anchored alternatives")
+        for sub in node.items:
+            acc = _concat(acc, _resolve(sub, refuse))
         return acc
     if isinstance(node, _Repeat):
-        # Anchors inside a repetition: unroll it (x{1,3} → x (x (x)?)?), only when small.
-        if node.hi is None or node.hi > _MAX_ANCHOR_UNROLL:
-            raise refuse.refuse("anchor inside an unbounded or large repetition")
-        optional = _alt([node.node, _EMPTY])
-        return _resolve(_seq([node.node] * node.lo + [optional] * (node.hi - node.lo)), refuse)
+        # X{lo,hi} = X…X (lo times) then hi-lo optional X; X{lo,} = X…X (lo-1 times) then X+.
+        copies = node.lo if node.hi is not None else max(node.lo - 1, 0)
+        optional = 0 if node.hi is None else node.hi - node.lo
+        if copies + optional > _MAX_ANCHOR_UNROLL:
+            raise refuse.refuse("anchor inside a repetition of more than 16 copies")
+        item = _resolve(node.node, refuse)
+        for _ in range(copies):
+            acc = _concat(acc, item)
+        maybe = _merge([*item, (False, _EMPTY, False)])
+        for _ in range(optional):
+            acc = _concat(acc, maybe)
+        if node.hi is None:
+            acc = _concat(acc, _star(item, min(node.lo, 1)))
+        return acc
     raise AssertionError(node)  # pragma: no cover - every node kind is handled above
 
 
