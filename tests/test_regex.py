@@ -340,3 +340,45 @@ _AGREEING = ["a+b", "^(ab|b)*$", '^[^a"]*\\\\', "(^|b)a$", '^a?b{1,2}$|^"', "[\\
 def test_agrees_with_python_re(grammar_engine: Any, pattern: str, s: str) -> None:
     grammar = string_grammar(pattern)
     assert accepts(grammar_engine, grammar, encoded(s)) == bool(re.search(pattern, s))
+
+
+# Random regexes built only from constructs that mean the same in ECMA-262 and Python (with `$`
+# written as Python's `\Z`), over a small alphabet that includes JSON's escaped characters.
+_ATOMS = st.sampled_from(["a", "b", '"', "\\\\", "\\n", ".", "[ab]", "[^a]", '[a-c"]', "\\d"])
+
+
+def _regex_strategy() -> st.SearchStrategy[str]:
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        quantified = st.tuples(
+            inner, st.sampled_from(["*", "+", "?", "{2}", "{0,2}", "{1,}", "*?"])
+        ).map(lambda t: f"(?:{t[0]}){t[1]}")
+        sequence = st.lists(inner, min_size=2, max_size=3).map("".join)
+        alternation = st.lists(inner, min_size=2, max_size=3).map(lambda xs: f"(?:{'|'.join(xs)})")
+        anchored = st.tuples(
+            st.sampled_from(["^", "$", ""]), inner, st.sampled_from(["^", "$", ""])
+        )
+        return quantified | sequence | alternation | anchored.map("".join)
+
+    return st.recursive(_ATOMS | st.just(""), extend, max_leaves=6)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pattern=_regex_strategy(),
+    strings=st.lists(st.text('ab"\\\n1c', max_size=5), min_size=1, max_size=6),
+)
+def test_random_regexes_agree_with_python(
+    grammar_engine: Any, pattern: str, strings: list[str]
+) -> None:
+    python = re.compile(pattern.replace("$", "\\Z"))
+    try:
+        grammar = string_grammar(pattern)
+    except UnsupportedKeywordError as e:
+        # The only refusal such a pattern can earn: it matches nothing at all.
+        assert "matches no string" in str(e)
+        assert not any(python.search(s) for s in strings)
+        return
+    for s in strings:
+        assert accepts(grammar_engine, grammar, encoded(s)) == bool(python.search(s)), (pattern, s)
