@@ -1,1 +1,63 @@
-"""JSON Schema → GBNF: the compiler, its helpers and the keyword report."""
+"""JSON Schema → GBNF: the compiler, its helpers and the keyword report.
+
+``compile_schema(schema)`` gives the grammar; ``compile(schema)`` gives it with the report of
+what happens to every keyword; ``check_schema(schema)`` gives only the report, and lists
+unsupported keywords instead of raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qwenjson.errors import UnsupportedKeywordError
+from qwenjson.schema.compiler import Compiler
+from qwenjson.schema.report import KeywordUse, Status, build_report
+
+
+@dataclass(frozen=True)
+class CompiledSchema:
+    """A grammar with the report of how each keyword is honoured."""
+
+    grammar: str
+    report: tuple[KeywordUse, ...]
+    needs_validation: bool  # True when anything is checked only after generation
+
+
+def compile(schema: dict[str, Any] | bool) -> CompiledSchema:
+    """Compile a JSON Schema to GBNF (root rule ``root``), with the keyword report.
+
+    Raises ``SchemaError`` (unsatisfiable, remote or broken ``$ref``, malformed schema) or
+    ``UnsupportedKeywordError``, each naming the JSON pointer.
+    """
+    compiler = Compiler(schema)
+    grammar = compiler.compile()
+    report = build_report(schema, compiler.marks)
+    needs = any(use.status == "validated-after" for use in report)
+    return CompiledSchema(grammar, report, needs)
+
+
+def compile_schema(schema: dict[str, Any] | bool) -> str:
+    """The GBNF text for ``schema`` (see :func:`compile`)."""
+    return compile(schema).grammar
+
+
+def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
+    """Every keyword occurrence with its fate; unsupported ones are listed, not raised."""
+    compiler = Compiler(schema, lenient=True)
+    marks = compiler.marks
+    try:
+        compiler.compile()
+    except UnsupportedKeywordError as e:
+        marks[(e.pointer or "", e.keyword)] = ("unsupported", e.message)
+    return build_report(schema, marks)
+
+
+__all__ = [
+    "CompiledSchema",
+    "KeywordUse",
+    "Status",
+    "check_schema",
+    "compile",
+    "compile_schema",
+]

@@ -1,0 +1,206 @@
+"""`$ref` resolution inside one schema document: `$id`/`id` bases, `$anchor`, JSON pointers.
+
+Nothing is ever fetched: a reference that leaves the document (http, https, file or any other
+URI that no `$id` in the document declares) is a :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin
+
+from qwenjson.errors import SchemaError
+
+# Base URI of a document without `$id`: a placeholder nobody can reach, so a relative `$ref`
+# to another file resolves to something that isn't in the document and is refused.
+DEFAULT_BASE = "https://qwenjson.invalid/schema.json"
+
+# Keywords whose value is one subschema, a list of subschemas, or a name → subschema map.
+SINGLE_SCHEMA = (
+    "additionalProperties",
+    "additionalItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contentSchema",
+)
+LIST_SCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
+MAP_SCHEMAS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def join_uri(base: str, ref: str) -> str:
+    """``ref`` resolved against ``base`` (fragment-only refs work for any scheme, urn: too)."""
+    if ref.startswith("#") or not ref:
+        return urldefrag(base)[0] + ref
+    return urljoin(base, ref)
+
+
+def draft_of(schema: Any) -> int:
+    """The draft a document is written for, from its `$schema`: 4, 6, 7, 2019 or 2020."""
+    uri = schema.get("$schema") if isinstance(schema, dict) else None
+    if not isinstance(uri, str):
+        return 2020
+    for mark, draft in (
+        ("draft-04", 4),
+        ("draft-03", 4),
+        ("draft-06", 6),
+        ("draft-07", 7),
+        ("2019-09", 2019),
+        ("2020-12", 2020),
+    ):
+        if mark in uri:
+            return draft
+    return 2020
+
+
+def escape_pointer_token(token: str) -> str:
+    """Escape one reference token of a JSON pointer (RFC 6901)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def child_pointer(pointer: str, *tokens: str | int) -> str:
+    """The JSON pointer of a descendant."""
+    return pointer + "".join("/" + escape_pointer_token(str(t)) for t in tokens)
+
+
+def subschemas(node: Any, pointer: str, draft: int) -> Iterator[tuple[str, Any]]:
+    """The immediate subschemas of a schema node, with their pointers."""
+    if not isinstance(node, dict):
+        return
+    for key in SINGLE_SCHEMA:
+        if key in node and isinstance(node[key], dict | bool):
+            yield child_pointer(pointer, key), node[key]
+    for key in LIST_SCHEMAS:
+        value = node.get(key)
+        if isinstance(value, list):
+            for i, sub in enumerate(value):
+                if isinstance(sub, dict | bool):
+                    yield child_pointer(pointer, key, i), sub
+    for key in MAP_SCHEMAS:
+        value = node.get(key)
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                if isinstance(sub, dict | bool):
+                    yield child_pointer(pointer, key, name), sub
+    items = node.get("items")
+    if isinstance(items, dict | bool):
+        yield child_pointer(pointer, "items"), items
+    elif isinstance(items, list):
+        for i, sub in enumerate(items):
+            if isinstance(sub, dict | bool):
+                yield child_pointer(pointer, "items", i), sub
+    deps = node.get("dependencies")
+    if isinstance(deps, dict):
+        for name, sub in deps.items():
+            if isinstance(sub, dict | bool):
+                yield child_pointer(pointer, "dependencies", name), sub
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a `$ref` lands: the subschema, its JSON pointer and its base URI."""
+
+    schema: Any
+    pointer: str
+    base: str
+
+
+class RefIndex:
+    """Every resource (`$id`) and anchor of one document, and the base URI of each subschema."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.draft = draft_of(root)
+        self.id_key = "id" if self.draft == 4 else "$id"
+        self.resources: dict[str, str] = {}  # absolute URI (no fragment) → pointer
+        self.anchors: dict[tuple[str, str], str] = {}  # (URI, anchor name) → pointer
+        self.bases: dict[str, str] = {}  # pointer → base URI of that subschema
+        self._walk()
+
+    def _walk(self) -> None:
+        # Iterative, so 1,000-deep schemas cost no Python stack.
+        stack: list[tuple[str, Any, str]] = [("", self.root, DEFAULT_BASE)]
+        self.resources[DEFAULT_BASE] = ""
+        while stack:
+            pointer, node, base = stack.pop()
+            if isinstance(node, dict):
+                base = self._enter(pointer, node, base)
+            self.bases[pointer] = base
+            children = list(subschemas(node, pointer, self.draft))
+            for child_ptr, child in reversed(children):
+                stack.append((child_ptr, child, base))
+
+    def _enter(self, pointer: str, node: dict[str, Any], base: str) -> str:
+        ident = node.get(self.id_key)
+        # In draft 7 and earlier, a `$ref` makes its siblings (an `$id` too) meaningless.
+        if "$ref" in node and self.draft <= 7:
+            ident = None
+        if isinstance(ident, str):
+            uri, fragment = urldefrag(join_uri(base, ident))
+            if uri:
+                base = uri
+                self.resources.setdefault(uri, pointer)
+            if fragment and not fragment.startswith("/"):
+                self.anchors.setdefault((base, fragment), pointer)
+        for key in ("$anchor", "$dynamicAnchor"):
+            anchor = node.get(key)
+            if isinstance(anchor, str):
+                self.anchors.setdefault((base, anchor), pointer)
+        return base
+
+    def base_of(self, pointer: str) -> str:
+        """Base URI of the subschema at ``pointer`` (the document's if the walk missed it)."""
+        return self.bases.get(pointer, self.bases.get("", DEFAULT_BASE))
+
+    def resolve(self, ref: str, base: str, at: str) -> Target:
+        """Resolve ``ref`` (a `$ref` value found at pointer ``at``) against ``base``."""
+        uri, fragment = urldefrag(join_uri(base, ref))
+        fragment = unquote(fragment)
+        if uri not in self.resources:
+            raise SchemaError(
+                f"$ref {ref!r} points outside this schema document ({uri}); "
+                "remote references are never fetched: inline the referenced schema under $defs",
+                at,
+            )
+        resource_ptr = self.resources[uri]
+        if fragment and not fragment.startswith("/"):
+            pointer = self.anchors.get((uri, fragment))
+            if pointer is None:
+                raise SchemaError(f"$ref {ref!r}: no anchor {fragment!r} in this document", at)
+        else:
+            pointer = resource_ptr + fragment
+        try:
+            node = self._lookup(pointer)
+        except (KeyError, IndexError, ValueError):
+            raise SchemaError(f"$ref {ref!r} points at nothing ({pointer or '/'})", at) from None
+        if not isinstance(node, dict | bool):
+            raise SchemaError(f"$ref {ref!r} points at a non-schema ({pointer or '/'})", at)
+        base_here = self.bases.get(pointer)
+        if base_here is None:
+            base_here = uri
+            if isinstance(node, dict) and isinstance(node.get(self.id_key), str):
+                base_here = urldefrag(join_uri(uri, node[self.id_key]))[0] or uri
+        return Target(node, pointer, base_here)
+
+    def _lookup(self, pointer: str) -> Any:
+        node = self.root
+        if not pointer:
+            return node
+        if not pointer.startswith("/"):
+            raise ValueError(pointer)
+        for raw in pointer[1:].split("/"):
+            token = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, list):
+                node = node[int(token)]
+            elif isinstance(node, dict):
+                node = node[token]
+            else:
+                raise KeyError(token)
+        return node
