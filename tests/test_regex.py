@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.schema.gbnf import JSON_CHAR_RULE
-from qwenjson.schema.regex import MAX_REPEAT_BOUND, regex_to_gbnf
+from qwenjson.schema.regex import MAX_REPEAT_BOUND, regex_to_gbnf, to_python_regex
 
 
 def string_grammar(pattern: str, prefix: str = "pat-") -> str:
@@ -176,6 +176,29 @@ def test_pattern_table(
         assert not accepts(grammar_engine, grammar, encoded(s)), (pattern, s, grammar)
         if reference is not None:
             assert not re.search(reference, s), ("the table is wrong", reference, s)
+
+
+@pytest.mark.parametrize(("pattern", "good", "bad", "python"), CASES, ids=[c[0] for c in CASES])
+def test_to_python_regex_has_ecma_semantics(
+    pattern: str, good: list[str], bad: list[str], python: str | None
+) -> None:
+    # The same table, through Python's matcher: what validation after generation relies on.
+    compiled = re.compile(to_python_regex(pattern))
+    for s in good:
+        assert compiled.search(s), (pattern, s, compiled.pattern)
+    for s in bad:
+        assert not compiled.search(s), (pattern, s, compiled.pattern)
+
+
+def test_to_python_regex_keeps_what_grammars_refuse() -> None:
+    assert re.search(to_python_regex("^(?=.*\\d)\\w+$"), "a1")
+    assert not re.search(to_python_regex("^(?=.*\\d)\\w+$"), "é1")
+    assert re.search(to_python_regex("(?<q>['\"]).*\\k<q>"), "'a'")
+    assert not re.search(to_python_regex("(?<q>['\"]).*\\k<q>"), "'a\"")
+    assert re.search(to_python_regex("\\bé"), "xé")  # ASCII word boundary: é is not a word char
+    assert not re.search(to_python_regex("\\Bé"), "xé")
+    with pytest.raises(SchemaError):
+        to_python_regex("(")
 
 
 def test_only_the_canonical_encoding_is_generated(grammar_engine: Any) -> None:

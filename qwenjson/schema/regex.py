@@ -40,7 +40,7 @@ from qwenjson.schema.gbnf import json_escape_content, literal
 sre_p: Any = importlib.import_module("re._parser")
 sre_c: Any = importlib.import_module("re._constants")
 
-__all__ = ["MAX_REPEAT_BOUND", "regex_to_gbnf"]
+__all__ = ["MAX_REPEAT_BOUND", "regex_to_gbnf", "to_python_regex"]
 
 # llama.cpp expands ``x{m,n}`` into about n symbols and n-m nested rules; past this bound the
 # grammar grows faster than it helps, so the pattern is refused (it can be checked afterwards).
@@ -139,6 +139,18 @@ _CATEGORIES: dict[Any, Ranges] = {
     sre_c.CATEGORY_NOT_WORD: _complement(_WORD),
     sre_c.CATEGORY_SPACE: _SPACE,
     sre_c.CATEGORY_NOT_SPACE: _complement(_SPACE),
+}
+
+
+_LINE_TERMINATORS: Ranges = _complement(_DOT)
+# What the character-class escapes mean in ECMA-262 (for Python's matcher, see to_python_regex).
+_SEMANTIC_ESCAPES: dict[str, Ranges] = {
+    "d": _DIGIT,
+    "D": _complement(_DIGIT),
+    "w": _WORD,
+    "W": _complement(_WORD),
+    "s": _SPACE,
+    "S": _complement(_SPACE),
 }
 
 
@@ -384,19 +396,23 @@ def _property_ranges(name: str) -> Ranges:
 
 
 def _class_body(ranges: Ranges) -> str:
-    """Python class items for ``ranges`` (all escaped: safe inside any class)."""
-    parts = []
-    for lo, hi in ranges:
-        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
-    return "".join(parts)
+    """Python class items for ``ranges``, escaped so they are safe anywhere inside a class."""
+
+    def char(cp: int) -> str:
+        if cp < 0x80 and chr(cp).isalnum():
+            return chr(cp)
+        return f"\\x{cp:02x}" if cp <= 0xFF else f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+    return "".join(char(lo) if lo == hi else f"{char(lo)}-{char(hi)}" for lo, hi in ranges)
 
 
-def _ecma_to_python(pattern: str) -> str:
+def _ecma_to_python(pattern: str, semantic: bool = False) -> str:
     """Rewrite the ECMAScript-only syntax of ``pattern`` into Python syntax with the same meaning.
 
     Patterns in JSON Schema are ECMA-262 regular expressions with Unicode semantics. Most of the
     syntax is shared with Python's; the rest is rewritten here, escape by escape, before Python's
-    parser sees it. Semantic differences (`\\d`, `\\w`, `\\s`, `.`, `$`) are handled on the tree.
+    parser sees it. The grammar path handles the semantic differences (`\\d`, `\\w`, `\\s`, `.`,
+    `$`) on the tree; with ``semantic`` they are rewritten here too, for Python's matcher.
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -431,7 +447,21 @@ def _ecma_to_python(pattern: str) -> str:
                 i = end + 1
                 continue
             if d == "k":
-                raise UnsupportedKeywordError("pattern", "", "backreference \\k<…>")
+                name = re.match(r"k<([A-Za-z_][A-Za-z0-9_]*)>", pattern[i + 1 :])
+                if not semantic or not name:
+                    raise UnsupportedKeywordError("pattern", "", "backreference \\k<…>")
+                out.append(f"(?P={name[1]})")
+                i += 1 + name.end()
+                continue
+            if semantic and d in _SEMANTIC_ESCAPES:
+                ranges = _SEMANTIC_ESCAPES[d]
+                out.append(_class_body(ranges) if in_class else f"[{_class_body(ranges)}]")
+                i += 2
+                continue
+            if semantic and d in "bB" and not in_class:
+                out.append(f"(?a:\\{d})")  # ECMA's word boundaries are ASCII-only, like its \\w
+                i += 2
+                continue
             if d in "AZzGgi":
                 # Python-only escapes (anchors and friends) are syntax errors in ECMA-262 with the
                 # `u` flag; translating them to Python's meaning would be wrong.
@@ -455,6 +485,11 @@ def _ecma_to_python(pattern: str) -> str:
             in_class = True
             out.append("[^" if pattern.startswith("[^", i) else "[")
             i += len(out[-1])
+            continue
+        if semantic and c in ".$":
+            # ECMA `.` excludes every line terminator; `$` (no m flag) is the end of input only.
+            out.append(f"[^{_class_body(_LINE_TERMINATORS)}]" if c == "." else "\\Z")
+            i += 1
             continue
         if c == "{" and re.match(r"\{,\d+\}", pattern[i:]):
             # Python reads `a{,2}` as a{0,2}; ECMA-262 as text (or an error with the u flag).
@@ -800,6 +835,26 @@ def _parse(pattern: str) -> Any:
         raise UnsupportedKeywordError(
             "pattern", "", "regular expression nested too deeply"
         ) from None
+
+
+def to_python_regex(pattern: str) -> str:
+    """A Python regex whose ``re.search`` means what ``pattern`` means in ECMA-262 (JSON Schema).
+
+    For checking ``pattern`` after generation: Python's own reading differs (``\\d`` and ``\\w``
+    match non-ASCII digits and letters, ``\\s`` another set of spaces, ``.`` matches ``\\r``,
+    ``$`` matches before a final newline, no ``\\p{…}``). Lookaround and backreferences are kept.
+    Raises :class:`SchemaError` for an invalid pattern.
+
+    Example: ``re.search(to_python_regex("^\\\\d$"), "৪")`` → ``None``.
+    """
+    python_pattern = _ecma_to_python(pattern, semantic=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(python_pattern)
+    except re.error as exc:
+        raise SchemaError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return python_pattern
 
 
 def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
