@@ -201,6 +201,17 @@ def test_to_python_regex_keeps_what_grammars_refuse() -> None:
         to_python_regex("(")
 
 
+def test_no_case_mappings_above_the_scanned_limit() -> None:
+    # _cased_code_points scans only below _CASED_LIMIT to stay fast; this Python's Unicode agrees.
+    from qwenjson.schema.regex import _CASED_LIMIT
+
+    assert not [
+        cp
+        for cp in range(_CASED_LIMIT, 0x110000)
+        if chr(cp).lower() != chr(cp) or chr(cp).upper() != chr(cp)
+    ]
+
+
 def test_only_the_canonical_encoding_is_generated(grammar_engine: Any) -> None:
     # \u escapes for characters JSON writes as themselves, or \/ for /, would be wasted tokens.
     grammar = string_grammar("^[^a]$")

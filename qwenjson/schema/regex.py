@@ -154,11 +154,16 @@ _SEMANTIC_ESCAPES: dict[str, Ranges] = {
 }
 
 
+# Every character with a case mapping lies below U+20000 (the planes above hold CJK ideographs
+# and unassigned code points); tests/test_regex.py checks this against the running Python.
+_CASED_LIMIT = 0x20000
+
+
 @functools.cache
 def _cased_code_points() -> tuple[int, ...]:
     """Code points whose simple lower or upper case is another single code point (computed once)."""
     out = []
-    for cp in range(_MAX_CP + 1):
+    for cp in range(_CASED_LIMIT):
         ch = chr(cp)
         lo, up = ch.lower(), ch.upper()
         if (len(lo) == 1 and lo != ch) or (len(up) == 1 and up != ch):
@@ -369,17 +374,22 @@ for _names, _cats in [
 
 
 @functools.cache
+def _all_category_ranges() -> dict[str, Ranges]:
+    """Each Unicode general category → its code points (one pass over Unicode, done once)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    category = unicodedata.category
+    prev, start = category("\x00"), 0
+    for cp in range(1, _MAX_CP + 2):
+        cat = category(chr(cp)) if cp <= _MAX_CP else ""
+        if cat != prev:
+            out.setdefault(prev, []).append((start, cp - 1))
+            prev, start = cat, cp
+    return {cat: tuple(ranges) for cat, ranges in out.items()}
+
+
 def _category_ranges(cats: tuple[str, ...]) -> Ranges:
-    """Code points in the given Unicode general categories (one pass over Unicode, cached)."""
-    wanted = set(cats)
-    out: list[tuple[int, int]] = []
-    for cp in range(_MAX_CP + 1):
-        if unicodedata.category(chr(cp)) in wanted:
-            if out and out[-1][1] == cp - 1:
-                out[-1] = (out[-1][0], cp)
-            else:
-                out.append((cp, cp))
-    return tuple(out)
+    table = _all_category_ranges()
+    return _normalize([r for cat in cats for r in table.get(cat, ())])
 
 
 def _property_ranges(name: str) -> Ranges:
