@@ -14,7 +14,9 @@ from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -78,3 +80,47 @@ def token_preview(enabled: bool) -> Iterator[Callable[[str], None] | None]:
             live.update(Text(tail, style="dim"))
 
         yield on_text
+
+
+class BatchProgress:
+    """Callbacks that drive the record progress bar of a ``--jsonl`` batch."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+        self._tail = ""
+        self.failed = 0
+
+    def on_record(self, line: int, ok: bool | None) -> None:
+        """One record finished (``ok`` None: already done by an earlier run)."""
+        if ok is False:
+            self.failed += 1
+        self._tail = ""
+        self._progress.update(self._task, advance=1, preview="", failed=self.failed)
+
+    def on_text(self, piece: str) -> None:
+        """Generated text of the record in flight: shown after the bar, one line."""
+        self._tail = (self._tail + piece)[-60:]
+        self._progress.update(self._task, preview=self._tail.replace("\n", " "))
+
+
+@contextmanager
+def batch_progress(total: int | None, enabled: bool) -> Iterator[BatchProgress | None]:
+    """A progress bar over records on a terminal's stderr; ``None`` (nothing shown) otherwise.
+
+    One live display at a time: in a batch, the token preview is a column of this bar.
+    """
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("records"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[preview]}", style="dim"),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task("records", total=total, preview="", failed=0)
+        yield BatchProgress(progress, task)

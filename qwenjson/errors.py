@@ -14,6 +14,7 @@ EXIT_MODEL = 4  # model unknown, missing, not a GGUF, download or verification f
 EXIT_NO_VALID_OUTPUT = 5  # the model produced no document that passes validation
 EXIT_INPUT = 6  # input text empty, not UTF-8, or too long for the context
 EXIT_TIMEOUT = 7  # --timeout ran out
+EXIT_SOME_RECORDS_FAILED = 8  # a --jsonl batch finished, but some records failed
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

@@ -1,0 +1,204 @@
+"""Streaming primitives for pipelines: whole-line output, and the items of a list as they close.
+
+``LineOutput`` writes one NDJSON line per call with SIGINT/SIGTERM held, so a signal never leaves
+half a line on stdout. ``ItemScanner`` reads generated text as it arrives and hands back each
+element of the top-level ``"items"`` array the moment its closing character is seen.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+__all__ = ["FileMark", "ItemScanner", "LineOutput", "signals_held"]
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM for the block: they are delivered, in order, when it ends.
+
+    Only the main thread can change the signal mask in a way that matters to Python's handlers;
+    elsewhere (or on platforms without ``pthread_sigmask``) the block runs unprotected.
+    """
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@dataclass(frozen=True)
+class FileMark:
+    """Which regular file a stream writes to, and its size at one moment."""
+
+    device: int
+    inode: int
+    size: int
+
+    def same_file(self, other: FileMark) -> bool:
+        """Whether both marks are of the same file (sizes aside)."""
+        return (self.device, self.inode) == (other.device, other.inode)
+
+
+def file_mark(fd: int | None) -> FileMark | None:
+    """The mark of ``fd`` if it is a regular file, else None (pipes, terminals, sockets)."""
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return FileMark(st.st_dev, st.st_ino, st.st_size)
+
+
+def stream_fd(stream: object) -> int | None:
+    """The file descriptor behind ``stream``, or None for in-memory streams (tests)."""
+    fileno = getattr(stream, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+class LineOutput:
+    """Whole lines to a binary stream (stdout by default), each written and flushed at once."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._given = stream
+
+    @property
+    def stream(self) -> BinaryIO:
+        """The binary stream written to (stdout's buffer, looked up late so tests can swap it)."""
+        if self._given is not None:
+            return self._given
+        return sys.stdout.buffer
+
+    @property
+    def fd(self) -> int | None:
+        """The file descriptor written to, if there is one."""
+        return stream_fd(self.stream)
+
+    def mark(self) -> FileMark | None:
+        """The output file and its size now, when the output is a regular file."""
+        return file_mark(self.fd)
+
+    def write_line(self, text: str) -> None:
+        """Write ``text`` and a newline, whole, and flush. The caller holds signals if needed."""
+        data = (text + "\n").encode("utf-8")
+        if self._given is None:
+            sys.stdout.flush()  # anything printed through the text layer goes first
+        out = self.stream
+        out.write(data)
+        out.flush()
+
+
+class ItemScanner:
+    """Finds the elements of the top-level ``"items"`` array in JSON text fed piece by piece.
+
+    String-aware (brackets, commas and escaped quotes inside strings don't count), so an element
+    is reported exactly when its last character arrives: the closing bracket or quote of a
+    container or string, or the ``,``/``]`` after a number or literal. After the top-level value
+    closes, the next non-space character starts a new document (the next attempt); ``attempt``
+    counts them from 1.
+    """
+
+    def __init__(self) -> None:
+        self.attempt = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._stack: list[str] = []  # "{", "[", or "items" for the items array itself
+        self._in_string = False
+        self._escape = False
+        self._string: list[str] = []  # the raw text of the last string at depth 1
+        self._key: str | None = None  # the key whose value is being read at depth 1
+        self._element: list[str] | None = None  # the element being captured
+        self._closed = False  # the top-level value has ended
+
+    def feed(self, chunk: str) -> list[str]:
+        """The JSON texts of the elements completed by ``chunk``, in order."""
+        done: list[str] = []
+        for ch in chunk:
+            if self._in_string:
+                self._string_char(ch, done)
+            else:
+                self._structure_char(ch, done)
+        return done
+
+    def _string_char(self, ch: str, done: list[str]) -> None:
+        element = self._element
+        if element is not None:
+            element.append(ch)
+        if self._escape:
+            self._escape = False
+        elif ch == "\\":
+            self._escape = True
+        elif ch == '"':
+            self._in_string = False
+            if element is not None and self._stack[-1] == "items":
+                self._finish(done)  # a string element
+            return
+        if element is None and len(self._stack) == 1:
+            self._string.append(ch)
+
+    def _structure_char(self, ch: str, done: list[str]) -> None:
+        stack = self._stack
+        in_items = bool(stack) and stack[-1] == "items"
+        if ch in " \t\r\n":
+            if in_items and self._element is not None:
+                self._finish(done)  # whitespace ends a number or literal
+            return
+        if not stack:
+            if self._closed:
+                self._reset()  # a new document: the next attempt
+                stack = self._stack
+            self.attempt += 1 if ch in "{[" else 0
+        if in_items:
+            if self._element is not None and ch in ",]":
+                self._finish(done)  # a number or literal ends at the next separator
+            elif self._element is None and ch not in ",]":
+                self._element = []
+        if self._element is not None:
+            self._element.append(ch)
+        if ch == '"':
+            self._in_string = True
+            self._string = []
+        elif ch == ":" and len(stack) == 1:
+            self._key = "".join(self._string)
+        elif ch == "{":
+            stack.append("{")
+        elif ch == "[":
+            top_level_items = stack == ["{"] and self._key == "items"
+            stack.append("items" if top_level_items else "[")
+        elif ch in "}]" and stack:
+            stack.pop()
+            if not stack:
+                self._closed = True
+            elif stack[-1] == "items" and self._element is not None:
+                self._finish(done)  # a container element
+
+    def _finish(self, done: list[str]) -> None:
+        if self._element is not None:
+            done.append("".join(self._element))
+        self._element = None

@@ -1,0 +1,652 @@
+"""Batches, --each streams, checkpoints, timeouts and truncation: the plumbing on a fake model.
+
+The fake answers from the record's text and streams its answer through ``on_text`` in small
+pieces, as the engine does; tests/test_signals.py and the ``model`` tests below run the same
+paths through ``python -m qwenjson`` on a real GGUF.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwenjson.batch import (
+    BatchOptions,
+    Checkpoint,
+    ErrorLog,
+    RecordFailed,
+    RecordOptions,
+    RecordRunner,
+    SomeRecordsFailed,
+    TotalTimeoutExpired,
+    each_schema,
+    fit_to_context,
+    job_fingerprint,
+    parse_record,
+    prepare_job,
+    read_lines,
+    run_batch,
+)
+from qwenjson.errors import (
+    EXIT_INPUT,
+    EXIT_NO_VALID_OUTPUT,
+    EXIT_SOME_RECORDS_FAILED,
+    EXIT_TIMEOUT,
+    InputError,
+    NoValidOutputError,
+    TimeoutExpired,
+    UsageError,
+)
+from qwenjson.generation import GenerationResult, Message
+from qwenjson.pipeline import ExtractOptions
+from qwenjson.stream import ItemScanner, LineOutput
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    },
+    "required": ["name", "age"],
+}
+
+
+def person(text: str) -> str:
+    """The fake's answer: the text as the name, its length as the age."""
+    return json.dumps({"name": text, "age": len(text)}, ensure_ascii=False)
+
+
+@dataclass
+class StreamingFake:
+    """Answers ``answer(user_text, attempt)`` and streams it through on_text, 3 chars at a time."""
+
+    answer: Callable[[str, int], str]
+    context: int = 100_000
+    users: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # "chunk" / "return", in order
+    on_chunk: Callable[[], None] | None = None
+
+    @property
+    def n_ctx(self) -> int:
+        return self.context
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        return "\n".join(m["content"] for m in messages)
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        grammar: str,
+        *,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        user = messages[1]["content"]
+        attempt = (len(messages) - 2) // 2 + 1
+        self.users.append(user)
+        out = self.answer(user, attempt)
+        for i in range(0, len(out), 3):
+            self.events.append("chunk")
+            if self.on_chunk is not None:
+                self.on_chunk()
+            if on_text is not None:
+                on_text(out[i : i + 3])
+        self.events.append("return")
+        return GenerationResult(out, 10, len(out), 1.0, 1.0, "stop")
+
+    def close(self) -> None:
+        pass
+
+
+def runner(
+    fake: StreamingFake,
+    schema: Any = PERSON,
+    *,
+    each: bool = False,
+    options: ExtractOptions | None = None,
+    **record: Any,
+) -> RecordRunner:
+    job = prepare_job(schema, each=each)
+    return RecordRunner(job, fake, options, RecordOptions(each=each, **record))
+
+
+def lines_of(data: bytes) -> list[bytes]:
+    return list(read_lines(io.BytesIO(data)))
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "field_name", "message"),
+    [
+        (b"", None, "empty line"),
+        (b"  \t", None, "empty line"),
+        ("李明".encode("gbk"), None, "not UTF-8 text (invalid byte 0xc0 at offset 0)"),
+        (b"plain text", "text", "not a JSON object (Expecting value at column 1)"),
+        (b"[1, 2]", "text", "not a JSON object (a array)"),
+        (b'{"id": 1}', "text", "no field 'text' in the record"),
+        (b'{"text": 5}', "text", "field 'text' is a number, not a string"),
+        (b'{"text": " "}', "text", "field 'text' is empty"),
+        (b'{"text": "a", "extracted": 1}', "text", "the record already has a field 'extracted'"),
+    ],
+)
+def test_bad_records_are_input_errors(raw: bytes, field_name: str | None, message: str) -> None:
+    with pytest.raises(InputError) as e:
+        parse_record(raw, BatchOptions(field=field_name))
+    assert str(e.value).startswith(message)
+
+
+def test_field_record_keeps_other_fields_and_puts_the_document_under_into() -> None:
+    text, shape = parse_record(
+        '{"id": 7, "text": "李明 28", "meta": {"k": [1]}}'.encode(),
+        BatchOptions(field="text", into="person"),
+    )
+    assert text == "李明 28"
+    assert json.loads(shape('{"name":"李明"}')) == {
+        "id": 7,
+        "meta": {"k": [1]},
+        "person": {"name": "李明"},
+    }
+    _, alone = parse_record(b'{"text": "x"}', BatchOptions(field="text"))
+    assert alone('{"a":1}') == '{"extracted":{"a":1}}'
+    # A BOM on the first line of a UTF-8 file is not part of the record.
+    assert parse_record(b"\xef\xbb\xbfhello", BatchOptions(), first=True)[0] == "hello"
+
+
+def test_read_lines_strips_terminators_and_keeps_a_last_line_without_one() -> None:
+    assert lines_of(b"a\r\nb\n\nc") == [b"a", b"b", b"", b"c"]
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def test_mixed_batch_writes_good_records_in_order_and_records_the_bad_ones(
+    tmp_path: Path,
+) -> None:
+    fake = StreamingFake(lambda text, _: person(text))
+    data = b'{"id":1,"text":"Ann"}\n\n\xff\xfe\n{"id":4}\n{"id":5,"text":"Bo"}\n'
+    out = io.BytesIO()
+    errors = ErrorLog(tmp_path / "errors.jsonl")
+    with pytest.raises(SomeRecordsFailed) as e:
+        run_batch(
+            lines_of(data),
+            runner(fake),
+            BatchOptions(field="text"),
+            output=LineOutput(out),
+            errors=errors,
+        )
+    errors.close()
+    assert e.value.exit_code == EXIT_SOME_RECORDS_FAILED
+    assert str(e.value) == "3 of 5 record(s) failed"
+    assert out.getvalue().decode().splitlines() == [
+        '{"id":1,"extracted":{"name":"Ann","age":3}}',
+        '{"id":5,"extracted":{"name":"Bo","age":2}}',
+    ]
+    logged = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert logged == [
+        {"line": 2, "error": "empty line", "exit_code": EXIT_INPUT},
+        {
+            "line": 3,
+            "error": "not UTF-8 text (invalid byte 0xff at offset 0)",
+            "exit_code": EXIT_INPUT,
+        },
+        {"line": 4, "error": "no field 'text' in the record", "exit_code": EXIT_INPUT},
+    ]
+    assert fake.users == ["Ann", "Bo"]  # one model, one extractor, only the good records
+
+
+def test_all_good_returns_a_report() -> None:
+    fake = StreamingFake(lambda text, _: person(text))
+    out = io.BytesIO()
+    report = run_batch(lines_of(b"a\nbb\n"), runner(fake), output=LineOutput(out))
+    assert (report.records, report.succeeded, report.failed) == (2, 2, 0)
+    assert out.getvalue() == b'{"name":"a","age":1}\n{"name":"bb","age":2}\n'
+
+
+def test_errors_go_to_the_show_callback_as_text_by_default() -> None:
+    shown: list[str] = []
+    with pytest.raises(SomeRecordsFailed):
+        run_batch(
+            lines_of(b"\nx\n"),
+            runner(StreamingFake(lambda t, _: person(t))),
+            output=LineOutput(io.BytesIO()),
+            errors=ErrorLog(show=shown.append),
+        )
+    assert shown == ["line 1: empty line"]
+
+
+def test_on_error_stop_raises_the_records_own_error_and_goes_no_further() -> None:
+    fake = StreamingFake(lambda text, _: person(text))
+    out = io.BytesIO()
+    with pytest.raises(RecordFailed) as e:
+        run_batch(
+            lines_of(b"a\n\nc\n"),
+            runner(fake),
+            BatchOptions(on_error="stop"),
+            output=LineOutput(out),
+        )
+    assert (e.value.exit_code, str(e.value)) == (EXIT_INPUT, "line 2: empty line")
+    assert out.getvalue() == b'{"name":"a","age":1}\n'
+    assert fake.users == ["a"]
+
+
+def test_on_error_skip_says_nothing_per_record_but_exits_8() -> None:
+    shown: list[str] = []
+    with pytest.raises(SomeRecordsFailed):
+        run_batch(
+            lines_of(b"\nx\n"),
+            runner(StreamingFake(lambda t, _: person(t))),
+            BatchOptions(on_error="skip"),
+            output=LineOutput(io.BytesIO()),
+            errors=ErrorLog(show=shown.append),
+        )
+    assert shown == []
+
+
+def test_invalid_documents_fail_their_record_with_exit_5_after_retries() -> None:
+    fake = StreamingFake(
+        lambda text, _: '{"name":"x","age":999}' if text == "bad" else person(text)
+    )
+    errors: list[str] = []
+    with pytest.raises(SomeRecordsFailed) as e:
+        run_batch(
+            lines_of(b"bad\nok\n"),
+            runner(fake, options=ExtractOptions(retries=1)),
+            output=LineOutput(io.BytesIO()),
+            errors=ErrorLog(show=errors.append),
+        )
+    assert fake.users == ["bad", "bad", "ok"]
+    assert [x.exit_code for x in e.value.report.errors] == [EXIT_NO_VALID_OUTPUT]
+    assert errors[0].startswith("line 1: no valid document after 2 attempt(s)")
+    assert "/age: 999 is greater than the maximum of 150" in errors[0]
+
+
+# -- --each ------------------------------------------------------------------------------------
+
+
+def items_answer(names: list[str]) -> str:
+    return json.dumps({"items": [{"name": n, "age": len(n)} for n in names]})
+
+
+def test_each_emits_every_item_as_soon_as_it_closes() -> None:
+    fake = StreamingFake(lambda text, _: items_answer(text.split()))
+    emitted: list[tuple[str, int]] = []
+    r = runner(fake, each=True)
+    r.run("Ann Bob Cy", lambda doc: emitted.append((doc, len(fake.events))))
+    assert [doc for doc, _ in emitted] == [
+        '{"name":"Ann","age":3}',
+        '{"name":"Bob","age":3}',
+        '{"name":"Cy","age":2}',
+    ]
+    # Each item went out while the model was still generating, not after it returned.
+    assert all("return" not in fake.events[:n] for _, n in emitted)
+    assert emitted[0][1] < emitted[1][1] < emitted[2][1]
+
+
+def test_each_with_field_wraps_every_item() -> None:
+    out = io.BytesIO()
+    run_batch(
+        lines_of(b'{"id":"a","text":"Ann Bo"}\n{"id":"b","text":"Cy"}\n'),
+        runner(StreamingFake(lambda t, _: items_answer(t.split())), each=True),
+        BatchOptions(field="text", into="person"),
+        output=LineOutput(out),
+    )
+    assert out.getvalue().decode().splitlines() == [
+        '{"id":"a","person":{"name":"Ann","age":3}}',
+        '{"id":"a","person":{"name":"Bo","age":2}}',
+        '{"id":"b","person":{"name":"Cy","age":2}}',
+    ]
+
+
+def test_each_invalid_first_item_is_retried_and_nothing_is_printed_twice() -> None:
+    def answer(text: str, attempt: int) -> str:
+        if attempt == 1:
+            return '{"items":[{"name":"A","age":-1},{"name":"B","age":2}]}'
+        return items_answer(["A", "B"])
+
+    fake = StreamingFake(answer)
+    emitted: list[str] = []
+    runner(fake, each=True).run("x", emitted.append)
+    assert emitted == ['{"name":"A","age":1}', '{"name":"B","age":1}']
+    assert len(fake.users) == 2
+
+
+def test_each_invalid_item_after_printed_ones_fails_without_retry() -> None:
+    fake = StreamingFake(lambda t, _: '{"items":[{"name":"A","age":1},{"name":"B","age":-5}]}')
+    emitted: list[str] = []
+    with pytest.raises(NoValidOutputError) as e:
+        runner(fake, each=True).run("x", emitted.append)
+    assert emitted == ['{"name":"A","age":1}']
+    assert "item 2 failed validation after 1 item(s) were printed" in str(e.value)
+    assert "/age" in str(e.value)
+    assert len(fake.users) == 1
+    # The model was stopped when the bad item closed, not run to the end.
+    assert "return" not in fake.events
+
+
+def test_each_works_with_a_generator_that_does_not_stream() -> None:
+    class Quiet(StreamingFake):
+        def generate(self, *a: Any, **k: Any) -> GenerationResult:
+            k["on_text"] = None
+            return super().generate(*a, **k)
+
+    emitted: list[str] = []
+    runner(Quiet(lambda t, _: items_answer(["Z"])), each=True).run("x", emitted.append)
+    assert emitted == ['{"name":"Z","age":1}']
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=6,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=50),
+    spaced=st.booleans(),
+)
+def test_scanner_finds_exactly_the_items_whatever_the_chunking(
+    items: list[Any], cuts: list[int], spaced: bool
+) -> None:
+    doc = {"other": {"items": [0]}, "items": items} if spaced else {"items": items}
+    text = json.dumps(doc, ensure_ascii=False, indent=1 if spaced else None)
+    text += " " + text  # a second attempt
+    scanner = ItemScanner()
+    found: list[Any] = []
+    pos, i = 0, 0
+    while pos < len(text):
+        step = cuts[i % len(cuts)]
+        found.extend(json.loads(t) for t in scanner.feed(text[pos : pos + step]))
+        pos, i = pos + step, i + 1
+    assert found == items + items
+    assert scanner.attempt == 2
+
+
+def test_each_schema_keeps_definitions_and_self_references() -> None:
+    tree = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": {"leaf": {"type": "string"}, "again": {"$ref": "#"}},
+        "type": "object",
+        "properties": {
+            "name": {"$ref": "#/$defs/leaf"},
+            "kids": {"type": "array", "items": {"$ref": "#"}},
+            "twin": {"$ref": "#/properties/name"},
+            "copy": {"$ref": "#/$defs/again"},
+        },
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    before = json.dumps(tree)
+    wrapped = each_schema(tree)
+    assert isinstance(wrapped, dict)
+    assert json.dumps(tree) == before  # the caller's schema is not changed
+    assert wrapped["$defs"]["leaf"] == {"type": "string"}
+    v = jsonschema.Draft202012Validator(wrapped)
+    good = {"name": "a", "kids": [{"name": "b", "kids": []}], "copy": {"name": "c"}}
+    assert v.is_valid({"items": [good, {"name": "z", "twin": "t"}]})
+    assert not v.is_valid({"items": [{"name": "a", "kids": [{"name": 1}]}]})
+    assert not v.is_valid({"items": [{"name": "a", "copy": {"nope": 1}}]})
+    assert not v.is_valid({"items": [{"name": "a", "twin": 3}]})
+    assert not v.is_valid({"items": [], "more": 1})
+    prepare_job(tree, each=True)  # and the compiler takes it
+
+
+# -- budgets -----------------------------------------------------------------------------------
+
+
+def test_input_too_long_is_an_input_error_with_token_counts() -> None:
+    fake = StreamingFake(lambda t, _: person(t))
+    r = runner(fake, options=ExtractOptions(max_tokens=50))
+    prompt = len(fake.render_chat(r.extractor.messages("")))
+    fake.context = prompt + 50 + 20
+    with pytest.raises(InputError) as e:
+        r.run("x" * 30, lambda _: None)
+    message = str(e.value)
+    assert f"the prompt takes {prompt + 30} tokens (the text 30)" in message
+    assert f"the context holds {prompt + 70}" in message and "--truncate" in message
+    assert fake.users == []
+
+
+@pytest.mark.parametrize(("keep", "expected"), [("head", "0123456789"), ("tail", "mnopqrstuv")])
+def test_truncate_keeps_the_chosen_end(keep: str, expected: str) -> None:
+    fake = StreamingFake(lambda t, _: person(t))
+    r = runner(fake, options=ExtractOptions(max_tokens=50), truncate=keep)
+    fake.context = len(fake.render_chat(r.extractor.messages(""))) + 50 + 10
+    notices: list[str] = []
+    out: list[str] = []
+    r.run("0123456789abcdefghijklmnopqrstuv", out.append, notice=notices.append)
+    assert fake.users == [expected]
+    assert notices == [f"input cut from 32 to 10 tokens (--truncate {keep})"]
+    assert fit_to_context(r.extractor, "short", "head") == ("short", None)
+
+
+def test_no_room_for_any_text_says_so() -> None:
+    fake = StreamingFake(lambda t, _: person(t), context=60)
+    r = runner(fake, options=ExtractOptions(max_tokens=50), truncate="head")
+    with pytest.raises(InputError, match="no room for the text"):
+        r.run("abc", lambda _: None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_record_timeout_fails_that_record_and_the_batch_goes_on() -> None:
+    clock = Clock()
+    fake = StreamingFake(lambda t, _: person(t))
+    fake.on_chunk = lambda: setattr(
+        clock, "now", clock.now + (5.0 if "slow" in fake.users[-1] else 0.1)
+    )
+    r = RecordRunner(prepare_job(PERSON), fake, None, RecordOptions(timeout=3), clock=clock)
+    out = io.BytesIO()
+    errors: list[str] = []
+    with pytest.raises(SomeRecordsFailed):
+        run_batch(
+            lines_of(b"slow\nfast\n"),
+            r,
+            output=LineOutput(out),
+            errors=ErrorLog(show=errors.append),
+        )
+    assert errors == ["line 1: --timeout of 3s ran out"]
+    assert out.getvalue() == b'{"name":"fast","age":4}\n'
+    assert TimeoutExpired("x").exit_code == EXIT_TIMEOUT
+
+
+def test_total_timeout_stops_the_batch_and_leaves_the_record_for_a_rerun(tmp_path: Path) -> None:
+    clock = Clock()
+    fake = StreamingFake(lambda t, _: person(t))
+    fake.on_chunk = lambda: setattr(clock, "now", clock.now + 1.0)
+    r = RecordRunner(
+        prepare_job(PERSON), fake, None, RecordOptions(), total_timeout=20, clock=clock
+    )
+    out_path = tmp_path / "out.jsonl"
+    ckpt = Checkpoint(tmp_path / "ckpt", "job")
+    with out_path.open("ab") as out, pytest.raises(TotalTimeoutExpired) as e:
+        run_batch(lines_of(b"a\nb\nc\nd\n"), r, output=LineOutput(out), checkpoint=ckpt)
+    ckpt.close()
+    assert e.value.exit_code == EXIT_TIMEOUT
+    assert "--total-timeout of 20s ran out" in str(e.value)
+    # 8 chunks (1 s each) per record: records 1 and 2 end at 16 s, record 3 runs out at 21 s.
+    assert out_path.read_bytes() == b'{"name":"a","age":1}\n{"name":"b","age":1}\n'
+    done = [json.loads(x)["line"] for x in (tmp_path / "ckpt").read_text().splitlines()[1:]]
+    assert done == [1, 2]
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def batch_to_file(
+    tmp_path: Path,
+    data: bytes,
+    fake: StreamingFake,
+    *,
+    job: str = "job",
+    each: bool = False,
+) -> tuple[Any, list[str]]:
+    """Run a checkpointed batch appending to out.jsonl; return (exception or report, notices)."""
+    notices: list[str] = []
+    ckpt = Checkpoint(tmp_path / "ckpt", job)
+    try:
+        with (tmp_path / "out.jsonl").open("ab") as out:
+            return (
+                run_batch(
+                    lines_of(data),
+                    runner(fake, each=each),
+                    output=LineOutput(out),
+                    checkpoint=ckpt,
+                    notice=notices.append,
+                    errors=ErrorLog(show=lambda _: None),
+                ),
+                notices,
+            )
+    except (Exception, KeyboardInterrupt) as e:
+        return e, notices
+    finally:
+        ckpt.close()
+
+
+class Crash(KeyboardInterrupt):
+    """Stands in for a kill at a chosen point (nothing in qwenjson catches it)."""
+
+
+def crash_at(user_text: str) -> Callable[[str, int], str]:
+    def answer(text: str, _: int) -> str:
+        if text == user_text:
+            raise Crash()
+        return person(text)
+
+    return answer
+
+
+def test_rerun_after_a_crash_skips_what_was_done(tmp_path: Path) -> None:
+    data = b"a\nb\n\nd\ne\n"
+    first, _ = batch_to_file(tmp_path, data, StreamingFake(crash_at("d")))
+    assert isinstance(first, Crash)
+    fake = StreamingFake(lambda t, _: person(t))
+    second, _ = batch_to_file(tmp_path, data, fake)
+    assert isinstance(second, SomeRecordsFailed)  # the empty line 3 failed in the first run
+    assert str(second) == "1 of 5 record(s) failed"
+    assert fake.users == ["d", "e"]
+    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert names == ["a", "b", "d", "e"]
+
+
+def test_output_written_after_the_last_checkpoint_is_cut_off_and_redone(tmp_path: Path) -> None:
+    data = b"a\nb\nc\n"
+    batch_to_file(tmp_path, data, StreamingFake(crash_at("c")))
+    # What a kill between the write and the checkpoint (or in mid-line) leaves behind.
+    with (tmp_path / "out.jsonl").open("ab") as f:
+        f.write(b'{"name":"c","age":1}\n{"name":"c"')
+    report, notices = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    assert report.succeeded == 1 and report.resumed == 2
+    assert notices == [
+        "stdout: removed 32 bytes written after the last checkpoint "
+        "(the record in flight is done again)"
+    ]
+    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert names == ["a", "b", "c"]
+
+
+def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
+    data = b"A B\nC D E\n"
+
+    def answer(text: str, _: int) -> str:
+        return items_answer(text.split())
+
+    fake = StreamingFake(answer)
+
+    def kill_mid_second_record() -> None:
+        # About 30 chunks for the second record: stop two thirds of the way through.
+        if fake.users[-1] == "C D E" and len(fake.events) - fake.events.index("return") > 20:
+            raise Crash()
+
+    fake.on_chunk = kill_mid_second_record
+    first, _ = batch_to_file(tmp_path, data, fake, each=True)
+    assert isinstance(first, Crash)
+    partial = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(partial) > 2  # some of the second record's items were out already
+    batch_to_file(tmp_path, data, StreamingFake(answer), each=True)
+    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert names == ["A", "B", "C", "D", "E"]
+
+
+def test_checkpoint_refuses_another_job_a_changed_input_and_a_truncated_output(
+    tmp_path: Path,
+) -> None:
+    data = b"a\nb\n"
+    batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    other, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)), job="other")
+    assert isinstance(other, UsageError) and "belongs to a different job" in str(other)
+    changed, _ = batch_to_file(tmp_path, b"a\nX\n", StreamingFake(lambda t, _: person(t)))
+    assert isinstance(changed, UsageError) and "differs from the one" in str(changed)
+    shorter, _ = batch_to_file(tmp_path, b"a\n", StreamingFake(lambda t, _: person(t)))
+    assert isinstance(shorter, UsageError) and "has 1 line(s)" in str(shorter)
+    (tmp_path / "out.jsonl").write_bytes(b"")  # what `>` instead of `>>` does
+    truncated, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    assert isinstance(truncated, UsageError) and "it was truncated" in str(truncated)
+    (tmp_path / "ckpt").write_text("hello\n")
+    foreign, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    assert isinstance(foreign, UsageError) and "not a qwenjson checkpoint" in str(foreign)
+
+
+def test_a_partial_last_checkpoint_line_is_ignored(tmp_path: Path) -> None:
+    data = b"a\nb\n"
+    batch_to_file(tmp_path, data, StreamingFake(crash_at("b")))
+    with (tmp_path / "ckpt").open("ab") as f:
+        f.write(b'{"line":2,"inp')
+    fake = StreamingFake(lambda t, _: person(t))
+    report, _ = batch_to_file(tmp_path, data, fake)
+    assert fake.users == ["b"] and report.resumed == 1
+    assert all(json.loads(x) for x in (tmp_path / "ckpt").read_text().splitlines())
+
+
+def test_job_fingerprint_depends_on_every_part() -> None:
+    base = {"schema": PERSON, "max_tokens": 10}
+    assert job_fingerprint(base) == job_fingerprint(dict(reversed(base.items())))
+    assert job_fingerprint(base) != job_fingerprint({**base, "max_tokens": 11})
+
+
+def test_signals_are_held_while_a_line_is_written(tmp_path: Path) -> None:
+    # A SIGTERM raised by the writer itself must wait until the line is whole.
+    code = (
+        "import os, signal, sys\n"
+        "from qwenjson.stream import LineOutput, signals_held\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (sys.stdout.write('|handled'), sys.exit(3)))\n"
+        "class Out:\n"
+        "    def write(self, b):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); sys.__stdout__.buffer.write(b)\n"
+        "    def flush(self): sys.__stdout__.buffer.flush()\n"
+        "with signals_held():\n"
+        "    LineOutput(Out()).write_line('{\"whole\":true}')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == 3
+    assert r.stdout == b'{"whole":true}\n|handled'
