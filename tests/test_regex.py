@@ -290,6 +290,20 @@ def test_simple_patterns_stay_simple() -> None:
     assert regex_to_gbnf("^$", "p") == ('""', {})
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    ["^([a-z]{1,100}\\.){1,100}$", "^(a{0,999}b{0,999})*$", "^((x{0,50}){0,50}){2,20}$"],
+)
+def test_nested_counted_repetitions_fit_llama_cpp(grammar_engine: Any, pattern: str) -> None:
+    # llama.cpp refuses a quantified group once (rules generated inside) × count reaches 2,000.
+    grammar = string_grammar(pattern)
+    assert grammar_engine.grammar_error(grammar) is None, grammar
+    good = {"^([a-z]{1,100}\\.){1,100}$": "abc." * 100, "^(a{0,999}b{0,999})*$": "ab" * 600}
+    if pattern in good:
+        assert accepts(grammar_engine, grammar, encoded(good[pattern]))
+        assert not accepts(grammar_engine, grammar, encoded(good[pattern] + "!"))
+
+
 def test_expr_composes_in_a_sequence(grammar_engine: Any) -> None:
     # The compiler puts expr between other symbols; a top-level alternation must not leak.
     expr, rules = regex_to_gbnf("^a$|^b$", "p-")

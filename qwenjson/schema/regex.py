@@ -47,6 +47,9 @@ __all__ = ["MAX_REPEAT_BOUND", "regex_to_gbnf", "to_python_regex"]
 MAX_REPEAT_BOUND = 1000
 # Anchors inside a bounded repetition are resolved by unrolling it; only small ones are unrolled.
 _MAX_ANCHOR_UNROLL = 16
+# Groups longer than this (in GBNF text) become rules of their own, as do groups with counted
+# repetitions: see _Emitter.hoisted.
+_HOIST_LENGTH = 200
 
 _MAX_CP = 0x10FFFF
 Ranges = tuple[tuple[int, int], ...]
@@ -722,11 +725,36 @@ def _class(ranges: Ranges, negated_base: str = "") -> str:
     return f"[^{negated_base}{body}]" if negated_base else f"[{body}]"
 
 
+def _generates_many_rules(text: str) -> bool:
+    # x{m,n} makes n-m rules and x{m,} one; x{n} none. Long text makes many through `*`, `(…)`.
+    return len(text) > _HOIST_LENGTH or re.search(r"\{\d+,", text) is not None
+
+
 class _Emitter:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix if prefix.endswith("-") else prefix + "-"
         self.rules: dict[str, str] = {}
         self.set_rules: dict[Ranges, str] = {}
+        self.group_rules: dict[str, str] = {}
+
+    def named(self, body: str) -> str:
+        """A rule for ``body`` (one per distinct body), referenced by name."""
+        if body not in self.group_rules:
+            name = f"{self.prefix}g{len(self.group_rules)}"
+            self.group_rules[body] = name
+            self.rules[name] = body
+        return self.group_rules[body]
+
+    def hoisted(self, group: str) -> str:
+        """``group`` (a parenthesized expression), or a rule name for it when llama.cpp needs one.
+
+        llama.cpp refuses a quantified group when the rules it generates inside, times the
+        repetition count, reach 2,000 (MAX_REPETITION_THRESHOLD); a rule reference counts as one.
+        Ranged repetitions inside are what generate many rules, so such groups become rules.
+        """
+        if group.startswith("(") and _generates_many_rules(group):
+            return self.named(group[1:-1])
+        return group
 
     def chars(self, ranges: Ranges) -> str:
         """GBNF for one character of ``ranges``, JSON-encoded: a literal, class or rule name."""
@@ -806,6 +834,7 @@ class _Emitter:
             inner = self.atom(node.node)
             if isinstance(node.node, _Repeat) or (inner.startswith('"') and len(inner) > 3):
                 inner = f"({inner})"  # a quantifier on a quantified atom or a longer literal
+            inner = self.hoisted(inner)
             lo, hi = node.lo, node.hi
             if (lo, hi) == (0, None):
                 return f"{inner}*"
@@ -893,5 +922,10 @@ def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
     if whole == _NOTHING:
         raise translator.refuse("a pattern that matches no string")
     emitter = _Emitter(prefix)
+    text = emitter.expr(whole)
+    if _generates_many_rules(text):
+        # Wherever the compiler puts it (inside a quantified group, say), one rule reference
+        # keeps llama.cpp's count of generated rules low; see _Emitter.hoisted.
+        return emitter.named(text), emitter.rules
     # An atom, so the caller can put it in a sequence between the quotes as it is.
-    return emitter.atom(whole) if isinstance(whole, _Alt) else emitter.expr(whole), emitter.rules
+    return (f"({text})" if isinstance(whole, _Alt) else text), emitter.rules
