@@ -448,6 +448,13 @@ def _ecma_to_python(pattern: str, semantic: bool = False) -> str:
                 out.append(f"\\U{int(digits, 16):08x}")
                 i = end + 1
                 continue
+            pair = re.match(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", pattern[i:], re.I)
+            if d == "u" and pair:
+                # A surrogate pair written as two escapes is one code point (ECMA u flag).
+                high, low = int(pair[1], 16), int(pair[2], 16)
+                out.append(f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}")
+                i += 12
+                continue
             if d in "pP":
                 end = pattern.find("}", i + 3) if pattern.startswith("{", i + 2) else -1
                 if end < 0:
