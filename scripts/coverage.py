@@ -60,13 +60,18 @@ def read_schema(path: Path) -> Any:
     return json.loads(raw)
 
 
+def gist(message: str) -> str:
+    """A refusal message, reduced to what repeats across schemas."""
+    message = message.split(" (at ", 1)[0]
+    # Quoted specifics (a $ref's target, a pattern) differ per schema; the reason doesn't.
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|;.*", "…", message)[:80]
+
+
 def refusal_reason(error: QwenJsonError) -> str:
     """A refusal, reduced to what repeats across schemas: the keyword, or the message's gist."""
     if isinstance(error, UnsupportedKeywordError):
-        return error.keyword
-    message = str(getattr(error, "message", error)).split(" (at ", 1)[0]
-    # Quoted specifics (a $ref's target, a pattern) differ per schema; the reason doesn't.
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", message)[:80]
+        return f"unsupported keyword {error.keyword}"
+    return gist(error.message)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -209,7 +214,7 @@ def run_test_suite(suite: Path, optional: bool, details: int) -> int:
     engine = ge.engine()
     results = [ge.run_group(g, engine) for g in ge.load_suite(suite, optional=optional)]
     header = (
-        f"{'keyword file':<42} {'groups':>6} {'compiled':>8} {'refused':>7} "
+        f"{'keyword file':<50} {'groups':>6} {'compiled':>8} {'refused':>7} "
         f"{'valid ok':>10} {'invalid ok':>10} {'(by valid.)':>11} {'failed':>6}"
     )
     by_file: dict[str, list[Any]] = {}
@@ -223,7 +228,7 @@ def run_test_suite(suite: Path, optional: bool, details: int) -> int:
         caught = sum(r.invalid_by_grammar + r.invalid_by_validation for r in rs)
         invalid = f"{caught}/{sum(r.invalid_total for r in rs)}"
         print(
-            f"{name:<42} {len(rs):>6} {sum(r.status == 'compiled' for r in rs):>8}"
+            f"{name:<50} {len(rs):>6} {sum(r.status == 'compiled' for r in rs):>8}"
             f" {sum(r.status == 'refused' for r in rs):>7} {valid:>10} {invalid:>10}"
             f" {sum(r.invalid_by_validation for r in rs):>11} {sum(not r.ok for r in rs):>6}"
         )
@@ -235,14 +240,27 @@ def run_test_suite(suite: Path, optional: bool, details: int) -> int:
         line(f"TOTAL {draft}", [r for r in results if r.group.draft == draft])
     line("TOTAL", results)
     print(
-        "\nvalid ok: valid instances (canonical form) the grammar accepts; invalid ok: invalid"
-        " ones the grammar rejects or, where the compiler asks for it, validation rejects"
-        " ((by valid.): how many of those only validation caught). Groups the compiler refuses"
-        " count as refused, not failed."
+        "\nvalid ok: valid instances (canonical form) the grammar accepts.\n"
+        "invalid ok: invalid ones the grammar rejects or, where the compiler asks for it,\n"
+        "  qwenjson's validation rejects; (by valid.): how many only validation caught.\n"
+        "Groups the compiler refuses count as refused, not failed."
     )
-    refusals = Counter(r.detail for r in results if r.status == "refused")
+    asserted = sum(r.format_asserted for r in results)
+    if asserted:
+        print(
+            f"\n{asserted} strings the suite calls valid because `format` is only an annotation"
+            " by default were judged as invalid: qwenjson asserts `format`."
+        )
+    notes = [n for r in results for n in r.notes]
+    if notes:
+        print(f"\nInstances not judged, as nothing can write them ({len(notes)}):")
+        for note in notes[:details]:
+            print(f"  {note[:160]}")
+    refusals = Counter(gist(r.detail) for r in results if r.status == "refused")
     if refusals:
-        print("\nRefusals: " + ", ".join(f"{k} {n}" for k, n in refusals.most_common(15)))
+        print("\nRefusals:")
+        for reason, count in refusals.most_common(15):
+            print(f"  {count:>4}  {reason}")
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"\nFailed groups ({len(failed)}):")

