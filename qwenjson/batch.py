@@ -50,10 +50,13 @@ __all__ = [
     "RecordRunner",
     "SomeRecordsFailed",
     "TotalTimeoutExpired",
+    "count_lines",
     "each_schema",
     "fit_to_context",
     "job_fingerprint",
+    "parse_record",
     "prepare_job",
+    "read_lines",
     "run_batch",
 ]
 
@@ -248,6 +251,7 @@ class RecordRunner:
         record: RecordOptions | None = None,
         *,
         total_timeout: float | None = None,
+        started: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job = job
@@ -257,8 +261,9 @@ class RecordRunner:
         self.extractor = Extractor(job.prepared, generator, options)
         self.clock = clock
         self.total_timeout = total_timeout
-        # --total-timeout counts from here: the CLI builds the runner right after loading.
-        self.started = clock()
+        # --total-timeout counts from ``started`` (the CLI passes its own start, so that loading
+        # the model counts too), else from now.
+        self.started = clock() if started is None else started
 
     def check_total(self) -> None:
         """Raise TotalTimeoutExpired when ``--total-timeout`` has run out."""
@@ -466,6 +471,23 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+def count_lines(fd: int) -> int | None:
+    """Lines left to read in a regular file from its current offset (None for pipes)."""
+    mark = file_mark(fd)
+    if mark is None:
+        return None
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    count, last = 0, b"\n"
+    while offset < mark.size:
+        block = os.pread(fd, 1 << 20, offset)
+        if not block:
+            break
+        count += block.count(b"\n")
+        last = block[-1:]
+        offset += len(block)
+    return count + (last != b"\n")
 
 
 def read_lines(stream: Iterable[bytes]) -> Iterator[bytes]:

@@ -10,10 +10,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
 import click
 import typer
@@ -29,13 +30,16 @@ from qwenjson.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from qwenjson.batch import RecordRunner
+
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
 JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
-the context); 7 timeout; 130 interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head);
-143 terminated (SIGTERM).
+the context); 7 timeout; 8 some records of a --jsonl batch failed (each reported with its line);
+130 interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(
@@ -159,20 +163,121 @@ def extract(
         ),
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress or previews on stderr.")
+        bool,
+        typer.Option("--quiet", "-q", help="No progress, previews or warnings on stderr."),
     ] = False,
+    jsonl: Annotated[
+        bool,
+        typer.Option(
+            "--jsonl",
+            help="Batch: each input line is a record; one output line per record, in input "
+            "order, written as each record finishes. One model load for all records.",
+        ),
+    ] = False,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="With --jsonl: each line is a JSON object whose NAME field holds the text. "
+            "The output line is that object without NAME, plus the document under --into.",
+        ),
+    ] = None,
+    into: Annotated[
+        str, typer.Option(metavar="KEY", help="With --field: the key the document goes under.")
+    ] = "extracted",
+    each: Annotated[
+        bool,
+        typer.Option(
+            "--each",
+            help='The schema is one item: extract a list of them ({"items": [...]}) and print '
+            "each item as its own line as soon as it closes, validated on its own. Printed "
+            "items stay printed if the list fails later (the exit code says so), and once one "
+            "is out the list is not retried.",
+        ),
+    ] = False,
+    on_error: Annotated[
+        Literal["record", "skip", "stop"] | None,
+        typer.Option(
+            help="With --jsonl, a failed record: 'record' (the default) reports it and goes "
+            "on, 'skip' goes on silently, 'stop' ends the batch with that record's exit code. "
+            "A batch in which any record failed exits 8.",
+            show_default=False,
+        ),
+    ] = None,
+    errors_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--errors",
+            metavar="FILE",
+            help="With --on-error record: append one JSON object per failed record "
+            '({"line": N, "error": "...", "exit_code": K}) to FILE instead of writing '
+            "'Error: line N: ...' on stderr.",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="With --jsonl: log finished records in FILE; a rerun after a crash or kill -9 "
+            "skips them and duplicates none. Append stdout to a file (>> out.jsonl): its lines "
+            "after the last finished record are cut off and redone (through a pipe, a kill can "
+            "repeat the one record in flight). A checkpoint from another schema, model, "
+            "options or input is refused.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Seconds for one document (for each record with --jsonl, where a record "
+            "that runs out fails on its own); exit 7.",
+        ),
+    ] = None,
+    total_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Seconds for the whole run, model load included; exit 7 (with --checkpoint, "
+            "a rerun goes on from there).",
+        ),
+    ] = None,
+    truncate: Annotated[
+        Literal["head", "tail"] | None,
+        typer.Option(
+            help="Input longer than the context: keep its beginning (head) or its end (tail), "
+            "cut by tokens. Without it, such input is exit 6 with the token counts.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Extract one JSON document matching --schema from the text on stdin.
 
-    Prints one line of compact JSON (indented with --pretty) that has passed validation.
+    Prints one line of compact JSON (indented with --pretty) that has passed validation;
+    with --jsonl, one line per input record; with --each, one line per item.
 
     Example: qwenjson extract --schema person.json < note.txt
+
+    Example: qwenjson extract --schema person.json --jsonl --field text --checkpoint ck
+    < notes.jsonl >> people.jsonl
     """
-    from qwenjson.pipeline import ExtractOptions, Extractor, open_model, prepare_schema
+    from qwenjson.batch import RecordOptions, RecordRunner, prepare_job
+    from qwenjson.pipeline import ExtractOptions, open_model
     from qwenjson.validate import load_schema
 
-    prepared = prepare_schema(load_schema(schema))
-    text = _read_input(input_file)
+    started = time.monotonic()
+    batch_only = {"--field": field, "--on-error": on_error, "--errors": errors_file}
+    batch_only |= {"--checkpoint": checkpoint, "--into": into if into != "extracted" else None}
+    for name, value in batch_only.items():
+        if value is not None and not jsonl:
+            raise UsageError(f"{name} needs --jsonl")
+    if errors_file is not None and on_error not in (None, "record"):
+        raise UsageError("--errors needs --on-error record")
+    if pretty and (jsonl or each):
+        raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
+    schema_value = load_schema(schema)
+    job = prepare_job(schema_value, each=each)
+    source = _open_records(input_file) if jsonl else None
+    text = "" if jsonl else _read_input(input_file)
     offline = offline or _env_flag("HF_HUB_OFFLINE")
     with console.download_progress("Downloading model", enabled=not quiet) as progress:
         generator = open_model(
@@ -186,13 +291,99 @@ def extract(
             seed=seed,
             retries=retries,
         )
-        extractor = Extractor(prepared, generator, options)
-        with console.token_preview(enabled=not quiet) as on_text:
-            result = extractor.run(text, on_text=on_text)
+        record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
+        runner = RecordRunner(
+            job, generator, options, record, total_timeout=total_timeout, started=started
+        )
+        notice = None if quiet else console.warning
+        if source is not None:
+            # Everything that decides what a record's output is: a checkpoint of another job
+            # is refused. (Threads, timeouts and error handling don't change outputs.)
+            job_parts = {
+                "schema": schema_value,
+                "model": str(model or ""),
+                "ctx": ctx,
+                "options": [instruction, max_tokens, temperature, seed, retries],
+                "records": [field, into, each, truncate],
+            }
+            _extract_jsonl(
+                runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
+            )
+        else:
+            with console.token_preview(enabled=not quiet) as on_text:
+                runner.run(text, _document_writer(pretty), on_text=on_text, notice=notice)
     finally:
         generator.close()
-    out = json.dumps(result.data, ensure_ascii=False, indent=2) if pretty else result.json
-    write_document(out)
+
+
+def _document_writer(pretty: bool) -> Callable[[str], None]:
+    def write(document: str) -> None:
+        if pretty:
+            document = json.dumps(json.loads(document), ensure_ascii=False, indent=2)
+        write_document(document)
+
+    return write
+
+
+def _open_records(input_file: Path | None) -> BinaryIO:
+    """The binary stream of --jsonl records: --input FILE, or stdin."""
+    if input_file is not None and str(input_file) != "-":
+        try:
+            return input_file.open("rb")
+        except FileNotFoundError:
+            raise InputError(f"input file {str(input_file)!r} not found") from None
+        except OSError as e:
+            raise InputError(f"cannot read input file {str(input_file)!r}: {e.strerror}") from e
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no input: pipe the records on stdin or give --input FILE")
+    return sys.stdin.buffer
+
+
+def _extract_jsonl(
+    runner: RecordRunner,
+    source: BinaryIO,
+    field: str | None,
+    into: str,
+    on_error: Literal["record", "skip", "stop"] | None,
+    errors_file: Path | None,
+    checkpoint_file: Path | None,
+    job_parts: dict[str, Any],
+    quiet: bool,
+) -> None:
+    from qwenjson.batch import (
+        BatchOptions,
+        Checkpoint,
+        ErrorLog,
+        count_lines,
+        job_fingerprint,
+        read_lines,
+        run_batch,
+    )
+    from qwenjson.stream import stream_fd
+
+    errors = ErrorLog(errors_file, show=console.error)
+    checkpoint = None
+    if checkpoint_file is not None:
+        checkpoint = Checkpoint(checkpoint_file, job_fingerprint(job_parts))
+    fd = stream_fd(source)
+    show_bar = not quiet and console.stderr.is_terminal
+    total = count_lines(fd) if show_bar and fd is not None else None
+    try:
+        with console.batch_progress(total, enabled=not quiet) as bar:
+            run_batch(
+                read_lines(source),
+                runner,
+                BatchOptions(field=field, into=into, on_error=on_error or "record"),
+                errors=errors,
+                checkpoint=checkpoint,
+                on_text=bar.on_text if bar is not None else None,
+                on_record=bar.on_record if bar is not None else None,
+                notice=None if quiet else console.warning,
+            )
+    finally:
+        errors.close()
+        if checkpoint is not None:
+            checkpoint.close()
 
 
 @app.command()

@@ -650,3 +650,119 @@ def test_signals_are_held_while_a_line_is_written(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert r.returncode == 3
     assert r.stdout == b'{"whole":true}\n|handled'
+
+
+# -- the command line (fake model) ----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli_run(
+    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> Callable[..., Run]:
+    from qwenjson import cli, pipeline
+
+    def invoke(
+        *args: str, stdin: bytes = b"", answer: Callable[[str, int], str] | None = None
+    ) -> Run:
+        fake = StreamingFake(answer or (lambda t, _: person(t)))
+        monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: fake)
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+        code = cli.run(list(args))
+        captured = capsysbinary.readouterr()
+        return Run(code, captured.out.decode("utf-8"), captured.err.decode("utf-8"))
+
+    return invoke
+
+
+SCHEMA_ARG = json.dumps(PERSON)
+
+
+def test_cli_jsonl_with_field_prints_records_and_reports_failures(
+    cli_run: Callable[..., Run],
+) -> None:
+    stdin = b'{"id":1,"text":"Ann"}\n\n{"id":3,"text":"Bo"}\n'
+    r = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", "--field", "text", stdin=stdin)
+    assert r.code == EXIT_SOME_RECORDS_FAILED
+    assert r.out == (
+        '{"id":1,"extracted":{"name":"Ann","age":3}}\n{"id":3,"extracted":{"name":"Bo","age":2}}\n'
+    )
+    assert r.err == "Error: line 2: empty line\nError: 1 of 3 record(s) failed\n"
+
+
+def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -> None:
+    errors = tmp_path / "errors.jsonl"
+    r = cli_run(
+        "extract", "-s", SCHEMA_ARG, "--jsonl", "--errors", str(errors), stdin=b"\xff\nok\n"
+    )
+    assert (r.code, r.out) == (EXIT_SOME_RECORDS_FAILED, '{"name":"ok","age":2}\n')
+    assert r.err == "Error: 1 of 2 record(s) failed\n"
+    assert json.loads(errors.read_text()) == {
+        "line": 1,
+        "error": "not UTF-8 text (invalid byte 0xff at offset 0)",
+        "exit_code": EXIT_INPUT,
+    }
+    r = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", "--on-error", "stop", stdin=b"a\n\nc\n")
+    assert (r.code, r.out) == (EXIT_INPUT, '{"name":"a","age":1}\n')
+    assert r.err == "Error: line 2: empty line\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--field", "text"], "--field needs --jsonl"),
+        (["--checkpoint", "ck"], "--checkpoint needs --jsonl"),
+        (
+            ["--jsonl", "--pretty"],
+            "--pretty can't be used with --jsonl or --each (one document per line)",
+        ),
+        (["--jsonl", "--errors", "e", "--on-error", "skip"], "--errors needs --on-error record"),
+    ],
+)
+def test_cli_option_combinations_that_make_no_sense_exit_2(
+    cli_run: Callable[..., Run], args: list[str], message: str
+) -> None:
+    r = cli_run("extract", "-s", SCHEMA_ARG, *args, stdin=b"x\n")
+    assert (r.code, r.out, r.err) == (2, "", f"Error: {message}\n")
+
+
+def test_cli_each_prints_one_line_per_item(cli_run: Callable[..., Run]) -> None:
+    r = cli_run(
+        "extract",
+        "-s",
+        SCHEMA_ARG,
+        "--each",
+        stdin=b"Ann Bo",
+        answer=lambda t, _: items_answer(t.split()),
+    )
+    assert (r.code, r.err) == (0, "")
+    assert r.out == '{"name":"Ann","age":3}\n{"name":"Bo","age":2}\n'
+
+
+def test_cli_checkpoint_of_another_job_is_refused(
+    cli_run: Callable[..., Run], tmp_path: Path
+) -> None:
+    ck = str(tmp_path / "ck")
+    r = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", "--checkpoint", ck, stdin=b"a\n")
+    assert (r.code, r.out) == (0, '{"name":"a","age":1}\n')
+    r = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", "--checkpoint", ck, stdin=b"a\nb\n")
+    assert (r.code, r.out) == (0, '{"name":"b","age":1}\n')  # a was done: through a pipe, skipped
+    r = cli_run(
+        "extract",
+        "-s",
+        SCHEMA_ARG,
+        "--jsonl",
+        "--checkpoint",
+        ck,
+        "--max-tokens",
+        "9",
+        stdin=b"a\n",
+    )
+    assert (r.code, r.out) == (2, "")
+    assert "belongs to a different job" in r.err
