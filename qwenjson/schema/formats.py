@@ -25,12 +25,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qwenjson.schema.gbnf import json_escape_content, literal
+from qwenjson.schema.regex import regex_to_gbnf
 
 __all__ = ["EXACT_FORMATS", "FORMATS", "format_to_gbnf"]
 
 # Formats whose grammar accepts exactly the valid strings (see the module docstring).
 EXACT_FORMATS: frozenset[str] = frozenset(
     {"date", "duration", "email", "ipv4", "ipv6", "uri", "uuid"}
+    | {"uri-reference", "iri", "iri-reference", "json-pointer", "relative-json-pointer"}
+    | {"uri-template"}
 )
 
 # llama.cpp's grammar parser knows only the escapes \x \u \U \t \r \n \\ \" \[ \], so classes
@@ -163,28 +166,97 @@ def _email(b: _Builder) -> str:
     domain = b.rule("domain", f'{sub} ("." {sub})*')
     # IPv4 and IPv6 address literals; the General-address-literal form needs a tag registered
     # with IANA and none is, so it is left out (a "[tag:…]" would only ever be invalid).
-    address = b.rule("address-literal", f'"[" ({_ipv4(b)} | "IPv6:" {_ipv6(b)}) "]"')
+    address = b.rule("address-literal", f'"[" ({_ipv4(b)} | [Ii] [Pp] [Vv] "6:" {_ipv6(b)}) "]"')
     return b.rule("email", f'{local} "@" ({domain} | {address})')
 
 
-def _uri(b: _Builder) -> str:
-    # RFC 3986 URI = scheme ":" hier-part [ "?" query ] [ "#" fragment ], ASCII only.
+# RFC 3987: the non-ASCII characters an IRI may carry (ucschar), and in its query also iprivate.
+_UCSCHAR = (
+    "\\u00A0-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFEF"
+    + "".join(f"\\U000{plane:X}0000-\\U000{plane:X}FFFD" for plane in range(1, 14))
+    + "\\U000E1000-\\U000EFFFD"
+)
+_IPRIVATE = "\\uE000-\\uF8FF\\U000F0000-\\U000FFFFD\\U00100000-\\U0010FFFD"
+
+
+def _uri_family(b: _Builder, name: str, *, iri: bool, reference: bool) -> str:
+    """RFC 3986 URI / URI-reference, or with ``iri`` RFC 3987 IRI / IRI-reference."""
+    s = "i" if iri else ""  # rule names: pchar for URIs, ipchar for IRIs
+    unreserved = "a-zA-Z0-9._~\\x2D" + (_UCSCHAR if iri else "")
+    plain = unreserved + "!$&'()*+,;="  # unreserved and sub-delims
     pct = b.rule("pct", f'"%" {_HEX} {_HEX}')
-    # unreserved / sub-delims, then with ":" and "@" (pchar)
-    plain = "a-zA-Z0-9._~!$&'()*+,;=\\x2D"
-    pchar = b.rule("pchar", f"[{plain}:@] | {pct}")
-    segment = f"{pchar}*"
-    segments = f'("/" {segment})*'
-    ipvfuture = f'"v" {_HEX}+ "." [{plain}:]+'
-    host = b.rule("host", f'"[" ({_ipv6(b)} | {ipvfuture}) "]" | ([{plain}] | {pct})*')
-    authority = b.rule("authority", f'(([{plain}:] | {pct})* "@")? {host} (":" [0-9]*)?')
-    hier = b.rule(
-        "hier-part",
-        f'"//" {authority} {segments} | "/" ({pchar}+ {segments})? | {pchar}+ {segments} | ""',
-    )
-    query = b.rule("query", f"({pchar} | [/?])*")
+    pchar = b.rule(f"{s}pchar", f"[{plain}:@] | {pct}")
+    segments = b.rule(f"{s}segments", f'("/" {pchar}*)*')
+    ipvfuture = f'[vV] {_HEX}+ "." [{plain}:]+'
+    host = b.rule(f"{s}host", f'"[" ({_ipv6(b)} | {ipvfuture}) "]" | ([{plain}] | {pct})*')
+    authority = b.rule(f"{s}authority", f'(([{plain}:] | {pct})* "@")? {host} (":" [0-9]*)?')
+    query = b.rule(f"{s}query", f"({pchar} | [/?{_IPRIVATE}])*" if iri else f"({pchar} | [/?])*")
+    fragment = b.rule(f"{s}fragment", f"({pchar} | [/?])*")
+    tail = f'("?" {query})? ("#" {fragment})?'
+    absolute = f'"//" {authority} {segments} | "/" ({pchar}+ {segments})?'
+    hier = b.rule(f"{s}hier-part", f'{absolute} | {pchar}+ {segments} | ""')
     scheme = "[a-zA-Z] [a-zA-Z0-9+.\\x2D]*"
-    return b.rule("uri", f'{scheme} ":" {hier} ("?" {query})? ("#" {query})?')
+    full = b.rule(f"{name}-absolute" if reference else name, f'{scheme} ":" {hier} {tail}')
+    if not reference:
+        return full
+    # relative-ref: the first segment of a relative path has no ":" (it would read as a scheme).
+    nc = b.rule(f"{s}pchar-nc", f"[{plain}@] | {pct}")
+    relative = b.rule(f"{s}relative-ref", f'({absolute} | {nc}+ {segments} | "") {tail}')
+    return b.rule(name, f"{full} | {relative}")
+
+
+def _uri(b: _Builder) -> str:
+    return _uri_family(b, "uri", iri=False, reference=False)
+
+
+def _uri_reference(b: _Builder) -> str:
+    return _uri_family(b, "uri-reference", iri=False, reference=True)
+
+
+def _iri(b: _Builder) -> str:
+    return _uri_family(b, "iri", iri=True, reference=False)
+
+
+def _iri_reference(b: _Builder) -> str:
+    return _uri_family(b, "iri-reference", iri=True, reference=True)
+
+
+def _from_regex(b: _Builder, name: str, pattern: str) -> str:
+    # Formats with arbitrary Unicode inside (JSON escapes included) go through the regex
+    # translator, which knows how JSON encodes each character.
+    expr, rules = regex_to_gbnf(pattern, f"{b.prefix}{name}-")
+    b.rules.update(rules)
+    return b.rule(name, expr)
+
+
+# RFC 6901: "/"-separated tokens, "~" only as "~0" or "~1".
+_JSON_POINTER = "(?:/(?:[^~/]|~[01])*)*"
+
+
+def _json_pointer(b: _Builder) -> str:
+    return _from_regex(b, "json-pointer", f"^{_JSON_POINTER}$")
+
+
+def _relative_json_pointer(b: _Builder) -> str:
+    # A non-negative integer, then "#" or a JSON pointer. (The index manipulation of the draft,
+    # "0+1/…", is left out: Python's checker in jsonschema rejects it.)
+    return _from_regex(b, "relative-json-pointer", f"^(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})$")
+
+
+# RFC 6570 level 4. Literals: ASCII but controls, space, "\"<>\\^`{|}" (and "%" only as
+# pct-encoding), plus ucschar and iprivate; the suite (and RFC 6570 erratum 6937) allows "'".
+_UT_LITERAL = (
+    "[!#$&'()*+,\\-./0-9:;=?@A-Z\\[\\]_a-z~\\u00A0-\\uD7FF\\uE000-\\uFDCF\\uFDF0-\\uFFEF"
+    + "".join(f"\\u{{{plane:X}0000}}-\\u{{{plane:X}FFFD}}" for plane in range(1, 14))
+    + "\\u{E1000}-\\u{EFFFD}\\u{F0000}-\\u{FFFFD}\\u{100000}-\\u{10FFFD}]|%[0-9A-Fa-f]{2}"
+)
+_UT_VARCHAR = "(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})"
+_UT_VARSPEC = f"{_UT_VARCHAR}(?:\\.?{_UT_VARCHAR})*(?::[1-9][0-9]{{0,3}}|\\*)?"
+_URI_TEMPLATE = f"^(?:{_UT_LITERAL}|\\{{[+#./;?&=,!@|]?{_UT_VARSPEC}(?:,{_UT_VARSPEC})*\\}})*$"
+
+
+def _uri_template(b: _Builder) -> str:
+    return _from_regex(b, "uri-template", _URI_TEMPLATE)
 
 
 def _uuid(b: _Builder) -> str:
@@ -202,6 +274,12 @@ FORMATS: dict[str, Callable[[_Builder], str]] = {
     "ipv4": _ipv4,
     "ipv6": _ipv6,
     "uri": _uri,
+    "uri-reference": _uri_reference,
+    "iri": _iri,
+    "iri-reference": _iri_reference,
+    "json-pointer": _json_pointer,
+    "relative-json-pointer": _relative_json_pointer,
+    "uri-template": _uri_template,
     "uuid": _uuid,
 }
 

@@ -777,9 +777,13 @@ class _Emitter:
             missing = _subtract(_PLAIN, plain)
             if len(plain) == 1 and plain[0][0] == plain[0][1]:
                 alts.append(literal(chr(plain[0][0])))
-            elif len(missing) < len(plain):
+            elif len(missing) < len(plain) and (not missing or missing[-1][1] < 0x80):
                 # Mostly everything: a negated class is shorter. `"`, `\` and controls are never
                 # plain, so they are always excluded here; their escaped forms come below.
+                # Only ASCII exclusions, though: llama.cpp rejects a character split across
+                # tokens when any completion of its first bytes falls in a negated class's
+                # ranges (llama_grammar_match_partial_char), so [^…\u2028] would refuse "→" cut
+                # after its first byte. Positive classes don't have that problem.
                 alts.append(_class(missing, negated_base='"\\\\\\x00-\\x1F'))
             else:
                 alts.append(_class(plain))
