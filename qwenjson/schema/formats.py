@@ -3,9 +3,11 @@
 Same contract as :func:`qwenjson.schema.regex.regex_to_gbnf`: the expression describes the
 JSON-encoded text between the quotes, and every extra rule's name starts with the given prefix.
 
-Each grammar accepts every string the format's definition accepts (RFC 3339 for dates and times,
-RFC 5321 for email, RFC 1123 for hostname, RFC 2673 / RFC 4291 for IP addresses, RFC 3986 for
-uri, RFC 4122 for uuid), so the model is never kept from writing a valid value. Where exactness
+Each grammar accepts every string the format's definition accepts (RFC 3339 for dates, times and
+durations, RFC 5321 for email, RFC 1123 for hostname, RFC 2673 / RFC 4291 for IP addresses,
+RFC 3986 / RFC 3987 for uri, uri-reference, iri, iri-reference, RFC 6901 for json-pointer,
+draft-bhutton-relative-json-pointer for relative-json-pointer, RFC 6570 for uri-template,
+RFC 4122 for uuid), so the model is never kept from writing a valid value. Where exactness
 would blow the grammar up, it is a slight superset and the format is missing from
 :data:`EXACT_FORMATS`: the value must then be checked after generation. Those cases:
 
@@ -14,10 +16,11 @@ would blow the grammar up, it is a slight superset and the format is missing fro
   (about 1,440 combinations).
 - ``hostname``: the 253-character total length and the validity of ``xn--`` (Punycode) labels.
 
-Two deliberate narrowings, each where a checker in Python rejects what the RFC allows, so that
-generated values pass validation: year 0000 is not generated (``datetime`` has no year 0), and
-``duration`` designators are upper case only (ISO 8601's form; RFC 3339's ABNF is
-case-insensitive, no validator seen here accepts ``p1d``).
+Deliberate narrowings (never a valid value the format's users would miss, and each keeps the
+grammar inside what Python's checkers accept): year 0000 is not generated (``datetime`` has no
+year 0); ``duration`` designators are upper case only (ISO 8601's form; RFC 3339's ABNF is
+case-insensitive, the checkers seen here are not); email has no General-address-literal (no tag
+is registered); relative-json-pointer has no index manipulation (``0+1/a``).
 """
 
 from __future__ import annotations
