@@ -564,10 +564,11 @@ class _Parser:
 
 
 def _spans_lines(text: str, pos: int) -> bool:
-    """Whether the ``{…}`` group whose body starts at ``pos`` has a line break before its ``}``.
+    """Whether the ``{…}`` group whose body starts at ``pos`` is written over several lines.
 
-    Decides whether commas end descriptions inside it; the group's extent comes out the same
-    whichever way descriptions treat commas, so a skim with commas as text finds it.
+    Decides whether commas end descriptions inside it. The group is read as a one-line group
+    would be (commas end descriptions, so quoted names after them are tokens); if a line break
+    comes before its ``}``, it is a multi-line group.
     """
     depth = 1
     try:
@@ -583,7 +584,7 @@ def _spans_lines(text: str, pos: int) -> bool:
                 if depth == 0:
                     return False
             elif tok.kind == ":" and not text.startswith('"', _skip_spaces(text, pos)):
-                pos = _read_raw(text, pos, commas_end=False)[1]
+                pos = _read_raw(text, pos, commas_end=True)[1]
     except DslError:
         return True  # the real parse reports the error
 

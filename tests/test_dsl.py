@@ -1,0 +1,884 @@
+"""The concise schema syntax: golden tables, exact error places, llm compatibility, round trips."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qwenjson.dsl
+from qwenjson.dsl import DRAFT_2020_12, DslError, parse_dsl, schema_to_dsl
+from qwenjson.errors import EXIT_SCHEMA, SchemaError
+
+S = {"type": "string"}
+I = {"type": "integer"}  # noqa: E741 (I is the integer schema here, not a lookalike of 1)
+
+
+def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object schema as parse_dsl writes one: every field required unless listed."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def top(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"$schema": DRAFT_2020_12, **obj(properties, required)}
+
+
+GOLDEN: list[tuple[str, dict[str, Any]]] = [
+    # llm's forms
+    ("name", top({"name": S})),
+    ("name, age int", top({"name": S, "age": I})),
+    (
+        "name,age int,ok bool,x float,s str",
+        top(
+            {
+                "name": S,
+                "age": I,
+                "ok": {"type": "boolean"},
+                "x": {"type": "number"},
+                "s": S,
+            }
+        ),
+    ),
+    (
+        "name string, age integer, ok boolean, x number",
+        top(
+            {
+                "name": S,
+                "age": I,
+                "ok": {"type": "boolean"},
+                "x": {"type": "number"},
+            }
+        ),
+    ),
+    (
+        "name: the name, age int: in years",
+        top(
+            {
+                "name": {"type": "string", "description": "the name"},
+                "age": {"type": "integer", "description": "in years"},
+            }
+        ),
+    ),
+    (
+        "name: the name, in full\nage int: in years, rounded down",
+        top(
+            {
+                "name": {"type": "string", "description": "the name, in full"},
+                "age": {"type": "integer", "description": "in years, rounded down"},
+            }
+        ),
+    ),
+    ("\n  name\n\n  age int\n", top({"name": S, "age": I})),
+    ("name,, age int,", top({"name": S, "age": I})),
+    ("a\r\nb int\r\n", top({"a": S, "b": I})),
+    # optional
+    (
+        "name, nickname?, age? int: if known",
+        top(
+            {"name": S, "nickname": S, "age": {"type": "integer", "description": "if known"}},
+            ["name"],
+        ),
+    ),
+    ("a?, b?", top({"a": S, "b": S}, [])),
+    # ranges
+    ("age int 0..150", top({"age": {"type": "integer", "minimum": 0, "maximum": 150}})),
+    ("t float -1.5..2.5e3", top({"t": {"type": "number", "minimum": -1.5, "maximum": 2500.0}})),
+    (
+        "n int 1.., m int ..-1",
+        top(
+            {
+                "n": {"type": "integer", "minimum": 1},
+                "m": {"type": "integer", "maximum": -1},
+            }
+        ),
+    ),
+    ("score float 0..1", top({"score": {"type": "number", "minimum": 0, "maximum": 1}})),
+    ("title str 1..80", top({"title": {"type": "string", "minLength": 1, "maxLength": 80}})),
+    ("title 1..80", top({"title": {"type": "string", "minLength": 1, "maxLength": 80}})),
+    ("code ..3: short", top({"code": {"type": "string", "maxLength": 3, "description": "short"}})),
+    ("n int 5 .. 5", top({"n": {"type": "integer", "minimum": 5, "maximum": 5}})),
+    # enums
+    (
+        "sentiment positive|neutral|negative",
+        top({"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]}}),
+    ),
+    ("stars 1|2|3", top({"stars": {"type": "integer", "enum": [1, 2, 3]}})),
+    ("x 1|2.5", top({"x": {"type": "number", "enum": [1, 2.5]}})),
+    (
+        'kind "int"|"str"|"very good"|bad-ish|4k',
+        top({"kind": {"type": "string", "enum": ["int", "str", "very good", "bad-ish", "4k"]}}),
+    ),
+    (
+        "status open|closed|null",
+        top({"status": {"type": ["string", "null"], "enum": ["open", "closed", None]}}),
+    ),
+    ("flag true|false", top({"flag": {"type": "boolean", "enum": [True, False]}})),
+    (
+        'x a|1|true|null|"null"',
+        top(
+            {
+                "x": {
+                    "type": ["string", "integer", "boolean", "null"],
+                    "enum": ["a", 1, True, None, "null"],
+                }
+            }
+        ),
+    ),
+    ('kind "person"', top({"kind": {"type": "string", "enum": ["person"]}})),
+    # nullable
+    ("nick str|null", top({"nick": {"type": ["string", "null"]}})),
+    (
+        "score float|null 0..1",
+        top({"score": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}),
+    ),
+    ("tags [str]|null", top({"tags": {"type": ["array", "null"], "items": S}})),
+    ("a {b}|null", top({"a": {**obj({"b": S}), "type": ["object", "null"]}})),
+    # nesting and lists
+    (
+        "address {street, city, zip? str 5..10}",
+        top(
+            {
+                "address": obj(
+                    {
+                        "street": S,
+                        "city": S,
+                        "zip": {"type": "string", "minLength": 5, "maxLength": 10},
+                    },
+                    ["street", "city"],
+                )
+            }
+        ),
+    ),
+    ("tags [str]", top({"tags": {"type": "array", "items": S}})),
+    (
+        "tags [str 1..20] ..10",
+        top(
+            {
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 20},
+                    "maxItems": 10,
+                }
+            }
+        ),
+    ),
+    (
+        "people [{name, age int}] 1..",
+        top(
+            {
+                "people": {
+                    "type": "array",
+                    "items": obj({"name": S, "age": I}),
+                    "minItems": 1,
+                }
+            }
+        ),
+    ),
+    ("m [[int]]", top({"m": {"type": "array", "items": {"type": "array", "items": I}}})),
+    ("m [a|b]", top({"m": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}})),
+    ("a{b{c int}}", top({"a": obj({"b": obj({"c": I})})})),
+    # descriptions: where they end, and quoting
+    (
+        "a {b: one, c}: outer",
+        top(
+            {
+                "a": {
+                    **obj({"b": {"type": "string", "description": "one"}, "c": S}),
+                    "description": "outer",
+                },
+            }
+        ),
+    ),
+    (
+        "a {b: see [1, 2] and {x}, c}",
+        top(
+            {
+                "a": obj({"b": {"type": "string", "description": "see [1, 2] and {x}"}, "c": S}),
+            }
+        ),
+    ),
+    (
+        "p [{name: full name}]",
+        top(
+            {
+                "p": {
+                    "type": "array",
+                    "items": obj({"name": {"type": "string", "description": "full name"}}),
+                },
+            }
+        ),
+    ),
+    # a one-line group inside a multi-line schema: its commas still separate fields
+    (
+        "name: full, in caps\naddress {street: with number, city}",
+        top(
+            {
+                "name": {"type": "string", "description": "full, in caps"},
+                "address": obj(
+                    {"street": {"type": "string", "description": "with number"}, "city": S}
+                ),
+            }
+        ),
+    ),
+    # a group over several lines: commas are text in its descriptions
+    (
+        "person {\n  name: full name, as written\n  age int\n}, id int",
+        top(
+            {
+                "person": obj(
+                    {"name": {"type": "string", "description": "full name, as written"}, "age": I}
+                ),
+                "id": I,
+            }
+        ),
+    ),
+    (
+        "people [\n  {name, age int}\n]",
+        top(
+            {
+                "people": {"type": "array", "items": obj({"name": S, "age": I})},
+            }
+        ),
+    ),
+    (
+        'bio: "short, funny", age int',
+        top(
+            {
+                "bio": {"type": "string", "description": "short, funny"},
+                "age": I,
+            }
+        ),
+    ),
+    ('q: "say \\"hi\\"\\n"', top({"q": {"type": "string", "description": 'say "hi"\n'}})),
+    (
+        "a: it's 5.5\" wide, b",
+        top({"a": {"type": "string", "description": "it's 5.5\" wide"}, "b": S}),
+    ),
+    ("a: int or float", top({"a": {"type": "string", "description": "int or float"}})),
+    (
+        "url: e.g. https://x.org/a?b=1",
+        top({"url": {"type": "string", "description": "e.g. https://x.org/a?b=1"}}),
+    ),
+    # names: any script, hyphens, digits, quoted
+    (
+        "姓名: 全名, 年龄 int 0..150: 周岁",
+        top(
+            {
+                "姓名": {"type": "string", "description": "全名"},
+                "年龄": {"type": "integer", "minimum": 0, "maximum": 150, "description": "周岁"},
+            }
+        ),
+    ),
+    # full-width punctuation from Chinese input methods
+    (
+        "姓名：全名，昵称？，年龄 int",
+        top(
+            {"姓名": {"type": "string", "description": "全名"}, "昵称": S, "年龄": I},
+            ["姓名", "年龄"],
+        ),
+    ),
+    (
+        "नाम, café, first-name, _id, 2nd_place, 2024",
+        top({"नाम": S, "café": S, "first-name": S, "_id": S, "2nd_place": S, "2024": S}),
+    ),
+    (
+        '"first name", "a,b": c, "": empty name',
+        top(
+            {
+                "first name": S,
+                "a,b": {"type": "string", "description": "c"},
+                "": {"type": "string", "description": "empty name"},
+            }
+        ),
+    ),
+    ("int int, null, str? str", top({"int": I, "null": S, "str": S}, ["int", "null"])),
+    ("\u3000name\tint", top({"name": I})),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GOLDEN, ids=[t for t, _ in GOLDEN])
+def test_golden(text: str, expected: dict[str, Any]) -> None:
+    schema = parse_dsl(text)
+    assert schema == expected
+    # Dict equality ignores order; property order must follow the text.
+    assert list(schema["properties"]) == list(expected["properties"])
+    jsonschema.Draft202012Validator.check_schema(schema)
+    # The inverse renders every schema the parser makes, and it parses back the same.
+    rendered = schema_to_dsl(schema)
+    assert rendered is not None
+    assert parse_dsl(rendered) == schema
+
+
+def test_the_schema_means_what_the_docs_say() -> None:
+    v = jsonschema.Draft202012Validator(
+        parse_dsl("name, nickname? str 1..20, age int 0..150, tags [a|b] ..2, home {city}|null")
+    )
+    good = {"name": "Ann", "age": 3, "tags": ["a"], "home": None}
+    assert v.is_valid(good)
+    assert v.is_valid({**good, "nickname": "A", "home": {"city": "Oslo"}})
+    for bad in (
+        {**good, "extra": 1},  # additionalProperties false
+        {k: v for k, v in good.items() if k != "age"},  # required
+        {**good, "age": 151},
+        {**good, "age": 1.5},
+        {**good, "nickname": ""},
+        {**good, "tags": ["a", "b", "a"]},
+        {**good, "tags": ["c"]},
+        {**good, "home": {"city": "Oslo", "zip": "1"}},
+    ):
+        assert not v.is_valid(bad), bad
+
+
+# (text, the whole message): problem, place, the line, and a caret under the place.
+ERRORS: list[tuple[str, str]] = [
+    ("", "empty schema: expected fields such as 'name, age int' at column 1\n\n^"),
+    (" \n ", "empty schema: expected fields such as 'name, age int' at line 1, column 1\n \n^"),
+    (
+        "name, age int ..",
+        "expected a number after '..' at column 17\nname, age int ..\n" + " " * 16 + "^",
+    ),
+    (
+        "name, age: int",
+        "'int' after ':' would be a description, not a type: write 'age int' "
+        "for a typed field, or quote the description at column 12\nname, age: int\n"
+        + " " * 11
+        + "^",
+    ),
+    (
+        "age int 0..150 years",
+        "expected ',' or a line break after field 'age', found 'years' "
+        "at column 16\nage int 0..150 years\n" + " " * 15 + "^",
+    ),
+    ("a {b, c", "expected '}' to close the object at column 8\na {b, c\n       ^"),
+    (
+        "{a}",
+        "expected a field name, found '{' (the top level is already an object: write "
+        "'a, b int', not '{a, b int}') at column 1\n{a}\n^",
+    ),
+    (
+        "a int|str",
+        "only 'null' can follow '|' after a type (for an enum, quote the values) "
+        "at column 7\na int|str\n      ^",
+    ),
+    (
+        "mood happy|int",
+        "'int' is a type name; quote it to use it as an enum value at column 12"
+        "\nmood happy|int\n           ^",
+    ),
+    (
+        "age integr",
+        "unknown type 'integr': use str, int, float, bool, {…}, [type], or a|b|c "
+        "for an enum at column 5\nage integr\n    ^",
+    ),
+    (
+        "age int 5",
+        "expected '..' after 5 (a range is written lo..hi) at column 10\nage int 5\n         ^",
+    ),
+    ("age int 150..0", "empty range: 150 is more than 0 at column 9\nage int 150..0\n        ^"),
+    (
+        "age int 1.5..2",
+        "a range on integer needs integer bounds at column 9\nage int 1.5..2\n        ^",
+    ),
+    (
+        "name str -1..5",
+        "a length range on string can't be negative at column 10\nname str -1..5\n         ^",
+    ),
+    ("ok bool 0..1", "a range can't apply to boolean at column 9\nok bool 0..1\n        ^"),
+    ("mood a|b 1..2", "a range can't apply to an enum at column 10\nmood a|b 1..2\n         ^"),
+    ("a, a int", "duplicate field name 'a' at column 4\na, a int\n   ^"),
+    ("m a|b|a", "duplicate enum value a at column 7\nm a|b|a\n      ^"),
+    ("tags []", "expected a type inside '[ ]', such as [str] at column 7\ntags []\n      ^"),
+    ("tags [str", "expected ']', found the end at column 10\ntags [str\n         ^"),
+    ("nick str?", "'?' goes right after the field name: nick? … at column 9\nnick str?\n        ^"),
+    ("a:", "expected a description after ':' at column 3\na:\n  ^"),
+    ("a:, b", "expected a description after ':' at column 3\na:, b\n  ^"),
+    ('a "b', 'unterminated string (a closing " is missing) at column 3\na "b\n  ^'),
+    ('a: "\\q"', 'bad escape in string: Invalid \\escape at column 5\na: "\\q"\n    ^'),
+    ("a @", "unexpected character '@' at column 3\na @\n  ^"),
+    ("a 1.5x", "unexpected character 'x' after a number at column 6\na 1.5x\n     ^"),
+    ("a 1.2.3", "unexpected '.' (a range is written lo..hi) at column 6\na 1.2.3\n     ^"),
+    ("a 5", "expected a type, found 5; an enum needs two values: a|b at column 3\na 5\n  ^"),
+    (
+        "a null",
+        "expected a type, found null; an enum needs two values: a|b at column 3\na null\n  ^",
+    ),
+    ("a ..x", "expected a number after '..' at column 5\na ..x\n    ^"),
+    (
+        'a: "x" y',
+        "expected ',' or a line break after field 'a', found 'y' at column 8\na: \"x\" y\n       ^",
+    ),
+    (
+        "p {a int b}",
+        "expected ',', a line break or '}' after field 'a', found 'b' at column 10"
+        "\np {a int b}\n         ^",
+    ),
+    ("p {}", "expected at least one field at column 4\np {}\n   ^"),
+    ("a [str}", "expected ']', found '}' at column 7\na [str}\n      ^"),
+    (
+        "name\nage int 0..\nbio: x, y\naddr {street\n",
+        "expected '}' to close the object at line 4, column 13\naddr {street\n            ^",
+    ),
+    (
+        "name\n  age int ..",
+        "expected a number after '..' at line 2, column 13\n  age int ..\n" + " " * 12 + "^",
+    ),
+    # Wide characters take two cells: the caret still lands under the mistake.
+    (
+        "姓名, 年龄 integr",
+        "unknown type 'integr': use str, int, float, bool, {…}, [type], "
+        "or a|b|c for an enum at column 8\n姓名, 年龄 integr\n" + " " * 11 + "^",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), ERRORS, ids=[t for t, _ in ERRORS])
+def test_errors_point_at_the_place(text: str, message: str) -> None:
+    with pytest.raises(DslError) as info:
+        parse_dsl(text)
+    assert str(info.value) == message
+    err = info.value
+    assert isinstance(err, SchemaError) and err.exit_code == EXIT_SCHEMA
+    # line and column agree with the message
+    first = message.splitlines()[0]
+    assert first.endswith(
+        f"at line {err.line}, column {err.column}" if "\n" in text else f"at column {err.column}"
+    )
+
+
+def test_nesting_depth_is_bounded() -> None:
+    with pytest.raises(DslError) as info:
+        parse_dsl("a " + "[" * 70 + "str" + "]" * 70)
+    assert info.value.problem == f"nested more than {qwenjson.dsl.MAX_DEPTH} levels deep"
+    assert info.value.column == 3 + qwenjson.dsl.MAX_DEPTH
+    deep = "a " + "[" * qwenjson.dsl.MAX_DEPTH + "str" + "]" * qwenjson.dsl.MAX_DEPTH
+    jsonschema.Draft202012Validator.check_schema(parse_dsl(deep))
+
+
+# --- compatibility with llm's concise syntax ---------------------------------------------------
+
+
+def without_our_additions(schema: Any) -> Any:
+    """Drop what parse_dsl adds to llm's output: $schema and additionalProperties: false."""
+    if isinstance(schema, dict):
+        return {
+            k: without_our_additions(v)
+            for k, v in schema.items()
+            if k not in ("$schema", "additionalProperties")
+        }
+    return schema
+
+
+def llm_like(*fields: tuple[str, str, str | None]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for name, json_type, description in fields:
+        props[name] = {"type": json_type}
+        if description is not None:
+            props[name]["description"] = description
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+PEOPLE = """
+name: the person's name
+organization: who they represent
+role: their job title or role
+learned: what we learned about them from this story
+article_headline: the headline of the story
+article_date: the publication date in YYYY-MM-DD
+"""
+
+# The examples in llm's docs/schemas.md, with the JSON Schema the docs say each one means.
+LLM_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "name, age int, one_sentence_bio",
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "age": {"type": "integer"},
+                "one_sentence_bio": {"type": "string"},
+            },
+            "required": ["name", "age", "one_sentence_bio"],
+        },
+    ),
+    (
+        "name, age int",
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+        },
+    ),
+    ("name,age int", llm_like(("name", "string", None), ("age", "integer", None))),
+    ("name, bio", llm_like(("name", "string", None), ("bio", "string", None))),
+    (
+        "name, bio, age int",
+        llm_like(("name", "string", None), ("bio", "string", None), ("age", "integer", None)),
+    ),
+    ("name, ten_word_bio", llm_like(("name", "string", None), ("ten_word_bio", "string", None))),
+    (
+        "name: the person's name, age int: their age, bio: a short bio",
+        llm_like(
+            ("name", "string", "the person's name"),
+            ("age", "integer", "their age"),
+            ("bio", "string", "a short bio"),
+        ),
+    ),
+    (
+        "name: the person's name\nage int: their age\nbio: a short bio, no more than three "
+        "sentences",
+        llm_like(
+            ("name", "string", "the person's name"),
+            ("age", "integer", "their age"),
+            ("bio", "string", "a short bio, no more than three sentences"),
+        ),
+    ),
+    (
+        PEOPLE,
+        llm_like(
+            ("name", "string", "the person's name"),
+            ("organization", "string", "who they represent"),
+            ("role", "string", "their job title or role"),
+            ("learned", "string", "what we learned about them from this story"),
+            ("article_headline", "string", "the headline of the story"),
+            ("article_date", "string", "the publication date in YYYY-MM-DD"),
+        ),
+    ),
+    ("x float, y bool", llm_like(("x", "number", None), ("y", "boolean", None))),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), LLM_EXAMPLES, ids=[t for t, _ in LLM_EXAMPLES])
+def test_llm_examples_mean_the_same(text: str, expected: dict[str, Any]) -> None:
+    schema = parse_dsl(text)
+    assert without_our_additions(schema) == expected
+    assert list(schema["properties"]) == list(expected["properties"])
+
+
+def test_module_docstring_examples_parse() -> None:
+    doc = qwenjson.dsl.__doc__
+    assert doc is not None
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.splitlines()]
+    assert len(lines) >= 8
+    for line in lines:
+        jsonschema.Draft202012Validator.check_schema(parse_dsl(line))
+
+
+# --- schema_to_dsl on schemas outside the syntax -----------------------------------------------
+
+NOT_REPRESENTABLE: list[Any] = [
+    [],
+    {"type": "array", "items": S},
+    {"type": "object", "properties": {"a": S}, "required": ["a"]},  # open object
+    {"type": "object", "properties": {}, "required": [], "additionalProperties": False},
+    obj({"a": S}, ["b"]),
+    {**obj({"a": S, "b": S}), "required": ["b", "a"]},  # required out of property order
+    obj({"a": {"type": "string", "format": "date"}}),
+    obj({"a": {"type": "string", "pattern": "x"}}),
+    obj({"a": {"type": "integer", "minimum": 0.5}}),
+    obj({"a": {"type": "string", "minLength": 5, "maxLength": 1}}),
+    obj({"a": {"type": "number", "exclusiveMinimum": 0}}),
+    obj({"a": {"type": ["string", "integer"]}}),
+    obj({"a": {"type": ["null", "string"]}}),
+    obj({"a": {"enum": ["x", "y"]}}),  # enum without its type
+    obj({"a": {"type": "integer", "enum": ["x", "y"]}}),
+    obj({"a": {"type": "integer", "enum": [1]}}),  # one value that isn't a string
+    obj({"a": {"type": "string", "enum": ["x", "x"]}}),
+    obj({"a": {"type": "array", "items": {"type": "string", "description": "d"}}}),
+    obj({"a": {"type": "array"}}),
+    obj({"a": {"anyOf": [S, I]}}),
+    obj({"a": {"$ref": "#/$defs/x"}}),
+    obj({"a": {"type": "string", "description": 5}}),
+    obj({"a": {"type": "object"}}),
+    {"$schema": "http://json-schema.org/draft-07/schema#", **obj({"a": S})},
+]
+
+
+@pytest.mark.parametrize("schema", NOT_REPRESENTABLE, ids=[str(i) for i in range(24)])
+def test_schema_to_dsl_declines_what_it_cannot_say(schema: Any) -> None:
+    assert schema_to_dsl(schema) is None
+
+
+def test_schema_to_dsl_renders_llm_shapes_with_additional_properties() -> None:
+    assert schema_to_dsl(obj({"name": S, "age": I})) == "name, age int"
+    assert schema_to_dsl(obj({"a": {"type": "string", "description": "x, y"}, "b": S})) == (
+        "a: x, y\nb"
+    )
+    assert schema_to_dsl(obj({"a": {"type": "string", "description": "x, y"}})) == 'a: "x, y"'
+
+
+# --- round trip: random field specs → DSL text → parse == the schema built directly -----------
+
+
+@dataclass(frozen=True)
+class Prim:
+    kind: str  # "string", "integer", "number", "boolean"
+    low: int | float | None = None
+    high: int | float | None = None
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Enum:
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class List:
+    item: Any
+    low: int | None = None
+    high: int | None = None
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Obj:
+    fields: tuple[Field, ...]
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    optional: bool
+    type: Any  # None means the default, str
+    description: str | None = field(default=None)
+
+
+SHORT = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
+RANGE_KEYS = {
+    "integer": ("minimum", "maximum"),
+    "number": ("minimum", "maximum"),
+    "string": ("minLength", "maxLength"),
+}
+
+
+def build(spec: Any) -> dict[str, Any]:
+    """The JSON Schema a spec means, written out independently of the parser."""
+    if isinstance(spec, Prim):
+        schema: dict[str, Any] = {"type": [spec.kind, "null"] if spec.nullable else spec.kind}
+        keys = RANGE_KEYS.get(spec.kind)
+        if keys and spec.low is not None:
+            schema[keys[0]] = spec.low
+        if keys and spec.high is not None:
+            schema[keys[1]] = spec.high
+        return schema
+    if isinstance(spec, Enum):
+        types: list[str] = []
+        for v in spec.values:
+            t = {
+                type(None): "null",
+                bool: "boolean",
+                int: "integer",
+                float: "number",
+                str: "string",
+            }[type(v)]
+            if t not in types:
+                types.append(t)
+        if "integer" in types and "number" in types:
+            types.remove("integer")
+        return {"type": types[0] if len(types) == 1 else types, "enum": list(spec.values)}
+    if isinstance(spec, List):
+        schema = {
+            "type": ["array", "null"] if spec.nullable else "array",
+            "items": build(spec.item),
+        }
+        if spec.low is not None:
+            schema["minItems"] = spec.low
+        if spec.high is not None:
+            schema["maxItems"] = spec.high
+        return schema
+    assert isinstance(spec, Obj)
+    schema = obj({}, [])
+    for f in spec.fields:
+        sub = {"type": "string"} if f.type is None else build(f.type)
+        if f.description is not None:
+            sub["description"] = f.description
+        schema["properties"][f.name] = sub
+        if not f.optional:
+            schema["required"].append(f.name)
+    if spec.nullable:
+        schema["type"] = ["object", "null"]
+    return schema
+
+
+ASCII_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SAFE_RAW = re.compile(r"[A-Za-z0-9'.()]([A-Za-z0-9 '.()-]*[A-Za-z0-9'.()])?")
+KEYWORDS = {"str", "int", "float", "bool", "string", "integer", "number", "boolean"}
+
+
+def render_range(low: Any, high: Any) -> str:
+    if low is None and high is None:
+        return ""
+    return " " + ("" if low is None else repr(low)) + ".." + ("" if high is None else repr(high))
+
+
+def render(spec: Any, data: st.DataObject, multi_line: bool) -> str:
+    """DSL text for a spec, in styles drawn at random (aliases, spacing, quoting, layout)."""
+    if isinstance(spec, Prim):
+        name = data.draw(st.sampled_from([SHORT[spec.kind], spec.kind]))
+        text = name + ("|null" if spec.nullable else "")
+        return text + render_range(spec.low, spec.high)
+    if isinstance(spec, Enum):
+        if len(spec.values) == 1:
+            return json.dumps(spec.values[0])
+        out = []
+        for v in spec.values:
+            if isinstance(v, str):
+                bare = ASCII_WORD.fullmatch(v) and v not in KEYWORDS | {"null", "true", "false"}
+                out.append(v if bare and data.draw(st.booleans()) else json.dumps(v))
+            else:
+                out.append(json.dumps(v) if not isinstance(v, float) else repr(v))
+        return "|".join(out)
+    if isinstance(spec, List):
+        text = "[" + render(spec.item, data, False) + "]" + ("|null" if spec.nullable else "")
+        return text + render_range(spec.low, spec.high)
+    assert isinstance(spec, Obj)
+    block = multi_line and data.draw(st.booleans())
+    fields = [render_field(f, data, block) for f in spec.fields]
+    body = ("{\n  " + "\n  ".join(fields) + "\n}") if block else "{" + ", ".join(fields) + "}"
+    return body + ("|null" if spec.nullable else "")
+
+
+def render_field(f: Field, data: st.DataObject, multi_line: bool) -> str:
+    bare = ASCII_WORD.fullmatch(f.name) or re.fullmatch("[\u4e00-\u9fff]+", f.name)
+    text = (
+        f.name
+        if bare and data.draw(st.booleans())
+        else json.dumps(f.name, ensure_ascii=data.draw(st.booleans()))
+    )
+    if f.optional:
+        text += data.draw(st.sampled_from(["?", "？"]))
+    if f.type is not None:
+        text += " " + render(f.type, data, multi_line)
+    elif data.draw(st.booleans()):
+        text += " str"
+    if f.description is not None:
+        d = f.description
+        raw_ok = (
+            (SAFE_RAW.fullmatch(d.replace(",", "")) and (multi_line or "," not in d))
+            and d not in KEYWORDS
+            and not d.startswith(",")
+            and not d.endswith(",")
+        )
+        text += ": " + (d if raw_ok and data.draw(st.booleans()) else json.dumps(d))
+    return text
+
+
+names = st.one_of(
+    st.from_regex(ASCII_WORD, fullmatch=True).filter(lambda s: len(s) <= 12),
+    st.text(alphabet="姓名年龄地址电话", min_size=1, max_size=4),
+    st.text(max_size=8),
+)
+descriptions = st.one_of(
+    st.from_regex(r"[a-z]{1,6}( [a-z]{1,6}){0,3}(, [a-z]{1,6})?", fullmatch=True),
+    st.text(max_size=20),
+)
+
+
+def ordered(bounds: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Put both bounds of a range in order (an open end stays where it is)."""
+    low, high = bounds
+    return (high, low) if low is not None and high is not None and low > high else (low, high)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+big = st.integers(-(10**12), 10**12)
+ranges_int = st.tuples(st.none() | big, st.none() | big).map(ordered)
+ranges_len = st.tuples(st.none() | st.integers(0, 500), st.none() | st.integers(0, 500)).map(
+    ordered
+)
+ranges_num = st.tuples(st.none() | finite | st.integers(-50, 50), st.none() | finite).map(ordered)
+
+
+def enum_values(values: list[Any]) -> bool:
+    keys = [(type(v).__name__, v) for v in values]
+    return len(set(keys)) == len(keys) and (len(values) > 1 or isinstance(values[0], str))
+
+
+enums = (
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[a-z][a-z0-9-]{0,6}[a-z0-9]", fullmatch=True),
+            st.text(max_size=6),
+            st.integers(-1000, 1000),
+            finite,
+            st.sampled_from([None, True, False]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+    .filter(enum_values)
+    .map(lambda vs: Enum(tuple(vs)))
+)
+
+prims = st.one_of(
+    st.builds(lambda r, n: Prim("integer", r[0], r[1], n), ranges_int, st.booleans()),
+    st.builds(lambda r, n: Prim("number", r[0], r[1], n), ranges_num, st.booleans()),
+    st.builds(lambda r, n: Prim("string", r[0], r[1], n), ranges_len, st.booleans()),
+    st.builds(lambda n: Prim("boolean", nullable=n), st.booleans()),
+)
+
+
+def fields_of(types: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[Field, ...]]:
+    return st.lists(
+        st.builds(Field, names, st.booleans(), st.none() | types, st.none() | descriptions),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda f: f.name,
+    ).map(tuple)
+
+
+types = st.recursive(
+    prims | enums,
+    lambda inner: st.one_of(
+        st.builds(lambda i, r, n: List(i, r[0], r[1], n), inner, ranges_len, st.booleans()),
+        st.builds(Obj, fields_of(inner), st.booleans()),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=fields_of(types), data=st.data())
+def test_round_trip(fields: tuple[Field, ...], data: st.DataObject) -> None:
+    expected = {"$schema": DRAFT_2020_12, **build(Obj(fields))}
+    multi_line = len(fields) > 1 and data.draw(st.booleans())
+    rendered = [render_field(f, data, multi_line) for f in fields]
+    text = (
+        "\n".join(rendered)
+        if multi_line
+        else data.draw(st.sampled_from([", ", ",", " , "])).join(rendered)
+    )
+    assert parse_dsl(text) == expected, text
+    jsonschema.Draft202012Validator.check_schema(expected)
+    # and through the inverse
+    again = schema_to_dsl(expected)
+    assert again is not None
+    assert parse_dsl(again) == expected, again
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=' ,:?|{}[]\n.-"\\0123abcint姓名，：？', max_size=30))
+def test_any_text_parses_or_fails_with_a_place(text: str) -> None:
+    try:
+        schema = parse_dsl(text)
+    except DslError as err:
+        assert 1 <= err.line <= text.count("\n") + 1
+        assert 1 <= err.column <= len(err.source_line) + 1
+        return
+    jsonschema.Draft202012Validator.check_schema(schema)
+    rendered = schema_to_dsl(schema)
+    assert rendered is not None
+    assert parse_dsl(rendered) == schema
