@@ -766,3 +766,197 @@ def test_cli_checkpoint_of_another_job_is_refused(
     )
     assert (r.code, r.out) == (2, "")
     assert "belongs to a different job" in r.err
+
+
+# -- on the real model (SmolLM2-135M) ----------------------------------------------------------
+
+REAL_PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 30},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+TEXTS = [
+    "Alice Martin is 34 and lives in Lyon.",
+    "Bob Stone, 51, plumber in Leeds.",
+    "李明，28岁，住在北京。",
+    "Carla Diaz is nineteen years old.",
+    "Dev Patel (age 45) moved to Pune.",
+]
+
+
+def model_path() -> Path:
+    from tests.grammar_engine import default_model_path
+
+    return default_model_path()
+
+
+def qwenjson_argv(*args: str, schema: Any = REAL_PERSON) -> list[str]:
+    """``python -m qwenjson extract`` on SmolLM2 with a small context and budget.
+
+    One thread: CI machines have two cores and llama.cpp's threads spin, so a second thread
+    competing with another process makes every step much slower.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "qwenjson",
+        "extract",
+        "--schema",
+        json.dumps(schema),
+        "--model",
+        str(model_path()),
+        "--ctx",
+        "512",
+        "--max-tokens",
+        "48",
+        "--threads",
+        "1",
+        *args,
+    ]
+
+
+def mixed_records() -> tuple[bytes, dict[int, str]]:
+    """20 JSONL records: 16 good ones ({id, text, src}) and 4 bad; and line → text of the good."""
+    lines: list[bytes] = []
+    good: dict[int, str] = {}
+    for i in range(20):
+        line = i + 1
+        if line == 4:
+            lines.append(b"")
+        elif line == 8:
+            lines.append("王芳，30岁".encode("gbk"))
+        elif line == 12:
+            lines.append(json.dumps({"id": line, "text": "word " * 800}).encode())
+        elif line == 16:
+            lines.append(json.dumps({"id": line, "body": "no text field"}).encode())
+        else:
+            good[line] = TEXTS[i % len(TEXTS)]
+            record = {"id": line, "text": good[line], "src": f"s{line}"}
+            lines.append(json.dumps(record, ensure_ascii=False).encode())
+    return b"\n".join(lines) + b"\n", good
+
+
+@pytest.mark.model
+def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: Path) -> None:
+    data, good = mixed_records()
+    errors = tmp_path / "errors.jsonl"
+    r = subprocess.run(
+        qwenjson_argv("--jsonl", "--field", "text", "--errors", str(errors)),
+        input=data,
+        capture_output=True,
+        timeout=600,
+    )
+    assert r.returncode == EXIT_SOME_RECORDS_FAILED, r.stderr.decode()
+    assert r.stderr.decode() == "Error: 4 of 20 record(s) failed\n"
+    logged = [json.loads(x) for x in errors.read_text("utf-8").splitlines()]
+    assert [(x["line"], x["exit_code"]) for x in logged] == [(4, 6), (8, 6), (12, 6), (16, 6)]
+    assert logged[0]["error"] == "empty line"
+    assert logged[1]["error"] == "not UTF-8 text (invalid byte 0xcd at offset 0)"
+    assert logged[2]["error"].startswith("the input is too long: the prompt takes ")
+    assert "but the context holds 512" in logged[2]["error"]
+    assert logged[3]["error"] == "no field 'text' in the record"
+
+    out = r.stdout.decode("utf-8").splitlines()
+    rows = [json.loads(x) for x in out]
+    assert [row["id"] for row in rows] == sorted(good)  # each good record once, in order
+    validator = jsonschema.Draft202012Validator(REAL_PERSON)
+    # The reference: what `qwenjson extract` prints for each text on its own.
+    alone = {}
+    for text in TEXTS:
+        single = subprocess.run(
+            qwenjson_argv(), input=text.encode(), capture_output=True, timeout=300
+        )
+        assert single.returncode == 0, single.stderr.decode()
+        alone[text] = single.stdout.decode("utf-8").rstrip("\n")
+    for line, row in zip(out, rows, strict=True):
+        validator.validate(row["extracted"])
+        text = good[row["id"]]
+        assert list(row) == ["id", "src", "extracted"] and row["src"] == f"s{row['id']}"
+        assert line == f'{{"id":{row["id"]},"src":"s{row["id"]}","extracted":{alone[text]}}}'
+
+
+@pytest.mark.model
+def test_real_each_prints_items_before_the_document_is_complete() -> None:
+    item = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 16}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    text = "Guests: Anna Berg, Bruno Costa, Chen Wei, Dana Evans, Emil Ford, Fatima Gul."
+    # 30 tokens are not enough for the whole list: the document never completes (exit 5),
+    # yet the items that closed within the budget were already printed, each one valid.
+    argv = qwenjson_argv("--each", "--max-tokens", "30", schema=item)
+    argv.remove("48")
+    argv.remove("--max-tokens")
+    r = subprocess.run(argv, input=text.encode(), capture_output=True, timeout=300)
+    assert r.returncode == EXIT_NO_VALID_OUTPUT, r.stderr.decode()
+    assert "not complete after 30 tokens" in r.stderr.decode()
+    items = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert len(items) >= 1
+    for value in items:
+        jsonschema.Draft202012Validator(item).validate(value)
+        assert value["name"] in text
+
+
+@pytest.mark.model
+def test_real_jsonl_streams_each_record_while_input_is_still_open() -> None:
+    # stdin stays open, so the process can't have finished: the line arrived while it runs.
+    proc = subprocess.Popen(
+        qwenjson_argv("--jsonl"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(TEXTS[0].encode() + b"\n")
+        proc.stdin.flush()
+        first = proc.stdout.readline()
+        assert proc.poll() is None
+        jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(first))
+        proc.stdin.write(TEXTS[1].encode() + b"\n")
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=300) == 0
+        assert len(rest.decode().splitlines()) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.model
+def test_real_engine_is_usable_after_a_timeout_escapes_generate() -> None:
+    from qwenjson.engine import Engine
+
+    class Steps:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        def tick(self, _: str) -> None:
+            self.now += 1.0
+
+    clock = Steps()
+    with (
+        Engine(model_path(), n_ctx=512, n_threads=1) as used,
+        Engine(model_path(), n_ctx=512, n_threads=1) as fresh,
+    ):
+        job = prepare_job(REAL_PERSON)
+        options = ExtractOptions(max_tokens=48)
+        timed = RecordRunner(job, used, options, RecordOptions(timeout=2.5), clock=clock)
+        with pytest.raises(TimeoutExpired, match=r"--timeout of 2\.5s ran out"):
+            timed.run(TEXTS[0], lambda _: None, on_text=clock.tick)
+        after: list[str] = []
+        timed.record = RecordOptions()
+        timed.run(TEXTS[1], after.append)
+        alone: list[str] = []
+        RecordRunner(job, fresh, options).run(TEXTS[1], alone.append)
+    assert after == alone
+    jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(after[0]))
