@@ -453,6 +453,100 @@ def schema_dsl(
     write_document(json.dumps(parse_dsl(text), ensure_ascii=False, indent=2))
 
 
+@app.command()
+def pull(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registry name (see `qwenjson models`) or hf:OWNER/REPO/FILE.gguf[@REVISION]. "
+            "[default: qwen2.5-0.5b-instruct]",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download a model into the Hugging Face cache, check its sha256, print its path.
+
+    An interrupted download resumes where it stopped; two pulls at once (two cron jobs) share
+    one download. Honours HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE
+    (offline, it only checks the cached copy).
+
+    Example: qwenjson pull qwen2.5-0.5b-instruct-q4_0
+    """
+    from qwenjson.hub import format_size
+    from qwenjson.hub import pull as hub_pull
+    from qwenjson.registry import DEFAULT_MODEL, resolve_model
+
+    ref = resolve_model(name or DEFAULT_MODEL)
+    if ref.spec is None:
+        raise UsageError(
+            f"{name} is a local file: pull takes a registry name or hf:OWNER/REPO/FILE.gguf"
+        )
+    spec = ref.spec
+    with console.download_progress(f"Downloading {spec.name}", enabled=not quiet) as progress:
+        path = hub_pull(spec, progress=progress)  # hub_pull honours HF_HUB_OFFLINE itself
+    if not quiet and console.stderr.is_terminal:
+        size = format_size(path.stat().st_size)
+        console.info(f"{spec.name}: {size}, sha256 verified")
+    write_document(str(path))
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array, for scripts.")] = False,
+) -> None:
+    """List the registry's models: quantization, size, whether downloaded, and where.
+
+    Add your own in a TOML file named by QWENJSON_MODELS_FILE (same format as models.toml).
+
+    Example: qwenjson models --json
+    """
+    from qwenjson.hub import format_size, hub_cache_dir, local_path
+    from qwenjson.registry import DEFAULT_MODEL, load_registry
+
+    rows: list[dict[str, Any]] = []
+    for name, spec in sorted(load_registry().items()):
+        path = local_path(spec)
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "quant": spec.quant or None,
+                "size": spec.size,
+                "downloaded": path is not None,
+                "path": str(path) if path is not None else None,
+                "repo": spec.repo,
+                "file": spec.file,
+                "revision": spec.revision,
+                "sha256": spec.sha256,
+                "context": spec.context,
+                "license": spec.license or None,
+                "description": spec.description,
+            }
+        )
+    if as_json:
+        write_document(json.dumps(rows, ensure_ascii=False))
+        return
+    table = [("NAME", "QUANT", "SIZE", "DOWNLOADED", "DESCRIPTION")]
+    for row in rows:
+        table.append(
+            (
+                row["name"] + (" *" if row["default"] else ""),
+                row["quant"] or "-",
+                format_size(row["size"]) if row["size"] else "-",
+                row["path"] or "no",
+                row["description"],
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) + "  " + line[4]
+        for line in table
+    ]
+    lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
+    write_document("\n".join(line.rstrip() for line in lines))
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

@@ -552,16 +552,18 @@ def pull(
             return pointer
         corrupt = pointer
     if offline_requested(offline):
+        by_env = offline_requested(False)
+        why = "HF_HUB_OFFLINE=1 is set" if by_env else "--offline"
+        online = "with network access" + (" and HF_HUB_OFFLINE unset" if by_env else "")
         if corrupt is not None:
             raise ModelError(
                 f"the cached file {corrupt} for model {spec.name!r} fails verification "
-                f"(sha256 or size differs) and downloads are off; run `qwenjson pull {spec.name}` "
-                "with network access to download it again"
+                f"(sha256 or size differs) and downloads are off ({why}); run "
+                f"`qwenjson pull {spec.name}` {online} to download it again"
             )
         raise ModelError(
-            f"model {spec.name!r} is not downloaded, and downloads are off (--offline or "
-            f"HF_HUB_OFFLINE=1); run `qwenjson pull {spec.name}` once with network access "
-            f"(it saves {spec.file} under {cache})"
+            f"model {spec.name!r} is not downloaded, and downloads are off ({why}); run "
+            f"`qwenjson pull {spec.name}` once {online} (it saves {spec.file} under {cache})"
         )
     endpoint = hub_endpoint()
     with _hub_errors(spec, endpoint):

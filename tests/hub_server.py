@@ -19,13 +19,18 @@ import hashlib
 import importlib.util
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
+import pytest
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
+FILE = "smollm2-135m-instruct-q4_1.gguf"
 
 
 def smollm2_path() -> Path:
@@ -321,3 +326,40 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.05)
             self.close_connection = True
             self.connection.shutdown(2)
+
+
+# -- fixtures (import them into a test module to use them) ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def smol_bytes() -> bytes:
+    return smollm2_path().read_bytes()
+
+
+@pytest.fixture(scope="session")
+def smol_sha(smol_bytes: bytes) -> str:
+    return hashlib.sha256(smol_bytes).hexdigest()
+
+
+@pytest.fixture
+def fake_hub(smol_bytes: bytes) -> Iterator[FakeHub]:
+    with FakeHub() as server:
+        server.add_file(REPO, FILE, smol_bytes)
+        yield server
+
+
+@pytest.fixture
+def hf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub: FakeHub) -> Path:
+    """Point huggingface_hub and qwenjson at the fake hub and temporary caches."""
+    for var in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN",
+        "QWENJSON_MODELS_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("QWENJSON_CACHE_DIR", str(tmp_path / "state"))
+    return tmp_path / "hf" / "hub"

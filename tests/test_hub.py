@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,47 +21,18 @@ import pytest
 from qwenjson import hub
 from qwenjson.errors import EXIT_MODEL, ModelError
 from qwenjson.registry import ModelSpec
-from tests.hub_server import COMMIT, FakeHub, smollm2_path
+from tests import hub_server
+from tests.hub_server import COMMIT, FILE, REPO, FakeHub, smollm2_path
 
-REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
-FILE = "smollm2-135m-instruct-q4_1.gguf"
+# The fake hub's fixtures, made visible to pytest in this module.
+smol_bytes = hub_server.smol_bytes
+smol_sha = hub_server.smol_sha
+fake_hub = hub_server.fake_hub
+hf_env = hub_server.hf_env
+
 MIB = 1 << 20
 # huggingface_hub hands over downloaded bytes in 10 MiB chunks: a cut at 25 MiB leaves 20 MiB.
 CUT = 25 * MIB
-
-
-@pytest.fixture(scope="session")
-def smol_bytes() -> bytes:
-    return smollm2_path().read_bytes()
-
-
-@pytest.fixture(scope="session")
-def smol_sha(smol_bytes: bytes) -> str:
-    return hashlib.sha256(smol_bytes).hexdigest()
-
-
-@pytest.fixture
-def fake_hub(smol_bytes: bytes) -> Iterator[FakeHub]:
-    with FakeHub() as server:
-        server.add_file(REPO, FILE, smol_bytes)
-        yield server
-
-
-@pytest.fixture
-def hf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub: FakeHub) -> Path:
-    """Point huggingface_hub and qwenjson at the fake hub and temporary caches."""
-    for var in (
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_HUB_OFFLINE",
-        "HF_TOKEN",
-        "QWENJSON_MODELS_FILE",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("QWENJSON_CACHE_DIR", str(tmp_path / "state"))
-    return tmp_path / "hf" / "hub"
 
 
 def make_spec(sha256: str | None, size: int | None = None, **kw: str) -> ModelSpec:

@@ -1,0 +1,228 @@
+"""`qwenjson pull`, `qwenjson models`, and `extract` pulling a registered model on first use.
+
+Downloads go to the fake hub on 127.0.0.1 (tests/hub_server.py), which serves the real
+SmolLM2 GGUF; a user registry (QWENJSON_MODELS_FILE) names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from qwenjson.errors import EXIT_MODEL, EXIT_USAGE
+from qwenjson.registry import DEFAULT_MODEL, load_registry
+from tests import hub_server, test_cli
+from tests.hub_server import COMMIT, FILE, REPO, FakeHub
+
+# Fixtures from elsewhere, made visible to pytest in this module.
+Run = test_cli.Run
+run = test_cli.run
+smol_bytes = hub_server.smol_bytes
+smol_sha = hub_server.smol_sha
+fake_hub = hub_server.fake_hub
+hf_env = hub_server.hf_env
+
+
+@pytest.fixture
+def user_registry(
+    hf_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smol_bytes: bytes, smol_sha: str
+) -> Path:
+    """A QWENJSON_MODELS_FILE naming the fake hub's SmolLM2 as "smol" (and an unpinned twin)."""
+    path = tmp_path / "my-models.toml"
+    path.write_text(
+        f'["smol"]\nrepo = "{REPO}"\nfile = "{FILE}"\nrevision = "{COMMIT}"\n'
+        f'sha256 = "{smol_sha}"\nsize = {len(smol_bytes)}\nquant = "Q4_1"\ncontext = 8192\n'
+        'description = "SmolLM2 135M for tests"\n\n'
+        f'["smol-unpinned"]\nrepo = "{REPO}"\nfile = "{FILE}"\nsha256 = ""\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
+    return path
+
+
+# -- pull -------------------------------------------------------------------------------------
+
+
+def test_pull_prints_the_verified_path_and_nothing_else(
+    run: Callable[..., Run], user_registry: Path, hf_env: Path, smol_sha: str
+) -> None:
+    r = run("pull", "smol")
+    assert (r.code, r.err) == (0, "")
+    path = Path(r.out.removesuffix("\n"))
+    assert r.out == f"{path}\n"
+    assert path.is_relative_to(hf_env) and path.name == FILE
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == smol_sha
+    # again: cached, same answer
+    assert run("pull", "smol") == r
+
+
+def test_pull_unpinned_entry_verifies_against_the_hub_sha(
+    run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    r = run("pull", "smol-unpinned")
+    assert r.code == 0, r.err
+    assert hashlib.sha256(Path(r.out.strip()).read_bytes()).hexdigest() == smol_sha
+
+
+def test_pull_offline_without_the_file_fails_with_the_model_exit_code(
+    run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = run("pull", "smol")
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert r.err.startswith("Error: model 'smol' is not downloaded")
+    assert "HF_HUB_OFFLINE" in r.err
+    assert fake_hub.log == []
+
+
+def test_pull_wrong_bytes_fails_and_prints_no_path(
+    run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub
+) -> None:
+    fake_hub.corrupt = True
+    r = run("pull", "smol")
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert "checksum mismatch" in r.err
+
+
+def test_pull_unknown_name_suggests_the_closest(run: Callable[..., Run], hf_env: Path) -> None:
+    r = run("pull", "qwen2.5-0.5b-instrct")
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert "did you mean 'qwen2.5-0.5b-instruct'?" in r.err
+    for name in load_registry():
+        assert name in r.err
+
+
+def test_pull_refuses_a_local_path(run: Callable[..., Run], hf_env: Path) -> None:
+    r = run("pull", "./model.gguf")
+    assert (r.code, r.out) == (EXIT_USAGE, "")
+    assert "local file" in r.err
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def test_models_json_lists_registry_and_download_state(
+    run: Callable[..., Run], user_registry: Path, hf_env: Path
+) -> None:
+    r = run("models", "--json")
+    assert (r.code, r.err) == (0, "")
+    rows = {row["name"]: row for row in json.loads(r.out)}
+    assert set(rows) == set(load_registry())
+    assert rows[DEFAULT_MODEL]["default"] is True
+    assert rows[DEFAULT_MODEL]["quant"] == "Q4_K_M"
+    assert rows["smol"] | {"path": None} == {
+        "name": "smol",
+        "default": False,
+        "quant": "Q4_1",
+        "size": rows["smol"]["size"],
+        "downloaded": False,
+        "path": None,
+        "repo": REPO,
+        "file": FILE,
+        "revision": COMMIT,
+        "sha256": rows["smol"]["sha256"],
+        "context": 8192,
+        "license": None,
+        "description": "SmolLM2 135M for tests",
+    }
+    assert not any(row["downloaded"] for row in rows.values())
+
+    pulled = run("pull", "smol").out.strip()
+    rows = {row["name"]: row for row in json.loads(run("models", "--json").out)}
+    assert rows["smol"]["downloaded"] is True and rows["smol"]["path"] == pulled
+    # same file, other entry with no pinned revision: its ref (main) is now cached too? No:
+    # "smol" pinned a commit, so refs/main was never written and the unpinned entry isn't known.
+    assert rows["smol-unpinned"]["downloaded"] is False
+
+
+def test_models_table_marks_the_default(
+    run: Callable[..., Run], user_registry: Path, hf_env: Path
+) -> None:
+    r = run("models")
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["NAME", "QUANT", "SIZE", "DOWNLOADED", "DESCRIPTION"]
+    default = next(line for line in lines if line.startswith(DEFAULT_MODEL + " "))
+    assert " * " in default and "468.6 MiB" in default
+    assert any(line.startswith("smol ") and "SmolLM2 135M for tests" in line for line in lines)
+    assert str(hf_env) in lines[-1]
+
+
+def test_models_with_a_malformed_user_registry_names_file_and_line(
+    run: Callable[..., Run], hf_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('["mine"]\nrepo = "a/b"\nfile = "m.gguf"\nsize = "big"\n', encoding="utf-8")
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(bad))
+    r = run("models")
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert r.err.startswith(f"Error: {bad}:4: model 'mine': 'size' must be an integer")
+
+
+# -- extract pulls on first use ---------------------------------------------------------------
+
+
+def _qwenjson(*args: str, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "qwenjson", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.mark.model
+def test_extract_pulls_a_registered_model_then_runs_offline(
+    user_registry: Path, fake_hub: FakeHub, hf_env: Path, tmp_path: Path
+) -> None:
+    # A schema the grammar can finish in a few tokens: the point is the download path, and a
+    # 135M model on a busy CI machine should not have to write prose.
+    schema = {
+        "type": "object",
+        "properties": {
+            "country": {"enum": ["France", "Germany", "Spain"]},
+            "kind": {"const": "city"},
+        },
+        "required": ["country", "kind"],
+        "additionalProperties": False,
+    }
+    schema_file = tmp_path / "city.json"
+    schema_file.write_text(json.dumps(schema), encoding="utf-8")
+    text = b"Lyon is a city in France with about 520,000 inhabitants."
+    env = dict(os.environ)  # the fixtures' HF_ENDPOINT, HF_HOME, QWENJSON_* are in here
+
+    args = ("extract", "--schema", str(schema_file), "--model", "smol", "--max-tokens", "64")
+    first = _qwenjson(*args, stdin=text, env=env)
+    assert first.returncode == 0, first.stderr.decode()
+    document = json.loads(first.stdout)
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert first.stdout.decode().count("\n") == 1
+    assert len(fake_hub.data_gets()) == 1  # the model came from the hub
+
+    # Second run: offline, with no hub at all; the cached, verified file is used.
+    fake_hub.stop()
+    second = _qwenjson(*args, "--offline", stdin=text, env=env)
+    assert second.returncode == 0, second.stderr.decode()
+    assert second.stdout == first.stdout  # greedy: same model, same answer
+
+
+@pytest.mark.model
+def test_extract_offline_with_a_registered_model_not_downloaded_says_how_to_pull(
+    user_registry: Path, fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    schema_file = tmp_path / "s.json"
+    schema_file.write_text('{"type":"object"}', encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = _qwenjson("extract", "--schema", str(schema_file), "--model", "smol", stdin=b"x", env=env)
+    assert (r.returncode, r.stdout) == (EXIT_MODEL, b"")
+    assert b"qwenjson pull smol" in r.stderr
+    assert fake_hub.log == []
