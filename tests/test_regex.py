@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,12 @@ from hypothesis import strategies as st
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.schema.gbnf import JSON_CHAR_RULE
-from qwenjson.schema.regex import MAX_REPEAT_BOUND, regex_to_gbnf, to_python_regex
+from qwenjson.schema.regex import (
+    MAX_REPEAT_BOUND,
+    is_ecma_regex,
+    regex_to_gbnf,
+    to_python_regex,
+)
 
 
 def string_grammar(pattern: str, prefix: str = "pat-") -> str:
@@ -216,6 +222,49 @@ def test_no_case_mappings_above_the_scanned_limit() -> None:
         for cp in range(_CASED_LIMIT, 0x110000)
         if chr(cp).lower() != chr(cp) or chr(cp).upper() != chr(cp)
     ]
+
+
+ECMA_VALIDITY = [
+    ("(?<name>x)\\k<name>", True),
+    ("(?<=a+)b", True),  # variable-width lookbehind: ECMA-262 yes, Python no
+    ("[]", True),
+    ("[^]", True),
+    ("\\cA\\u{1F600}\\p{Lu}\\P{N}", True),
+    ("a*?b+?c??d{2,3}?", True),
+    ("[\\-\\b]", True),
+    ("^\\/\\.\\*$", True),
+    ("(?i)abc", False),
+    ("(?P<n>a)", False),
+    ("(?#c)", False),
+    ("(?>a)", False),
+    ("a*+", False),
+    ("a{2}+", False),
+    ("\\a", False),
+    ("\\-", False),  # only inside a class with the u flag
+    ("\\A\\Z", False),
+    ("\\01", False),
+    ("a{,2}", False),
+    ("(", False),
+    ("^(abc]", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "valid"), ECMA_VALIDITY, ids=[p for p, _ in ECMA_VALIDITY])
+def test_is_ecma_regex(pattern: str, valid: bool) -> None:
+    assert is_ecma_regex(pattern) is valid
+
+
+@pytest.mark.corpus
+def test_is_ecma_regex_on_the_suite(shared_dir: Path) -> None:
+    base = shared_dir / "corpus/json-schema-test-suite/draft2020-12/optional/format"
+    checked = 0
+    for name in ("regex.json", "ecmascript-regex.json"):
+        for group in json.loads((base / name).read_text(encoding="utf-8")):
+            for case in group["tests"]:
+                if isinstance(case["data"], str):
+                    assert is_ecma_regex(case["data"]) is case["valid"], case["description"]
+                    checked += 1
+    assert checked >= 10
 
 
 def test_only_the_canonical_encoding_is_generated(grammar_engine: Any) -> None:

@@ -40,7 +40,7 @@ from qwenjson.schema.gbnf import json_escape_content, literal
 sre_p: Any = importlib.import_module("re._parser")
 sre_c: Any = importlib.import_module("re._constants")
 
-__all__ = ["MAX_REPEAT_BOUND", "regex_to_gbnf", "to_python_regex"]
+__all__ = ["MAX_REPEAT_BOUND", "is_ecma_regex", "regex_to_gbnf", "to_python_regex"]
 
 # llama.cpp expands ``x{m,n}`` into about n symbols and n-m nested rules; past this bound the
 # grammar grows faster than it helps, so the pattern is refused (it can be checked afterwards).
@@ -501,7 +501,11 @@ def _ecma_to_python(pattern: str, semantic: bool = False) -> str:
                 i += 3
                 continue
             if pattern.startswith("[]", i):
-                raise UnsupportedKeywordError("pattern", "", "empty class [] never matches")
+                if not semantic:
+                    raise UnsupportedKeywordError("pattern", "", "empty class [] never matches")
+                out.append("(?!)")  # matches nowhere, like ECMA's empty class
+                i += 2
+                continue
             in_class = True
             out.append("[^" if pattern.startswith("[^", i) else "[")
             i += len(out[-1])
@@ -905,6 +909,79 @@ def to_python_regex(pattern: str) -> str:
     except re.error as exc:
         raise SchemaError(f"invalid regular expression {pattern!r}: {exc}") from None
     return python_pattern
+
+
+# What may follow a backslash in ECMA-262 with the u flag (outside classes; inside, also "-").
+_ECMA_ESCAPES = frozenset("fnrtvcxu0123456789dDwWsSbBpPk^$\\.*+?()[]{}|/")
+_QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
+
+
+def _python_only_syntax(pattern: str) -> str | None:
+    """What in ``pattern`` Python accepts but ECMA-262 (u flag) doesn't, or None."""
+    i, n = 0, len(pattern)
+    in_class = False
+    quantified = 0  # 1 right after a quantifier, 2 after a lazy one ("*?")
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            d = pattern[i + 1 : i + 2]
+            if not (d in _ECMA_ESCAPES or (in_class and d == "-")):
+                return f"\\{d} is not an ECMA-262 escape"
+            if d == "0" and pattern[i + 2 : i + 3].isdigit():
+                return "octal escapes are not ECMA-262 (with the u flag)"
+            i, quantified = i + 2, 0
+            continue
+        if in_class:
+            in_class = c != "]"
+            i += 1
+            continue
+        quantifier = _QUANTIFIER.match(pattern, i)
+        if quantifier and not pattern.startswith("(?", i - 1):
+            if quantified == 1 and c == "?":
+                quantified = 2
+            elif quantified:
+                return "a quantifier after a quantifier (Python's possessive form)"
+            else:
+                quantified = 1
+            i = quantifier.end()
+            continue
+        quantified = 0
+        if c == "[":
+            in_class = True
+            i += 2 if pattern.startswith("[^", i) else 1
+            if pattern.startswith("]", i):  # [] and [^] are complete classes in ECMA-262
+                in_class, i = False, i + 1
+            continue
+        if pattern.startswith("(?", i) and not re.match(
+            r"\(\?(?::|=|!|<=|<!|<[A-Za-z_$][\w$]*>)", pattern[i:]
+        ):
+            return "(?…) groups other than (?: (?= (?! (?<= (?<! (?<name> are not ECMA-262"
+        i += 1
+    return None
+
+
+def is_ecma_regex(pattern: str) -> bool:
+    """Whether ``pattern`` is a valid ECMA-262 regular expression (u flag): the ``regex`` format.
+
+    Stricter than Python's parser (no ``(?P<…>)``, ``(?i)``, ``(?#…)``, ``\\a``, possessive
+    quantifiers) and more lenient where ECMA-262 is (``\\cX``, ``\\p{…}``, ``[]``, lookbehind of
+    any width). Unicode properties other than general categories count as invalid (unchecked).
+    """
+    if _python_only_syntax(pattern) is not None:
+        return False
+    try:
+        python_pattern = _ecma_to_python(pattern, semantic=True)
+    except SchemaError:  # UnsupportedKeywordError included: an unknown \p{…}, or {,n}
+        return False
+    # Only syntax is checked here, and Python wants fixed-width lookbehind: look ahead instead.
+    syntax = python_pattern.replace("(?<=", "(?=").replace("(?<!", "(?!")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(syntax)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return True
 
 
 def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
