@@ -882,3 +882,74 @@ def test_any_text_parses_or_fails_with_a_place(text: str) -> None:
     rendered = schema_to_dsl(schema)
     assert rendered is not None
     assert parse_dsl(rendered) == schema
+
+
+# --- through the compiler onto llama.cpp's grammar engine --------------------------------------
+
+# (concise schema, documents that must be accepted, documents the grammar must refuse)
+ENFORCED: list[tuple[str, list[Any], list[Any]]] = [
+    (
+        "name, age int 0..150, nick? str 1..5",
+        [{"name": "Ann", "age": 0}, {"name": "", "age": 150, "nick": "A"}],
+        [
+            {"name": "Ann"},  # required
+            {"name": "Ann", "age": 151},
+            {"name": "Ann", "age": -1},
+            {"name": "Ann", "age": 3, "nick": ""},
+            {"name": "Ann", "age": 3, "nick": "abcdef"},
+            {"name": "Ann", "age": 3, "x": 1},  # additionalProperties
+        ],
+    ),
+    (
+        "sentiment positive|neutral|negative, score 1|2|3|null",
+        [{"sentiment": "neutral", "score": 2}, {"sentiment": "positive", "score": None}],
+        [{"sentiment": "happy", "score": 2}, {"sentiment": "neutral", "score": 4}],
+    ),
+    (
+        "people [{name, age int|null}] 1..2, tags [str]",
+        [
+            {"people": [{"name": "A", "age": None}], "tags": []},
+            {"people": [{"name": "A", "age": 1}, {"name": "B", "age": 2}], "tags": ["x"]},
+        ],
+        [
+            {"people": [], "tags": []},
+            {"people": [{"name": "A", "age": 1}] * 3, "tags": []},
+            {"people": [{"name": "A"}], "tags": []},
+            {"people": [{"name": "A", "age": 1}], "tags": [1]},
+        ],
+    ),
+    (
+        "姓名：全名，地址 {省, 市}: 住址",
+        [{"姓名": "张三", "地址": {"省": "广东", "市": "深圳"}}],
+        [{"姓名": "张三", "地址": {"省": "广东"}}, {"姓名": 1, "地址": {"省": "a", "市": "b"}}],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "valid", "invalid"), ENFORCED, ids=[t for t, _, _ in ENFORCED])
+def test_the_grammar_enforces_the_concise_schema(
+    grammar_engine: Any, text: str, valid: list[Any], invalid: list[Any]
+) -> None:
+    from qwenjson.schema import compile_schema
+    from tests.grammar_engine import canonical_json
+
+    schema = parse_dsl(text)
+    grammar = compile_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for document in valid:
+        assert validator.is_valid(document)
+        assert grammar_engine.accepts(grammar, canonical_json(document, schema)), document
+    for document in invalid:
+        assert not validator.is_valid(document)
+        assert not grammar_engine.accepts(grammar, canonical_json(document, schema)), document
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=fields_of(types))
+def test_every_concise_schema_compiles_to_a_grammar_llama_cpp_parses(
+    grammar_engine: Any, fields: tuple[Field, ...]
+) -> None:
+    from qwenjson.schema import compile_schema
+
+    schema = {"$schema": DRAFT_2020_12, **build(Obj(fields))}
+    assert grammar_engine.grammar_error(compile_schema(schema)) is None
