@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.grammar_engine import GrammarEngine
 
 # ../shared beside the repository: corpora, cases and the bench model script (absent elsewhere).
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
@@ -19,7 +23,7 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def grammar_engine():  # type: ignore[no-untyped-def]  # the import is deferred, see below
+def grammar_engine() -> GrammarEngine:
     """llama.cpp's grammar engine over SmolLM2's vocabulary, loaded once per session.
 
     Imported here rather than at module level so collecting tests doesn't load llama.cpp.
