@@ -243,13 +243,26 @@ def load_registry() -> dict[str, ModelSpec]:
 
 
 def closest_name(name: str, known: list[str]) -> str | None:
-    """The known name most like ``name``, if any is close enough to suggest."""
-    matches = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if matches:
-        return matches[0]
-    # A prefix is a strong hint even when difflib's ratio is low ("qwen2.5-1.5b" → "…-instruct").
-    prefixed = sorted(k for k in known if k.startswith(name) or name.startswith(k))
-    return prefixed[0] if prefixed else None
+    """The known name most like ``name``, if any is close enough to suggest.
+
+    Ranked by: one name being a prefix of the other ("qwen2.5-1.5b" → "…-instruct"), then the
+    share of the typed words found in the name ("qwen-coder"), then difflib's similarity
+    (typos).
+    """
+    typed = name.strip().lower()
+    words = [w for w in re.split(r"[-_.\s]+", typed) if w]
+
+    def score(candidate: str) -> tuple[bool, float, float]:
+        lowered = candidate.lower()
+        prefix = bool(typed) and (lowered.startswith(typed) or typed.startswith(lowered))
+        found = sum(1 for w in words if w in lowered) / len(words) if words else 0.0
+        return prefix, found, difflib.SequenceMatcher(None, typed, lowered).ratio()
+
+    if not known:
+        return None
+    best = max(known, key=score)
+    prefix, found, ratio = score(best)
+    return best if prefix or found >= 0.75 or ratio >= 0.6 else None
 
 
 def parse_hf_ref(ref: str) -> ModelSpec:
@@ -286,6 +299,10 @@ def resolve_model(ref: str) -> ModelRef:
         return ModelRef(kind="path", path=Path(ref).expanduser())
     registry = load_registry()
     spec = registry.get(ref)
+    if spec is None:
+        # Names are case-insensitive when that is unambiguous: Qwen2.5-0.5B-Instruct works.
+        folded = [s for n, s in registry.items() if n.lower() == ref.lower()]
+        spec = folded[0] if len(folded) == 1 else None
     if spec is not None:
         return ModelRef(kind="registry", spec=spec)
     if Path(ref).is_file():
