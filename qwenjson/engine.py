@@ -767,20 +767,69 @@ class Engine:
                 continue
             forced, complete = self._probe(grammar)
             if complete:
-                # Nothing but the end can follow: no decode for the end token. The forced tail
-                # is emitted as text, counted as the tokens the tokenizer makes of it.
-                tail = self.tokenize(forced) if forced else []
-                room = max_tokens - len(stats.tokens)
-                stats.tokens.extend((t, True) for t in tail[:room])
-                stats.forced_tokens += len(tail[:room])
-                emit(b"".join(self.piece(t) for t in tail[:room]))
-                return finish("length" if len(tail) > room else "stop")
+                # Nothing but the end can follow: no decode, not even for the end token. The
+                # forced tail is emitted as text, counted as the tokens the tokenizer makes of it.
+                room = max_tokens - len(stats.tokens) + 1  # the chosen token counts once
+                joint = self._respell(token, forced) if forced else None
+                if not forced:
+                    return finish("stop")
+                if joint is not None and self._replace_last(grammar, token, joint[:room], emit):
+                    return finish("length" if len(joint) > room else "stop")
+                # No clean spelling (the token ends inside a character whose start was decoded
+                # earlier): let the model spell the rest, one checked token at a time.
             if len(stats.tokens) >= max_tokens:
                 break
             fed = self._fast_forward(grammar, token, forced, max_tokens, emit) if forced else None
             stats.decode_calls += 1
             self._decode(fed or [token])
         return finish("length")
+
+    def _respell(self, token: int, forced: bytes) -> list[int] | None:
+        """The tokenizer's tokens for the chosen token's text plus the forced text after it.
+
+        Forced text that ends inside a UTF-8 character is cut back to the character boundary.
+        None when there is no clean spelling: the chosen token ends inside a character begun by
+        an earlier token (already in the KV cache), or nothing is left after the cut.
+        """
+        head = self.piece(token)
+        text = _utf8_prefix(head + forced)
+        if len(text) <= len(head):
+            return None
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        joint = self.tokenize(text)
+        if b"".join(self.piece(t) for t in joint) != text:
+            return None
+        return joint
+
+    def _replace_last(
+        self, grammar: Any, token: int, tokens: list[int], emit: Callable[[bytes], None]
+    ) -> bool:
+        """Put ``tokens`` (which spell the chosen token's text and more) in its place.
+
+        The text beyond the chosen token is forced, so the grammar accepts it byte by byte.
+        False, and nothing changed, if ``tokens`` don't start with that token's text.
+        """
+        stats = self.last_stats
+        head = self.piece(token)
+        text = b"".join(self.piece(t) for t in tokens)
+        if len(text) < len(head) or not text.startswith(head):
+            return False
+        self._accept_bytes(grammar, text[len(head) :])
+        emit(text[len(head) :])
+        stats.tokens.pop()
+        stats.sampled_tokens -= 1
+        # The first token is the model's choice if the tokenizer kept it, else a respelling.
+        for i, t in enumerate(tokens):
+            chosen = i == 0 and t == token
+            stats.tokens.append((t, not chosen))
+            if chosen:
+                stats.sampled_tokens += 1
+            else:
+                stats.forced_tokens += 1
+        return True
 
     def _fast_forward(
         self,
@@ -803,35 +852,13 @@ class Engine:
         spelled forced text with other tokens than its tokenizer does, the KV cache holds the
         tokenizer's spelling; the text is the same, later choices can differ.
         """
-        stats = self.last_stats
-        head = self.piece(token)
-        text = _utf8_prefix(head + forced)
-        if len(text) <= len(head):
+        joint = self._respell(token, forced)
+        if joint is None:
             return None
-        try:
-            text.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # the chosen token is part of a character: no clean boundary to cut at
-        joint = self.tokenize(text)
-        feed = joint[:-1]
-        # Output budget: the chosen token is already counted once.
-        room = max_tokens - len(stats.tokens) + 1
-        feed = feed[:room]
-        fed_text = b"".join(self.piece(t) for t in feed)
-        if len(feed) < 2 or not text.startswith(fed_text) or not fed_text.startswith(head):
+        room = max_tokens - len(self.last_stats.tokens) + 1  # the chosen token counts once
+        feed = joint[:-1][:room]
+        if len(feed) < 2 or not self._replace_last(grammar, token, feed, emit):
             return None
-        self._accept_bytes(grammar, fed_text[len(head) :])
-        emit(fed_text[len(head) :])
-        stats.tokens.pop()
-        stats.sampled_tokens -= 1
-        # The first fed token is the model's choice if the tokenizer kept it, else a respelling.
-        for i, t in enumerate(feed):
-            chosen = i == 0 and t == token
-            stats.tokens.append((t, not chosen))
-            if chosen:
-                stats.sampled_tokens += 1
-            else:
-                stats.forced_tokens += 1
         return feed
 
 

@@ -45,7 +45,9 @@ PERSON_MESSAGES: list[Message] = [
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    with Engine(smollm2_path(), n_ctx=1024) as e:
+    # One thread: llama.cpp's worker threads spin, and on a busy 2-core CI box two of them
+    # make every step many times slower. Results don't depend on the thread count.
+    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
         yield e
 
 
