@@ -636,7 +636,13 @@ def _pull_online(
             blob.unlink()
         if not blob.exists():
             _download_blob(download_url, blob, expected, size, headers, progress, label)
-        pointer = _link_snapshot(storage, blob, spec, meta.commit_hash)
+        try:
+            pointer = _link_snapshot(storage, blob, spec, meta.commit_hash)
+        except OSError as exc:
+            raise ModelError(
+                f"downloaded and verified {label}, but cannot link it into {storage}: "
+                f"{exc.strerror or exc}"
+            ) from exc
     if spec.sha256 is None:
         key = _hub_key(spec, meta.commit_hash)
         _save_state(lambda data: data["hub"].__setitem__(key, expected))
