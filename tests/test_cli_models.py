@@ -226,3 +226,10 @@ def test_extract_offline_with_a_registered_model_not_downloaded_says_how_to_pull
     assert (r.returncode, r.stdout) == (EXIT_MODEL, b"")
     assert b"qwenjson pull smol" in r.stderr
     assert fake_hub.log == []
+
+
+@pytest.mark.parametrize("command", ["pull", "models"])
+def test_help_has_an_example(run: Callable[..., Run], command: str) -> None:
+    r = run(command, "--help")
+    assert r.code == 0
+    assert f"Example: qwenjson {command}" in r.out
