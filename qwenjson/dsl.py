@@ -6,6 +6,7 @@ A superset of the syntax of simonw/llm's ``--schema 'name, age int'``::
     sentiment positive|neutral|negative
     nickname? str 1..40
     address {street, city, zip? str: postcode}
+    born date, email? email, site? url
     people [{name, role: job title}] 1..
     tags [str] ..10
     score float|null 0..1
@@ -23,6 +24,7 @@ Grammar (EBNF; spaces and tabs between tokens are ignored; NEWLINE is a line bre
     type        = base [ "|" "null" ] | enum ;
     base        = "str" | "int" | "float" | "bool"
                 | "string" | "integer" | "number" | "boolean"
+                | "date" | "time" | "datetime" | "email" | "uri" | "url" | "uuid"
                 | "{" fields "}"
                 | "[" { NEWLINE } typed { NEWLINE } "]" ;
     enum        = value "|" value { "|" value } | STRING ;
@@ -45,6 +47,9 @@ Meaning:
 - Every field is required unless its name is followed by ``?``. Property order is the order
   written. Every object has ``additionalProperties: false``. No type means ``str``.
 - ``str int float bool`` are ``string integer number boolean`` (the long names work too).
+- ``date time datetime email uri uuid`` are strings in that JSON Schema ``format``
+  (``datetime`` is ``date-time``, ``url`` is ``uri``). Followed by ``|`` and a value other than
+  ``null`` they are plain words of an enum: ``contact email|phone``.
 - ``{…}`` is a nested object; ``[T]`` a list of T (any type: ``[{…}]``, ``[a|b]``, ``[[int]]``).
 - ``a|b|c`` is an enum. Bare words are strings, numbers are numbers, ``null true false`` are
   JSON literals; quote anything else (``"very good"|bad``, ``"int"|"str"``). A single quoted
@@ -84,6 +89,25 @@ TYPE_NAMES: Final[Mapping[str, str]] = {
     "integer": "integer",
     "number": "number",
     "boolean": "boolean",
+}
+# String formats by DSL name (the compiler enforces them in the grammar or checks them after).
+FORMAT_NAMES: Final[Mapping[str, str]] = {
+    "date": "date",
+    "time": "time",
+    "datetime": "date-time",
+    "date-time": "date-time",
+    "email": "email",
+    "uri": "uri",
+    "url": "uri",
+    "uuid": "uuid",
+}
+_FORMAT_DSL_NAMES: Final[Mapping[str, str]] = {
+    "date": "date",
+    "time": "time",
+    "date-time": "datetime",
+    "email": "email",
+    "uri": "uri",
+    "uuid": "uuid",
 }
 _DSL_NAMES: Final[Mapping[str, str]] = {
     "string": "str",
@@ -442,6 +466,10 @@ class _Parser:
             self.advance()
             kind = TYPE_NAMES[tok.text]
             schema = {"type": kind}
+        elif tok.kind == _WORD and tok.text in FORMAT_NAMES and not self.starts_enum(tok):
+            self.advance()
+            kind = tok.text  # a range on it is refused, naming it
+            schema = {"type": "string", "format": FORMAT_NAMES[tok.text]}
         elif tok.kind in (_WORD, _NUMBER, _STRING):
             return self.enum_type(), "enum"
         else:
@@ -455,8 +483,23 @@ class _Parser:
                     "only 'null' can follow '|' after a type (for an enum, quote the values)",
                     null.start,
                 )
-            schema["type"] = [kind, "null"]
+            schema["type"] = [schema["type"], "null"]
+            more = self.peek()
+            if more.kind == "|":
+                raise self.fail(
+                    f"a type can only be combined with null; for an enum, quote the values: "
+                    f'"{tok.text}"|null|…',
+                    more.start,
+                )
         return schema, kind
+
+    def starts_enum(self, tok: _Token) -> bool:
+        """Whether a format name starts an enum: ``email|phone`` (but ``email|null``)."""
+        bar = self.peek_after(tok)
+        if bar.kind != "|":
+            return False
+        after = _scan(self.text, bar.end)
+        return not (after.kind == _WORD and after.text == "null")
 
     def enter(self, tok: _Token) -> None:
         self.depth += 1
@@ -709,9 +752,16 @@ def _render_typed(schema: Mapping[str, Any]) -> str:
         raise _NotRepresentable
     rest = dict(schema)
     del rest["type"]
-    for key in _RANGE_KEYS.get(schema_type, ()):
+    range_type = schema_type
+    if schema_type == "string" and "format" in rest:
+        range_type = "format"  # no range with a format
+    for key in _RANGE_KEYS.get(range_type, ()):
         rest.pop(key, None)
-    if schema_type == "object":
+    if range_type == "format":
+        text = _FORMAT_DSL_NAMES.get(rest.pop("format"), "")
+        if not text:
+            raise _NotRepresentable
+    elif schema_type == "object":
         text = "{" + ", ".join(_render_fields({**schema, "type": "object"}, True)) + "}"
         rest = {}  # _render_fields checked the keys
     elif schema_type == "array":
@@ -727,7 +777,7 @@ def _render_typed(schema: Mapping[str, Any]) -> str:
         raise _NotRepresentable
     if nullable:
         text += "|null"
-    return text + _render_range(schema, schema_type)
+    return text + _render_range(schema, range_type)
 
 
 def _render_range(schema: Mapping[str, Any], schema_type: str) -> str:
@@ -776,7 +826,8 @@ def _render_enum(schema: Mapping[str, Any]) -> str:
 
 def _render_value(value: object) -> str:
     if isinstance(value, str):
-        if _whole_token_kind(value) == _WORD and value not in TYPE_NAMES and value not in _LITERALS:
+        reserved = value in TYPE_NAMES or value in FORMAT_NAMES or value in _LITERALS
+        if _whole_token_kind(value) == _WORD and not reserved:
             return value
         return json.dumps(value, ensure_ascii=False)
     return json.dumps(value)
