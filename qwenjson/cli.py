@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
-import click
 import typer
 
 from qwenjson import console
@@ -468,8 +467,9 @@ def pull(
     """Download a model into the Hugging Face cache, check its sha256, print its path.
 
     An interrupted download resumes where it stopped; two pulls at once (two cron jobs) share
-    one download. Honours HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE
-    (offline, it only checks the cached copy).
+    one download. A model pinned to a commit is never fetched twice; one that follows a branch
+    (hf:… without @REVISION) is checked for a newer file. Honours HF_HOME, HF_HUB_CACHE,
+    HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE (offline, it only checks the cached copy).
 
     Example: qwenjson pull qwen2.5-0.5b-instruct-q4_0
     """
@@ -484,7 +484,8 @@ def pull(
         )
     spec = ref.spec
     with console.download_progress(f"Downloading {spec.name}", enabled=not quiet) as progress:
-        path = hub_pull(spec, progress=progress)  # hub_pull honours HF_HUB_OFFLINE itself
+        # HF_HUB_OFFLINE is honoured by hub_pull; refresh: a branch revision may have moved.
+        path = hub_pull(spec, progress=progress, refresh=True)
     if not quiet and console.stderr.is_terminal:
         size = format_size(path.stat().st_size)
         console.info(f"{spec.name}: {size}, sha256 verified")
@@ -555,16 +556,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code; errors are printed, never raised."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="qwenjson", standalone_mode=False)
+        # Not app(...): typer's own main loop turns Ctrl-C into a *returned* 130 (so the
+        # process would exit 0) and a closed stdout into exit 1. Invoked directly, the
+        # command's KeyboardInterrupt and BrokenPipeError reach the handlers below.
+        command = typer.main.get_command(app)
+        with command.make_context("qwenjson", args) as ctx:
+            command.invoke(ctx)
     except QwenJsonError as e:
         console.error(str(e))
         return e.exit_code
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return int(e.exit_code)
-    except click.ClickException as e:
+    except _CLICK_EXCEPTION as e:
         e.show(file=sys.stderr)
         return EXIT_USAGE if e.exit_code == 2 else int(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         console.error("interrupted")
         return EXIT_SIGINT
     except _Terminated:
@@ -578,6 +584,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         console.error(f"internal error: {type(e).__name__}: {e} (set QWENJSON_DEBUG=1 for details)")
         return EXIT_INTERNAL
     return 0
+
+
+# The click this typer runs on: typer >= 0.26 vendors its own copy (typer._click), whose
+# exceptions are not the installed click's; typer.Exit and typer.Abort are public either way.
+_CLICK_EXCEPTION: Any = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 def _stdout_closed() -> int:

@@ -1,0 +1,126 @@
+"""Signals and crashes on the real model, through ``python -m qwenjson`` subprocesses.
+
+kill -9 mid-batch then a ``--checkpoint`` rerun loses and duplicates nothing; ``| head -1``
+(SIGPIPE) exits 141 quietly; SIGINT and SIGTERM exit 130 and 143 with whole lines on stdout.
+Waiting for output is done by reading pipes and files, never by timing assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from qwenjson.errors import EXIT_SIGINT, EXIT_SIGTERM
+from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
+
+pytestmark = pytest.mark.model
+
+EXIT_SIGPIPE = 141
+
+
+def records(n: int) -> bytes:
+    rows = [{"id": i, "text": TEXTS[i % len(TEXTS)]} for i in range(1, n + 1)]
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+
+
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``path`` holds ``n`` newlines (or the process ends)."""
+    while path.read_bytes().count(b"\n") < n and proc.poll() is None:
+        time.sleep(0.02)
+
+
+def test_kill_9_then_checkpoint_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    data = records(8)
+    (tmp_path / "in.jsonl").write_bytes(data)
+    argv = qwenjson_argv(
+        "--jsonl", "--field", "text", "--input", str(tmp_path / "in.jsonl"),
+        "--checkpoint", str(tmp_path / "ckpt"),
+    )  # fmt: skip
+    # The reference: the same batch, uninterrupted.
+    whole = subprocess.run(
+        qwenjson_argv("--jsonl", "--field", "text"), input=data, capture_output=True, timeout=600
+    )
+    assert whole.returncode == 0, whole.stderr.decode()
+    assert len(whole.stdout.splitlines()) == 8
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    kills = 0
+    for stop_after in (2, 5):
+        with out.open("ab") as sink:
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE)
+            wait_for_lines(out, stop_after, proc)
+            if proc.poll() is None:
+                proc.kill()  # SIGKILL: no handler runs, no cleanup
+                kills += 1
+            proc.wait(timeout=300)
+            assert proc.stderr is not None
+            proc.stderr.close()
+    assert kills >= 1  # at least one run really died mid-batch
+    with out.open("ab") as sink:
+        rerun = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert out.read_bytes() == whole.stdout
+    ids = [json.loads(line)["id"] for line in out.read_bytes().splitlines()]
+    assert ids == list(range(1, 9))
+
+
+def test_head_1_closes_the_pipe_and_qwenjson_exits_141_quietly() -> None:
+    proc = subprocess.Popen(
+        qwenjson_argv("--jsonl"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS))
+    proc.stdin.close()
+    first = proc.stdout.readline()  # what `head -1` reads, then it exits
+    proc.stdout.close()
+    code = proc.wait(timeout=300)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert code == EXIT_SIGPIPE
+    assert err == b""  # no traceback, no "Exception ignored", no error line
+    jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(first))
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "message"),
+    [
+        (signal.SIGINT, EXIT_SIGINT, b"Error: interrupted\n"),
+        (signal.SIGTERM, EXIT_SIGTERM, b"Error: terminated\n"),
+    ],
+)
+def test_sigint_and_sigterm_stop_cleanly_with_whole_lines(
+    signum: signal.Signals, code: int, message: bytes
+) -> None:
+    proc = subprocess.Popen(
+        qwenjson_argv("--jsonl"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS * 4))
+    proc.stdin.close()
+    first = proc.stdout.readline()  # the model is loaded and the batch under way
+    proc.send_signal(signum)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=300) == code
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert err == message
+    out = first + rest
+    assert out.endswith(b"\n")
+    lines = out.splitlines()
+    assert 1 <= len(lines) < len(TEXTS) * 4
+    for line in lines:
+        jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(line))
