@@ -550,8 +550,8 @@ class _Parser:
         if len(values) == 1 and first.kind != _STRING:
             if first.kind == _WORD and first.text not in _LITERALS:
                 problem = (
-                    f"unknown type {first.text!r}: use str, int, float, bool, {{…}}, [type], "
-                    "or a|b|c for an enum"
+                    f"unknown type {first.text!r}: use str int float bool date time datetime "
+                    "email uri uuid, {…}, [type], or a|b|c for an enum"
                 )
             else:
                 problem = f"expected a type, found {first.text}; an enum needs two values: a|b"

@@ -408,8 +408,8 @@ ERRORS: list[tuple[str, str]] = [
     ),
     (
         "age integr",
-        "unknown type 'integr': use str, int, float, bool, {…}, [type], or a|b|c "
-        "for an enum at column 5\nage integr\n    ^",
+        "unknown type 'integr': use str int float bool date time datetime email uri uuid, "
+        "{…}, [type], or a|b|c for an enum at column 5\nage integr\n    ^",
     ),
     (
         "age int 5",
@@ -472,8 +472,8 @@ ERRORS: list[tuple[str, str]] = [
     # Wide characters take two cells: the caret still lands under the mistake.
     (
         "姓名, 年龄 integr",
-        "unknown type 'integr': use str, int, float, bool, {…}, [type], "
-        "or a|b|c for an enum at column 8\n姓名, 年龄 integr\n" + " " * 11 + "^",
+        "unknown type 'integr': use str int float bool date time datetime email uri uuid, "
+        "{…}, [type], or a|b|c for an enum at column 8\n姓名, 年龄 integr\n" + " " * 11 + "^",
     ),
 ]
 
