@@ -46,6 +46,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 CACHE_DIR_ENV = "QWENJSON_CACHE_DIR"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _HASH_BLOCK = 1 << 20
 # Room to leave free beyond the download itself, so a full disk doesn't take the system down.
@@ -536,9 +537,12 @@ def pull(
     *,
     offline: bool = False,
     progress: ProgressCallback | None = None,
+    refresh: bool = False,
 ) -> Path:
     """Return the verified local file for ``spec``, downloading it if needed and allowed.
 
+    A verified cached file is returned without touching the network, unless ``refresh`` asks
+    to check a branch revision (like ``main``) for a newer file; a pinned commit never changes.
     ``progress(done_bytes, total_bytes)`` is called as bytes arrive (never when cached).
     Raises ModelError on 404/5xx/network failures, checksum mismatch, a full disk, or when
     offline (``offline`` or HF_HUB_OFFLINE=1) and the file is not cached.
@@ -549,8 +553,11 @@ def pull(
     if pointer is not None:
         expected = _expected_sha(spec, pointer, cache)
         if expected is not None and _matches(pointer, expected, spec.size):
-            return pointer
-        corrupt = pointer
+            pinned = _COMMIT_RE.fullmatch(spec.revision) is not None
+            if not refresh or pinned or offline_requested(offline):
+                return pointer
+        else:
+            corrupt = pointer
     if offline_requested(offline):
         by_env = offline_requested(False)
         why = "HF_HUB_OFFLINE=1 is set" if by_env else "--offline"

@@ -477,3 +477,25 @@ def test_ensure_model_pulls_an_hf_reference(
     path = hub.ensure_model(f"hf:{REPO}/{FILE}@{COMMIT}", offline=False)
     assert path.read_bytes() == smol_bytes
     assert path.parent.name == COMMIT
+
+
+def test_refresh_follows_a_moved_branch_and_never_refetches_a_pinned_commit(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes
+) -> None:
+    branch = make_spec(None)  # revision "main"
+    old = hub.pull(branch)
+    pinned = make_spec(None, revision=COMMIT)
+    assert hub.pull(pinned, refresh=True) == old  # same commit: cached, no request
+    heads = len(fake_hub.requests("HEAD"))
+    assert heads == 1
+
+    # The repo's main moves to a new commit with a new file.
+    newer = smol_bytes + b"\0" * 64
+    fake_hub.commit = "f" * 40
+    fake_hub.add_file(REPO, FILE, newer)
+    assert hub.pull(branch) == old  # without refresh: the cache answers, no network
+    assert len(fake_hub.requests("HEAD")) == heads
+    new = hub.pull(branch, refresh=True)
+    assert new.parent.name == "f" * 40 and new.read_bytes() == newer
+    assert hub.local_path(branch) == new  # refs/main moved too
+    assert old.read_bytes() == smol_bytes  # the old snapshot is intact
