@@ -11,10 +11,11 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jsonschema
 import pytest
@@ -768,6 +769,27 @@ def test_cli_checkpoint_of_another_job_is_refused(
     assert "belongs to a different job" in r.err
 
 
+def test_cli_progress_bar_on_a_terminal_and_plain_text_when_piped(
+    cli_run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from qwenjson import console
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100, highlight=False)
+    monkeypatch.setattr(console, "stderr", terminal)
+    r = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", stdin=b"a\n\nc\n")
+    assert r.code == EXIT_SOME_RECORDS_FAILED
+    assert r.out == '{"name":"a","age":1}\n{"name":"c","age":1}\n'  # stdout: documents only
+    shown = screen.getvalue()
+    assert "records" in shown and "1 failed" in shown and "\x1b[" in shown
+    # Piped (the other CLI tests): the same messages with no escape codes at all.
+    monkeypatch.undo()
+    piped = cli_run("extract", "-s", SCHEMA_ARG, "--jsonl", stdin=b"a\n\nc\n")
+    assert piped.err == "Error: line 2: empty line\nError: 1 of 3 record(s) failed\n"
+
+
 # -- on the real model (SmolLM2-135M) ----------------------------------------------------------
 
 REAL_PERSON = {
@@ -794,7 +816,7 @@ def model_path() -> Path:
     return default_model_path()
 
 
-def qwenjson_argv(*args: str, schema: Any = REAL_PERSON) -> list[str]:
+def qwenjson_argv(*args: str, schema: Any = REAL_PERSON, max_tokens: int = 48) -> list[str]:
     """``python -m qwenjson extract`` on SmolLM2 with a small context and budget.
 
     One thread: CI machines have two cores and llama.cpp's threads spin, so a second thread
@@ -812,11 +834,36 @@ def qwenjson_argv(*args: str, schema: Any = REAL_PERSON) -> list[str]:
         "--ctx",
         "512",
         "--max-tokens",
-        "48",
+        str(max_tokens),
         "--threads",
         "1",
         *args,
     ]
+
+
+@contextmanager
+def running(*args: str) -> Iterator[Proc]:
+    """``qwenjson extract ARGS`` as a child with piped stdin, stdout and stderr; killed at exit."""
+    proc = subprocess.Popen(
+        qwenjson_argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        yield Proc(proc, proc.stdin, proc.stdout, proc.stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=300)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
 
 
 def mixed_records() -> tuple[bytes, dict[int, str]]:
@@ -890,9 +937,7 @@ def test_real_each_prints_items_before_the_document_is_complete() -> None:
     text = "Guests: Anna Berg, Bruno Costa, Chen Wei, Dana Evans, Emil Ford, Fatima Gul."
     # 30 tokens are not enough for the whole list: the document never completes (exit 5),
     # yet the items that closed within the budget were already printed, each one valid.
-    argv = qwenjson_argv("--each", "--max-tokens", "30", schema=item)
-    argv.remove("48")
-    argv.remove("--max-tokens")
+    argv = qwenjson_argv("--each", schema=item, max_tokens=30)
     r = subprocess.run(argv, input=text.encode(), capture_output=True, timeout=300)
     assert r.returncode == EXIT_NO_VALID_OUTPUT, r.stderr.decode()
     assert "not complete after 30 tokens" in r.stderr.decode()
@@ -906,28 +951,17 @@ def test_real_each_prints_items_before_the_document_is_complete() -> None:
 @pytest.mark.model
 def test_real_jsonl_streams_each_record_while_input_is_still_open() -> None:
     # stdin stays open, so the process can't have finished: the line arrived while it runs.
-    proc = subprocess.Popen(
-        qwenjson_argv("--jsonl"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        proc.stdin.write(TEXTS[0].encode() + b"\n")
-        proc.stdin.flush()
-        first = proc.stdout.readline()
-        assert proc.poll() is None
+    with running("--jsonl") as p:
+        p.stdin.write(TEXTS[0].encode() + b"\n")
+        p.stdin.flush()
+        first = p.stdout.readline()
+        assert p.popen.poll() is None
         jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(first))
-        proc.stdin.write(TEXTS[1].encode() + b"\n")
-        proc.stdin.close()
-        rest = proc.stdout.read()
-        assert proc.wait(timeout=300) == 0
+        p.stdin.write(TEXTS[1].encode() + b"\n")
+        p.stdin.close()
+        rest = p.stdout.read()
+        assert p.popen.wait(timeout=300) == 0
         assert len(rest.decode().splitlines()) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.model

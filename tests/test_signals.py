@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from qwenjson.errors import EXIT_SIGINT, EXIT_SIGTERM
-from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
+from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv, running
 
 pytestmark = pytest.mark.model
 
@@ -72,20 +72,13 @@ def test_kill_9_then_checkpoint_rerun_loses_and_duplicates_nothing(tmp_path: Pat
 
 
 def test_head_1_closes_the_pipe_and_qwenjson_exits_141_quietly() -> None:
-    proc = subprocess.Popen(
-        qwenjson_argv("--jsonl"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS))
-    proc.stdin.close()
-    first = proc.stdout.readline()  # what `head -1` reads, then it exits
-    proc.stdout.close()
-    code = proc.wait(timeout=300)
-    err = proc.stderr.read()
-    proc.stderr.close()
+    with running("--jsonl") as p:
+        p.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS))
+        p.stdin.close()
+        first = p.stdout.readline()  # what `head -1` reads, then it exits
+        p.stdout.close()
+        code = p.popen.wait(timeout=300)
+        err = p.stderr.read()
     assert code == EXIT_SIGPIPE
     assert err == b""  # no traceback, no "Exception ignored", no error line
     jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(first))
@@ -101,22 +94,14 @@ def test_head_1_closes_the_pipe_and_qwenjson_exits_141_quietly() -> None:
 def test_sigint_and_sigterm_stop_cleanly_with_whole_lines(
     signum: signal.Signals, code: int, message: bytes
 ) -> None:
-    proc = subprocess.Popen(
-        qwenjson_argv("--jsonl"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS * 4))
-    proc.stdin.close()
-    first = proc.stdout.readline()  # the model is loaded and the batch under way
-    proc.send_signal(signum)
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=300) == code
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+    with running("--jsonl") as p:
+        p.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS * 4))
+        p.stdin.close()
+        first = p.stdout.readline()  # the model is loaded and the batch under way
+        p.popen.send_signal(signum)
+        rest = p.stdout.read()
+        assert p.popen.wait(timeout=300) == code
+        err = p.stderr.read()
     assert err == message
     out = first + rest
     assert out.endswith(b"\n")
