@@ -513,7 +513,7 @@ def models(
                 "name": name,
                 "default": name == DEFAULT_MODEL,
                 "quant": spec.quant or None,
-                "size": spec.size,
+                "size": spec.size or (path.stat().st_size if path is not None else None),
                 "downloaded": path is not None,
                 "path": str(path) if path is not None else None,
                 "repo": spec.repo,
@@ -535,15 +535,18 @@ def models(
                 row["name"] + (" *" if row["default"] else ""),
                 row["quant"] or "-",
                 format_size(row["size"]) if row["size"] else "-",
-                row["path"] or "no",
+                "yes" if row["downloaded"] else "no",
                 row["description"],
             )
         )
     widths = [max(len(line[i]) for line in table) for i in range(4)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) + "  " + line[4]
-        for line in table
-    ]
+    lines: list[str] = []
+    rows_or_header: list[dict[str, Any] | None] = [None, *rows]
+    for line, entry in zip(table, rows_or_header, strict=True):
+        cells = [c.ljust(w) for c, w in zip(line, widths, strict=False)]
+        lines.append("  ".join([*cells, line[4]]))
+        if entry is not None and entry["path"]:
+            lines.append(f"    {entry['path']}")  # where: on its own line, paths are long
     lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
     write_document("\n".join(line.rstrip() for line in lines))
 

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -397,6 +398,26 @@ def _disk_full(partial: Path, exc: OSError) -> ModelError:
     )
 
 
+@contextlib.contextmanager
+def _quiet_hf_download_log() -> Iterator[None]:
+    """Drop huggingface_hub's download log lines while we download.
+
+    It logs each in-flight retry ("Trying to resume download...") to stderr through its own
+    handler; qwenjson reports the outcome itself, and a stray line would tear a progress bar
+    and break "silence when stderr is not a terminal".
+    """
+    logger = logging.getLogger("huggingface_hub.file_download")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def _fetch_into(
     url: str,
     partial: Path,
@@ -421,7 +442,7 @@ def _fetch_into(
     if progress is not None:
         progress(resume, size)
     try:
-        with open(partial, "ab") as f:
+        with open(partial, "ab") as f, _quiet_hf_download_log():
             sink = _HashingSink(f, partial, hasher, resume, size, progress)
             http_get(
                 url,

@@ -64,6 +64,18 @@ def test_pull_prints_the_verified_path_and_nothing_else(
     assert run("pull", "smol") == r
 
 
+def test_pull_in_a_pipe_is_silent_on_stderr_even_through_a_resume(
+    user_registry: Path, fake_hub: FakeHub, smol_bytes: bytes
+) -> None:
+    # A cron job: stderr is not a terminal, so no bar, and the dropped connection that
+    # huggingface_hub retries with a Range request leaves no log line either.
+    fake_hub.drop_after, fake_hub.drops = 25 << 20, 1
+    r = _qwenjson("pull", "smol", stdin=b"", env=dict(os.environ))
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert Path(r.stdout.decode().strip()).read_bytes() == smol_bytes
+    assert [g.range is None for g in fake_hub.data_gets()] == [True, False]
+
+
 def test_pull_unpinned_entry_verifies_against_the_hub_sha(
     run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub, smol_sha: str
 ) -> None:
@@ -151,9 +163,18 @@ def test_models_table_marks_the_default(
     lines = r.out.splitlines()
     assert lines[0].split() == ["NAME", "QUANT", "SIZE", "DOWNLOADED", "DESCRIPTION"]
     default = next(line for line in lines if line.startswith(DEFAULT_MODEL + " "))
-    assert " * " in default and "468.6 MiB" in default
-    assert any(line.startswith("smol ") and "SmolLM2 135M for tests" in line for line in lines)
+    assert default.split()[1:5] == ["*", "Q4_K_M", "468.6", "MiB"]
+    smol = next(i for i, line in enumerate(lines) if line.startswith("smol "))
+    assert lines[smol].split()[1:5] == ["Q4_1", "93.8", "MiB", "no"]
+    assert lines[smol].endswith("SmolLM2 135M for tests")
     assert str(hf_env) in lines[-1]
+
+    # once downloaded: "yes", and where, on the next line
+    path = run("pull", "smol").out.strip()
+    lines = run("models").out.splitlines()
+    smol = next(i for i, line in enumerate(lines) if line.startswith("smol "))
+    assert lines[smol].split()[4] == "yes"
+    assert lines[smol + 1].strip() == path
 
 
 def test_models_with_a_malformed_user_registry_names_file_and_line(
