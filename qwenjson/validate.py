@@ -62,8 +62,6 @@ def load_schema(source: str | Path) -> Schema:
         text, origin = str(source), "inline schema"
     elif path.exists():
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
-    elif _looks_like_path(str(source)):
-        raise SchemaError(f"schema file {str(path)!r} not found")
     else:
         return _concise_schema(str(source))
     schema = parse_schema_text(text, origin)
@@ -76,10 +74,18 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _concise_schema(source: str) -> Schema:
-    """The concise syntax (``'name, age int 0..150'``), compiled to a JSON Schema."""
-    from qwenjson.dsl import parse_dsl
+    """The concise syntax (``'name, age int 0..150'``), compiled to a JSON Schema.
 
-    schema: Schema = parse_dsl(source)
+    Text that isn't the concise syntax but looks like a path is reported as a missing file.
+    """
+    from qwenjson.dsl import DslError, parse_dsl
+
+    try:
+        schema: Schema = parse_dsl(source)
+    except DslError:
+        if _looks_like_path(source):
+            raise SchemaError(f"schema file {source!r} not found") from None
+        raise
     check_metaschema(schema)
     return schema
 
