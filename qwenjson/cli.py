@@ -278,6 +278,7 @@ def extract(
     source = _open_records(input_file) if jsonl else None
     text = "" if jsonl else _read_input(input_file)
     offline = offline or _env_flag("HF_HUB_OFFLINE")
+    _warn_about_build(quiet)
     with console.download_progress("Downloading model", enabled=not quiet) as progress:
         generator = open_model(
             model, offline=offline, threads=threads, n_ctx=ctx, progress=progress
@@ -549,6 +550,14 @@ def models(
             lines.append(f"    {entry['path']}")  # where: on its own line, paths are long
     lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
     write_document("\n".join(line.rstrip() for line in lines))
+
+
+def _warn_about_build(quiet: bool) -> None:
+    from qwenjson.buildcheck import amx_warning
+
+    message = amx_warning()
+    if message and not quiet:
+        console.warning(message)
 
 
 def _env_flag(name: str) -> bool:
