@@ -499,3 +499,42 @@ def test_refresh_follows_a_moved_branch_and_never_refetches_a_pinned_commit(
     assert new.parent.name == "f" * 40 and new.read_bytes() == newer
     assert hub.local_path(branch) == new  # refs/main moved too
     assert old.read_bytes() == smol_bytes  # the old snapshot is intact
+
+
+def test_a_file_downloaded_by_huggingface_hub_itself_is_found_and_verified(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # `hf download` / hf_hub_download put it there: qwenjson uses it without downloading again.
+    from huggingface_hub import hf_hub_download
+
+    theirs = Path(hf_hub_download(REPO, FILE, cache_dir=str(hf_env), endpoint=fake_hub.url))
+    gets = len(fake_hub.data_gets())
+    for spec in (make_spec(smol_sha), make_spec(None), make_spec(None, revision=COMMIT)):
+        assert hub.local_path(spec) == theirs
+        assert hub.pull(spec) == theirs
+    assert len(fake_hub.data_gets()) == gets
+
+
+def test_a_cached_model_needs_neither_network_nor_huggingface_hub(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    path = hub.pull(make_spec(smol_sha))
+    env = child_env(hf_env, fake_hub)
+    fake_hub.stop()
+    # a fresh interpreter: startup cost is the point
+    script = (
+        "import sys\n"
+        "from qwenjson.hub import pull\n"
+        "from qwenjson.registry import ModelSpec\n"
+        f"spec = ModelSpec(name='smol', repo={REPO!r}, file={FILE!r}, sha256={smol_sha!r})\n"
+        "print(pull(spec))\n"
+        "assert 'huggingface_hub' not in sys.modules\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        env=child_env(hf_env, fake_hub),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(path)
