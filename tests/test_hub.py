@@ -532,7 +532,7 @@ def test_a_cached_model_needs_neither_network_nor_huggingface_hub(
     )
     r = subprocess.run(
         [sys.executable, "-c", script],
-        env=child_env(hf_env, fake_hub),
+        env=env,
         capture_output=True,
         text=True,
     )
