@@ -19,12 +19,10 @@ JSON_CHAR = 'json-char ::= [^"\\\\\\x00-\\x1F] | "\\\\" ["\\\\bfnrt] | "\\\\u00"
 STRING = 'string ::= "\\"" json-char* "\\""'
 INTEGER = 'integer ::= "-"? ( "0" | [1-9] [0-9]* )'
 NUMBER = 'number ::= "-"? ( "0" | [1-9] [0-9]* ) ( "." [0-9]+ )? ( [eE] [-+]? [0-9]+ )?'
-ESC = '"\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]'
 # Keys other than "id": differ at the first character, or after "i", or go on after "id".
 OTHER_KEY_ID = (
-    'other-key ::= "\\"" ( "" | ( [^"\\\\\\x00-\\x1Fi] | ' + ESC + " ) json-char* "
-    '| "i" ( "" | ( [^"\\\\\\x00-\\x1Fd] | ' + ESC + " ) json-char* "
-    '| "d" ( ( [^"\\\\\\x00-\\x1F] | ' + ESC + ' ) json-char* ) ) ) "\\""'
+    'other-key ::= "\\"" ( "" | ( [^"\\\\\\x00-\\x1Fi] | json-escape ) json-char* '
+    '| "i" ( "" | ( [^"\\\\\\x00-\\x1Fd] | json-escape ) json-char* | "d" ( json-char+ ) ) ) "\\""'
 )
 VALUE_RULES = [
     'array ::= "[" ( value ( "," value )* )? "]"',
@@ -110,6 +108,7 @@ GOLDEN: list[tuple[str, Any, str]] = [
             'array ::= "[" ( value ( "," value )* )? "]"',
             INTEGER,
             JSON_CHAR,
+            'json-escape ::= "\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]',
             NUMBER,
             'object ::= "{" ( string ":" value ( "," string ":" value )* )? "}"',
             OTHER_KEY_ID,

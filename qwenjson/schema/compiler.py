@@ -13,6 +13,7 @@ by JSON pointer, which is what makes recursive ``$ref`` (trees, linked lists) wo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -35,6 +36,10 @@ MAX_EXACT_REPEAT = 256
 MAX_DEPTH = 2000
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
 MAX_ALTERNATIVES_PRODUCT = 64
+# A merged (allOf) node combines at most this many schemas; beyond, validation takes over.
+MAX_MERGED_PARTS = 6
+# Separates the parts of a merged node's memo key (JSON pointers can hold any other text).
+_KEY_SEP = "\x1f"
 # Enums with more values than this are factored into a trie (shared prefixes).
 TRIE_THRESHOLD = 16
 
@@ -55,11 +60,25 @@ PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "integer": ('"-"? ( "0" | [1-9] [0-9]* )', ()),
     "boolean": ('"true" | "false"', ()),
     "json-char": (gbnf.JSON_CHAR_RULE.split(" ::= ", 1)[1], ()),
+    # The escaped characters of json-char (used where some plain characters are excluded).
+    "json-escape": ('"\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]', ()),
 }
 
 QUOTE = '"\\""'
 
 _LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
+_IDENT = re.compile(r"[a-zA-Z0-9-]+")
+# Finds primitive rule names in a body, skipping literals and classes (they match as "").
+_PRIMITIVE_REF = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|(?<![a-zA-Z0-9-])('
+    + "|".join(sorted(PRIMITIVES, key=len, reverse=True))
+    + r")(?![a-zA-Z0-9-])"
+)
+
+
+def _is_atom(expr: str) -> bool:
+    """A rule name or a single literal: usable anywhere without parentheses."""
+    return bool(_IDENT.fullmatch(expr) or (expr[:1] == '"' and _LITERAL.match(expr)))
 
 
 class Unsatisfiable(SchemaError):
@@ -197,10 +216,10 @@ def _seq(*parts: str) -> str:
     for part in parts:
         if not part:
             continue
-        if out:
+        if out and part[0] == '"' and out[-1][-1] == '"':
             head = _LEADING_LITERAL.match(part)
             tail = _TRAILING_LITERAL.search(out[-1])
-            if head and tail and not _has_top_level_bar(part) and not _has_top_level_bar(out[-1]):
+            if head and tail and not _has_bar(part) and not _has_bar(out[-1]):
                 out[-1] = out[-1][: tail.start()] + tail.group(0)[:-1] + part[1:]
                 continue
         out.append(part)
@@ -237,6 +256,10 @@ def _outside_quotes(expr: str) -> Iterator[tuple[int, str, int]]:
         i += 1
 
 
+def _has_bar(expr: str) -> bool:
+    return " | " in expr and _has_top_level_bar(expr)
+
+
 def _has_top_level_bar(expr: str) -> bool:
     return any(c == "|" and depth == 0 for _, c, depth in _outside_quotes(expr))
 
@@ -245,7 +268,7 @@ def _group(expr: str) -> str:
     """``expr`` as one atom (parenthesised unless it already is one)."""
     if not expr:
         return '""'
-    if re.fullmatch(r"[a-zA-Z0-9-]+", expr) or _LITERAL.match(expr):
+    if _is_atom(expr):
         return expr
     if expr.startswith("(") and expr.endswith(")") and _balanced_outer(expr):
         return expr
@@ -331,8 +354,8 @@ def _pointer_hint(pointer: str) -> str:
         elif t.isdigit():
             words.append(t)
         i += 1
-    hint = "-".join(gbnf.rule_name(w) for w in words[-3:])
-    return gbnf.rule_name(hint) if hint else "schema"
+    hint = "-".join(w if _IDENT.fullmatch(w) else gbnf.rule_name(w) for w in words[-3:])
+    return hint if _IDENT.fullmatch(hint) else gbnf.rule_name(hint) if hint else "schema"
 
 
 class Compiler:
@@ -353,9 +376,9 @@ class Compiler:
         self.marks: dict[tuple[str, str], tuple[Status, str]] = {}
         self.depth = 0
         self._placeholders: dict[str, str] = {}  # pending key → its rule name
-        self._recursive: set[str] = set()  # pending keys that were referred back to
         self._regex: Any = _load_optional("qwenjson.schema.regex", "regex_to_gbnf")
         self._format: Any = _load_optional("qwenjson.schema.formats", "format_to_gbnf")
+        self._exact_formats: Any = _load_optional("qwenjson.schema.formats", "EXACT_FORMATS") or ()
 
     # ---- output -------------------------------------------------------------------------
 
@@ -375,14 +398,12 @@ class Compiler:
         return "\n".join(lines) + "\n"
 
     def _add_primitive_deps(self) -> None:
-        used = set()
-        todo = [body for body in self.rules.values()]
+        used: set[str] = set()
+        todo = list(self.rules.values())
         while todo:
             body = todo.pop()
-            for name in PRIMITIVES:
-                if name not in used and re.search(
-                    rf"(?<![a-zA-Z0-9-]){name}(?![a-zA-Z0-9-])", _strip_literals(body)
-                ):
+            for name in _PRIMITIVE_REF.findall(body):
+                if name and name not in used:
                     used.add(name)
                     todo.append(PRIMITIVES[name][0])
         for name in used:
@@ -398,7 +419,7 @@ class Compiler:
     # ---- rules --------------------------------------------------------------------------
 
     def _fresh_name(self, hint: str) -> str:
-        base = gbnf.rule_name(hint)
+        base = hint if _IDENT.fullmatch(hint) else gbnf.rule_name(hint)
         name, n = base, 1
         while name in self.reserved or name in self.rules:
             n += 1
@@ -432,14 +453,13 @@ class Compiler:
         if key in self.pending:
             if key in self.left:
                 raise _LeftRecursion(key)
-            name = self._placeholders[key]
-            self._recursive.add(key)
-            return name
+            # Referred back to while being generated: it needs a rule name now.
+            if key not in self._placeholders:
+                self._placeholders[key] = self._fresh_name(_pointer_hint(node.pointer))
+            return self._placeholders[key]
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise SchemaError(f"schema nested more than {MAX_DEPTH} levels deep", node.pointer)
-        name = self._fresh_name(_pointer_hint(node.pointer))
-        self._placeholders[key] = name
         self.pending.add(key)
         self.left.add(key)
         try:
@@ -448,15 +468,17 @@ class Compiler:
             self.depth -= 1
             self.pending.discard(key)
             self.left.discard(key)
-        if key in self._recursive:
+        name = self._placeholders.pop(key, None)
+        if name is not None:
             self.rules[name] = expr
             self.memo[key] = name
             return name
-        self.reserved.discard(name)
-        if re.fullmatch(r"[a-zA-Z0-9-]+", expr) or _LITERAL.match(expr):
+        if _is_atom(expr):
             result = expr
         else:
-            result = self.by_body.get(expr) or self._define(name, expr)
+            result = self.by_body.get(expr) or self._define(
+                self._fresh_name(_pointer_hint(node.pointer)), expr
+            )
         self.memo[key] = result
         return result
 
@@ -750,7 +772,13 @@ class Compiler:
             return x
         if fx is True:
             return y
-        key = f"&({x.key},{y.key})"
+        atoms = sorted(set(_atoms(self._deref(x).key)) | set(_atoms(self._deref(y).key)))
+        if len(atoms) > MAX_MERGED_PARTS:
+            # Merging recursive schemas into each other can go on forever: past a few parts,
+            # keep x alone (a superset) and let validation check the rest.
+            self.mark(y.pointer, "allOf", "validated-after", "merge too deep for the grammar")
+            return x
+        key = "&(" + _KEY_SEP.join(atoms) + ")"
         flat = self.flat_cache.get(key)
         if flat is None:
             flat = self.merge(fx, fy)
@@ -837,8 +865,13 @@ class Compiler:
                 if empty_rest:
                     alts.append(self.visit(br))
                     continue
+                target = self._deref(br)
+                if target.key in self.left:
+                    # X = (siblings ∧ X) | …: the branch adds nothing to X.
+                    raise _LeftRecursion(target.key)
                 merged = self.merge(rest, self.flatten(br, ()))
                 if merged is False:
+                    errors.append(Unsatisfiable("branch contradicts its siblings", br.pointer))
                     continue
                 key = f"{node.key}|{kind}{len(flat.groups)}:{i}"
                 sub = (
@@ -947,7 +980,7 @@ class Compiler:
         for fmt, fptr in f.formats:
             if content is None and self._format is not None:
                 content = self._try_external(self._format, fmt, fptr, "format")
-                if content is not None:
+                if content is not None and fmt in self._exact_formats:
                     continue
             self.mark(
                 fptr.rsplit("/", 1)[0],
@@ -976,7 +1009,6 @@ class Compiler:
 
     def _try_external(self, fn: Any, arg: str, pointer: str, keyword: str) -> str | None:
         prefix = self._fresh_name(_pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
-        self.reserved.discard(prefix)
         try:
             result = fn(arg, prefix)
         except UnsupportedKeywordError as e:
@@ -1120,6 +1152,11 @@ class Compiler:
                             f"required property {name!r} can't be satisfied", sub.pointer
                         ) from e
                     continue
+                if _has_surrogate(name):
+                    if is_req:
+                        msg = f"required property {name!r} can't be written (lone surrogate)"
+                        raise Unsatisfiable(msg, sub.pointer)
+                    continue  # no UTF-8 text can hold a lone surrogate
                 key_lit = gbnf.literal('"' + gbnf.json_escape_content(name) + '":')
                 members.append((name, _seq(key_lit, val), is_req))
             extra_kv = self._extra_member(f, node, list(props))
@@ -1223,39 +1260,53 @@ class Compiler:
         """A rule for JSON strings other than ``names`` (so declared keys aren't repeated)."""
         if not names:
             return "string"
-        trie: dict[str, Any] = {}
-        for name in names:
-            node = trie
-            for ch in name:
-                node = node.setdefault(ch, {})
-            node[""] = {}
-
-        def content(node: dict[str, Any]) -> str:
-            children = [c for c in node if c]
-            alts = []
-            if "" not in node:
-                alts.append('""')
-            other = _json_char_excluding(set(children))
-            alts.append(_seq(other, "json-char*"))
-            for ch in children:
-                enc = gbnf.literal(gbnf.json_escape_content(ch))
-                alts.append(_seq(enc, _group(content(node[ch]))))
-            return _alt(alts)
-
-        body = _seq(QUOTE, _group(content(trie)), QUOTE)
+        body = _other_key_body(tuple(names))
         return self.rule("other-key", body)
 
 
 _ESCAPABLE = ['"', "\\", *[chr(c) for c in range(0x20)]]
 
 
-def _json_char_excluding(chars: set[str]) -> str:
+@functools.lru_cache(maxsize=1024)
+def _other_key_body(names: tuple[str, ...]) -> str:
+    """GBNF for the JSON strings that aren't one of ``names``: a trie over their characters."""
+    trie: dict[str, Any] = {}
+    for name in names:
+        if _has_surrogate(name):
+            continue  # never generated anyway
+        node = trie
+        for ch in name:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def content(node: dict[str, Any]) -> str:
+        # Built by hand, not with _seq/_group: they would rescan the nested text (n²).
+        children = [c for c in node if c]
+        alts = [] if "" in node else ['""']
+        if children:
+            alts.append(_json_char_excluding(frozenset(children)) + " json-char*")
+        else:
+            alts.append("json-char+")
+        for ch in children:
+            alts.append(_char_literal(ch) + " ( " + content(node[ch]) + " )")
+        return " | ".join(alts)
+
+    return QUOTE + " ( " + content(trie) + " ) " + QUOTE
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_literal(ch: str) -> str:
+    return gbnf.literal(gbnf.json_escape_content(ch))
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_char_excluding(chars: frozenset[str]) -> str:
     """One canonical JSON string character, except the (decoded) ``chars``."""
     plain = sorted(c for c in chars if c not in _ESCAPABLE)
     escaped = [c for c in chars if c in _ESCAPABLE]
-    cls = '[^"\\\\\\x00-\\x1F' + "".join(gbnf.gbnf_escape_char(c, True) for c in plain) + "]"
+    cls = '[^"\\\\\\x00-\\x1F' + "".join(_class_char(c) for c in plain) + "]"
     if not escaped:
-        return "( " + cls + ' | "\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f] )'
+        return "( " + cls + " | json-escape )"
     allowed = [c for c in _ESCAPABLE if c not in chars]
     escapes = [gbnf.literal(gbnf.json_escape_content(c)) for c in allowed]
     return "( " + " | ".join([cls, *escapes]) + " )"
@@ -1283,6 +1334,12 @@ _NON_ASSERTING = frozenset(
         "writeOnly",
     }
 )
+
+
+def _atoms(key: str) -> list[str]:
+    if key.startswith("&(") and key.endswith(")"):
+        return key[2:-1].split(_KEY_SEP)
+    return [key]
 
 
 def _is_pure_ref(schema: dict[str, Any], draft: int) -> bool:
@@ -1323,6 +1380,13 @@ def _unliteral(lit: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def _class_char(ch: str) -> str:
+    # llama.cpp knows only the \x \u \U \t \r \n \\ \" \[ \] escapes: spell the rest in hex.
+    if ch in "[]^-\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\x{ord(ch):02X}"
+    return ch
 
 
 def _intersect_enums(a: list[Any] | None, b: list[Any]) -> list[Any]:
@@ -1367,10 +1431,6 @@ def _py_search(pattern: str, text: str) -> bool:
         return re.search(pattern, text) is not None
     except re.error:
         return False
-
-
-def _strip_literals(body: str) -> str:
-    return re.sub(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]', " ", body)
 
 
 def _load_optional(module: str, attr: str) -> Any:

@@ -62,6 +62,8 @@ def draft_of(schema: Any) -> int:
 
 def escape_pointer_token(token: str) -> str:
     """Escape one reference token of a JSON pointer (RFC 6901)."""
+    if "~" not in token and "/" not in token:
+        return token
     return token.replace("~", "~0").replace("/", "~1")
 
 
