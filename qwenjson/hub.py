@@ -96,15 +96,20 @@ def _storage_dir(cache: Path, repo: str) -> Path:
 
 
 def format_size(n: int | None) -> str:
-    """Bytes for people: 491400032 → '468.6 MiB'."""
+    """Bytes for people, in decimal units as the hub's pages and Rich's bar show them.
+
+    491400032 → '491.4 MB'.
+    """
     if n is None:
         return "?"
+    if n < 1000:
+        return f"{n} B"
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover - the loop always returns
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 # -- the GGUF check ---------------------------------------------------------------------------
@@ -513,10 +518,10 @@ def _is_network_error(exc: BaseException) -> bool:
 def _hub_errors(spec: ModelSpec, endpoint: str) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into one clear ModelError."""
     from huggingface_hub.errors import (
+        EntryNotFoundError,  # RemoteEntryNotFoundError's base in 1.x+, the class itself before
         GatedRepoError,
         HfHubHTTPError,
         OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -538,7 +543,7 @@ def _hub_errors(spec: ModelSpec, endpoint: str) -> Iterator[None]:
         raise ModelError(
             f"revision {spec.revision} not found in {spec.repo} at {endpoint}"
         ) from exc
-    except RemoteEntryNotFoundError as exc:
+    except EntryNotFoundError as exc:
         raise ModelError(
             f"file {spec.file} not found in {spec.repo} at revision {spec.revision} ({endpoint})"
         ) from exc

@@ -163,9 +163,9 @@ def test_models_table_marks_the_default(
     lines = r.out.splitlines()
     assert lines[0].split() == ["NAME", "QUANT", "SIZE", "DOWNLOADED", "DESCRIPTION"]
     default = next(line for line in lines if line.startswith(DEFAULT_MODEL + " "))
-    assert default.split()[1:5] == ["*", "Q4_K_M", "468.6", "MiB"]
+    assert default.split()[1:5] == ["*", "Q4_K_M", "491.4", "MB"]
     smol = next(i for i, line in enumerate(lines) if line.startswith("smol "))
-    assert lines[smol].split()[1:5] == ["Q4_1", "93.8", "MiB", "no"]
+    assert lines[smol].split()[1:5] == ["Q4_1", "98.4", "MB", "no"]
     assert lines[smol].endswith("SmolLM2 135M for tests")
     assert str(hf_env) in lines[-1]
 
