@@ -376,6 +376,8 @@ class Compiler:
         self.marks: dict[tuple[str, str], tuple[Status, str]] = {}
         self.depth = 0
         self._placeholders: dict[str, str] = {}  # pending key → its rule name
+        self._prescanned: set[str] = set()  # rule bodies whose primitive references are known
+        self._primitives_used: set[str] = set()
         self._regex: Any = _load_optional("qwenjson.schema.regex", "regex_to_gbnf")
         self._format: Any = _load_optional("qwenjson.schema.formats", "format_to_gbnf")
         self._exact_formats: Any = _load_optional("qwenjson.schema.formats", "EXACT_FORMATS") or ()
@@ -398,8 +400,9 @@ class Compiler:
         return "\n".join(lines) + "\n"
 
     def _add_primitive_deps(self) -> None:
-        used: set[str] = set()
-        todo = list(self.rules.values())
+        used = set(self._primitives_used)
+        todo = [b for b in self.rules.values() if b not in self._prescanned]
+        todo += [PRIMITIVES[name][0] for name in used]
         while todo:
             body = todo.pop()
             for name in _PRIMITIVE_REF.findall(body):
@@ -1261,6 +1264,9 @@ class Compiler:
         if not names:
             return "string"
         body = _other_key_body(tuple(names))
+        # Its only references are these two; no need to scan this (big) body for them later.
+        self._prescanned.add(body)
+        self._primitives_used.update(("json-char", "json-escape"))
         return self.rule("other-key", body)
 
 
