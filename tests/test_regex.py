@@ -327,6 +327,16 @@ def test_no_warnings_from_python_only_syntax() -> None:
         regex_to_gbnf("^[[a]--]$", "p-")
 
 
+def test_pathological_sizes_end_cleanly() -> None:
+    # Big inputs give a grammar or a typed refusal, never a crash or a quadratic stall.
+    expr, rules = regex_to_gbnf("^" + "ab" * 50_000 + "$", "p-")
+    assert (expr + "".join(rules.values())).count("ab") == 50_000
+    expr, rules = regex_to_gbnf("^" + "[a-z0-9]" * 5_000 + "$", "p-")
+    assert len(rules) <= 1
+    with pytest.raises(UnsupportedKeywordError, match="nested too deeply"):
+        regex_to_gbnf("(" * 5_000 + "a" + ")" * 5_000, "p-")
+
+
 def test_rules_carry_the_prefix_and_output_is_deterministic() -> None:
     pattern = '^[^a"]+ [^\\s]* .$'
     expr, rules = regex_to_gbnf(pattern, "root-3-pattern")

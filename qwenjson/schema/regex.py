@@ -255,6 +255,8 @@ def _seq(items: list[_Node]) -> _Node:
 
 
 def _alt(items: list[_Node]) -> _Node:
+    if len(items) == 1 and not isinstance(items[0], _Alt):
+        return items[0]  # nothing to merge (and no need to hash a possibly huge node)
     flat: list[_Node] = []
     seen: set[_Node] = set()
     for item in items:
@@ -536,6 +538,7 @@ def _ecma_to_python(pattern: str, semantic: bool = False) -> str:
 # --------------------------------------------------------------------------------------------
 # Python op tree → intermediate form.
 
+_IGNORECASE: int = sre_c.SRE_FLAG_IGNORECASE
 _SUPPORTED_FLAGS = sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_DOTALL | sre_c.SRE_FLAG_VERBOSE
 _IGNORED_FLAGS = sre_c.SRE_FLAG_UNICODE  # str patterns are always Unicode: no effect here
 
@@ -557,6 +560,9 @@ class _Translator:
         return _seq([self.op(op, av, flags) for op, av in ops])
 
     def charset(self, ranges: Ranges, flags: int) -> _Node:
+        if len(ranges) == 1 and ranges[0][0] == ranges[0][1] and not flags & _IGNORECASE:
+            cp = ranges[0][0]  # the common case, a literal character: skip the set algebra
+            return _NOTHING if 0xD800 <= cp <= 0xDFFF else _Chars(ranges)
         if flags & sre_c.SRE_FLAG_IGNORECASE:
             ranges = _fold_case(ranges)
         ranges = _intersect(ranges, UNIVERSE)
@@ -691,9 +697,17 @@ def _resolve(node: _Node, refuse: _Translator) -> list[_Triple]:
         return _merge([t for item in node.items for t in _resolve(item, refuse)])
     acc: list[_Triple] = [(False, _EMPTY, False)]
     if isinstance(node, _Seq):
+        # Runs of anchor-free items go in whole: concatenating item by item would copy the
+        # growing body once per item (quadratic on a 100,000-character literal).
+        run: list[_Node] = []
         for sub in node.items:
+            if not _has_anchor(sub):
+                run.append(sub)
+                continue
+            if run:
+                acc, run = _concat(acc, [(False, _seq(run), False)]), []
             acc = _concat(acc, _resolve(sub, refuse))
-        return acc
+        return _concat(acc, [(False, _seq(run), False)]) if run else acc
     if isinstance(node, _Repeat):
         # X{lo,hi} = X…X (lo times) then hi-lo optional X; X{lo,} = X…X (lo-1 times) then X+.
         copies = node.lo if node.hi is not None else max(node.lo - 1, 0)
@@ -747,6 +761,7 @@ class _Emitter:
         self.rules: dict[str, str] = {}
         self.set_rules: dict[Ranges, str] = {}
         self.group_rules: dict[str, str] = {}
+        self.chars_memo: dict[Ranges, str] = {}
 
     def named(self, body: str) -> str:
         """A rule for ``body`` (one per distinct body), referenced by name."""
@@ -769,6 +784,11 @@ class _Emitter:
 
     def chars(self, ranges: Ranges) -> str:
         """GBNF for one character of ``ranges``, JSON-encoded: a literal, class or rule name."""
+        if ranges not in self.chars_memo:
+            self.chars_memo[ranges] = self._chars(ranges)
+        return self.chars_memo[ranges]
+
+    def _chars(self, ranges: Ranges) -> str:
         if ranges == UNIVERSE:
             return "json-char"
         if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
