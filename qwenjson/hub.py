@@ -191,13 +191,24 @@ def _hub_key(spec: ModelSpec, commit: str) -> str:
     return f"{spec.repo}/{spec.file}@{commit}"
 
 
+def _hash_prefix(path: Path, limit: int | None = None) -> Any:
+    """A sha256 object fed with the file's first ``limit`` bytes (all of them by default)."""
+    h = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as f:
+        while remaining is None or remaining > 0:
+            block = f.read(_HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining))
+            if not block:
+                break
+            h.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return h
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's contents."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return str(_hash_prefix(path).hexdigest())
 
 
 def _matches(path: Path, expected: str, size: int | None) -> bool:
@@ -371,15 +382,7 @@ class _HashingSink:
         # start the hash again over whatever prefix is kept (in practice, nothing).
         self._f.flush()
         keep = self._f.truncate(size)
-        self.hasher = hashlib.sha256()
-        with open(self._path, "rb") as r:
-            remaining = keep
-            while remaining > 0:
-                block = r.read(min(_HASH_BLOCK, remaining))
-                if not block:
-                    break
-                self.hasher.update(block)
-                remaining -= len(block)
+        self.hasher = _hash_prefix(self._path, keep)
         self.done = keep
         return keep
 
@@ -447,11 +450,7 @@ def _fetch_into(
         partial.unlink()
         resume = 0
     _check_space(partial.parent, None if size is None else size - resume)
-    hasher = hashlib.sha256()
-    if resume:
-        with open(partial, "rb") as r:
-            for block in iter(lambda: r.read(_HASH_BLOCK), b""):
-                hasher.update(block)
+    hasher = _hash_prefix(partial, resume) if resume else hashlib.sha256()
     if progress is not None:
         progress(resume, size)
     try:
