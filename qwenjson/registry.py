@@ -23,6 +23,7 @@ DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
 MODELS_FILE_ENV = "QWENJSON_MODELS_FILE"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOML_LINE_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _TOML_END_RE = re.compile(r"\(at end of document\)")
@@ -170,6 +171,8 @@ def _spec_from_table(
     if context is not None and context <= 0:
         raise fail("context", f"context must be a positive number of tokens, not {context}")
     revision = entry.get("revision", "").strip() or "main"
+    if not _valid_revision(revision):
+        raise fail("revision", f"revision must be a commit, branch or tag name, not {revision!r}")
     return ModelSpec(
         name=name,
         repo=repo,
@@ -183,6 +186,11 @@ def _spec_from_table(
         description=entry.get("description", ""),
         origin=source,
     )
+
+
+def _valid_revision(revision: str) -> bool:
+    # A branch may contain "/" (refs/pr/1); nothing may climb out of the cache's refs/ folder.
+    return bool(_REVISION_RE.fullmatch(revision)) and ".." not in revision.split("/")
 
 
 def _header_names(line: str) -> str | None:
@@ -277,7 +285,8 @@ def parse_hf_ref(ref: str) -> ModelSpec:
         raise ModelError(f"bad model reference {ref!r}: {usage}")
     repo = "/".join(parts[:2])
     file = "/".join(parts[2:])
-    if not _REPO_RE.fullmatch(repo) or not file.lower().endswith(".gguf") or ".." in parts:
+    bad_file = not file.lower().endswith(".gguf") or ".." in parts
+    if not _REPO_RE.fullmatch(repo) or bad_file or not _valid_revision(revision):
         raise ModelError(f"bad model reference {ref!r}: {usage}")
     return ModelSpec(name=ref, repo=repo, file=file, revision=revision, origin="command line")
 

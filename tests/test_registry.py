@@ -158,6 +158,7 @@ GOOD = '["m"]\nrepo = "a/b"\nfile = "m.gguf"\n'
         ('["m"]\nrepo = "a/b"\nfile = "m.bin"\n', 3, "file must be a relative path to a .gguf"),
         ('["m"]\nrepo = "a/b"\nfile = "../m.gguf"\n', 3, "file must be a relative path"),
         ('# mine\n[qwen2.5-0.5b-mine]\nrepo = "a/b"\n', 2, "must be quoted"),
+        (GOOD + 'revision = "../../etc"\n', 4, "revision must be a commit, branch or tag"),
         ('default = "m"\n' + GOOD, None, "'default' must be a table of model fields"),
     ],
     ids=[
@@ -178,6 +179,7 @@ GOOD = '["m"]\nrepo = "a/b"\nfile = "m.gguf"\n'
         "not-gguf",
         "escaping-path",
         "dotted-name",
+        "escaping-revision",
         "top-level-scalar",
     ],
 )
@@ -249,7 +251,15 @@ def test_hf_reference_with_and_without_revision() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["hf:", "hf:Qwen/model.gguf", "hf:a/b/model.bin", "hf:a/b/m.gguf@", "hf:a/b/../m.gguf"]
+    "value",
+    [
+        "hf:",
+        "hf:Qwen/model.gguf",
+        "hf:a/b/model.bin",
+        "hf:a/b/m.gguf@",
+        "hf:a/b/../m.gguf",
+        "hf:a/b/m.gguf@../../x",
+    ],
 )
 def test_bad_hf_reference_is_a_model_error(value: str) -> None:
     with pytest.raises(ModelError, match=r"expected hf:OWNER/REPO/FILE\.gguf"):
