@@ -389,6 +389,7 @@ class Compiler:
         if not isinstance(self.schema, dict | bool):
             raise SchemaError("a JSON Schema must be an object or a boolean", "")
         self.reserved.discard("root")
+        self.index.check_refs()
         root = Node(self.schema, "", self.index.base_of(""), "")
         with _recursion_room():
             expr = self.visit(root)

@@ -124,6 +124,7 @@ class RefIndex:
         self.resources: dict[str, str] = {}  # absolute URI (no fragment) → pointer
         self.anchors: dict[tuple[str, str], str] = {}  # (URI, anchor name) → pointer
         self.bases: dict[str, str] = {}  # pointer → base URI of that subschema
+        self.nodes: list[tuple[str, Any]] = []  # every subschema, in document order
         self._walk()
 
     def _walk(self) -> None:
@@ -135,6 +136,7 @@ class RefIndex:
             if isinstance(node, dict):
                 base = self._enter(pointer, node, base)
             self.bases[pointer] = base
+            self.nodes.append((pointer, node))
             children = list(subschemas(node, pointer, self.draft))
             for child_ptr, child in reversed(children):
                 stack.append((child_ptr, child, base))
@@ -190,6 +192,70 @@ class RefIndex:
             if isinstance(node, dict) and isinstance(node.get(self.id_key), str):
                 base_here = urldefrag(join_uri(uri, node[self.id_key]))[0] or uri
         return Target(node, pointer, base_here)
+
+    def check_refs(self) -> None:
+        """Resolve every `$ref` in the document and refuse cycles that never reach a base case.
+
+        A cycle through in-place keywords only (`$ref`, `allOf`, `anyOf`, `not`, `if`…) never
+        descends into the instance, so a validator would loop forever on it
+        (``{"not": {"$ref": "#"}}``). Raises :class:`SchemaError` naming the pointer.
+        """
+        edges: dict[str, list[str]] = {}
+        for pointer, node in self.nodes:
+            if isinstance(node, dict):
+                edges[pointer] = self._in_place(pointer, node)
+        # Iterative three-colour DFS (no Python recursion on deep documents).
+        state: dict[str, int] = {}  # 1 on the stack, 2 done
+        for start in edges:
+            if start in state:
+                continue
+            stack: list[tuple[str, int]] = [(start, 0)]
+            state[start] = 1
+            while stack:
+                at, i = stack[-1]
+                nexts = edges.get(at, [])
+                if i == len(nexts):
+                    stack.pop()
+                    state[at] = 2
+                    continue
+                stack[-1] = (at, i + 1)
+                nxt = nexts[i]
+                if state.get(nxt) == 1:
+                    raise SchemaError(
+                        "$ref cycle with no base case: the schema applies itself to the same "
+                        "value again without ever looking inside it",
+                        nxt,
+                    )
+                if nxt not in state and nxt in edges:
+                    state[nxt] = 1
+                    stack.append((nxt, 0))
+
+    def _in_place(self, pointer: str, node: dict[str, Any]) -> list[str]:
+        """Subschemas applied to the same instance as ``node`` (plus its `$ref` targets)."""
+        out: list[str] = []
+        base = self.bases.get(pointer, DEFAULT_BASE)
+        for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+            ref = node.get(key)
+            if isinstance(ref, str):
+                out.append(self.resolve(ref, base, child_pointer(pointer, key)).pointer)
+            elif ref is not None:
+                raise SchemaError(f"{key} must be a string", child_pointer(pointer, key))
+        if "$ref" in node and self.draft <= 7:
+            return out  # its siblings are ignored
+        for key in ("allOf", "anyOf", "oneOf"):
+            value = node.get(key)
+            if isinstance(value, list):
+                out += [child_pointer(pointer, key, i) for i in range(len(value))]
+        for key in ("not", "if", "then", "else"):
+            if isinstance(node.get(key), dict):
+                out.append(child_pointer(pointer, key))
+        for key in ("dependentSchemas", "dependencies"):
+            value = node.get(key)
+            if isinstance(value, dict):
+                out += [
+                    child_pointer(pointer, key, k) for k, v in value.items() if isinstance(v, dict)
+                ]
+        return out
 
     def _lookup(self, pointer: str) -> Any:
         node = self.root
