@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qwenjson.errors import UnsupportedKeywordError
+from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.schema.compiler import Compiler
-from qwenjson.schema.report import KeywordUse, Status, build_report
+from qwenjson.schema.report import KeywordUse, Status, build_report, static_status
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,30 @@ def compile_schema(schema: dict[str, Any] | bool) -> str:
 
 
 def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
-    """Every keyword occurrence with its fate; unsupported ones are listed, not raised."""
+    """Every keyword occurrence with its fate; unsupported ones are listed, not raised.
+
+    A schema the compiler refuses (a remote ``$ref``, say) gets one ``unsupported`` entry at
+    the refused place, with the reason as its note.
+    """
     compiler = Compiler(schema, lenient=True)
     marks = compiler.marks
     try:
         compiler.compile()
     except UnsupportedKeywordError as e:
         marks[(e.pointer or "", e.keyword)] = ("unsupported", e.message)
+    except SchemaError as e:
+        # A refusal (remote $ref, unsatisfiable, malformed) is listed at its place as well.
+        pointer = e.pointer or ""
+        parent, _, last = pointer.rpartition("/")
+        last = last.replace("~1", "/").replace("~0", "~")
+        if last and static_status(last) != _UNKNOWN:
+            marks[(parent, last)] = ("unsupported", str(e))
+        else:
+            marks[(pointer, "schema")] = ("unsupported", str(e))
     return build_report(schema, marks)
+
+
+_UNKNOWN = static_status("x-not-a-keyword")
 
 
 __all__ = [

@@ -1009,6 +1009,8 @@ class Compiler:
         if hi is not None and hi > MAX_EXACT_REPEAT:
             self.mark(f.pointer, "maxLength", "validated-after", "too long for the grammar")
             hi = None
+        if lo == 0 and hi is None:
+            return "string"
         return _seq(QUOTE, _repeat("json-char", lo, hi), QUOTE)
 
     def _try_external(self, fn: Any, arg: str, pointer: str, keyword: str) -> str | None:

@@ -1,0 +1,255 @@
+"""Issue 3's keywords, one schema each: documents llama.cpp's grammar engine must accept or
+reject under the compiled grammar, and what the keyword report says about them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qwenjson.schema import check_schema, compile
+from tests.grammar_engine import accepts, grammar_error
+
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+DRAFT2019 = "https://json-schema.org/draft/2019-09/schema"
+
+CASES: list[tuple[str, Any, list[str], list[str]]] = [
+    (
+        "draft-04 id changes the base of a relative $ref",
+        {
+            "$schema": DRAFT4,
+            "id": "http://example.com/root.json",
+            "type": "object",
+            "properties": {"p": {"$ref": "item.json"}},
+            "definitions": {"item": {"id": "item.json", "type": "integer"}},
+        },
+        ['{"p":3}', "{}"],
+        ['{"p":"x"}'],
+    ),
+    (
+        "draft 2019-09 items array with additionalItems false",
+        {
+            "$schema": DRAFT2019,
+            "type": "array",
+            "items": [{"type": "string"}, {"type": "null"}],
+            "additionalItems": False,
+        },
+        ["[]", '["a"]', '["a",null]'],
+        ['["a",null,1]', "[null]"],
+    ),
+    (
+        "draft-07 ignores the siblings of $ref",
+        {
+            "$schema": DRAFT7,
+            "definitions": {"s": {"type": "string"}},
+            "$ref": "#/definitions/s",
+            "maxLength": 2,
+        },
+        ['"abcd"'],
+        ["1"],
+    ),
+    (
+        "2020-12 applies the siblings of $ref",
+        {"$defs": {"s": {"type": "string"}}, "$ref": "#/$defs/s", "maxLength": 2},
+        ['"ab"'],
+        ['"abcd"', "1"],
+    ),
+    (
+        "patternProperties values with additionalProperties false",
+        {
+            "type": "object",
+            "patternProperties": {"^x-": {"type": "integer"}},
+            "additionalProperties": False,
+        },
+        ['{"x-a":1}', "{}"],
+        ['{"x-a":"s"}'],
+    ),
+    (
+        "minProperties and maxProperties on additional members",
+        {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "minProperties": 1,
+            "maxProperties": 2,
+        },
+        ['{"a":1}', '{"a":1,"b":2}'],
+        ["{}", '{"a":1,"b":2,"c":3}'],
+    ),
+    (
+        "anyOf distributed over its siblings (a tagged union)",
+        {
+            "type": "object",
+            "properties": {"kind": {"enum": ["a", "b"]}, "n": {"type": "integer"}},
+            "required": ["kind"],
+            "additionalProperties": False,
+            "anyOf": [
+                {"properties": {"kind": {"const": "a"}}, "required": ["n"]},
+                {"properties": {"kind": {"const": "b"}}},
+            ],
+        },
+        ['{"kind":"a","n":1}', '{"kind":"b"}', '{"kind":"b","n":2}'],
+        ['{"kind":"a"}', '{"kind":"c"}', '{"n":1,"kind":"a"}'],
+    ),
+    (
+        "pattern",
+        {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+        ['"AB-123"'],
+        ['"ab-123"', '"AB-1234"'],
+    ),
+    (
+        "unanchored pattern means contains",
+        {"type": "string", "pattern": "[0-9]"},
+        ['"a1b"', '"7"'],
+        ['"abc"'],
+    ),
+    ("format date", {"type": "string", "format": "date"}, ['"2024-01-31"'], ['"2024-1-31"']),
+    (
+        "integer exclusive bounds, 2020-12 style",
+        {"type": "integer", "exclusiveMinimum": 0, "maximum": 3},
+        ["1", "2", "3"],
+        ["0", "4", "-1"],
+    ),
+    (
+        "integer bounds from non-integer numbers",
+        {"type": "integer", "minimum": 1.5, "exclusiveMaximum": 3.5},
+        ["2", "3"],
+        ["1", "4"],
+    ),
+    (
+        "wide integer range",
+        {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
+        ["-2147483648", "0", "2147483647", "99"],
+        ["-2147483649", "2147483648", "12345678901"],
+    ),
+    ("number minimum 0 has no sign", {"type": "number", "minimum": 0}, ["0.5", "1e3", "0"], ["-1"]),
+    (
+        "multipleOf 1 on a number means an integer",
+        {"type": "number", "multipleOf": 1},
+        ["3", "-4"],
+        ["3.5"],
+    ),
+    (
+        "a tree through $ref and anyOf with null",
+        {
+            "$defs": {
+                "tree": {
+                    "type": "object",
+                    "properties": {
+                        "v": {"type": "integer"},
+                        "left": {"anyOf": [{"$ref": "#/$defs/tree"}, {"type": "null"}]},
+                        "right": {"anyOf": [{"$ref": "#/$defs/tree"}, {"type": "null"}]},
+                    },
+                    "required": ["v"],
+                    "additionalProperties": False,
+                }
+            },
+            "$ref": "#/$defs/tree",
+        },
+        ['{"v":1}', '{"v":1,"left":{"v":2,"right":null},"right":{"v":3}}'],
+        ['{"v":1,"left":{}}', '{"left":null}'],
+    ),
+    (
+        "allOf of a $ref and more, closed by unevaluatedProperties",
+        {
+            "$defs": {
+                "base": {
+                    "type": "object",
+                    "properties": {"id": {"type": "integer"}},
+                    "required": ["id"],
+                }
+            },
+            "allOf": [
+                {"$ref": "#/$defs/base"},
+                {"properties": {"name": {"type": "string"}}, "required": ["name"]},
+            ],
+        },
+        ['{"id":1,"name":"x"}', '{"id":1,"name":"x","more":true}'],
+        ['{"name":"x","id":1}', '{"id":1}'],
+    ),
+    (
+        "type list with per-type keywords",
+        {"type": ["integer", "string"], "minimum": 10, "minLength": 2},
+        ["10", '"ab"'],
+        ["9", '"a"', "null"],
+    ),
+    (
+        "const object",
+        {"const": {"a": [1, "x"], "b": None}},
+        ['{"a":[1,"x"],"b":null}'],
+        ['{"b":null,"a":[1,"x"]}', "{}"],
+    ),
+    (
+        "enum filtered by type",
+        {"type": "string", "enum": ["a", 1, "b", None]},
+        ['"a"', '"b"'],
+        ["1", "null"],
+    ),
+    (
+        "prefixItems then items with minItems",
+        {
+            "type": "array",
+            "prefixItems": [{"const": "x"}],
+            "items": {"type": "integer"},
+            "minItems": 2,
+            "maxItems": 3,
+        },
+        ['["x",1]', '["x",1,2]'],
+        ['["x"]', '["x",1,2,3]', "[1,2]"],
+    ),
+    (
+        "$anchor",
+        {
+            "$defs": {"n": {"$anchor": "num", "type": "number"}},
+            "type": "array",
+            "items": {"$ref": "#num"},
+        },
+        ["[1,2.5]"],
+        ['["1"]'],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "schema", "good", "bad"), CASES, ids=[c[0] for c in CASES])
+def test_keyword(name: str, schema: Any, good: list[str], bad: list[str]) -> None:
+    grammar = compile(schema).grammar
+    assert grammar_error(grammar) is None
+    for text in good:
+        assert accepts(grammar, text), text
+    for text in bad:
+        assert not accepts(grammar, text), text
+
+
+def _statuses(schema: Any) -> dict[tuple[str, str], str]:
+    return {(u.pointer, u.keyword): u.status for u in compile(schema).report}
+
+
+def test_big_bounds_stay_out_of_the_grammar() -> None:
+    compiled = compile({"type": "string", "maxLength": 100_000})
+    assert compiled.grammar.startswith("root ::= string\n")
+    assert _statuses({"type": "string", "maxLength": 100_000})[("", "maxLength")] == (
+        "validated-after"
+    )
+    assert compiled.needs_validation
+
+
+def test_overlapping_oneof_is_checked_afterwards() -> None:
+    overlapping = {"oneOf": [{"type": "integer"}, {"minimum": 3}]}
+    assert _statuses(overlapping)[("", "oneOf")] == "validated-after"
+    disjoint = {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+    assert _statuses(disjoint)[("", "oneOf")] == "enforced"
+    assert not compile(disjoint).needs_validation
+
+
+def test_check_schema_lists_a_refusal_at_its_place() -> None:
+    uses = check_schema({"properties": {"a": {"$ref": "https://example.com/s.json"}}})
+    refused = [u for u in uses if u.status == "unsupported"]
+    assert [(u.pointer, u.keyword) for u in refused] == [("/properties/a", "$ref")]
+    assert "never fetched" in refused[0].note
+
+
+def test_unknown_keywords_are_listed_as_annotations() -> None:
+    uses = check_schema({"type": "string", "x-ui": {"widget": "text"}, "tsType": "string"})
+    notes = {u.keyword: (u.status, u.note) for u in uses}
+    assert notes["x-ui"][0] == "annotation"
+    assert "unknown keyword" in notes["tsType"][1]
