@@ -7,9 +7,10 @@ exactly is checked here before anything reaches stdout.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -122,16 +123,79 @@ def check_metaschema(schema: Schema) -> None:
     """Raise SchemaError, naming the JSON pointer, if ``schema`` fails its draft's metaschema."""
     cls = validator_class(schema)
     try:
-        cls.check_schema(schema)  # type: ignore[arg-type]  # the stubs omit boolean schemas
+        # The metaschema's `format: regex` must mean ECMA-262 (\p{L}, \cX), not Python's re.
+        cls.check_schema(schema, format_checker=_SCHEMA_FORMATS)  # type: ignore[arg-type,call-arg]
     except JsonSchemaSchemaError as e:
         pointer = _pointer(e.absolute_path)
         raise SchemaError(f"not a valid JSON Schema: {e.message}", pointer) from e
 
 
 def make_validator(schema: Schema) -> Validator:
-    """A validator for ``schema`` that also checks ``format`` (see ``FORMAT_CHECKER``)."""
-    cls = validator_class(schema)
+    r"""A validator for ``schema`` that also checks ``format`` (see ``FORMAT_CHECKER``).
+
+    ``pattern``, ``patternProperties`` and ``additionalProperties`` match regexes with ECMA-262
+    semantics, as JSON Schema says (Python's ``re`` lets ``\d`` match ``৪`` and ``\w`` ``é``).
+    """
+    cls = _ecma_validator(validator_class(schema))
     return cls(schema, format_checker=FORMAT_CHECKER)
+
+
+@functools.cache
+def _ecma_validator(cls: type[Validator]) -> type[Validator]:
+    extended = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        cls,
+        {
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+        },
+    )
+    return cast(type[Validator], extended)
+
+
+@functools.lru_cache(maxsize=4096)
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled so that ``search`` means what it means in ECMA-262."""
+    from qwenjson.schema.regex import to_python_regex
+
+    return re.compile(to_python_regex(pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        regex = ecma_regex(pattern)
+        for key, value in instance.items():
+            if regex.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = [ecma_regex(p) for p in schema.get("patternProperties", {})]
+    extras = [
+        key
+        for key in instance
+        if key not in properties and not any(r.search(key) for r in patterns)
+    ]
+    if validator.is_type(additional, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], additional, path=key)
+    elif additional is False and extras:
+        listed = ", ".join(repr(k) for k in sorted(extras))
+        yield ValidationError(f"additional properties are not allowed ({listed} unexpected)")
 
 
 def validation_errors(instance: Any, validator: Validator) -> list[str]:
@@ -184,11 +248,14 @@ def _is_date_time(value: object) -> bool:
 def _time_fields_ok(hour: int, minute: int, second: int, offset: str) -> bool:
     if hour > 23 or minute > 59 or second > 60:
         return False
+    utc_offset = 0
     if offset not in ("Z", "z"):
         oh, om = int(offset[1:3]), int(offset[4:6])
         if oh > 23 or om > 59:
             return False
-    return True
+        utc_offset = (oh * 60 + om) * (1 if offset[0] == "+" else -1)
+    # RFC 3339: a leap second (:60) only happens at 23:59 UTC.
+    return second < 60 or (hour * 60 + minute - utc_offset) % 1440 == 1439
 
 
 @FORMAT_CHECKER.checks("time")
@@ -209,7 +276,24 @@ def _is_hostname(value: object) -> bool:
     if not isinstance(value, str):
         return True
     name = value[:-1] if value.endswith(".") else value
-    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
+    if not 0 < len(name) <= 253:
+        return False
+    return all(_is_host_label(label) for label in name.split("."))
+
+
+def _is_host_label(label: str) -> bool:
+    if not _HOST_LABEL.match(label):
+        return False
+    if label[2:4] != "--":
+        return True
+    # "xx--" labels are reserved for IDNA (RFC 5891 4.2.3.1): only valid punycode ("xn--").
+    if label[:2].lower() != "xn":
+        return False
+    try:
+        label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 @FORMAT_CHECKER.checks("uri")
@@ -246,6 +330,31 @@ def _is_json_pointer(value: object) -> bool:
     return value == "" or (value.startswith("/") and not re.search(r"~[^01]|~$", value))
 
 
+@FORMAT_CHECKER.checks("regex")
+def _is_regex(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    from qwenjson.schema.regex import is_ecma_regex
+
+    return is_ecma_regex(value)
+
+
 for _name, _func in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers.items():
     if _name not in FORMAT_CHECKER.checkers:
         FORMAT_CHECKER.checkers[_name] = _func
+
+# For checking schemas against their metaschema: patterns in real schemas are often written
+# loosely (`\-` outside a class), which ECMA's strict grammar refuses but every engine
+# accepts; they are judged by whether they mean something, via to_python_regex.
+_SCHEMA_FORMATS = FormatChecker([])
+
+
+@_SCHEMA_FORMATS.checks("regex")
+def _is_usable_regex(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        ecma_regex(value)
+    except SchemaError:
+        return False
+    return True
