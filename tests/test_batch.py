@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -994,3 +995,26 @@ def test_real_engine_is_usable_after_a_timeout_escapes_generate() -> None:
         RecordRunner(job, fresh, options).run(TEXTS[1], alone.append)
     assert after == alone
     jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(after[0]))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("keep", ["head", "tail"])
+def test_real_truncate_fits_a_long_input_into_the_context(keep: str) -> None:
+    fact = "Alice Martin is 34 and lives in Lyon."
+    filler = "The weather was mild and nothing else happened that day. " * 60
+    text = fact + " " + filler if keep == "head" else filler + fact
+    r = subprocess.run(
+        qwenjson_argv("--truncate", keep), input=text.encode(), capture_output=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    err = r.stderr.decode()
+    assert re.fullmatch(
+        rf"Warning: input cut from (\d+) to (\d+) tokens \(--truncate {keep}\)\n", err
+    )
+    before, after = map(int, re.findall(r"\d+", err))
+    assert before > 512 > after
+    jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(r.stdout))
+    # Without --truncate the same input is refused with the token counts.
+    refused = subprocess.run(qwenjson_argv(), input=text.encode(), capture_output=True, timeout=300)
+    assert (refused.returncode, refused.stdout) == (EXIT_INPUT, b"")
+    assert f"(the text {before})" in refused.stderr.decode()
