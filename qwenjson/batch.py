@@ -537,6 +537,15 @@ class ErrorLog:
             self.fd = None
 
 
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -579,14 +588,29 @@ class Checkpoint:
         self.fd: int | None = None
 
     def open(self) -> Resume:
-        """Read (or create) the checkpoint, refuse one from another job, return where to resume."""
-        resume = Resume()
+        """Lock (or create) the checkpoint, refuse one from another job, return where to resume.
+
+        The lock (``flock``, released by the kernel even after kill -9) keeps a second run of
+        the same job, say a cron job that overran its interval, from writing alongside.
+        """
+        import fcntl
+
+        name = str(self.path)
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise UsageError(f"can't read --checkpoint {str(self.path)!r}: {e.strerror}") from e
+            raise UsageError(f"can't open --checkpoint {name!r}: {e.strerror}") from e
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise UsageError(
+                f"--checkpoint {name!r} is in use by another qwenjson process"
+            ) from None
+        try:
+            data = _read_all(self.fd)
+        except OSError as e:
+            raise UsageError(f"can't read --checkpoint {name!r}: {e.strerror}") from e
         complete = data[: data.rfind(b"\n") + 1]  # a kill mid-append leaves a partial last line
         lines = complete.splitlines()
         try:
@@ -594,12 +618,13 @@ class Checkpoint:
         except json.JSONDecodeError:
             header = None
         if lines and (not isinstance(header, dict) or "qwenjson_checkpoint" not in header):
-            raise UsageError(f"--checkpoint {str(self.path)!r} is not a qwenjson checkpoint")
+            raise UsageError(f"--checkpoint {name!r} is not a qwenjson checkpoint")
         if isinstance(header, dict) and header.get("job") != self.job:
             raise UsageError(
-                f"--checkpoint {str(self.path)!r} belongs to a different job (the schema, model "
-                "or options differ): delete it to start over, or use another file"
+                f"--checkpoint {name!r} belongs to a different job (the schema, model or "
+                "options differ): delete it to start over, or use another file"
             )
+        resume = Resume()
         for line in lines[1:]:
             entry = json.loads(line)
             resume = Resume(
@@ -610,7 +635,6 @@ class Checkpoint:
                 errors=_mark_from(entry.get("errors")),
             )
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             os.ftruncate(self.fd, len(complete))
             os.lseek(self.fd, 0, os.SEEK_END)
             if not lines:
@@ -619,7 +643,7 @@ class Checkpoint:
                 os.fsync(self.fd)
                 _fsync_dir(self.path.parent)
         except OSError as e:
-            raise UsageError(f"can't write --checkpoint {str(self.path)!r}: {e.strerror}") from e
+            raise UsageError(f"can't write --checkpoint {name!r}: {e.strerror}") from e
         return resume
 
     def commit(

@@ -619,6 +619,19 @@ def test_checkpoint_refuses_another_job_a_changed_input_and_a_truncated_output(
     assert isinstance(foreign, UsageError) and "not a qwenjson checkpoint" in str(foreign)
 
 
+def test_a_checkpoint_in_use_by_another_run_is_refused(tmp_path: Path) -> None:
+    first = Checkpoint(tmp_path / "ckpt", "job")
+    first.open()
+    try:
+        with pytest.raises(UsageError, match="in use by another qwenjson process"):
+            Checkpoint(tmp_path / "ckpt", "job").open()
+    finally:
+        first.close()
+    second = Checkpoint(tmp_path / "ckpt", "job")
+    assert second.open().line == 0  # free again once the first run is gone
+    second.close()
+
+
 def test_a_partial_last_checkpoint_line_is_ignored(tmp_path: Path) -> None:
     data = b"a\nb\n"
     batch_to_file(tmp_path, data, StreamingFake(crash_at("b")))
