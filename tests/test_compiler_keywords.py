@@ -122,7 +122,24 @@ CASES: list[tuple[str, Any, list[str], list[str]]] = [
         ["-2147483648", "0", "2147483647", "99"],
         ["-2147483649", "2147483648", "12345678901"],
     ),
-    ("number minimum 0 has no sign", {"type": "number", "minimum": 0}, ["0.5", "1e3", "0"], ["-1"]),
+    (
+        "number minimum 0",
+        {"type": "number", "minimum": 0},
+        ["0.5", "1000", "0", "1e-05", "1e+16", "-0.0"],
+        ["-1", "-0.5", "-1e-05"],
+    ),
+    (
+        "number range with exclusive bounds",
+        {"type": "number", "exclusiveMinimum": -90, "maximum": 90},
+        ["-89.5", "90", "90.0", "0", "12.25", "-3e-07"],
+        ["-90", "-90.0", "90.5", "91", "1e+16"],
+    ),
+    (
+        "number range with non-integer bounds (widened, then validated)",
+        {"type": "number", "minimum": 0.5, "maximum": 2.5},
+        ["0.5", "2.5", "1"],
+        ["-1", "3.5"],
+    ),
     (
         "multipleOf 1 on a number means an integer",
         {"type": "number", "multipleOf": 1},
@@ -150,7 +167,7 @@ CASES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"v":1,"left":{}}', '{"left":null}'],
     ),
     (
-        "allOf of a $ref and more, closed by unevaluatedProperties",
+        "allOf of a $ref and more",
         {
             "$defs": {
                 "base": {

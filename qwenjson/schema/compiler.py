@@ -25,7 +25,7 @@ from typing import Any
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.schema import gbnf
-from qwenjson.schema.numbers import int_range
+from qwenjson.schema.numbers import int_range, number_range
 from qwenjson.schema.refs import RefIndex, child_pointer
 from qwenjson.schema.report import Status
 
@@ -1058,16 +1058,22 @@ class Compiler:
             return int_range(ilo, ihi)
         if lo is None and hi is None:
             return "number"
-        # Bounds on non-integers: the grammar only knows the sign; the rest is checked afterwards.
-        self.mark(
-            f.pointer,
-            "minimum" if lo is not None else "maximum",
-            "validated-after",
-            "bounds on non-integer numbers are checked after generation",
+        exact = all(v is None or float(v).is_integer() for v in (lo, hi))
+        if not exact:
+            # Widen to the enclosing integers (a superset); validation checks the real bounds.
+            lo, lo_ex = (None, False) if lo is None else (math.floor(lo), False)
+            hi, hi_ex = (None, False) if hi is None else (math.ceil(hi), False)
+        expr = number_range(
+            None if lo is None else int(lo), lo_ex, None if hi is None else int(hi), hi_ex
         )
-        if lo is not None and lo >= 0:
-            return '( "0" | [1-9] [0-9]* ) ( "." [0-9]+ )? ( [eE] [-+]? [0-9]+ )?'
-        return "number"
+        if expr is None or not exact:
+            self.mark(
+                f.pointer,
+                "minimum" if f.lower else "maximum",
+                "validated-after",
+                "bounds the grammar can't express exactly are checked after generation",
+            )
+        return expr if expr is not None else "number"
 
     def _gen_array(self, f: Flat, node: Node) -> str:
         if not f.array_constrained and not f.prefix and not f.items:

@@ -98,3 +98,54 @@ def _merge_literals(alts: list[str]) -> list[str]:
                 joined.append(part)
         out.append(" ".join(joined))
     return out
+
+
+# Fractions after an integer part: some digit not zero, or only zeros ("3.0" is the integer 3).
+_FRAC_NONZERO = '"." [0-9]* [1-9] [0-9]*'
+_FRAC_ZERO = '( "." "0"+ )?'
+# What `json.dumps` writes for magnitudes below 1e-4 (5e-05) and from 1e16 on (1e+16).
+_TINY = '[1-9] ( "." [0-9]+ )? "e-" ( "0" [5-9] | [1-9] [0-9]* )'
+_HUGE = '[1-9] ( "." [0-9]+ )? "e+" [0-9]+'
+# Bounds this large would need exponent forms inside the range: left to validation.
+EXACT_NUMBER_LIMIT = 10**15
+
+
+def _magnitudes(a: int, a_ex: bool, b: int | None, b_ex: bool) -> list[str]:
+    """Alternatives for unsigned canonical numbers m with a <(=) m <(=) b."""
+    alts: list[str] = []
+    first = a + 1 if a_ex else a
+    last = None if b is None else (b - 1 if b_ex else b)
+    if last is None or first <= last:
+        alts.append(f"( {int_range(first, last)} ) {_FRAC_ZERO}")
+    if b is None or a <= b - 1:
+        alts.append(f"( {int_range(a, None if b is None else b - 1)} ) {_FRAC_NONZERO}")
+    if a == 0 and (b is None or b > 0):
+        alts.append(_TINY)
+    if b is None:
+        alts.append(_HUGE)
+    return alts
+
+
+def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> str | None:
+    """GBNF alternatives for canonical JSON numbers in a range with integer bounds.
+
+    ``lo_ex``/``hi_ex`` make a bound exclusive. None when a bound is too large for the plain
+    decimal forms to cover the range exactly (the caller falls back to validation).
+    """
+    for bound in (lo, hi):
+        if bound is not None and abs(bound) >= EXACT_NUMBER_LIMIT:
+            return None
+    alts: list[str] = []
+    # Non-negative numbers, written without a sign.
+    if hi is None or hi > 0 or (hi == 0 and not hi_ex):
+        a, a_ex = (0, False) if lo is None or lo < 0 else (lo, lo_ex)
+        alts += _magnitudes(a, a_ex, hi, hi_ex)
+    # Negative numbers (and -0.0), written with "-": their magnitudes lie in [-hi, -lo].
+    if lo is None or lo < 0 or (lo == 0 and not lo_ex):
+        a, a_ex = (0, False) if hi is None or hi > 0 else (-hi, hi_ex)
+        if hi is not None and hi == 0 and hi_ex:
+            a, a_ex = 0, True
+        alts += [f'"-" ( {m} )' for m in _magnitudes(a, a_ex, None if lo is None else -lo, lo_ex)]
+    if not alts:
+        raise ValueError("empty number range")
+    return " | ".join(alts)
