@@ -17,9 +17,11 @@ How a download stays trustworthy:
   blob; the second finds the verified blob and reuses it.
 - A run whose model is cached never imports huggingface_hub (about 0.4 s of startup here) and
   never touches the network; only a download does.
-- Cached files are re-verified on use. A sha256 of a 500 MB file costs about a second, so the
-  result is remembered in ``verified.json`` (in ``QWENJSON_CACHE_DIR``, default
-  ``~/.cache/qwenjson``) keyed by path, size, mtime and inode: any change to the file re-hashes.
+- Cached files are re-verified on use. A sha256 of a 500 MB file costs half a second here and
+  more on a Pi, so the result is remembered in ``verified.json`` (in ``QWENJSON_CACHE_DIR``,
+  default ``~/.cache/qwenjson``) keyed by path, size, mtime and inode: any change to the file
+  re-hashes. Bit rot changes bytes but not mtime, so a record also expires after a week, and an
+  explicit ``qwenjson pull`` always hashes again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +57,7 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 _HASH_BLOCK = 1 << 20
 # Room to leave free beyond the download itself, so a full disk doesn't take the system down.
 _DISK_MARGIN = 32 << 20
+_RECHECK_SECONDS = 7 * 24 * 3600
 
 
 # -- where things are -------------------------------------------------------------------------
@@ -184,7 +188,8 @@ def _file_key(path: Path) -> tuple[str, dict[str, int]]:
 
 def _remember_verified(path: Path, sha256: str) -> None:
     key, ident = _file_key(path)
-    _save_state(lambda data: data["files"].__setitem__(key, {**ident, "sha256": sha256}))
+    entry = {**ident, "sha256": sha256, "checked_at": int(time.time())}
+    _save_state(lambda data: data["files"].__setitem__(key, entry))
 
 
 def _hub_key(spec: ModelSpec, commit: str) -> str:
@@ -211,8 +216,13 @@ def sha256_file(path: Path) -> str:
     return str(_hash_prefix(path).hexdigest())
 
 
-def _matches(path: Path, expected: str, size: int | None) -> bool:
-    """True if the file's sha256 is ``expected``, using the remembered result when unchanged."""
+def _matches(path: Path, expected: str, size: int | None, *, recheck: bool = False) -> bool:
+    """True if the file's sha256 is ``expected``.
+
+    A remembered result stands while the file's size, mtime and inode are unchanged, for at
+    most a week: bit rot (an SD card in a Pi) changes bytes without touching mtime, so every
+    file is hashed again now and then. ``recheck`` always hashes.
+    """
     try:
         key, ident = _file_key(path)
     except OSError:
@@ -221,9 +231,11 @@ def _matches(path: Path, expected: str, size: int | None) -> bool:
         return False
     record = _load_state()["files"].get(key)
     if (
-        isinstance(record, dict)
+        not recheck
+        and isinstance(record, dict)
         and record.get("sha256") == expected
         and all(record.get(k) == v for k, v in ident.items())
+        and 0 <= time.time() - float(record.get("checked_at", 0)) < _RECHECK_SECONDS
     ):
         return True
     try:
@@ -587,7 +599,8 @@ def pull(
     corrupt: Path | None = None
     if pointer is not None:
         expected = _expected_sha(spec, pointer, cache)
-        if expected is not None and _matches(pointer, expected, spec.size):
+        # An explicit refresh (`qwenjson pull`) hashes the file again whatever the record says.
+        if expected is not None and _matches(pointer, expected, spec.size, recheck=refresh):
             pinned = _COMMIT_RE.fullmatch(spec.revision) is not None
             if not refresh or pinned or offline_requested(offline):
                 return pointer

@@ -538,3 +538,33 @@ def test_a_cached_model_needs_neither_network_nor_huggingface_hub(
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(path)
+
+
+def _rot(path: Path) -> None:
+    """Flip a byte in place and put the mtime back, as bit rot on an SD card would."""
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(12345)
+        byte = f.read(1)
+        f.seek(12345)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_bit_rot_is_caught_by_an_explicit_pull_and_by_the_weekly_recheck(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    spec = make_spec(smol_sha)
+    path = hub.pull(spec)
+    _rot(path.resolve())
+    # `qwenjson pull` hashes again: the rotten file is replaced by a good download
+    assert hub.pull(spec, refresh=True).read_bytes() == smol_bytes
+    assert len(fake_hub.data_gets()) == 2
+
+    # a verification record older than a week is not trusted
+    _rot(path.resolve())
+    state_file = Path(os.environ["QWENJSON_CACHE_DIR"]) / "verified.json"
+    state = json.loads(state_file.read_text())
+    state["files"][str(path.resolve())]["checked_at"] -= 8 * 24 * 3600
+    state_file.write_text(json.dumps(state))
+    assert hub.local_path(spec) is None
