@@ -270,3 +270,27 @@ def test_unknown_keywords_are_listed_as_annotations() -> None:
     notes = {u.keyword: (u.status, u.note) for u in uses}
     assert notes["x-ui"][0] == "annotation"
     assert "unknown keyword" in notes["tsType"][1]
+
+
+@pytest.mark.parametrize(
+    "branches",
+    [
+        [
+            {"type": "object", "properties": {"type": {"const": "Point"}}, "required": ["type"]},
+            {"type": "object", "properties": {"type": {"enum": ["Line"]}}, "required": ["type"]},
+        ],
+        [
+            {"type": "object", "required": ["a"]},
+            {"type": "object", "properties": {"b": {}}, "additionalProperties": False},
+        ],
+        [{"const": 1}, {"enum": [2, 3]}, {"type": "string"}],
+    ],
+    ids=["discriminator", "required vs forbidden", "enums and types"],
+)
+def test_provably_exclusive_oneof_is_enforced(branches: list[Any]) -> None:
+    assert _statuses({"oneOf": branches})[("", "oneOf")] == "enforced"
+
+
+def test_oneof_with_a_shared_instance_is_checked_afterwards() -> None:
+    branches = [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]
+    assert _statuses({"oneOf": branches})[("", "oneOf")] == "validated-after"

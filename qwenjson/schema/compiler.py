@@ -910,36 +910,47 @@ class Compiler:
         return _alt(alts)
 
     def _disjoint(self, rest: Flat, branches: list[Node]) -> bool:
-        """Can no instance match two branches? (Only the easy proofs: types, consts.)"""
-        seen_types: set[str] = set()
-        seen_values: list[Any] = []
-        by_type = True
-        by_value = True
+        """Can no instance match two branches? Proofs: types, enums, a discriminator property,
+        a property one branch requires and the other forbids."""
+        flats: list[Flat] = []
         for br in branches:
             f = self.merge(rest, self.flatten(br, ()))
-            if not isinstance(f, Flat):
-                by_type = by_type and f is False
-                continue
-            if f.groups:
+            if f is False:
+                continue  # matches nothing: overlaps nothing
+            if not isinstance(f, Flat) or f.groups:
                 return False
-            ts = f.types
-            if ts is None:
-                by_type = False
-            else:
-                expanded = set(ts) | ({"integer"} if "number" in ts else set())
-                if "integer" in expanded:
-                    expanded.add("number")
-                if expanded & seen_types:
-                    by_type = False
-                seen_types |= expanded
-            if f.enum is None:
-                by_value = False
-            else:
-                for v in f.enum:
-                    if any(_json_equal(v, w) for w in seen_values):
-                        by_value = False
-                seen_values += f.enum
-        return by_type or by_value
+            flats.append(f)
+        if len(flats) > 64:
+            return False  # quadratic proof; many branches go to validation
+        return all(self._apart(x, y) for i, x in enumerate(flats) for y in flats[i + 1 :])
+
+    def _apart(self, x: Flat, y: Flat) -> bool:
+        tx, ty = _possible_types(x), _possible_types(y)
+        if not (tx & ty):
+            return True
+        if _enums_apart(x.enum, y.enum):
+            return True
+        if tx & ty != {"object"}:
+            return False
+        for name in set(x.required) & set(y.required):
+            if _enums_apart(self._prop_enum(x, name), self._prop_enum(y, name)):
+                return True
+        return any(self._forbids(b, name) for a, b in ((x, y), (y, x)) for name in a.required)
+
+    def _prop_enum(self, f: Flat, name: str) -> list[Any] | None:
+        node = f.properties.get(name)
+        if node is None:
+            return None
+        flat = self.flatten(node, ())
+        return flat.enum if isinstance(flat, Flat) else None
+
+    def _forbids(self, f: Flat, name: str) -> bool:
+        node = f.properties.get(name)
+        if node is not None:
+            return self.flatten(node, ()) is False
+        if any(_py_search(p, name) for p in f.pattern_props):
+            return False
+        return any(self.flatten(a, ()) is False for a in f.additional)
 
     def _gen_enum(self, f: Flat, node: Node) -> str:
         assert f.enum is not None
@@ -1402,6 +1413,31 @@ def _class_char(ch: str) -> str:
     if ch in "[]^-\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
         return f"\\x{ord(ch):02X}"
     return ch
+
+
+def _possible_types(f: Flat) -> set[str]:
+    """The types an instance of ``f`` can have (an enum narrows them to its values')."""
+    types = _expanded_types(f.types)
+    if f.enum is not None:
+        types &= _expanded_types({json_type_of(v) for v in f.enum})
+    return types
+
+
+def _enums_apart(a: list[Any] | None, b: list[Any] | None) -> bool:
+    """Both are enums and share no value."""
+    if a is None or b is None:
+        return False
+    return not any(_json_equal(v, w) for v in a for w in b)
+
+
+def _expanded_types(types: set[str] | None) -> set[str]:
+    """The types a set allows, with integer and number standing for each other's overlap."""
+    out = set(JSON_TYPES) if types is None else set(types)
+    if "number" in out:
+        out.add("integer")
+    if "integer" in out:
+        out.add("number")
+    return out
 
 
 def _intersect_enums(a: list[Any] | None, b: list[Any]) -> list[Any]:
