@@ -62,8 +62,8 @@ CASES: list[tuple[str, Any, list[str], list[str]]] = [
             "patternProperties": {"^x-": {"type": "integer"}},
             "additionalProperties": False,
         },
-        ['{"x-a":1}', "{}"],
-        ['{"x-a":"s"}'],
+        ['{"x-a":1}', "{}", '{"x-a":1,"x-b":2}'],
+        ['{"x-a":"s"}', '{"y":1}'],
     ),
     (
         "minProperties and maxProperties on additional members",
@@ -294,3 +294,15 @@ def test_provably_exclusive_oneof_is_enforced(branches: list[Any]) -> None:
 def test_oneof_with_a_shared_instance_is_checked_afterwards() -> None:
     branches = [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]
     assert _statuses({"oneOf": branches})[("", "oneOf")] == "validated-after"
+
+
+def test_patternproperties_with_additional_false_is_exact() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "patternProperties": {"^x-": {}},
+        "additionalProperties": False,
+    }
+    assert _statuses(schema)[("", "patternProperties")] == "enforced"
+    open_schema = {"type": "object", "patternProperties": {"^n": {"type": "integer"}}}
+    assert _statuses(open_schema)[("", "patternProperties")] == "validated-after"

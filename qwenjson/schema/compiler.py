@@ -19,7 +19,7 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1251,33 +1251,77 @@ class Compiler:
 
     def _extra_member(self, f: Flat, node: Node, declared: list[str]) -> str | None:
         """`"key":value` for undeclared members, or None when none are allowed."""
-        values: list[str] = []
+        add_value: str | None = "value"
+        if f.additional:
+            try:
+                add_value = self.visit(self._all(f.additional, node, "additional"))
+            except Unsatisfiable:
+                add_value = None
+        members: list[str] = []
         if f.pattern_props:
-            self.mark(
-                f.pointer,
-                "patternProperties",
-                "validated-after",
-                "keys are not matched against the patterns in the grammar",
-            )
-            for subs in f.pattern_props.values():
-                with suppress(Unsatisfiable):
-                    values.append(self.visit(self._all(subs, node, "pattern")))
-        if not f.additional:
-            values.append("value")
-        else:
-            with suppress(Unsatisfiable):
-                values.append(self.visit(self._all(f.additional, node, "additional")))
-        if not values:
+            members, exact = self._pattern_members(f, node, declared, add_value)
+            if not exact:
+                self.mark(
+                    f.pointer,
+                    "patternProperties",
+                    "validated-after",
+                    "the grammar lets keys through that the patterns would route elsewhere",
+                )
+        if add_value is not None:
+            members.append(_seq(self._string_excluding(declared), '":"', add_value))
+        if not members:
             return None
-        value = (
-            values[0]
-            if len(values) == 1
-            else self.rule(_pointer_hint(f.pointer) + "-additional", _alt(values))
+        if len(members) == 1:
+            return members[0]
+        return self.rule(_pointer_hint(f.pointer) + "-member", _alt(members))
+
+    def _pattern_members(
+        self, f: Flat, node: Node, declared: list[str], add_value: str | None
+    ) -> tuple[list[str], bool]:
+        """Members whose keys match a patternProperties regex, and whether that's exact."""
+        values: dict[str, str | None] = {}
+        for pat, subs in f.pattern_props.items():
+            try:
+                values[pat] = self.visit(self._all(subs, node, "pattern"))
+            except Unsatisfiable:
+                values[pat] = None
+        if add_value == "value" and all(v == "value" for v in values.values()):
+            return [], True  # any key, any value: the patterns change nothing
+        exact = add_value is None and (
+            len(values) == 1 or all(v == "value" for v in values.values())
         )
-        if "value" in values:
-            value = "value"
-        key = self._string_excluding(declared)
-        return _seq(key, '":"', value)
+        if any(_py_search(pat, name) for pat in values for name in declared):
+            exact = False  # a declared key must satisfy its pattern's schema too
+        members: list[str] = []
+        for pat, value in values.items():
+            if value is None:
+                exact = False  # keys matching it must not appear: the grammar can't say that
+                continue
+            key = self._pattern_key(pat, f.pointer)
+            if key is None:
+                exact = False
+                key = "string"
+            members.append(_seq(key, '":"', value))
+        return members, exact
+
+    def _pattern_key(self, pattern: str, pointer: str) -> str | None:
+        """A rule for JSON strings matching ``pattern`` (None if the regex can't be a grammar)."""
+        if self._regex is None:
+            return None
+        prefix = self._fresh_name(_pointer_hint(pointer) + "-key")
+        try:
+            expr, extra = self._regex(pattern, prefix)
+        except UnsupportedKeywordError:
+            return None
+        except SchemaError as e:
+            raise SchemaError(
+                e.message, child_pointer(pointer, "patternProperties", pattern)
+            ) from None
+        for name, body in extra.items():
+            self.rules[name] = body
+            self.reserved.add(name)
+        body = _seq(QUOTE, _group(str(expr)), QUOTE)
+        return self.by_body.get(body) or self._define(prefix, body)
 
     def _string_excluding(self, names: list[str]) -> str:
         """A rule for JSON strings other than ``names`` (so declared keys aren't repeated)."""
