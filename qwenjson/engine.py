@@ -484,8 +484,9 @@ class Engine:
         self.last_stats.full_masks += 1
         return self._grammar_allows(grammar, self._all_ids) & ~self._banned_mask()
 
-    def _probe(self, grammar: Any) -> tuple[bytes, bool]:
-        """The bytes the grammar forces next, and whether it admits only the end after them.
+    def _probe(self, grammar: Any) -> tuple[bytes, bool, list[int]]:
+        """The bytes the grammar forces next, whether it admits only the end after them, and
+        the bytes it admits after them (where the model has a choice again).
 
         Each step applies the grammar to one token per possible first byte plus the end token
         (~256 candidates instead of the vocabulary): exactly one byte admitted and no end means
@@ -499,20 +500,19 @@ class Engine:
             while True:
                 ok = self._grammar_allows(state, self._probe_ids)
                 end_ok = bool(ok[-1])
-                admitted = np.flatnonzero(ok[:-1])
-                if len(admitted) == 0:
-                    return bytes(forced), end_ok
+                admitted = [self._probe_bytes[int(i)] for i in np.flatnonzero(ok[:-1])]
+                if not admitted:
+                    return bytes(forced), end_ok, []
                 if len(admitted) > 1 or end_ok or not self.fast_forward:
-                    return bytes(forced), False
+                    return bytes(forced), False, admitted
                 if len(forced) >= _MAX_FORCED_BYTES:
-                    return bytes(forced), False
-                byte = self._probe_bytes[int(admitted[0])]
+                    return bytes(forced), False, []
                 if clone is None:
                     clone = ll.llama_sampler_clone(grammar)
                     state = clone
                 assert self._byte_tokens is not None
-                ll.llama_sampler_accept(clone, self._byte_tokens[byte])
-                forced.append(byte)
+                ll.llama_sampler_accept(clone, self._byte_tokens[admitted[0]])
+                forced.append(admitted[0])
         finally:
             if clone is not None:
                 ll.llama_sampler_free(clone)
@@ -765,7 +765,7 @@ class Engine:
                 stats.decode_calls += 1
                 self._decode([token])
                 continue
-            forced, complete = self._probe(grammar)
+            forced, complete, after = self._probe(grammar)
             if complete:
                 # Nothing but the end can follow: no decode, not even for the end token. The
                 # forced tail is emitted as text, counted as the tokens the tokenizer makes of it.
@@ -779,7 +779,9 @@ class Engine:
                 # earlier): let the model spell the rest, one checked token at a time.
             if len(stats.tokens) >= max_tokens:
                 break
-            fed = self._fast_forward(grammar, token, forced, max_tokens, emit) if forced else None
+            fed = None
+            if forced:
+                fed = self._fast_forward(grammar, token, forced, after, max_tokens, emit)
             stats.decode_calls += 1
             self._decode(fed or [token])
         return finish("length")
@@ -836,17 +838,25 @@ class Engine:
         grammar: Any,
         token: int,
         forced: bytes,
+        after: list[int],
         max_tokens: int,
         emit: Callable[[bytes], None],
     ) -> list[int] | None:
         """The tokens to feed instead of ``token`` alone when forced text follows it, or None.
 
-        Token boundaries: the forced text is tokenized *together with the token just chosen*
-        (which is not in the KV cache yet), so a merge across that boundary (``"`` + ``,"`` →
-        ``",``) comes out as the tokenizer makes it. The last token of that tokenization is
-        held back: whether it is natural depends on text not chosen yet (``":`` vs ``":"``), so
-        the model chooses it itself, under the grammar, at the next step. Forced text that ends
-        inside a UTF-8 character is cut back to the character boundary for the same reason.
+        Token boundaries, where the model's own spelling could differ from ours:
+
+        * Start: the forced text is tokenized *together with the token just chosen* (which is
+          not in the KV cache yet), so a merge across that boundary (``"`` + ``,"`` → ``",``)
+          comes out as the tokenizer makes it.
+        * End: what follows the forced text is not chosen yet, and the last forced token might
+          merge with it (``[`` + ``"`` → ``["``). So the forced text is tokenized once more with
+          each character the grammar admits next appended (``after``, one representative per
+          UTF-8 lead byte); only if every one of those keeps all our tokens intact is the last
+          token fed too. Otherwise it is held back and the model chooses it, under the grammar,
+          at the next step (it may then pick the merged token).
+        * Forced text that ends inside a UTF-8 character is cut back to the character boundary,
+          and the rest is left to the model for the same reason.
 
         Documented difference from step-by-step greedy decoding: where the model would have
         spelled forced text with other tokens than its tokenizer does, the KV cache holds the
@@ -855,11 +865,53 @@ class Engine:
         joint = self._respell(token, forced)
         if joint is None:
             return None
+        text = self.piece(token) + forced
+        whole = sum(len(self.piece(t)) for t in joint) == len(text)
+        if not (whole and self._stable_end(joint, after)):
+            joint = joint[:-1]
         room = max_tokens - len(self.last_stats.tokens) + 1  # the chosen token counts once
-        feed = joint[:-1][:room]
+        feed = joint[:room]
         if len(feed) < 2 or not self._replace_last(grammar, token, feed, emit):
             return None
         return feed
+
+    def _stable_end(self, joint: list[int], after: list[int]) -> bool:
+        """Whether ``joint`` stays the tokenizer's spelling whatever admitted byte comes next."""
+        if not after:
+            return False
+        # The last two tokens decide a merge at the end; tokenizing just them is cheaper than
+        # the whole forced text, and is used only when it reproduces them on its own.
+        tail = joint[-2:]
+        tail_text = b"".join(self.piece(t) for t in tail)
+        if self.tokenize(tail_text) != tail:
+            tail = joint
+            tail_text = b"".join(self.piece(t) for t in tail)
+        for byte in after:
+            char = _REPRESENTATIVE.get(byte)
+            if char is None:
+                return False  # mid-character: no boundary to judge
+            if self.tokenize(tail_text + char)[: len(tail)] != tail:
+                return False
+        return True
+
+
+def _representatives() -> dict[int, bytes]:
+    """For each byte that can start a UTF-8 character, one character starting with it."""
+    table = {b: bytes([b]) for b in range(1, 0x80)}
+    for lead in range(0xC2, 0xF5):
+        for second in (0x80, 0x90, 0xA0, 0xB8):
+            size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+            candidate = bytes([lead, second]) + b"\x80" * (size - 2)
+            try:
+                candidate.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            table[lead] = candidate
+            break
+    return table
+
+
+_REPRESENTATIVE = _representatives()
 
 
 def _draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
