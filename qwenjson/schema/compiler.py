@@ -32,6 +32,9 @@ from qwenjson.schema.report import Status
 # Repetition counts above this stay out of the grammar: llama.cpp expands `x{m,n}` into about
 # n rules, so big bounds become `*` (a superset) and jsonschema checks them afterwards.
 MAX_EXACT_REPEAT = 256
+# String lengths may go further: `json-char{0,n}` is one rule repeated, and llama.cpp accepts
+# n up to 1,999 (its MAX_REPETITION_THRESHOLD is 2,000 rules per repetition).
+MAX_STRING_REPEAT = 1999
 # Nesting deeper than this is refused with a SchemaError instead of risking the stack.
 MAX_DEPTH = 2000
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
@@ -1014,10 +1017,10 @@ class Compiler:
             return _seq(QUOTE, _group(content), QUOTE)
         if lo == 0 and hi is None:
             return "string"
-        if lo > MAX_EXACT_REPEAT:
+        if lo > MAX_STRING_REPEAT:
             self.mark(f.pointer, "minLength", "validated-after", "too long for the grammar")
             lo = 0
-        if hi is not None and hi > MAX_EXACT_REPEAT:
+        if hi is not None and hi > MAX_STRING_REPEAT:
             self.mark(f.pointer, "maxLength", "validated-after", "too long for the grammar")
             hi = None
         if lo == 0 and hi is None:
