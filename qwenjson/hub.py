@@ -43,7 +43,7 @@ from typing import IO, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from qwenjson.errors import ModelError
-from qwenjson.registry import ModelSpec, resolve_model
+from qwenjson.registry import ModelSpec, load_registry, resolve_model
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -704,12 +704,28 @@ def _pull_online(
     return pointer
 
 
+def _missing_file_hint(path: Path) -> None:
+    """A missing file named like a registry model's file: point at the name that downloads it."""
+    try:
+        registry = load_registry()
+    except ModelError:
+        return
+    names = sorted(n for n, spec in registry.items() if Path(spec.file).name == path.name)
+    if names:
+        raise ModelError(
+            f"model file not found: {path}; to download {path.name}, use the registry name: "
+            f"--model {names[0]}"
+        )
+
+
 def ensure_model(
     ref: str, *, offline: bool = False, progress: ProgressCallback | None = None
 ) -> Path:
     """The local GGUF for a ``--model`` value, pulling a registry or hf: model if needed."""
     resolved = resolve_model(ref)
     if resolved.path is not None:
+        if not resolved.path.exists():
+            _missing_file_hint(resolved.path)
         check_gguf(resolved.path)
         return resolved.path
     if resolved.spec is None:  # resolve_model always sets one of the two

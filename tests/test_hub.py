@@ -568,3 +568,15 @@ def test_bit_rot_is_caught_by_an_explicit_pull_and_by_the_weekly_recheck(
     state["files"][str(path.resolve())]["checked_at"] -= 8 * 24 * 3600
     state_file.write_text(json.dumps(state))
     assert hub.local_path(spec) is None
+
+
+def test_a_missing_file_named_like_a_registry_file_points_at_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QWENJSON_MODELS_FILE", raising=False)
+    with pytest.raises(
+        ModelError, match=r"use the registry name: --model qwen2\.5-0\.5b-instruct$"
+    ):
+        hub.ensure_model(str(tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf"), offline=True)
+    with pytest.raises(ModelError, match=r"^model file not found: .*other\.gguf$"):
+        hub.ensure_model(str(tmp_path / "other.gguf"), offline=True)
