@@ -117,6 +117,9 @@ class GenerationStats:
     forced_tokens: int = 0  # tokens fed by fast-forward
     full_masks: int = 0  # steps that masked the whole vocabulary
     rejections: int = 0  # tokens the model preferred but the grammar refused
+    # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
+    # (sampling, grammar checks, probing), a figure that doesn't depend on machine load.
+    model_ms: float = 0.0
     # Every output token in order, and whether fast-forward fed it (True) or the model chose it.
     tokens: list[tuple[int, bool]] = field(default_factory=list)
 
@@ -224,8 +227,13 @@ class Engine:
             probe = sorted(self._byte_tokens.items())
             self._probe_bytes = [b for b, _ in probe]
             self._probe_ids = np.array([t for _, t in probe] + [self._eos], dtype=np.int32)
+            likely = b'"ae01,}] tn-.' + bytes([0xE4, 0xE5, 0xE6])
+            self._quick_ids = np.array(
+                [self._byte_tokens[b] for b in likely if b in self._byte_tokens], dtype=np.int32
+            )
 
         self._template: jinja2.Template | None = None
+        self._stable_cache: dict[tuple[tuple[int, ...], bytes], bool] = {}
         self._prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._fingerprint: str | None = None
         self.last_stats = GenerationStats()
@@ -496,6 +504,11 @@ class Engine:
         forced = bytearray()
         clone: Any = None
         state = grammar
+        # Most steps are free choices (inside a string or a number): a dozen likely bytes show
+        # that cheaply before the full probe of every byte.
+        quick = self._grammar_allows(grammar, self._quick_ids)
+        if int(quick.sum()) >= 2:
+            return b"", False, []
         try:
             while True:
                 ok = self._grammar_allows(state, self._probe_ids)
@@ -627,7 +640,9 @@ class Engine:
             if logits and last_chunk:
                 batch.logits[len(chunk) - 1] = 1
             batch.n_tokens = len(chunk)
+            t0 = time.perf_counter()
             rc = ll.llama_decode(ctx, batch)
+            self.last_stats.model_ms += (time.perf_counter() - t0) * 1000.0
             if rc != 0:
                 # The cache may hold part of the batch: nothing in it can be trusted now.
                 ll.llama_memory_clear(self._mem, True)
@@ -709,6 +724,7 @@ class Engine:
                 self._shared_prefix_len(messages, tokens) if self._prefix_cache is not None else 0
             )
             self._prefill(tokens, shared)
+            stats.model_ms = 0.0  # from here on: the decode steps only
             t1 = time.perf_counter()
             text, finish = self._run(gram, max_tokens, temperature, top_p, seed, on_text)
             t2 = time.perf_counter()
@@ -879,6 +895,16 @@ class Engine:
         """Whether ``joint`` stays the tokenizer's spelling whatever admitted byte comes next."""
         if not after:
             return False
+        key = (tuple(joint), bytes(after))
+        known = self._stable_cache.get(key)
+        if known is None:
+            # Records of one run share keys and brackets: remember the verdicts (bounded).
+            if len(self._stable_cache) > 4096:
+                self._stable_cache.clear()
+            known = self._stable_cache[key] = self._check_stable_end(joint, after)
+        return known
+
+    def _check_stable_end(self, joint: list[int], after: list[int]) -> bool:
         # The last two tokens decide a merge at the end; tokenizing just them is cheaper than
         # the whole forced text, and is used only when it reproduces them on its own.
         tail = joint[-2:]

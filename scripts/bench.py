@@ -288,6 +288,7 @@ class Run:
     valid: bool
     text: str
     decode_calls: int = 0  # (b) only: llama_decode calls after the prompt
+    model_ms: float = 0.0  # (b) only: time inside llama_decode during decoding
 
     @property
     def ms_per_token(self) -> float:
@@ -374,6 +375,7 @@ class SideB:
             valid=valid(case.schema, result.text),
             text=result.text,
             decode_calls=self.engine.last_stats.decode_calls,
+            model_ms=self.engine.last_stats.model_ms,
         )
 
     def unconstrained_ms_per_token(self, case: Case, n: int = 64) -> float:
@@ -561,6 +563,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     constrained_step = sorted(b_steps)[len(b_steps) // 2]
     constrained_token = sorted(b_tokens)[len(b_tokens) // 2]
     a_token = sorted(a_tokens)[len(a_tokens) // 2]
+    # Load-independent: what the loop adds per decode step besides llama_decode itself.
+    overhead = [
+        (c["b"]["decode_ms"] - c["b"]["model_ms"]) / max(1, c["b"]["decode_calls"])
+        for c in per_case
+    ]
+    loop_ms = sorted(overhead)[len(overhead) // 2]
     print(
         f"\nunconstrained decode (model alone, argmax): {unconstrained:.1f} ms/token; "
         f"(a) without grammar: {a_free.ms_per_token:.1f} ms/token"
@@ -571,6 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"= {constrained_token / unconstrained:.2f}x; (a) {a_token:.1f} ms/token = "
         f"{a_token / unconstrained:.2f}x   [target (b) <= 1.05x]"
     )
+    print(
+        f"(b) loop overhead besides llama_decode, median: {loop_ms:.2f} ms per step "
+        f"= {(unconstrained + loop_ms) / unconstrained:.3f}x of the unconstrained step"
+    )
+    report["b_loop_overhead_ms_per_step_median"] = loop_ms
     seeds = [c for c in per_case if c["seed"]]
     if seeds:
         worst = max(c["wall_ratio"] for c in seeds)
