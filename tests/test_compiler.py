@@ -432,3 +432,16 @@ def test_check_schema_lists_every_keyword() -> None:
         ("", "uniqueItems", "validated-after"),
         ("/items", "type", "enforced"),
     ]
+
+
+def test_deep_allof_and_deep_enum_values_are_refused_cleanly() -> None:
+    schema: Any = {"type": "string"}
+    for _ in range(30_000):
+        schema = {"allOf": [schema]}
+    with pytest.raises(SchemaError, match="nested"):
+        compile_schema(schema)
+    value: Any = []
+    for _ in range(30_000):
+        value = [value]
+    with pytest.raises(SchemaError, match="nested"):
+        compile_schema({"enum": [value]})

@@ -395,7 +395,11 @@ class Compiler:
         self.index.check_refs()
         root = Node(self.schema, "", self.index.base_of(""), "")
         with _recursion_room():
-            expr = self.visit(root)
+            try:
+                expr = self.visit(root)
+            except RecursionError:
+                # Nesting that MAX_DEPTH doesn't count (allOf inside allOf, deep enum values).
+                raise SchemaError("schema nested too deeply to compile", "") from None
         if expr != "root":
             self.rules["root"] = expr
         self._add_primitive_deps()
