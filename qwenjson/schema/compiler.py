@@ -379,6 +379,7 @@ class Compiler:
         self.marks: dict[tuple[str, str], tuple[Status, str]] = {}
         self.depth = 0
         self._placeholders: dict[str, str] = {}  # pending key → its rule name
+        self._flattening: set[str] = set()  # keys being flattened: a repeat is a cycle
         self._prescanned: set[str] = set()  # rule bodies whose primitive references are known
         self._primitives_used: set[str] = set()
         self._regex: Any = _load_optional("qwenjson.schema.regex", "regex_to_gbnf")
@@ -524,7 +525,7 @@ class Compiler:
             self.left = saved
 
     def _generate(self, node: Node) -> str:
-        flat = node.flat if node.flat is not None else self.flatten(node, ())
+        flat = node.flat if node.flat is not None else self.flatten(node)
         if flat is False:
             raise Unsatisfiable("this schema matches nothing (false)", node.pointer)
         if flat is True:
@@ -534,7 +535,7 @@ class Compiler:
 
     # ---- flattening ($ref, allOf) -----------------------------------------------------------
 
-    def flatten(self, node: Node, chain: tuple[str, ...]) -> Flat | bool:
+    def flatten(self, node: Node) -> Flat | bool:
         """The merged constraints of ``node``: its own keywords, its `$ref` and its `allOf`."""
         if node.flat is not None:
             return node.flat
@@ -567,16 +568,19 @@ class Compiler:
                 )
             parts += [self._sub(node, sub, "allOf", i) for i, sub in enumerate(all_of)]
         result: Flat | bool = flat
-        for part in parts:
-            if part.key in chain or part.key == node.key:
-                raise SchemaError(
-                    "$ref/allOf cycle with no base case: the schema includes itself",
-                    part.pointer,
-                )
-            sub = self.flatten(part, (*chain, node.key))
-            result = self.merge(result, sub)
-            if result is False:
-                break
+        self._flattening.add(node.key)
+        try:
+            for part in parts:
+                if part.key in self._flattening:
+                    raise SchemaError(
+                        "$ref/allOf cycle with no base case: the schema includes itself",
+                        part.pointer,
+                    )
+                result = self.merge(result, self.flatten(part))
+                if result is False:
+                    break
+        finally:
+            self._flattening.discard(node.key)
         self.flat_cache[node.key] = result
         return result
 
@@ -778,7 +782,7 @@ class Compiler:
 
     def _both(self, x: Node, y: Node) -> Node:
         """A node for "x and y" (a synthetic allOf), memoised by its parts."""
-        fx, fy = self.flatten(x, ()), self.flatten(y, ())
+        fx, fy = self.flatten(x), self.flatten(y)
         if fy is True:
             return x
         if fx is True:
@@ -880,7 +884,7 @@ class Compiler:
                 if target.key in self.left:
                     # X = (siblings ∧ X) | …: the branch adds nothing to X.
                     raise _LeftRecursion(target.key)
-                merged = self.merge(rest, self.flatten(br, ()))
+                merged = self.merge(rest, self.flatten(br))
                 if merged is False:
                     errors.append(Unsatisfiable("branch contradicts its siblings", br.pointer))
                     continue
@@ -921,7 +925,7 @@ class Compiler:
         a property one branch requires and the other forbids."""
         flats: list[Flat] = []
         for br in branches:
-            f = self.merge(rest, self.flatten(br, ()))
+            f = self.merge(rest, self.flatten(br))
             if f is False:
                 continue  # matches nothing: overlaps nothing
             if not isinstance(f, Flat) or f.groups:
@@ -948,16 +952,16 @@ class Compiler:
         node = f.properties.get(name)
         if node is None:
             return None
-        flat = self.flatten(node, ())
+        flat = self.flatten(node)
         return flat.enum if isinstance(flat, Flat) else None
 
     def _forbids(self, f: Flat, name: str) -> bool:
         node = f.properties.get(name)
         if node is not None:
-            return self.flatten(node, ()) is False
+            return self.flatten(node) is False
         if any(_py_search(p, name) for p in f.pattern_props):
             return False
-        return any(self.flatten(a, ()) is False for a in f.additional)
+        return any(self.flatten(a) is False for a in f.additional)
 
     def _gen_enum(self, f: Flat, node: Node) -> str:
         assert f.enum is not None

@@ -17,6 +17,9 @@ from qwenjson.errors import SchemaError
 # to another file resolves to something that isn't in the document and is refused.
 DEFAULT_BASE = "https://qwenjson.invalid/schema.json"
 
+# Subschemas nested deeper than this are refused (the bar is 1,000 levels).
+MAX_NESTING = 3000
+
 # Keywords whose value is one subschema, a list of subschemas, or a name → subschema map.
 SINGLE_SCHEMA = (
     "additionalProperties",
@@ -129,17 +132,21 @@ class RefIndex:
 
     def _walk(self) -> None:
         # Iterative, so 1,000-deep schemas cost no Python stack.
-        stack: list[tuple[str, Any, str]] = [("", self.root, DEFAULT_BASE)]
+        stack: list[tuple[str, Any, str, int]] = [("", self.root, DEFAULT_BASE, 0)]
         self.resources[DEFAULT_BASE] = ""
         while stack:
-            pointer, node, base = stack.pop()
+            pointer, node, base, depth = stack.pop()
+            if depth > MAX_NESTING:
+                # Pointers alone would cost O(depth²) here; no real schema nests this deep.
+                where = pointer if len(pointer) < 120 else pointer[:50] + "/…/" + pointer[-50:]
+                raise SchemaError(f"schema nested more than {MAX_NESTING} levels deep", where)
             if isinstance(node, dict):
                 base = self._enter(pointer, node, base)
             self.bases[pointer] = base
             self.nodes.append((pointer, node))
             children = list(subschemas(node, pointer, self.draft))
             for child_ptr, child in reversed(children):
-                stack.append((child_ptr, child, base))
+                stack.append((child_ptr, child, base, depth + 1))
 
     def _enter(self, pointer: str, node: dict[str, Any], base: str) -> str:
         ident = node.get(self.id_key)
