@@ -306,3 +306,41 @@ def test_patternproperties_with_additional_false_is_exact() -> None:
     assert _statuses(schema)[("", "patternProperties")] == "enforced"
     open_schema = {"type": "object", "patternProperties": {"^n": {"type": "integer"}}}
     assert _statuses(open_schema)[("", "patternProperties")] == "validated-after"
+
+
+NOT_CASES: list[tuple[str, Any, list[str], list[str]]] = [
+    (
+        "not {} forbids additional members",
+        {"type": "object", "properties": {"a": {}}, "additionalProperties": {"not": {}}},
+        ['{"a":1}', "{}"],
+        ['{"b":1}'],
+    ),
+    (
+        "not type",
+        {"not": {"type": ["array", "object", "null"]}},
+        ['"s"', "1", "true"],
+        ["[]", "{}", "null"],
+    ),
+    (
+        "not required",
+        {"not": {"required": ["image"]}},
+        ['{"build":1}', "{}"],
+        ['{"image":1}', '"s"', "1"],
+    ),
+    ("not enum beside an enum", {"enum": [1, 2, 3], "not": {"enum": [2]}}, ["1", "3"], ["2"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "schema", "good", "bad"), NOT_CASES, ids=[c[0] for c in NOT_CASES]
+)
+def test_not_where_the_grammar_can_say_it(
+    name: str, schema: Any, good: list[str], bad: list[str]
+) -> None:
+    compiled = compile(schema)
+    assert grammar_error(compiled.grammar) is None
+    for text in good:
+        assert accepts(compiled.grammar, text), text
+    for text in bad:
+        assert not accepts(compiled.grammar, text), text
+    assert all(u.status == "enforced" for u in compiled.report if u.keyword == "not")

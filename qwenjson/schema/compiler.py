@@ -548,6 +548,11 @@ class Compiler:
         if not isinstance(value, dict):
             raise SchemaError("a schema must be an object or a boolean", node.pointer)
         flat = self._own(value, node)
+        if "not" in value and not (self.draft <= 7 and "$ref" in value):
+            negated = self._negate(flat, self._sub(node, value["not"], "not"), node.pointer)
+            if negated is False:
+                self.flat_cache[node.key] = False
+                return False
         parts: list[Node] = []
         for ref_kw in ("$ref", "$dynamicRef", "$recursiveRef"):
             ref = value.get(ref_kw)
@@ -583,6 +588,45 @@ class Compiler:
             self._flattening.discard(node.key)
         self.flat_cache[node.key] = result
         return result
+
+    def _negate(self, flat: Flat, inner: Node, pointer: str) -> Flat | bool:
+        """Apply ``not: inner`` to ``flat`` where the grammar can (else validation does).
+
+        Handled: ``not: {}`` (nothing matches), ``not: {type: …}`` (those types go),
+        ``not: {required: [k]}`` (k can't appear), ``not: {enum: …}`` beside an enum.
+        """
+        target = self._deref(inner)
+        value = target.value
+        if value is True or (isinstance(value, dict) and not set(value) - _NON_ASSERTING):
+            self.mark(pointer, "not", "enforced", "not {}: matches nothing")
+            return False
+        if not isinstance(value, dict):
+            return flat  # not false: no constraint
+        keys = set(value) - _NON_ASSERTING
+        if keys == {"type"}:
+            names = value["type"] if isinstance(value["type"], list) else [value["type"]]
+            gone = set(names)
+            if "number" in gone:
+                gone.add("integer")
+            if "integer" in gone and "number" not in gone:
+                return flat  # "a number that isn't an integer": not expressible
+            allowed = _expanded_types(flat.types) - gone
+            flat.types = {t for t in allowed if t != "integer" or "number" not in allowed}
+            self.mark(pointer, "not", "enforced", "the excluded types are left out")
+        elif keys == {"required"} and isinstance(value["required"], list):
+            if len(value["required"]) == 1 and isinstance(value["required"][0], str):
+                name = value["required"][0]
+                # `required` holds for every non-object, so `not required` only admits objects.
+                flat.types = _intersect_types(flat.types, {"object"})
+                if not flat.types:
+                    return False
+                flat.properties[name] = Node(False, pointer, target.base, "#false")
+                flat.object_constrained = True
+                self.mark(pointer, "not", "enforced", f"property {name!r} left out")
+        elif keys == {"enum"} and flat.enum is not None and isinstance(value["enum"], list):
+            flat.enum = [v for v in flat.enum if not any(_json_equal(v, w) for w in value["enum"])]
+            self.mark(pointer, "not", "enforced", "the excluded values are left out")
+        return flat
 
     def _sub(self, node: Node, value: Any, *tokens: str | int) -> Node:
         if isinstance(value, Node):
