@@ -32,7 +32,7 @@ def compile(schema: dict[str, Any] | bool) -> CompiledSchema:
     """
     compiler = Compiler(schema)
     grammar = compiler.compile()
-    report = build_report(schema, compiler.marks)
+    report = build_report(schema, compiler.marks, compiler.index.nodes)
     needs = any(use.status == "validated-after" for use in report)
     return CompiledSchema(grammar, report, needs)
 
@@ -63,7 +63,7 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
             marks[(parent, last)] = ("unsupported", str(e))
         else:
             marks[(pointer, "schema")] = ("unsupported", str(e))
-    return build_report(schema, marks)
+    return build_report(schema, marks, compiler.index.nodes)
 
 
 _UNKNOWN = static_status("x-not-a-keyword")

@@ -691,17 +691,7 @@ class Compiler:
             }
         f.min_props = nonneg("minProperties") or 0
         f.max_props = nonneg("maxProperties")
-        f.object_constrained = any(
-            k in s
-            for k in (
-                "properties",
-                "required",
-                "additionalProperties",
-                "patternProperties",
-                "minProperties",
-                "maxProperties",
-            )
-        )
+        f.object_constrained = not _OBJECT_KEYWORDS.isdisjoint(s)
 
         # Arrays.
         items = s.get("items")
@@ -722,7 +712,7 @@ class Compiler:
             f.prefix = [[self._sub(node, v, "prefixItems", i)] for i, v in enumerate(pi)]
         f.min_items = nonneg("minItems") or 0
         f.max_items = nonneg("maxItems")
-        f.array_constrained = any(k in s for k in ("items", "prefixItems", "minItems", "maxItems"))
+        f.array_constrained = not _ARRAY_KEYWORDS.isdisjoint(s)
 
         # Strings.
         f.min_len = nonneg("minLength") or 0
@@ -1437,6 +1427,17 @@ def _json_char_excluding(chars: frozenset[str]) -> str:
     return "( " + " | ".join([cls, *escapes]) + " )"
 
 
+_OBJECT_KEYWORDS = frozenset(
+    {
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "minProperties",
+        "maxProperties",
+    }
+)
+_ARRAY_KEYWORDS = frozenset({"items", "prefixItems", "minItems", "maxItems"})
 _NON_ASSERTING = frozenset(
     {
         "$ref",

@@ -118,15 +118,19 @@ def static_status(keyword: str) -> tuple[Status, str]:
 
 
 def build_report(
-    root: Any, marks: dict[tuple[str, str], tuple[Status, str]]
+    root: Any,
+    marks: dict[tuple[str, str], tuple[Status, str]],
+    nodes: list[tuple[str, Any]] | None = None,
 ) -> tuple[KeywordUse, ...]:
-    """Every keyword occurrence in ``root`` in document order, refined by ``marks``."""
+    """Every keyword occurrence in ``root`` in document order, refined by ``marks``.
+
+    ``nodes`` is the document's subschemas with their pointers when the caller has them
+    already (the compiler's `$ref` index walked them); otherwise they are walked here.
+    """
     draft = draft_of(root)
     uses: list[KeywordUse] = []
     seen: set[tuple[str, str]] = set()
-    stack: list[tuple[str, Any]] = [("", root)]
-    while stack:
-        pointer, node = stack.pop()
+    for pointer, node in nodes if nodes is not None else _walk(root, draft):
         if isinstance(node, dict):
             ref_overrides = "$ref" in node and draft <= 7
             for keyword in node:
@@ -141,13 +145,22 @@ def build_report(
                 uses.append(KeywordUse(pointer, keyword, status, note))
         elif node is False:
             uses.append(KeywordUse(pointer, "false", "enforced", "matches nothing"))
-        children = list(subschemas(node, pointer, draft))
-        stack.extend(reversed(children))
     # Marks the compiler made at places that aren't keyword occurrences (merged schemas).
     for (pointer, keyword), (status, note) in sorted(marks.items()):
         if (pointer, keyword) not in seen:
             uses.append(KeywordUse(pointer, keyword, status, note))
     return tuple(uses)
+
+
+def _walk(root: Any, draft: int) -> list[tuple[str, Any]]:
+    """Every subschema with its pointer, in document order (iteratively: no deep recursion)."""
+    out: list[tuple[str, Any]] = []
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        pointer, node = stack.pop()
+        out.append((pointer, node))
+        stack.extend(reversed(list(subschemas(node, pointer, draft))))
+    return out
 
 
 __all__ = ["KeywordUse", "Status", "build_report", "static_status"]
