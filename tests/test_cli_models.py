@@ -150,8 +150,8 @@ def test_models_json_lists_registry_and_download_state(
     pulled = run("pull", "smol").out.strip()
     rows = {row["name"]: row for row in json.loads(run("models", "--json").out)}
     assert rows["smol"]["downloaded"] is True and rows["smol"]["path"] == pulled
-    # same file, other entry with no pinned revision: its ref (main) is now cached too? No:
-    # "smol" pinned a commit, so refs/main was never written and the unpinned entry isn't known.
+    # The unpinned entry follows "main": pulling the commit-pinned "smol" wrote no refs/main,
+    # so which commit main means is unknown offline, and it counts as not downloaded.
     assert rows["smol-unpinned"]["downloaded"] is False
 
 
