@@ -1229,6 +1229,9 @@ class Compiler:
                 members.append((name, _seq(key_lit, val), is_req))
             extra_kv = self._extra_member(f, node, list(props))
         n_req = sum(1 for _, _, r in members if r)
+        if f.max_props is not None and f.min_props > f.max_props:
+            msg = f"minProperties {f.min_props} > maxProperties {f.max_props}"
+            raise Unsatisfiable(msg, f.pointer)
         if f.max_props is not None and f.max_props < n_req:
             raise Unsatisfiable(
                 f"maxProperties {f.max_props} < {n_req} required properties", f.pointer
