@@ -21,6 +21,7 @@ Usage::
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import functools
@@ -28,6 +29,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import re
 import sys
 import tempfile
@@ -87,6 +89,11 @@ def silence_llama_logs() -> None:
     ll.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
+# Quoted literals and character classes, whose braces aren't repetitions.
+_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+_REPEAT = re.compile(r"\{\s*(?P<min>\d+)\s*,\s*(?P<max>\d+)\s*\}")
+
+
 def _stderr_message(raw: str) -> str:
     # llama.cpp's parser prints "parse: error parsing grammar: WHY\n\nWHOLE GRAMMAR\n" to C
     # stderr; keep WHY, not the grammar, which can be megabytes.
@@ -132,6 +139,11 @@ class GrammarEngine:
         if "\x00" in gbnf:
             # The C string would end at the NUL and llama.cpp would parse only a prefix.
             raise GrammarParseError("grammar contains a NUL character")
+        for m in _REPEAT.finditer(_LITERALS.sub(" ", gbnf)):
+            if int(m["max"]) < int(m["min"]):
+                # llama.cpp's parser allocates without bound on this (it took 22 GB here before
+                # the kernel killed it): say no before handing it over.
+                raise GrammarParseError(f"repetition {m[0]} has its maximum below its minimum")
         global _log_capture
         with _log_lock:
             _log_capture = []
@@ -190,6 +202,61 @@ class GrammarEngine:
         """Whether the grammar matches exactly ``text`` (tokenized as the model would)."""
         return self.accepts_tokens(gbnf, self.tokenize(text))
 
+    def _allowed_among(self, smpl: Any, tokens: list[int]) -> list[int]:
+        # The grammar masks a whole candidate array in one call, as during generation.
+        cands = (ll.llama_token_data * len(tokens))(
+            *(ll.llama_token_data(t, 0.0, 0.0) for t in tokens)
+        )
+        array = ll.llama_token_data_array(
+            data=ctypes.cast(cands, ll.llama_token_data_p),
+            size=len(tokens),
+            selected=-1,
+            sorted=False,
+        )
+        ll.llama_sampler_apply(smpl, ctypes.byref(array))
+        return [int(c.id) for c in cands if not math.isinf(c.logit)]
+
+    def sample(self, gbnf: str, rng: random.Random, max_tokens: int = 300) -> str | None:
+        """A random text the grammar lets through, token by token, as a model under it would.
+
+        Each step draws from the single-byte tokens plus a few random ones, narrowed by the
+        grammar (all the vocabulary if none of those is allowed); as the text grows, closing
+        tokens (quote, brace, bracket) and stopping are preferred so that walks end. None when
+        the walk doesn't end within ``max_tokens`` or reaches a dead end.
+
+        The walk keeps to well-formed UTF-8, as a model does: llama.cpp's grammar checks code
+        points, not UTF-8 well-formedness (it lets a UTF-8-encoded surrogate or an overlong
+        form through), which is the generation engine's business, not the grammar's.
+        """
+        closers = {b'"', b"}", b"]"}
+        with self._lock:
+            smpl = self._init_grammar(gbnf)
+            try:
+                out: list[bytes] = []
+                for step in range(max_tokens):
+                    pressure = min(0.9, step / 60)
+                    may_end = self._allows(smpl, self.eos)
+                    if may_end and rng.random() < 0.3 + pressure:
+                        return b"".join(out).decode("utf-8")
+                    pool = list(self.byte_tokens.values()) + rng.sample(range(self.n_vocab), 32)
+                    allowed = self._allowed_among(smpl, pool)
+                    if not allowed and not may_end:  # rare: only some longer token fits
+                        allowed = self._allowed_among(smpl, list(range(self.n_vocab)))
+                    tail = _incomplete_utf8_tail(out[-4:])
+                    allowed = [
+                        t for t in allowed if t != self.eos and _utf8_prefix(tail + self.piece(t))
+                    ]
+                    if not allowed:
+                        done = may_end and not tail
+                        return b"".join(out).decode("utf-8") if done else None
+                    closing = [t for t in allowed if self.piece(t) in closers]
+                    token = rng.choice(closing if closing and rng.random() < pressure else allowed)
+                    ll.llama_sampler_accept(smpl, token)
+                    out.append(self.piece(token))
+                return None
+            finally:
+                ll.llama_sampler_free(smpl)
+
     # -- tokens -----------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
@@ -242,6 +309,26 @@ class GrammarEngine:
         if missing:
             raise Untokenizable(f"no single-byte token for {sorted(missing)} in {text!r}")
         return [table[b] for b in text.encode("utf-8")]
+
+
+def _utf8_prefix(data: bytes) -> bool:
+    """Whether ``data`` is well-formed UTF-8, or a prefix of it."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _incomplete_utf8_tail(pieces: list[bytes]) -> bytes:
+    """The bytes of an unfinished character at the end of well-formed UTF-8 ``pieces``."""
+    data = b"".join(pieces)[-3:]
+    for i in range(len(data)):
+        if data[i] & 0xC0 == 0xC0:  # a lead byte: is its character still open?
+            need = 2 if data[i] < 0xE0 else 3 if data[i] < 0xF0 else 4
+            if len(data) - i < need:
+                return data[i:]
+    return b""
 
 
 @functools.cache

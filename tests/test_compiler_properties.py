@@ -9,11 +9,15 @@
 - On random instances the grammar and validation agree: the grammar accepts every instance
   jsonschema calls valid, and when the compiler says no validation is needed, everything the
   grammar accepts is valid.
+- What the grammar lets through, sampled token by token as a model would write it, is JSON,
+  and valid unless the compiler says validation is needed.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from random import Random
 from typing import Any
 
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -115,7 +119,8 @@ def test_pattern_literals_round_trip(grammar_engine: GrammarEngine, value: str) 
 
 TYPES = st.sampled_from(["null", "boolean", "integer", "number", "string", "array", "object"])
 NAMES = st.one_of(st.sampled_from(["a", "b", "name", "x y", "ü", '"q"']), STRINGS)
-SMALL = st.integers(min_value=-3, max_value=6)
+SMALL = st.integers(min_value=-3, max_value=6)  # numeric bounds
+COUNTS = st.integers(min_value=0, max_value=6)  # lengths, item and property counts
 PATTERNS = st.sampled_from(
     ["^a", "b$", "^[a-z]+$", "\\d{2,3}", "^(ab|cd)*$", "^\\w+@\\w+\\.com$", "x?y+", "^.{0,3}$",
      "[", "(a", "^\\p{L}$"]
@@ -147,9 +152,8 @@ LEAVES = st.one_of(
     ),
     st.fixed_dictionaries(
         {"type": st.just("string")},
-        optional={"minLength": SMALL, "maxLength": SMALL, "pattern": PATTERNS, "format": FORMATS},
+        optional={"minLength": COUNTS, "maxLength": COUNTS, "pattern": PATTERNS, "format": FORMATS},
     ),
-    JUNK,
 )
 
 
@@ -162,8 +166,8 @@ def _composites(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
                 "required": st.lists(NAMES, max_size=2),
                 "additionalProperties": st.one_of(st.booleans(), inner),
                 "patternProperties": st.dictionaries(PATTERNS, inner, max_size=1),
-                "minProperties": SMALL,
-                "maxProperties": SMALL,
+                "minProperties": COUNTS,
+                "maxProperties": COUNTS,
             },
         ),
         st.fixed_dictionaries(
@@ -171,8 +175,8 @@ def _composites(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
             optional={
                 "items": inner,
                 "prefixItems": children,
-                "minItems": SMALL,
-                "maxItems": SMALL,
+                "minItems": COUNTS,
+                "maxItems": COUNTS,
                 "uniqueItems": st.booleans(),
                 "contains": inner,
             },
@@ -197,9 +201,18 @@ def _with_defs(body: Any, d: Any, v: Any) -> Any:
 
 
 REFS = st.sampled_from([{"$ref": "#/$defs/d"}, {"$ref": "#/$defs/node"}])
-SUBSCHEMAS = st.recursive(st.one_of(LEAVES, REFS), _composites, max_leaves=8)
-INNER = st.recursive(LEAVES, _composites, max_leaves=4)  # what the $defs hold
-SCHEMAS = st.builds(_with_defs, SUBSCHEMAS, INNER, INNER)
+
+
+def _schemas(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    body = st.recursive(st.one_of(leaves, REFS), _composites, max_leaves=8)
+    inner = st.recursive(leaves, _composites, max_leaves=4)  # what the $defs hold
+    return st.builds(_with_defs, body, inner, inner)
+
+
+# Mostly well-formed schemas (to exercise the compiler), one in four with junk somewhere.
+SCHEMAS = st.one_of(
+    _schemas(LEAVES), _schemas(LEAVES), _schemas(LEAVES), _schemas(st.one_of(LEAVES, JUNK))
+)
 
 
 # Instances that walk validation through every kind of branch of a random schema.
@@ -255,3 +268,36 @@ def test_grammar_and_validation_agree_on_random_instances(
             assert accepted, f"valid instance rejected by the grammar: {text}"
         elif accepted:
             assert prepared.compiled.needs_validation, f"invalid, accepted, unchecked: {text}"
+
+
+@MORE
+@given(schema=SCHEMAS, rnd=st.randoms(use_true_random=False))
+def test_what_the_grammar_lets_through_is_valid_or_checked(
+    grammar_engine: GrammarEngine, schema: Any, rnd: Random
+) -> None:
+    # Soundness, the other half: texts sampled token by token under the grammar (as a model
+    # would write them) are JSON, valid unless the compiler said validation is needed. (A key
+    # written twice is read as json.loads reads it, the last one wins, as qwenjson does: GBNF
+    # can't keep free-form keys apart, so validation has to count what is really there.)
+    try:
+        prepared = prepare_schema(schema)
+    except SchemaError:
+        return
+    assume(_validation_trouble(prepared.validator) is None)
+    for _ in range(3):
+        text = grammar_engine.sample(prepared.compiled.grammar, rnd)
+        if text is None:  # the walk didn't end: nothing to judge
+            continue
+        document = json.loads(text)
+        if not prepared.compiled.needs_validation:
+            errors = [e.message for e in prepared.validator.iter_errors(document)]
+            assert not errors, f"the grammar let through an invalid document {text}: {errors}"
+
+
+def test_a_key_written_twice_counts_once(grammar_engine: GrammarEngine) -> None:
+    # GBNF can't keep free-form keys apart, so '{"x":1,"x":2}' may get through; json.loads
+    # (and qwenjson) read it as one property. Then minProperties isn't enforced by the
+    # grammar alone, and the compiler must say validation is needed.
+    prepared = prepare_schema({"type": "object", "minProperties": 2})
+    if grammar_engine.accepts(prepared.compiled.grammar, '{"x":1,"x":2}'):
+        assert prepared.compiled.needs_validation

@@ -46,6 +46,7 @@ def test_a_good_grammar_has_no_error(grammar_engine: GrammarEngine) -> None:
         ('root ::= root "a" | "a"', "left recursion"),
         ("", "empty grammar"),
         ('root ::= "a\x00"', "NUL"),
+        ('root ::= "a"{2,0}', "maximum below its minimum"),  # llama.cpp would eat all memory
     ],
 )
 def test_an_unparsable_grammar_gets_llama_cpp_s_reason(
