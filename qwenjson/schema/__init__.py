@@ -48,7 +48,7 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
     A schema the compiler refuses (a remote ``$ref``, say) gets one ``unsupported`` entry at
     the refused place, with the reason as its note.
     """
-    compiler = Compiler(schema, lenient=True)
+    compiler = Compiler(schema)
     marks = compiler.marks
     try:
         compiler.compile()

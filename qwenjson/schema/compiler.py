@@ -364,9 +364,8 @@ def _pointer_hint(pointer: str) -> str:
 class Compiler:
     """Compiles one schema document; use :meth:`compile` once per instance."""
 
-    def __init__(self, schema: Any, *, lenient: bool = False) -> None:
+    def __init__(self, schema: Any) -> None:
         self.schema = schema
-        self.lenient = lenient
         self.index = RefIndex(schema)
         self.draft = self.index.draft
         self.rules: dict[str, str] = {}
@@ -865,7 +864,7 @@ class Compiler:
             if t == "integer" and (types is None or "number" in types):
                 continue  # numbers include the integers
             try:
-                alts.append(self._gen_type(t, flat, node, types is None))
+                alts.append(self._gen_type(t, flat, node))
             except Unsatisfiable as e:
                 unsat.append(e)
         if not alts:
@@ -881,7 +880,7 @@ class Compiler:
             return "value"
         return _alt(alts)
 
-    def _gen_type(self, t: str, f: Flat, node: Node, implicit: bool) -> str:
+    def _gen_type(self, t: str, f: Flat, node: Node) -> str:
         if t == "null":
             return '"null"'
         if t == "boolean":
@@ -1139,14 +1138,14 @@ class Compiler:
             raise Unsatisfiable(f"minItems {lo} > maxItems {hi}", f.pointer)
         with self.consuming():
             prefix: list[str | None] = []
-            for i, subs in enumerate(f.prefix):
+            for subs in f.prefix:
                 try:
-                    prefix.append(self.visit(self._all(subs, node, f"prefix{i}")))
+                    prefix.append(self.visit(self._all(subs)))
                 except Unsatisfiable:
                     prefix.append(None)  # no item can stand here: the array ends before
             rest: str | None
             try:
-                rest = self.visit(self._all(f.items, node, "items")) if f.items else "value"
+                rest = self.visit(self._all(f.items)) if f.items else "value"
             except Unsatisfiable:
                 rest = None
         # Positions the array can reach: the first impossible prefix item ends it.
@@ -1190,7 +1189,8 @@ class Compiler:
 
         return _seq('"["', tail(0), '"]"')
 
-    def _all(self, subs: list[Node], node: Node, what: str) -> Node:
+    def _all(self, subs: list[Node]) -> Node:
+        """One node for all of ``subs`` together."""
         result = subs[0]
         for s in subs[1:]:
             result = self._both(result, s)
@@ -1302,7 +1302,7 @@ class Compiler:
         add_value: str | None = "value"
         if f.additional:
             try:
-                add_value = self.visit(self._all(f.additional, node, "additional"))
+                add_value = self.visit(self._all(f.additional))
             except Unsatisfiable:
                 add_value = None
         members: list[str] = []
@@ -1330,7 +1330,7 @@ class Compiler:
         values: dict[str, str | None] = {}
         for pat, subs in f.pattern_props.items():
             try:
-                values[pat] = self.visit(self._all(subs, node, "pattern"))
+                values[pat] = self.visit(self._all(subs))
             except Unsatisfiable:
                 values[pat] = None
         if add_value == "value" and all(v == "value" for v in values.values()):
