@@ -120,6 +120,10 @@ class GenerationStats:
     # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
     # (sampling, grammar checks, probing), a figure that doesn't depend on machine load.
     model_ms: float = 0.0
+    # Tokens chosen by budget steering (the budget ran low: head for the shortest completion),
+    # and the index in ``tokens`` of the first of them.
+    steered: int = 0
+    steered_from: int | None = None
     # Every output token in order, and whether fast-forward fed it (True) or the model chose it.
     tokens: list[tuple[int, bool]] = field(default_factory=list)
 
@@ -207,6 +211,9 @@ class Engine:
             sorted=False,
         )
         self._all_ids = np.arange(self._n_vocab, dtype=np.int32)
+        self._closers: (
+            tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]] | None
+        ) = None
         self._pieces: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
         self._banned_cache: dict[int, bool] = {}
@@ -610,6 +617,53 @@ class Engine:
             p = nucleus
         return _draw(p, rng)
 
+    def _choose_closing(self, logits: FloatArray, grammar: Any, in_string: bool) -> int | None:
+        """Near the end of the token budget: the token that heads for the shortest completion.
+
+        A document cut off by ``max_tokens`` is never printed, so when the budget runs low the
+        loop steers to the end instead: among the tokens the grammar admits that only close
+        things (inside a string: its quote, then any ``]``/``}``; outside: ``]``/``}``), the one
+        closing most, ties by logit; failing that, outside a string, the shortest values
+        (``0``, ``""``, ``[]``, ``{}``, ``null``). None when none is admitted (the model then
+        chooses as usual). This changes output only in the last few tokens of a budget the
+        document would otherwise overrun.
+        """
+        in_str, closing, short = self._closing_ids()
+        for ids in (in_str,) if in_string else (closing, short):
+            allowed = [int(t) for t in ids[self._grammar_allows(grammar, ids)]]
+            allowed = [t for t in allowed if not self._is_banned(t)]
+            if allowed:
+                stats = self.last_stats
+                if stats.steered_from is None:
+                    stats.steered_from = len(stats.tokens)
+                stats.steered += 1
+                return max(allowed, key=lambda t: (len(self.piece(t)), logits[t]))
+        return None
+
+    def _closing_ids(
+        self,
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        if self._closers is None:
+            in_str: list[int] = []
+            closing: list[int] = []
+            short: list[int] = []
+            values = {b"0", b'""', b"[]", b"{}", b"null", b'"', b"[", b"{"}
+            for t in range(self._n_vocab):
+                piece = self.piece(t)
+                if not piece:
+                    continue
+                if piece[0] == 0x22 and all(b in b"]}" for b in piece[1:]):
+                    in_str.append(t)
+                if all(b in b"]}" for b in piece):
+                    closing.append(t)
+                elif piece in values:
+                    short.append(t)
+            self._closers = tuple(  # type: ignore[assignment]
+                np.array(ids, dtype=np.int32) for ids in (in_str, closing, short)
+            )
+        assert self._closers is not None
+        return self._closers
+
     # -- KV cache ----------------------------------------------------------------------------------
 
     def _forget_from(self, n: int) -> None:
@@ -753,8 +807,11 @@ class Engine:
         out = bytearray()
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
+        depth = _Nesting()
+
         def emit(data: bytes) -> None:
             out.extend(data)
+            depth.feed(data)
             if on_text is not None:
                 chunk = decoder.decode(data)
                 if chunk:
@@ -768,7 +825,12 @@ class Engine:
             return out.decode("utf-8", "replace"), reason
 
         while len(stats.tokens) < max_tokens:
-            token = self._choose(self._logits(), grammar, temperature, top_p, rng)
+            logits = self._logits()
+            token = None
+            if max_tokens - len(stats.tokens) <= depth.reserve():
+                token = self._choose_closing(logits, grammar, depth.in_string)
+            if token is None:
+                token = self._choose(logits, grammar, temperature, top_p, rng)
             if token is None or self._is_eog(token):
                 return finish("stop")
             ll.llama_sampler_accept(grammar, token)
@@ -957,3 +1019,35 @@ def _utf8_prefix(data: bytes) -> bytes:
         need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
         return data if back >= need else data[: end - back]
     return data
+
+
+class _Nesting:
+    """How deep the JSON generated so far is nested, fed byte by byte (string-aware).
+
+    Sets the token reserve for budget steering: closing takes about a token per level, and
+    fast-forwarded keys of required properties a few more.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, data: bytes) -> None:
+        for byte in data:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif byte == 0x5C:  # backslash
+                    self.escaped = True
+                elif byte == 0x22:  # quote
+                    self.in_string = False
+            elif byte == 0x22:
+                self.in_string = True
+            elif byte in b"[{":
+                self.depth += 1
+            elif byte in b"]}":
+                self.depth -= 1
+
+    def reserve(self) -> int:
+        return 8 + 3 * self.depth + (1 if self.in_string else 0)

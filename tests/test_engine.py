@@ -73,13 +73,24 @@ def test_streamed_text_equals_the_result(engine: Engine) -> None:
     assert "".join(chunks) == result.text
 
 
-def test_max_tokens_gives_length_and_a_prefix(engine: Engine) -> None:
+def test_budget_steering_finishes_documents_that_would_be_cut(engine: Engine) -> None:
     full = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=120)
-    cut = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=5)
-    assert cut.finish_reason == "length"
-    assert cut.generated_tokens == 5
-    assert full.text.startswith(cut.text)
-    assert cut.text != full.text
+    assert full.finish_reason == "stop"
+    steered_to_the_end = 0
+    for budget in range(4, full.generated_tokens):
+        cut = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=budget)
+        assert cut.generated_tokens <= budget
+        if cut.finish_reason == "stop":
+            # Complete under the grammar: a whole JSON document, shorter than the free one.
+            json.loads(cut.text)
+            assert cut.text != full.text
+            steered_to_the_end += 1
+        else:
+            assert cut.generated_tokens == budget
+    assert steered_to_the_end > 0
+    # A budget with room to spare leaves the greedy output alone.
+    roomy = engine.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=full.generated_tokens + 40)
+    assert roomy.text == full.text
 
 
 def test_stops_when_the_grammar_is_complete(engine: Engine) -> None:

@@ -143,7 +143,11 @@ def test_sample_first_greedy_equals_full_masking(
 ) -> None:
     messages, grammar = CASES[case]
     text, tokens, stats = fresh_generate(messages, grammar, fast_forward=False)
-    assert [t for t, _ in tokens] == references[case]
+    # Budget steering (the last few tokens of a budget the document would overrun) is the one
+    # documented departure from plain greedy; the reference doesn't steer.
+    same = len(tokens) if stats.steered_from is None else stats.steered_from
+    assert [t for t, _ in tokens][:same] == references[case][:same]
+    assert same == len(tokens) or same >= 120 - 20
     assert not any(forced for _, forced in tokens)
     assert grammar_engine.accepts(grammar, text)
     assert stats.full_masks <= stats.rejections  # masking the vocabulary only after a refusal
