@@ -84,7 +84,8 @@ class PreparedSchema:
 def prepare_schema(schema: Schema) -> PreparedSchema:
     """Check and compile ``schema``; raises SchemaError (exit 3) when it can't be used."""
     check_metaschema(schema)
-    return PreparedSchema(schema, compile_schema_full(schema), make_validator(schema))
+    compiled = compile_schema_full(schema, closed_objects=True)
+    return PreparedSchema(schema, compiled, make_validator(schema))
 
 
 class Extractor:

@@ -364,8 +364,9 @@ def _pointer_hint(pointer: str) -> str:
 class Compiler:
     """Compiles one schema document; use :meth:`compile` once per instance."""
 
-    def __init__(self, schema: Any) -> None:
+    def __init__(self, schema: Any, *, closed_objects: bool = False) -> None:
         self.schema = schema
+        self.closed_objects = closed_objects
         self.index = RefIndex(schema)
         self.draft = self.index.draft
         self.rules: dict[str, str] = {}
@@ -1305,6 +1306,11 @@ class Compiler:
                 add_value = self.visit(self._all(f.additional))
             except Unsatisfiable:
                 add_value = None
+        elif self.closed_objects and declared and f.min_props <= len(declared):
+            # Generation profile: where the schema says nothing about undeclared properties, a
+            # small model given the freedom invents keys ("description", "notes", …) and can
+            # loop on them. Leaving them out keeps the grammar a subset of the valid documents.
+            add_value = None
         members: list[str] = []
         if f.pattern_props:
             members, exact = self._pattern_members(f, node, declared, add_value)
