@@ -401,6 +401,17 @@ class SideB:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB.
+
+    VmHWM belongs to the process's own address space; ru_maxrss would not do in a child: Linux
+    carries the parent's peak across fork and exec into it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
