@@ -344,3 +344,48 @@ def test_not_where_the_grammar_can_say_it(
     for text in bad:
         assert not accepts(compiled.grammar, text), text
     assert all(u.status == "enforced" for u in compiled.report if u.keyword == "not")
+
+
+NAME_CASES: list[tuple[str, Any, list[str], list[str]]] = [
+    (
+        "enum",
+        {"type": "object", "propertyNames": {"enum": ["a", "b"]}},
+        ['{"a":1,"b":2}', "{}"],
+        ['{"c":1}'],
+    ),
+    (
+        "pattern",
+        {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-z]+$"},
+            "additionalProperties": {"type": "integer"},
+        },
+        ['{"ab":1}'],
+        ['{"A":1}'],
+    ),
+    (
+        "maxLength",
+        {"type": "object", "propertyNames": {"maxLength": 2}},
+        ['{"ab":1}'],
+        ['{"abc":1}'],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "schema", "good", "bad"), NAME_CASES, ids=[c[0] for c in NAME_CASES]
+)
+def test_property_names_in_the_grammar(
+    name: str, schema: Any, good: list[str], bad: list[str]
+) -> None:
+    compiled = compile(schema)
+    for text in good:
+        assert accepts(compiled.grammar, text), text
+    for text in bad:
+        assert not accepts(compiled.grammar, text), text
+    assert _statuses(schema)[("", "propertyNames")] == "enforced"
+
+
+def test_property_names_a_declared_name_breaks_is_checked_afterwards() -> None:
+    schema = {"type": "object", "properties": {"ABC": {}}, "propertyNames": {"maxLength": 2}}
+    assert _statuses(schema)[("", "propertyNames")] == "validated-after"

@@ -131,6 +131,7 @@ class Flat:
     lower: list[tuple[float, bool]] = field(default_factory=list)  # (bound, exclusive)
     upper: list[tuple[float, bool]] = field(default_factory=list)
     groups: list[tuple[str, list[Node], str]] = field(default_factory=list)  # anyOf/oneOf
+    property_names: list[Node] = field(default_factory=list)
     # Objects/arrays: did any merged schema constrain them (so the generic rule won't do)?
     object_constrained: bool = False
     array_constrained: bool = False
@@ -151,6 +152,7 @@ class Flat:
             lower=list(self.lower),
             upper=list(self.upper),
             groups=list(self.groups),
+            property_names=list(self.property_names),
         )
 
 
@@ -526,11 +528,10 @@ class Compiler:
 
     def _generate(self, node: Node) -> str:
         flat = node.flat if node.flat is not None else self.flatten(node)
-        if flat is False:
-            raise Unsatisfiable("this schema matches nothing (false)", node.pointer)
-        if flat is True:
+        if isinstance(flat, bool):
+            if not flat:
+                raise Unsatisfiable("this schema matches nothing (false)", node.pointer)
             return "value"
-        assert isinstance(flat, Flat)
         return self._gen_flat(flat, node)
 
     # ---- flattening ($ref, allOf) -----------------------------------------------------------
@@ -747,6 +748,9 @@ class Compiler:
                 f.types = (f.types - {"number"}) | {"integer"}
                 self.mark(p, "multipleOf", "enforced", "multipleOf 1: integers only")
 
+        if "propertyNames" in s:
+            f.property_names = [self._sub(node, s["propertyNames"], "propertyNames")]
+            f.object_constrained = True
         for kind in ("anyOf", "oneOf"):
             if kind in s:
                 alts = s[kind]
@@ -761,11 +765,10 @@ class Compiler:
         """The constraints of ``a`` and ``b`` together (allOf)."""
         if a is False or b is False:
             return False
-        if a is True:
+        if isinstance(a, bool):
             return b
-        if b is True:
+        if isinstance(b, bool):
             return a
-        assert isinstance(a, Flat) and isinstance(b, Flat)
         m = a.copy()
         m.types = _intersect_types(a.types, b.types)
         if m.types is not None and not m.types:
@@ -812,6 +815,7 @@ class Compiler:
         m.lower = a.lower + b.lower
         m.upper = a.upper + b.upper
         m.groups = a.groups + b.groups
+        m.property_names = a.property_names + b.property_names
         return m
 
     def _both(self, x: Node, y: Node) -> Node:
@@ -998,9 +1002,8 @@ class Compiler:
         return any(self.flatten(a) is False for a in f.additional)
 
     def _gen_enum(self, f: Flat, node: Node) -> str:
-        assert f.enum is not None
         texts: list[str] = []
-        for v in f.enum:
+        for v in f.enum or ():
             if not _type_allows(f.types, v):
                 continue
             try:
@@ -1169,7 +1172,8 @@ class Compiler:
             if i < len(prefix):
                 body = _seq(sep, prefix[i] or "", tail(i + 1))
                 return body if i < lo else _group(body) + "?"
-            assert rest is not None
+            if rest is None:
+                return ""  # unreachable: hi stops the array before the rest
             need = max(lo - i, 0)
             more = None if hi is None else hi - i
             if need > MAX_EXACT_REPEAT:
@@ -1322,12 +1326,63 @@ class Compiler:
                     "the grammar lets keys through that the patterns would route elsewhere",
                 )
         if add_value is not None:
-            members.append(_seq(self._string_excluding(declared), '":"', add_value))
+            key = self._names_key(f, node, declared) if f.property_names else None
+            if key is None:
+                key = self._string_excluding(declared)
+            if key != '""':  # no name is allowed: no undeclared member
+                members.append(_seq(key, '":"', add_value))
         if not members:
             return None
         if len(members) == 1:
             return members[0]
         return self.rule(_pointer_hint(f.pointer) + "-member", _alt(members))
+
+    def _names_key(self, f: Flat, node: Node, declared: list[str]) -> str | None:
+        """Keys for undeclared members under ``propertyNames`` (None: any undeclared key).
+
+        Enforced when the names schema is an enum, or string lengths/pattern/format;
+        otherwise the grammar keeps any key and validation checks the names.
+        """
+        names = self.flatten(self._all(f.property_names))
+        if isinstance(names, bool):
+            if names:
+                self.mark(f.pointer, "propertyNames", "enforced", "any name is allowed")
+                return None
+            self.mark(f.pointer, "propertyNames", "enforced", "no name is allowed")
+            return '""'
+        if names.types is not None and "string" not in names.types:
+            return '""'  # names are strings: no name passes
+        if names.groups or names.property_names:
+            return None  # more than the grammar can say about a name
+        # Keywords for other types (bounds, items, properties) never apply to a name.
+        stringish = Flat(
+            names.pointer,
+            types={"string"},
+            enum=names.enum,
+            min_len=names.min_len,
+            max_len=names.max_len,
+            patterns=names.patterns,
+            formats=names.formats,
+        )
+        if not all(_name_fits(stringish, name) for name in declared):
+            self.mark(
+                f.pointer,
+                "propertyNames",
+                "validated-after",
+                "a declared property's name breaks propertyNames",
+            )
+            return None
+        if names.enum is not None:
+            keys = [v for v in names.enum if isinstance(v, str) and v not in declared]
+            self.mark(f.pointer, "propertyNames", "enforced", "names from the enum")
+            keys = [k for k in keys if not _has_surrogate(k)]
+            if not keys:
+                return '""'
+            body = _alt(gbnf.json_string_literal(k) for k in keys)
+            return self.rule(_pointer_hint(f.pointer) + "-name", body)
+        expr = self._gen_string(stringish, node)
+        self.mark(f.pointer, "propertyNames", "enforced", "names from the string rules")
+        return expr if _is_atom(expr) else self.rule(_pointer_hint(f.pointer) + "-name", expr)
 
     def _pattern_members(
         self, f: Flat, node: Node, declared: list[str], add_value: str | None
@@ -1475,6 +1530,15 @@ def _atoms(key: str) -> list[str]:
     if key.startswith("&(") and key.endswith(")"):
         return key[2:-1].split(_KEY_SEP)
     return [key]
+
+
+def _name_fits(names: Flat, name: str) -> bool:
+    """Does ``name`` satisfy the string constraints in ``names``? (False when unsure.)"""
+    if names.enum is not None and name not in names.enum:
+        return False
+    if len(name) < names.min_len or (names.max_len is not None and len(name) > names.max_len):
+        return False
+    return not names.formats and all(_py_search(p, name) for p, _ in names.patterns)
 
 
 def _key_literal(name: str) -> str:
