@@ -389,3 +389,16 @@ def test_property_names_in_the_grammar(
 def test_property_names_a_declared_name_breaks_is_checked_afterwards() -> None:
     schema = {"type": "object", "properties": {"ABC": {}}, "propertyNames": {"maxLength": 2}}
     assert _statuses(schema)[("", "propertyNames")] == "validated-after"
+
+
+def test_universal_pattern_applies_to_every_key() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "patternProperties": {".*": {"type": "integer", "minimum": 0}},
+    }
+    grammar = compile(schema).grammar
+    assert accepts(grammar, '{"a":1,"b":2}')
+    assert not accepts(grammar, '{"a":-1}')  # the pattern's schema reaches declared keys too
+    assert not accepts(grammar, '{"b":"x"}')
+    assert _statuses(schema)[("", "patternProperties")] == "enforced"

@@ -1205,6 +1205,12 @@ class Compiler:
         if not f.object_constrained:
             return "object"
         props = dict(f.properties)
+        for name in f.properties:
+            # A declared property whose name a pattern matches must satisfy that schema too.
+            for pat, subs in f.pattern_props.items():
+                if _py_search(pat, name):
+                    for pattern_schema in subs:
+                        props[name] = self._both(props[name], pattern_schema)
         required = list(f.required)
         # Required names the schema doesn't declare come after the declared ones.
         for name in required:
@@ -1318,6 +1324,10 @@ class Compiler:
         members: list[str] = []
         if f.pattern_props:
             members, exact = self._pattern_members(f, node, declared, add_value)
+            if any(p in _UNIVERSAL_PATTERNS for p in f.pattern_props):
+                add_value = None  # every key matches a pattern: additionalProperties never applies
+            if f.property_names:
+                self.mark(f.pointer, "propertyNames", "validated-after", "beside patternProperties")
             if not exact:
                 self.mark(
                     f.pointer,
@@ -1396,17 +1406,21 @@ class Compiler:
                 values[pat] = None
         if add_value == "value" and all(v == "value" for v in values.values()):
             return [], True  # any key, any value: the patterns change nothing
-        exact = add_value is None and (
-            len(values) == 1 or all(v == "value" for v in values.values())
-        )
-        if any(_py_search(pat, name) for pat in values for name in declared):
-            exact = False  # a declared key must satisfy its pattern's schema too
+        universal = len(values) == 1 and next(iter(values)) in _UNIVERSAL_PATTERNS
+        single = len(values) == 1 or all(v == "value" for v in values.values())
+        # Exact when no other alternative can take a key a pattern matches (declared keys get
+        # their patterns' schemas in _gen_object).
+        exact = single and (add_value is None or universal)
         members: list[str] = []
         for pat, value in values.items():
             if value is None:
                 exact = False  # keys matching it must not appear: the grammar can't say that
                 continue
-            key = self._pattern_key(pat, f.pointer)
+            key = (
+                self._string_excluding(declared)
+                if pat in _UNIVERSAL_PATTERNS
+                else self._pattern_key(pat, f.pointer)
+            )
             if key is None:
                 exact = False
                 key = "string"
@@ -1491,6 +1505,8 @@ def _json_char_excluding(chars: frozenset[str]) -> str:
     return "( " + " | ".join([cls, *escapes]) + " )"
 
 
+# patternProperties regexes that match every string (JSON Schema regexes are unanchored).
+_UNIVERSAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$", "(.*)"})
 _OBJECT_KEYWORDS = frozenset(
     {
         "properties",
