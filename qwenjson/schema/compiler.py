@@ -1260,6 +1260,10 @@ class Compiler:
             if extra_kv is None:
                 return '"{}"'
             lo, hi = f.min_props, f.max_props
+            if lo > 1:
+                # A free-form key can be written twice ({"x":1,"x":2} is one property once
+                # parsed): the grammar's count is an upper bound only.
+                self.mark(f.pointer, "minProperties", "validated-after", "a key may repeat")
             if lo > MAX_EXACT_REPEAT or (hi is not None and hi > MAX_EXACT_REPEAT):
                 self.mark(f.pointer, "maxProperties", "validated-after", "too many for the grammar")
                 lo, hi = min(lo, 1), None
