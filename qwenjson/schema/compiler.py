@@ -292,6 +292,9 @@ def _alt(alternatives: Iterable[str]) -> str:
 
 
 def _repeat(atom: str, lo: int, hi: int | None) -> str:
+    if hi is not None and hi < lo:
+        # Never hand llama.cpp `{m,n}` with n < m: its parser runs out of memory on it.
+        raise Unsatisfiable(f"no count between {lo} and {hi}")
     if hi is not None and hi == lo:
         return "" if lo == 0 else atom if lo == 1 else f"{atom}{{{lo}}}"
     if hi is None:
