@@ -588,29 +588,41 @@ class GroupResult:
         return self.status in ("compiled", "refused") and not self.failures
 
 
+def prepare(schema: Any, closed_objects: bool = False) -> tuple[Any, Any]:
+    """What qwenjson does with a schema before generating: (compiled schema, validator).
+
+    The steps of ``qwenjson.pipeline.prepare_schema`` (metaschema check, compiler, validator),
+    but with the exact grammar by default: ``extract`` compiles with ``closed_objects=True``,
+    a subset that leaves out undeclared properties, so it can't take every valid document.
+    Raises ``SchemaError`` where qwenjson refuses the schema.
+    """
+    from qwenjson.schema import compile as compile_schema
+    from qwenjson.validate import check_metaschema, make_validator
+
+    check_metaschema(schema)
+    return compile_schema(schema, closed_objects=closed_objects), make_validator(schema)
+
+
 def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResult:
     """Compile the group's schema and judge every instance with llama.cpp's grammar engine.
 
     A valid instance passes when the grammar accepts its canonical form; an invalid one when
     the grammar rejects it, or when the compiler said validation is needed and qwenjson's own
-    post-generation validation rejects it. The schema goes through ``prepare_schema``, as in
-    ``qwenjson`` itself: metaschema check, compiler, validator.
+    post-generation validation rejects it. The schema is prepared as qwenjson prepares it
+    (see :func:`prepare`), with the exact grammar.
     """
     from qwenjson.errors import SchemaError, UnsupportedKeywordError
-    from qwenjson.pipeline import prepare_schema
 
     eng = eng or engine()
     schema = group.dialect_schema()
     try:
-        # What qwenjson does before generating: metaschema check, compile, make the validator.
-        prepared = prepare_schema(schema)
+        compiled, validator = prepare(schema)
     except UnsupportedKeywordError as e:
         return GroupResult(group, "refused", e.keyword)
     except SchemaError as e:
         return GroupResult(group, "refused", e.message)
     except Exception as e:  # any other exception is a compiler bug: report it, don't stop
         return GroupResult(group, "crashed", f"{type(e).__name__}: {e}")
-    compiled, validator = prepared.compiled, prepared.validator
     grammar: str = compiled.grammar
     problem = eng.grammar_error(grammar)
     if problem is not None:

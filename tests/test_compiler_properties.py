@@ -24,9 +24,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from qwenjson.errors import SchemaError
-from qwenjson.pipeline import prepare_schema
 from qwenjson.schema import compile_schema as compile_gbnf
-from tests.grammar_engine import GrammarEngine, canonical_json
+from tests.grammar_engine import GrammarEngine, canonical_json, prepare
 
 # Modest example counts: the whole suite must stay fast in CI.
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,12 +240,12 @@ def test_random_schemas_give_a_usable_grammar_or_a_clean_refusal(
     grammar_engine: GrammarEngine, schema: Any
 ) -> None:
     try:
-        prepared = prepare_schema(schema)  # what qwenjson does before generating
+        compiled, validator = prepare(schema)  # what qwenjson does before generating
     except SchemaError as e:
         assert str(e)
         return
-    assert grammar_engine.grammar_error(prepared.compiled.grammar) is None
-    assert _validation_trouble(prepared.validator) is None
+    assert grammar_engine.grammar_error(compiled.grammar) is None
+    assert _validation_trouble(validator) is None
 
 
 @MORE
@@ -255,42 +254,42 @@ def test_grammar_and_validation_agree_on_random_instances(
     grammar_engine: GrammarEngine, schema: Any, instances: list[Any]
 ) -> None:
     try:
-        prepared = prepare_schema(schema)
+        compiled, validator = prepare(schema)
     except SchemaError:
         return
-    assume(_validation_trouble(prepared.validator) is None)  # the test above reports those
-    grammar, validator = prepared.compiled.grammar, prepared.validator
+    assume(_validation_trouble(validator) is None)  # the test above reports those
     for instance in instances:
         text = canonical_json(instance, schema)
         valid = validator.is_valid(instance)
-        accepted = grammar_engine.accepts(grammar, text)
+        accepted = grammar_engine.accepts(compiled.grammar, text)
         if valid:
             assert accepted, f"valid instance rejected by the grammar: {text}"
         elif accepted:
-            assert prepared.compiled.needs_validation, f"invalid, accepted, unchecked: {text}"
+            assert compiled.needs_validation, f"invalid, accepted, unchecked: {text}"
 
 
 @MORE
-@given(schema=SCHEMAS, rnd=st.randoms(use_true_random=False))
+@given(schema=SCHEMAS, closed=st.booleans(), rnd=st.randoms(use_true_random=False))
 def test_what_the_grammar_lets_through_is_valid_or_checked(
-    grammar_engine: GrammarEngine, schema: Any, rnd: Random
+    grammar_engine: GrammarEngine, schema: Any, closed: bool, rnd: Random
 ) -> None:
     # Soundness, the other half: texts sampled token by token under the grammar (as a model
     # would write them) are JSON, valid unless the compiler said validation is needed. (A key
     # written twice is read as json.loads reads it, the last one wins, as qwenjson does: GBNF
     # can't keep free-form keys apart, so validation has to count what is really there.)
+    # Both grammars: the exact one and extract's closed-objects profile.
     try:
-        prepared = prepare_schema(schema)
+        compiled, validator = prepare(schema, closed_objects=closed)
     except SchemaError:
         return
-    assume(_validation_trouble(prepared.validator) is None)
+    assume(_validation_trouble(validator) is None)
     for _ in range(3):
-        text = grammar_engine.sample(prepared.compiled.grammar, rnd)
+        text = grammar_engine.sample(compiled.grammar, rnd)
         if text is None:  # the walk didn't end: nothing to judge
             continue
         document = json.loads(text)
-        if not prepared.compiled.needs_validation:
-            errors = [e.message for e in prepared.validator.iter_errors(document)]
+        if not compiled.needs_validation:
+            errors = [e.message for e in validator.iter_errors(document)]
             assert not errors, f"the grammar let through an invalid document {text}: {errors}"
 
 
@@ -298,6 +297,6 @@ def test_a_key_written_twice_counts_once(grammar_engine: GrammarEngine) -> None:
     # GBNF can't keep free-form keys apart, so '{"x":1,"x":2}' may get through; json.loads
     # (and qwenjson) read it as one property. Then minProperties isn't enforced by the
     # grammar alone, and the compiler must say validation is needed.
-    prepared = prepare_schema({"type": "object", "minProperties": 2})
-    if grammar_engine.accepts(prepared.compiled.grammar, '{"x":1,"x":2}'):
-        assert prepared.compiled.needs_validation
+    compiled, _ = prepare({"type": "object", "minProperties": 2})
+    if grammar_engine.accepts(compiled.grammar, '{"x":1,"x":2}'):
+        assert compiled.needs_validation
