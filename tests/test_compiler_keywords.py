@@ -402,3 +402,21 @@ def test_universal_pattern_applies_to_every_key() -> None:
     assert not accepts(grammar, '{"a":-1}')  # the pattern's schema reaches declared keys too
     assert not accepts(grammar, '{"b":"x"}')
     assert _statuses(schema)[("", "patternProperties")] == "enforced"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "integer", "oneOf": [{"minimum": -1, "maximum": -1}, {"minimum": 50}]},
+        {"oneOf": [{"type": "string", "pattern": "^[0-9a-f]{24}$"}, {"enum": ["", None]}]},
+    ],
+    ids=["disjoint ranges", "an enum the other branch's pattern refuses"],
+)
+def test_more_exclusive_oneofs(schema: Any) -> None:
+    assert _statuses(schema)[("", "oneOf")] == "enforced"
+
+
+def test_overlapping_ranges_are_checked_afterwards() -> None:
+    assert _statuses({"oneOf": [{"minimum": 0}, {"maximum": 10}]})[("", "oneOf")] == (
+        "validated-after"
+    )

@@ -982,7 +982,14 @@ class Compiler:
             return True
         if _enums_apart(x.enum, y.enum):
             return True
-        if tx & ty != {"object"}:
+        # An enum none of whose values the other branch admits.
+        for a, b in ((x, y), (y, x)):
+            if a.enum is not None and not any(_scalar_fits(b, v) for v in a.enum):
+                return True
+        common = tx & ty
+        if common <= {"number", "integer"}:
+            return _intervals_apart(x, y)
+        if common != {"object"}:
             return False
         for name in set(x.required) & set(y.required):
             if _enums_apart(self._prop_enum(x, name), self._prop_enum(y, name)):
@@ -1624,6 +1631,44 @@ def _possible_types(f: Flat) -> set[str]:
     if f.enum is not None:
         types &= _expanded_types({json_type_of(v) for v in f.enum})
     return types
+
+
+def _scalar_fits(f: Flat, value: Any) -> bool:
+    """Might ``value`` satisfy ``f``? Checks types, enum, string and number keywords only."""
+    if not _type_allows(f.types, value):
+        return False
+    if f.enum is not None and not any(_json_equal(value, w) for w in f.enum):
+        return False
+    if isinstance(value, str):
+        if len(value) < f.min_len or (f.max_len is not None and len(value) > f.max_len):
+            return False
+        return all(_py_search(p, value) or _unsure(p) for p, _ in f.patterns)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return not _intervals_apart(
+            f, Flat(f.pointer, lower=[(value, False)], upper=[(value, False)])
+        )
+    return True
+
+
+def _unsure(pattern: str) -> bool:
+    # Python's re may read an ECMA pattern differently (or not at all): then assume a match.
+    try:
+        re.compile(pattern)
+    except re.error:
+        return True
+    return "\\p" in pattern or "\\u" in pattern
+
+
+def _intervals_apart(x: Flat, y: Flat) -> bool:
+    """Do the numeric bounds of ``x`` and ``y`` leave no number in common?"""
+
+    def above(lower: list[tuple[float, bool]], upper: list[tuple[float, bool]]) -> bool:
+        # Is some lower bound above (or, exclusively, at) some upper bound?
+        return any(
+            lo > hi or (lo == hi and (lo_ex or hi_ex)) for lo, lo_ex in lower for hi, hi_ex in upper
+        )
+
+    return above(x.lower, y.upper) or above(y.lower, x.upper)
 
 
 def _enums_apart(a: list[Any] | None, b: list[Any] | None) -> bool:
