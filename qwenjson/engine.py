@@ -777,10 +777,15 @@ class Engine:
             shared = (
                 self._shared_prefix_len(messages, tokens) if self._prefix_cache is not None else 0
             )
-            self._prefill(tokens, shared)
+            lead, whole = self._forced_start(gram, max_tokens)
+            # Text the grammar forces before the model has any choice (``{"name":"`` with
+            # fixed keys) is evaluated with the prompt, in the same batches.
+            self._prefill(tokens + lead, shared)
             stats.model_ms = 0.0  # from here on: the decode steps only
             t1 = time.perf_counter()
-            text, finish = self._run(gram, max_tokens, temperature, top_p, seed, on_text)
+            text, finish = self._run(
+                gram, max_tokens, temperature, top_p, seed, on_text, lead, whole
+            )
             t2 = time.perf_counter()
         finally:
             ll.llama_sampler_free(gram)
@@ -801,6 +806,8 @@ class Engine:
         top_p: float,
         seed: int,
         on_text: Callable[[str], None] | None,
+        lead: list[int],
+        whole: bool,
     ) -> tuple[str, Literal["stop", "length"]]:
         stats = self.last_stats
         rng = np.random.default_rng(seed)
@@ -824,6 +831,12 @@ class Engine:
                     on_text(tail)
             return out.decode("utf-8", "replace"), reason
 
+        if lead:
+            stats.tokens.extend((t, True) for t in lead)
+            stats.forced_tokens += len(lead)
+            emit(b"".join(self.piece(t) for t in lead))
+        if whole:
+            return finish("stop")
         while len(stats.tokens) < max_tokens:
             logits = self._logits()
             token = None
@@ -863,6 +876,30 @@ class Engine:
             stats.decode_calls += 1
             self._decode(fed or [token])
         return finish("length")
+
+    def _forced_start(self, grammar: Any, max_tokens: int) -> tuple[list[int], bool]:
+        """The tokens of text the grammar forces before the first choice, accepted by it, and
+        whether that text is the whole output (the grammar admits only the end after it).
+
+        Same boundary rules as ``_fast_forward``: the last token is held back unless every
+        admitted next character leaves it intact (the chat template ends the prompt with a
+        newline, where the tokenizer splits anyway).
+        """
+        if not (self._can_probe and self.fast_forward) or max_tokens <= 0:
+            return [], False
+        forced, complete, after = self._probe(grammar)
+        text = _utf8_prefix(forced)
+        if not text:
+            return [], False
+        lead = self.tokenize(text)
+        if b"".join(self.piece(t) for t in lead) != text:
+            return [], False
+        whole = complete and text == forced and len(lead) <= max_tokens
+        if not whole and not (text == forced and self._stable_end(lead, after)):
+            lead = lead[:-1]
+        lead = lead[:max_tokens]
+        self._accept_bytes(grammar, b"".join(self.piece(t) for t in lead))
+        return lead, whole
 
     def _respell(self, token: int, forced: bytes) -> list[int] | None:
         """The tokenizer's tokens for the chosen token's text plus the forced text after it.

@@ -67,7 +67,11 @@ def compile_grammar(schema: dict[str, Any]) -> str:
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
         return str(json_schema_to_gbnf(json.dumps(schema)))
-    return compile_schema(schema)
+    try:
+        # What ``extract`` uses: objects that declare properties get no undeclared ones.
+        return compile_schema(schema, closed_objects=True)
+    except TypeError:  # a compiler without the generation profile
+        return compile_schema(schema)
 
 
 # -- cases ----------------------------------------------------------------------------------------

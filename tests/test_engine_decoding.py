@@ -194,6 +194,20 @@ def test_forced_enum_tails_and_keys_are_fed_not_decoded(engine: Engine) -> None:
     assert stats.decode_calls <= 3 < len(stats.tokens)
 
 
+def test_forced_start_is_evaluated_with_the_prompt(engine: Engine) -> None:
+    messages = CASES["enums-and-numbers"][0]
+    whole = engine.generate(messages, r'root ::= "{\"a\":[1,2]}"', max_tokens=50)
+    assert whole.text == '{"a":[1,2]}'
+    assert whole.finish_reason == "stop"
+    assert engine.last_stats.sampled_tokens == engine.last_stats.decode_calls == 0
+    grammar = r"""root ::= "{\"colour\":" ("\"red\"" | "\"blue\"") "}" """
+    result = engine.generate(messages, grammar, max_tokens=50)
+    assert result.text in ('{"colour":"red"}', '{"colour":"blue"}')
+    stats = engine.last_stats
+    assert stats.tokens[0][1]  # the opening was fed, not chosen
+    assert stats.decode_calls <= 2
+
+
 def test_forced_text_in_multibyte_characters(engine: Engine, grammar_engine: GrammarEngine) -> None:
     grammar = r"""root ::= "{\"城市\":" city ",\"备注\":\"无\"}"
 city ::= "\"北京市海淀区\"" | "\"上海市浦东新区\"" """
