@@ -20,6 +20,7 @@ from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError as JsonSchemaSchemaError
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
+from referencing import Registry
 
 from qwenjson.errors import SchemaError
 
@@ -137,7 +138,13 @@ def make_validator(schema: Schema) -> Validator:
     semantics, as JSON Schema says (Python's ``re`` lets ``\d`` match ``৪`` and ``\w`` ``é``).
     """
     cls = _ecma_validator(validator_class(schema))
-    return cls(schema, format_checker=FORMAT_CHECKER)
+    return cls(schema, format_checker=FORMAT_CHECKER, registry=_NO_REMOTE)
+
+
+# jsonschema's default registry fetches unknown $ref URIs over the network. qwenjson never does
+# (a cron job must not reach out, and a schema must not make it): an empty registry's retrieve
+# refuses every URI.
+_NO_REMOTE: Registry[Any] = Registry()
 
 
 @functools.cache

@@ -61,3 +61,32 @@ def test_metaschema_accepts_ecma_only_patterns_and_refuses_broken_ones() -> None
     check_metaschema({"pattern": "^\\p{Letter}\\cC$"})
     with pytest.raises(SchemaError, match="at /pattern"):
         check_metaschema({"pattern": "(unclosed"})
+
+
+def test_validation_never_fetches_a_remote_ref() -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    hits: list[bool] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+            hits.append(True)
+            conn.close()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    validator = make_validator({"$ref": f"http://127.0.0.1:{port}/schema.json"})
+    with pytest.raises(Exception, match="Unresolvable"):
+        validation_errors(1, validator)
+    thread.join()
+    server.close()
+    assert hits == []
