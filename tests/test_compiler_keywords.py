@@ -420,3 +420,13 @@ def test_overlapping_ranges_are_checked_afterwards() -> None:
     assert _statuses({"oneOf": [{"minimum": 0}, {"maximum": 10}]})[("", "oneOf")] == (
         "validated-after"
     )
+
+
+def test_enum_values_the_siblings_rule_out_are_left_out() -> None:
+    schema = {"enum": ["a", "abcd", 5, 50], "maxLength": 2, "maximum": 10}
+    compiled = compile(schema)
+    assert accepts(compiled.grammar, '"a"')
+    assert accepts(compiled.grammar, "5")
+    assert not accepts(compiled.grammar, '"abcd"')
+    assert not accepts(compiled.grammar, "50")
+    assert not compiled.needs_validation

@@ -984,7 +984,9 @@ class Compiler:
             return True
         # An enum none of whose values the other branch admits.
         for a, b in ((x, y), (y, x)):
-            if a.enum is not None and not any(_scalar_fits(b, v) for v in a.enum):
+            if a.enum is None or len(a.enum) * (len(b.enum or ()) + 1) > _PROOF_BUDGET:
+                continue
+            if not any(_scalar_fits(b, v) for v in a.enum):
                 return True
         common = tx & ty
         if common <= {"number", "integer"}:
@@ -1013,8 +1015,10 @@ class Compiler:
 
     def _gen_enum(self, f: Flat, node: Node) -> str:
         texts: list[str] = []
+        siblings = replace(f, enum=None)  # (checking v against the enum itself: n²)
         for v in f.enum or ():
-            if not _type_allows(f.types, v):
+            # Values the sibling keywords (lengths, patterns, bounds) rule out are left out.
+            if not _scalar_fits(siblings, v):
                 continue
             try:
                 texts += _canonical_json(v)
@@ -1023,12 +1027,13 @@ class Compiler:
         texts = [t for t in dict.fromkeys(texts) if not _has_surrogate(t)]
         if not texts:
             raise Unsatisfiable("no value of enum/const is allowed here", f.pointer)
-        if _has_other_constraints(f):
+        beyond_scalars = f.object_constrained or f.array_constrained or f.formats
+        if beyond_scalars or any(_unsure(p) for p, _ in f.patterns):
             self.mark(
                 f.pointer,
                 "enum",
                 "validated-after",
-                "other keywords beside enum/const are checked afterwards",
+                "keywords beside enum/const that the values weren't checked against here",
             )
         if len(texts) > TRIE_THRESHOLD:
             return _trie_alternation(texts)
@@ -1519,6 +1524,8 @@ def _json_char_excluding(chars: frozenset[str]) -> str:
     return "( " + " | ".join([cls, *escapes]) + " )"
 
 
+# Pairwise value comparisons a oneOf proof may make before giving up (validation then decides).
+_PROOF_BUDGET = 20_000
 # patternProperties regexes that match every string (JSON Schema regexes are unanchored).
 _UNIVERSAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$", "(.*)"})
 _OBJECT_KEYWORDS = frozenset(
@@ -1673,7 +1680,7 @@ def _intervals_apart(x: Flat, y: Flat) -> bool:
 
 def _enums_apart(a: list[Any] | None, b: list[Any] | None) -> bool:
     """Both are enums and share no value."""
-    if a is None or b is None:
+    if a is None or b is None or len(a) * len(b) > _PROOF_BUDGET:
         return False
     return not any(_json_equal(v, w) for v in a for w in b)
 
@@ -1704,19 +1711,6 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
 
 def _is_empty(f: Flat) -> bool:
     return f == Flat(f.pointer)
-
-
-def _has_other_constraints(f: Flat) -> bool:
-    return bool(
-        f.object_constrained
-        or f.array_constrained
-        or f.min_len
-        or f.max_len is not None
-        or f.patterns
-        or f.formats
-        or f.lower
-        or f.upper
-    )
 
 
 def _has_surrogate(text: str) -> bool:
