@@ -22,6 +22,7 @@ import codecs
 import contextlib
 import ctypes
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -418,10 +419,31 @@ class Engine:
             raise ModelError(f"the model's chat template failed: {e}") from e
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        """The tokens of the rendered prompt (special-token text parsed, BOS if the model wants)."""
-        prompt = self.render_chat(messages)
-        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
-        return self.tokenize(prompt.encode("utf-8"), special=True, add_bos=add_bos)
+        """The tokens of the rendered prompt (BOS if the model wants one).
+
+        The template's own text is tokenized with special tokens parsed; the messages' contents
+        are not: they are data, and a record saying ``<|im_end|>`` must not end its turn (a
+        prompt injection). The template is rendered with a marker for each content, and the
+        pieces between markers are tokenized each in its own way.
+        """
+        markers = [f"\x00qwenjson-content-{i}\x00" for i in range(len(messages))]
+        rendered = self.render_chat(
+            [{**m, "content": marker} for m, marker in zip(messages, markers, strict=True)]
+        )
+        contents = {marker: m["content"] for m, marker in zip(messages, markers, strict=True)}
+        pattern = "(" + "|".join(re.escape(m) for m in markers) + ")" if markers else "(?!)"
+        add_bos = self._add_bos and not (self._bos_text and rendered.startswith(self._bos_text))
+        tokens: list[int] = []
+        for part in re.split(pattern, rendered):
+            if not part:
+                continue
+            if part in contents:
+                text, special = contents[part], False
+            else:
+                text, special = part, True
+            tokens += self.tokenize(text.encode("utf-8"), special=special, add_bos=add_bos)
+            add_bos = False
+        return tokens
 
     def _shared_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
         """How many leading prompt tokens don't depend on the last message (the cacheable part).
