@@ -29,7 +29,8 @@ def gbnf_escape_char(ch: str, in_class: bool = False) -> str:
     if ch == '"' and not in_class:
         return '\\"'
     if in_class and ch in "]^-[":
-        return "\\" + ch
+        # llama.cpp knows no `\^` or `\-` escape: hex escapes are what it parses.
+        return f"\\x{cp:02X}"
     if cp < 0x20 or cp == 0x7F:
         return f"\\x{cp:02X}"
     if 0xD800 <= cp <= 0xDFFF:
