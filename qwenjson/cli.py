@@ -150,6 +150,17 @@ def extract(
         int | None, typer.Option(min=1, help="CPU threads. [default: all cores, at most 4]")
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the evaluated prompt prefix here, so the next run skips it. "
+            "[default: ~/.cache/qwenjson/kv]",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Don't read or write the prompt-prefix cache.")
+    ] = False,
     retries: Annotated[
         int,
         typer.Option(min=0, help="Extra attempts when a document fails validation."),
@@ -260,6 +271,7 @@ def extract(
     < notes.jsonl >> people.jsonl
     """
     from qwenjson.batch import RecordOptions, RecordRunner, prepare_job
+    from qwenjson.kvcache import default_cache_dir
     from qwenjson.pipeline import ExtractOptions, open_model
     from qwenjson.validate import load_schema
 
@@ -281,7 +293,12 @@ def extract(
     _warn_about_build(quiet)
     with console.download_progress("Downloading model", enabled=not quiet) as progress:
         generator = open_model(
-            model, offline=offline, threads=threads, n_ctx=ctx, progress=progress
+            model,
+            offline=offline,
+            threads=threads,
+            n_ctx=ctx,
+            progress=progress,
+            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         )
     try:
         options = ExtractOptions(

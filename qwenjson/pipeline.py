@@ -196,11 +196,19 @@ def open_model(
     threads: int | None = None,
     n_ctx: int = 4096,
     progress: Callable[[int, int | None], None] | None = None,
+    cache_dir: Path | None = None,
 ) -> Generator:
-    """Find (downloading if needed and allowed) and load a model."""
+    """Find (downloading if needed and allowed) and load a model.
+
+    With ``cache_dir``, the KV state of the prompt prefix (system message and schema) is kept
+    there between runs, keyed by the model's sha256 (from the registry, when known).
+    """
     from qwenjson.engine import Engine
     from qwenjson.hub import ensure_model
-    from qwenjson.registry import DEFAULT_MODEL
+    from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
-    path = ensure_model(str(model or DEFAULT_MODEL), offline=offline, progress=progress)
-    return Engine(path, n_ctx=n_ctx, n_threads=threads)
+    ref = str(model or DEFAULT_MODEL)
+    path = ensure_model(ref, offline=offline, progress=progress)
+    spec = resolve_model(ref).spec
+    sha256 = spec.sha256 if spec is not None and spec.sha256 else None
+    return Engine(path, n_ctx=n_ctx, n_threads=threads, cache_dir=cache_dir, model_sha256=sha256)

@@ -31,3 +31,11 @@ def grammar_engine() -> GrammarEngine:
     from tests.grammar_engine import engine
 
     return engine()
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the tests' caches (prompt-prefix KV files) out of the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

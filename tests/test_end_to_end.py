@@ -196,3 +196,20 @@ def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
     summary = json.loads(r.stdout)
     assert summary["sentiment"] == "positive"
     assert any("\u4e00" <= ch <= "\u9fff" for ch in summary["summary"])
+
+
+def test_prefix_cache_on_disk_gives_the_same_answer(tmp_path: Path) -> None:
+    schema = '{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}'
+    args = ("extract", "--schema", schema, "--model", str(MODEL), "--cache-dir", str(tmp_path))
+    first = qwenjson(*args, stdin=b"I live in Porto.")
+    assert first.returncode == 0, first.stderr.decode()
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    second = qwenjson(*args, stdin=b"I live in Porto.")
+    assert (second.returncode, second.stdout) == (0, first.stdout)
+    # A corrupt cache file is ignored (and rebuilt), never trusted.
+    files[0].write_bytes(b"garbage")
+    third = qwenjson(*args, stdin=b"I live in Porto.")
+    assert (third.returncode, third.stdout) == (0, first.stdout)
+    nothing = qwenjson(*args[:-2], "--no-cache", stdin=b"I live in Porto.")
+    assert nothing.stdout == first.stdout
