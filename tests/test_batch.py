@@ -12,9 +12,9 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,9 +50,10 @@ from qwenjson.errors import (
     TimeoutExpired,
     UsageError,
 )
-from qwenjson.generation import GenerationResult, Message
+from qwenjson.generation import GenerationResult
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.stream import ItemScanner, LineOutput
+from tests.fakes import FakeModel
 
 PERSON = {
     "type": "object",
@@ -69,56 +70,8 @@ def person(text: str) -> str:
     return json.dumps({"name": text, "age": len(text)}, ensure_ascii=False)
 
 
-@dataclass
-class StreamingFake:
-    """Answers ``answer(user_text, attempt)`` and streams it through on_text, 3 chars at a time."""
-
-    answer: Callable[[str, int], str]
-    context: int = 100_000
-    users: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)  # "chunk" / "return", in order
-    on_chunk: Callable[[], None] | None = None
-
-    @property
-    def n_ctx(self) -> int:
-        return self.context
-
-    def count_tokens(self, text: str) -> int:
-        return len(text)
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return "\n".join(m["content"] for m in messages)
-
-    def generate(
-        self,
-        messages: Sequence[Message],
-        grammar: str,
-        *,
-        max_tokens: int = 1024,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        on_text: Callable[[str], None] | None = None,
-    ) -> GenerationResult:
-        user = messages[1]["content"]
-        attempt = (len(messages) - 2) // 2 + 1
-        self.users.append(user)
-        out = self.answer(user, attempt)
-        for i in range(0, len(out), 3):
-            self.events.append("chunk")
-            if self.on_chunk is not None:
-                self.on_chunk()
-            if on_text is not None:
-                on_text(out[i : i + 3])
-        self.events.append("return")
-        return GenerationResult(out, 10, len(out), 1.0, 1.0, "stop")
-
-    def close(self) -> None:
-        pass
-
-
 def runner(
-    fake: StreamingFake,
+    fake: FakeModel,
     schema: Any = PERSON,
     *,
     each: bool = False,
@@ -183,7 +136,7 @@ def test_read_lines_strips_terminators_and_keeps_a_last_line_without_one() -> No
 def test_mixed_batch_writes_good_records_in_order_and_records_the_bad_ones(
     tmp_path: Path,
 ) -> None:
-    fake = StreamingFake(lambda text, _: person(text))
+    fake = FakeModel(lambda text, _: person(text))
     data = b'{"id":1,"text":"Ann"}\n\n\xff\xfe\n{"id":4}\n{"id":5,"text":"Bo"}\n'
     out = io.BytesIO()
     errors = ErrorLog(tmp_path / "errors.jsonl")
@@ -216,7 +169,7 @@ def test_mixed_batch_writes_good_records_in_order_and_records_the_bad_ones(
 
 
 def test_all_good_returns_a_report() -> None:
-    fake = StreamingFake(lambda text, _: person(text))
+    fake = FakeModel(lambda text, _: person(text))
     out = io.BytesIO()
     report = run_batch(lines_of(b"a\nbb\n"), runner(fake), output=LineOutput(out))
     assert (report.records, report.succeeded, report.failed) == (2, 2, 0)
@@ -228,7 +181,7 @@ def test_errors_go_to_the_show_callback_as_text_by_default() -> None:
     with pytest.raises(SomeRecordsFailed):
         run_batch(
             lines_of(b"\nx\n"),
-            runner(StreamingFake(lambda t, _: person(t))),
+            runner(FakeModel(lambda t, _: person(t))),
             output=LineOutput(io.BytesIO()),
             errors=ErrorLog(show=shown.append),
         )
@@ -236,7 +189,7 @@ def test_errors_go_to_the_show_callback_as_text_by_default() -> None:
 
 
 def test_on_error_stop_raises_the_records_own_error_and_goes_no_further() -> None:
-    fake = StreamingFake(lambda text, _: person(text))
+    fake = FakeModel(lambda text, _: person(text))
     out = io.BytesIO()
     with pytest.raises(RecordFailed) as e:
         run_batch(
@@ -255,7 +208,7 @@ def test_on_error_skip_says_nothing_per_record_but_exits_8() -> None:
     with pytest.raises(SomeRecordsFailed):
         run_batch(
             lines_of(b"\nx\n"),
-            runner(StreamingFake(lambda t, _: person(t))),
+            runner(FakeModel(lambda t, _: person(t))),
             BatchOptions(on_error="skip"),
             output=LineOutput(io.BytesIO()),
             errors=ErrorLog(show=shown.append),
@@ -264,9 +217,7 @@ def test_on_error_skip_says_nothing_per_record_but_exits_8() -> None:
 
 
 def test_invalid_documents_fail_their_record_with_exit_5_after_retries() -> None:
-    fake = StreamingFake(
-        lambda text, _: '{"name":"x","age":999}' if text == "bad" else person(text)
-    )
+    fake = FakeModel(lambda text, _: '{"name":"x","age":999}' if text == "bad" else person(text))
     errors: list[str] = []
     with pytest.raises(SomeRecordsFailed) as e:
         run_batch(
@@ -289,7 +240,7 @@ def items_answer(names: list[str]) -> str:
 
 
 def test_each_emits_every_item_as_soon_as_it_closes() -> None:
-    fake = StreamingFake(lambda text, _: items_answer(text.split()))
+    fake = FakeModel(lambda text, _: items_answer(text.split()))
     emitted: list[tuple[str, int]] = []
     r = runner(fake, each=True)
     r.run("Ann Bob Cy", lambda doc: emitted.append((doc, len(fake.events))))
@@ -307,7 +258,7 @@ def test_each_with_field_wraps_every_item() -> None:
     out = io.BytesIO()
     run_batch(
         lines_of(b'{"id":"a","text":"Ann Bo"}\n{"id":"b","text":"Cy"}\n'),
-        runner(StreamingFake(lambda t, _: items_answer(t.split())), each=True),
+        runner(FakeModel(lambda t, _: items_answer(t.split())), each=True),
         BatchOptions(field="text", into="person"),
         output=LineOutput(out),
     )
@@ -324,7 +275,7 @@ def test_each_invalid_first_item_is_retried_and_nothing_is_printed_twice() -> No
             return '{"items":[{"name":"A","age":-1},{"name":"B","age":2}]}'
         return items_answer(["A", "B"])
 
-    fake = StreamingFake(answer)
+    fake = FakeModel(answer)
     emitted: list[str] = []
     runner(fake, each=True).run("x", emitted.append)
     assert emitted == ['{"name":"A","age":1}', '{"name":"B","age":1}']
@@ -332,7 +283,7 @@ def test_each_invalid_first_item_is_retried_and_nothing_is_printed_twice() -> No
 
 
 def test_each_invalid_item_after_printed_ones_fails_without_retry() -> None:
-    fake = StreamingFake(lambda t, _: '{"items":[{"name":"A","age":1},{"name":"B","age":-5}]}')
+    fake = FakeModel(lambda t, _: '{"items":[{"name":"A","age":1},{"name":"B","age":-5}]}')
     emitted: list[str] = []
     with pytest.raises(NoValidOutputError) as e:
         runner(fake, each=True).run("x", emitted.append)
@@ -345,7 +296,7 @@ def test_each_invalid_item_after_printed_ones_fails_without_retry() -> None:
 
 
 def test_each_works_with_a_generator_that_does_not_stream() -> None:
-    class Quiet(StreamingFake):
+    class Quiet(FakeModel):
         def generate(self, *a: Any, **k: Any) -> GenerationResult:
             k["on_text"] = None
             return super().generate(*a, **k)
@@ -421,7 +372,7 @@ def test_each_schema_keeps_definitions_and_self_references() -> None:
 
 
 def test_input_too_long_is_an_input_error_with_token_counts() -> None:
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     r = runner(fake, options=ExtractOptions(max_tokens=50))
     prompt = len(fake.render_chat(r.extractor.messages("")))
     fake.context = prompt + 50 + 20
@@ -435,7 +386,7 @@ def test_input_too_long_is_an_input_error_with_token_counts() -> None:
 
 @pytest.mark.parametrize(("keep", "expected"), [("head", "0123456789"), ("tail", "mnopqrstuv")])
 def test_truncate_keeps_the_chosen_end(keep: str, expected: str) -> None:
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     r = runner(fake, options=ExtractOptions(max_tokens=50), truncate=keep)
     fake.context = len(fake.render_chat(r.extractor.messages(""))) + 50 + 10
     notices: list[str] = []
@@ -447,7 +398,7 @@ def test_truncate_keeps_the_chosen_end(keep: str, expected: str) -> None:
 
 
 def test_no_room_for_any_text_says_so() -> None:
-    fake = StreamingFake(lambda t, _: person(t), context=60)
+    fake = FakeModel(lambda t, _: person(t), context=60)
     r = runner(fake, options=ExtractOptions(max_tokens=50), truncate="head")
     with pytest.raises(InputError, match="no room for the text"):
         r.run("abc", lambda _: None)
@@ -463,7 +414,7 @@ class Clock:
 
 def test_record_timeout_fails_that_record_and_the_batch_goes_on() -> None:
     clock = Clock()
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     fake.on_chunk = lambda: setattr(
         clock, "now", clock.now + (5.0 if "slow" in fake.users[-1] else 0.1)
     )
@@ -484,7 +435,7 @@ def test_record_timeout_fails_that_record_and_the_batch_goes_on() -> None:
 
 def test_total_timeout_stops_the_batch_and_leaves_the_record_for_a_rerun(tmp_path: Path) -> None:
     clock = Clock()
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     fake.on_chunk = lambda: setattr(clock, "now", clock.now + 1.0)
     r = RecordRunner(
         prepare_job(PERSON), fake, None, RecordOptions(), total_timeout=20, clock=clock
@@ -508,7 +459,7 @@ def test_total_timeout_stops_the_batch_and_leaves_the_record_for_a_rerun(tmp_pat
 def batch_to_file(
     tmp_path: Path,
     data: bytes,
-    fake: StreamingFake,
+    fake: FakeModel,
     *,
     job: str = "job",
     each: bool = False,
@@ -550,9 +501,9 @@ def crash_at(user_text: str) -> Callable[[str, int], str]:
 
 def test_rerun_after_a_crash_skips_what_was_done(tmp_path: Path) -> None:
     data = b"a\nb\n\nd\ne\n"
-    first, _ = batch_to_file(tmp_path, data, StreamingFake(crash_at("d")))
+    first, _ = batch_to_file(tmp_path, data, FakeModel(crash_at("d")))
     assert isinstance(first, Crash)
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     second, _ = batch_to_file(tmp_path, data, fake)
     assert isinstance(second, SomeRecordsFailed)  # the empty line 3 failed in the first run
     assert str(second) == "1 of 5 record(s) failed"
@@ -563,11 +514,11 @@ def test_rerun_after_a_crash_skips_what_was_done(tmp_path: Path) -> None:
 
 def test_output_written_after_the_last_checkpoint_is_cut_off_and_redone(tmp_path: Path) -> None:
     data = b"a\nb\nc\n"
-    batch_to_file(tmp_path, data, StreamingFake(crash_at("c")))
+    batch_to_file(tmp_path, data, FakeModel(crash_at("c")))
     # What a kill between the write and the checkpoint (or in mid-line) leaves behind.
     with (tmp_path / "out.jsonl").open("ab") as f:
         f.write(b'{"name":"c","age":1}\n{"name":"c"')
-    report, notices = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    report, notices = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
     assert report.succeeded == 1 and report.resumed == 2
     assert notices == [
         "stdout: removed 32 bytes written after the last checkpoint "
@@ -583,7 +534,7 @@ def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -
     def answer(text: str, _: int) -> str:
         return items_answer(text.split())
 
-    fake = StreamingFake(answer)
+    fake = FakeModel(answer)
 
     def kill_mid_second_record() -> None:
         # About 30 chunks for the second record: stop two thirds of the way through.
@@ -595,7 +546,7 @@ def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -
     assert isinstance(first, Crash)
     partial = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(partial) > 2  # some of the second record's items were out already
-    batch_to_file(tmp_path, data, StreamingFake(answer), each=True)
+    batch_to_file(tmp_path, data, FakeModel(answer), each=True)
     names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert names == ["A", "B", "C", "D", "E"]
 
@@ -604,18 +555,18 @@ def test_checkpoint_refuses_another_job_a_changed_input_and_a_truncated_output(
     tmp_path: Path,
 ) -> None:
     data = b"a\nb\n"
-    batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
-    other, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)), job="other")
+    batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
+    other, _ = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)), job="other")
     assert isinstance(other, UsageError) and "belongs to a different job" in str(other)
-    changed, _ = batch_to_file(tmp_path, b"a\nX\n", StreamingFake(lambda t, _: person(t)))
+    changed, _ = batch_to_file(tmp_path, b"a\nX\n", FakeModel(lambda t, _: person(t)))
     assert isinstance(changed, UsageError) and "differs from the one" in str(changed)
-    shorter, _ = batch_to_file(tmp_path, b"a\n", StreamingFake(lambda t, _: person(t)))
+    shorter, _ = batch_to_file(tmp_path, b"a\n", FakeModel(lambda t, _: person(t)))
     assert isinstance(shorter, UsageError) and "has 1 line(s)" in str(shorter)
     (tmp_path / "out.jsonl").write_bytes(b"")  # what `>` instead of `>>` does
-    truncated, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    truncated, _ = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
     assert isinstance(truncated, UsageError) and "it was truncated" in str(truncated)
     (tmp_path / "ckpt").write_text("hello\n")
-    foreign, _ = batch_to_file(tmp_path, data, StreamingFake(lambda t, _: person(t)))
+    foreign, _ = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
     assert isinstance(foreign, UsageError) and "not a qwenjson checkpoint" in str(foreign)
 
 
@@ -634,10 +585,10 @@ def test_a_checkpoint_in_use_by_another_run_is_refused(tmp_path: Path) -> None:
 
 def test_a_partial_last_checkpoint_line_is_ignored(tmp_path: Path) -> None:
     data = b"a\nb\n"
-    batch_to_file(tmp_path, data, StreamingFake(crash_at("b")))
+    batch_to_file(tmp_path, data, FakeModel(crash_at("b")))
     with (tmp_path / "ckpt").open("ab") as f:
         f.write(b'{"line":2,"inp')
-    fake = StreamingFake(lambda t, _: person(t))
+    fake = FakeModel(lambda t, _: person(t))
     report, _ = batch_to_file(tmp_path, data, fake)
     assert fake.users == ["b"] and report.resumed == 1
     assert all(json.loads(x) for x in (tmp_path / "ckpt").read_text().splitlines())
@@ -686,7 +637,7 @@ def cli_run(
     def invoke(
         *args: str, stdin: bytes = b"", answer: Callable[[str, int], str] | None = None
     ) -> Run:
-        fake = StreamingFake(answer or (lambda t, _: person(t)))
+        fake = FakeModel(answer or (lambda t, _: person(t)))
         monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: fake)
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
         code = cli.run(list(args))

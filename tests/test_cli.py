@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from qwenjson.errors import (
     EXIT_SCHEMA,
     EXIT_USAGE,
 )
-from qwenjson.generation import GenerationResult, Message
+from tests.fakes import FakeModel
 
 PERSON = {
     "type": "object",
@@ -31,44 +31,6 @@ PERSON = {
     },
     "required": ["name", "age"],
 }
-
-
-@dataclass
-class FakeModel:
-    """Replays queued answers; records what it was asked."""
-
-    answers: list[str]
-    finish: str = "stop"
-    calls: list[tuple[list[Message], str]] = field(default_factory=list)
-    closed: bool = False
-
-    @property
-    def n_ctx(self) -> int:
-        return 4096
-
-    def count_tokens(self, text: str) -> int:
-        return len(text)
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return "\n".join(m["content"] for m in messages)
-
-    def generate(
-        self,
-        messages: Sequence[Message],
-        grammar: str,
-        *,
-        max_tokens: int = 1024,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        on_text: Callable[[str], None] | None = None,
-    ) -> GenerationResult:
-        self.calls.append((list(messages), grammar))
-        text = self.answers.pop(0)
-        return GenerationResult(text, 10, 5, 1.0, 1.0, self.finish)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @dataclass
@@ -87,7 +49,7 @@ def schema_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModel]:
-    model = FakeModel(answers=[])
+    model = FakeModel()
     monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: model)
     yield model
 
