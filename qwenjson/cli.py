@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
@@ -28,6 +27,7 @@ from qwenjson.errors import (
     QwenJsonError,
     UsageError,
 )
+from qwenjson.stream import signals_held
 
 if TYPE_CHECKING:
     from qwenjson.batch import RecordRunner
@@ -70,21 +70,10 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
     raise _Terminated()
 
 
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while a line goes out, so stdout never ends in a partial line."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def write_document(text: str) -> None:
     """Write one JSON document and a newline to stdout, whole, and flush it."""
     data = (text + "\n").encode("utf-8")
-    with _signals_deferred():
+    with signals_held():  # stdout never ends in a partial line
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
