@@ -551,18 +551,20 @@ class _Canonicalizer:
         return out
 
 
-def canonical_json(instance: Any, schema: Any = True) -> str:
+def canonical_json(instance: Any, schema: Any = True, *, spaced: bool = False) -> str:
     """``instance`` in qwenjson's canonical output form under ``schema``.
 
-    Compact JSON, UTF-8 characters as themselves (control characters, quote and backslash
-    escaped), object properties in the order the schema lists them in ``properties`` (through
-    ``$ref``, ``allOf``, the first matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``),
-    any others after them in the instance's order, and integral numbers written without a
-    fraction below 2**53 (``1.0`` → ``1``). A value that a ``const``/``enum`` lists is written as
-    the schema writes it. Raises ValueError for NaN/infinity.
+    Compact JSON (``spaced``: ``", "`` and ``": "``, extract's profile), UTF-8 characters as
+    themselves (control characters, quote and backslash escaped), object properties in the
+    order the schema lists them in ``properties`` (through ``$ref``, ``allOf``, the first
+    matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``), any others after them in
+    the instance's order, and integral numbers written without a fraction below 2**53
+    (``1.0`` → ``1``). A value that a ``const``/``enum`` lists is written as the schema writes
+    it. Raises ValueError for NaN/infinity.
     """
     ordered = _Canonicalizer(schema).value(instance, [schema])
-    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(ordered, ensure_ascii=False, separators=separators, allow_nan=False)
 
 
 @dataclass
@@ -588,19 +590,21 @@ class GroupResult:
         return self.status in ("compiled", "refused") and not self.failures
 
 
-def prepare(schema: Any, closed_objects: bool = False) -> tuple[Any, Any]:
+def prepare(schema: Any, closed_objects: bool = False, spaced: bool = False) -> tuple[Any, Any]:
     """What qwenjson does with a schema before generating: (compiled schema, validator).
 
     The steps of ``qwenjson.pipeline.prepare_schema`` (metaschema check, compiler, validator),
     but with the exact grammar by default: ``extract`` compiles with ``closed_objects=True``,
-    a subset that leaves out undeclared properties, so it can't take every valid document.
+    a subset that leaves out undeclared properties, so it can't take every valid document, and
+    ``spaced=True`` (``", "`` and ``": "`` separators).
     Raises ``SchemaError`` where qwenjson refuses the schema.
     """
     from qwenjson.schema import compile as compile_schema
     from qwenjson.validate import check_metaschema, make_validator
 
     check_metaschema(schema)
-    return compile_schema(schema, closed_objects=closed_objects), make_validator(schema)
+    compiled = compile_schema(schema, closed_objects=closed_objects, spaced=spaced)
+    return compiled, make_validator(schema)
 
 
 def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResult:

@@ -249,17 +249,22 @@ def test_random_schemas_give_a_usable_grammar_or_a_clean_refusal(
 
 
 @MORE
-@given(schema=SCHEMAS, instances=st.lists(JSON_VALUES, min_size=1, max_size=4))
+@given(
+    schema=SCHEMAS,
+    instances=st.lists(JSON_VALUES, min_size=1, max_size=4),
+    spaced=st.booleans(),
+)
 def test_grammar_and_validation_agree_on_random_instances(
-    grammar_engine: GrammarEngine, schema: Any, instances: list[Any]
+    grammar_engine: GrammarEngine, schema: Any, instances: list[Any], spaced: bool
 ) -> None:
+    # Both separator styles: compact, and extract's spaced one (", " and ": ").
     try:
-        compiled, validator = prepare(schema)
+        compiled, validator = prepare(schema, spaced=spaced)
     except SchemaError:
         return
     assume(_validation_trouble(validator) is None)  # the test above reports those
     for instance in instances:
-        text = canonical_json(instance, schema)
+        text = canonical_json(instance, schema, spaced=spaced)
         valid = validator.is_valid(instance)
         accepted = grammar_engine.accepts(compiled.grammar, text)
         if valid:
@@ -269,17 +274,22 @@ def test_grammar_and_validation_agree_on_random_instances(
 
 
 @MORE
-@given(schema=SCHEMAS, closed=st.booleans(), rnd=st.randoms(use_true_random=False))
+@given(
+    schema=SCHEMAS,
+    closed=st.booleans(),
+    spaced=st.booleans(),
+    rnd=st.randoms(use_true_random=False),
+)
 def test_what_the_grammar_lets_through_is_valid_or_checked(
-    grammar_engine: GrammarEngine, schema: Any, closed: bool, rnd: Random
+    grammar_engine: GrammarEngine, schema: Any, closed: bool, spaced: bool, rnd: Random
 ) -> None:
     # Soundness, the other half: texts sampled token by token under the grammar (as a model
     # would write them) are JSON, valid unless the compiler said validation is needed. (A key
     # written twice is read as json.loads reads it, the last one wins, as qwenjson does: GBNF
     # can't keep free-form keys apart, so validation has to count what is really there.)
-    # Both grammars: the exact one and extract's closed-objects profile.
+    # Every profile: the exact grammar, extract's closed objects, and either separator style.
     try:
-        compiled, validator = prepare(schema, closed_objects=closed)
+        compiled, validator = prepare(schema, closed_objects=closed, spaced=spaced)
     except SchemaError:
         return
     assume(_validation_trouble(validator) is None)

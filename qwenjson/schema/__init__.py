@@ -24,26 +24,33 @@ class CompiledSchema:
     needs_validation: bool  # True when anything is checked only after generation
 
 
-def compile(schema: dict[str, Any] | bool, *, closed_objects: bool = False) -> CompiledSchema:
+def compile(
+    schema: dict[str, Any] | bool, *, closed_objects: bool = False, spaced: bool = False
+) -> CompiledSchema:
     """Compile a JSON Schema to GBNF (root rule ``root``), with the keyword report.
 
     ``closed_objects=True`` is the generation profile ``extract`` uses: objects that declare
     properties and say nothing of others get no undeclared ones (a subset of the valid
-    documents; by default the grammar takes every valid document).
+    documents; by default the grammar takes every valid document). ``spaced=True`` writes
+    ``", "`` between members and items and ``": "`` after keys, as ``json.dumps`` does by
+    default: measured on Qwen2 0.5B, compact JSON pushed the model off the spelling it learned,
+    and after a compact ``"keywords":`` it chose ``[]`` where the spaced form got the list.
 
     Raises ``SchemaError`` (unsatisfiable, remote or broken ``$ref``, malformed schema) or
     ``UnsupportedKeywordError``, each naming the JSON pointer.
     """
-    compiler = Compiler(schema, closed_objects=closed_objects)
+    compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced)
     grammar = compiler.compile()
     report = build_report(schema, compiler.marks, compiler.index.nodes)
     needs = any(use.status == "validated-after" for use in report)
     return CompiledSchema(grammar, report, needs)
 
 
-def compile_schema(schema: dict[str, Any] | bool, *, closed_objects: bool = False) -> str:
+def compile_schema(
+    schema: dict[str, Any] | bool, *, closed_objects: bool = False, spaced: bool = False
+) -> str:
     """The GBNF text for ``schema`` (see :func:`compile`)."""
-    return compile(schema, closed_objects=closed_objects).grammar
+    return compile(schema, closed_objects=closed_objects, spaced=spaced).grammar
 
 
 def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:

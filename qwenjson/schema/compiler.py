@@ -205,14 +205,14 @@ def _intersect_types(a: set[str] | None, b: set[str] | None) -> set[str] | None:
     return out
 
 
-def _canonical_json(value: Any) -> list[str]:
+def _canonical_json(value: Any, separators: tuple[str, str] = (",", ":")) -> list[str]:
     """The canonical text of one JSON value (an integral number is written as an integer)."""
     if isinstance(value, float):
         if not math.isfinite(value):
             return []
         if value.is_integer() and abs(value) < 2**53:
             return [str(int(value))]
-    return [json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)]
+    return [json.dumps(value, ensure_ascii=False, separators=separators, allow_nan=False)]
 
 
 def _seq(*parts: str) -> str:
@@ -369,9 +369,13 @@ def _pointer_hint(pointer: str) -> str:
 class Compiler:
     """Compiles one schema document; use :meth:`compile` once per instance."""
 
-    def __init__(self, schema: Any, *, closed_objects: bool = False) -> None:
+    def __init__(self, schema: Any, *, closed_objects: bool = False, spaced: bool = False) -> None:
         self.schema = schema
         self.closed_objects = closed_objects
+        # The separators written between members/items and after keys, as GBNF literals.
+        self.separators = (", ", ": ") if spaced else (",", ":")
+        self.comma = gbnf.literal(self.separators[0])
+        self.colon = gbnf.literal(self.separators[1])
         self.index = RefIndex(schema)
         self.draft = self.index.draft
         self.rules: dict[str, str] = {}
@@ -424,7 +428,13 @@ class Compiler:
                     used.add(name)
                     todo.append(PRIMITIVES[name][0])
         for name in used:
-            self.rules[name] = PRIMITIVES[name][0]
+            self.rules[name] = self._primitive_body(name)
+
+    def _primitive_body(self, name: str) -> str:
+        body = PRIMITIVES[name][0]
+        if name in ("object", "array") and self.separators != (",", ":"):
+            body = body.replace('","', self.comma).replace('":"', self.colon)
+        return body
 
     def mark(self, pointer: str, keyword: str, status: Status, note: str = "") -> None:
         """Record how a keyword at ``pointer`` ends up (refines the static report)."""
@@ -1021,7 +1031,7 @@ class Compiler:
             if not _scalar_fits(siblings, v):
                 continue
             try:
-                texts += _canonical_json(v)
+                texts += _canonical_json(v, self.separators)
             except (TypeError, ValueError):
                 continue
         texts = [t for t in dict.fromkeys(texts) if not _has_surrogate(t)]
@@ -1183,7 +1193,7 @@ class Compiler:
             # Items from position i (0-based) on, i items already written.
             if hi is not None and i >= hi:
                 return ""
-            sep = '","' if i > 0 else ""
+            sep = self.comma if i > 0 else ""
             if i < len(prefix):
                 body = _seq(sep, prefix[i] or "", tail(i + 1))
                 return body if i < lo else _group(body) + "?"
@@ -1198,11 +1208,13 @@ class Compiler:
                 self.mark(f.pointer, "maxItems", "validated-after", "too many for the grammar")
                 more = None
             if i > 0:
-                return _repeat(_group(_seq('","', rest)), need, more)
+                return _repeat(_group(_seq(self.comma, rest)), need, more)
             first = _seq(
                 rest,
                 _repeat(
-                    _group(_seq('","', rest)), max(need - 1, 0), None if more is None else more - 1
+                    _group(_seq(self.comma, rest)),
+                    max(need - 1, 0),
+                    None if more is None else more - 1,
                 ),
             )
             return first if need > 0 else _group(first) + "?"
@@ -1251,7 +1263,7 @@ class Compiler:
                         msg = f"required property {name!r} can't be written (lone surrogate)"
                         raise Unsatisfiable(msg, sub.pointer)
                     continue  # no UTF-8 text can hold a lone surrogate
-                key_lit = _key_literal(name)
+                key_lit = _key_literal(name, self.separators[1])
                 members.append((name, _seq(key_lit, val), is_req))
             extra_kv = self._extra_member(f, node, list(props))
         n_req = sum(1 for _, _, r in members if r)
@@ -1285,18 +1297,18 @@ class Compiler:
             if hi == 0:
                 return '"{}"'
             more = _repeat(
-                _group(_seq('","', extra_kv)), max(lo - 1, 0), None if hi is None else hi - 1
+                _group(_seq(self.comma, extra_kv)), max(lo - 1, 0), None if hi is None else hi - 1
             )
             body = _seq(extra_kv, more)
             return _seq('"{"', body if lo > 0 else _group(body) + "?", '"}"')
 
-        extras_tail = _group(_seq('","', extra_kv)) + "*" if extra_kv is not None else ""
+        extras_tail = _group(_seq(self.comma, extra_kv)) + "*" if extra_kv is not None else ""
 
         def t_seq(i: int) -> str:
             # Members i.. when something was written already (each one preceded by a comma).
             parts = []
             for _, kv, req in members[i:]:
-                item = _seq('","', kv)
+                item = _seq(self.comma, kv)
                 parts.append(item if req else _group(item) + "?")
             return _seq(*parts, extras_tail)
 
@@ -1313,7 +1325,8 @@ class Compiler:
             if i not in tail_names:
                 hint = _pointer_hint(f.pointer) + "-tail"
                 body = _seq(
-                    _group(_seq('","', members[i][1])) + ("" if members[i][2] else "?"), tail(i + 1)
+                    _group(_seq(self.comma, members[i][1])) + ("" if members[i][2] else "?"),
+                    tail(i + 1),
                 )
                 tail_names[i] = self.rule(hint, body)
             return tail_names[i]
@@ -1359,7 +1372,7 @@ class Compiler:
             if key is None:
                 key = self._string_excluding(declared)
             if key != '""':  # no name is allowed: no undeclared member
-                members.append(_seq(key, '":"', add_value))
+                members.append(_seq(key, self.colon, add_value))
         if not members:
             return None
         if len(members) == 1:
@@ -1443,7 +1456,7 @@ class Compiler:
             if key is None:
                 exact = False
                 key = "string"
-            members.append(_seq(key, '":"', value))
+            members.append(_seq(key, self.colon, value))
         return members, exact
 
     def _pattern_key(self, pattern: str, pointer: str) -> str | None:
@@ -1578,11 +1591,11 @@ def _name_fits(names: Flat, name: str) -> bool:
     return not names.formats and all(_py_search(p, name) for p, _ in names.patterns)
 
 
-def _key_literal(name: str) -> str:
+def _key_literal(name: str, colon: str = ":") -> str:
     """The GBNF literal for `"name":` (the fast path skips escaping where none is needed)."""
     if name.isprintable() and '"' not in name and "\\" not in name:
-        return '"\\"' + name + '\\":"'
-    return gbnf.literal('"' + gbnf.json_escape_content(name) + '":')
+        return '"\\"' + name + '\\"' + colon + '"'
+    return gbnf.literal('"' + gbnf.json_escape_content(name) + '"' + colon)
 
 
 def _is_pure_ref(schema: dict[str, Any], draft: int) -> bool:
