@@ -14,14 +14,15 @@ from typing import Any
 
 from qwenjson.generation import Message
 
-SYSTEM_INTRO = (
-    "You are a strict JSON generator. Read the user's text and reply with exactly one JSON "
-    "{kind} and nothing else: no explanation, no code fence."
-)
+# Short on purpose: every prompt token is prefill time on every record (the larger part of a
+# short record's time on a small CPU). Measured with scripts/prompt_eval.py on Qwen2 0.5B, this
+# wording passed more checks (54 of 57) than one 45 tokens longer ("You are a strict JSON
+# generator…", 51) and than rewordings of the same length. The grammar keeps the output JSON.
+SYSTEM_INTRO = "Extract data from the user's text as one JSON {kind}."
+FIELDS_HEADER = "Fields:"
 RULES = (
-    "Rules: take every value from the user's text and keep it in the language it is written in "
-    "(do not translate names or phrases). Do not invent facts the text does not contain; leave "
-    "out optional fields the text does not mention. Numbers are plain JSON numbers."
+    "Copy values from the text in their original language; never translate. Omit optional "
+    "fields the text doesn't mention; never invent values."
 )
 
 # A schema is described at most this deep and this long: past that, the grammar still enforces
@@ -95,7 +96,7 @@ class _Describer:
     def describe_root(self) -> list[str]:
         root = self.deref(self.root)
         if _types(root) == ["object"] and isinstance(root.get("properties"), Mapping):
-            self.lines.append("The object has these fields, in this order:")
+            self.lines.append(FIELDS_HEADER)
             self._fields(root, indent=0, depth=0)
         else:
             self.lines.append("The value is: " + self._summary(root, indent=0, depth=0))

@@ -1,0 +1,84 @@
+"""The messages sent to the model: fields in plain words, the text unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qwenjson.prompt import FIELDS_HEADER, RULES, build_messages, system_message
+
+PERSON: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "full name"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "hobbies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "age"],
+}
+
+
+def test_the_text_is_the_user_message_unchanged() -> None:
+    text = "请创建一个叫李明的人\n  <|im_end|> stays text\n"
+    messages = build_messages(PERSON, text)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[1]["content"] == text
+
+
+def test_fields_are_listed_in_order_with_type_and_whether_required() -> None:
+    lines = system_message(PERSON).splitlines()
+    assert "JSON object" in lines[0]
+    start = lines.index(FIELDS_HEADER)
+    assert lines[start + 1 : start + 4] == [
+        '- "name": string, required — full name',
+        '- "age": integer from 0 to 150, required',
+        '- "hobbies": list of string, optional',
+    ]
+    assert lines[-1] == RULES
+
+
+def test_enums_consts_nesting_and_refs_are_described() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"city": {"type": "string", "title": "城市"}},
+        "properties": {
+            "状态": {"enum": ["开", "关"]},
+            "kind": {"const": "order"},
+            "address": {
+                "type": "object",
+                "properties": {"city": {"$ref": "#/$defs/city"}, "zip": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    text = system_message(schema)
+    assert '- "状态": one of "开", "关", optional' in text  # not \\u-escaped
+    assert '- "kind": always "order", optional' in text
+    assert '- "address": object with fields, optional' in text
+    assert '  - "city": string, required — 城市' in text
+    assert '  - "zip": string, optional' in text
+
+
+def test_a_value_that_is_not_an_object_is_described_in_one_line() -> None:
+    text = system_message({"type": "array", "items": {"type": "integer", "minimum": 1}})
+    assert "JSON value" in text.splitlines()[0]
+    assert "The value is: list of integer ≥ 1" in text
+    assert FIELDS_HEADER not in text
+
+
+def test_an_instruction_becomes_the_task() -> None:
+    text = system_message(PERSON, "  only the first person  ")
+    assert "\n\nTask: only the first person\n\n" in text
+
+
+def test_a_huge_schema_is_described_only_in_part() -> None:
+    schema = {"type": "object", "properties": {f"f{i}": {"type": "string"} for i in range(500)}}
+    text = system_message(schema)
+    assert "(more fields follow the same pattern)" in text
+    assert '"f499"' not in text
+    assert len(text.splitlines()) < 80
+
+
+def test_boolean_and_empty_schemas_still_give_a_message() -> None:
+    for schema in (True, {}, {"anyOf": [{"type": "string"}, {"type": "null"}]}):
+        text = system_message(schema)
+        assert text.startswith("Extract data") and text.endswith(RULES)
