@@ -670,6 +670,7 @@ class Engine:
             closing: list[int] = []
             short: list[int] = []
             values = {b"0", b'""', b"[]", b"{}", b"null", b'"', b"[", b"{"}
+            values |= {b" " + v for v in values}  # after a spaced separator's held-back blank
             for t in range(self._n_vocab):
                 piece = self.piece(t)
                 if not piece:

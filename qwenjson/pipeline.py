@@ -84,7 +84,7 @@ class PreparedSchema:
 def prepare_schema(schema: Schema) -> PreparedSchema:
     """Check and compile ``schema``; raises SchemaError (exit 3) when it can't be used."""
     check_metaschema(schema)
-    compiled = compile_schema_full(schema, closed_objects=True)
+    compiled = compile_schema_full(schema, closed_objects=True, spaced=True)
     return PreparedSchema(schema, compiled, make_validator(schema))
 
 

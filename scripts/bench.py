@@ -68,8 +68,9 @@ def compile_grammar(schema: dict[str, Any]) -> str:
 
         return str(json_schema_to_gbnf(json.dumps(schema)))
     try:
-        # What ``extract`` uses: objects that declare properties get no undeclared ones.
-        return compile_schema(schema, closed_objects=True)
+        # What ``extract`` uses: objects that declare properties get no undeclared ones, and
+        # the separators are spaced as the model learned them.
+        return compile_schema(schema, closed_objects=True, spaced=True)
     except TypeError:  # a compiler without the generation profile
         return compile_schema(schema)
 
