@@ -291,3 +291,52 @@ def test_prompt_prefix_is_reused_across_calls(engine: Engine) -> None:
     assert shared > 10
     assert engine.last_stats.reused_tokens >= shared
     assert engine.last_stats.reused_tokens < result.prompt_tokens
+
+
+def _schema_grammar(schema: dict[str, Any], spaced: bool) -> str:
+    from qwenjson.schema import compile_schema
+
+    return compile_schema(schema, closed_objects=True, spaced=spaced)
+
+
+def _fresh(grammar: str, guess: bool) -> tuple[str, list[tuple[int, bool]], Any]:
+    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+        e.guess_lead = guess
+        result = e.generate(PERSON_MESSAGES, grammar, max_tokens=60)
+        return result.text, e.last_stats.tokens, e.last_stats
+
+
+PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+@pytest.mark.parametrize(
+    ("spaced", "right"),
+    [
+        (True, True),  # `{"name": "`: the held-back ` "` is what the model writes
+        (False, False),  # `{"name":"`: held-back `":"`, the model writes `":` then `"`
+    ],
+)
+def test_the_lead_guess_never_changes_the_output(spaced: bool, right: bool) -> None:
+    grammar = _schema_grammar(PERSON_SCHEMA, spaced)
+    text, tokens, stats = _fresh(grammar, guess=True)
+    plain_text, plain_tokens, plain_stats = _fresh(grammar, guess=False)
+    assert (text, tokens) == (plain_text, plain_tokens)
+    assert plain_stats.lead_guess is None
+    assert stats.lead_guess is right
+    # A right guess saves the decode of the token; a wrong one is dropped and costs none.
+    assert stats.decode_calls == plain_stats.decode_calls - (1 if right else 0)
+
+
+def test_a_lead_guess_that_keeps_missing_is_no_longer_tried() -> None:
+    grammar = _schema_grammar(PERSON_SCHEMA, spaced=False)
+    tried = []
+    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:  # its own record of guesses
+        for _ in range(3):
+            first = e.generate(PERSON_MESSAGES, grammar, max_tokens=60)
+            tried.append(e.last_stats.lead_guess)
+            json.loads(first.text)
+    assert tried == [False, None, None]  # wrong once: the record is no longer even
