@@ -684,7 +684,7 @@ def _pull_online(
     if urlsplit(download_url).netloc != urlsplit(endpoint).netloc:
         headers.pop("authorization", None)  # never hand the token to a CDN
 
-    with WeakFileLock(lock):
+    with _lock_showing_progress(WeakFileLock, lock, blob, size, progress):
         if corrupt is not None and corrupt.exists():
             _discard(corrupt)
         if blob.exists() and not _matches(blob, expected, size):
@@ -702,6 +702,33 @@ def _pull_online(
         key = _hub_key(spec, meta.commit_hash)
         _save_state(lambda data: data["hub"].__setitem__(key, expected))
     return pointer
+
+
+@contextlib.contextmanager
+def _lock_showing_progress(
+    file_lock: Callable[..., Any],
+    lock: Path,
+    blob: Path,
+    size: int | None,
+    progress: ProgressCallback | None,
+) -> Iterator[None]:
+    """Hold ``lock``; while another process holds it (downloading the same file), report that
+    process's progress from the size of its partial file, so a second ``pull`` doesn't sit
+    silent for minutes."""
+    from filelock import Timeout  # a dependency of huggingface_hub
+
+    partial = blob.with_name(blob.name + ".incomplete")
+    with contextlib.ExitStack() as held:
+        while True:
+            try:
+                held.enter_context(file_lock(lock, timeout=0.5))
+                break
+            except Timeout:
+                if progress is not None:
+                    # OSError: the download hasn't started yet, or has finished (renamed).
+                    with contextlib.suppress(OSError):
+                        progress(partial.stat().st_size, size)
+        yield
 
 
 def _missing_file_hint(path: Path) -> None:

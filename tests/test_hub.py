@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -381,6 +382,44 @@ def test_two_concurrent_pulls_both_succeed_with_one_download(
     assert path.read_bytes() == smol_bytes
     assert len(fake_hub.requests("HEAD")) == 2
     assert len(fake_hub.data_gets()) == 1  # the second waited on the lock and reused the blob
+    assert partials(hf_env) == []
+
+
+def test_a_pull_waiting_for_another_shows_that_ones_progress(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # Another process holds the file's lock and has written part of it: the waiting pull
+    # reports those bytes (from the partial file) instead of sitting silent, then takes over.
+    from filelock import FileLock
+
+    blobs = storage(hf_env) / "blobs"
+    blobs.mkdir(parents=True)
+    partial = blobs / f"{smol_sha}.incomplete"
+    lock = FileLock(hf_env / ".locks" / storage(hf_env).name / f"{smol_sha}.lock")
+    seen: list[tuple[int, int | None]] = []
+    result: list[Path] = []
+    lock.acquire()
+    try:
+        partial.write_bytes(smol_bytes[:1000])
+        waiter = threading.Thread(
+            target=lambda: result.append(
+                hub.pull(make_spec(smol_sha), progress=lambda d, t: seen.append((d, t)))
+            )
+        )
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while (1000, len(smol_bytes)) not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with partial.open("ab") as f:
+            f.write(smol_bytes[1000:5000])
+        while (5000, len(smol_bytes)) not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        lock.release()
+    waiter.join(timeout=60)
+    assert (1000, len(smol_bytes)) in seen and (5000, len(smol_bytes)) in seen
+    assert result and result[0].read_bytes() == smol_bytes
+    assert fake_hub.data_gets()  # the rest came from the hub once the lock was free
     assert partials(hf_env) == []
 
 
