@@ -136,7 +136,12 @@ def extract(
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (used when --temperature > 0).")] = 0,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads. [default: all cores, at most 4]")
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for decoding and for the prompt. [default: decoding: every core "
+            "up to 4, beyond that one left free (at most 8); the prompt: every core]",
+        ),
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
     cache_dir: Annotated[
