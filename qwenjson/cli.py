@@ -139,8 +139,9 @@ def extract(
         int | None,
         typer.Option(
             min=1,
-            help="CPU threads for decoding and for the prompt. [default: decoding: every core "
-            "up to 4, beyond that one left free (at most 8); the prompt: every core]",
+            help="CPU threads for decoding and for the prompt. [default: the cores other "
+            "processes leave free, checked before each record: decoding on all of them up to "
+            "4, beyond that one left idle (at most 8); the prompt on all of them]",
         ),
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,

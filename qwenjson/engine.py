@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.errors import InputError, ModelError, SchemaError
 from qwenjson.generation import GenerationResult, Message
 from qwenjson.kvcache import PrefixCache, model_fingerprint
@@ -95,13 +96,10 @@ def default_threads() -> tuple[int, int]:
 
     Decoding one token is memory-bandwidth bound: on 2-4 cores every core helps, beyond that the
     gain flattens and one core is left for the OS and the Python side of the loop (capped at 8).
-    Prompt processing is compute bound and uses every core we may run on.
+    Prompt processing is compute bound and uses every core we may run on. (Cores that other
+    processes keep busy are left out at run time: ``qwenjson.cpu``.)
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    cores = max(1, cores)
+    cores = max(1, len(allowed_cpus()))
     decode = cores if cores <= 4 else min(8, cores - 1)
     return decode, cores
 
@@ -119,6 +117,7 @@ class GenerationStats:
     # The forced start's held-back last token, evaluated with the prompt on the guess that the
     # model picks it (``Engine._lead_guess``): None when not tried, else whether it was right.
     lead_guess: bool | None = None
+    threads: tuple[int, int] = (0, 0)  # llama.cpp threads used: (decoding, the prompt)
     full_masks: int = 0  # steps that masked the whole vocabulary
     rejections: int = 0  # tokens the model preferred but the grammar refused
     # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
@@ -169,6 +168,9 @@ class Engine:
             raise ModelError(f"{path} is not a GGUF model file")
         self.model_path = path
         self._model_sha256 = model_sha256
+        # Threads left to us follow what other processes use (qwenjson.cpu): the first
+        # window is the model's loading, then each call to the next.
+        self._watch = CoreWatch() if n_threads is None and n_threads_batch is None else None
         _init_backend()
 
         mparams = ll.llama_model_default_params()
@@ -179,7 +181,7 @@ class Engine:
         self._vocab = ll.llama_model_get_vocab(model)
         self._n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
 
-        default_decode, default_batch = default_threads()
+        default_decode, default_batch = self._default_threads = default_threads()
         self.n_threads = n_threads or default_decode
         self.n_threads_batch = n_threads_batch or n_threads or default_batch
         cparams = ll.llama_context_default_params()
@@ -808,7 +810,10 @@ class Engine:
         if not tokens:
             raise InputError("the prompt is empty")
         gram = self._init_grammar(grammar)
-        self.last_stats = stats = GenerationStats(prompt_tokens=len(tokens))
+        self._adapt_threads()
+        self.last_stats = stats = GenerationStats(
+            prompt_tokens=len(tokens), threads=(self.n_threads, self.n_threads_batch)
+        )
         try:
             t0 = time.perf_counter()
             shared = (
@@ -929,6 +934,18 @@ class Engine:
             stats.decode_calls += 1
             self._decode(fed or [token])
         return finish("length")
+
+    def _adapt_threads(self) -> None:
+        """Use only the cores other processes leave free (unless threads were given)."""
+        if self._watch is None:
+            return
+        busy = self._watch.others_busy()
+        if busy is None:
+            return
+        n, nb = threads_for(len(self._watch.cpus) - busy, self._default_threads)
+        if (n, nb) != (self.n_threads, self.n_threads_batch):
+            ll.llama_set_n_threads(self._live_ctx(), n, nb)
+            self.n_threads, self.n_threads_batch = n, nb
 
     def _forced_start(self, grammar: Any, max_tokens: int) -> tuple[list[int], bool, int | None]:
         """The tokens of text the grammar forces before the first choice, accepted by it,
