@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from qwenjson.errors import (
 from qwenjson.generation import Generator, Message
 from qwenjson.pipeline import Extraction, ExtractOptions, Extractor, PreparedSchema, prepare_schema
 from qwenjson.stream import FileMark, ItemScanner, LineOutput, file_mark, signals_held
-from qwenjson.validate import Schema, validation_errors
+from qwenjson.validate import Schema, drop_empty_strings, validation_errors
 
 __all__ = [
     "BatchOptions",
@@ -258,6 +258,12 @@ class RecordRunner:
         self.record = record or RecordOptions()
         if self.record.each and job.item is None:
             raise UsageError("--each needs a job prepared with prepare_job(schema, each=True)")
+        options = options or ExtractOptions()
+        self.keep_empty = options.keep_empty
+        if self.record.each:
+            # Items are printed as they close, empty members dropped item by item (_ItemStream);
+            # the whole document stays as generated, to be compared with what was printed.
+            options = replace(options, keep_empty=True)
         self.extractor = Extractor(job.prepared, generator, options)
         self.clock = clock
         self.total_timeout = total_timeout
@@ -290,7 +296,7 @@ class RecordRunner:
         if cut is not None and notice is not None:
             keep = self.record.truncate
             notice(f"input cut from {cut[0]} to {cut[1]} tokens (--truncate {keep})")
-        stream = _ItemStream(self.job.item, emit) if self.record.each else None
+        stream = _ItemStream(self.job.item, emit, self.keep_empty) if self.record.each else None
 
         def watch(chunk: str) -> None:
             self._check_time(started)
@@ -316,9 +322,12 @@ class RecordRunner:
 class _ItemStream:
     """Emits the items of generated ``{"items": […]}`` text as they close, validated one by one."""
 
-    def __init__(self, item: PreparedSchema | None, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, item: PreparedSchema | None, emit: Callable[[str], None], keep_empty: bool = False
+    ) -> None:
         assert item is not None
         self.validator: Validator = item.validator
+        self.keep_empty = keep_empty
         self.emit = emit
         self.scanner = ItemScanner()
         self.printed: list[Any] = []
@@ -357,7 +366,7 @@ class _ItemStream:
         errors = validation_errors(value, self.validator)
         if not errors:
             self.printed.append(value)
-            self.emit(_compact(value))
+            self._print(value)
             return
         if self.printed:
             raise NoValidOutputError(
@@ -374,7 +383,11 @@ class _ItemStream:
         # Generators that don't stream text (or a tail the scanner hadn't closed yet).
         for value in items[len(self.printed) :]:
             self.printed.append(value)
-            self.emit(_compact(value))
+            self._print(value)
+
+    def _print(self, value: Any) -> None:
+        shown = value if self.keep_empty else drop_empty_strings(value, self.validator)
+        self.emit(_compact(shown))
 
 
 def _compact(value: Any) -> str:

@@ -160,6 +160,14 @@ def extract(
         int,
         typer.Option(min=0, help="Extra attempts when a document fails validation."),
     ] = 2,
+    keep_empty: Annotated[
+        bool,
+        typer.Option(
+            "--keep-empty",
+            help='Keep object members the model left as "". By default those the schema '
+            "lets go are dropped (a small model writes them for fields the text doesn't give).",
+        ),
+    ] = False,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
     offline: Annotated[
         bool,
@@ -302,6 +310,7 @@ def extract(
             temperature=temperature,
             seed=seed,
             retries=retries,
+            keep_empty=keep_empty,
         )
         record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
         runner = RecordRunner(
@@ -315,7 +324,9 @@ def extract(
                 "schema": schema_value,
                 "model": str(model or ""),
                 "ctx": ctx,
-                "options": [instruction, max_tokens, temperature, seed, retries],
+                # (--keep-empty only when given: checkpoints written before it existed match.)
+                "options": [instruction, max_tokens, temperature, seed, retries]
+                + (["keep-empty"] if keep_empty else []),
                 "records": [field, into, each, truncate],
             }
             _extract_jsonl(

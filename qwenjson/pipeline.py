@@ -25,7 +25,13 @@ from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.prompt import build_messages
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
-from qwenjson.validate import Schema, check_metaschema, make_validator, validation_errors
+from qwenjson.validate import (
+    Schema,
+    check_metaschema,
+    drop_empty_strings,
+    make_validator,
+    validation_errors,
+)
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -41,6 +47,8 @@ class ExtractOptions:
     seed: int = 0
     # Extra attempts after a document fails validation (keywords the grammar can't carry).
     retries: int = 2
+    # Keep object members the model left as "" (by default those the schema lets go are dropped).
+    keep_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class Extractor:
             else:
                 errors = validation_errors(data, self.prepared.validator)
                 if not errors:
+                    if not opts.keep_empty:
+                        data = drop_empty_strings(data, self.prepared.validator)
                     compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
                     return Extraction(data, compact, attempt + 1, tuple(results))
             messages = [*self.messages(text), *_feedback(result.text, errors)]

@@ -254,6 +254,24 @@ def test_each_emits_every_item_as_soon_as_it_closes() -> None:
     assert emitted[0][1] < emitted[1][1] < emitted[2][1]
 
 
+def test_each_drops_empty_members_item_by_item_unless_kept() -> None:
+    schema = {**PERSON, "properties": {**PERSON["properties"], "city": {"type": "string"}}}
+
+    def answer(text: str, _: int) -> str:
+        return json.dumps({"items": [{"name": n, "age": 1, "city": ""} for n in text.split()]})
+
+    for keep, want in (
+        (False, '{"name":"Ann","age":1}'),
+        (True, '{"name":"Ann","age":1,"city":""}'),
+    ):
+        emitted: list[str] = []
+        r = runner(FakeModel(answer), schema, each=True, options=ExtractOptions(keep_empty=keep))
+        result = r.run("Ann Bob", emitted.append)
+        assert emitted == [want, want.replace("Ann", "Bob")]
+        # The document itself stays as generated (it is what the printed items are checked on).
+        assert result.data["items"][0]["city"] == ""
+
+
 def test_each_with_field_wraps_every_item() -> None:
     out = io.BytesIO()
     run_batch(

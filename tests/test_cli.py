@@ -82,6 +82,21 @@ def test_prints_one_compact_document(
     assert "root ::=" in grammar
 
 
+def test_empty_optional_members_are_dropped_unless_kept(
+    run: Callable[..., Run], fake: FakeModel, schema_file: Path
+) -> None:
+    # "name" is required: its "" stays; "hobbies" items are strings in a list, not members.
+    answer = '{"name": "", "age": 3, "hobbies": [""]}'
+    fake.answers = [answer, answer]
+    r = run("extract", "--schema", str(schema_file), stdin=b"x")
+    assert (r.code, r.out) == (0, '{"name":"","age":3,"hobbies":[""]}\n')
+    schema = json.dumps({**PERSON, "properties": {**PERSON["properties"], "note": {}}})
+    fake.answers = ['{"name": "a", "age": 3, "note": ""}', '{"name": "a", "age": 3, "note": ""}']
+    assert run("extract", "--schema", schema, stdin=b"x").out == '{"name":"a","age":3}\n'
+    kept = run("extract", "--schema", schema, "--keep-empty", stdin=b"x")
+    assert kept.out == '{"name":"a","age":3,"note":""}\n'
+
+
 def test_pretty(run: Callable[..., Run], fake: FakeModel, schema_file: Path) -> None:
     fake.answers = ['{"name":"a","age":1}']
     r = run("extract", "--schema", str(schema_file), "--pretty", stdin=b"x")

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from qwenjson.errors import SchemaError
-from qwenjson.validate import check_metaschema, make_validator, validation_errors
+from qwenjson.validate import (
+    check_metaschema,
+    drop_empty_strings,
+    make_validator,
+    validation_errors,
+)
 
 
 @pytest.mark.parametrize(
@@ -90,3 +95,55 @@ def test_validation_never_fetches_a_remote_ref() -> None:
     thread.join()
     server.close()
     assert hits == []
+
+
+FLIGHT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "flight": {"type": "string"},
+        "seat": {"type": "string"},
+        "gate": {"type": "string"},
+        "legs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"to": {"type": "string"}, "note": {"type": "string"}},
+                "required": ["to"],
+            },
+        },
+        "extra": {"type": "object", "minProperties": 1},
+    },
+    "required": ["flight", "gate"],
+}
+
+
+def test_empty_strings_go_where_the_schema_lets_them() -> None:
+    doc = {
+        "flight": "LH 454",
+        "seat": "",
+        "gate": "",  # required: stays
+        "legs": [{"to": "", "note": ""}, {"to": "SFO", "note": "window"}],
+        "extra": {"k": ""},  # minProperties 1: stays
+    }
+    v = make_validator(FLIGHT)
+    out = drop_empty_strings(doc, v)
+    assert out == {
+        "flight": "LH 454",
+        "gate": "",
+        "legs": [{"to": ""}, {"to": "SFO", "note": "window"}],
+        "extra": {"k": ""},
+    }
+    assert list(out) == ["flight", "gate", "legs", "extra"]  # order kept
+    assert doc["seat"] == ""  # the input is not changed
+    assert not validation_errors(out, v)
+
+
+def test_dependent_requirements_are_respected() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+        "dependentRequired": {"b": ["a"]},
+    }
+    # Dropping "a" first would break b's dependency: it goes once b has gone.
+    assert drop_empty_strings({"a": "", "b": "x"}, make_validator(schema)) == {"a": "", "b": "x"}
+    assert drop_empty_strings({"a": "", "b": ""}, make_validator(schema)) == {}
