@@ -8,7 +8,9 @@ prefill time on every record. Run this before and after changing ``qwenjson/prom
 prints, per case, the prompt's token count, the output, and which checks failed, then the
 totals. Cases are English and Chinese, and include optional fields the text doesn't mention
 (they must be left out), enums, booleans, numbers with units and lists. Greedy decoding under
-the product's grammar, so the output is always valid: the checks are about *content*.
+the product's grammar, so the output is always valid: the checks are about *content*. The
+checks see what ``extract`` prints (members left as ``""`` dropped where the schema lets them
+go); with ``--raw``, the model's own output.
 Not a test: the answers depend on the model.
 """
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: qwenjson needn't be instal
 from qwenjson.engine import Engine  # noqa: E402
 from qwenjson.prompt import build_messages  # noqa: E402
 from qwenjson.schema import compile_schema  # noqa: E402
+from qwenjson.validate import drop_empty_strings, make_validator  # noqa: E402
 
 SHARED_CASES = ROOT.parent / "shared" / "cases"
 
@@ -346,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="the GGUF to evaluate")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--only", help="run only the cases whose name contains this")
+    p.add_argument("--raw", action="store_true", help="check the model's output as it is")
     args = p.parse_args(argv)
 
     engine = Engine(args.model, n_ctx=4096, n_threads=args.threads)
@@ -362,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             doc = json.loads(result.text)
         except ValueError:
             doc = None
+        if doc is not None and not args.raw:
+            doc = drop_empty_strings(doc, make_validator(case.schema))
         failed = [
             name
             for name, check in case.checks.items()
@@ -370,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         passed += len(case.checks) - len(failed)
         total += len(case.checks)
         mark = "ok " if not failed else "BAD"
-        print(f"{mark} {case.name:<14} prompt {result.prompt_tokens:>4}  {result.text}")
+        shown = result.text if doc is None else json.dumps(doc, ensure_ascii=False)
+        print(f"{mark} {case.name:<14} prompt {result.prompt_tokens:>4}  {shown}")
         for name in failed:
             print(f"      failed: {name}")
     elapsed = time.perf_counter() - t0
