@@ -147,3 +147,18 @@ def test_dependent_requirements_are_respected() -> None:
     # Dropping "a" first would break b's dependency: it goes once b has gone.
     assert drop_empty_strings({"a": "", "b": "x"}, make_validator(schema)) == {"a": "", "b": "x"}
     assert drop_empty_strings({"a": "", "b": ""}, make_validator(schema)) == {}
+
+
+def test_a_long_chain_of_dependencies_stays_valid_and_bounded() -> None:
+    # Each member needs the one before it: one drop per pass, from the end. The number of
+    # validations is bounded, and whatever is left is still valid.
+    names = [f"a{i}" for i in range(40)]
+    schema = {
+        "type": "object",
+        "properties": {n: {"type": "string"} for n in names},
+        "dependentRequired": {names[i + 1]: [names[i]] for i in range(len(names) - 1)},
+    }
+    v = make_validator(schema)
+    out = drop_empty_strings(dict.fromkeys(names, ""), v)
+    assert not validation_errors(out, v)
+    assert "a39" not in out and list(out) == names[: len(out)]
