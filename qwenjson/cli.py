@@ -516,6 +516,15 @@ def pull(
     write_document(str(path))
 
 
+def _downloaded_cell(row: dict[str, Any]) -> str:
+    if row["downloaded"]:
+        return "yes"
+    part, size = row["partial_bytes"], row["size"]
+    if part is not None and size:
+        return f"partly ({min(99, part * 100 // size)}%)"
+    return "no"
+
+
 @app.command()
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array, for scripts.")] = False,
@@ -526,7 +535,7 @@ def models(
 
     Example: qwenjson models --json
     """
-    from qwenjson.hub import format_size, hub_cache_dir, local_path
+    from qwenjson.hub import format_size, hub_cache_dir, local_path, partial_bytes
     from qwenjson.registry import DEFAULT_MODEL, load_registry
 
     rows: list[dict[str, Any]] = []
@@ -539,6 +548,8 @@ def models(
                 "quant": spec.quant or None,
                 "size": spec.size or (path.stat().st_size if path is not None else None),
                 "downloaded": path is not None,
+                # An interrupted pull's bytes so far (the next pull resumes from there).
+                "partial_bytes": partial_bytes(spec) if path is None else None,
                 "path": str(path) if path is not None else None,
                 "repo": spec.repo,
                 "file": spec.file,
@@ -559,7 +570,7 @@ def models(
                 row["name"] + (" *" if row["default"] else ""),
                 row["quant"] or "-",
                 format_size(row["size"]) if row["size"] else "-",
-                "yes" if row["downloaded"] else "no",
+                _downloaded_cell(row),
                 row["description"],
             )
         )

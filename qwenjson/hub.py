@@ -299,6 +299,17 @@ def local_path(spec: ModelSpec) -> Path | None:
     return pointer
 
 
+def partial_bytes(spec: ModelSpec) -> int | None:
+    """Bytes of an interrupted download of ``spec`` (resumed by the next pull), or None."""
+    if spec.sha256 is None:
+        return None  # the partial file is named by a sha256 the hub gives at download time
+    partial = _storage_dir(hub_cache_dir(), spec.repo) / "blobs" / f"{spec.sha256}.incomplete"
+    try:
+        return partial.stat().st_size
+    except OSError:
+        return None
+
+
 def _discard(pointer: Path) -> None:
     blob = pointer.resolve()
     pointer.unlink(missing_ok=True)

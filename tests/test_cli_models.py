@@ -136,6 +136,7 @@ def test_models_json_lists_registry_and_download_state(
         "quant": "Q4_1",
         "size": rows["smol"]["size"],
         "downloaded": False,
+        "partial_bytes": None,
         "path": None,
         "repo": REPO,
         "file": FILE,
@@ -175,6 +176,31 @@ def test_models_table_marks_the_default(
     smol = next(i for i, line in enumerate(lines) if line.startswith("smol "))
     assert lines[smol].split()[4] == "yes"
     assert lines[smol + 1].strip() == path
+
+
+def test_models_shows_an_interrupted_download_and_pull_resumes_it(
+    run: Callable[..., Run],
+    user_registry: Path,
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+) -> None:
+    blobs = hf_env / ("models--" + REPO.replace("/", "--")) / "blobs"
+    blobs.mkdir(parents=True)
+    part = len(smol_bytes) * 3 // 10 + 1000  # a little over 30%
+    (blobs / f"{smol_sha}.incomplete").write_bytes(smol_bytes[:part])
+    rows = {row["name"]: row for row in json.loads(run("models", "--json").out)}
+    assert (rows["smol"]["downloaded"], rows["smol"]["partial_bytes"]) == (False, part)
+    lines = run("models").out.splitlines()
+    smol = next(line for line in lines if line.startswith("smol "))
+    assert smol.split()[4:6] == ["partly", "(30%)"]
+
+    path = Path(run("pull", "smol").out.strip())
+    assert path.read_bytes() == smol_bytes
+    assert [g.range for g in fake_hub.data_gets()] == [f"bytes={part}-"]  # resumed, not redone
+    rows = {row["name"]: row for row in json.loads(run("models", "--json").out)}
+    assert (rows["smol"]["downloaded"], rows["smol"]["partial_bytes"]) == (True, None)
 
 
 def test_models_with_a_malformed_user_registry_names_file_and_line(
