@@ -45,10 +45,9 @@ def measure(model: str, threads: int | None, steps: int) -> tuple[float, float, 
 def _hog(cpu: int) -> subprocess.Popen[bytes]:
     """Another process keeping ``cpu`` busy."""
 
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin)
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    os.sched_setaffinity(proc.pid, {cpu})
+    return proc
 
 
 def main() -> int:

@@ -25,11 +25,9 @@ linux_only = pytest.mark.skipif(
 def hog() -> Iterator[int]:
     """Another process keeping one of our CPUs busy; yields that CPU."""
     cpu = allowed_cpus()[-1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "while True: pass"],
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        os.sched_setaffinity(proc.pid, {cpu})  # (not preexec_fn: this process has threads)
         time.sleep(0.3)  # running before anything measures
         yield cpu
     finally:
