@@ -139,10 +139,15 @@ def extract(
         int | None,
         typer.Option(
             min=1,
-            help="CPU threads for decoding and for the prompt. [default: the cores other "
-            "processes leave free, checked before each record: decoding on all of them up to "
-            "4, beyond that one left idle (at most 8); the prompt on all of them]",
+            help="CPU threads for decoding (and for the prompt, unless --prompt-threads). "
+            "[default: the cores other processes leave free, checked before each record: "
+            "decoding on all of them up to 4, beyond that one left idle (at most 8); the "
+            "prompt on all of them]",
         ),
+    ] = None,
+    prompt_threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPU threads for evaluating the prompt. [default: see --threads]"),
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
     cache_dir: Annotated[
@@ -299,6 +304,7 @@ def extract(
             model,
             offline=offline,
             threads=threads,
+            prompt_threads=prompt_threads,
             n_ctx=ctx,
             progress=progress,
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),

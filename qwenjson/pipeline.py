@@ -207,8 +207,12 @@ def open_model(
     n_ctx: int = 4096,
     progress: Callable[[int, int | None], None] | None = None,
     cache_dir: Path | None = None,
+    prompt_threads: int | None = None,
 ) -> Generator:
     """Find (downloading if needed and allowed) and load a model.
+
+    ``threads`` / ``prompt_threads``: llama.cpp threads for decoding / for the prompt (each
+    None: the engine's default, which leaves out cores other processes keep busy).
 
     With ``cache_dir``, the KV state of the prompt prefix (system message and schema) is kept
     there between runs, keyed by the model's sha256 (from the registry, when known).
@@ -221,4 +225,11 @@ def open_model(
     path = ensure_model(ref, offline=offline, progress=progress)
     spec = resolve_model(ref).spec
     sha256 = spec.sha256 if spec is not None and spec.sha256 else None
-    return Engine(path, n_ctx=n_ctx, n_threads=threads, cache_dir=cache_dir, model_sha256=sha256)
+    return Engine(
+        path,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=prompt_threads,
+        cache_dir=cache_dir,
+        model_sha256=sha256,
+    )

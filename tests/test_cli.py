@@ -97,6 +97,23 @@ def test_empty_optional_members_are_dropped_unless_kept(
     assert kept.out == '{"name":"a","age":3,"note":""}\n'
 
 
+def test_threads_for_decoding_and_the_prompt_reach_the_model(
+    run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, schema_file: Path
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    def open_model(*args: object, **kwargs: object) -> FakeModel:
+        seen.append(kwargs)
+        return FakeModel(answers=['{"name":"a","age":1}'])
+
+    monkeypatch.setattr(pipeline, "open_model", open_model)
+    args = ("extract", "--schema", str(schema_file), "--threads", "1", "--prompt-threads", "2")
+    assert run(*args, stdin=b"x").code == 0
+    assert (seen[0]["threads"], seen[0]["prompt_threads"]) == (1, 2)
+    assert run("extract", "--schema", str(schema_file), stdin=b"x").code == 0
+    assert (seen[1]["threads"], seen[1]["prompt_threads"]) == (None, None)
+
+
 def test_pretty(run: Callable[..., Run], fake: FakeModel, schema_file: Path) -> None:
     fake.answers = ['{"name":"a","age":1}']
     r = run("extract", "--schema", str(schema_file), "--pretty", stdin=b"x")

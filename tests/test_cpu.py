@@ -90,3 +90,6 @@ def test_the_engine_leaves_a_busy_core_to_its_process(hog: int) -> None:
     with Engine(smollm2_path(), n_ctx=512, n_threads=2) as e:
         e.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=20)
         assert e.last_stats.threads == (2, 2)
+    with Engine(smollm2_path(), n_ctx=512, n_threads=1, n_threads_batch=2) as e:
+        e.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=20)
+        assert e.last_stats.threads == (1, 2)
