@@ -15,9 +15,9 @@ from typing import Any
 from qwenjson.generation import Message
 
 # Short on purpose: every prompt token is prefill time on every record (the larger part of a
-# short record's time on a small CPU). Measured with scripts/prompt_eval.py on Qwen2 0.5B, this
-# wording passed as many checks (54 of 57) as one 45 tokens longer ("You are a strict JSON
-# generator…", 53) and rewordings of the same length (53–54). The grammar keeps the output JSON.
+# short record's time on a small CPU). Measured with `scripts/prompt_eval.py --raw` on Qwen2
+# 0.5B, this wording passed as many checks (54 of 57) as one 45 tokens longer ("You are a strict
+# JSON generator…", 53) and rewordings of the same length (53–54). The grammar keeps it JSON.
 SYSTEM_INTRO = "Extract data from the user's text as one JSON {kind}."
 FIELDS_HEADER = "Fields:"
 RULES = (
