@@ -86,4 +86,4 @@ class CoreWatch:
 def threads_for(free_cores: float, defaults: tuple[int, int]) -> tuple[int, int]:
     """(decode, prompt) threads: the defaults, cut to the cores other processes leave free."""
     free = max(1, round(free_cores))
-    return max(1, min(defaults[0], free)), max(1, min(defaults[1], free))
+    return min(defaults[0], free), min(defaults[1], free)

@@ -303,11 +303,16 @@ def partial_bytes(spec: ModelSpec) -> int | None:
     """Bytes of an interrupted download of ``spec`` (resumed by the next pull), or None."""
     if spec.sha256 is None:
         return None  # the partial file is named by a sha256 the hub gives at download time
-    partial = _storage_dir(hub_cache_dir(), spec.repo) / "blobs" / f"{spec.sha256}.incomplete"
+    partial = _partial_path(_storage_dir(hub_cache_dir(), spec.repo) / "blobs" / spec.sha256)
     try:
         return partial.stat().st_size
     except OSError:
         return None
+
+
+def _partial_path(blob: Path) -> Path:
+    """Where the download of ``blob`` grows until it is verified (and renamed to ``blob``)."""
+    return blob.with_name(blob.name + ".incomplete")
 
 
 def _discard(pointer: Path) -> None:
@@ -514,7 +519,7 @@ def _download_blob(
     progress: ProgressCallback | None,
     label: str,
 ) -> None:
-    partial = blob.with_name(blob.name + ".incomplete")
+    partial = _partial_path(blob)
     resumed, digest = _fetch_into(url, partial, size, headers, progress)
     if digest != expected and resumed:
         # The kept prefix may itself be bad (a previous server sent wrong bytes): once more
@@ -646,10 +651,7 @@ def _pull_online(
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     # Public names of huggingface_hub.utils, exported lazily (hence invisible to mypy).
-    from huggingface_hub.utils import (  # type: ignore[attr-defined]
-        WeakFileLock,
-        build_hf_headers,
-    )
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
     url = hf_hub_url(spec.repo, spec.file, revision=spec.revision, endpoint=endpoint)
     meta = get_hf_file_metadata(url, endpoint=endpoint)
@@ -695,7 +697,7 @@ def _pull_online(
     if urlsplit(download_url).netloc != urlsplit(endpoint).netloc:
         headers.pop("authorization", None)  # never hand the token to a CDN
 
-    with _lock_showing_progress(WeakFileLock, lock, blob, size, progress):
+    with _lock_showing_progress(lock, blob, size, progress):
         if corrupt is not None and corrupt.exists():
             _discard(corrupt)
         if blob.exists() and not _matches(blob, expected, size):
@@ -717,22 +719,21 @@ def _pull_online(
 
 @contextlib.contextmanager
 def _lock_showing_progress(
-    file_lock: Callable[..., Any],
-    lock: Path,
-    blob: Path,
-    size: int | None,
-    progress: ProgressCallback | None,
+    lock: Path, blob: Path, size: int | None, progress: ProgressCallback | None
 ) -> Iterator[None]:
-    """Hold ``lock``; while another process holds it (downloading the same file), report that
-    process's progress from the size of its partial file, so a second ``pull`` doesn't sit
-    silent for minutes."""
+    """Hold ``lock`` (huggingface_hub's own lock for the file); while another process holds it
+    (downloading the same file), report that process's progress from the size of its partial
+    file, so a second ``pull`` doesn't sit silent for minutes."""
     from filelock import Timeout  # a dependency of huggingface_hub
 
-    partial = blob.with_name(blob.name + ".incomplete")
+    # A public name of huggingface_hub.utils, exported lazily (hence invisible to mypy).
+    from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
+
+    partial = _partial_path(blob)
     with contextlib.ExitStack() as held:
         while True:
             try:
-                held.enter_context(file_lock(lock, timeout=0.5))
+                held.enter_context(WeakFileLock(lock, timeout=0.5))
                 break
             except Timeout:
                 if progress is not None:

@@ -226,7 +226,7 @@ def drop_empty_strings(instance: Any, validator: Validator) -> Any:
     valid (so required properties, ``minProperties`` and the like keep theirs), and tried again
     after a drop.
     """
-    paths = [p for p in _empty_members(instance, ()) if p][:_MAX_EMPTY_DROPS]
+    paths = list(_empty_members(instance, ()))[:_MAX_EMPTY_DROPS]
     budget = 4 * _MAX_EMPTY_DROPS  # validations: a pathological schema can't make this slow
     dropped = True
     while dropped:  # again after a drop: one member may have been holding another back
