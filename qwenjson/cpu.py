@@ -2,9 +2,10 @@
 
 llama.cpp's worker threads meet at a barrier after every matrix operation, so when another process
 holds one of the cores, the thread on it runs late and the others spin waiting for it. Measured
-here (Qwen2 0.5B Q4_K_M, 2 cores, one kept busy by another process): 2 threads decode at
-63 ms/token and 1 thread at 34 ms (21 ms with 2 threads on a quiet machine); the prompt, 100
-tokens, 1.58 s against 1.20 s. A cron job on a busy Raspberry Pi hits exactly this.
+with scripts/bench_threads.py (Qwen2 0.5B Q4_K_M, 2 cores, one kept busy by another process):
+2 threads decode at 58 ms/token and 1 thread at 35 ms (23 ms with 2 threads on a quiet
+machine); the prompt, 100 tokens, 1.95 s against 1.23 s. A cron job on a busy Raspberry Pi hits
+exactly this.
 
 The measure: CPU time spent on the cores we may run on (``/proc/stat``), minus our own process's
 (``/proc/self/stat``), over the time since the last look. No extra waiting: the window is whatever
