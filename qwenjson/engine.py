@@ -10,6 +10,9 @@ candidates (151,936 for Qwen2) at every step, which costs ~1.7× the decode itse
   ``":"``, closing brackets, the rest of an enum value) the text is fed in one batch, tokenized
   the way the model's tokenizer would tokenize it (see ``_fast_forward``), and a grammar that
   admits nothing but the end stops generation without asking the model for the end token;
+* **drafts from the prompt**: where the output has been copying the input for a few tokens (a
+  summary's sentence, an address), the input's next tokens are evaluated in the same call as
+  the chosen token, and each is kept if the model then chooses it (``qwenjson.drafting``);
 * **reuses the prompt prefix**: the KV cache of the previous call is kept and only the part of
   the new prompt after the longest common token prefix is evaluated; with a ``cache_dir`` the
   prefix shared by every record (system message + schema) is persisted to disk
@@ -40,7 +43,9 @@ import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from qwenjson import drafting
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
+from qwenjson.drafting import PromptLookup
 from qwenjson.errors import InputError, ModelError, SchemaError
 from qwenjson.generation import GenerationResult, Message
 from qwenjson.kvcache import PrefixCache, model_fingerprint
@@ -118,6 +123,8 @@ class GenerationStats:
     # model picks it (``Engine._lead_guess``): None when not tried, else whether it was right.
     lead_guess: bool | None = None
     threads: tuple[int, int] = (0, 0)  # llama.cpp threads used: (decoding, the prompt)
+    drafted: int = 0  # tokens evaluated on a draft from the prompt (``qwenjson.drafting``)
+    draft_hits: int = 0  # of those, the ones the model chose
     full_masks: int = 0  # steps that masked the whole vocabulary
     rejections: int = 0  # tokens the model preferred but the grammar refused
     # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
@@ -250,6 +257,8 @@ class Engine:
         # Per held-back token: [right, tried] guesses so far (see ``_lead_guess``).
         self._guesses: dict[int, list[int]] = {}
         self.guess_lead = True
+        self.draft_from_prompt = True
+        self._lookup: PromptLookup | None = None
         self._prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._fingerprint: str | None = None
         self.last_stats = GenerationStats()
@@ -823,6 +832,11 @@ class Engine:
             # Text the grammar forces before the model has any choice (``{"name":"`` with
             # fixed keys) is evaluated with the prompt, in the same batches.
             guess = held if held is not None and self._lead_guess(held) else None
+            self._lookup = (
+                PromptLookup(tokens, [self.piece(t) for t in tokens], self._draftable)
+                if self.draft_from_prompt and self._can_probe
+                else None
+            )
             if guess is None:
                 self._prefill(tokens + lead, shared)
             else:
@@ -884,10 +898,12 @@ class Engine:
             emit(b"".join(self.piece(t) for t in lead))
         if whole:
             return finish("stop")
+        # Tokens evaluated past the last choice on a guess (the lead guess, a draft from the
+        # prompt), each with its row of logits: one stays in the KV cache only if the model
+        # chooses it at its place, on the row before it.
+        ahead: list[int] = [guess] if guess is not None else []
         while len(stats.tokens) < max_tokens:
-            # A guessed token sits after the last position with logits (row -2): it stays in
-            # the KV cache only if the model chooses it there.
-            logits = self._logits(-2 if guess is not None else -1)
+            logits = self._logits(-1 - len(ahead))
             token = None
             if max_tokens - len(stats.tokens) <= depth.reserve():
                 token = self._choose_closing(logits, grammar, depth.in_string)
@@ -897,6 +913,15 @@ class Engine:
             if guess is not None:
                 evaluated = self._settle_guess(guess, token)
                 guess = None
+                ahead = []
+            elif ahead:
+                evaluated = token == ahead[0]
+                if evaluated:
+                    ahead.pop(0)
+                    stats.draft_hits += 1
+                else:
+                    self._forget_from(len(self._kv) - len(ahead))
+                    ahead = []
             if token is None or self._is_eog(token):
                 return finish("stop")
             ll.llama_sampler_accept(grammar, token)
@@ -927,12 +952,15 @@ class Engine:
                 if not forced:
                     continue  # the next logits are there already: no decode at all
                 # Forced text follows: respell it together with the token, as always.
-                self._forget_from(len(self._kv) - 1)
-            fed = None
+                self._forget_from(len(self._kv) - 1 - len(ahead))
+                ahead = []
+            stats.decode_calls += 1
             if forced:
                 fed = self._fast_forward(grammar, token, forced, after, max_tokens, emit)
-            stats.decode_calls += 1
-            self._decode(fed or [token])
+                self._decode(fed or [token])
+                continue
+            ahead = self._draft(grammar, token, max_tokens - len(stats.tokens) - depth.reserve())
+            self._decode([token, *ahead], outputs=1 + len(ahead))
         return finish("length")
 
     def _adapt_threads(self) -> None:
@@ -1004,6 +1032,43 @@ class Engine:
         if not right:
             self._forget_from(len(self._kv) - 1)
         return right
+
+    def _draftable(self, token: int) -> bool:
+        return not (self._is_banned(token) or self._is_eog(token))
+
+    def _draft(self, grammar: Any, token: int, room: int) -> list[int]:
+        """Tokens to evaluate after the chosen ``token`` on the guess that the model copies
+        on from the prompt (``qwenjson.drafting``), cut where the grammar refuses one.
+
+        Only draft lengths that pay are used (see the measurements in ``qwenjson.drafting``);
+        none near the end of the token budget, where budget steering may choose otherwise.
+
+        Each choice is still made on its own row of logits, so a draft never decides a token.
+        Documented difference from one-token-at-a-time decoding: a batch's logits and KV state
+        differ in their last bits (llama.cpp sums in another order), so a near-tie can go the
+        other way, as with a prompt prefix reused from the cache. ``scripts/bench_drafting.py``
+        shows it once in bench.py's five cases ("Ceramic coffee mug" for "Ceramic Coffee Mug").
+        """
+        if self._lookup is None or room <= drafting.LONG:
+            return []
+        stats = self.last_stats
+        recent = [self.piece(t) for t, _ in stats.tokens[-drafting.LOOKBACK :]]
+        proposed = self._lookup.propose(token, recent)
+        if not proposed:
+            return []
+        clone = ll.llama_sampler_clone(grammar)
+        kept: list[int] = []
+        try:
+            for t in proposed:
+                if not self._allows(clone, t):
+                    break
+                ll.llama_sampler_accept(clone, t)
+                kept.append(t)
+        finally:
+            ll.llama_sampler_free(clone)
+        size = max((n for n in (drafting.LONG, drafting.SHORT) if n <= len(kept)), default=0)
+        stats.drafted += size
+        return kept[:size]
 
     def _respell(self, token: int, forced: bytes) -> list[int] | None:
         """The tokenizer's tokens for the chosen token's text plus the forced text after it.

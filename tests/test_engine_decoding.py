@@ -340,3 +340,55 @@ def test_a_lead_guess_that_keeps_missing_is_no_longer_tried() -> None:
             tried.append(e.last_stats.lead_guess)
             json.loads(first.text)
     assert tried == [False, None, None]  # wrong once: the record is no longer even
+
+
+COPY_MESSAGES: list[Message] = [
+    {
+        "role": "system",
+        "content": "Copy the first sentence of the text into JSON, word for word, and name who "
+        "wrote it.",
+    },
+    {
+        "role": "user",
+        "content": "We will rebuild the old bridge before the winter comes, and the river path "
+        "will open again in spring. Written by Mayor Ana Lopez.",
+    },
+]
+COPY_GRAMMAR = r"""root ::= "{\"sentence\":" string ",\"speaker\":" string "}"
+""" + STRING.replace("{0,60}", "{0,120}")
+
+
+def _copy(*, drafts: bool, fast_forward: bool, temperature: float = 0.0) -> tuple[str, Any]:
+    with Engine(smollm2_path(), n_ctx=1024, n_threads=1, fast_forward=fast_forward) as e:
+        e.draft_from_prompt = drafts
+        result = e.generate(
+            COPY_MESSAGES, COPY_GRAMMAR, max_tokens=120, temperature=temperature, seed=3
+        )
+        return result.text, e.last_stats
+
+
+def test_drafts_from_the_prompt_keep_the_greedy_output(grammar_engine: GrammarEngine) -> None:
+    # Without fast-forward every token is the model's choice: compare with full masking.
+    text, stats = _copy(drafts=True, fast_forward=False)
+    reference = reference_greedy(COPY_MESSAGES, COPY_GRAMMAR, 120)
+    assert [t for t, _ in stats.tokens] == reference
+    assert grammar_engine.accepts(COPY_GRAMMAR, text)
+    assert "We will rebuild the old bridge before the winter comes" in text
+    # Drafts were made, most were right, and a wrong one was dropped from the KV cache (the
+    # tokens after it still equal the reference's).
+    assert 0 < stats.draft_hits < stats.drafted
+    assert stats.decode_calls < stats.sampled_tokens - stats.draft_hits // 2
+
+
+@pytest.mark.parametrize(("fast_forward", "temperature"), [(True, 0.0), (True, 0.7), (False, 0.7)])
+def test_drafts_change_nothing_with_fast_forward_or_sampling(
+    fast_forward: bool, temperature: float
+) -> None:
+    # Sampling draws from each row's own distribution whether or not a draft sits after it,
+    # so the same seed gives the same text.
+    text, stats = _copy(drafts=True, fast_forward=fast_forward, temperature=temperature)
+    plain, plain_stats = _copy(drafts=False, fast_forward=fast_forward, temperature=temperature)
+    assert text == plain
+    json.loads(text)
+    assert plain_stats.drafted == 0 and stats.drafted > 0
+    assert stats.decode_calls < plain_stats.decode_calls
