@@ -10,7 +10,9 @@ field) runs through
   (a) ``Llama.create_chat_completion(response_format={"type": "json_object", "schema": …})``
   (b) ``qwenjson.engine.Engine.generate`` with ``qwenjson.schema.compile_schema``'s grammar,
 
-both given the same messages (``qwenjson.prompt.build_messages``). Per case: prompt tokens,
+both given the same messages (``qwenjson.prompt.build_messages``). (a) keeps llama-cpp-python's
+default of no flash attention, (b) llama.cpp's own (auto: on for CPUs); ``--a-flash-attn``
+gives (a) flash attention too. Per case: prompt tokens,
 generated tokens, prefill ms, decode ms/token, wall ms, and the ratios (the seed cases run
 ``--repeat`` times, a and b in turn, and report the median). Then: unconstrained decode
 ms/token (the model alone), 50 short records in one process (a and b record by record, so a
@@ -315,12 +317,15 @@ def valid(schema: dict[str, Any], text: str) -> bool:
 class SideA:
     """llama-cpp-python's own path: create_chat_completion with a JSON-schema response_format."""
 
-    def __init__(self, model: str, threads: int, threads_batch: int, n_ctx: int) -> None:
+    def __init__(
+        self, model: str, threads: int, threads_batch: int, n_ctx: int, flash_attn: bool = False
+    ) -> None:
         self.llm = llama_cpp.Llama(
             model_path=model,
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads_batch,
+            flash_attn=flash_attn,
             verbose=False,
         )
 
@@ -460,7 +465,7 @@ def child(args: argparse.Namespace) -> None:
         return
     a_or_b: SideA | SideB
     if args.child == "rss-a":
-        a_or_b = SideA(args.model, threads, threads_batch, args.n_ctx)
+        a_or_b = SideA(args.model, threads, threads_batch, args.n_ctx, args.a_flash_attn)
     else:
         a_or_b = SideB(args.model, threads, threads_batch, args.n_ctx, None)
     # The memory peak comes with the longest prompt (the KV cache is allocated up front).
@@ -494,6 +499,7 @@ def run_child(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
         str(args.threads_batch),
         "--n-ctx",
         str(args.n_ctx),
+        *(["--a-flash-attn"] if args.a_flash_attn else []),
         *extra,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -520,6 +526,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-ctx", type=int, default=4096)
     p.add_argument("--records", type=int, default=50, help="short records for the batch test")
     p.add_argument("--repeat", type=int, default=3, help="runs of each seed case, in turn")
+    p.add_argument(
+        "--a-flash-attn",
+        action="store_true",
+        help="give (a) flash attention too (llama-cpp-python's default is off; qwenjson keeps "
+        "llama.cpp's own default, auto, which turns it on for CPUs)",
+    )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument("--show-outputs", action="store_true", help="print each side's output")
     p.add_argument("--child", choices=["rss-a", "rss-b", "cron"], help=argparse.SUPPRESS)
@@ -536,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": args.threads,
         "threads_batch": args.threads_batch,
         "n_ctx": args.n_ctx,
+        "a_flash_attn": args.a_flash_attn,
         "llama_cpp_python": llama_cpp.__version__,
         "load_average": os.getloadavg(),
     }
@@ -544,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"n_ctx {args.n_ctx}, llama-cpp-python {llama_cpp.__version__}, "
         f"load average {os.getloadavg()[0]:.2f}\n"
     )
-    a = SideA(args.model, args.threads, args.threads_batch, args.n_ctx)
+    a = SideA(args.model, args.threads, args.threads_batch, args.n_ctx, args.a_flash_attn)
     b = SideB(args.model, args.threads, args.threads_batch, args.n_ctx, None)
     cases = load_cases(b.engine.count_tokens)
 
@@ -553,8 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.run(warm)
     b.run(warm)
 
-    print("(a) llama-cpp-python create_chat_completion + response_format schema")
-    print("(b) qwenjson Engine.generate + compile_schema")
+    fa = "on (--a-flash-attn)" if args.a_flash_attn else "off, llama-cpp-python's default"
+    print(f"(a) llama-cpp-python create_chat_completion + response_format schema; flash attn {fa}")
+    print("(b) qwenjson Engine.generate + compile_schema; flash attn llama.cpp's default (auto)")
     print(
         "decode = wall minus the prompt's evaluation; ms/tok = decode per generated token; "
         "ms/call = (b)'s decode per llama_decode call\n"
