@@ -35,17 +35,20 @@ class PromptLookup:
         self, tokens: Sequence[int], pieces: Sequence[bytes], usable: Callable[[int], bool]
     ) -> None:
         self._tokens = list(tokens)
-        self._text = b"".join(pieces)
+        # Control tokens (the end of the user's turn) end a draft: the output never has them.
+        # Their pieces are empty, so a NUL stands in for them: a match can't run across one
+        # (JSON text has no raw NUL).
+        self._usable = [usable(t) for t in self._tokens]
+        text = [p if ok else b"\x00" for p, ok in zip(pieces, self._usable, strict=True)]
+        self._text = b"".join(text)
         self._ends: list[int] = []
         end = 0
-        for piece in pieces:
+        for piece in text:
             end += len(piece)
             self._ends.append(end)
         self._where: dict[int, list[int]] = {}
         for i, token in enumerate(self._tokens):
             self._where.setdefault(token, []).append(i)
-        # Control tokens (the end of the user's turn) end a draft: the output never has them.
-        self._usable = [usable(t) for t in self._tokens]
 
     def propose(self, last: int, recent: Sequence[bytes]) -> list[int]:
         """The draft after the output's last token ``last``, or [] when the match is too short.
@@ -74,6 +77,8 @@ class PromptLookup:
         end = self._ends[i]
         count = 0
         for piece in reversed(recent):
+            if not piece:
+                continue  # no text, no evidence
             start = end - len(piece)
             if start < 0 or self._text[start:end] != piece:
                 break

@@ -125,6 +125,10 @@ class GenerationStats:
     threads: tuple[int, int] = (0, 0)  # llama.cpp threads used: (decoding, the prompt)
     drafted: int = 0  # tokens evaluated on a draft from the prompt (``qwenjson.drafting``)
     draft_hits: int = 0  # of those, the ones the model chose
+    draft_misses: int = 0  # drafts dropped because the model chose another token there
+    # Drafts the model chose but that were taken back to be fed again with the forced text
+    # after them, respelled the tokenizer's way (as a chosen token always is).
+    draft_respelled: int = 0
     full_masks: int = 0  # steps that masked the whole vocabulary
     rejections: int = 0  # tokens the model preferred but the grammar refused
     # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
@@ -256,8 +260,11 @@ class Engine:
         self._stable_cache: dict[tuple[tuple[int, ...], bytes], bool] = {}
         # Per held-back token: [right, tried] guesses so far (see ``_lead_guess``).
         self._guesses: dict[int, list[int]] = {}
-        self.guess_lead = True
-        self.draft_from_prompt = True
+        # Both evaluate tokens on a guess and take back the wrong ones, which recurrent
+        # memories (Mamba, RWKV, hybrids) can't: llama_memory_seq_rm fails for a partial range.
+        exact = not (ll.llama_model_is_recurrent(model) or ll.llama_model_is_hybrid(model))
+        self.guess_lead = exact
+        self.draft_from_prompt = exact
         self._lookup: PromptLookup | None = None
         self._prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._fingerprint: str | None = None
@@ -717,6 +724,13 @@ class Engine:
             return
         del self._kv[n:]
 
+    def _take_back(self, n: int) -> None:
+        """Drop the KV state of the last ``n`` tokens, mid-generation (a guess that was wrong)."""
+        keep = len(self._kv) - n
+        self._forget_from(keep)
+        if len(self._kv) != keep:  # the whole cache went: nothing to go on from
+            raise ModelError("llama.cpp could not take guessed tokens back from the KV cache")
+
     def _decode(self, tokens: Sequence[int], *, logits: bool = True, outputs: int = 1) -> None:
         """Evaluate ``tokens`` after the KV cache, in batches; logits for the last one (for the
         last ``outputs`` ones: ``_logits(-outputs)`` is then the first of them)."""
@@ -910,17 +924,19 @@ class Engine:
             if token is None:
                 token = self._choose(logits, grammar, temperature, top_p, rng)
             evaluated = False  # the chosen token is in the KV cache already, with its logits
+            drafted = False  # ... because it was drafted from the prompt
             if guess is not None:
                 evaluated = self._settle_guess(guess, token)
                 guess = None
                 ahead = []
             elif ahead:
-                evaluated = token == ahead[0]
+                evaluated = drafted = token == ahead[0]
                 if evaluated:
                     ahead.pop(0)
                     stats.draft_hits += 1
                 else:
-                    self._forget_from(len(self._kv) - len(ahead))
+                    stats.draft_misses += 1
+                    self._take_back(len(ahead))
                     ahead = []
             if token is None or self._is_eog(token):
                 return finish("stop")
@@ -952,7 +968,8 @@ class Engine:
                 if not forced:
                     continue  # the next logits are there already: no decode at all
                 # Forced text follows: respell it together with the token, as always.
-                self._forget_from(len(self._kv) - 1 - len(ahead))
+                stats.draft_respelled += int(drafted)
+                self._take_back(1 + len(ahead))
                 ahead = []
             stats.decode_calls += 1
             if forced:
@@ -1030,7 +1047,7 @@ class Engine:
         record[1] += 1
         self.last_stats.lead_guess = right
         if not right:
-            self._forget_from(len(self._kv) - 1)
+            self._take_back(1)
         return right
 
     def _draftable(self, token: int) -> bool:

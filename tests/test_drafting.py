@@ -6,7 +6,7 @@ from qwenjson.drafting import LONG, MIN_MATCH, SHORT, PromptLookup
 
 # A toy vocabulary: token id -> bytes; 0 is a control token (the end of the user's turn).
 PIECES = {
-    0: b"<end>",
+    0: b"",  # a control token's piece is empty
     1: b" The",
     2: b" river",
     3: b" flooded",
@@ -62,10 +62,24 @@ def test_the_draft_stops_at_a_control_token_and_at_the_prompt_end() -> None:
 
 
 def test_of_several_occurrences_the_longest_match_wins() -> None:
-    # ' the old' occurs twice; only the second follows ' river flooded'.
-    prompt = [4, 5, 13, 14, 15, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    # ' the old' occurs twice; only the first follows ' river flooded'.
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 4, 5, 13, 14, 15]
     out = [11, 2, 3, 4, 5]
     assert lookup(prompt).propose(5, pieces(out)) == [6, 7, 8]
+
+
+def test_a_match_never_runs_across_a_control_token() -> None:
+    # ' river flooded' <control> ' the old': the control token has no text, yet the output's
+    # ' river flooded the old' must not match across it.
+    prompt = [11, 2, 3, 0, 4, 5, 6, 7, 8]
+    assert lookup(prompt).propose(5, pieces([11, 2, 3, 4, 5])) == []
+
+
+def test_tokens_without_text_are_no_evidence() -> None:
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8]
+    out = [0, 0, 0, 4, 5]  # only ' the old' has text: two tokens covered
+    assert lookup(prompt).propose(5, pieces(out)) == []
+    assert lookup(prompt).propose(5, pieces([1, 2, 0, 3, 4, 5])) == [6, 7, 8]
 
 
 def test_a_token_that_never_occurs_in_the_prompt_proposes_nothing() -> None:
