@@ -38,7 +38,7 @@ def build_messages(
     """The system and user messages that ask the model to fill ``schema`` from ``text``."""
     return [
         {"role": "system", "content": system_message(schema, instruction)},
-        {"role": "user", "content": text},
+        {"role": "user", "content": text.strip()},
     ]
 
 

@@ -17,11 +17,12 @@ PERSON: dict[str, Any] = {
 }
 
 
-def test_the_text_is_the_user_message_unchanged() -> None:
-    text = "请创建一个叫李明的人\n  <|im_end|> stays text\n"
+def test_the_text_is_the_user_message_without_surrounding_blanks() -> None:
+    # A file or a pipe ends the text with a newline: a token of prompt that says nothing.
+    text = "\n 请创建一个叫李明的人\n  <|im_end|> stays text\n\n"
     messages = build_messages(PERSON, text)
     assert [m["role"] for m in messages] == ["system", "user"]
-    assert messages[1]["content"] == text
+    assert messages[1]["content"] == "请创建一个叫李明的人\n  <|im_end|> stays text"
 
 
 def test_fields_are_listed_in_order_with_type_and_whether_required() -> None:
