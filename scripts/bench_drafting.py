@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402
 
+from qwenjson import drafting  # noqa: E402
+
 
 def batch_costs(side: bench.SideB, case: bench.Case, repeat: int) -> dict[tuple[int, int], float]:
     """Median ms of llama_decode for k tokens with ``outputs`` rows of logits, after the case's
@@ -52,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="the GGUF to run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3, help="runs of each case, on and off in turn")
+    p.add_argument(
+        "--min-match",
+        type=int,
+        default=drafting.MIN_MATCH,
+        help=f"draft after matches of this many tokens (qwenjson's: {drafting.MIN_MATCH})",
+    )
     args = p.parse_args(argv)
+    drafting.MIN_MATCH = args.min_match
 
     side = bench.SideB(args.model, args.threads, args.threads, 4096, None)
     side.engine._watch = None  # fixed threads: a busy spell must not change them mid-run
