@@ -923,21 +923,20 @@ class Engine:
                 token = self._choose_closing(logits, grammar, depth.in_string)
             if token is None:
                 token = self._choose(logits, grammar, temperature, top_p, rng)
-            evaluated = False  # the chosen token is in the KV cache already, with its logits
-            drafted = False  # ... because it was drafted from the prompt
+            # The chosen token is in the KV cache already, with its logits: a guess was right.
+            evaluated = bool(ahead) and token == ahead[0]
+            drafted = evaluated and guess is None  # ... drafted from the prompt
             if guess is not None:
-                evaluated = self._settle_guess(guess, token)
+                self._record_guess(guess, evaluated)
                 guess = None
-                ahead = []
             elif ahead:
-                evaluated = drafted = token == ahead[0]
-                if evaluated:
-                    ahead.pop(0)
-                    stats.draft_hits += 1
-                else:
-                    stats.draft_misses += 1
-                    self._take_back(len(ahead))
-                    ahead = []
+                stats.draft_hits += int(evaluated)
+                stats.draft_misses += int(not evaluated)
+            if evaluated:
+                ahead.pop(0)
+            elif ahead:
+                self._take_back(len(ahead))
+                ahead = []
             if token is None or self._is_eog(token):
                 return finish("stop")
             ll.llama_sampler_accept(grammar, token)
@@ -1039,16 +1038,12 @@ class Engine:
         right, tried = self._guesses.get(held, (0, 0))
         return 2 * (right + 1) >= tried + 2
 
-    def _settle_guess(self, guess: int, token: int | None) -> bool:
-        """Keep the guessed token if the model chose it (True), else drop it from the KV cache."""
-        right = token == guess
+    def _record_guess(self, guess: int, right: bool) -> None:
+        """Count a lead guess for the record ``_lead_guess`` goes by."""
         record = self._guesses.setdefault(guess, [0, 0])
         record[0] += int(right)
         record[1] += 1
         self.last_stats.lead_guess = right
-        if not right:
-            self._take_back(1)
-        return right
 
     def _draftable(self, token: int) -> bool:
         return not (self._is_banned(token) or self._is_eog(token))
