@@ -24,6 +24,12 @@ _CANDIDATES = 16  # occurrences of the last token looked at (the latest ones)
 LOOKBACK = 16  # output tokens passed to ``propose``
 
 
+def paying(draft: list[int]) -> list[int]:
+    """The longest start of ``draft`` whose length pays (LONG or SHORT tokens), or []."""
+    size = max((n for n in (LONG, SHORT) if n <= len(draft)), default=0)
+    return draft[:size]
+
+
 class PromptLookup:
     """Proposes the prompt tokens that followed the text the output ends with.
 

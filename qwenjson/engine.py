@@ -1078,9 +1078,9 @@ class Engine:
                 kept.append(t)
         finally:
             ll.llama_sampler_free(clone)
-        size = max((n for n in (drafting.LONG, drafting.SHORT) if n <= len(kept)), default=0)
-        stats.drafted += size
-        return kept[:size]
+        kept = drafting.paying(kept)
+        stats.drafted += len(kept)
+        return kept
 
     def _respell(self, token: int, forced: bytes) -> list[int] | None:
         """The tokenizer's tokens for the chosen token's text plus the forced text after it.

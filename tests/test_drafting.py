@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qwenjson.drafting import LONG, MIN_MATCH, SHORT, PromptLookup
+from qwenjson.drafting import LONG, MIN_MATCH, SHORT, PromptLookup, paying
 
 # A toy vocabulary: token id -> bytes; 0 is a control token (the end of the user's turn).
 PIECES = {
@@ -84,3 +84,10 @@ def test_tokens_without_text_are_no_evidence() -> None:
 
 def test_a_token_that_never_occurs_in_the_prompt_proposes_nothing() -> None:
     assert lookup(SENTENCE).propose(15, pieces([11, 2, 3, 4, 15])) == []
+
+
+def test_a_draft_is_cut_to_a_length_that_pays() -> None:
+    assert (SHORT, LONG) == (3, 5)
+    assert paying([1, 2]) == []
+    assert paying([1, 2, 3, 4]) == [1, 2, 3]
+    assert paying([1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5]
