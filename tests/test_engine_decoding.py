@@ -129,12 +129,25 @@ def references() -> dict[str, list[int]]:
 
 
 def fresh_generate(
-    messages: list[Message], grammar: str, *, fast_forward: bool
+    messages: list[Message],
+    grammar: str,
+    *,
+    fast_forward: bool = True,
+    guess: bool = True,
+    drafts: bool = True,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_tokens: int = 120,
 ) -> tuple[str, list[tuple[int, bool]], Any]:
+    """(text, tokens, stats) of one generation, with the engine's fast paths as given."""
     # A fresh engine per run: reusing a KV prefix evaluates the prompt in other batch sizes,
     # which changes logits in the last bits and would make exact comparisons meaningless.
     with Engine(smollm2_path(), n_ctx=1024, n_threads=1, fast_forward=fast_forward) as e:
-        result = e.generate(messages, grammar, max_tokens=120)
+        e.guess_lead = guess
+        e.draft_from_prompt = drafts
+        result = e.generate(
+            messages, grammar, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )
         return result.text, e.last_stats.tokens, e.last_stats
 
 
@@ -300,13 +313,6 @@ def _schema_grammar(schema: dict[str, Any], spaced: bool) -> str:
     return compile_schema(schema, closed_objects=True, spaced=spaced)
 
 
-def _fresh(grammar: str, guess: bool) -> tuple[str, list[tuple[int, bool]], Any]:
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
-        e.guess_lead = guess
-        result = e.generate(PERSON_MESSAGES, grammar, max_tokens=60)
-        return result.text, e.last_stats.tokens, e.last_stats
-
-
 PERSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -323,8 +329,10 @@ PERSON_SCHEMA: dict[str, Any] = {
 )
 def test_the_lead_guess_never_changes_the_output(spaced: bool, right: bool) -> None:
     grammar = _schema_grammar(PERSON_SCHEMA, spaced)
-    text, tokens, stats = _fresh(grammar, guess=True)
-    plain_text, plain_tokens, plain_stats = _fresh(grammar, guess=False)
+    text, tokens, stats = fresh_generate(PERSON_MESSAGES, grammar, guess=True, max_tokens=60)
+    plain_text, plain_tokens, plain_stats = fresh_generate(
+        PERSON_MESSAGES, grammar, guess=False, max_tokens=60
+    )
     assert (text, tokens) == (plain_text, plain_tokens)
     assert plain_stats.lead_guess is None
     assert stats.lead_guess is right
@@ -360,12 +368,15 @@ COPY_GRAMMAR = r"""root ::= "{\"sentence\":" string ",\"speaker\":" string "}"
 
 
 def _copy(*, drafts: bool, fast_forward: bool, temperature: float = 0.0) -> tuple[str, Any]:
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1, fast_forward=fast_forward) as e:
-        e.draft_from_prompt = drafts
-        result = e.generate(
-            COPY_MESSAGES, COPY_GRAMMAR, max_tokens=120, temperature=temperature, seed=3
-        )
-        return result.text, e.last_stats
+    text, _, stats = fresh_generate(
+        COPY_MESSAGES,
+        COPY_GRAMMAR,
+        drafts=drafts,
+        fast_forward=fast_forward,
+        temperature=temperature,
+        seed=3,
+    )
+    return text, stats
 
 
 def test_drafts_from_the_prompt_keep_the_greedy_output(grammar_engine: GrammarEngine) -> None:
