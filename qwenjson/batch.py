@@ -260,7 +260,8 @@ class RecordRunner:
             raise UsageError("--each needs a job prepared with prepare_job(schema, each=True)")
         options = options or ExtractOptions()
         self.keep_empty = options.keep_empty
-        if self.record.each:
+        self.evidence = options.evidence
+        if self.record.each and not self.evidence:
             # Items are printed as they close, empty members dropped item by item (_ItemStream);
             # the whole document stays as generated, to be compared with what was printed.
             options = replace(options, keep_empty=True)
@@ -296,7 +297,10 @@ class RecordRunner:
         if cut is not None and notice is not None:
             keep = self.record.truncate
             notice(f"input cut from {cut[0]} to {cut[1]} tokens (--truncate {keep})")
-        stream = _ItemStream(self.job.item, emit, self.keep_empty) if self.record.each else None
+        # With --evidence the items are printed when the list is complete, each with its own
+        # evidence: a value's source is known only once the whole document is annotated.
+        streaming = self.record.each and not self.evidence
+        stream = _ItemStream(self.job.item, emit, self.keep_empty) if streaming else None
 
         def watch(chunk: str) -> None:
             self._check_time(started)
@@ -306,10 +310,15 @@ class RecordRunner:
                 on_text(chunk)
 
         result = self.extractor.run(text, on_text=watch)
-        if stream is None:
-            emit(result.json)
-        else:
+        if stream is not None:
             stream.finish(result.data)
+        elif self.record.each:
+            for i, item in enumerate(result.data["items"]):
+                emit(_compact(_item_evidence(result, i, item)))
+        elif self.evidence:
+            emit(_compact(result.with_evidence()))
+        else:
+            emit(result.json)
         return result
 
     def _check_time(self, started: float) -> None:
@@ -390,6 +399,24 @@ class _ItemStream:
         self.emit(_compact(shown))
 
 
+def _item_evidence(result: Extraction, index: int, item: Any) -> dict[str, Any]:
+    """``--each --evidence``: one item with its evidence, pointers relative to the item."""
+    prefix = f"/items/{index}"
+
+    def within(values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            p[len(prefix) :]: v
+            for p, v in values.items()
+            if p == prefix or p.startswith(prefix + "/")
+        }
+
+    return {
+        "data": item,
+        "evidence": within(result.evidence),
+        "confidence": within(result.confidence),
+    }
+
+
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -404,6 +431,9 @@ class BatchOptions:
     field: str | None = None  # the record is a JSON object; this field holds the text
     into: str = "extracted"  # with ``field``: the output key for the document
     on_error: OnError = "record"
+    # Documents come as ``{"data", "evidence", "confidence"}``: with ``field`` the two maps go
+    # beside the document, under their own keys.
+    evidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -456,10 +486,17 @@ def parse_record(
     if not text.strip():
         raise InputError(f"field {name!r} is empty")
     rest = {k: v for k, v in obj.items() if k != name}
-    if into in rest:
-        raise InputError(f"the record already has a field {into!r}: choose another --into")
+    added = (into, "evidence", "confidence") if options.evidence else (into,)
+    for key in added:
+        if key in rest:
+            raise InputError(f"the record already has a field {key!r}: choose another --into")
 
     def shape(document: str) -> str:
+        if options.evidence:
+            wrapped = json.loads(document)
+            out = {**rest, into: wrapped["data"]}
+            out |= {"evidence": wrapped["evidence"], "confidence": wrapped["confidence"]}
+            return _compact(out)
         # The document is already compact JSON; splice it in rather than parse it again.
         head = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))[:-1]
         sep = "," if rest else ""

@@ -30,7 +30,7 @@ from qwenjson.errors import (
 from qwenjson.stream import signals_held
 
 if TYPE_CHECKING:
-    from qwenjson.batch import RecordRunner
+    from qwenjson.batch import BatchOptions, RecordRunner
 
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
@@ -173,6 +173,35 @@ def extract(
             "lets go are dropped (a small model writes them for fields the text doesn't give).",
         ),
     ] = False,
+    grounding: Annotated[
+        bool,
+        typer.Option(
+            "--grounding/--no-grounding",
+            help="Free-text strings may only be copied from the input text (a value the text "
+            "doesn't contain can't be written; a field the text has no value for is left out). "
+            'Per field, "x-grounded": true|false in the schema decides either way; '
+            "--no-grounding changes the default for the rest.",
+        ),
+    ] = True,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            "--evidence",
+            help='Print {"data": DOC, "evidence": {"/pointer": [start, end] | null, ...}, '
+            '"confidence": {"/pointer": p, ...}}: for every value, where in the input it comes '
+            "from (code point offsets, text[start:end]) and the model's probability for it. "
+            "With --field, the two maps go beside the document.",
+        ),
+    ] = False,
+    require_evidence: Annotated[
+        bool,
+        typer.Option(
+            "--require-evidence",
+            help="Fail (exit 5) when a value that needs a source in the text has none: a "
+            "required grounded string the model had to be pushed to, or a number the text "
+            "doesn't contain.",
+        ),
+    ] = False,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
     offline: Annotated[
         bool,
@@ -278,7 +307,7 @@ def extract(
     Example: qwenjson extract --schema person.json --jsonl --field text --checkpoint ck
     < notes.jsonl >> people.jsonl
     """
-    from qwenjson.batch import RecordOptions, RecordRunner, prepare_job
+    from qwenjson.batch import BatchOptions, RecordOptions, RecordRunner, prepare_job
     from qwenjson.kvcache import default_cache_dir
     from qwenjson.pipeline import ExtractOptions, open_model
     from qwenjson.validate import load_schema
@@ -317,6 +346,9 @@ def extract(
             seed=seed,
             retries=retries,
             keep_empty=keep_empty,
+            grounding=grounding,
+            evidence=evidence,
+            require_evidence=require_evidence,
         )
         record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
         runner = RecordRunner(
@@ -333,10 +365,21 @@ def extract(
                 # (--keep-empty only when given: checkpoints written before it existed match.)
                 "options": [instruction, max_tokens, temperature, seed, retries]
                 + (["keep-empty"] if keep_empty else []),
+                # Grounding changed what every record prints: checkpoints from before it (no
+                # such key) are refused rather than resumed with mixed outputs.
+                "grounding": [grounding, evidence, require_evidence],
                 "records": [field, into, each, truncate],
             }
             _extract_jsonl(
-                runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
+                runner,
+                source,
+                BatchOptions(
+                    field=field, into=into, on_error=on_error or "record", evidence=evidence
+                ),
+                errors_file,
+                checkpoint,
+                job_parts,
+                quiet,
             )
         else:
             with console.token_preview(enabled=not quiet) as on_text:
@@ -371,16 +414,13 @@ def _open_records(input_file: Path | None) -> BinaryIO:
 def _extract_jsonl(
     runner: RecordRunner,
     source: BinaryIO,
-    field: str | None,
-    into: str,
-    on_error: Literal["record", "skip", "stop"] | None,
+    options: BatchOptions,
     errors_file: Path | None,
     checkpoint_file: Path | None,
     job_parts: dict[str, Any],
     quiet: bool,
 ) -> None:
     from qwenjson.batch import (
-        BatchOptions,
         Checkpoint,
         ErrorLog,
         count_lines,
@@ -402,7 +442,7 @@ def _extract_jsonl(
             run_batch(
                 read_lines(source),
                 runner,
-                BatchOptions(field=field, into=into, on_error=on_error or "record"),
+                options,
                 errors=errors,
                 checkpoint=checkpoint,
                 on_text=bar.on_text if bar is not None else None,

@@ -47,7 +47,7 @@ from qwenjson import drafting
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.drafting import PromptLookup
 from qwenjson.errors import InputError, ModelError, SchemaError
-from qwenjson.generation import GenerationResult, Message
+from qwenjson.generation import Constraint, GenerationResult, Message, TokenTrace
 from qwenjson.kvcache import PrefixCache, model_fingerprint
 
 __all__ = ["CHATML_TEMPLATE", "Engine", "GenerationStats", "default_threads"]
@@ -235,6 +235,10 @@ class Engine:
         self._eog_cache: dict[int, bool] = {}
         self._banned_cache: dict[int, bool] = {}
         self._banned_all: npt.NDArray[np.bool_] | None = None
+        # For constraints beside the grammar (grounding): tokens by their text, and the ones
+        # holding a quote or a comma (the only ones a span constraint can refuse outside a value).
+        self._by_piece: dict[bytes, list[int]] | None = None
+        self._sensitive: npt.NDArray[np.int32] | None = None
         self._eos = int(ll.llama_vocab_eos(self._vocab))
         if self._eos < 0:
             self._eos = int(ll.llama_vocab_eot(self._vocab))
@@ -266,6 +270,8 @@ class Engine:
         self.guess_lead = exact
         self.draft_from_prompt = exact
         self._lookup: PromptLookup | None = None
+        self._constraint: Constraint | None = None
+        self._trace: list[TokenTrace] | None = None
         self._prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._fingerprint: str | None = None
         self.last_stats = GenerationStats()
@@ -598,6 +604,7 @@ class Engine:
         temperature: float,
         top_p: float,
         rng: np.random.Generator,
+        constraint: Constraint | None = None,
     ) -> int | None:
         """The next token from the grammar-masked distribution, or None if nothing is allowed.
 
@@ -615,10 +622,18 @@ class Engine:
 
         top_p < 1: the nucleus is taken over the masked distribution (as in a chain that masks
         first), which depends on the mass of every allowed token, so that case masks fully.
+
+        A ``constraint`` beside the grammar (grounding) is one more acceptance test: "allowed"
+        above then means allowed by both, and the full mask is narrowed by it (``_mask``), so
+        the same argument holds for the intersection.
         """
+
+        def passes(token: int) -> bool:
+            return constraint is None or constraint.allows(self.piece(token))
+
         if temperature <= 0.0:
             best = int(np.argmax(logits))
-            if self._allows(grammar, best):
+            if self._allows(grammar, best) and passes(best):
                 return best
             self.last_stats.rejections += 1
             k = min(_GREEDY_CANDIDATES, self._n_vocab)
@@ -627,13 +642,13 @@ class Engine:
             ok = self._grammar_allows(grammar, order)
             for rank in np.flatnonzero(ok):
                 token = int(order[rank])
-                if self._is_banned(token):
+                if self._is_banned(token) or not passes(token):
                     continue
                 # A tie with the k-th logit might hide a lower id outside the candidates.
                 if k < self._n_vocab and logits[token] == logits[order[-1]]:
                     break
                 return token
-            mask = self._allowed_mask(grammar)
+            mask = self._mask(grammar, constraint)
             if not mask.any():
                 return None
             return int(np.argmax(np.where(mask, logits, -np.inf)))
@@ -644,13 +659,13 @@ class Engine:
         if top_p >= 1.0:
             for _ in range(_MAX_REJECTED_DRAWS):
                 token = _draw(p, rng)
-                if self._allows(grammar, token):
+                if self._allows(grammar, token) and passes(token):
                     return token
                 self.last_stats.rejections += 1
                 p[token] = 0.0
                 if p.sum() <= 0.0:
                     break
-        mask = self._allowed_mask(grammar)
+        mask = self._mask(grammar, constraint)
         p = np.where(mask, np.exp(z), 0.0)
         if p.sum() <= 0.0:
             return None
@@ -663,7 +678,74 @@ class Engine:
             p = nucleus
         return _draw(p, rng)
 
-    def _choose_closing(self, logits: FloatArray, grammar: Any, in_string: bool) -> int | None:
+    def _mask(self, grammar: Any, constraint: Constraint | None) -> npt.NDArray[np.bool_]:
+        """Every token the grammar (and the constraint, if any) admits next."""
+        mask = self._allowed_mask(grammar)
+        if constraint is None:
+            return mask
+        by_piece, sensitive = self._piece_index()
+        limit = 48  # longer pieces than this are rare, and a span check covers them anyway
+
+        def prefix_ids(data: bytes) -> list[int]:
+            found: list[int] = []
+            for n in range(1, min(len(data), limit) + 1):
+                found += by_piece.get(data[:n], ())
+            return found
+
+        refined: npt.NDArray[np.bool_] = constraint.refine(mask, self.piece, prefix_ids, sensitive)
+        return refined
+
+    def _piece_index(self) -> tuple[dict[bytes, list[int]], npt.NDArray[np.int32]]:
+        if self._by_piece is None or self._sensitive is None:
+            by_piece: dict[bytes, list[int]] = {}
+            sensitive: list[int] = []
+            for t in range(self._n_vocab):
+                piece = self.piece(t)
+                if not piece or self._is_banned(t):
+                    continue
+                by_piece.setdefault(piece, []).append(t)
+                if b'"' in piece or b"," in piece:
+                    sensitive.append(t)
+            self._by_piece = by_piece
+            self._sensitive = np.array(sensitive, dtype=np.int32)
+        return self._by_piece, self._sensitive
+
+    def _choose_grounded(
+        self,
+        logits: FloatArray,
+        grammar: Any,
+        token: int,
+        constraint: Constraint,
+        temperature: float,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> int:
+        """The token to write when ``constraint`` refused the model's choice ``token``.
+
+        A refused first choice for a value that may be left out closes it empty (the best such
+        token by logit); otherwise the choice is made again under both constraints (a draw from
+        the grammar's distribution followed by a draw from the narrower one, when the first is
+        refused, is a draw from the narrower one). If nothing satisfies both, the grammar alone
+        decides: the constraint never makes a document impossible.
+        """
+        piece = self.piece(token)
+        constraint.refused(piece)
+        if constraint.would_abstain(piece):
+            _, sensitive = self._piece_index()
+            closers = sensitive[self._grammar_allows(grammar, sensitive)]
+            empty = [int(t) for t in closers if constraint.closes_empty(self.piece(int(t)))]
+            if empty:
+                return max(empty, key=lambda t: (logits[t], -t))
+        chosen = self._choose(logits, grammar, temperature, top_p, rng, constraint)
+        return token if chosen is None else chosen
+
+    def _choose_closing(
+        self,
+        logits: FloatArray,
+        grammar: Any,
+        in_string: bool,
+        constraint: Constraint | None = None,
+    ) -> int | None:
         """Near the end of the token budget: the token that heads for the shortest completion.
 
         A document cut off by ``max_tokens`` is never printed, so when the budget runs low the
@@ -678,6 +760,8 @@ class Engine:
         for ids in (in_str,) if in_string else (closing, short):
             allowed = [int(t) for t in ids[self._grammar_allows(grammar, ids)]]
             allowed = [t for t in allowed if not self._is_banned(t)]
+            if constraint is not None:
+                allowed = [t for t in allowed if constraint.allows(self.piece(t))]
             if allowed:
                 stats = self.last_stats
                 if stats.steered_from is None:
@@ -815,11 +899,15 @@ class Engine:
         top_p: float = 1.0,
         seed: int = 0,
         on_text: Callable[[str], None] | None = None,
+        constraint: Constraint | None = None,
+        trace: bool = False,
     ) -> GenerationResult:
         """Generate the assistant's reply to ``messages``, every token allowed by ``grammar``.
 
-        Raises InputError when the prompt plus ``max_tokens`` doesn't fit the context, and
-        SchemaError when llama.cpp can't parse ``grammar``.
+        ``constraint`` (grounding) is checked beside the grammar and fed every output byte;
+        ``trace`` records each emitted piece with the model's log-probability for the tokens
+        it chose. Raises InputError when the prompt plus ``max_tokens`` doesn't fit the
+        context, and SchemaError when llama.cpp can't parse ``grammar``.
         """
         self._live_ctx()
         tokens = self.prompt_tokens(messages)
@@ -857,6 +945,8 @@ class Engine:
                 self._prefill(tokens + lead + [guess], shared, outputs=2)
             stats.model_ms = 0.0  # from here on: the decode steps only
             t1 = time.perf_counter()
+            self._constraint = constraint
+            self._trace = [] if trace else None
             text, finish = self._run(
                 gram, max_tokens, temperature, top_p, seed, on_text, lead, whole, guess
             )
@@ -870,6 +960,7 @@ class Engine:
             prefill_ms=(t1 - t0) * 1000.0,
             decode_ms=(t2 - t1) * 1000.0,
             finish_reason=finish,
+            trace=tuple(self._trace or ()),
         )
 
     def _run(
@@ -888,12 +979,17 @@ class Engine:
         rng = np.random.default_rng(seed)
         out = bytearray()
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        constraint, trace = self._constraint, self._trace
 
         depth = _Nesting()
 
-        def emit(data: bytes) -> None:
+        def emit(data: bytes, logprob: float | None = None) -> None:
+            if trace is not None:
+                trace.append(TokenTrace(len(out), len(out) + len(data), logprob))
             out.extend(data)
             depth.feed(data)
+            if constraint is not None:
+                constraint.accept(data)
             if on_text is not None:
                 chunk = decoder.decode(data)
                 if chunk:
@@ -920,9 +1016,19 @@ class Engine:
             logits = self._logits(-1 - len(ahead))
             token = None
             if max_tokens - len(stats.tokens) <= depth.reserve():
-                token = self._choose_closing(logits, grammar, depth.in_string)
+                token = self._choose_closing(logits, grammar, depth.in_string, constraint)
             if token is None:
                 token = self._choose(logits, grammar, temperature, top_p, rng)
+                if (
+                    constraint is not None
+                    and token is not None
+                    and not self._is_eog(token)
+                    and not constraint.allows(self.piece(token))
+                ):
+                    token = self._choose_grounded(
+                        logits, grammar, token, constraint, temperature, top_p, rng
+                    )
+            logprob = _logprob(logits, token) if trace is not None and token is not None else None
             # The chosen token is in the KV cache already, with its logits: a guess was right.
             evaluated = bool(ahead) and token == ahead[0]
             drafted = evaluated and guess is None  # ... drafted from the prompt
@@ -942,7 +1048,7 @@ class Engine:
             ll.llama_sampler_accept(grammar, token)
             stats.sampled_tokens += 1
             stats.tokens.append((token, False))
-            emit(self.piece(token))
+            emit(self.piece(token), logprob)
             if not self._can_probe:
                 if len(stats.tokens) >= max_tokens:
                     break
@@ -1069,11 +1175,17 @@ class Engine:
         if not proposed:
             return []
         clone = ll.llama_sampler_clone(grammar)
+        # The constraint has seen ``token`` already (it was emitted): fork it as it stands.
+        fork = self._constraint.fork() if self._constraint is not None else None
         kept: list[int] = []
         try:
             for t in proposed:
                 if not self._allows(clone, t):
                     break
+                if fork is not None:
+                    if not fork.allows(self.piece(t)):
+                        break
+                    fork.accept(self.piece(t))
                 ll.llama_sampler_accept(clone, t)
                 kept.append(t)
         finally:
@@ -1218,6 +1330,12 @@ def _representatives() -> dict[int, bytes]:
 
 
 _REPRESENTATIVE = _representatives()
+
+
+def _logprob(logits: FloatArray, token: int) -> float:
+    """log p(token) under the model's unconstrained softmax over ``logits``."""
+    top = float(logits.max())
+    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
 
 
 def _draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:

@@ -8,9 +8,57 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+class TokenTrace(NamedTuple):
+    """One emitted piece of the output: its byte range, and ``logprob``, the model's
+    log-probability of the token (unconstrained softmax) when the model chose it, None when
+    the grammar forced the text."""
+
+    start: int
+    end: int
+    logprob: float | None
+
+
+class Constraint(Protocol):
+    """A check on output bytes beside the grammar (``qwenjson.grounding.Grounding``)."""
+
+    def allows(self, piece: bytes) -> bool:
+        """Whether ``piece`` may come next."""
+        ...
+
+    def accept(self, piece: bytes) -> None:
+        """Commit ``piece`` (allowed, or forced by the grammar)."""
+        ...
+
+    def fork(self) -> Constraint:
+        """An independent copy of the state."""
+        ...
+
+    def refused(self, piece: bytes) -> None:
+        """The model's own choice ``piece`` was refused."""
+        ...
+
+    def would_abstain(self, piece: bytes) -> bool:
+        """Whether refusing ``piece`` means the current value should be closed empty."""
+        ...
+
+    def closes_empty(self, piece: bytes) -> bool:
+        """Whether ``piece`` closes the current value empty."""
+        ...
+
+    def refine(
+        self,
+        mask: Any,
+        piece: Callable[[int], bytes],
+        prefix_ids: Callable[[bytes], list[int]],
+        sensitive: Any,
+    ) -> Any:
+        """The boolean vocabulary ``mask`` narrowed to what the constraint allows."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -24,6 +72,8 @@ class GenerationResult:
     decode_ms: float
     # "stop": the grammar completed (or the model ended it); "length": max_tokens ran out.
     finish_reason: Literal["stop", "length"]
+    # With ``trace=True``: every emitted piece, in order (see ``TokenTrace``).
+    trace: tuple[TokenTrace, ...] = ()
 
 
 class Generator(Protocol):
@@ -52,8 +102,11 @@ class Generator(Protocol):
         top_p: float = 1.0,
         seed: int = 0,
         on_text: Callable[[str], None] | None = None,
+        constraint: Constraint | None = None,
+        trace: bool = False,
     ) -> GenerationResult:
-        """Generate the assistant's reply to ``messages``, every token allowed by ``grammar``."""
+        """Generate the assistant's reply to ``messages``, every token allowed by ``grammar``
+        (and by ``constraint``); ``trace`` records each piece's log-probability."""
         ...
 
     def close(self) -> None:

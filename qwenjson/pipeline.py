@@ -21,7 +21,10 @@ from typing import Any
 from jsonschema.protocols import Validator
 
 from qwenjson.errors import InputError, NoValidOutputError
+from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
+from qwenjson.grounding import Grounding, SourceText, grounding_rules
+from qwenjson.pointer import to_pointer
 from qwenjson.prompt import build_messages
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
@@ -49,6 +52,13 @@ class ExtractOptions:
     retries: int = 2
     # Keep object members the model left as "" (by default those the schema lets go are dropped).
     keep_empty: bool = False
+    # Ground free-text strings by default (``qwenjson.grounding``); "x-grounded" in the schema
+    # decides per field either way.
+    grounding: bool = True
+    # Record token probabilities for ``Extraction.confidence`` (costs a softmax per token).
+    evidence: bool = False
+    # A value that needs a source in the text and has none fails the extraction (exit 5).
+    require_evidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,17 @@ class Extraction:
     json: str  # compact, canonical: what goes on stdout
     attempts: int
     results: tuple[GenerationResult, ...] = field(default=())
+    # By JSON pointer, for every leaf of ``data``: its source in the input text as code point
+    # offsets [start, end) (None: no source), and the model's probability for it (1.0 for
+    # all without ``ExtractOptions.evidence``).
+    evidence: dict[str, list[int] | None] = field(default_factory=dict)
+    confidence: dict[str, float] = field(default_factory=dict)
+    # Pointers of values that need a source and have none (see ``qwenjson.evidence``).
+    unsupported: tuple[str, ...] = ()
+
+    def with_evidence(self) -> dict[str, Any]:
+        """``{"data": …, "evidence": …, "confidence": …}``: what ``--evidence`` prints."""
+        return {"data": self.data, "evidence": self.evidence, "confidence": self.confidence}
 
 
 def check_text(text: str) -> str:
@@ -108,6 +129,7 @@ class Extractor:
         self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
         self.generator = generator
         self.options = options or ExtractOptions()
+        self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
 
     def messages(self, text: str) -> list[Message]:
         """The chat messages for ``text`` (system message first)."""
@@ -122,9 +144,13 @@ class Extractor:
         check_text(text)
         opts = self.options
         messages = self.messages(text)
+        # The model sees the text without its surrounding blanks (``build_messages``); offsets
+        # are into the text as given.
+        source = SourceText(text.strip(), len(text) - len(text.lstrip()))
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
+            grounding = Grounding(source, self.rules)
             result = self.generator.generate(
                 messages,
                 self.prepared.compiled.grammar,
@@ -133,6 +159,8 @@ class Extractor:
                 top_p=opts.top_p,
                 seed=opts.seed + attempt,
                 on_text=on_text,
+                constraint=grounding,
+                trace=opts.evidence,
             )
             results.append(result)
             if result.finish_reason == "length":
@@ -149,15 +177,59 @@ class Extractor:
             else:
                 errors = validation_errors(data, self.prepared.validator)
                 if not errors:
-                    if not opts.keep_empty:
-                        data = drop_empty_strings(data, self.prepared.validator)
-                    compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-                    return Extraction(data, compact, attempt + 1, tuple(results))
+                    return self._finish(data, result, grounding, source, attempt + 1, results)
             messages = [*self.messages(text), *_feedback(result.text, errors)]
         raise NoValidOutputError(
             f"no valid document after {opts.retries + 1} attempt(s); the last one failed with:",
             errors,
         )
+
+    def _finish(
+        self,
+        data: Any,
+        result: GenerationResult,
+        grounding: Grounding,
+        source: SourceText,
+        attempts: int,
+        results: list[GenerationResult],
+    ) -> Extraction:
+        """The valid ``data`` after abstention and empty-member dropping, with its evidence."""
+        opts = self.options
+        validator = self.prepared.validator
+        found = annotate(
+            data,
+            result.text,
+            source=source,
+            records=grounding.records,
+            trace=result.trace,
+            rules=self.rules,
+            validator=validator,
+            abstain=not opts.keep_empty,
+        )
+        data = found.data
+        if not opts.keep_empty:
+            data = drop_empty_strings(data, validator)
+        kept = set(_leaf_pointers(data))
+        evidence = {p: v for p, v in found.evidence.items() if p in kept}
+        confidence = {p: v for p, v in found.confidence.items() if p in kept}
+        unsupported = tuple(p for p in found.unsupported if p in kept)
+        if opts.require_evidence and unsupported:
+            raise NoValidOutputError(
+                "--require-evidence: the text has no source for "
+                + ", ".join(p or "/" for p in unsupported)
+            )
+        compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return Extraction(
+            data, compact, attempts, tuple(results), evidence, confidence, unsupported
+        )
+
+
+def _leaf_pointers(data: Any, path: tuple[str | int, ...] = ()) -> list[str]:
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _leaf_pointers(v, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _leaf_pointers(v, (*path, i))]
+    return [to_pointer(path)]
 
 
 def _feedback(bad_output: str, errors: list[str]) -> list[Message]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from qwenjson.generation import GenerationResult, Message
+from qwenjson.generation import Constraint, GenerationResult, Message
 
 
 @dataclass
@@ -44,6 +44,8 @@ class FakeModel:
         top_p: float = 1.0,
         seed: int = 0,
         on_text: Callable[[str], None] | None = None,
+        constraint: Constraint | None = None,
+        trace: bool = False,
     ) -> GenerationResult:
         self.calls.append((list(messages), grammar))
         user = messages[1]["content"]
@@ -57,6 +59,8 @@ class FakeModel:
             if on_text is not None:
                 on_text(out[i : i + 3])
         self.events.append("return")
+        if constraint is not None:
+            constraint.accept(out.encode("utf-8"))  # unchecked: the answer is the test's
         return GenerationResult(out, 10, len(out), 1.0, 1.0, self.finish)
 
     def close(self) -> None:

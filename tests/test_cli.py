@@ -88,8 +88,11 @@ def test_empty_optional_members_are_dropped_unless_kept(
     # "name" is required: its "" stays; "hobbies" items are strings in a list, not members.
     answer = '{"name": "", "age": 3, "hobbies": [""]}'
     fake.answers = [answer, answer]
-    r = run("extract", "--schema", str(schema_file), stdin=b"x")
+    r = run("extract", "--schema", str(schema_file), "--no-grounding", stdin=b"x")
     assert (r.code, r.out) == (0, '{"name":"","age":3,"hobbies":[""]}\n')
+    # Grounded (the default), an empty list item is one the text had no value for: it goes.
+    r = run("extract", "--schema", str(schema_file), stdin=b"x")
+    assert (r.code, r.out) == (0, '{"name":"","age":3,"hobbies":[]}\n')
     schema = json.dumps({**PERSON, "properties": {**PERSON["properties"], "note": {}}})
     fake.answers = ['{"name": "a", "age": 3, "note": ""}', '{"name": "a", "age": 3, "note": ""}']
     assert run("extract", "--schema", schema, stdin=b"x").out == '{"name":"a","age":3}\n'

@@ -1,0 +1,272 @@
+"""Evidence and confidence for each value of a generated document, and abstention.
+
+After generation the document's leaves (strings, numbers, booleans, nulls) are matched up with
+what produced them:
+
+* **evidence**: where in the input the value comes from, as code point offsets ``[start, end)``
+  such that ``text[start:end]`` is the value's source. A grounded string's span is the one the
+  constraint matched while it was written; other strings are looked up verbatim, numbers by
+  value among the text's numbers (``41.2`` is found in ``41.20``). None: the text has no source.
+* **confidence**: the probability the model gave the tokens it chose for the value, multiplied
+  (``exp`` of the summed log-probabilities over the pieces that overlap the value's bytes in
+  the output, the unconstrained softmax; text the grammar forced counts 1). So a value the
+  model was made to write instead of its own first choice gets the low probability it gave it.
+* **abstention**: a value the text has no source for is taken out where the schema lets it go:
+  an optional member is left out, a nullable one becomes null, a list item is dropped (the
+  rules come from ``qwenjson.grounding.grounding_rules``). If the document would no longer
+  validate, it is kept whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from qwenjson.generation import TokenTrace
+from qwenjson.grounding import FieldRule, Path, Pattern, SourceText, ValueRecord
+from qwenjson.pointer import to_pointer
+
+__all__ = ["Annotated", "annotate", "leaf_spans"]
+
+_NUMBER = re.compile(r"(?<![0-9.])[-+]?\d[\d,]*(?:\.\d+)?(?![\d])")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One scalar of the output: its path and byte range in the raw output text."""
+
+    path: Path
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """A document after abstention, with evidence and confidence keyed by JSON pointer.
+
+    ``unsupported``: pointers of values that needed a source and have none (a grounded string
+    the model didn't choose, a number the text doesn't contain), in document order.
+    """
+
+    data: Any
+    evidence: dict[str, list[int] | None]
+    confidence: dict[str, float]
+    unsupported: tuple[str, ...]
+
+
+def leaf_spans(raw: bytes) -> list[Leaf]:
+    """The scalars of the JSON text ``raw`` with their byte ranges (``raw`` must be valid)."""
+    leaves: list[Leaf] = []
+    # Each open container: [is_object, path, next index or current key].
+    stack: list[list[Any]] = []
+    pos, n = 0, len(raw)
+    expect_key = False
+    while pos < n:
+        c = raw[pos]
+        if c in b" \t\r\n:,":
+            if c == 0x2C and stack and stack[-1][0]:
+                expect_key = True
+            elif c == 0x2C and stack:
+                stack[-1][2] += 1
+            pos += 1
+            continue
+        if c in b"]}":
+            stack.pop()
+            pos += 1
+            continue
+        path: Path = (*tuple(stack[-1][1]), stack[-1][2]) if stack else ()
+        if c in b"{[":
+            is_object = c == 0x7B
+            stack.append([is_object, path, 0])
+            expect_key = is_object
+            pos += 1
+            continue
+        if c == 0x22:
+            end = _string_end(raw, pos)
+            if expect_key and stack:
+                stack[-1][2] = json.loads(raw[pos:end])
+                expect_key = False
+            else:
+                leaves.append(Leaf(path, pos, end))
+            pos = end
+            continue
+        end = pos
+        while end < n and raw[end] not in b" \t\r\n,]}":
+            end += 1
+        leaves.append(Leaf(path, pos, end))
+        pos = end
+    return leaves
+
+
+def _string_end(raw: bytes, start: int) -> int:
+    pos = start + 1
+    while raw[pos] != 0x22:
+        pos += 2 if raw[pos] == 0x5C else 1
+    return pos + 1
+
+
+def annotate(
+    data: Any,
+    raw: str,
+    *,
+    source: SourceText,
+    records: Sequence[ValueRecord],
+    trace: Sequence[TokenTrace],
+    rules: Mapping[Pattern, FieldRule],
+    validator: Validator,
+    abstain: bool = True,
+) -> Annotated:
+    """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text."""
+    raw_bytes = raw.encode("utf-8")
+    by_start = {r.out_start: r for r in records}
+    meta: dict[Path, tuple[list[int] | None, float, bool, FieldRule | None]] = {}
+    leaves = leaf_spans(raw_bytes)
+    values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
+    last_start = 0
+    # Which field each span of the text went to: one span is the source of one field (the
+    # 0.5B otherwise puts the same words under every entity type of a schema).
+    owners: dict[tuple[int, int], Pattern] = {}
+    for leaf in leaves:
+        value = values[leaf.path]
+        pattern = tuple(None if isinstance(p, int) else p for p in leaf.path)
+        rule = rules.get(pattern)
+        record = by_start.get(leaf.start)
+        span: tuple[int, int] | None
+        if record is not None:
+            span = record.span if record.status == "grounded" else None
+            if record.status == "grounded" and record.span is not None:
+                # A repeated word: prefer the occurrence after the last value's source.
+                content = raw_bytes[leaf.start + 1 : leaf.end - 1]
+                span = source.span(content, after=last_start) or record.span
+                span = _unowned(source, content, span, pattern, owners)
+                if span is not None:
+                    owners.setdefault(span, pattern)
+            needs_source = True
+        else:
+            span = _find(source, value, last_start)
+            needs_source = _is_number(value) or (rule is not None and rule.grounded)
+        if span is not None:
+            last_start = span[0]
+        probability = _confidence(trace, leaf.start, leaf.end)
+        missing = needs_source and span is None and value not in ("", None)
+        meta[leaf.path] = ([span[0], span[1]] if span else None, probability, missing, rule)
+
+    def build(drop: bool) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
+        evidence: dict[str, list[int] | None] = {}
+        confidence: dict[str, float] = {}
+        unsupported: list[str] = []
+
+        def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any]:
+            info = meta.get(old)
+            if info is not None and not isinstance(node, dict | list):
+                span, conf, missing, rule = info
+                # An empty grounded string is an abstention; so is a value with no source.
+                empty = rule is not None and ((node == "" and rule.grounded) or missing)
+                if drop and empty and rule is not None and rule.abstain in ("omit", "item"):
+                    return False, None
+                if drop and empty and rule is not None and rule.abstain == "null":
+                    node, span, missing = None, None, False
+                pointer = to_pointer(new)
+                evidence[pointer] = span
+                confidence[pointer] = conf
+                if missing:
+                    unsupported.append(pointer)
+                return True, node
+            if isinstance(node, dict):
+                out: dict[str, Any] = {}
+                for key, sub in node.items():
+                    keep, value = walk(sub, (*old, key), (*new, key))
+                    if keep:
+                        out[key] = value
+                return True, out
+            if isinstance(node, list):
+                items: list[Any] = []
+                for i, sub in enumerate(node):
+                    # A list that repeats an item ended there (``Grounding``): the repeat goes.
+                    repeat = drop and not isinstance(sub, dict | list) and sub in items
+                    if repeat and (*old, i) in meta:
+                        continue
+                    keep, value = walk(sub, (*old, i), (*new, len(items)))
+                    if keep:
+                        items.append(value)
+                return True, items
+            return True, node
+
+        _, result = walk(data, (), ())
+        return result, evidence, confidence, unsupported
+
+    result, evidence, confidence, unsupported = build(abstain)
+    if abstain and result != data and not validator.is_valid(result):
+        result, evidence, confidence, unsupported = build(False)
+    return Annotated(result, evidence, confidence, tuple(unsupported))
+
+
+def _unowned(
+    source: SourceText,
+    content: bytes,
+    span: tuple[int, int],
+    pattern: Pattern,
+    owners: Mapping[tuple[int, int], Pattern],
+) -> tuple[int, int] | None:
+    """``span``, or another occurrence of ``content`` if another field has that one; None
+    when every occurrence belongs to another field."""
+    if owners.get(span, pattern) == pattern:
+        return span
+    for start in source.occurrences(content):
+        other = source.span_at(start, len(content))
+        if other is not None and owners.get(other, pattern) == pattern:
+            return other
+    return None
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _confidence(trace: Sequence[TokenTrace], start: int, end: int) -> float:
+    total = 0.0
+    for piece in trace:
+        if piece.end > start and piece.start < end and piece.logprob is not None:
+            total += piece.logprob
+    return round(math.exp(total), 4)
+
+
+def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
+    """Where a value that wasn't grounded while generated occurs in the text, if anywhere."""
+    text, offset = source.text, source.offset
+    if isinstance(value, str) and value:
+        for haystack, needle in ((text, value), (text.casefold(), value.casefold())):
+            if len(haystack) != len(text):
+                continue  # casefolding changed lengths: offsets would not map back
+            at = haystack.find(needle, max(0, after - offset))
+            if at < 0:
+                at = haystack.find(needle)
+            if at >= 0:
+                return at + offset, at + offset + len(value)
+        return None
+    if _is_number(value):
+        best: tuple[int, int] | None = None
+        for m in _NUMBER.finditer(text):
+            try:
+                found = float(m.group().replace(",", ""))
+            except ValueError:
+                continue
+            if math.isclose(found, float(value), rel_tol=0.0, abs_tol=1e-9):
+                span = (m.start() + offset, m.end() + offset)
+                if span[0] >= after:
+                    return span
+                best = best or span
+        return best
+    return None
