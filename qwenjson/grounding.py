@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qwenjson.pointer import follow_local_refs
+
 __all__ = [
     "GROUNDED_KEY",
     "FieldRule",
@@ -111,31 +113,12 @@ class _Walker:
         self.default = default
         self.rules = rules
 
-    def deref(self, node: Any) -> Any:
-        """Follow local ``$ref``s (a few hops); siblings of ``$ref`` stay on top."""
-        for _ in range(8):
-            if not isinstance(node, Mapping):
-                return node
-            ref = node.get("$ref")
-            if not isinstance(ref, str) or not ref.startswith("#"):
-                return node
-            target: Any = self.root
-            for part in ref[1:].split("/")[1:]:
-                part = part.replace("~1", "/").replace("~0", "~")
-                if not isinstance(target, Mapping) or part not in target:
-                    return node
-                target = target[part]
-            if not isinstance(target, Mapping):
-                return node
-            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return node
-
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
     ) -> None:
         if depth > _MAX_RULE_DEPTH:
             return
-        node = self.deref(node)
+        node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
         types = _types(node)

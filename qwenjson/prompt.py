@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from qwenjson.generation import Message
+from qwenjson.pointer import follow_local_refs
 
 # Short on purpose: every prompt token is prefill time on every record (the larger part of a
 # short record's time on a small CPU). Measured with `scripts/prompt_eval.py --raw` on Qwen2
@@ -77,21 +78,10 @@ class _Describer:
         self.root = root
         self.lines: list[str] = []
 
-    def deref(self, schema: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
+    def deref(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         """Follow local ``$ref``s (``#/…``); anything else is described as it stands."""
-        ref = schema.get("$ref")
-        if not isinstance(ref, str) or not ref.startswith("#") or depth > 16:
-            return schema
-        node: Any = self.root
-        for part in ref[1:].split("/")[1:]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, Mapping) or part not in node:
-                return schema
-            node = node[part]
-        if not isinstance(node, Mapping):
-            return schema
-        merged = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-        return self.deref(merged, depth + 1)
+        node: Mapping[str, Any] = follow_local_refs(self.root, schema)
+        return node
 
     def describe_root(self) -> list[str]:
         root = self.deref(self.root)
