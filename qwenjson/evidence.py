@@ -34,7 +34,7 @@ from qwenjson.pointer import to_pointer
 
 __all__ = ["Annotated", "annotate", "leaf_spans"]
 
-_NUMBER = re.compile(r"(?<![0-9.])[-+]?\d[\d,]*(?:\.\d+)?(?![\d])")
+_NUMBER = re.compile(r"(?<![0-9.])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,10 @@ def annotate(
     leaves = leaf_spans(raw_bytes)
     values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
     last_start = 0
-    # Which field each span of the text went to: one span is the source of one field (the
-    # 0.5B otherwise puts the same words under every entity type of a schema).
-    owners: dict[tuple[int, int], Pattern] = {}
+    # Which field each span of the text went to: a piece of the text is the source of one
+    # field (the 0.5B otherwise puts the same words under every entity type of a schema, or
+    # a person's surname under "city").
+    owners: list[tuple[int, int, Pattern]] = []
     for leaf in leaves:
         value = values[leaf.path]
         pattern = tuple(None if isinstance(p, int) else p for p in leaf.path)
@@ -146,7 +147,7 @@ def annotate(
                 span = source.span(content, after=last_start) or record.span
                 span = _unowned(source, content, span, pattern, owners)
                 if span is not None:
-                    owners.setdefault(span, pattern)
+                    owners.append((*span, pattern))
             needs_source = True
         else:
             span = _find(source, value, last_start)
@@ -212,15 +213,20 @@ def _unowned(
     content: bytes,
     span: tuple[int, int],
     pattern: Pattern,
-    owners: Mapping[tuple[int, int], Pattern],
+    owners: Sequence[tuple[int, int, Pattern]],
 ) -> tuple[int, int] | None:
-    """``span``, or another occurrence of ``content`` if another field has that one; None
-    when every occurrence belongs to another field."""
-    if owners.get(span, pattern) == pattern:
+    """``span``, or another occurrence of ``content`` if another field's source overlaps that
+    one; None when every occurrence overlaps another field's source."""
+
+    def free(candidate: tuple[int, int]) -> bool:
+        start, end = candidate
+        return all(p == pattern or e <= start or s >= end for s, e, p in owners)
+
+    if free(span):
         return span
     for start in source.occurrences(content):
         other = source.span_at(start, len(content))
-        if other is not None and owners.get(other, pattern) == pattern:
+        if other is not None and free(other):
             return other
     return None
 

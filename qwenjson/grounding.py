@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -198,11 +199,19 @@ def _escaped(char: str) -> bytes:
     return json.dumps(char, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
 
 
+def _in_word(char: str) -> bool:
+    """A letter or digit of a script that separates words with blanks (not CJK, where any
+    character boundary is a word boundary)."""
+    return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
+
+
 class SourceText:
     """The input text as JSON string content, with where each of its characters starts.
 
     A grounded value's content (the bytes between its quotes) must be a run of whole
-    characters of this escaped form; offsets map back to code points of the text.
+    characters of this escaped form that neither starts nor ends inside a word ("Osl" is not
+    a value of "Oslo"; in Chinese any character boundary will do); offsets map back to code
+    points of the text.
     """
 
     def __init__(self, text: str, offset: int = 0) -> None:
@@ -210,16 +219,18 @@ class SourceText:
         self.offset = offset  # code points before ``text`` in the input as the user gave it
         pieces = [_escaped(c) for c in text]
         self.data = b"".join(pieces)
-        # boundary byte offset -> code point index (character starts, and the end)
+        # boundary byte offset -> code point index, at each place a value may start or end
         self._index: dict[int, int] = {}
         pos = 0
         for i, piece in enumerate(pieces):
-            self._index[pos] = i
+            if i == 0 or not (_in_word(text[i - 1]) and _in_word(text[i])):
+                self._index[pos] = i
             pos += len(piece)
         self._index[pos] = len(pieces)
 
     def occurrences(self, content: bytes) -> Iterator[int]:
-        """Byte offsets where ``content`` occurs starting at a character boundary."""
+        """Byte offsets where ``content`` occurs starting at a boundary (a character's start,
+        not inside a word)."""
         data, index = self.data, self._index
         start = data.find(content)
         while start >= 0:
@@ -246,7 +257,8 @@ class SourceText:
         return first
 
     def span_at(self, start: int, length: int) -> tuple[int, int] | None:
-        """Code point offsets of the ``length`` escaped bytes at ``start``, if whole characters."""
+        """Code point offsets of the ``length`` escaped bytes at ``start``, if they start and
+        end at boundaries."""
         first, end = self._index.get(start), self._index.get(start + length)
         if first is None or end is None:
             return None

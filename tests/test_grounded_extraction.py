@@ -1,0 +1,183 @@
+"""Grounded extraction on a real model (SmolLM2-135M): values come from the text, a field the
+text lacks is left out, and evidence points at each value's source."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qwenjson.errors import EXIT_NO_VALID_OUTPUT
+from qwenjson.generation import Generator
+from qwenjson.pipeline import ExtractOptions, Extractor, open_model
+from tests.grammar_engine import default_model_path
+from tests.test_end_to_end import qwenjson
+
+pytestmark = pytest.mark.model
+
+MODEL = str(default_model_path())
+NAME_CITY = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "city": {"type": "string"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def smol() -> Iterator[Generator]:
+    generator = open_model(MODEL, threads=1)
+    yield generator
+    generator.close()
+
+
+def test_an_optional_field_the_text_lacks_is_left_out() -> None:
+    text = b"Tom grows tomatoes and keeps bees."
+    args = ("extract", "-m", MODEL, "--threads", "1", "-s", json.dumps(NAME_CITY))
+    free = qwenjson(*args, "--no-grounding", stdin=text)
+    assert free.returncode == 0, free.stderr.decode()
+    # The model invents a city when it may (so this test can tell the two apart) ...
+    assert "city" in json.loads(free.stdout)
+    grounded = qwenjson(*args, stdin=text)
+    assert grounded.returncode == 0, grounded.stderr.decode()
+    # ... and leaves it out when values must come from the text.
+    assert json.loads(grounded.stdout) == {"name": "Tom"}
+
+
+def test_require_evidence_fails_a_required_value_with_no_source() -> None:
+    schema = json.dumps(
+        {
+            **NAME_CITY,
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+        }
+    )
+    args = ("extract", "-m", MODEL, "--threads", "1", "-s", schema)
+    text = b"Tom grows tomatoes and keeps bees."
+    plain = qwenjson(*args, stdin=text)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert isinstance(json.loads(plain.stdout)["age"], int)  # the best it can do: a guess
+    strict = qwenjson(*args, "--require-evidence", stdin=text)
+    assert strict.returncode == EXIT_NO_VALID_OUTPUT
+    assert strict.stdout == b""
+    assert b"Error: --require-evidence: the text has no source for /age" in strict.stderr
+
+
+def _check_evidence(text: str, shown: dict[str, Any]) -> None:
+    data, evidence, confidence = shown["data"], shown["evidence"], shown["confidence"]
+    assert set(evidence) == set(confidence)
+    for pointer, span in evidence.items():
+        value: Any = data
+        for part in pointer.split("/")[1:]:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        assert 0.0 <= confidence[pointer] <= 1.0
+        if span is None:
+            continue
+        source = text[span[0] : span[1]]
+        if isinstance(value, str):
+            assert source == value
+        else:
+            assert float(source.replace(",", "")) == value
+
+
+def test_evidence_offsets_slice_the_input_to_each_value() -> None:
+    schema = "name, age int, hobbies [str]"
+    text = '  My friend Anna Lee is 31 and likes "chess" and 山歌.\n'
+    r = qwenjson(
+        "extract",
+        "-m",
+        MODEL,
+        "--threads",
+        "1",
+        "-s",
+        schema,
+        "--evidence",
+        stdin=text.encode(),
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    shown = json.loads(r.stdout)
+    assert set(shown) == {"data", "evidence", "confidence"}
+    assert shown["evidence"]  # something was found
+    _check_evidence(text, shown)  # offsets are into the text as given, blanks and all
+
+
+def test_evidence_beside_the_document_in_a_batch() -> None:
+    lines = [
+        {"id": 1, "text": "Anna Lee lives in Oslo."},
+        {"id": 2, "text": "Bo Chen is from Lima."},
+    ]
+    stdin = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    r = qwenjson(
+        "extract",
+        "-m",
+        MODEL,
+        "--threads",
+        "1",
+        "-s",
+        json.dumps(NAME_CITY),
+        "--jsonl",
+        "--field",
+        "text",
+        "--evidence",
+        stdin=stdin,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    out = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert [o["id"] for o in out] == [1, 2]
+    for line, o in zip(lines, out, strict=True):
+        assert set(o) == {"id", "extracted", "evidence", "confidence"}
+        _check_evidence(str(line["text"]), {**o, "data": o["extracted"]})
+
+
+def test_each_with_evidence_gives_every_item_its_own() -> None:
+    text = "Anna Lee met Bo Chen and Carl Diaz in Oslo."
+    r = qwenjson(
+        "extract",
+        "-m",
+        MODEL,
+        "--threads",
+        "1",
+        "-s",
+        "name",
+        "--each",
+        "--evidence",
+        stdin=text.encode(),
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    items = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert items
+    for item in items:
+        assert set(item) == {"data", "evidence", "confidence"}
+        assert set(item["evidence"]) <= {"/name"}
+        _check_evidence(text, item)
+
+
+TEXT_CHARS = st.sampled_from([*list('abcdeTomAn 中文山歌🙂"\\\n,.'), "Oslo", "Lee", " 42 "])
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(parts=st.lists(TEXT_CHARS, min_size=1, max_size=12))
+def test_a_grounded_value_is_always_a_span_of_the_input(smol: Generator, parts: list[str]) -> None:
+    text = "".join(parts)
+    if not text.strip():
+        return
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "place": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        },
+        "required": ["name", "tags"],
+        "additionalProperties": False,
+    }
+    result = Extractor(schema, smol, ExtractOptions(evidence=True, max_tokens=120)).run(text)
+    for value in [result.data["name"], result.data.get("place", ""), *result.data["tags"]]:
+        assert value in text
+    _check_evidence(text, result.with_evidence())

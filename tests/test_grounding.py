@@ -1,0 +1,287 @@
+"""Grounding without a model: which fields are grounded, the span check on output bytes, and
+what abstention and evidence make of a finished document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwenjson.evidence import annotate, leaf_spans
+from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules
+
+PERSON: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "city": {"type": "string"},
+        "nick": {"type": ["string", "null"]},
+        "hobbies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "age", "nick"],
+}
+
+
+def test_rules_follow_the_schema() -> None:
+    rules = grounding_rules(PERSON)
+    assert rules[("name",)] == FieldRule(True, "none")
+    assert rules[("city",)] == FieldRule(True, "omit")
+    assert rules[("nick",)] == FieldRule(True, "null")  # required but nullable
+    assert rules[("hobbies", None)] == FieldRule(True, "item")
+    assert rules[("age",)] == FieldRule(False, "none")  # numbers: abstention only
+
+
+@pytest.mark.parametrize(
+    ("sub", "grounded"),
+    [
+        ({"type": "string", "enum": ["a", "b"]}, False),
+        ({"type": "string", "format": "date"}, False),
+        ({"type": "string", "pattern": "^[0-9]+$"}, False),
+        ({"type": "string", "x-grounded": False}, False),
+        ({"type": "string", "format": "date", "x-grounded": True}, True),
+        ({"anyOf": [{"type": "string"}, {"type": "null"}]}, True),
+        ({"$ref": "#/$defs/s"}, True),
+    ],
+)
+def test_which_strings_are_grounded(sub: dict[str, Any], grounded: bool) -> None:
+    schema = {"type": "object", "properties": {"x": sub}, "$defs": {"s": {"type": "string"}}}
+    assert grounding_rules(schema)[("x",)].grounded is grounded
+
+
+@pytest.mark.parametrize(
+    ("name", "grounded"),
+    [
+        ("summary", False),
+        ("short_summary", False),
+        ("reasoning", False),
+        ("description", False),
+        ("摘要", False),
+        ("condition_description", True),  # a copied slot value, named after what it holds
+        ("title", True),
+        ("address", True),
+    ],
+)
+def test_fields_that_ask_for_writing_are_not_grounded(name: str, grounded: bool) -> None:
+    schema = {"type": "object", "properties": {name: {"type": "string"}}}
+    assert grounding_rules(schema)[(name,)].grounded is grounded
+    assert grounding_rules(schema, default=False)[(name,)].grounded is False
+
+
+def test_recursive_schemas_stop() -> None:
+    schema = {"type": "array", "items": {"$ref": "#"}}
+    assert grounding_rules(schema) == {}
+    tree = {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "kids": {"type": "array", "items": {"$ref": "#"}},
+        },
+    }
+    rules = grounding_rules(tree)
+    assert ("label",) in rules and ("kids", None, "label") in rules
+
+
+def _feed(g: Grounding, text: str) -> bool:
+    """Offer ``text`` as one piece; accept it when allowed."""
+    piece = text.encode()
+    if not g.allows(piece):
+        return False
+    g.accept(piece)
+    return True
+
+
+def test_a_grounded_value_only_grows_along_the_text() -> None:
+    g = Grounding(SourceText("Tom grows tomatoes in Oslo."), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "')
+    assert not g.allows(b"Tim")
+    assert _feed(g, "To")
+    assert not g.allows(b"x")
+    assert _feed(g, 'm", "age": 30, "city": "')
+    assert not g.allows(b'New York"')
+    assert g.allows(b'Oslo"') and not g.allows(b'Osl"')
+    assert _feed(g, 'Oslo"')
+    assert [(r.path, r.status, r.span) for r in g.records] == [
+        (("name",), "grounded", (0, 3)),
+        (("city",), "grounded", (22, 26)),
+    ]
+
+
+def test_a_token_that_opens_a_value_is_checked_too() -> None:
+    g = Grounding(SourceText("Tom"), grounding_rules(PERSON))
+    assert _feed(g, '{"name":')
+    assert not g.allows(b' "Ann')
+    assert g.allows(b' "To')
+
+
+def test_escapes_are_the_texts_own() -> None:
+    text = 'She said "hi" \\ bye\n再见 🙂'
+    g = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "')
+    written = json.dumps('said "hi" \\ bye\n再见 🙂', ensure_ascii=False)[1:]
+    assert _feed(g, written)
+    (record,) = g.records
+    assert record.span is not None
+    assert text[record.span[0] : record.span[1]] == 'said "hi" \\ bye\n再见 🙂'
+    g2 = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g2, '{"name": "')
+    assert not g2.allows(b"\\u005c")  # another spelling of the backslash: not the text's
+    assert not g2.allows(b'n"')  # the n of an escaped newline is not a character of the text
+
+
+def test_required_values_cant_close_empty_but_optional_ones_can() -> None:
+    g = Grounding(SourceText("Tom"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "')
+    assert not g.allows(b'"')
+    g2 = Grounding(SourceText("Tom"), grounding_rules(PERSON))
+    assert _feed(g2, '{"name": "Tom", "age": 1, "city": "')
+    assert g2.closes_empty(b'"') and g2.allows(b'",')
+    assert g2.would_abstain(b"Paris")  # a first choice the text doesn't have
+    g2.refused(b"Paris")
+    assert _feed(g2, '"')
+    assert g2.records[-1].status == "abstained"
+
+
+def test_a_refused_first_choice_marks_a_required_value_unsupported() -> None:
+    g = Grounding(SourceText("Tom"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "')
+    assert not g.would_abstain(b"Ann")  # required: it must be written
+    g.refused(b"Ann")
+    assert _feed(g, 'Tom"')
+    assert g.records[-1].status == "unsupported"
+
+
+def test_a_list_that_repeats_an_item_ends() -> None:
+    g = Grounding(SourceText("渔场 渔场"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "渔场", "age": 1, "nick": null, "hobbies": ["渔场", "渔场"')
+    assert not g.allows(b", ")
+    assert g.allows(b"]")
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() and char not in "中文"
+
+
+def _is_span(text: str, value: str) -> bool:
+    """The slow, obvious oracle: ``value`` occurs in ``text`` and cuts no word in two."""
+    for start in range(len(text) - len(value) + 1):
+        end = start + len(value)
+        if text[start:end] != value:
+            continue
+        if start > 0 and _word(text[start - 1]) and _word(text[start]):
+            continue
+        if end < len(text) and _word(text[end - 1]) and _word(text[end]):
+            continue
+        return True
+    return False
+
+
+ALPHABET = list('ab "\\\n\t中文🙂é,{}')
+
+
+@given(text=st.text(alphabet=st.sampled_from(ALPHABET), min_size=1, max_size=30), data=st.data())
+def test_any_span_of_the_text_is_allowed_and_slices_back(text: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    value = text[start:end]
+    g = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g, '{"name": ')
+    assert _feed(g, json.dumps(value, ensure_ascii=False)) == _is_span(text, value)
+    if _is_span(text, value):
+        (record,) = g.records
+        assert record.span is not None
+        assert text[record.span[0] : record.span[1]] == value
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from(ALPHABET), max_size=12),
+    value=st.text(alphabet=st.sampled_from(ALPHABET), min_size=1, max_size=6),
+)
+def test_a_value_outside_the_text_is_refused(text: str, value: str) -> None:
+    g = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g, '{"name": ')
+    allowed = g.allows(json.dumps(value, ensure_ascii=False).encode())
+    assert allowed == _is_span(text, value)
+
+
+def test_leaf_spans_point_at_each_scalar() -> None:
+    raw = '{"a": "x", "b": [1, true, {"c": null}], "d": "q\\"r"}'
+    spans = {
+        leaf.path: raw.encode()[leaf.start : leaf.end].decode() for leaf in leaf_spans(raw.encode())
+    }
+    assert spans == {
+        ("a",): '"x"',
+        ("b", 0): "1",
+        ("b", 1): "true",
+        ("b", 2, "c"): "null",
+        ("d",): '"q\\"r"',
+    }
+
+
+def _annotated(text: str, raw: str, schema: dict[str, Any]) -> Any:
+    rules = grounding_rules(schema)
+    g = Grounding(SourceText(text), rules)
+    g.accept(raw.encode())
+    return annotate(
+        json.loads(raw),
+        raw,
+        source=SourceText(text),
+        records=g.records,
+        trace=(),
+        rules=rules,
+        validator=jsonschema.Draft202012Validator(schema),
+    )
+
+
+def test_abstention_leaves_out_nulls_and_drops_items() -> None:
+    raw = '{"name": "Tom", "age": 7, "city": "", "nick": "", "hobbies": ["", "bees", "bees"]}'
+    found = _annotated("Tom, 7, bees", raw, PERSON)
+    assert found.data == {"name": "Tom", "age": 7, "nick": None, "hobbies": ["bees"]}
+    assert found.evidence == {"/name": [0, 3], "/age": [5, 6], "/nick": None, "/hobbies/0": [8, 12]}
+    assert found.unsupported == ()
+
+
+def test_numbers_the_text_lacks_are_unsupported_or_left_out() -> None:
+    schema = {**PERSON, "properties": {**PERSON["properties"], "weight": {"type": "number"}}}
+    raw = '{"name": "Tom", "age": 30, "nick": null, "weight": 41.2}'
+    found = _annotated("Tom paid RM 41.20", raw, schema)
+    assert found.data == {"name": "Tom", "age": 30, "nick": None, "weight": 41.2}
+    assert found.evidence["/weight"] == [12, 17]
+    assert found.unsupported == ("/age",)  # required: kept, but flagged
+    raw = '{"name": "Tom", "age": 30, "nick": null, "weight": 12}'
+    assert "weight" not in _annotated("Tom is 30", raw, schema).data  # optional: left out
+
+
+def test_one_piece_of_text_is_the_source_of_one_field() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "people": {"type": "array", "items": {"type": "string"}},
+            "places": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["people", "places"],
+    }
+    raw = '{"people": ["Anna Berg"], "places": ["Berg", "Oslo"]}'
+    found = _annotated("Anna Berg lives in Oslo", raw, schema)
+    assert found.data == {"people": ["Anna Berg"], "places": ["Oslo"]}
+    # ... unless the words occur again elsewhere.
+    found = _annotated("Anna Berg went to Berg", raw, schema)
+    assert found.data == {"people": ["Anna Berg"], "places": ["Berg"]}
+    assert found.evidence["/places/0"] == [18, 22]
+
+
+def test_abstention_never_breaks_validity() -> None:
+    schema = {
+        **PERSON,
+        "properties": {
+            **PERSON["properties"],
+            "hobbies": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        },
+    }
+    raw = '{"name": "Tom", "age": 7, "nick": null, "hobbies": [""]}'
+    found = _annotated("Tom 7", raw, schema)
+    assert found.data["hobbies"] == [""]  # dropping it would leave the list too short
