@@ -28,6 +28,11 @@ NAME_CITY = {
 }
 
 
+def extract(*args: str, stdin: bytes) -> Any:
+    """``qwenjson extract`` on SmolLM2, one thread."""
+    return qwenjson("extract", "-m", MODEL, "--threads", "1", *args, stdin=stdin)
+
+
 @pytest.fixture(scope="module")
 def smol() -> Iterator[Generator]:
     generator = open_model(MODEL, threads=1)
@@ -37,12 +42,12 @@ def smol() -> Iterator[Generator]:
 
 def test_an_optional_field_the_text_lacks_is_left_out() -> None:
     text = b"Tom grows tomatoes and keeps bees."
-    args = ("extract", "-m", MODEL, "--threads", "1", "-s", json.dumps(NAME_CITY))
-    free = qwenjson(*args, "--no-grounding", stdin=text)
+    args = ("-s", json.dumps(NAME_CITY))
+    free = extract(*args, "--no-grounding", stdin=text)
     assert free.returncode == 0, free.stderr.decode()
     # The model invents a city when it may (so this test can tell the two apart) ...
     assert "city" in json.loads(free.stdout)
-    grounded = qwenjson(*args, stdin=text)
+    grounded = extract(*args, stdin=text)
     assert grounded.returncode == 0, grounded.stderr.decode()
     # ... and leaves it out when values must come from the text.
     assert json.loads(grounded.stdout) == {"name": "Tom"}
@@ -56,12 +61,11 @@ def test_require_evidence_fails_a_required_value_with_no_source() -> None:
             "required": ["name", "age"],
         }
     )
-    args = ("extract", "-m", MODEL, "--threads", "1", "-s", schema)
     text = b"Tom grows tomatoes and keeps bees."
-    plain = qwenjson(*args, stdin=text)
+    plain = extract("-s", schema, stdin=text)
     assert plain.returncode == 0, plain.stderr.decode()
     assert isinstance(json.loads(plain.stdout)["age"], int)  # the best it can do: a guess
-    strict = qwenjson(*args, "--require-evidence", stdin=text)
+    strict = extract("-s", schema, "--require-evidence", stdin=text)
     assert strict.returncode == EXIT_NO_VALID_OUTPUT
     assert strict.stdout == b""
     assert b"Error: --require-evidence: the text has no source for /age" in strict.stderr
@@ -87,12 +91,7 @@ def _check_evidence(text: str, shown: dict[str, Any]) -> None:
 def test_evidence_offsets_slice_the_input_to_each_value() -> None:
     schema = "name, age int, hobbies [str]"
     text = '  My friend Anna Lee is 31 and likes "chess" and 山歌.\n'
-    r = qwenjson(
-        "extract",
-        "-m",
-        MODEL,
-        "--threads",
-        "1",
+    r = extract(
         "-s",
         schema,
         "--evidence",
@@ -111,12 +110,7 @@ def test_evidence_beside_the_document_in_a_batch() -> None:
         {"id": 2, "text": "Bo Chen is from Lima."},
     ]
     stdin = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    r = qwenjson(
-        "extract",
-        "-m",
-        MODEL,
-        "--threads",
-        "1",
+    r = extract(
         "-s",
         json.dumps(NAME_CITY),
         "--jsonl",
@@ -135,12 +129,7 @@ def test_evidence_beside_the_document_in_a_batch() -> None:
 
 def test_each_with_evidence_gives_every_item_its_own() -> None:
     text = "Anna Lee met Bo Chen and Carl Diaz in Oslo."
-    r = qwenjson(
-        "extract",
-        "-m",
-        MODEL,
-        "--threads",
-        "1",
+    r = extract(
         "-s",
         "name",
         "--each",
