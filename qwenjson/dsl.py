@@ -22,7 +22,7 @@ Grammar (EBNF; spaces and tabs between tokens are ignored; NEWLINE is a line bre
     name        = WORD | NUMBER | STRING ;
     typed       = type [ range ] | range ;               (* a bare range means str *)
     type        = base [ "|" "null" ] | enum ;
-    base        = "str" | "int" | "float" | "bool"
+    base        = "str" | "int" | "float" | "bool" | "text" | "quote"
                 | "string" | "integer" | "number" | "boolean"
                 | "date" | "time" | "datetime" | "email" | "uri" | "url" | "uuid"
                 | "{" fields "}"
@@ -54,6 +54,9 @@ Meaning:
 - ``a|b|c`` is an enum. Bare words are strings, numbers are numbers, ``null true false`` are
   JSON literals; quote anything else (``"very good"|bad``, ``"int"|"str"``). A single quoted
   string is a one-value enum. The enum's ``type`` follows its values.
+- ``text`` and ``quote`` are strings that ``extract`` writes in its own words (a summary) or
+  copies from the input: ``"x-grounded": false`` or ``true`` (without either, extract decides
+  by the field, see ``qwenjson.grounding``). ``summary text, code quote 1..20``.
 - ``T|null`` also allows null.
 - A range ``lo..hi`` is inclusive and either end may be left open. It bounds the value of
   ``int`` (integer bounds) and ``float``, the length of ``str`` and the length of lists
@@ -101,6 +104,9 @@ FORMAT_NAMES: Final[Mapping[str, str]] = {
     "url": "uri",
     "uuid": "uuid",
 }
+# Strings that say how extract writes them (``qwenjson.grounding``): ``text`` is written by
+# the model (a summary), ``quote`` is copied from the input.
+GROUNDING_NAMES: Final[Mapping[str, bool]] = {"text": False, "quote": True}
 _FORMAT_DSL_NAMES: Final[Mapping[str, str]] = {
     "date": "date",
     "time": "time",
@@ -470,6 +476,10 @@ class _Parser:
             self.advance()
             kind = tok.text  # a range on it is refused, naming it
             schema = {"type": "string", "format": FORMAT_NAMES[tok.text]}
+        elif tok.kind == _WORD and tok.text in GROUNDING_NAMES and not self.starts_enum(tok):
+            self.advance()
+            kind = "string"
+            schema = {"type": "string", "x-grounded": GROUNDING_NAMES[tok.text]}
         elif tok.kind in (_WORD, _NUMBER, _STRING):
             return self.enum_type(), "enum"
         else:
@@ -827,6 +837,7 @@ def _render_enum(schema: Mapping[str, Any]) -> str:
 def _render_value(value: object) -> str:
     if isinstance(value, str):
         reserved = value in TYPE_NAMES or value in FORMAT_NAMES or value in _LITERALS
+        reserved = reserved or value in GROUNDING_NAMES
         if _whole_token_kind(value) == _WORD and not reserved:
             return value
         return json.dumps(value, ensure_ascii=False)

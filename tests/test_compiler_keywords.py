@@ -430,3 +430,9 @@ def test_enum_values_the_siblings_rule_out_are_left_out() -> None:
     assert not accepts(compiled.grammar, '"abcd"')
     assert not accepts(compiled.grammar, "50")
     assert not compiled.needs_validation
+
+
+def test_x_grounded_is_an_annotation_extract_reads() -> None:
+    uses = check_schema({"type": "string", "x-grounded": False})
+    (use,) = [u for u in uses if u.keyword == "x-grounded"]
+    assert use.status == "annotation" and "extract" in use.note

@@ -1022,3 +1022,13 @@ def test_every_concise_schema_compiles_to_a_grammar_llama_cpp_parses(
 
     schema = {"$schema": DRAFT_2020_12, **build(Obj(fields))}
     assert grammar_engine.grammar_error(compile_schema(schema)) is None
+
+
+def test_text_and_quote_say_how_extract_writes_a_string() -> None:
+    schema = parse_dsl("summary text, code quote 1..20, kind text|image, tags [quote]")
+    assert isinstance(schema, dict)
+    props = schema["properties"]
+    assert props["summary"] == {"type": "string", "x-grounded": False}
+    assert props["code"] == {"type": "string", "x-grounded": True, "minLength": 1, "maxLength": 20}
+    assert props["kind"] == {"type": "string", "enum": ["text", "image"]}
+    assert props["tags"]["items"] == {"type": "string", "x-grounded": True}

@@ -106,8 +106,17 @@ ANNOTATIONS = frozenset(
 _REF_OVERRIDES_NOTE = "ignored beside $ref (draft 7 and earlier)"
 
 
+# qwenjson's own keywords: annotations to every validator, read by ``extract``.
+EXTENSIONS = {
+    "x-grounded": "extract: true, the string is copied from the input text (grounded); "
+    "false, written by the model",
+}
+
+
 def static_status(keyword: str) -> tuple[Status, str]:
     """The default fate of a keyword, before the compiler refines it."""
+    if keyword in EXTENSIONS:
+        return "annotation", EXTENSIONS[keyword]
     if keyword in ENFORCED:
         return "enforced", ""
     if keyword in VALIDATED_AFTER:
