@@ -1015,7 +1015,10 @@ class Engine:
         while len(stats.tokens) < max_tokens:
             logits = self._logits(-1 - len(ahead))
             token = None
-            if max_tokens - len(stats.tokens) <= depth.reserve():
+            reserve = depth.reserve()
+            if constraint is not None:
+                reserve += constraint.closing_reserve()
+            if max_tokens - len(stats.tokens) <= reserve:
                 token = self._choose_closing(logits, grammar, depth.in_string, constraint)
             if token is None:
                 token = self._choose(logits, grammar, temperature, top_p, rng)
@@ -1081,7 +1084,7 @@ class Engine:
                 fed = self._fast_forward(grammar, token, forced, after, max_tokens, emit)
                 self._decode(fed or [token])
                 continue
-            ahead = self._draft(grammar, token, max_tokens - len(stats.tokens) - depth.reserve())
+            ahead = self._draft(grammar, token, max_tokens - len(stats.tokens) - reserve)
             self._decode([token, *ahead], outputs=1 + len(ahead))
         return finish("length")
 

@@ -50,6 +50,10 @@ class Constraint(Protocol):
         """Whether ``piece`` closes the current value empty."""
         ...
 
+    def closing_reserve(self) -> int:
+        """Tokens the output needs at least to be complete, beyond closing brackets."""
+        ...
+
     def refine(
         self,
         mask: Any,

@@ -100,19 +100,23 @@ def grounding_rules(
     writing (``summary``, ``摘要``, …: see ``_WRITTEN_ENDINGS``). Strings inside ``anyOf`` and
     ``oneOf`` branches other than a plain nullable string are left to the grammar.
     """
-    rules: dict[Pattern, FieldRule] = {}
-    if isinstance(schema, Mapping):
-        _Walker(schema, default, rules).walk(schema, (), "none", None, 0)
-    return rules
+    walker = _Walker(schema, default)
+    return walker.rules
+
+
+def required_keys(schema: Mapping[str, Any] | bool) -> dict[Pattern, tuple[str, ...]]:
+    """The required property names of each object of ``schema``, by path pattern."""
+    return _Walker(schema, True).required
 
 
 class _Walker:
-    def __init__(
-        self, root: Mapping[str, Any], default: bool, rules: dict[Pattern, FieldRule]
-    ) -> None:
-        self.root = root
+    def __init__(self, root: Mapping[str, Any] | bool, default: bool) -> None:
+        self.root: Mapping[str, Any] = root if isinstance(root, Mapping) else {}
         self.default = default
-        self.rules = rules
+        self.rules: dict[Pattern, FieldRule] = {}
+        self.required: dict[Pattern, tuple[str, ...]] = {}
+        if isinstance(root, Mapping):
+            self.walk(root, (), "none", None, 0)
 
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
@@ -137,6 +141,7 @@ class _Walker:
         if "object" in types and isinstance(props, Mapping):
             required = node.get("required")
             required_set = set(required) if isinstance(required, list) else set()
+            self.required[pattern] = tuple(k for k in props if k in required_set)
             for key, sub in props.items():
                 if isinstance(key, str):
                     child: Abstain = "none" if key in required_set else "omit"
@@ -298,7 +303,7 @@ class ValueRecord:
 class _Frame:
     """One open object or array; ``seen`` holds the string items a list has written."""
 
-    __slots__ = ("ended", "index", "key", "kind", "phase", "seen")
+    __slots__ = ("ended", "index", "key", "keys", "kind", "phase", "seen")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind  # ord("{") or ord("[")
@@ -307,11 +312,12 @@ class _Frame:
         self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
         self.seen: frozenset[bytes] = frozenset()
         self.ended = False  # a list that repeated an item: only its end may follow
+        self.keys: frozenset[str] = frozenset()  # an object's keys written so far
 
     def copy(self) -> _Frame:
         twin = _Frame.__new__(_Frame)
         twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
-        twin.seen, twin.ended = self.seen, self.ended
+        twin.seen, twin.ended, twin.keys = self.seen, self.ended, self.keys
         return twin
 
 
@@ -334,9 +340,15 @@ class Grounding:
     (``fork``) check drafts without touching this one.
     """
 
-    def __init__(self, source: SourceText, rules: Mapping[Pattern, FieldRule]) -> None:
+    def __init__(
+        self,
+        source: SourceText,
+        rules: Mapping[Pattern, FieldRule],
+        required: Mapping[Pattern, tuple[str, ...]] | None = None,
+    ) -> None:
         self.source = source
         self.rules = dict(rules)
+        self.required = dict(required or {})
         self.records: list[ValueRecord] = []
         self.dedupe = True
         self._stack: list[_Frame] = []
@@ -355,6 +367,7 @@ class Grounding:
         """An independent copy of the state (no records)."""
         twin = Grounding.__new__(Grounding)
         twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
+        twin.required = self.required
         twin.records = []
         twin._stack = [f.copy() for f in self._stack]
         twin._pos, twin._in_str, twin._is_key, twin._esc = (
@@ -461,8 +474,19 @@ class Grounding:
         return out
 
     def closing_reserve(self) -> int:
-        """Open lists that repeated an item will end at once: nothing to reserve for them."""
-        return 0
+        """Tokens the document needs at least to close from here, beyond the brackets: the
+        required members of open objects not written yet (``, "key": []``, at two bytes a
+        token, rounded up, measured as an upper bound for Qwen2's tokenizer on ASCII keys
+        and CJK keys at three bytes a character). Budget steering reserves them."""
+        cost = 0
+        for depth, frame in enumerate(self._stack):
+            if frame.kind != 0x7B:
+                continue
+            pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack[:depth])
+            for key in self.required.get(pattern, ()):
+                if key not in frame.keys and key != frame.key:
+                    cost += (len(json.dumps(key, ensure_ascii=False).encode()) + 8) // 2
+        return cost
 
     # -- the byte machine --------------------------------------------------------------------------
 
@@ -552,6 +576,7 @@ class Grounding:
                     top.key = json.loads(b'"' + bytes(self._buf) + b'"')
                 except ValueError:
                     top.key = self._buf.decode("utf-8", "replace")
+                top.keys = top.keys | {top.key or ""}
                 top.phase = 1
             return True
         o = self._open

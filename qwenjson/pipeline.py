@@ -23,7 +23,7 @@ from jsonschema.protocols import Validator
 from qwenjson.errors import InputError, NoValidOutputError
 from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
-from qwenjson.grounding import Grounding, SourceText, grounding_rules
+from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import build_messages
 from qwenjson.schema import CompiledSchema
@@ -130,6 +130,7 @@ class Extractor:
         self.generator = generator
         self.options = options or ExtractOptions()
         self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
+        self.required = required_keys(self.prepared.schema)
 
     def messages(self, text: str) -> list[Message]:
         """The chat messages for ``text`` (system message first)."""
@@ -150,7 +151,7 @@ class Extractor:
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
-            grounding = Grounding(source, self.rules)
+            grounding = Grounding(source, self.rules, self.required)
             result = self.generator.generate(
                 messages,
                 self.prepared.compiled.grammar,

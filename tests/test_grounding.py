@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwenjson.evidence import annotate, leaf_spans
-from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules
+from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules, required_keys
 
 PERSON: dict[str, Any] = {
     "type": "object",
@@ -285,3 +285,26 @@ def test_abstention_never_breaks_validity() -> None:
     raw = '{"name": "Tom", "age": 7, "nick": null, "hobbies": [""]}'
     found = _annotated("Tom 7", raw, schema)
     assert found.data["hobbies"] == [""]  # dropping it would leave the list too short
+
+
+def test_the_closing_reserve_counts_required_members_still_to_come() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "array", "items": {"type": "string"}},
+            "inner": {"type": "object", "properties": {"x": {}, "y": {}}, "required": ["x", "y"]},
+            "公司": {"type": "array", "items": {"type": "string"}},
+            "note": {"type": "string"},
+        },
+        "required": ["a", "inner", "公司"],
+    }
+    g = Grounding(SourceText("t"), grounding_rules(schema), required_keys(schema))
+    assert g.closing_reserve() == 0  # nothing open yet
+    g.accept(b'{"a": ["t"')
+    # ', "inner": {}' and ', "公司": []' still to come (the inner object's own members are
+    # counted once it opens).
+    assert g.closing_reserve() == (len('"inner"') + 8) // 2 + (len('"公司"'.encode()) + 8) // 2
+    g.accept(b'], "inner": {"x": 1')
+    assert g.closing_reserve() == (len('"公司"'.encode()) + 8) // 2 + (len('"y"') + 8) // 2
+    g.accept(', "y": 2}, "公司": ['.encode())
+    assert g.closing_reserve() == 0
