@@ -64,6 +64,22 @@ def build_messages(schema: dict[str, Any], text: str, instruction: str | None) -
     return product_messages(schema, text, instruction=instruction)
 
 
+# (b) checks grounded strings against the input, as extract does (--no-grounding: not).
+GROUNDING = True
+
+
+def grounded(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """``generate`` keywords for the grounding extract uses: none when off or unavailable."""
+    if not GROUNDING:
+        return {}
+    try:
+        from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
+    except ImportError:
+        return {}  # a qwenjson from before grounding
+    source = SourceText(text.strip())
+    return {"constraint": Grounding(source, grounding_rules(schema), required_keys(schema))}
+
+
 def compile_grammar(schema: dict[str, Any]) -> str:
     try:
         from qwenjson.schema import compile_schema
@@ -385,7 +401,9 @@ class SideB:
         t0 = time.perf_counter()
         messages = build_messages(case.schema, case.text, case.instruction)
         grammar = compile_grammar(case.schema)
-        result = self.engine.generate(messages, grammar, max_tokens=case.max_tokens)
+        result = self.engine.generate(
+            messages, grammar, max_tokens=case.max_tokens, **grounded(case.schema, case.text)
+        )
         wall = (time.perf_counter() - t0) * 1000.0
         return Run(
             prompt_tokens=result.prompt_tokens,
@@ -449,6 +467,7 @@ def child(args: argparse.Namespace) -> None:
             grammar,
             max_tokens=256,
             on_text=lambda _: first.append(time.perf_counter()) if not first else None,
+            **grounded(case.schema, case.text),
         )
         print(
             json.dumps(
@@ -499,6 +518,7 @@ def run_child(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
         str(args.threads_batch),
         "--n-ctx",
         str(args.n_ctx),
+        *(["--no-grounding"] if args.no_grounding else []),
         *(["--a-flash-attn"] if args.a_flash_attn else []),
         *extra,
     ]
@@ -533,12 +553,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "llama.cpp's own default, auto, which turns it on for CPUs)",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
+    p.add_argument(
+        "--no-grounding",
+        action="store_true",
+        help="(b) without the grounding constraint extract uses (to measure its cost)",
+    )
     p.add_argument("--show-outputs", action="store_true", help="print each side's output")
     p.add_argument("--child", choices=["rss-a", "rss-b", "cron"], help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", help=argparse.SUPPRESS)
     p.add_argument("--schema", help=argparse.SUPPRESS)
     p.add_argument("--text", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global GROUNDING
+    GROUNDING = not args.no_grounding
     if args.child:
         child(args)
         return 0
@@ -548,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": args.threads,
         "threads_batch": args.threads_batch,
         "n_ctx": args.n_ctx,
+        "grounding": GROUNDING,
         "a_flash_attn": args.a_flash_attn,
         "llama_cpp_python": llama_cpp.__version__,
         "load_average": os.getloadavg(),
