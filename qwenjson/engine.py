@@ -723,7 +723,9 @@ class Engine:
         """The token to write when ``constraint`` refused the model's choice ``token``.
 
         A refused first choice for a value that may be left out closes it empty (the best such
-        token by logit); otherwise the choice is made again under both constraints (a draw from
+        token by logit); a refused blank where the text breaks the line is written as the
+        text's line break (``Grounding.blank_continuations``); otherwise the choice is made
+        again under both constraints (a draw from
         the grammar's distribution followed by a draw from the narrower one, when the first is
         refused, is a draw from the narrower one). If nothing satisfies both, the grammar alone
         decides: the constraint never makes a document impossible.
@@ -736,6 +738,17 @@ class Engine:
             empty = [int(t) for t in closers if constraint.closes_empty(self.piece(int(t)))]
             if empty:
                 return max(empty, key=lambda t: (logits[t], -t))
+        blanks = constraint.blank_continuations(piece)
+        if blanks:
+            by_piece, _ = self._piece_index()
+            spelled = {
+                t for ahead in blanks for n in range(2, 49) for t in by_piece.get(ahead[:n], ())
+            }
+            ids = np.array(sorted(spelled), dtype=np.int32)
+            ok = [int(t) for t in ids[self._grammar_allows(grammar, ids)]] if len(ids) else []
+            ok = [t for t in ok if constraint.allows(self.piece(t))]
+            if ok:
+                return max(ok, key=lambda t: (logits[t], -t))
         chosen = self._choose(logits, grammar, temperature, top_p, rng, constraint)
         return token if chosen is None else chosen
 

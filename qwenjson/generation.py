@@ -50,6 +50,10 @@ class Constraint(Protocol):
         """Whether ``piece`` closes the current value empty."""
         ...
 
+    def blank_continuations(self, piece: bytes) -> list[bytes]:
+        """The text's own line break to write where the model's ``piece`` has a blank."""
+        ...
+
     def closing_reserve(self) -> int:
         """Tokens the output needs at least to be complete, beyond closing brackets."""
         ...

@@ -445,6 +445,20 @@ class Grounding:
                 return before if empty else None
         return None
 
+    def blank_continuations(self, piece: bytes) -> list[bytes]:
+        """Where the model wrote a blank the text doesn't have here, the text's own next bytes
+        when they are a line break or tab (escaped): the model joins lines with a space where
+        the text breaks them (an address over three lines of a receipt), and closing the value
+        there instead would cut it short. Empty when that isn't the case."""
+        o = self._open
+        if o is None or not piece[:1].isspace() or self._esc:
+            return []
+        return [
+            ahead
+            for ahead in self.source.continuations(bytes(o.content), 48)
+            if ahead[:2] in (b"\\n", b"\\r", b"\\t")
+        ]
+
     def refine(
         self,
         mask: Any,

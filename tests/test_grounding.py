@@ -308,3 +308,12 @@ def test_the_closing_reserve_counts_required_members_still_to_come() -> None:
     assert g.closing_reserve() == (len('"公司"'.encode()) + 8) // 2 + (len('"y"') + 8) // 2
     g.accept(', "y": 2}, "公司": ['.encode())
     assert g.closing_reserve() == 0
+
+
+def test_a_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> None:
+    g = Grounding(SourceText("LOT 3, JALAN 23/1,\n40300 SHAH ALAM"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "LOT 3, JALAN 23/1,')
+    assert not g.allows(b" 40300")
+    assert g.blank_continuations(b" 40300") == [b"\\n40300 SHAH ALAM"]
+    assert g.blank_continuations(b"40300") == []  # no blank: nothing to respell
+    assert _feed(g, '\\n40300"')
