@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from jsonschema.protocols import Validator
 
+from qwenjson import deadline, jsonstrict
 from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     InputError,
@@ -291,6 +292,19 @@ class RecordRunner:
         items already emitted stay emitted.
         """
         self.check_total()
+        timeout = self.record.timeout
+        # Kept by the clock on each token, and by an alarm in validation (a backtracking
+        # pattern), which never gets there; the engine goes on with the next record.
+        with deadline.budget(timeout, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
+            return self._run(text, emit, on_text, notice)
+
+    def _run(
+        self,
+        text: str,
+        emit: Callable[[str], None],
+        on_text: TextCallback | None,
+        notice: Notice | None,
+    ) -> Extraction:
         started = self.clock()
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         if cut is not None and notice is not None:
@@ -429,7 +443,8 @@ def parse_record(
     """The text of one input line, and how to shape an output line from a document's JSON.
 
     Raises InputError for an empty line, a line that isn't UTF-8, and with ``field`` a line
-    that isn't a JSON object with that field holding a string.
+    that isn't a strict JSON object with that field holding a string (NaN, 1e400, a lone
+    surrogate or a duplicate key would reach stdout as a line that isn't JSON, or not at all).
     """
     try:
         line = raw.decode("utf-8-sig" if first else "utf-8")
@@ -442,9 +457,11 @@ def parse_record(
     if options.field is None:
         return line, _same
     try:
-        obj = json.loads(line)
+        obj = jsonstrict.loads(line)
     except json.JSONDecodeError as e:
         raise InputError(f"not a JSON object ({e.msg} at column {e.colno})") from e
+    except jsonstrict.JsonValueError as e:
+        raise InputError(f"not strict JSON: {e}") from e
     if not isinstance(obj, dict):
         raise InputError(f"not a JSON object (a {_json_type(obj)})")
     name, into = options.field, options.into
@@ -503,9 +520,35 @@ def count_lines(fd: int) -> int | None:
     return count + (last != b"\n")
 
 
-def read_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily."""
-    for raw in stream:
+# The most qwenjson reads as one text (or one --jsonl line): far more than any context holds
+# (a token is rarely more than 16 bytes), and a bound for `--input /dev/zero`.
+MAX_INPUT_BYTES = 32 << 20
+
+
+def _too_large(what: str) -> InputError:
+    return InputError(
+        f"{what} is larger than {MAX_INPUT_BYTES >> 20} MiB, the most qwenjson reads as one text"
+    )
+
+
+def read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """All of ``stream``, refused (InputError) past ``MAX_INPUT_BYTES``."""
+    data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _too_large(what)
+    return data
+
+
+def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
+
+    A line longer than ``MAX_INPUT_BYTES`` is an InputError: the stream isn't JSONL.
+    """
+    readline = getattr(stream, "readline", None)
+    lines = iter(lambda: readline(MAX_INPUT_BYTES + 1), b"") if readline else iter(stream)
+    for line_no, raw in enumerate(lines, 1):
+        if len(raw) > MAX_INPUT_BYTES:
+            raise _too_large(f"line {line_no}")
         if raw.endswith(b"\n"):
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
         yield raw

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
 import typer
 
-from qwenjson import console
+from qwenjson import console, deadline
 from qwenjson.errors import (
     EXIT_INTERNAL,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
     InputError,
+    ModelError,
     QwenJsonError,
     UsageError,
 )
@@ -80,19 +81,22 @@ def write_document(text: str) -> None:
 
 
 def _read_input(input_file: Path | None) -> str:
+    from qwenjson.batch import read_bounded
     from qwenjson.pipeline import decode_input
 
     if input_file is not None and str(input_file) != "-":
+        name = str(input_file)
         try:
-            data = input_file.read_bytes()
+            with input_file.open("rb") as f:
+                data = read_bounded(f, f"input file {name!r}")
         except FileNotFoundError:
-            raise InputError(f"input file {str(input_file)!r} not found") from None
+            raise InputError(f"input file {name!r} not found") from None
         except OSError as e:
-            raise InputError(f"cannot read input file {str(input_file)!r}: {e.strerror}") from e
-        return decode_input(data, origin=str(input_file))
+            raise InputError(f"cannot read input file {name!r}: {e.strerror}") from e
+        return decode_input(data, origin=name)
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("no input: pipe the text on stdin or give --input FILE")
-    return decode_input(sys.stdin.buffer.read())
+    return decode_input(read_bounded(sys.stdin.buffer, "stdin"))
 
 
 SchemaOpt = Annotated[
@@ -293,56 +297,67 @@ def extract(
         raise UsageError("--errors needs --on-error record")
     if pretty and (jsonl or each):
         raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
-    schema_value = load_schema(schema)
-    job = prepare_job(schema_value, each=each)
-    source = _open_records(input_file) if jsonl else None
-    text = "" if jsonl else _read_input(input_file)
-    offline = offline or _env_flag("HF_HUB_OFFLINE")
-    _warn_about_build(quiet)
-    with console.download_progress("Downloading model", enabled=not quiet) as progress:
-        generator = open_model(
-            model,
-            offline=offline,
-            threads=threads,
-            prompt_threads=prompt_threads,
-            n_ctx=ctx,
-            progress=progress,
-            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        )
-    try:
-        options = ExtractOptions(
-            instruction=instruction,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            retries=retries,
-            keep_empty=keep_empty,
-        )
-        record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
-        runner = RecordRunner(
-            job, generator, options, record, total_timeout=total_timeout, started=started
-        )
-        notice = None if quiet else console.warning
-        if source is not None:
-            # Everything that decides what a record's output is: a checkpoint of another job
-            # is refused. (Threads, timeouts and error handling don't change outputs.)
-            job_parts = {
-                "schema": schema_value,
-                "model": str(model or ""),
-                "ctx": ctx,
-                # (--keep-empty only when given: checkpoints written before it existed match.)
-                "options": [instruction, max_tokens, temperature, seed, retries]
-                + (["keep-empty"] if keep_empty else []),
-                "records": [field, into, each, truncate],
-            }
-            _extract_jsonl(
-                runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
+    if model is not None and not model.strip():
+        raise ModelError("--model is empty: give a registry name, a .gguf path or hf:REPO/FILE")
+    # The whole run, model load and input reads included, within --total-timeout: the alarm
+    # stops what the clock checks between tokens never reach (a blocked read, a FIFO).
+    with deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout)):
+        schema_value = load_schema(schema)
+        job = prepare_job(schema_value, each=each)
+        source = _open_records(input_file) if jsonl else None
+        text = "" if jsonl else _read_input(input_file)
+        offline = offline or _env_flag("HF_HUB_OFFLINE")
+        _warn_about_build(quiet)
+        with console.download_progress("Downloading model", enabled=not quiet) as progress:
+            generator = open_model(
+                model,
+                offline=offline,
+                threads=threads,
+                prompt_threads=prompt_threads,
+                n_ctx=ctx,
+                progress=progress,
+                cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
             )
-        else:
-            with console.token_preview(enabled=not quiet) as on_text:
-                runner.run(text, _document_writer(pretty), on_text=on_text, notice=notice)
-    finally:
-        generator.close()
+        try:
+            options = ExtractOptions(
+                instruction=instruction,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                seed=seed,
+                retries=retries,
+                keep_empty=keep_empty,
+            )
+            record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
+            runner = RecordRunner(
+                job, generator, options, record, total_timeout=total_timeout, started=started
+            )
+            notice = None if quiet else console.warning
+            if source is not None:
+                # Everything that decides what a record's output is: a checkpoint of another job
+                # is refused. (Threads, timeouts and error handling don't change outputs.)
+                job_parts = {
+                    "schema": schema_value,
+                    "model": str(model or ""),
+                    "ctx": ctx,
+                    # (--keep-empty only when given: checkpoints written before it existed match.)
+                    "options": [instruction, max_tokens, temperature, seed, retries]
+                    + (["keep-empty"] if keep_empty else []),
+                    "records": [field, into, each, truncate],
+                }
+                _extract_jsonl(
+                    runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
+                )
+            else:
+                with console.token_preview(enabled=not quiet) as on_text:
+                    runner.run(text, _document_writer(pretty), on_text=on_text, notice=notice)
+        finally:
+            generator.close()
+
+
+def _total_timeout_expired(seconds: float | None) -> QwenJsonError:
+    from qwenjson.batch import TotalTimeoutExpired
+
+    return TotalTimeoutExpired(f"--total-timeout of {seconds:g}s ran out")
 
 
 def _document_writer(pretty: bool) -> Callable[[str], None]:
@@ -612,7 +627,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         # process would exit 0) and a closed stdout into exit 1. Invoked directly, the
         # command's KeyboardInterrupt and BrokenPipeError reach the handlers below.
         command = typer.main.get_command(app)
-        with command.make_context("qwenjson", args) as ctx:
+        with deadline.alarms(), command.make_context("qwenjson", args) as ctx:
             command.invoke(ctx)
     except QwenJsonError as e:
         console.error(str(e))

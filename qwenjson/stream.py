@@ -19,12 +19,13 @@ from typing import BinaryIO
 
 __all__ = ["FileMark", "ItemScanner", "LineOutput", "signals_held"]
 
-_HELD = (signal.SIGINT, signal.SIGTERM)
+# SIGALRM: a time limit (qwenjson.deadline) waits too, like Ctrl-C.
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM for the block: they are delivered, in order, when it ends.
+    """Hold SIGINT/SIGTERM/SIGALRM for the block: they are delivered, in order, when it ends.
 
     Only the main thread can change the signal mask in a way that matters to Python's handlers;
     elsewhere (or on platforms without ``pthread_sigmask``) the block runs unprotected.

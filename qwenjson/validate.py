@@ -6,6 +6,7 @@ exactly is checked here before anything reaches stdout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -22,8 +23,8 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from referencing import Registry
 
-from qwenjson import jsonstrict
-from qwenjson.errors import SchemaError
+from qwenjson import deadline, jsonstrict
+from qwenjson.errors import SchemaError, TimeoutExpired
 
 Schema = dict[str, Any] | bool
 
@@ -233,10 +234,30 @@ def validation_errors(instance: Any, validator: Validator) -> list[str]:
     nest without end) fails validation rather than the program.
     """
     try:
-        errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+        with _validation_bound():
+            errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
     except RecursionError:
         return ["/: the document is nested too deeply to validate"]
     return [_describe(e) for e in errors]
+
+
+# `pattern`s are matched by Python's backtracking `re` (with ECMA-262 semantics from
+# schema.regex), so `^(a|aa)+$` can take hours on a 50-character string. RE2 would be linear, but
+# it has no lookaround or backreferences, which ECMA patterns use, and a second engine would be a
+# second meaning of the same pattern; so `re` it stays, bounded: under the CLI a validation is
+# stopped after this long (exit 7), and sooner by --timeout/--total-timeout (qwenjson.deadline).
+VALIDATION_SECONDS = 10.0
+
+
+def _validation_bound() -> contextlib.AbstractContextManager[None]:
+    return deadline.limit(
+        VALIDATION_SECONDS,
+        lambda: TimeoutExpired(
+            f"validating the document took more than {VALIDATION_SECONDS:g}s (a `pattern` that "
+            "backtracks without end?)"
+        ),
+        within_budget=True,
+    )
 
 
 # More empty members than this in one document are left as they are (each costs a validation).
@@ -254,6 +275,11 @@ def drop_empty_strings(instance: Any, validator: Validator) -> Any:
     valid (so required properties, ``minProperties`` and the like keep theirs), and tried again
     after a drop.
     """
+    with _validation_bound():
+        return _drop_empty_strings(instance, validator)
+
+
+def _drop_empty_strings(instance: Any, validator: Validator) -> Any:
     paths = list(_empty_members(instance, ()))[:_MAX_EMPTY_DROPS]
     budget = 4 * _MAX_EMPTY_DROPS  # validations: a pathological schema can't make this slow
     dropped = True
