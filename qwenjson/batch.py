@@ -16,6 +16,7 @@ import copy
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     InputError,
     NoValidOutputError,
+    OutputError,
     QwenJsonError,
     SchemaError,
     TimeoutExpired,
@@ -36,7 +38,14 @@ from qwenjson.errors import (
 )
 from qwenjson.generation import Generator, Message
 from qwenjson.pipeline import Extraction, ExtractOptions, Extractor, PreparedSchema, prepare_schema
-from qwenjson.stream import FileMark, ItemScanner, LineOutput, file_mark, signals_held
+from qwenjson.stream import (
+    FileMark,
+    ItemScanner,
+    LineOutput,
+    file_mark,
+    output_errors,
+    signals_held,
+)
 from qwenjson.validate import Schema, drop_empty_strings, validation_errors
 
 __all__ = [
@@ -571,9 +580,10 @@ class ErrorLog:
                 raise UsageError(f"can't open --errors file {str(path)!r}: {e.strerror}") from e
 
     def write(self, error: RecordError) -> None:
-        """Record one failed record (the caller holds signals)."""
+        """Record one failed record (the caller holds signals); OutputError if that fails."""
         if self.fd is not None:
-            _write_all(self.fd, (error.to_json() + "\n").encode("utf-8"))
+            with output_errors(f"the --errors file {str(self.path)!r}"):
+                _write_all(self.fd, (error.to_json() + "\n").encode("utf-8"))
         elif self.show is not None:
             self.show(f"line {error.line}: {error.error}")
 
@@ -584,7 +594,7 @@ class ErrorLog:
     def sync(self) -> None:
         """Make what was written durable before the checkpoint says so."""
         if self.fd is not None:
-            os.fdatasync(self.fd)
+            _sync(self.fd)
 
     def close(self) -> None:
         """Close the errors file."""
@@ -624,6 +634,15 @@ class Resume:
     failed: int = 0
     output: FileMark | None = None
     errors: FileMark | None = None
+    # The input digest after each line 1, 2, …, 16 bytes each: a rerun on other input names the
+    # first line that differs.
+    digests: bytearray = field(default_factory=bytearray)
+
+    def digest_at(self, line: int) -> str | None:
+        """The recorded input digest after ``line``, if the checkpoint has it."""
+        if line * 16 > len(self.digests):
+            return None
+        return self.digests[(line - 1) * 16 : line * 16].hex()
 
 
 class Checkpoint:
@@ -681,15 +700,25 @@ class Checkpoint:
                 "options differ): delete it to start over, or use another file"
             )
         resume = Resume()
-        for line in lines[1:]:
-            entry = json.loads(line)
-            resume = Resume(
-                line=int(entry["line"]),
-                input_digest=str(entry["input"]),
-                failed=int(entry["failed"]),
-                output=_mark_from(entry.get("out")),
-                errors=_mark_from(entry.get("errors")),
-            )
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                entry = jsonstrict.loads(line)
+                resume = Resume(
+                    line=int(entry["line"]),
+                    input_digest=str(entry["input"]),
+                    failed=int(entry["failed"]),
+                    output=_mark_from(entry.get("out")),
+                    errors=_mark_from(entry.get("errors")),
+                    digests=resume.digests,
+                )
+                if resume.line * 16 == len(resume.digests) + 16:
+                    resume.digests += bytes.fromhex(resume.input_digest)
+            except (ValueError, TypeError, KeyError) as e:  # JSONDecodeError is a ValueError
+                self.close()  # nothing written: the file stays as it is
+                raise UsageError(
+                    f"--checkpoint {name!r} is damaged at line {number} ({type(e).__name__}: "
+                    f"{e}): delete it to start over, or use another file"
+                ) from e
         try:
             os.ftruncate(self.fd, len(complete))
             os.lseek(self.fd, 0, os.SEEK_END)
@@ -775,6 +804,28 @@ def _reconcile(fd: int | None, recorded: FileMark | None, what: str) -> str | No
     return said
 
 
+def _sync(fd: int) -> None:
+    """fdatasync, for files; devices and pipes (``--errors /dev/null``) have nothing to sync."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return
+    with output_errors("the --errors file"):
+        os.fdatasync(fd)
+
+
+def _identity(where: int | Path | None) -> tuple[int, int] | None:
+    """Device and inode of an open fd or a path (None: absent, or a terminal, where interleaved
+    lines are what stderr does anyway)."""
+    if where is None:
+        return None
+    try:
+        st = os.fstat(where) if isinstance(where, int) else os.stat(where)
+    except OSError:
+        return None
+    if stat.S_ISCHR(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _fd_flags(fd: int) -> int:
     import fcntl
 
@@ -841,6 +892,7 @@ class _Batch:
         self, lines: Iterable[bytes], on_record: Callable[[int, bool | None], None] | None
     ) -> BatchReport:
         report = self.report
+        self._refuse_shared_files()
         resume = self._resume()
         hasher = hashlib.sha256()
         line_no = 0
@@ -851,7 +903,10 @@ class _Batch:
             digest = hasher.copy().hexdigest()[:32]
             report.records = line_no
             if line_no <= resume.line:
-                if line_no == resume.line and digest != resume.input_digest:
+                recorded = resume.digest_at(line_no)
+                if line_no == resume.line and recorded is None:
+                    recorded = resume.input_digest
+                if recorded is not None and digest != recorded:
                     raise UsageError(
                         f"the input differs from the one the checkpoint was made for (at line "
                         f"{line_no}): delete the checkpoint to start over"
@@ -872,6 +927,25 @@ class _Batch:
         if report.failed:
             raise SomeRecordsFailed(f"{report.failed} of {report.records} record(s) failed", report)
         return report
+
+    def _refuse_shared_files(self) -> None:
+        """Refuse stdout, ``--errors`` and ``--checkpoint`` that are one file (by device and inode:
+        ``--errors /dev/stdout > out``), whose writers would overwrite each other."""
+        seen: dict[tuple[int, int], str] = {}
+        checkpoint = self.checkpoint.path if self.checkpoint is not None else None
+        for what, where in (
+            ("stdout", self.output.fd),
+            ("the --errors file", self.errors.fd),
+            ("the --checkpoint file", checkpoint),
+        ):
+            identity = _identity(where)
+            if identity is None:
+                continue
+            if identity in seen:
+                raise UsageError(
+                    f"{what} is the same file as {seen[identity]}: give each its own file"
+                )
+            seen[identity] = what
 
     def _resume(self) -> Resume:
         if self.checkpoint is None:
@@ -907,7 +981,7 @@ class _Batch:
                     pending.append(shape(document))
 
             self.runner.run(text, emit, on_text=self.on_text, notice=say)
-        except TotalTimeoutExpired:
+        except (TotalTimeoutExpired, OutputError):
             raise  # the run stops; the record in flight is not logged and is done again
         except QwenJsonError as e:
             if self.options.on_error == "stop":
@@ -934,6 +1008,7 @@ class _Batch:
         # can only leave output that the next run cuts off (regular files) or repeats (pipes).
         out_mark = self.output.mark()
         if out_mark is not None and self.output.fd is not None:
-            os.fdatasync(self.output.fd)
+            with output_errors("stdout"):
+                os.fdatasync(self.output.fd)
         self.errors.sync()
         self.checkpoint.commit(line_no, digest, self.report.failed, out_mark, self.errors.mark())

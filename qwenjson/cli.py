@@ -25,10 +25,11 @@ from qwenjson.errors import (
     EXIT_USAGE,
     InputError,
     ModelError,
+    OutputError,
     QwenJsonError,
     UsageError,
 )
-from qwenjson.stream import signals_held
+from qwenjson.stream import output_errors, signals_held
 
 if TYPE_CHECKING:
     from qwenjson.batch import RecordRunner
@@ -74,7 +75,7 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 def write_document(text: str) -> None:
     """Write one JSON document and a newline to stdout, whole, and flush it."""
     data = (text + "\n").encode("utf-8")
-    with signals_held():  # stdout never ends in a partial line
+    with signals_held(), output_errors("stdout"):  # stdout never ends in a partial line
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -623,6 +624,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code; errors are printed, never raised."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if sys.stdout is None:  # started with stdout closed (>&-): say so before any work
+            raise OutputError("cannot write to stdout: it is closed", stdout=True)
         # Not app(...): typer's own main loop turns Ctrl-C into a *returned* 130 (so the
         # process would exit 0) and a closed stdout into exit 1. Invoked directly, the
         # command's KeyboardInterrupt and BrokenPipeError reach the handlers below.
@@ -631,6 +634,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             command.invoke(ctx)
     except QwenJsonError as e:
         console.error(str(e))
+        if isinstance(e, OutputError) and e.stdout:
+            _stdout_closed()  # Python's exit-time flush must not fail on it again
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)
@@ -661,10 +666,11 @@ _CLICK_EXCEPTION: Any = next(
 
 
 def _stdout_closed() -> int:
-    # The reader went away (`| head -1`): say nothing, and keep Python's exit-time flush of
+    # The reader went away (`| head -1`) or the disk is full: keep Python's exit-time flush of
     # stdout from raising again.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    if sys.stdout is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return EXIT_SIGPIPE
 
 
