@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -39,8 +40,9 @@ Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema 
 JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
-the context); 7 timeout; 8 some records of a --jsonl batch failed (each reported with its line);
-130 interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
+the context, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch failed (each
+reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130 interrupted
+(SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(
@@ -49,7 +51,6 @@ app = typer.Typer(
     "with a small local model.\n\n"
     "Example: qwenjson extract --schema person.json < note.txt\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -349,8 +350,11 @@ def extract(
                     runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
                 )
             else:
-                with console.token_preview(enabled=not quiet) as on_text:
-                    runner.run(text, _document_writer(pretty), on_text=on_text, notice=notice)
+                with console.token_preview(enabled=not quiet) as preview:
+                    on_text = preview.on_text if preview is not None else None
+                    clear = preview.clear if preview is not None else None
+                    writer = _document_writer(pretty, before=clear)
+                    runner.run(text, writer, on_text=on_text, notice=notice)
         finally:
             generator.close()
 
@@ -361,8 +365,15 @@ def _total_timeout_expired(seconds: float | None) -> QwenJsonError:
     return TotalTimeoutExpired(f"--total-timeout of {seconds:g}s ran out")
 
 
-def _document_writer(pretty: bool) -> Callable[[str], None]:
+def _document_writer(
+    pretty: bool, before: Callable[[], None] | None = None
+) -> Callable[[str], None]:
+    """Writes each document to stdout; ``before`` first (clearing the token preview, which
+    would otherwise run into the document on a terminal)."""
+
     def write(document: str) -> None:
+        if before is not None:
+            before()
         if pretty:
             document = json.dumps(json.loads(document), ensure_ascii=False, indent=2)
         write_document(document)
@@ -589,11 +600,11 @@ def models(
     for row in rows:
         table.append(
             (
-                row["name"] + (" *" if row["default"] else ""),
-                row["quant"] or "-",
+                _printable(row["name"]) + (" *" if row["default"] else ""),
+                _printable(row["quant"] or "-"),
                 format_size(row["size"]) if row["size"] else "-",
                 _downloaded_cell(row),
-                row["description"],
+                _printable(row["description"]),
             )
         )
     widths = [max(len(line[i]) for line in table) for i in range(4)]
@@ -603,9 +614,20 @@ def models(
         cells = [c.ljust(w) for c, w in zip(line, widths, strict=False)]
         lines.append("  ".join([*cells, line[4]]))
         if entry is not None and entry["path"]:
-            lines.append(f"    {entry['path']}")  # where: on its own line, paths are long
+            lines.append(f"    {_printable(entry['path'])}")  # on its own line: paths are long
     lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
     write_document("\n".join(line.rstrip() for line in lines))
+
+
+# Characters that would steer the terminal rather than show: escape codes, carriage returns and
+# newlines (a forged table line), bidirectional overrides.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), for a table on a terminal
+    (the values come from a user's TOML file)."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _warn_about_build(quiet: bool) -> None:
@@ -630,6 +652,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         # process would exit 0) and a closed stdout into exit 1. Invoked directly, the
         # command's KeyboardInterrupt and BrokenPipeError reach the handlers below.
         command = typer.main.get_command(app)
+        # Shell completion calls back with _QWENJSON_COMPLETE set (and exits): click's main()
+        # would do this, but run() invokes the command itself.
+        command._main_shell_completion({}, "qwenjson")
         with deadline.alarms(), command.make_context("qwenjson", args) as ctx:
             command.invoke(ctx)
     except QwenJsonError as e:
