@@ -100,16 +100,17 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
         node, path = stack.pop()
         if len(path) > max_depth:
             raise JsonValueError(f"nested more than {max_depth} levels deep", json_pointer(path))
+        # Children go on the stack last first, so the first problem in the text is the one named.
         if isinstance(node, dict):
-            for key, sub in node.items():
+            for key in node:
                 if isinstance(key, str) and _SURROGATE.search(key):
                     raise JsonValueError(
                         f"the key {_shown(key)} holds a lone surrogate (not Unicode text)",
                         json_pointer(path),
                     )
-                stack.append((sub, (*path, key)))
+            stack.extend((node[key], (*path, key)) for key in reversed(node))
         elif isinstance(node, list | tuple):
-            stack.extend((sub, (*path, i)) for i, sub in enumerate(node))
+            stack.extend((node[i], (*path, i)) for i in reversed(range(len(node))))
         elif isinstance(node, str):
             if _SURROGATE.search(node):
                 raise JsonValueError(
