@@ -301,6 +301,8 @@ def extract(
         raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
     if model is not None and not model.strip():
         raise ModelError("--model is empty: give a registry name, a .gguf path or hf:REPO/FILE")
+    for name, value in (("--instruction", instruction), ("--field", field), ("--into", into)):
+        _check_utf8(name, value)
     # The whole run, model load and input reads included, within --total-timeout: the alarm
     # stops what the clock checks between tokens never reach (a blocked read, a FIFO).
     with deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout)):
@@ -357,6 +359,18 @@ def extract(
                     runner.run(text, writer, on_text=on_text, notice=notice)
         finally:
             generator.close()
+
+
+def _check_utf8(name: str, value: str | None) -> None:
+    """Refuse an argument with bytes that aren't UTF-8 (Python keeps them as lone surrogates,
+    which can reach neither the model nor stdout)."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(value[e.start]) & 0xFF
+        raise UsageError(f"{name} is not UTF-8 text (byte 0x{byte:02x} at {e.start})") from None
 
 
 def _total_timeout_expired(seconds: float | None) -> QwenJsonError:

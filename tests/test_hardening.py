@@ -37,6 +37,7 @@ pytestmark = pytest.mark.model
 REPO = Path(__file__).resolve().parents[1]
 MODEL = str(default_model_path())
 M = ("-m", MODEL, "--threads", "1")
+EXTRACT = ("extract", "-s", "name", *M)
 
 
 @dataclass
@@ -129,8 +130,9 @@ def test_row1_a_backtracking_pattern_obeys_the_time_limits(tmp_path: Path) -> No
 
 def test_row2_a_record_with_nan_fails_and_stdout_stays_json(tmp_path: Path) -> None:
     records = b'{"text":"John is 42","x":NaN,"y":Infinity}\n{"text":"Ann is 7","big":1e400}\n'
-    r = qwenjson(tmp_path, "extract", "-s", "name, age int", *M, "--jsonl", "--field", "text",
-                 stdin=records)  # fmt: skip
+    r = qwenjson(
+        tmp_path, "extract", "-s", "name, age int", *M, "--jsonl", "--field", "text", stdin=records
+    )
     check(
         r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: NaN is not a JSON number \(at /x\)"
     )
@@ -140,8 +142,15 @@ def test_row2_a_record_with_nan_fails_and_stdout_stays_json(tmp_path: Path) -> N
 
 def test_row3_errors_file_that_is_stdout_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--errors", "/dev/stdout",
-                 stdin=b"a\n\nb\n", stdout=out)  # fmt: skip
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--errors",
+        "/dev/stdout",
+        stdin=b"a\n\nb\n",
+        stdout=out,
+    )
     check(r, EXIT_USAGE, r"the --errors file is the same file as stdout")
     assert out.read_bytes() == b""
 
@@ -163,32 +172,44 @@ def test_row5_a_long_concise_schema_is_read_as_concise(tmp_path: Path) -> None:
 
 
 def test_row6_unbounded_input_is_refused_and_reads_obey_time_limits(tmp_path: Path) -> None:
-    r = qwenjson(
-        tmp_path, "extract", "-s", "name", *M, "--input", "/dev/zero", "--total-timeout", "30"
-    )
+    r = qwenjson(tmp_path, *EXTRACT, "--input", "/dev/zero", "--total-timeout", "30")
     check(r, EXIT_INPUT, r"'/dev/zero' is larger than 32 MiB")
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--input", "/dev/zero")
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "/dev/zero")
     check(r, EXIT_INPUT, r"line 1 is larger than 32 MiB")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # nobody writes: the read blocks until the time limit
     for batch in ((), ("--jsonl",)):
-        r = qwenjson(tmp_path, "extract", "-s", "name", *M, *batch, "--input", str(fifo),
-                     "--total-timeout", "2")  # fmt: skip
+        r = qwenjson(
+            tmp_path,
+            *EXTRACT,
+            *batch,
+            "--input",
+            str(fifo),
+            "--total-timeout",
+            "2",
+        )
         check(r, EXIT_TIMEOUT, r"--total-timeout of 2s ran out")
         assert r.seconds < 15
 
 
 def test_row7_a_lone_surrogate_fails_its_record_and_the_batch_goes_on(tmp_path: Path) -> None:
     records = b'{"text":"a \\ud800"}\n{"text":"Ann Lee is here", "k": "\\udc00"}\n{"text":"Bob"}\n'
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--field", "text", stdin=records)
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--field", "text", stdin=records)
     check(r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: a string holds a lone surrogate")
     assert "line 2: " in r.err
     assert len(r.out.splitlines()) == 1  # line 3 was done
 
 
 def _checkpointed(tmp: Path, lines: bytes) -> Result:
-    return qwenjson(tmp, "extract", "-s", "name", *M, "--jsonl", "--checkpoint", "ck",
-                    stdin=lines, stdout=tmp / "out.jsonl")  # fmt: skip
+    return qwenjson(
+        tmp,
+        *EXTRACT,
+        "--jsonl",
+        "--checkpoint",
+        "ck",
+        stdin=lines,
+        stdout=tmp / "out.jsonl",
+    )
 
 
 def test_row8_a_damaged_checkpoint_is_named_and_left_alone(tmp_path: Path) -> None:
@@ -204,20 +225,36 @@ def test_row8_a_damaged_checkpoint_is_named_and_left_alone(tmp_path: Path) -> No
 
 
 def test_row9_stdout_closed_or_full_and_errors_full_are_exit_9(tmp_path: Path) -> None:
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, stdin=b"Ann\n", close_stdout=True)
+    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", close_stdout=True)
     check(r, EXIT_OUTPUT, r"cannot write to stdout: it is closed")
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, stdin=b"Ann\n", stdout=Path("/dev/full"))
+    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", stdout=Path("/dev/full"))
     check(r, EXIT_OUTPUT, r"cannot write to stdout: No space left on device", json_out=False)
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--errors", "/dev/full",
-                 "--checkpoint", "ck", stdin=b"\n", stdout=tmp_path / "out")  # fmt: skip
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--errors",
+        "/dev/full",
+        "--checkpoint",
+        "ck",
+        stdin=b"\n",
+        stdout=tmp_path / "out",
+    )
     check(r, EXIT_OUTPUT, r"cannot write the --errors file '/dev/full': No space left on device")
     # The failed record is not checkpointed: only the header is there.
     assert len((tmp_path / "ck").read_bytes().splitlines()) == 1
 
 
 def test_row9_stdout_full_in_a_batch_checkpoints_nothing(tmp_path: Path) -> None:
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--checkpoint", "ck",
-                 stdin=b"Ann is here\n", stdout=Path("/dev/full"))  # fmt: skip
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--checkpoint",
+        "ck",
+        stdin=b"Ann is here\n",
+        stdout=Path("/dev/full"),
+    )
     check(r, EXIT_OUTPUT, r"cannot write to stdout: No space left on device", json_out=False)
     assert len((tmp_path / "ck").read_bytes().splitlines()) == 1
 
@@ -244,14 +281,15 @@ def test_row10_row14_numbers_and_nesting_in_schemas_are_exit_3(
 
 def test_row10_a_5000_digit_integer_fails_its_record(tmp_path: Path) -> None:
     records = b'{"text":"Ann","n":' + b"7" * 5000 + b"}\n"
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--jsonl", "--field", "text", stdin=records)
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--field", "text", stdin=records)
     check(r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: an integer of 5000 digits")
 
 
 def test_row11_a_fifo_model_is_not_a_regular_file(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
-    r = qwenjson(tmp_path, "extract", "-s", "name", "-m", "./fifo", "--total-timeout", "3",
-                 stdin=b"Ann\n")  # fmt: skip
+    r = qwenjson(
+        tmp_path, "extract", "-s", "name", "-m", "./fifo", "--total-timeout", "3", stdin=b"Ann\n"
+    )
     check(r, EXIT_MODEL, r"fifo is not a regular file")
 
 
@@ -289,17 +327,30 @@ def test_row14_nan_in_a_schema_file_and_an_empty_model_are_refused(tmp_path: Pat
 def test_issue11_a_10_mb_input_is_refused_without_tokenizing_it_all(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_bytes(b"the quick brown fox jumps over the lazy dog " * 230_000)  # 10 MB
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--input", str(big))
+    r = qwenjson(tmp_path, *EXTRACT, "--input", str(big))
     check(r, EXIT_INPUT, r"the input is too long: the prompt takes more than \d+ tokens")
     assert r.seconds < 8  # whole, it took 12 s and 580 MB to tokenize
-    r = qwenjson(tmp_path, "extract", "-s", "name", *M, "--input", str(big), "--truncate", "head",
-                 "--ctx", "512", "--max-tokens", "64")  # fmt: skip
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--input",
+        str(big),
+        "--truncate",
+        "head",
+        "--ctx",
+        "512",
+        "--max-tokens",
+        "64",
+    )
     check(r, EXIT_OK, r"input cut from \d+ to \d+ tokens")
 
 
 def test_issue11_shell_completion_answers(tmp_path: Path) -> None:
-    env = {"_QWENJSON_COMPLETE": "complete_bash", "COMP_WORDS": "qwenjson extract --trun",
-           "COMP_CWORD": "2"}  # fmt: skip
+    env = {
+        "_QWENJSON_COMPLETE": "complete_bash",
+        "COMP_WORDS": "qwenjson extract --trun",
+        "COMP_CWORD": "2",
+    }
     r = qwenjson(tmp_path, env=env)
     check(r, EXIT_OK, "", json_out=False)
     assert r.out.decode().split() == ["--truncate"]
