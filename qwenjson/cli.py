@@ -64,6 +64,9 @@ app.add_typer(schema_app, name="schema")
 
 EXIT_SIGPIPE = 141
 
+# llama.cpp's own limit (GGML_MAX_N_THREADS): more and it crashes (SIGSEGV) instead of refusing.
+MAX_THREADS = 512
+
 
 class _Terminated(BaseException):
     """Raised by the SIGTERM handler so that cleanup runs and the exit code is 143."""
@@ -140,11 +143,14 @@ def extract(
     temperature: Annotated[
         float, typer.Option(min=0.0, help="0 is greedy: the same input gives the same output.")
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed (used when --temperature > 0).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed (used when --temperature > 0).")
+    ] = 0,
     threads: Annotated[
         int | None,
         typer.Option(
             min=1,
+            max=MAX_THREADS,
             help="CPU threads for decoding (and for the prompt, unless --prompt-threads). "
             "[default: the cores other processes leave free, checked before each record: "
             "decoding on all of them up to 4, beyond that one left idle (at most 8); the "
@@ -153,7 +159,11 @@ def extract(
     ] = None,
     prompt_threads: Annotated[
         int | None,
-        typer.Option(min=1, help="CPU threads for evaluating the prompt. [default: see --threads]"),
+        typer.Option(
+            min=1,
+            max=MAX_THREADS,
+            help="CPU threads for evaluating the prompt. [default: see --threads]",
+        ),
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
     cache_dir: Annotated[

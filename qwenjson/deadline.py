@@ -53,7 +53,8 @@ def _arm() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         return
     delay = min(e.at for e in _active) - time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, max(delay, 0.001))
+    # At most a day at a time (the timer can't hold 1e300 s or inf): an early alarm re-arms.
+    signal.setitimer(signal.ITIMER_REAL, min(max(delay, 0.001), 86400.0))
 
 
 def _on_alarm(signum: int, frame: Any) -> None:

@@ -249,6 +249,10 @@ def cases(draw: st.DrawFn, tmp: Path) -> Case:
             lambda s: ["--instruction", s]
         ),
         "temperature": st.floats(0, 1.5).map(lambda t: ["--temperature", f"{t:.2f}"]),
+        "seed": st.integers(-(2**70), 2**70).map(lambda n: ["--seed", str(n)]),
+        "far-limits": st.sampled_from(["inf", "1e300", "nan", "-1"]).map(
+            lambda s: ["--total-timeout", s]
+        ),
         "field": st.just(["--field", "text"]),
         "into": st.one_of(_NAMES, st.just("\udcff")).map(lambda s: ["--into", s]),
         "on-error": st.sampled_from([["--on-error", v] for v in ("record", "skip", "stop")]),

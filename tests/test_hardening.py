@@ -386,3 +386,20 @@ def test_issue11_the_token_preview_is_cleared_before_the_document(
     assert cli.run(["extract", "-s", "name"]) == 0
     assert capsysbinary.readouterr().out == b'{"name":"Ann"}\n'
     assert events[:2] == ["clear", "write"]
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "message"),
+    [
+        (("--total-timeout", "inf"), EXIT_OK, ""),  # an alarm can't be set that far: re-armed
+        (("--total-timeout", "1e300"), EXIT_OK, ""),
+        (("--seed", "-5"), EXIT_USAGE, r"Invalid value for '--seed'"),
+        (("--threads", "100000"), EXIT_USAGE, r"Invalid value for '--threads'"),  # was SIGSEGV
+        (("--prompt-threads", "513"), EXIT_USAGE, r"Invalid value for '--prompt-threads'"),
+    ],
+)
+def test_options_at_their_limits(
+    tmp_path: Path, options: tuple[str, ...], code: int, message: str
+) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, "--max-tokens", "20", *options, stdin=b"Ann is here\n")
+    check(r, code, message)
