@@ -881,13 +881,15 @@ def run_batch(
     on_text: TextCallback | None = None,
     on_record: Callable[[int, bool | None], None] | None = None,
     notice: Notice | None = None,
+    input_fd: int | None = None,
 ) -> BatchReport:
     """Extract every record of ``lines`` in order, writing one output line per record.
 
     Failed records are reported according to ``options.on_error``; at the end, raises
     SomeRecordsFailed (exit 8) if any failed, or with ``stop`` the first failure itself (with
     its own exit code). ``on_record(line, ok)`` is called after each record (``ok`` is None
-    for a record the checkpoint says is done).
+    for a record the checkpoint says is done). ``input_fd``, the file the lines come from, is
+    refused as an output (a file read while it grows).
     """
     batch = _Batch(
         runner,
@@ -897,6 +899,7 @@ def run_batch(
         checkpoint,
         on_text,
         notice,
+        input_fd,
     )
     return batch.run(lines, on_record)
 
@@ -910,6 +913,7 @@ class _Batch:
     checkpoint: Checkpoint | None
     on_text: TextCallback | None
     notice: Notice | None
+    input_fd: int | None = None
     report: BatchReport = field(default_factory=BatchReport)
 
     def run(
@@ -953,11 +957,13 @@ class _Batch:
         return report
 
     def _refuse_shared_files(self) -> None:
-        """Refuse stdout, ``--errors`` and ``--checkpoint`` that are one file (by device and inode:
-        ``--errors /dev/stdout > out``), whose writers would overwrite each other."""
+        """Refuse the input, stdout, ``--errors`` and ``--checkpoint`` when two are one file (by
+        device and inode: ``--errors /dev/stdout > out``): writers would overwrite each other,
+        and a reader would read what is written (``--input f >> f`` without end)."""
         seen: dict[tuple[int, int], str] = {}
         checkpoint = self.checkpoint.path if self.checkpoint is not None else None
         for what, where in (
+            ("the input", self.input_fd),
             ("stdout", self.output.fd),
             ("the --errors file", self.errors.fd),
             ("the --checkpoint file", checkpoint),

@@ -459,6 +459,7 @@ def _extract_jsonl(
                 on_text=bar.on_text if bar is not None else None,
                 on_record=bar.on_record if bar is not None else None,
                 notice=None if quiet else console.warning,
+                input_fd=fd,
             )
     finally:
         errors.close()
@@ -723,7 +724,21 @@ def _stdout_closed() -> int:
     return EXIT_SIGPIPE
 
 
+def _hold_closed_std_fds() -> None:
+    """Put /dev/null on whichever of fds 0-2 the shell closed (``2>&-``): otherwise the next file
+    opened (the checkpoint, the model) gets that number and llama.cpp's log lands in it. A closed
+    stdout stays an error (exit 9), a closed stdin means no input, and stderr says nothing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
 def main() -> NoReturn:
     """Console-script entry point."""
+    _hold_closed_std_fds()
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run())

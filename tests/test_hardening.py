@@ -66,13 +66,13 @@ def qwenjson(
     *args: str,
     stdin: bytes = b"",
     stdout: Path | None = None,
-    close_stdout: bool = False,
+    redirect: str = "",
     env: dict[str, str] | None = None,
 ) -> Result:
-    """Run the command in ``tmp``; ``stdout``: to that file; ``close_stdout``: ``>&-``."""
+    """Run the command in ``tmp``; ``stdout``: to that file; ``redirect``: a shell's (``>&-``)."""
     command = [sys.executable, "-m", "qwenjson", *args]
-    if close_stdout:
-        command = ["sh", "-c", 'exec "$@" >&-', "sh", *command]
+    if redirect:
+        command = ["sh", "-c", f'exec "$@" {redirect}', "sh", *command]
     started = time.monotonic()
     out_file = open(stdout, "ab") if stdout is not None else None  # noqa: SIM115
     try:
@@ -225,7 +225,7 @@ def test_row8_a_damaged_checkpoint_is_named_and_left_alone(tmp_path: Path) -> No
 
 
 def test_row9_stdout_closed_or_full_and_errors_full_are_exit_9(tmp_path: Path) -> None:
-    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", close_stdout=True)
+    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", redirect=">&-")
     check(r, EXIT_OUTPUT, r"cannot write to stdout: it is closed")
     r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", stdout=Path("/dev/full"))
     check(r, EXIT_OUTPUT, r"cannot write to stdout: No space left on device", json_out=False)
@@ -403,3 +403,29 @@ def test_options_at_their_limits(
 ) -> None:
     r = qwenjson(tmp_path, *EXTRACT, "--max-tokens", "20", *options, stdin=b"Ann is here\n")
     check(r, code, message)
+
+
+def test_stderr_closed_still_works_and_logs_into_no_file(tmp_path: Path) -> None:
+    r = qwenjson(
+        tmp_path, *EXTRACT, "--jsonl", "--checkpoint", "ck", stdin=b"Ann is here\n", redirect="2>&-"
+    )
+    check(r, EXIT_OK, "")
+    assert len(r.out.splitlines()) == 1
+    assert all(line.startswith(b"{") for line in (tmp_path / "ck").read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("options", "redirect", "message"),
+    [
+        (("--errors", "in"), "", "the --errors file is the same file as the input"),
+        (("--checkpoint", "in"), "", "the --checkpoint file is the same file as the input"),
+        ((), ">> in", "stdout is the same file as the input"),
+    ],
+)
+def test_a_batch_never_writes_into_its_own_input(
+    tmp_path: Path, options: tuple[str, ...], redirect: str, message: str
+) -> None:
+    (tmp_path / "in").write_bytes(b"Ann\n\n")
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "in", *options, redirect=redirect)
+    check(r, EXIT_USAGE, message)
+    assert (tmp_path / "in").read_bytes() == b"Ann\n\n"
