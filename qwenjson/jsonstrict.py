@@ -26,6 +26,7 @@ MAX_DEPTH = 128
 # Python refuses to turn longer digit strings into an int (CVE-2020-10735).
 _MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
 
+_MAX_DOUBLE = sys.float_info.max
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -92,9 +93,11 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
+def check(value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False) -> None:
     """Raise JsonValueError if ``value`` holds NaN or an infinity, a lone surrogate, a refused
-    value left by ``loads``, or is nested deeper than ``max_depth``."""
+    value left by ``loads``, or is nested deeper than ``max_depth``; with ``doubles``, also an
+    integer beyond the range of a double (RFC 8259's interoperable range), which code that
+    computes with floats can't take."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
@@ -119,6 +122,11 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
         elif isinstance(node, float):
             if not math.isfinite(node):
                 raise JsonValueError(f"{node} is not a JSON number", json_pointer(path))
+        elif doubles and isinstance(node, int) and abs(node) > _MAX_DOUBLE:
+            raise JsonValueError(
+                f"an integer of {len(str(abs(node)))} digits, beyond the range of a double",
+                json_pointer(path),
+            )
         elif isinstance(node, _Bad):
             raise JsonValueError(node.reason, json_pointer(path))
 

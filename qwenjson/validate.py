@@ -138,7 +138,7 @@ def check_metaschema(schema: Schema) -> None:
     ``jsonstrict.MAX_DEPTH`` (every schema, from a file, the concise syntax or Python, passes
     here before it is compiled)."""
     try:
-        jsonstrict.check(schema)
+        jsonstrict.check(schema, doubles=True)  # the compiler computes bounds with floats
     except jsonstrict.JsonValueError as e:
         raise SchemaError(f"not a usable JSON Schema: {e.message}", e.pointer) from e
     cls = validator_class(schema)

@@ -269,6 +269,8 @@ def test_row9_stdout_full_in_a_batch_checkpoints_nothing(tmp_path: Path) -> None
         ("x " + "[" * 5000 + "str" + "]" * 5000, r"nested more than 64 levels deep at column"),
         ('{"items":' * 600 + "{}" + "}" * 600, r"nested more than 128 levels deep \(at /items/"),
         ('{"properties":{},"properties":{}}', r'duplicate key "properties" \(at /\)'),
+        # Found by the fuzzer: the compiler computes number bounds with floats.
+        ('{"type":"number","maximum":' + "9" * 400 + "}", r"beyond the range of a double"),
     ],
 )
 def test_row10_row14_numbers_and_nesting_in_schemas_are_exit_3(

@@ -62,3 +62,10 @@ def test_check_refuses_values_built_in_python() -> None:
 def test_json_pointer_escapes() -> None:
     assert jsonstrict.json_pointer(["a/b", "c~d", 0]) == "/a~1b/c~0d/0"
     assert jsonstrict.json_pointer([]) == ""
+
+
+def test_doubles_refuses_integers_beyond_a_double_where_asked() -> None:
+    jsonstrict.check({"max": 10**400})
+    with pytest.raises(jsonstrict.JsonValueError, match=r"401 digits, beyond .* \(at /max\)"):
+        jsonstrict.check({"max": 10**400}, doubles=True)
+    jsonstrict.check({"max": 10**300, "min": -(10**300)}, doubles=True)
