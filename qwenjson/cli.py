@@ -127,6 +127,7 @@ ModelOpt = Annotated[
 
 @app.command()
 def extract(
+    context: typer.Context,
     schema: SchemaOpt,
     model: ModelOpt = None,
     input_file: Annotated[
@@ -313,62 +314,65 @@ def extract(
         raise ModelError("--model is empty: give a registry name, a .gguf path or hf:REPO/FILE")
     for name, value in (("--instruction", instruction), ("--field", field), ("--into", into)):
         _check_utf8(name, value)
-    # The whole run, model load and input reads included, within --total-timeout: the alarm
-    # stops what the clock checks between tokens never reach (a blocked read, a FIFO).
-    with deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout)):
-        schema_value = load_schema(schema)
-        job = prepare_job(schema_value, each=each)
-        source = _open_records(input_file) if jsonl else None
-        text = "" if jsonl else _read_input(input_file)
-        offline = offline or _env_flag("HF_HUB_OFFLINE")
-        _warn_about_build(quiet)
-        with console.download_progress("Downloading model", enabled=not quiet) as progress:
-            generator = open_model(
-                model,
-                offline=offline,
-                threads=threads,
-                prompt_threads=prompt_threads,
-                n_ctx=ctx,
-                progress=progress,
-                cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+    # The whole run, model load and input reads included, within --total-timeout (until the
+    # command's context closes): the alarm stops what the clock checks between tokens never
+    # reach (a blocked read, a FIFO).
+    context.with_resource(
+        deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout))
+    )
+    schema_value = load_schema(schema)
+    job = prepare_job(schema_value, each=each)
+    source = _open_records(input_file) if jsonl else None
+    text = "" if jsonl else _read_input(input_file)
+    offline = offline or _env_flag("HF_HUB_OFFLINE")
+    _warn_about_build(quiet)
+    with console.download_progress("Downloading model", enabled=not quiet) as progress:
+        generator = open_model(
+            model,
+            offline=offline,
+            threads=threads,
+            prompt_threads=prompt_threads,
+            n_ctx=ctx,
+            progress=progress,
+            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        )
+    try:
+        options = ExtractOptions(
+            instruction=instruction,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            retries=retries,
+            keep_empty=keep_empty,
+        )
+        record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
+        runner = RecordRunner(
+            job, generator, options, record, total_timeout=total_timeout, started=started
+        )
+        notice = None if quiet else console.warning
+        if source is not None:
+            # Everything that decides what a record's output is: a checkpoint of another job
+            # is refused. (Threads, timeouts and error handling don't change outputs.)
+            job_parts = {
+                "schema": schema_value,
+                "model": str(model or ""),
+                "ctx": ctx,
+                # (--keep-empty only when given: checkpoints written before it existed match.)
+                "options": [instruction, max_tokens, temperature, seed, retries]
+                + (["keep-empty"] if keep_empty else []),
+                "records": [field, into, each, truncate],
+            }
+            _extract_jsonl(
+                runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
             )
-        try:
-            options = ExtractOptions(
-                instruction=instruction,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                seed=seed,
-                retries=retries,
-                keep_empty=keep_empty,
-            )
-            record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
-            runner = RecordRunner(
-                job, generator, options, record, total_timeout=total_timeout, started=started
-            )
-            notice = None if quiet else console.warning
-            if source is not None:
-                # Everything that decides what a record's output is: a checkpoint of another job
-                # is refused. (Threads, timeouts and error handling don't change outputs.)
-                job_parts = {
-                    "schema": schema_value,
-                    "model": str(model or ""),
-                    "ctx": ctx,
-                    # (--keep-empty only when given: checkpoints written before it existed match.)
-                    "options": [instruction, max_tokens, temperature, seed, retries]
-                    + (["keep-empty"] if keep_empty else []),
-                    "records": [field, into, each, truncate],
-                }
-                _extract_jsonl(
-                    runner, source, field, into, on_error, errors_file, checkpoint, job_parts, quiet
-                )
-            else:
-                with console.token_preview(enabled=not quiet) as preview:
-                    on_text = preview.on_text if preview is not None else None
-                    clear = preview.clear if preview is not None else None
-                    writer = _document_writer(pretty, before=clear)
-                    runner.run(text, writer, on_text=on_text, notice=notice)
-        finally:
-            generator.close()
+        else:
+            with console.token_preview(enabled=not quiet) as preview:
+                on_text = preview.on_text if preview is not None else None
+                clear = preview.clear if preview is not None else None
+                writer = _document_writer(pretty, before=clear)
+                runner.run(text, writer, on_text=on_text, notice=notice)
+    finally:
+        generator.close()
 
 
 def _check_utf8(name: str, value: str | None) -> None:
