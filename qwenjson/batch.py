@@ -16,18 +16,21 @@ import copy
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from jsonschema.protocols import Validator
 
+from qwenjson import deadline, jsonstrict
 from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     InputError,
     NoValidOutputError,
+    OutputError,
     QwenJsonError,
     SchemaError,
     TimeoutExpired,
@@ -35,7 +38,14 @@ from qwenjson.errors import (
 )
 from qwenjson.generation import Generator, Message
 from qwenjson.pipeline import Extraction, ExtractOptions, Extractor, PreparedSchema, prepare_schema
-from qwenjson.stream import FileMark, ItemScanner, LineOutput, file_mark, signals_held
+from qwenjson.stream import (
+    FileMark,
+    ItemScanner,
+    LineOutput,
+    file_mark,
+    output_errors,
+    signals_held,
+)
 from qwenjson.validate import Schema, drop_empty_strings, validation_errors
 
 __all__ = [
@@ -194,17 +204,21 @@ def fit_to_context(
     """``text``, cut by tokens to fit the context when ``truncate`` says which end to keep.
 
     Returns the text and, when it was cut, (tokens before, tokens after). Without ``truncate``
-    a text that doesn't fit is an InputError with the token counts.
+    a text that doesn't fit is an InputError with the token counts. A text far longer than the
+    context is measured only as far as could be kept ("more than" so many tokens).
     """
     gen = extractor.generator
     budget_total = gen.n_ctx - extractor.options.max_tokens
+    text, partial = _keepable_part(extractor, text, budget_total, truncate)
     size = _prompt_size(gen, extractor.messages(text))
     if size <= budget_total:
         return text, None
     text_tokens = gen.count_tokens(text)
     if truncate is None:
+        more = "more than " if partial else ""
         raise InputError(
-            f"the input is too long: the prompt takes {size} tokens (the text {text_tokens}) and "
+            f"the input is too long: the prompt takes {more}{size} tokens (the text "
+            f"{more}{text_tokens}) and "
             f"up to {extractor.options.max_tokens} more may be generated, but the context holds "
             f"{gen.n_ctx}; use --truncate head|tail, a larger --ctx or a smaller --max-tokens"
         )
@@ -222,6 +236,26 @@ def fit_to_context(
         f"{extractor.options.max_tokens} more may be generated, but the context holds "
         f"{gen.n_ctx}: no room for the text; use a larger --ctx or a smaller --max-tokens"
     )
+
+
+# A token is rarely longer than this many characters: a text longer than the context's tokens
+# times this is first measured by the part that could be kept.
+_CHARS_PER_TOKEN = 16
+
+
+def _keepable_part(
+    extractor: Extractor, text: str, budget: int, truncate: Truncate | None
+) -> tuple[str, bool]:
+    """The part of ``text`` worth tokenizing, and whether the rest was left off because that
+    part alone is over ``budget`` (a 10 MB text took 12 s and 580 MB to tokenize whole)."""
+    reach = max(budget, 1) * _CHARS_PER_TOKEN
+    if len(text) <= reach:
+        return text, False
+    part = text[len(text) - reach :] if truncate == "tail" else text[:reach]
+    # A prefix can tokenize a little differently at its end: a margin keeps the verdict sound.
+    if _prompt_size(extractor.generator, extractor.messages(part)) > budget + 16:
+        return part, True
+    return text, False  # unusually long tokens: measure it all
 
 
 def _cut(gen: Generator, text: str, budget: int, keep: Truncate) -> str:
@@ -292,6 +326,19 @@ class RecordRunner:
         items already emitted stay emitted.
         """
         self.check_total()
+        timeout = self.record.timeout
+        # Kept by the clock on each token, and by an alarm in validation (a backtracking
+        # pattern), which never gets there; the engine goes on with the next record.
+        with deadline.budget(timeout, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
+            return self._run(text, emit, on_text, notice)
+
+    def _run(
+        self,
+        text: str,
+        emit: Callable[[str], None],
+        on_text: TextCallback | None,
+        notice: Notice | None,
+    ) -> Extraction:
         started = self.clock()
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         if cut is not None and notice is not None:
@@ -459,7 +506,8 @@ def parse_record(
     """The text of one input line, and how to shape an output line from a document's JSON.
 
     Raises InputError for an empty line, a line that isn't UTF-8, and with ``field`` a line
-    that isn't a JSON object with that field holding a string.
+    that isn't a strict JSON object with that field holding a string (NaN, 1e400, a lone
+    surrogate or a duplicate key would reach stdout as a line that isn't JSON, or not at all).
     """
     try:
         line = raw.decode("utf-8-sig" if first else "utf-8")
@@ -472,9 +520,11 @@ def parse_record(
     if options.field is None:
         return line, _same
     try:
-        obj = json.loads(line)
+        obj = jsonstrict.loads(line)
     except json.JSONDecodeError as e:
         raise InputError(f"not a JSON object ({e.msg} at column {e.colno})") from e
+    except jsonstrict.JsonValueError as e:
+        raise InputError(f"not strict JSON: {e}") from e
     if not isinstance(obj, dict):
         raise InputError(f"not a JSON object (a {_json_type(obj)})")
     name, into = options.field, options.into
@@ -540,9 +590,35 @@ def count_lines(fd: int) -> int | None:
     return count + (last != b"\n")
 
 
-def read_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily."""
-    for raw in stream:
+# The most qwenjson reads as one text (or one --jsonl line): far more than any context holds
+# (a token is rarely more than 16 bytes), and a bound for `--input /dev/zero`.
+MAX_INPUT_BYTES = 32 << 20
+
+
+def _too_large(what: str) -> InputError:
+    return InputError(
+        f"{what} is larger than {MAX_INPUT_BYTES >> 20} MiB, the most qwenjson reads as one text"
+    )
+
+
+def read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """All of ``stream``, refused (InputError) past ``MAX_INPUT_BYTES``."""
+    data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _too_large(what)
+    return data
+
+
+def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
+
+    A line longer than ``MAX_INPUT_BYTES`` is an InputError: the stream isn't JSONL.
+    """
+    readline = getattr(stream, "readline", None)
+    lines = iter(lambda: readline(MAX_INPUT_BYTES + 1), b"") if readline else iter(stream)
+    for line_no, raw in enumerate(lines, 1):
+        if len(raw) > MAX_INPUT_BYTES:
+            raise _too_large(f"line {line_no}")
         if raw.endswith(b"\n"):
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
         yield raw
@@ -565,9 +641,10 @@ class ErrorLog:
                 raise UsageError(f"can't open --errors file {str(path)!r}: {e.strerror}") from e
 
     def write(self, error: RecordError) -> None:
-        """Record one failed record (the caller holds signals)."""
+        """Record one failed record (the caller holds signals); OutputError if that fails."""
         if self.fd is not None:
-            _write_all(self.fd, (error.to_json() + "\n").encode("utf-8"))
+            with output_errors(f"the --errors file {str(self.path)!r}"):
+                _write_all(self.fd, (error.to_json() + "\n").encode("utf-8"))
         elif self.show is not None:
             self.show(f"line {error.line}: {error.error}")
 
@@ -578,7 +655,7 @@ class ErrorLog:
     def sync(self) -> None:
         """Make what was written durable before the checkpoint says so."""
         if self.fd is not None:
-            os.fdatasync(self.fd)
+            _sync(self.fd)
 
     def close(self) -> None:
         """Close the errors file."""
@@ -618,6 +695,15 @@ class Resume:
     failed: int = 0
     output: FileMark | None = None
     errors: FileMark | None = None
+    # The input digest after each line 1, 2, …, 16 bytes each: a rerun on other input names the
+    # first line that differs.
+    digests: bytearray = field(default_factory=bytearray)
+
+    def digest_at(self, line: int) -> str | None:
+        """The recorded input digest after ``line``, if the checkpoint has it."""
+        if line * 16 > len(self.digests):
+            return None
+        return self.digests[(line - 1) * 16 : line * 16].hex()
 
 
 class Checkpoint:
@@ -675,15 +761,25 @@ class Checkpoint:
                 "options differ): delete it to start over, or use another file"
             )
         resume = Resume()
-        for line in lines[1:]:
-            entry = json.loads(line)
-            resume = Resume(
-                line=int(entry["line"]),
-                input_digest=str(entry["input"]),
-                failed=int(entry["failed"]),
-                output=_mark_from(entry.get("out")),
-                errors=_mark_from(entry.get("errors")),
-            )
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                entry = jsonstrict.loads(line)
+                resume = Resume(
+                    line=int(entry["line"]),
+                    input_digest=str(entry["input"]),
+                    failed=int(entry["failed"]),
+                    output=_mark_from(entry.get("out")),
+                    errors=_mark_from(entry.get("errors")),
+                    digests=resume.digests,
+                )
+                if resume.line * 16 == len(resume.digests) + 16:
+                    resume.digests += bytes.fromhex(resume.input_digest)
+            except (ValueError, TypeError, KeyError) as e:  # JSONDecodeError is a ValueError
+                self.close()  # nothing written: the file stays as it is
+                raise UsageError(
+                    f"--checkpoint {name!r} is damaged at line {number} ({type(e).__name__}: "
+                    f"{e}): delete it to start over, or use another file"
+                ) from e
         try:
             os.ftruncate(self.fd, len(complete))
             os.lseek(self.fd, 0, os.SEEK_END)
@@ -769,6 +865,28 @@ def _reconcile(fd: int | None, recorded: FileMark | None, what: str) -> str | No
     return said
 
 
+def _sync(fd: int) -> None:
+    """fdatasync, for files; devices and pipes (``--errors /dev/null``) have nothing to sync."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return
+    with output_errors("the --errors file"):
+        os.fdatasync(fd)
+
+
+def _identity(where: int | Path | None) -> tuple[int, int] | None:
+    """Device and inode of an open fd or a path (None: absent, or a terminal, where interleaved
+    lines are what stderr does anyway)."""
+    if where is None:
+        return None
+    try:
+        st = os.fstat(where) if isinstance(where, int) else os.stat(where)
+    except OSError:
+        return None
+    if stat.S_ISCHR(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _fd_flags(fd: int) -> int:
     import fcntl
 
@@ -800,13 +918,15 @@ def run_batch(
     on_text: TextCallback | None = None,
     on_record: Callable[[int, bool | None], None] | None = None,
     notice: Notice | None = None,
+    input_fd: int | None = None,
 ) -> BatchReport:
     """Extract every record of ``lines`` in order, writing one output line per record.
 
     Failed records are reported according to ``options.on_error``; at the end, raises
     SomeRecordsFailed (exit 8) if any failed, or with ``stop`` the first failure itself (with
     its own exit code). ``on_record(line, ok)`` is called after each record (``ok`` is None
-    for a record the checkpoint says is done).
+    for a record the checkpoint says is done). ``input_fd``, the file the lines come from, is
+    refused as an output (a file read while it grows).
     """
     batch = _Batch(
         runner,
@@ -816,6 +936,7 @@ def run_batch(
         checkpoint,
         on_text,
         notice,
+        input_fd,
     )
     return batch.run(lines, on_record)
 
@@ -829,12 +950,14 @@ class _Batch:
     checkpoint: Checkpoint | None
     on_text: TextCallback | None
     notice: Notice | None
+    input_fd: int | None = None
     report: BatchReport = field(default_factory=BatchReport)
 
     def run(
         self, lines: Iterable[bytes], on_record: Callable[[int, bool | None], None] | None
     ) -> BatchReport:
         report = self.report
+        self._refuse_shared_files()
         resume = self._resume()
         hasher = hashlib.sha256()
         line_no = 0
@@ -845,7 +968,10 @@ class _Batch:
             digest = hasher.copy().hexdigest()[:32]
             report.records = line_no
             if line_no <= resume.line:
-                if line_no == resume.line and digest != resume.input_digest:
+                recorded = resume.digest_at(line_no)
+                if line_no == resume.line and recorded is None:
+                    recorded = resume.input_digest
+                if recorded is not None and digest != recorded:
                     raise UsageError(
                         f"the input differs from the one the checkpoint was made for (at line "
                         f"{line_no}): delete the checkpoint to start over"
@@ -866,6 +992,27 @@ class _Batch:
         if report.failed:
             raise SomeRecordsFailed(f"{report.failed} of {report.records} record(s) failed", report)
         return report
+
+    def _refuse_shared_files(self) -> None:
+        """Refuse the input, stdout, ``--errors`` and ``--checkpoint`` when two are one file (by
+        device and inode: ``--errors /dev/stdout > out``): writers would overwrite each other,
+        and a reader would read what is written (``--input f >> f`` without end)."""
+        seen: dict[tuple[int, int], str] = {}
+        checkpoint = self.checkpoint.path if self.checkpoint is not None else None
+        for what, where in (
+            ("the input", self.input_fd),
+            ("stdout", self.output.fd),
+            ("the --errors file", self.errors.fd),
+            ("the --checkpoint file", checkpoint),
+        ):
+            identity = _identity(where)
+            if identity is None:
+                continue
+            if identity in seen:
+                raise UsageError(
+                    f"{what} is the same file as {seen[identity]}: give each its own file"
+                )
+            seen[identity] = what
 
     def _resume(self) -> Resume:
         if self.checkpoint is None:
@@ -901,7 +1048,7 @@ class _Batch:
                     pending.append(shape(document))
 
             self.runner.run(text, emit, on_text=self.on_text, notice=say)
-        except TotalTimeoutExpired:
+        except (TotalTimeoutExpired, OutputError):
             raise  # the run stops; the record in flight is not logged and is done again
         except QwenJsonError as e:
             if self.options.on_error == "stop":
@@ -928,6 +1075,7 @@ class _Batch:
         # can only leave output that the next run cuts off (regular files) or repeats (pipes).
         out_mark = self.output.mark()
         if out_mark is not None and self.output.fd is not None:
-            os.fdatasync(self.output.fd)
+            with output_errors("stdout"):
+                os.fdatasync(self.output.fd)
         self.errors.sync()
         self.checkpoint.commit(line_no, digest, self.report.failed, out_mark, self.errors.mark())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -17,17 +18,19 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
 import typer
 
-from qwenjson import console
+from qwenjson import console, deadline
 from qwenjson.errors import (
     EXIT_INTERNAL,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
     InputError,
+    ModelError,
+    OutputError,
     QwenJsonError,
     UsageError,
 )
-from qwenjson.stream import signals_held
+from qwenjson.stream import output_errors, signals_held
 
 if TYPE_CHECKING:
     from qwenjson.batch import BatchOptions, RecordRunner
@@ -37,8 +40,9 @@ Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema 
 JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
-the context); 7 timeout; 8 some records of a --jsonl batch failed (each reported with its line);
-130 interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
+the context, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch failed (each
+reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130 interrupted
+(SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(
@@ -47,7 +51,6 @@ app = typer.Typer(
     "with a small local model.\n\n"
     "Example: qwenjson extract --schema person.json < note.txt\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -61,6 +64,9 @@ app.add_typer(schema_app, name="schema")
 
 EXIT_SIGPIPE = 141
 
+# llama.cpp's own limit (GGML_MAX_N_THREADS): more and it crashes (SIGSEGV) instead of refusing.
+MAX_THREADS = 512
+
 
 class _Terminated(BaseException):
     """Raised by the SIGTERM handler so that cleanup runs and the exit code is 143."""
@@ -73,26 +79,29 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 def write_document(text: str) -> None:
     """Write one JSON document and a newline to stdout, whole, and flush it."""
     data = (text + "\n").encode("utf-8")
-    with signals_held():  # stdout never ends in a partial line
+    with signals_held(), output_errors("stdout"):  # stdout never ends in a partial line
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
 
 def _read_input(input_file: Path | None) -> str:
+    from qwenjson.batch import read_bounded
     from qwenjson.pipeline import decode_input
 
     if input_file is not None and str(input_file) != "-":
+        name = str(input_file)
         try:
-            data = input_file.read_bytes()
+            with input_file.open("rb") as f:
+                data = read_bounded(f, f"input file {name!r}")
         except FileNotFoundError:
-            raise InputError(f"input file {str(input_file)!r} not found") from None
+            raise InputError(f"input file {name!r} not found") from None
         except OSError as e:
-            raise InputError(f"cannot read input file {str(input_file)!r}: {e.strerror}") from e
-        return decode_input(data, origin=str(input_file))
+            raise InputError(f"cannot read input file {name!r}: {e.strerror}") from e
+        return decode_input(data, origin=name)
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("no input: pipe the text on stdin or give --input FILE")
-    return decode_input(sys.stdin.buffer.read())
+    return decode_input(read_bounded(sys.stdin.buffer, "stdin"))
 
 
 SchemaOpt = Annotated[
@@ -118,6 +127,7 @@ ModelOpt = Annotated[
 
 @app.command()
 def extract(
+    context: typer.Context,
     schema: SchemaOpt,
     model: ModelOpt = None,
     input_file: Annotated[
@@ -134,11 +144,14 @@ def extract(
     temperature: Annotated[
         float, typer.Option(min=0.0, help="0 is greedy: the same input gives the same output.")
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed (used when --temperature > 0).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed (used when --temperature > 0).")
+    ] = 0,
     threads: Annotated[
         int | None,
         typer.Option(
             min=1,
+            max=MAX_THREADS,
             help="CPU threads for decoding (and for the prompt, unless --prompt-threads). "
             "[default: the cores other processes leave free, checked before each record: "
             "decoding on all of them up to 4, beyond that one left idle (at most 8); the "
@@ -147,7 +160,11 @@ def extract(
     ] = None,
     prompt_threads: Annotated[
         int | None,
-        typer.Option(min=1, help="CPU threads for evaluating the prompt. [default: see --threads]"),
+        typer.Option(
+            min=1,
+            max=MAX_THREADS,
+            help="CPU threads for evaluating the prompt. [default: see --threads]",
+        ),
     ] = None,
     ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
     cache_dir: Annotated[
@@ -322,6 +339,16 @@ def extract(
         raise UsageError("--errors needs --on-error record")
     if pretty and (jsonl or each):
         raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
+    if model is not None and not model.strip():
+        raise ModelError("--model is empty: give a registry name, a .gguf path or hf:REPO/FILE")
+    for name, value in (("--instruction", instruction), ("--field", field), ("--into", into)):
+        _check_utf8(name, value)
+    # The whole run, model load and input reads included, within --total-timeout (until the
+    # command's context closes): the alarm stops what the clock checks between tokens never
+    # reach (a blocked read, a FIFO).
+    context.with_resource(
+        deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout))
+    )
     schema_value = load_schema(schema)
     job = prepare_job(schema_value, each=each)
     source = _open_records(input_file) if jsonl else None
@@ -382,14 +409,42 @@ def extract(
                 quiet,
             )
         else:
-            with console.token_preview(enabled=not quiet) as on_text:
-                runner.run(text, _document_writer(pretty), on_text=on_text, notice=notice)
+            with console.token_preview(enabled=not quiet) as preview:
+                on_text = preview.on_text if preview is not None else None
+                clear = preview.clear if preview is not None else None
+                writer = _document_writer(pretty, before=clear)
+                runner.run(text, writer, on_text=on_text, notice=notice)
     finally:
         generator.close()
 
 
-def _document_writer(pretty: bool) -> Callable[[str], None]:
+def _check_utf8(name: str, value: str | None) -> None:
+    """Refuse an argument with bytes that aren't UTF-8 (Python keeps them as lone surrogates,
+    which can reach neither the model nor stdout)."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(value[e.start]) & 0xFF
+        raise UsageError(f"{name} is not UTF-8 text (byte 0x{byte:02x} at {e.start})") from None
+
+
+def _total_timeout_expired(seconds: float | None) -> QwenJsonError:
+    from qwenjson.batch import TotalTimeoutExpired
+
+    return TotalTimeoutExpired(f"--total-timeout of {seconds:g}s ran out")
+
+
+def _document_writer(
+    pretty: bool, before: Callable[[], None] | None = None
+) -> Callable[[str], None]:
+    """Writes each document to stdout; ``before`` first (clearing the token preview, which
+    would otherwise run into the document on a terminal)."""
+
     def write(document: str) -> None:
+        if before is not None:
+            before()
         if pretty:
             document = json.dumps(json.loads(document), ensure_ascii=False, indent=2)
         write_document(document)
@@ -448,6 +503,7 @@ def _extract_jsonl(
                 on_text=bar.on_text if bar is not None else None,
                 on_record=bar.on_record if bar is not None else None,
                 notice=None if quiet else console.warning,
+                input_fd=fd,
             )
     finally:
         errors.close()
@@ -613,11 +669,11 @@ def models(
     for row in rows:
         table.append(
             (
-                row["name"] + (" *" if row["default"] else ""),
-                row["quant"] or "-",
+                _printable(row["name"]) + (" *" if row["default"] else ""),
+                _printable(row["quant"] or "-"),
                 format_size(row["size"]) if row["size"] else "-",
                 _downloaded_cell(row),
-                row["description"],
+                _printable(row["description"]),
             )
         )
     widths = [max(len(line[i]) for line in table) for i in range(4)]
@@ -627,9 +683,20 @@ def models(
         cells = [c.ljust(w) for c, w in zip(line, widths, strict=False)]
         lines.append("  ".join([*cells, line[4]]))
         if entry is not None and entry["path"]:
-            lines.append(f"    {entry['path']}")  # where: on its own line, paths are long
+            lines.append(f"    {_printable(entry['path'])}")  # on its own line: paths are long
     lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
     write_document("\n".join(line.rstrip() for line in lines))
+
+
+# Characters that would steer the terminal rather than show: escape codes, carriage returns and
+# newlines (a forged table line), bidirectional overrides.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), for a table on a terminal
+    (the values come from a user's TOML file)."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _warn_about_build(quiet: bool) -> None:
@@ -648,14 +715,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code; errors are printed, never raised."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if sys.stdout is None:  # started with stdout closed (>&-): say so before any work
+            raise OutputError("cannot write to stdout: it is closed", stdout=True)
         # Not app(...): typer's own main loop turns Ctrl-C into a *returned* 130 (so the
         # process would exit 0) and a closed stdout into exit 1. Invoked directly, the
         # command's KeyboardInterrupt and BrokenPipeError reach the handlers below.
         command = typer.main.get_command(app)
-        with command.make_context("qwenjson", args) as ctx:
+        # Shell completion calls back with _QWENJSON_COMPLETE set (and exits): click's main()
+        # would do this, but run() invokes the command itself.
+        command._main_shell_completion({}, "qwenjson")
+        with deadline.alarms(), command.make_context("qwenjson", args) as ctx:
             command.invoke(ctx)
     except QwenJsonError as e:
         console.error(str(e))
+        if isinstance(e, OutputError) and e.stdout:
+            _stdout_closed()  # Python's exit-time flush must not fail on it again
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)
@@ -686,14 +760,29 @@ _CLICK_EXCEPTION: Any = next(
 
 
 def _stdout_closed() -> int:
-    # The reader went away (`| head -1`): say nothing, and keep Python's exit-time flush of
+    # The reader went away (`| head -1`) or the disk is full: keep Python's exit-time flush of
     # stdout from raising again.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    if sys.stdout is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return EXIT_SIGPIPE
+
+
+def _hold_closed_std_fds() -> None:
+    """Put /dev/null on whichever of fds 0-2 the shell closed (``2>&-``): otherwise the next file
+    opened (the checkpoint, the model) gets that number and llama.cpp's log lands in it. A closed
+    stdout stays an error (exit 9), a closed stdin means no input, and stderr says nothing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
 
 
 def main() -> NoReturn:
     """Console-script entry point."""
+    _hold_closed_std_fds()
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run())

@@ -65,21 +65,41 @@ def download_progress(label: str, enabled: bool) -> Iterator[ProgressCallback | 
         yield update
 
 
+class TokenPreview:
+    """The generated text so far, live on a terminal's stderr, until ``clear``."""
+
+    def __init__(self) -> None:
+        self._live: Live | None = None
+        self._shown = ""
+
+    def on_text(self, piece: str) -> None:
+        """Show one more piece of generated text (the last 300 characters stay in view)."""
+        if self._live is None:
+            self._live = Live(Text(""), console=stderr, transient=True, refresh_per_second=12)
+            self._live.start()
+        self._shown = (self._shown + piece)[-300:]
+        self._live.update(Text(self._shown, style="dim"))
+
+    def clear(self) -> None:
+        """Take the preview off the screen (before a document goes to stdout on the same
+        terminal); more text starts a new one."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self._shown = ""
+
+
 @contextmanager
-def token_preview(enabled: bool) -> Iterator[Callable[[str], None] | None]:
+def token_preview(enabled: bool) -> Iterator[TokenPreview | None]:
     """A live preview of generated text on a terminal's stderr; ``None`` when not shown."""
     if not enabled or not stderr.is_terminal:
         yield None
         return
-    shown: list[str] = []
-    with Live(Text(""), console=stderr, transient=True, refresh_per_second=12) as live:
-
-        def on_text(piece: str) -> None:
-            shown.append(piece)
-            tail = "".join(shown)[-300:]
-            live.update(Text(tail, style="dim"))
-
-        yield on_text
+    preview = TokenPreview()
+    try:
+        yield preview
+    finally:
+        preview.clear()
 
 
 class BatchProgress:

@@ -15,6 +15,7 @@ EXIT_NO_VALID_OUTPUT = 5  # the model produced no document that passes validatio
 EXIT_INPUT = 6  # input text empty, not UTF-8, or too long for the context
 EXIT_TIMEOUT = 7  # --timeout ran out
 EXIT_SOME_RECORDS_FAILED = 8  # a --jsonl batch finished, but some records failed
+EXIT_OUTPUT = 9  # stdout or --errors can't be written (disk full, closed, read-only)
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -87,6 +88,19 @@ class NoValidOutputError(QwenJsonError):
         if self.errors:
             message = message + "\n" + "\n".join(f"  {e}" for e in self.errors)
         super().__init__(message)
+
+
+class OutputError(QwenJsonError):
+    """Writing the output failed: stdout or the ``--errors`` file (disk full, closed).
+
+    ``stdout`` says whether stdout itself is the stream that failed.
+    """
+
+    exit_code = EXIT_OUTPUT
+
+    def __init__(self, message: str, *, stdout: bool = False) -> None:
+        super().__init__(message)
+        self.stdout = stdout
 
 
 class TimeoutExpired(QwenJsonError):

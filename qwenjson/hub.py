@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +123,9 @@ def format_size(n: int | None) -> str:
 def check_gguf(path: Path) -> None:
     """Raise ModelError unless ``path`` is a readable file starting with the GGUF magic."""
     try:
+        # Before opening: opening a FIFO blocks until someone writes to it.
+        if not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir():
+            raise ModelError(f"{path} is not a regular file (a FIFO, a device?), not a .gguf")
         with open(path, "rb") as f:
             head = f.read(64)
     except FileNotFoundError as exc:

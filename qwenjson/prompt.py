@@ -31,6 +31,9 @@ RULES = (
 _MAX_DEPTH = 4
 _MAX_LINES = 60
 _MAX_ENUM = 12
+# Lists and alternatives are followed at most this deep: a recursive schema (`"items": {"$ref":
+# "#"}`) would otherwise be followed without end.
+_MAX_NESTING = 16
 
 
 def build_messages(
@@ -117,6 +120,8 @@ class _Describer:
 
     def _summary(self, schema: Mapping[str, Any], indent: int, depth: int) -> str:
         """One phrase for a schema; nested object fields are appended as indented lines."""
+        if depth > _MAX_NESTING:
+            return " or ".join(_types(schema)) or "any JSON value"
         if "const" in schema:
             return "always " + json.dumps(schema["const"], ensure_ascii=False)
         enum = schema.get("enum")

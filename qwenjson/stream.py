@@ -17,14 +17,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-__all__ = ["FileMark", "ItemScanner", "LineOutput", "signals_held"]
+from qwenjson.errors import OutputError
 
-_HELD = (signal.SIGINT, signal.SIGTERM)
+__all__ = ["FileMark", "ItemScanner", "LineOutput", "output_errors", "signals_held"]
+
+# SIGALRM: a time limit (qwenjson.deadline) waits too, like Ctrl-C.
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM for the block: they are delivered, in order, when it ends.
+    """Hold SIGINT/SIGTERM/SIGALRM for the block: they are delivered, in order, when it ends.
 
     Only the main thread can change the signal mask in a way that matters to Python's handlers;
     elsewhere (or on platforms without ``pthread_sigmask``) the block runs unprotected.
@@ -104,13 +107,33 @@ class LineOutput:
         return file_mark(self.fd)
 
     def write_line(self, text: str) -> None:
-        """Write ``text`` and a newline, whole, and flush. The caller holds signals if needed."""
+        """Write ``text`` and a newline, whole, and flush. The caller holds signals if needed.
+
+        Raises OutputError when the write fails (disk full, stdout closed); BrokenPipeError (the
+        reader went away) is left to the caller.
+        """
         data = (text + "\n").encode("utf-8")
-        if self._given is None:
-            sys.stdout.flush()  # anything printed through the text layer goes first
-        out = self.stream
-        out.write(data)
-        out.flush()
+        with output_errors("stdout" if self._given is None else "the output"):
+            if self._given is None:
+                sys.stdout.flush()  # anything printed through the text layer goes first
+            out = self.stream
+            out.write(data)
+            out.flush()
+
+
+@contextmanager
+def output_errors(what: str) -> Iterator[None]:
+    """Turn a failed write to ``what`` into OutputError (exit 9), naming it and the reason."""
+    try:
+        if what == "stdout" and sys.stdout is None:  # started with stdout closed (>&-)
+            raise OutputError("cannot write to stdout: it is closed", stdout=True)
+        yield
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): exit 141, silently
+    except (OSError, ValueError) as e:  # ValueError: a closed file object
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        target = "to stdout" if what == "stdout" else what
+        raise OutputError(f"cannot write {target}: {reason}", stdout=what == "stdout") from e
 
 
 class ItemScanner:

@@ -6,6 +6,7 @@ exactly is checked here before anything reaches stdout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -22,7 +23,8 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from referencing import Registry
 
-from qwenjson.errors import SchemaError
+from qwenjson import deadline, jsonstrict
+from qwenjson.errors import SchemaError, TimeoutExpired
 
 Schema = dict[str, Any] | bool
 
@@ -62,13 +64,20 @@ def load_schema(source: str | Path) -> Schema:
         source.lstrip()[:1] in ("{", "[") or source in ("true", "false")
     ):
         text, origin = str(source), "inline schema"
-    elif path.exists():
+    elif _exists(path):
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
     else:
         return _concise_schema(str(source))
     schema = parse_schema_text(text, origin)
     check_metaschema(schema)
     return schema
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to be a path (ENAMETOOLONG): it's concise syntax
+        return False
 
 
 def _looks_like_path(source: str) -> bool:
@@ -93,13 +102,16 @@ def _concise_schema(source: str) -> Schema:
 
 
 def parse_schema_text(text: str, origin: str) -> Schema:
-    """Parse JSON schema text; errors name the line and column."""
+    """Parse JSON schema text strictly; errors name the line and column, or the JSON pointer
+    (NaN, Infinity, duplicate keys, lone surrogates, nesting too deep: see ``jsonstrict``)."""
     try:
-        value = json.loads(text)
+        value = jsonstrict.loads(text)
     except json.JSONDecodeError as e:
         raise SchemaError(
             f"{origin} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
         ) from e
+    except jsonstrict.JsonValueError as e:
+        raise SchemaError(f"{origin} is not strict JSON: {e.message}", e.pointer) from e
     if not isinstance(value, dict | bool):
         raise SchemaError(f"{origin} is not a JSON Schema: expected an object or a boolean")
     return cast(Schema, value)
@@ -121,11 +133,21 @@ def validator_class(schema: Schema) -> type[Validator]:
 
 
 def check_metaschema(schema: Schema) -> None:
-    """Raise SchemaError, naming the JSON pointer, if ``schema`` fails its draft's metaschema."""
+    """Raise SchemaError, naming the JSON pointer, if ``schema`` fails its draft's metaschema,
+    or holds what JSON can't (NaN, infinities, lone surrogates) or nests deeper than
+    ``jsonstrict.MAX_DEPTH`` (every schema, from a file, the concise syntax or Python, passes
+    here before it is compiled)."""
+    try:
+        jsonstrict.check(schema, doubles=True)  # the compiler computes bounds with floats
+    except jsonstrict.JsonValueError as e:
+        raise SchemaError(f"not a usable JSON Schema: {e.message}", e.pointer) from e
     cls = validator_class(schema)
     try:
         # The metaschema's `format: regex` must mean ECMA-262 (\p{L}, \cX), not Python's re.
         cls.check_schema(schema, format_checker=_SCHEMA_FORMATS)  # type: ignore[arg-type,call-arg]
+    except RecursionError:
+        # Within MAX_DEPTH, but `$ref`s or wide nesting can still take jsonschema too deep.
+        raise SchemaError("not a usable JSON Schema: nested too deeply to check") from None
     except JsonSchemaSchemaError as e:
         pointer = _pointer(e.absolute_path)
         raise SchemaError(f"not a valid JSON Schema: {e.message}", pointer) from e
@@ -206,9 +228,36 @@ def _additional_properties(
 
 
 def validation_errors(instance: Any, validator: Validator) -> list[str]:
-    """Readable validation errors, one per line: ``/json/pointer: message``."""
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    """Readable validation errors, one per line: ``/json/pointer: message``.
+
+    A document nested too deeply for jsonschema's recursion (a recursive schema lets the model
+    nest without end) fails validation rather than the program.
+    """
+    try:
+        with _validation_bound():
+            errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    except RecursionError:
+        return ["/: the document is nested too deeply to validate"]
     return [_describe(e) for e in errors]
+
+
+# `pattern`s are matched by Python's backtracking `re` (with ECMA-262 semantics from
+# schema.regex), so `^(a|aa)+$` can take hours on a 50-character string. RE2 would be linear, but
+# it has no lookaround or backreferences, which ECMA patterns use, and a second engine would be a
+# second meaning of the same pattern; so `re` it stays, bounded: under the CLI a validation is
+# stopped after this long (exit 7), and sooner by --timeout/--total-timeout (qwenjson.deadline).
+VALIDATION_SECONDS = 10.0
+
+
+def _validation_bound() -> contextlib.AbstractContextManager[None]:
+    return deadline.limit(
+        VALIDATION_SECONDS,
+        lambda: TimeoutExpired(
+            f"validating the document took more than {VALIDATION_SECONDS:g}s (a `pattern` that "
+            "backtracks without end?)"
+        ),
+        within_budget=True,
+    )
 
 
 # More empty members than this in one document are left as they are (each costs a validation).
@@ -226,6 +275,11 @@ def drop_empty_strings(instance: Any, validator: Validator) -> Any:
     valid (so required properties, ``minProperties`` and the like keep theirs), and tried again
     after a drop.
     """
+    with _validation_bound():
+        return _drop_empty_strings(instance, validator)
+
+
+def _drop_empty_strings(instance: Any, validator: Validator) -> Any:
     paths = list(_empty_members(instance, ()))[:_MAX_EMPTY_DROPS]
     budget = 4 * _MAX_EMPTY_DROPS  # validations: a pathological schema can't make this slow
     dropped = True
@@ -271,8 +325,7 @@ def _describe(error: ValidationError) -> str:
     return f"{_pointer(error.absolute_path) or '/'}: {best.message}"
 
 
-def _pointer(parts: Iterable[Any]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+_pointer = jsonstrict.json_pointer
 
 
 # jsonschema checks only the formats whose optional packages are installed; it silently passes

@@ -1,0 +1,433 @@
+"""Every row of the hardening issue (#15) through the real command, on the real test model.
+
+Each case runs ``python -m qwenjson`` in a subprocess, as a user would (no pytest hooks inside),
+and checks the exit code, the message on stderr, that no "internal error" is reported, and that
+stdout is empty or every line of it is strict JSON. Add a row here for every new way a user's
+input, files or environment can go wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from qwenjson import jsonstrict
+from qwenjson.errors import (
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_SCHEMA,
+    EXIT_SOME_RECORDS_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+)
+from tests.grammar_engine import default_model_path
+
+pytestmark = pytest.mark.model
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = str(default_model_path())
+M = ("-m", MODEL, "--threads", "1")
+EXTRACT = ("extract", "-s", "name", *M)
+
+
+@dataclass
+class Result:
+    code: int
+    out: bytes
+    err: str
+    seconds: float
+
+
+def cli_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a user's shell: this checkout's package, no pytest, caches in ``tmp``."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "QWENJSON_DEBUG")
+    }
+    env["PYTHONPATH"] = str(REPO)
+    env["HF_HOME"] = str(tmp / "hf")
+    env["XDG_CACHE_HOME"] = str(tmp / "cache")
+    env["HF_HUB_OFFLINE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def qwenjson(
+    tmp: Path,
+    *args: str,
+    stdin: bytes = b"",
+    stdout: Path | None = None,
+    redirect: str = "",
+    env: dict[str, str] | None = None,
+) -> Result:
+    """Run the command in ``tmp``; ``stdout``: to that file; ``redirect``: a shell's (``>&-``)."""
+    command = [sys.executable, "-m", "qwenjson", *args]
+    if redirect:
+        command = ["sh", "-c", f'exec "$@" {redirect}', "sh", *command]
+    started = time.monotonic()
+    out_file = open(stdout, "ab") if stdout is not None else None  # noqa: SIM115
+    try:
+        r = subprocess.run(
+            command,
+            input=stdin,
+            stdout=out_file or subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp,
+            env=cli_env(tmp, env),
+            timeout=120,
+        )
+    finally:
+        if out_file is not None:
+            out_file.close()
+    out = stdout.read_bytes() if stdout is not None and stdout.is_file() else r.stdout or b""
+    return Result(
+        r.returncode, out, r.stderr.decode("utf-8", "replace"), time.monotonic() - started
+    )
+
+
+def check(r: Result, code: int, message: str, *, json_out: bool = True) -> None:
+    """The one rule: the documented exit code, an ``Error:`` line saying why, no internal error,
+    and stdout empty or strict JSON line by line."""
+    assert r.code == code, (r.code, r.err)
+    assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+    if message:
+        assert re.search(message, r.err), (message, r.err)
+    if code != EXIT_OK:
+        assert r.err.startswith("Error: ") or "\nError: " in r.err, r.err
+    if json_out:
+        for line in r.out.decode("utf-8").splitlines():
+            jsonstrict.loads(line)
+
+
+PATTERN_SCHEMA = json.dumps(
+    {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "^(?=a)(a|aa)+$"}},
+        "required": ["code"],
+    }
+)
+
+
+def test_row1_a_backtracking_pattern_obeys_the_time_limits(tmp_path: Path) -> None:
+    text = b'The code is "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab".\n'
+    args = ("extract", *M, "--retries", "0", "-s", PATTERN_SCHEMA)
+    r = qwenjson(tmp_path, *args, "--timeout", "3", stdin=text)
+    check(r, EXIT_TIMEOUT, r"--timeout of 3s ran out")
+    assert r.seconds < 20
+    r = qwenjson(tmp_path, *args, "--total-timeout", "4", stdin=text)
+    check(r, EXIT_TIMEOUT, r"--total-timeout of 4s ran out")
+    assert r.seconds < 20
+
+
+def test_row2_a_record_with_nan_fails_and_stdout_stays_json(tmp_path: Path) -> None:
+    records = b'{"text":"John is 42","x":NaN,"y":Infinity}\n{"text":"Ann is 7","big":1e400}\n'
+    r = qwenjson(
+        tmp_path, "extract", "-s", "name, age int", *M, "--jsonl", "--field", "text", stdin=records
+    )
+    check(
+        r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: NaN is not a JSON number \(at /x\)"
+    )
+    assert "line 2: not strict JSON: 1e400 is too large for a number (at /big)" in r.err
+    assert r.out == b""
+
+
+def test_row3_errors_file_that_is_stdout_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--errors",
+        "/dev/stdout",
+        stdin=b"a\n\nb\n",
+        stdout=out,
+    )
+    check(r, EXIT_USAGE, r"the --errors file is the same file as stdout")
+    assert out.read_bytes() == b""
+
+
+def test_row4_a_recursive_schema_works_in_extract(tmp_path: Path) -> None:
+    schema = '{"type":"array","items":{"$ref":"#"}}'
+    r = qwenjson(tmp_path, "extract", *M, "-s", schema, stdin=b"hi\n")
+    check(r, EXIT_OK, "")
+    document = json.loads(r.out)
+    assert isinstance(document, list)
+
+
+def test_row5_a_long_concise_schema_is_read_as_concise(tmp_path: Path) -> None:
+    concise = ", ".join(f"f{i} int" for i in range(40))
+    assert len(concise) > 255
+    r = qwenjson(tmp_path, "grammar", "-s", concise)
+    check(r, EXIT_OK, "", json_out=False)
+    assert '\\"f39\\"' in r.out.decode()
+
+
+def test_row6_unbounded_input_is_refused_and_reads_obey_time_limits(tmp_path: Path) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, "--input", "/dev/zero", "--total-timeout", "30")
+    check(r, EXIT_INPUT, r"'/dev/zero' is larger than 32 MiB")
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "/dev/zero")
+    check(r, EXIT_INPUT, r"line 1 is larger than 32 MiB")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes: the read blocks until the time limit
+    for batch in ((), ("--jsonl",)):
+        r = qwenjson(
+            tmp_path,
+            *EXTRACT,
+            *batch,
+            "--input",
+            str(fifo),
+            "--total-timeout",
+            "2",
+        )
+        check(r, EXIT_TIMEOUT, r"--total-timeout of 2s ran out")
+        assert r.seconds < 15
+
+
+def test_row7_a_lone_surrogate_fails_its_record_and_the_batch_goes_on(tmp_path: Path) -> None:
+    records = b'{"text":"a \\ud800"}\n{"text":"Ann Lee is here", "k": "\\udc00"}\n{"text":"Bob"}\n'
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--field", "text", stdin=records)
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: a string holds a lone surrogate")
+    assert "line 2: " in r.err
+    assert len(r.out.splitlines()) == 1  # line 3 was done
+
+
+def _checkpointed(tmp: Path, lines: bytes) -> Result:
+    return qwenjson(
+        tmp,
+        *EXTRACT,
+        "--jsonl",
+        "--checkpoint",
+        "ck",
+        stdin=lines,
+        stdout=tmp / "out.jsonl",
+    )
+
+
+def test_row8_a_damaged_checkpoint_is_named_and_left_alone(tmp_path: Path) -> None:
+    lines = b"Ann is here\nBob is here\nCid is here\n"
+    check(_checkpointed(tmp_path, lines), EXIT_OK, "")
+    ck = tmp_path / "ck"
+    damaged = ck.read_bytes().splitlines(keepends=True)
+    damaged[2] = b"garbage\n"
+    ck.write_bytes(b"".join(damaged))
+    r = _checkpointed(tmp_path, lines)
+    check(r, EXIT_USAGE, r"--checkpoint 'ck' is damaged at line 3")
+    assert ck.read_bytes() == b"".join(damaged)
+
+
+def test_row9_stdout_closed_or_full_and_errors_full_are_exit_9(tmp_path: Path) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", redirect=">&-")
+    check(r, EXIT_OUTPUT, r"cannot write to stdout: it is closed")
+    r = qwenjson(tmp_path, *EXTRACT, stdin=b"Ann\n", stdout=Path("/dev/full"))
+    check(r, EXIT_OUTPUT, r"cannot write to stdout: No space left on device", json_out=False)
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--errors",
+        "/dev/full",
+        "--checkpoint",
+        "ck",
+        stdin=b"\n",
+        stdout=tmp_path / "out",
+    )
+    check(r, EXIT_OUTPUT, r"cannot write the --errors file '/dev/full': No space left on device")
+    # The failed record is not checkpointed: only the header is there.
+    assert len((tmp_path / "ck").read_bytes().splitlines()) == 1
+
+
+def test_row9_stdout_full_in_a_batch_checkpoints_nothing(tmp_path: Path) -> None:
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--jsonl",
+        "--checkpoint",
+        "ck",
+        stdin=b"Ann is here\n",
+        stdout=Path("/dev/full"),
+    )
+    check(r, EXIT_OUTPUT, r"cannot write to stdout: No space left on device", json_out=False)
+    assert len((tmp_path / "ck").read_bytes().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ('{"type":"number","maximum":NaN}', r"NaN is not a JSON number \(at /maximum\)"),
+        ('{"type":"number","maximum":Infinity}', r"Infinity is not a JSON number \(at /maximum\)"),
+        ('{"type":"integer","minimum":1e400}', r"1e400 is too large for a number \(at /minimum\)"),
+        ('{"type":"integer","maximum":' + "9" * 5000 + "}", r"5000 digits .*\(at /maximum\)"),
+        ("x " + "[" * 5000 + "str" + "]" * 5000, r"nested more than 64 levels deep at column"),
+        ('{"items":' * 600 + "{}" + "}" * 600, r"nested more than 128 levels deep \(at /items/"),
+        ('{"properties":{},"properties":{}}', r'duplicate key "properties" \(at /\)'),
+        # Found by the fuzzer: the compiler computes number bounds with floats.
+        ('{"type":"number","maximum":' + "9" * 400 + "}", r"beyond the range of a double"),
+    ],
+)
+def test_row10_row14_numbers_and_nesting_in_schemas_are_exit_3(
+    tmp_path: Path, schema: str, message: str
+) -> None:
+    r = qwenjson(tmp_path, "grammar", "-s", schema)
+    check(r, EXIT_SCHEMA, message, json_out=False)
+    assert r.out == b""
+
+
+def test_row10_a_5000_digit_integer_fails_its_record(tmp_path: Path) -> None:
+    records = b'{"text":"Ann","n":' + b"7" * 5000 + b"}\n"
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--field", "text", stdin=records)
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 1: not strict JSON: an integer of 5000 digits")
+
+
+def test_row11_a_fifo_model_is_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    r = qwenjson(
+        tmp_path, "extract", "-s", "name", "-m", "./fifo", "--total-timeout", "3", stdin=b"Ann\n"
+    )
+    check(r, EXIT_MODEL, r"fifo is not a regular file")
+
+
+def test_row12_a_checkpoint_mismatch_names_the_first_line_that_differs(tmp_path: Path) -> None:
+    check(_checkpointed(tmp_path, b"Ann is here\nBob is here\nCid is here\n"), EXIT_OK, "")
+    r = _checkpointed(tmp_path, b"Xan is here\nBob is here\nCid is here\n")
+    check(
+        r, EXIT_USAGE, r"the input differs from the one the checkpoint was made for \(at line 1\)"
+    )
+
+
+def test_row13_models_escapes_control_characters(tmp_path: Path) -> None:
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        '["evil"]\nrepo = "a/b"\nfile = "m.gguf"\nrevision = "main"\nsha256 = ""\n'
+        'description = "\\u001b[31mred\\r\\nforged-model  Q4  1 GB  yes  forged"\n',
+        encoding="utf-8",
+    )
+    r = qwenjson(tmp_path, "models", env={"QWENJSON_MODELS_FILE": str(registry)})
+    check(r, EXIT_OK, "", json_out=False)
+    table = r.out.decode()
+    assert "\x1b" not in table and "\r" not in table
+    evil = [line for line in table.splitlines() if "forged" in line]
+    assert len(evil) == 1 and evil[0].startswith("evil") and "\\x1b[31mred\\r\\n" in evil[0]
+
+
+def test_row14_nan_in_a_schema_file_and_an_empty_model_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text('{"type":"object","maxProperties":-Infinity}')
+    r = qwenjson(tmp_path, "extract", "-s", "s.json", *M, stdin=b"Ann\n")
+    check(r, EXIT_SCHEMA, r"-Infinity is not a JSON number \(at /maxProperties\)")
+    r = qwenjson(tmp_path, "extract", "-s", "name", "-m", "", stdin=b"Ann\n")
+    check(r, EXIT_MODEL, r"--model is empty")
+
+
+def test_issue11_a_10_mb_input_is_refused_without_tokenizing_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"the quick brown fox jumps over the lazy dog " * 230_000)  # 10 MB
+    r = qwenjson(tmp_path, *EXTRACT, "--input", str(big))
+    check(r, EXIT_INPUT, r"the input is too long: the prompt takes more than \d+ tokens")
+    assert r.seconds < 8  # whole, it took 12 s and 580 MB to tokenize
+    r = qwenjson(
+        tmp_path,
+        *EXTRACT,
+        "--input",
+        str(big),
+        "--truncate",
+        "head",
+        "--ctx",
+        "512",
+        "--max-tokens",
+        "64",
+    )
+    check(r, EXIT_OK, r"input cut from \d+ to \d+ tokens")
+
+
+def test_issue11_shell_completion_answers(tmp_path: Path) -> None:
+    env = {
+        "_QWENJSON_COMPLETE": "complete_bash",
+        "COMP_WORDS": "qwenjson extract --trun",
+        "COMP_CWORD": "2",
+    }
+    r = qwenjson(tmp_path, env=env)
+    check(r, EXIT_OK, "", json_out=False)
+    assert r.out.decode().split() == ["--truncate"]
+
+
+def test_issue11_the_token_preview_is_cleared_before_the_document(
+    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """On a terminal, the live preview is taken off before the document is written (else the
+    screen shows the preview running into it: `["读书", "跑步{"name":…`)."""
+    import io
+
+    from qwenjson import cli, console, pipeline
+    from tests.fakes import FakeModel
+
+    events: list[str] = []
+    model = FakeModel(answers=['{"name": "Ann"}'])
+    monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: model)
+    monkeypatch.setattr(console.stderr, "_force_terminal", True)
+    real_clear, real_write = console.TokenPreview.clear, cli.write_document
+
+    def clear(self: console.TokenPreview) -> None:
+        events.append("clear" if self._live is not None else "nothing to clear")
+        real_clear(self)
+
+    def write(text: str) -> None:
+        events.append("write")
+        real_write(text)
+
+    monkeypatch.setattr(console.TokenPreview, "clear", clear)
+    monkeypatch.setattr(cli, "write_document", write)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Ann"), encoding="utf-8"))
+    assert cli.run(["extract", "-s", "name"]) == 0
+    assert capsysbinary.readouterr().out == b'{"name":"Ann"}\n'
+    assert events[:2] == ["clear", "write"]
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "message"),
+    [
+        (("--total-timeout", "inf"), EXIT_OK, ""),  # an alarm can't be set that far: re-armed
+        (("--total-timeout", "1e300"), EXIT_OK, ""),
+        (("--seed", "-5"), EXIT_USAGE, r"Invalid value for '--seed'"),
+        (("--threads", "100000"), EXIT_USAGE, r"Invalid value for '--threads'"),  # was SIGSEGV
+        (("--prompt-threads", "513"), EXIT_USAGE, r"Invalid value for '--prompt-threads'"),
+    ],
+)
+def test_options_at_their_limits(
+    tmp_path: Path, options: tuple[str, ...], code: int, message: str
+) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, "--max-tokens", "20", *options, stdin=b"Ann is here\n")
+    check(r, code, message)
+
+
+def test_stderr_closed_still_works_and_logs_into_no_file(tmp_path: Path) -> None:
+    r = qwenjson(
+        tmp_path, *EXTRACT, "--jsonl", "--checkpoint", "ck", stdin=b"Ann is here\n", redirect="2>&-"
+    )
+    check(r, EXIT_OK, "")
+    assert len(r.out.splitlines()) == 1
+    assert all(line.startswith(b"{") for line in (tmp_path / "ck").read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("options", "redirect", "message"),
+    [
+        (("--errors", "in"), "", "the --errors file is the same file as the input"),
+        (("--checkpoint", "in"), "", "the --checkpoint file is the same file as the input"),
+        ((), ">> in", "stdout is the same file as the input"),
+    ],
+)
+def test_a_batch_never_writes_into_its_own_input(
+    tmp_path: Path, options: tuple[str, ...], redirect: str, message: str
+) -> None:
+    (tmp_path / "in").write_bytes(b"Ann\n\n")
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "in", *options, redirect=redirect)
+    check(r, EXIT_USAGE, message)
+    assert (tmp_path / "in").read_bytes() == b"Ann\n\n"
