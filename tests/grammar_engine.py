@@ -463,38 +463,42 @@ class _Canonicalizer:
             return None
 
     def applicable(self, schemas: list[Any], instance: Any) -> list[dict[str, Any]]:
-        """The object schemas that apply to ``instance``, through $ref and applicators.
+        """The object schemas that order ``instance``'s keys, in the order the compiler merges
+        them.
 
-        Depth first, in the order the compiler merges them: a schema, then its ``$ref``, then
-        its ``allOf`` members, then the branch of ``anyOf``/``oneOf`` the instance matches.
+        Each schema with its ``$ref`` and ``allOf`` members, depth first; then one
+        ``anyOf``/``oneOf`` at a time, in the order they were met, the first branch the instance
+        matches, merged the same way (its own groups queued behind the others). Past
+        ``MAX_ALTERNATIVES_PRODUCT`` combinations the compiler keeps only the first group.
+        ``if``/``then``/``else`` and ``dependentSchemas`` are checked after generation: the
+        grammar takes the keys they name as undeclared ones, in any order.
         """
-        out: list[dict[str, Any]] = []
+        from qwenjson.schema.compiler import MAX_ALTERNATIVES_PRODUCT
 
-        def visit(s: Any) -> None:
+        out: list[dict[str, Any]] = []
+        groups: list[list[Any]] = []
+
+        def merge(s: Any) -> None:
             if not isinstance(s, dict) or any(s is o for o in out):
                 return
             refs = [s[k] for k in ("$ref", "$dynamicRef", "$recursiveRef") if k in s]
             if refs and self.ref_overrides:
-                visit(self._resolve(refs[0]))  # draft 7 and earlier ignore $ref's siblings
+                merge(self._resolve(refs[0]))  # draft 7 and earlier ignore $ref's siblings
                 return
             out.append(s)
+            groups.extend(s[k] for k in ("anyOf", "oneOf") if isinstance(s.get(k), list))
             for ref in refs:
-                visit(self._resolve(ref))
+                merge(self._resolve(ref))
             for sub in s.get("allOf") or []:
-                visit(sub)
-            for key in ("anyOf", "oneOf"):
-                for branch in [b for b in s.get(key) or [] if self._valid(b, instance)][:1]:
-                    visit(branch)
-            if "if" in s:
-                visit(s.get("then") if self._valid(s["if"], instance) else s.get("else"))
-            deps = s.get("dependentSchemas") or s.get("dependencies") or {}
-            if isinstance(deps, dict) and isinstance(instance, dict):
-                for key, sub in deps.items():
-                    if key in instance:
-                        visit(sub)
+                merge(sub)
 
         for schema in schemas:
-            visit(schema)
+            merge(schema)
+        while groups:
+            if len(groups) > 1 and math.prod(map(len, groups)) > MAX_ALTERNATIVES_PRODUCT:
+                del groups[1:]
+            for branch in [b for b in groups.pop(0) if self._valid(b, instance)][:1]:
+                merge(branch)
         return out
 
     def value(self, instance: Any, schemas: list[Any]) -> Any:
@@ -504,7 +508,7 @@ class _Canonicalizer:
         for s in applied:
             values = [s["const"]] if "const" in s else s.get("enum")
             for v in values if isinstance(values, list) else ():
-                if self._valid({"const": v}, instance):
+                if self._valid({"enum": [v]}, instance):  # draft 4 has no const
                     return _integral_as_int(v)
         if isinstance(instance, float):
             return _integral_as_int(instance)
@@ -516,6 +520,11 @@ class _Canonicalizer:
                 props = s.get("properties")
                 if isinstance(props, dict):
                     order += [k for k in props if k not in order]
+            # Required names no schema declares come next, as the compiler lists them.
+            for s in applied:
+                required = s.get("required")
+                if isinstance(required, list):
+                    order += [k for k in required if isinstance(k, str) and k not in order]
             keys = [k for k in order if k in instance] + [k for k in instance if k not in order]
             return {k: self.value(instance[k], self._property_schemas(applied, k)) for k in keys}
         return instance
@@ -556,9 +565,11 @@ def canonical_json(instance: Any, schema: Any = True, *, spaced: bool = False) -
 
     Compact JSON (``spaced``: ``", "`` and ``": "``, extract's profile), UTF-8 characters as
     themselves (control characters, quote and backslash escaped), object properties in the
-    order the schema lists them in ``properties`` (through ``$ref``, ``allOf``, the first
-    matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``), any others after them in
-    the instance's order, and integral numbers written without a fraction below 2**53
+    order the schema lists them in ``properties`` (through ``$ref`` and ``allOf``, then the
+    first matching ``anyOf``/``oneOf`` branch: the compiler's order, see
+    ``_Canonicalizer.applicable``), then the names ``required`` lists that no schema declares,
+    any others after them in the instance's order, and integral numbers written without a
+    fraction below 2**53
     (``1.0`` → ``1``). A value that a ``const``/``enum`` lists is written as the schema writes
     it. Raises ValueError for NaN/infinity.
     """
