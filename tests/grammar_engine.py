@@ -618,6 +618,26 @@ def prepare(schema: Any, closed_objects: bool = False, spaced: bool = False) -> 
     return compiled, make_validator(schema)
 
 
+def prepare_profiles(schema: Any, extract: bool = False) -> tuple[str, str, tuple[Any, ...]]:
+    """:func:`prepare` as a verdict: ``("compiled", "", (compiled, validator))``, plus the
+    extract profile's grammar when asked, or ``("refused" | "crashed", why, ())``."""
+    from qwenjson.errors import SchemaError, UnsupportedKeywordError
+    from qwenjson.schema import compile_schema
+
+    try:
+        compiled, validator = prepare(schema)
+        if not extract:
+            return "compiled", "", (compiled, validator)
+        closed = compile_schema(schema, closed_objects=True, spaced=True)
+        return "compiled", "", (compiled, validator, closed)
+    except UnsupportedKeywordError as e:
+        return "refused", e.keyword, ()
+    except SchemaError as e:
+        return "refused", e.message, ()
+    except Exception as e:  # any other exception is a compiler bug: report it, don't stop
+        return "crashed", f"{type(e).__name__}: {e}", ()
+
+
 def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResult:
     """Compile the group's schema and judge every instance with llama.cpp's grammar engine.
 
@@ -626,18 +646,12 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
     post-generation validation rejects it. The schema is prepared as qwenjson prepares it
     (see :func:`prepare`), with the exact grammar.
     """
-    from qwenjson.errors import SchemaError, UnsupportedKeywordError
-
     eng = eng or engine()
     schema = group.dialect_schema()
-    try:
-        compiled, validator = prepare(schema)
-    except UnsupportedKeywordError as e:
-        return GroupResult(group, "refused", e.keyword)
-    except SchemaError as e:
-        return GroupResult(group, "refused", e.message)
-    except Exception as e:  # any other exception is a compiler bug: report it, don't stop
-        return GroupResult(group, "crashed", f"{type(e).__name__}: {e}")
+    status, detail, prepared = prepare_profiles(schema)
+    if not prepared:
+        return GroupResult(group, status, detail)
+    compiled, validator = prepared
     grammar: str = compiled.grammar
     problem = eng.grammar_error(grammar)
     if problem is not None:
@@ -680,4 +694,172 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
         else:
             why = "validation passes it" if compiled.needs_validation else "needs_validation=False"
             result.failures.append(f"invalid instance accepted ({why}): {case.description}: {text}")
+    return result
+
+
+# -- MaskBench's valid instances (guidance-ai/jsonschemabench, maskbench/data) --------------------
+
+# MaskBench names a file "<subset>---<corpus file name>"; the corpus may hold it gzip-compressed.
+MASKBENCH_SEP = "---"
+
+
+@dataclass(frozen=True)
+class BenchSchema:
+    """A corpus schema and the instances MaskBench calls valid for it."""
+
+    subset: str
+    name: str  # the corpus file's name, as MaskBench spells it (".json", without ".gz")
+    schema: Any  # the corpus file's schema (what the compiler is judged on)
+    instances: tuple[Any, ...]
+    same_as_maskbench: bool  # MaskBench's copy of the schema is the corpus file's
+
+    @property
+    def id(self) -> str:
+        """``Github_easy/o42304``."""
+        return f"{self.subset}/{self.name.removesuffix('.json')}"
+
+
+def _corpus_file(corpus: Path, bench_file: Path) -> Path | None:
+    """The corpus file MaskBench's ``<subset>---<name>`` stands for (maybe gzipped), or None."""
+    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
+    path = corpus / subset / name
+    for candidate in (path, path.with_name(name + ".gz")):
+        if name and candidate.is_file():
+            return candidate
+    return None
+
+
+def maskbench_files(data: Path, corpus: Path) -> list[Path]:
+    """MaskBench's files (in ``data``) whose schema is in ``corpus``, sorted."""
+    return [p for p in sorted(data.glob(f"*{MASKBENCH_SEP}*")) if _corpus_file(corpus, p)]
+
+
+def load_bench(bench_file: Path, corpus: Path) -> BenchSchema:
+    """One MaskBench file with the corpus file its schema comes from."""
+    import gzip
+
+    found = _corpus_file(corpus, bench_file)
+    if found is None:
+        raise FileNotFoundError(f"no corpus file in {corpus} for {bench_file.name}")
+    raw = found.read_bytes()
+    schema = json.loads(gzip.decompress(raw) if found.name.endswith(".gz") else raw)
+    bench = json.loads(bench_file.read_bytes())
+    valid = tuple(t["data"] for t in bench.get("tests", ()) if t.get("valid") is True)
+    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
+    return BenchSchema(subset, name, schema, valid, bench.get("schema") == schema)
+
+
+def bench_id(bench_file: Path) -> str:
+    """``Github_easy/o42304`` for ``Github_easy---o42304.json``."""
+    return bench_file.name.replace(MASKBENCH_SEP, "/", 1).removesuffix(".json")
+
+
+def load_maskbench(data: Path, corpus: Path, only: Iterable[str] = ()) -> list[BenchSchema]:
+    """MaskBench's files whose schema is in ``corpus``, sorted; ``only``: these ids alone."""
+    wanted = set(only)
+    files = maskbench_files(data, corpus)
+    return [load_bench(p, corpus) for p in files if not wanted or bench_id(p) in wanted]
+
+
+# Where closed_copy looks for subschemas (not in `not` or `if`: see there).
+_ONE_SCHEMA = ("additionalProperties", "additionalItems", "items", "contains", "then", "else")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def closed_copy(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` wherever it declares names and says
+    nothing of others: an instance valid under it has no key the extract profile leaves out.
+
+    Stricter than that profile (which closes a node only once ``allOf``/``$ref`` are merged),
+    so it never calls an instance fine that the profile refuses. ``not`` and ``if`` are left
+    as they are: closing inside them would loosen the schema.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _ONE_SCHEMA:
+        if isinstance(out.get(key), dict):
+            out[key] = closed_copy(out[key])
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed_copy(s) for s in out[key]]
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: closed_copy(s) for k, s in out[key].items()}
+    props, required = out.get("properties"), out.get("required")
+    names = isinstance(props, dict) or (isinstance(required, list) and required)
+    if names and "additionalProperties" not in out:
+        declared = dict(props) if isinstance(props, dict) else {}
+        for name in required if isinstance(required, list) else ():
+            if isinstance(name, str):
+                declared.setdefault(name, True)
+        out["properties"] = declared
+        out["additionalProperties"] = False
+    return out
+
+
+@dataclass
+class BenchResult:
+    """What became of one MaskBench schema's valid instances."""
+
+    bench: BenchSchema
+    status: str  # "compiled" | "refused" | "unparsable" | "crashed", as in GroupResult
+    detail: str = ""
+    checked: int = 0  # valid instances judged on the exact grammar
+    extract_checked: int = 0  # and on the extract profile (those with no undeclared key)
+    refused: int = 0  # by the exact grammar
+    extract_refused: int = 0  # by the extract profile
+    invalid_here: int = 0  # valid for MaskBench, not for qwenjson's validator (formats, say)
+    unrepresentable: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _valid(validator: Any, instance: Any) -> bool:
+    try:
+        return bool(validator.is_valid(instance))
+    except Exception:  # a $ref jsonschema can't follow: not a verdict to judge the grammar by
+        return False
+
+
+def run_bench(bench: BenchSchema, eng: GrammarEngine | None = None) -> BenchResult:
+    """Judge every valid instance of ``bench`` on llama.cpp's grammar engine.
+
+    Each instance qwenjson's validator accepts must be accepted, in canonical form, by the
+    exact grammar (``compile_schema(schema)``) and, when it has no key the extract profile
+    leaves out (:func:`closed_copy`), by that profile (``closed_objects=True, spaced=True``).
+    """
+    from qwenjson.validate import make_validator
+
+    eng = eng or engine()
+    status, detail, prepared = prepare_profiles(bench.schema, extract=True)
+    if not prepared:
+        return BenchResult(bench, status, detail)
+    compiled, validator, extract = prepared
+    problem = eng.grammar_error(compiled.grammar) or eng.grammar_error(extract)
+    if problem is not None:
+        return BenchResult(bench, "unparsable", problem)
+    result = BenchResult(bench, "compiled")
+    closed = make_validator(closed_copy(bench.schema))
+    for i, instance in enumerate(bench.instances):
+        if not _valid(validator, instance):
+            result.invalid_here += 1
+            continue
+        profiles = [("exact", compiled.grammar, False)]
+        if _valid(closed, instance):
+            profiles.append(("extract", extract, True))
+        for profile, grammar, spaced in profiles:
+            try:
+                text = canonical_json(instance, bench.schema, spaced=spaced)
+                accepted = eng.accepts(grammar, text)
+            except ValueError:  # NaN, a lone surrogate, or text the vocabulary can't spell
+                result.unrepresentable += 1
+                break
+            exact = profile == "exact"
+            result.checked += exact
+            result.extract_checked += not exact
+            if not accepted:
+                result.refused += exact
+                result.extract_refused += not exact
+                result.failures.append(f"{bench.id} #{i} ({profile}): {text}")
     return result

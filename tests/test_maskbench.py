@@ -1,0 +1,75 @@
+"""Every valid document, written in canonical form, is accepted: MaskBench's valid instances.
+
+MaskBench (guidance-ai/jsonschemabench, ``maskbench/data``) gives valid instances for the
+schemas of ``../shared/corpus/jsonschemabench``. Judged on llama.cpp's grammar engine: each one
+qwenjson's validator accepts must be accepted, in canonical form, by the exact grammar, and,
+when it has no key the extract profile leaves out, by that profile too (``run_bench``).
+
+- ``QWENJSON_MASKBENCH=/path/to/maskbench/data`` runs that over the whole corpus (about 9 min
+  on 2 cores); without it that test is skipped.
+- CI has no network: the instances refused before the fixes of issue 11 are kept in
+  ``tests/maskbench_refused.json`` and checked against the corpus schemas they belong to.
+- ``scripts/maskbench.py`` prints the figures per subset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_script
+from tests.grammar_engine import BenchSchema, GrammarEngine, run_bench
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "maskbench.py"
+
+
+@pytest.fixture(scope="module")
+def maskbench_script() -> ModuleType:
+    return load_script(SCRIPT)
+
+
+def _bench_file(data: Path, name: str, schema: Any, valid: list[Any]) -> None:
+    tests = [{"description": "d", "valid": True, "data": v} for v in valid]
+    tests.append({"description": "bad", "valid": False, "data": "not an object"})
+    (data / name).write_text(json.dumps({"schema": schema, "tests": tests}))
+
+
+def test_script_counts_per_subset(
+    maskbench_script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus, data = tmp_path / "corpus", tmp_path / "data"
+    (corpus / "Tiny").mkdir(parents=True)
+    data.mkdir()
+    schema = {"type": "object", "properties": {"b": {"type": "integer"}, "a": {}}}
+    (corpus / "Tiny" / "s.json").write_text(json.dumps(schema))
+    (corpus / "Tiny" / "f.json").write_text("false")  # refused: not counted as compiled
+    # Two valid instances; the second has an undeclared key, so the extract profile skips it;
+    # "x" is valid for MaskBench, not for the validator.
+    _bench_file(data, "Tiny---s.json", schema, [{"a": 1, "b": 2}, {"c": 0}, {"b": "x"}])
+    _bench_file(data, "Tiny---f.json", False, [])
+    _bench_file(data, "Elsewhere---s.json", schema, [{"b": "refused, were it judged"}])
+    status = maskbench_script.main([str(data), "--corpus", str(corpus)])
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.startswith("Tiny "))
+    # subset, schemas, compiled, valid, not-valid, unrepr., exact, refused, extract, refused
+    assert row == ["Tiny", "2", "1", "3", "1", "0", "2", "0", "1", "0"]
+    assert status == 0
+
+
+class _RefusingEngine(GrammarEngine):
+    """llama.cpp's engine, except that every text is refused."""
+
+    def accepts(self, gbnf: str, text: str) -> bool:
+        return False
+
+
+def test_a_refused_instance_is_reported(grammar_engine: GrammarEngine) -> None:
+    refusing = _RefusingEngine()
+    bench = BenchSchema("Tiny", "s.json", {"type": "integer"}, (1,), True)
+    result = run_bench(bench, refusing)
+    assert (result.refused, result.extract_refused) == (1, 1)
+    assert result.failures == ["Tiny/s #0 (exact): 1", "Tiny/s #0 (extract): 1"]
