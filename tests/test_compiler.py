@@ -345,6 +345,40 @@ SAMPLES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"a"b\\c\n":null}', "{}"],
     ),
     (
+        # A property named like the start rule got that rule's name, and the start rule became
+        # the property's (Github_easy o42304, JsonSchemaStore vs-nesting).
+        "a property named root",
+        {
+            "type": "object",
+            "properties": {
+                "root": {
+                    "type": "object",
+                    "properties": {
+                        "root": {"type": "array", "items": {"$ref": "#/properties/root"}},
+                        "n": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "additionalProperties": False,
+        },
+        ['{"root":{"root":[]}}', '{"root":{"root":[{"n":"x"},{"root":[]}]}}', "{}"],
+        ['{"root":{"x":1}}', '{"root":{"root":[{"root":{}}]}}', '{"root":{"root":{}}}'],
+    ),
+    (
+        "a property named root that is a boolean, beside a recursive document",
+        {
+            "type": "object",
+            "properties": {
+                "root": {"type": "boolean"},
+                "kids": {"type": "array", "items": {"$ref": "#"}},
+            },
+            "additionalProperties": False,
+        },
+        ['{"root":true}', '{"kids":[{"root":false},{}]}'],
+        ['{"root":{}}', '{"kids":[{"root":{"root":true}}]}'],
+    ),
+    (
         "additional keys differ from declared ones",
         {
             "type": "object",

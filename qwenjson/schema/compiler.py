@@ -380,6 +380,7 @@ class Compiler:
         self.draft = self.index.draft
         self.rules: dict[str, str] = {}
         self.by_body: dict[str, str] = {}
+        # The fixed rules' names; `root` is the document's alone (see _node_name).
         self.reserved: set[str] = set(PRIMITIVES) | {"root"}
         self.memo: dict[str, str] = {}
         self.pending: set[str] = set()
@@ -401,7 +402,6 @@ class Compiler:
         """The GBNF text, with `root` first and every other rule sorted by name."""
         if not isinstance(self.schema, dict | bool):
             raise SchemaError("a JSON Schema must be an object or a boolean", "")
-        self.reserved.discard("root")
         self.index.check_refs()
         root = Node(self.schema, "", self.index.base_of(""), "")
         with _recursion_room():
@@ -482,7 +482,7 @@ class Compiler:
                 raise _LeftRecursion(key)
             # Referred back to while being generated: it needs a rule name now.
             if key not in self._placeholders:
-                self._placeholders[key] = self._fresh_name(_pointer_hint(node.pointer))
+                self._placeholders[key] = self._node_name(node)
             return self._placeholders[key]
         self.depth += 1
         if self.depth > MAX_DEPTH:
@@ -503,11 +503,17 @@ class Compiler:
         if _is_atom(expr):
             result = expr
         else:
-            result = self.by_body.get(expr) or self._define(
-                self._fresh_name(_pointer_hint(node.pointer)), expr
-            )
+            result = self.by_body.get(expr) or self._define(self._node_name(node), expr)
         self.memo[key] = result
         return result
+
+    def _node_name(self, node: Node) -> str:
+        """The rule name for a schema node: ``root`` for the document, else from its pointer.
+
+        Only the document may be ``root``: a property named "root" that took it became the
+        start rule (Github_easy o42304, JsonSchemaStore vs-nesting).
+        """
+        return "root" if node.key == "" else self._fresh_name(_pointer_hint(node.pointer))
 
     def _deref(self, node: Node) -> Node:
         """Follow a chain of plain `$ref`s (nothing else asserted beside them) to its end."""
