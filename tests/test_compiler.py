@@ -379,6 +379,24 @@ SAMPLES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"root":{}}', '{"kids":[{"root":{"root":true}}]}'],
     ),
     (
+        # A pattern that takes every key and any value changed nothing, yet it dropped the
+        # member for keys no pattern matches: only {} was left (Github_hard o82151).
+        "patternProperties taking every key, any value",
+        {
+            "type": "object",
+            "properties": {"a": {"type": "null"}},
+            "patternProperties": {".*": {"description": "anything"}},
+        },
+        ['{"x":1}', '{"a":null,"b":{"c":[]},"c":"d"}', "{}"],
+        ['{"a":1}', '{"x":}', "[]"],
+    ),
+    (
+        "patternProperties taking every key, beside additionalProperties {}",
+        {"type": "object", "additionalProperties": {}, "patternProperties": {"^.*": True}},
+        ['{"x":1,"y":[true]}', "{}"],
+        ['{"x"}', "null"],
+    ),
+    (
         "additional keys differ from declared ones",
         {
             "type": "object",

@@ -1361,9 +1361,7 @@ class Compiler:
             add_value = None
         members: list[str] = []
         if f.pattern_props:
-            members, exact = self._pattern_members(f, node, declared, add_value)
-            if any(p in _UNIVERSAL_PATTERNS for p in f.pattern_props):
-                add_value = None  # every key matches a pattern: additionalProperties never applies
+            members, exact, add_value = self._pattern_members(f, node, declared, add_value)
             if f.property_names:
                 self.mark(f.pointer, "propertyNames", "validated-after", "beside patternProperties")
             if not exact:
@@ -1434,8 +1432,9 @@ class Compiler:
 
     def _pattern_members(
         self, f: Flat, node: Node, declared: list[str], add_value: str | None
-    ) -> tuple[list[str], bool]:
-        """Members whose keys match a patternProperties regex, and whether that's exact."""
+    ) -> tuple[list[str], bool, str | None]:
+        """Members whose keys match a patternProperties regex, whether that's exact, and the
+        value left for keys no pattern matches (``add_value``, or None if every key matches)."""
         values: dict[str, str | None] = {}
         for pat, subs in f.pattern_props.items():
             try:
@@ -1443,7 +1442,9 @@ class Compiler:
             except Unsatisfiable:
                 values[pat] = None
         if add_value == "value" and all(v == "value" for v in values.values()):
-            return [], True  # any key, any value: the patterns change nothing
+            # Any key, any value: the patterns change nothing, and `add_value` takes every key
+            # (Github_hard o82151's `".*": {}` allowed none when a universal pattern dropped it).
+            return [], True, add_value
         universal = len(values) == 1 and next(iter(values)) in _UNIVERSAL_PATTERNS
         single = len(values) == 1 or all(v == "value" for v in values.values())
         # Exact when no other alternative can take a key a pattern matches (declared keys get
@@ -1463,7 +1464,9 @@ class Compiler:
                 exact = False
                 key = "string"
             members.append(_seq(key, self.colon, value))
-        return members, exact
+        if any(p in _UNIVERSAL_PATTERNS for p in values):
+            add_value = None  # every key matches a pattern: additionalProperties never applies
+        return members, exact, add_value
 
     def _pattern_key(self, pattern: str, pointer: str) -> str | None:
         """A rule for JSON strings matching ``pattern`` (None if the regex can't be a grammar)."""
