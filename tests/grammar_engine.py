@@ -761,10 +761,17 @@ def load_maskbench(data: Path, corpus: Path, only: Iterable[str] = ()) -> list[B
     return [load_bench(p, corpus) for p in files if not wanted or bench_id(p) in wanted]
 
 
-# Where closed_copy looks for subschemas (not in `not` or `if`: see there).
-_ONE_SCHEMA = ("additionalProperties", "additionalItems", "items", "contains", "then", "else")
-_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+# Subschemas closed_copy leaves as they are (closing inside `not` or `if` would loosen the
+# schema), values that are data, and keywords whose value maps names to subschemas.
+_LEFT_OPEN = frozenset({"not", "if", "enum", "const", "default", "examples", "propertyNames"})
+_SCHEMA_MAPS = (
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+    "dependencies",
+)
 
 
 def closed_copy(schema: Any) -> Any:
@@ -772,31 +779,39 @@ def closed_copy(schema: Any) -> Any:
     nothing of others: an instance valid under it has no key the extract profile leaves out.
 
     Stricter than that profile (which closes a node only once ``allOf``/``$ref`` are merged),
-    so it never calls an instance fine that the profile refuses. ``not`` and ``if`` are left
-    as they are: closing inside them would loosen the schema.
+    so it never calls an instance fine that the profile refuses. Any object under an unknown
+    keyword is taken for a schema, as a ``$ref`` may point there.
     """
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
-    for key in _ONE_SCHEMA:
-        if isinstance(out.get(key), dict):
-            out[key] = closed_copy(out[key])
-    for key in _SCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [closed_copy(s) for s in out[key]]
-    for key in _SCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {k: closed_copy(s) for k, s in out[key].items()}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: closed_copy(s) for k, s in value.items()}
+        elif key not in _LEFT_OPEN and isinstance(value, list):
+            out[key] = [closed_copy(s) for s in value]
+        elif key not in _LEFT_OPEN:
+            out[key] = closed_copy(value)
     props, required = out.get("properties"), out.get("required")
     names = isinstance(props, dict) or (isinstance(required, list) and required)
     if names and "additionalProperties" not in out:
-        declared = dict(props) if isinstance(props, dict) else {}
+        # Required names count as declared too; as patterns, so that `properties` (which
+        # orders the keys: canonical_json) stays as it was.
+        patterns = dict(out.get("patternProperties") or {})
         for name in required if isinstance(required, list) else ():
-            if isinstance(name, str):
-                declared.setdefault(name, True)
-        out["properties"] = declared
+            if isinstance(name, str) and not (isinstance(props, dict) and name in props):
+                patterns.setdefault(_exactly(name), True)
+        if patterns:
+            out["patternProperties"] = patterns
         out["additionalProperties"] = False
     return out
+
+
+def _exactly(name: str) -> str:
+    """A regex matching just ``name``, read alike by ECMA-262 and Python's ``re``."""
+    return (
+        "^" + "".join(c if c.isalnum() or ord(c) > 0x7F else f"\\u{ord(c):04x}" for c in name) + "$"
+    )
 
 
 @dataclass
@@ -840,17 +855,19 @@ def run_bench(bench: BenchSchema, eng: GrammarEngine | None = None) -> BenchResu
     if problem is not None:
         return BenchResult(bench, "unparsable", problem)
     result = BenchResult(bench, "compiled")
-    closed = make_validator(closed_copy(bench.schema))
+    closed_schema = closed_copy(bench.schema)
+    closed = make_validator(closed_schema)
     for i, instance in enumerate(bench.instances):
         if not _valid(validator, instance):
             result.invalid_here += 1
             continue
-        profiles = [("exact", compiled.grammar, False)]
+        profiles = [("exact", compiled.grammar, bench.schema)]
         if _valid(closed, instance):
-            profiles.append(("extract", extract, True))
-        for profile, grammar, spaced in profiles:
+            # Ordered by the branches that take it closed, as the extract profile's do.
+            profiles.append(("extract", extract, closed_schema))
+        for profile, grammar, ordering in profiles:
             try:
-                text = canonical_json(instance, bench.schema, spaced=spaced)
+                text = canonical_json(instance, ordering, spaced=profile == "extract")
                 accepted = eng.accepts(grammar, text)
             except ValueError:  # NaN, a lone surrogate, or text the vocabulary can't spell
                 result.unrepresentable += 1

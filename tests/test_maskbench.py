@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from qwenjson.validate import make_validator
 from tests.conftest import load_script
-from tests.grammar_engine import BenchSchema, GrammarEngine, run_bench
+from tests.grammar_engine import BenchSchema, GrammarEngine, closed_copy, run_bench
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "maskbench.py"
 
@@ -73,3 +74,36 @@ def test_a_refused_instance_is_reported(grammar_engine: GrammarEngine) -> None:
     result = run_bench(bench, refusing)
     assert (result.refused, result.extract_refused) == (1, 1)
     assert result.failures == ["Tiny/s #0 (exact): 1", "Tiny/s #0 (extract): 1"]
+
+
+def test_closed_copy_closes_what_the_extract_profile_closes() -> None:
+    schema = {
+        "$defs": {"kept": {"x-group": {"properties": {"a": {}}}}},
+        "properties": {"p": {"$ref": "#/$defs/kept/x-group"}, "q": {"enum": [{"properties": {}}]}},
+        "required": ["r"],
+        "not": {"properties": {"n": {}}, "required": ["n"]},
+    }
+    closed = closed_copy(schema)
+    assert list(closed["properties"]) == ["p", "q"]  # the order canonical_json follows
+    assert closed["additionalProperties"] is False
+    assert closed["patternProperties"] == {"^r$": True}
+    # Under an unknown keyword, since a $ref may point there; not inside `not` or data.
+    assert closed["$defs"]["kept"]["x-group"]["additionalProperties"] is False
+    assert "additionalProperties" not in closed["not"]
+    assert closed["properties"]["q"] == {"enum": [{"properties": {}}]}
+    validator = make_validator(closed)
+    assert validator.is_valid({"p": {"a": 1}, "r": 2})
+    assert not validator.is_valid({"p": {"a": 1}, "r": 2, "s": 3})
+    assert not validator.is_valid({"p": {"b": 1}, "r": 2})
+
+
+def test_the_extract_profile_is_asked_in_the_order_of_the_branch_it_takes(
+    grammar_engine: GrammarEngine,
+) -> None:
+    # {a, t, e} matches the open first branch (e undeclared there) and so is ordered by it for
+    # the exact grammar; closed, only the second branch takes it (Github_hard o10495).
+    branches = [{"properties": {"a": {}, "t": {}}}, {"properties": {"e": {}, "a": {}, "t": {}}}]
+    bench = BenchSchema("Tiny", "s.json", {"anyOf": branches}, ({"a": 1, "t": 2, "e": 3},), True)
+    result = run_bench(bench, grammar_engine)
+    assert (result.checked, result.extract_checked) == (1, 1)
+    assert result.failures == []
