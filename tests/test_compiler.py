@@ -397,6 +397,65 @@ SAMPLES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"x"}', "null"],
     ),
     (
+        # A regex's own rules (x-key-c0) took the name of the rule of property c0 (minLength
+        # 3), which then matched one character: valid documents refused, invalid ones let
+        # through unchecked. The translators' rules now live under `NAME--`.
+        "a pattern's rules and a property's rule named alike",
+        {
+            "type": "object",
+            "properties": {
+                "a": {
+                    "type": "object",
+                    "properties": {
+                        "x": {
+                            "type": "object",
+                            "properties": {
+                                "key": {
+                                    "type": "object",
+                                    "properties": {"c0": {"type": "string", "minLength": 3}},
+                                }
+                            },
+                        }
+                    },
+                },
+                "x": {
+                    "type": "object",
+                    "patternProperties": {"^(?:[^/]+/)*[^/]+$": {"type": "integer"}},
+                    "additionalProperties": False,
+                },
+            },
+        },
+        ['{"a":{"x":{"key":{"c0":"abc"}}},"x":{"p/q":1}}'],
+        ['{"a":{"x":{"key":{"c0":"z"}}}}', '{"x":{"p/":1}}'],
+    ),
+    (
+        # The same with a format's rules (e-format-email), which was refused as a clash.
+        "a format's rules and a property's rule named alike",
+        {
+            "type": "object",
+            "properties": {
+                "q": {
+                    "type": "object",
+                    "properties": {
+                        "e": {
+                            "type": "object",
+                            "properties": {
+                                "format": {
+                                    "type": "object",
+                                    "properties": {"email": {"type": "string", "maxLength": 2}},
+                                }
+                            },
+                        }
+                    },
+                },
+                "e": {"type": "string", "format": "email"},
+                "--e--": {"type": "string", "format": "email"},
+            },
+        },
+        ['{"q":{"e":{"format":{"email":"ab"}}},"e":"a@b.cd","--e--":"x@y.z"}'],
+        ['{"q":{"e":{"format":{"email":"abc"}}}}', '{"e":"ab"}', '{"--e--":"@"}'],
+    ),
+    (
         "additional keys differ from declared ones",
         {
             "type": "object",

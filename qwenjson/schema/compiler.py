@@ -231,6 +231,7 @@ def _seq(*parts: str) -> str:
     return " ".join(out)
 
 
+_DASHES = re.compile(r"--+")
 _LEADING_LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"(?=\s|$)')
 _TRAILING_LITERAL = re.compile(r'(?:^|(?<=\s))"(?:[^"\\]|\\.)*"$')
 
@@ -446,13 +447,31 @@ class Compiler:
     # ---- rules --------------------------------------------------------------------------
 
     def _fresh_name(self, hint: str) -> str:
-        base = hint if _IDENT.fullmatch(hint) else gbnf.rule_name(hint)
+        """An unused rule name like ``hint``; never with ``--`` in it (see _namespace)."""
+        base = _DASHES.sub("-", gbnf.rule_name(hint)).strip("-") or "r"
         name, n = base, 1
         while name in self.reserved or name in self.rules:
             n += 1
             name = f"{base}-{n}"
         self.reserved.add(name)
         return name
+
+    def _namespace(self, hint: str) -> tuple[str, str]:
+        """A fresh rule name, and the prefix for a translator's own rules: the name and ``--``.
+
+        Generated names never hold ``--``, so a translator's rules can't take one of theirs:
+        a regex's ``x-key-c0`` replaced a property ``c0``'s rule of the same name.
+        """
+        name = self._fresh_name(hint)
+        return name, name + "--"
+
+    def _adopt(self, rules: dict[str, str], pointer: str) -> None:
+        """Add a translator's rules; a name already used for another body is refused."""
+        for name, body in rules.items():
+            if self.rules.get(name, body) != body:
+                raise SchemaError(f"rule name clash {name!r}", pointer)
+            self.rules[name] = body
+            self.reserved.add(name)
 
     def rule(self, hint: str, body: str) -> str:
         """A rule with ``body`` (reusing an identical one), returning its name."""
@@ -1104,7 +1123,7 @@ class Compiler:
         return _seq(QUOTE, _repeat("json-char", lo, hi), QUOTE)
 
     def _try_external(self, fn: Any, arg: str, pointer: str, keyword: str) -> str | None:
-        prefix = self._fresh_name(_pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
+        _, prefix = self._namespace(_pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
         try:
             result = fn(arg, prefix)
         except UnsupportedKeywordError as e:
@@ -1120,11 +1139,7 @@ class Compiler:
         if result is None:
             return None
         expr, extra = result
-        for name, body in extra.items():
-            if name in self.rules and self.rules[name] != body:
-                raise SchemaError(f"rule name clash {name!r}", pointer)
-            self.rules[name] = body
-            self.reserved.add(name)
+        self._adopt(extra, pointer)
         return str(expr)
 
     def _gen_number(self, t: str, f: Flat, node: Node) -> str:
@@ -1472,20 +1487,17 @@ class Compiler:
         """A rule for JSON strings matching ``pattern`` (None if the regex can't be a grammar)."""
         if self._regex is None:
             return None
-        prefix = self._fresh_name(_pointer_hint(pointer) + "-key")
+        name, prefix = self._namespace(_pointer_hint(pointer) + "-key")
+        where = child_pointer(pointer, "patternProperties", pattern)
         try:
             expr, extra = self._regex(pattern, prefix)
         except UnsupportedKeywordError:
             return None
         except SchemaError as e:
-            raise SchemaError(
-                e.message, child_pointer(pointer, "patternProperties", pattern)
-            ) from None
-        for name, body in extra.items():
-            self.rules[name] = body
-            self.reserved.add(name)
+            raise SchemaError(e.message, where) from None
+        self._adopt(extra, where)
         body = _seq(QUOTE, _group(str(expr)), QUOTE)
-        return self.by_body.get(body) or self._define(prefix, body)
+        return self.by_body.get(body) or self._define(name, body)
 
     def _string_excluding(self, names: list[str]) -> str:
         """A rule for JSON strings other than ``names`` (so declared keys aren't repeated)."""
