@@ -719,9 +719,8 @@ class BenchSchema:
         return f"{self.subset}/{self.name.removesuffix('.json')}"
 
 
-def _corpus_file(corpus: Path, bench_file: Path) -> Path | None:
-    """The corpus file MaskBench's ``<subset>---<name>`` stands for (maybe gzipped), or None."""
-    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
+def _corpus_file(corpus: Path, subset: str, name: str) -> Path | None:
+    """The corpus file ``subset``/``name`` (MaskBench's spelling), maybe gzipped, or None."""
     path = corpus / subset / name
     for candidate in (path, path.with_name(name + ".gz")):
         if name and candidate.is_file():
@@ -729,23 +728,31 @@ def _corpus_file(corpus: Path, bench_file: Path) -> Path | None:
     return None
 
 
+def read_corpus_schema(corpus: Path, subset: str, name: str) -> Any:
+    """The schema of corpus file ``subset``/``name`` (plain or gzipped), or None if absent."""
+    import gzip
+
+    found = _corpus_file(corpus, subset, name)
+    if found is None:
+        return None
+    raw = found.read_bytes()
+    return json.loads(gzip.decompress(raw) if found.name.endswith(".gz") else raw)
+
+
 def maskbench_files(data: Path, corpus: Path) -> list[Path]:
     """MaskBench's files (in ``data``) whose schema is in ``corpus``, sorted."""
-    return [p for p in sorted(data.glob(f"*{MASKBENCH_SEP}*")) if _corpus_file(corpus, p)]
+    files = sorted(data.glob(f"*{MASKBENCH_SEP}*"))
+    return [p for p in files if _corpus_file(corpus, *p.name.split(MASKBENCH_SEP, 1))]
 
 
 def load_bench(bench_file: Path, corpus: Path) -> BenchSchema:
     """One MaskBench file with the corpus file its schema comes from."""
-    import gzip
-
-    found = _corpus_file(corpus, bench_file)
-    if found is None:
+    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
+    schema = read_corpus_schema(corpus, subset, name)
+    if schema is None:
         raise FileNotFoundError(f"no corpus file in {corpus} for {bench_file.name}")
-    raw = found.read_bytes()
-    schema = json.loads(gzip.decompress(raw) if found.name.endswith(".gz") else raw)
     bench = json.loads(bench_file.read_bytes())
     valid = tuple(t["data"] for t in bench.get("tests", ()) if t.get("valid") is True)
-    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
     return BenchSchema(subset, name, schema, valid, bench.get("schema") == schema)
 
 

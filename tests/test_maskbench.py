@@ -15,6 +15,7 @@ when it has no key the extract profile leaves out, by that profile too (``run_be
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,8 +23,17 @@ from typing import Any
 import pytest
 
 from qwenjson.validate import make_validator
-from tests.conftest import load_script
-from tests.grammar_engine import BenchSchema, GrammarEngine, closed_copy, run_bench
+from tests.conftest import SHARED_DIR, load_script
+from tests.grammar_engine import (
+    BenchSchema,
+    GrammarEngine,
+    bench_id,
+    closed_copy,
+    load_bench,
+    maskbench_files,
+    read_corpus_schema,
+    run_bench,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "maskbench.py"
 
@@ -107,3 +117,52 @@ def test_the_extract_profile_is_asked_in_the_order_of_the_branch_it_takes(
     result = run_bench(bench, grammar_engine)
     assert (result.checked, result.extract_checked) == (1, 1)
     assert result.failures == []
+
+
+# -- the property on the corpus -------------------------------------------------------------------
+
+CORPUS = SHARED_DIR / "corpus" / "jsonschemabench"
+# The instances scripts/maskbench.py found refused before issue 11's fixes, MaskBench's own
+# data: {"Subset/name": [{"judged": profiles it must be judged on, "instance": …}]}. All are
+# judged on the exact grammar; on the extract profile, those with no undeclared key.
+REFUSED = json.loads((Path(__file__).with_name("maskbench_refused.json")).read_text("utf-8"))
+
+
+def _corpus_bench(bench: str, instances: tuple[Any, ...]) -> BenchSchema:
+    subset, name = bench.split("/")
+    schema = read_corpus_schema(CORPUS, subset, f"{name}.json")
+    if schema is None:
+        pytest.skip(f"needs {CORPUS / bench}.json (or .json.gz), which is absent here")
+    return BenchSchema(subset, f"{name}.json", schema, instances, True)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("bench", sorted(REFUSED))
+def test_instances_once_refused_are_accepted(bench: str, grammar_engine: GrammarEngine) -> None:
+    cases = REFUSED[bench]
+    result = run_bench(_corpus_bench(bench, tuple(c["instance"] for c in cases)), grammar_engine)
+    assert result.status == "compiled", result.detail
+    # Every one is judged where it should be (nothing passes by being skipped).
+    assert result.checked == len(cases)
+    assert result.extract_checked == sum("extract" in c["judged"] for c in cases)
+    assert result.failures == []
+
+
+def _maskbench_params() -> list[Any]:
+    data = os.environ.get("QWENJSON_MASKBENCH")
+    why = None
+    if not data:
+        why = "set QWENJSON_MASKBENCH to MaskBench's maskbench/data directory to run this"
+    elif not Path(data).is_dir() or not CORPUS.is_dir():
+        why = f"needs {data} and {CORPUS}"
+    if why is not None:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=why))]
+    return [pytest.param(p, id=bench_id(p)) for p in maskbench_files(Path(data), CORPUS)]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("bench_file", _maskbench_params())
+def test_every_valid_instance_is_accepted(bench_file: Path, grammar_engine: GrammarEngine) -> None:
+    result = run_bench(load_bench(bench_file, CORPUS), grammar_engine)
+    assert result.status in ("compiled", "refused"), f"{result.status}: {result.detail}"
+    assert result.failures == [], "\n".join(f[:300] for f in result.failures)
