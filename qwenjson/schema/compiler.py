@@ -71,6 +71,8 @@ QUOTE = '"\\""'
 
 _LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
 _IDENT = re.compile(r"[a-zA-Z0-9-]+")
+# Runs of dashes, which generated rule names never hold (see Compiler._namespace).
+_DASHES = re.compile(r"--+")
 # Finds primitive rule names in a body, skipping literals and classes (they match as "").
 _PRIMITIVE_REF = re.compile(
     r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|(?<![a-zA-Z0-9-])('
@@ -231,7 +233,6 @@ def _seq(*parts: str) -> str:
     return " ".join(out)
 
 
-_DASHES = re.compile(r"--+")
 _LEADING_LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"(?=\s|$)')
 _TRAILING_LITERAL = re.compile(r'(?:^|(?<=\s))"(?:[^"\\]|\\.)*"$')
 
