@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,6 +15,16 @@ if TYPE_CHECKING:
 
 # ../shared beside the repository: corpora, cases and the bench model script (absent elsewhere).
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script in ``scripts/`` imported by its path (scripts are no package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

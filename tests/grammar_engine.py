@@ -463,38 +463,42 @@ class _Canonicalizer:
             return None
 
     def applicable(self, schemas: list[Any], instance: Any) -> list[dict[str, Any]]:
-        """The object schemas that apply to ``instance``, through $ref and applicators.
+        """The object schemas that order ``instance``'s keys, in the order the compiler merges
+        them.
 
-        Depth first, in the order the compiler merges them: a schema, then its ``$ref``, then
-        its ``allOf`` members, then the branch of ``anyOf``/``oneOf`` the instance matches.
+        Each schema with its ``$ref`` and ``allOf`` members, depth first; then one
+        ``anyOf``/``oneOf`` at a time, in the order they were met, the first branch the instance
+        matches, merged the same way (its own groups queued behind the others). Past
+        ``MAX_ALTERNATIVES_PRODUCT`` combinations the compiler keeps only the first group.
+        ``if``/``then``/``else`` and ``dependentSchemas`` are checked after generation: the
+        grammar takes the keys they name as undeclared ones, in any order.
         """
-        out: list[dict[str, Any]] = []
+        from qwenjson.schema.compiler import MAX_ALTERNATIVES_PRODUCT
 
-        def visit(s: Any) -> None:
+        out: list[dict[str, Any]] = []
+        groups: list[list[Any]] = []
+
+        def merge(s: Any) -> None:
             if not isinstance(s, dict) or any(s is o for o in out):
                 return
             refs = [s[k] for k in ("$ref", "$dynamicRef", "$recursiveRef") if k in s]
             if refs and self.ref_overrides:
-                visit(self._resolve(refs[0]))  # draft 7 and earlier ignore $ref's siblings
+                merge(self._resolve(refs[0]))  # draft 7 and earlier ignore $ref's siblings
                 return
             out.append(s)
+            groups.extend(s[k] for k in ("anyOf", "oneOf") if isinstance(s.get(k), list))
             for ref in refs:
-                visit(self._resolve(ref))
+                merge(self._resolve(ref))
             for sub in s.get("allOf") or []:
-                visit(sub)
-            for key in ("anyOf", "oneOf"):
-                for branch in [b for b in s.get(key) or [] if self._valid(b, instance)][:1]:
-                    visit(branch)
-            if "if" in s:
-                visit(s.get("then") if self._valid(s["if"], instance) else s.get("else"))
-            deps = s.get("dependentSchemas") or s.get("dependencies") or {}
-            if isinstance(deps, dict) and isinstance(instance, dict):
-                for key, sub in deps.items():
-                    if key in instance:
-                        visit(sub)
+                merge(sub)
 
         for schema in schemas:
-            visit(schema)
+            merge(schema)
+        while groups:
+            if len(groups) > 1 and math.prod(map(len, groups)) > MAX_ALTERNATIVES_PRODUCT:
+                del groups[1:]
+            for branch in [b for b in groups.pop(0) if self._valid(b, instance)][:1]:
+                merge(branch)
         return out
 
     def value(self, instance: Any, schemas: list[Any]) -> Any:
@@ -504,7 +508,7 @@ class _Canonicalizer:
         for s in applied:
             values = [s["const"]] if "const" in s else s.get("enum")
             for v in values if isinstance(values, list) else ():
-                if self._valid({"const": v}, instance):
+                if self._valid({"enum": [v]}, instance):  # draft 4 has no const
                     return _integral_as_int(v)
         if isinstance(instance, float):
             return _integral_as_int(instance)
@@ -516,6 +520,11 @@ class _Canonicalizer:
                 props = s.get("properties")
                 if isinstance(props, dict):
                     order += [k for k in props if k not in order]
+            # Required names no schema declares come next, as the compiler lists them.
+            for s in applied:
+                required = s.get("required")
+                if isinstance(required, list):
+                    order += [k for k in required if isinstance(k, str) and k not in order]
             keys = [k for k in order if k in instance] + [k for k in instance if k not in order]
             return {k: self.value(instance[k], self._property_schemas(applied, k)) for k in keys}
         return instance
@@ -556,9 +565,11 @@ def canonical_json(instance: Any, schema: Any = True, *, spaced: bool = False) -
 
     Compact JSON (``spaced``: ``", "`` and ``": "``, extract's profile), UTF-8 characters as
     themselves (control characters, quote and backslash escaped), object properties in the
-    order the schema lists them in ``properties`` (through ``$ref``, ``allOf``, the first
-    matching ``anyOf``/``oneOf`` branch, ``if``/``then``/``else``), any others after them in
-    the instance's order, and integral numbers written without a fraction below 2**53
+    order the schema lists them in ``properties`` (through ``$ref`` and ``allOf``, then the
+    first matching ``anyOf``/``oneOf`` branch: the compiler's order, see
+    ``_Canonicalizer.applicable``), then the names ``required`` lists that no schema declares,
+    any others after them in the instance's order, and integral numbers written without a
+    fraction below 2**53
     (``1.0`` → ``1``). A value that a ``const``/``enum`` lists is written as the schema writes
     it. Raises ValueError for NaN/infinity.
     """
@@ -607,6 +618,26 @@ def prepare(schema: Any, closed_objects: bool = False, spaced: bool = False) -> 
     return compiled, make_validator(schema)
 
 
+def prepare_profiles(schema: Any, extract: bool = False) -> tuple[str, str, tuple[Any, ...]]:
+    """:func:`prepare` as a verdict: ``("compiled", "", (compiled, validator))``, plus the
+    extract profile's grammar when asked, or ``("refused" | "crashed", why, ())``."""
+    from qwenjson.errors import SchemaError, UnsupportedKeywordError
+    from qwenjson.schema import compile_schema
+
+    try:
+        compiled, validator = prepare(schema)
+        if not extract:
+            return "compiled", "", (compiled, validator)
+        closed = compile_schema(schema, closed_objects=True, spaced=True)
+        return "compiled", "", (compiled, validator, closed)
+    except UnsupportedKeywordError as e:
+        return "refused", e.keyword, ()
+    except SchemaError as e:
+        return "refused", e.message, ()
+    except Exception as e:  # any other exception is a compiler bug: report it, don't stop
+        return "crashed", f"{type(e).__name__}: {e}", ()
+
+
 def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResult:
     """Compile the group's schema and judge every instance with llama.cpp's grammar engine.
 
@@ -615,18 +646,12 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
     post-generation validation rejects it. The schema is prepared as qwenjson prepares it
     (see :func:`prepare`), with the exact grammar.
     """
-    from qwenjson.errors import SchemaError, UnsupportedKeywordError
-
     eng = eng or engine()
     schema = group.dialect_schema()
-    try:
-        compiled, validator = prepare(schema)
-    except UnsupportedKeywordError as e:
-        return GroupResult(group, "refused", e.keyword)
-    except SchemaError as e:
-        return GroupResult(group, "refused", e.message)
-    except Exception as e:  # any other exception is a compiler bug: report it, don't stop
-        return GroupResult(group, "crashed", f"{type(e).__name__}: {e}")
+    status, detail, prepared = prepare_profiles(schema)
+    if not prepared:
+        return GroupResult(group, status, detail)
+    compiled, validator = prepared
     grammar: str = compiled.grammar
     problem = eng.grammar_error(grammar)
     if problem is not None:
@@ -669,4 +694,196 @@ def run_group(group: SuiteGroup, eng: GrammarEngine | None = None) -> GroupResul
         else:
             why = "validation passes it" if compiled.needs_validation else "needs_validation=False"
             result.failures.append(f"invalid instance accepted ({why}): {case.description}: {text}")
+    return result
+
+
+# -- MaskBench's valid instances (guidance-ai/jsonschemabench, maskbench/data) --------------------
+
+# MaskBench names a file "<subset>---<corpus file name>"; the corpus may hold it gzip-compressed.
+MASKBENCH_SEP = "---"
+
+
+@dataclass(frozen=True)
+class BenchSchema:
+    """A corpus schema and the instances MaskBench calls valid for it."""
+
+    subset: str
+    name: str  # the corpus file's name, as MaskBench spells it (".json", without ".gz")
+    schema: Any  # the corpus file's schema (what the compiler is judged on)
+    instances: tuple[Any, ...]
+    same_as_maskbench: bool  # MaskBench's copy of the schema is the corpus file's
+
+    @property
+    def id(self) -> str:
+        """``Github_easy/o42304``."""
+        return f"{self.subset}/{self.name.removesuffix('.json')}"
+
+
+def _corpus_file(corpus: Path, subset: str, name: str) -> Path | None:
+    """The corpus file ``subset``/``name`` (MaskBench's spelling), maybe gzipped, or None."""
+    path = corpus / subset / name
+    for candidate in (path, path.with_name(name + ".gz")):
+        if name and candidate.is_file():
+            return candidate
+    return None
+
+
+def read_corpus_schema(corpus: Path, subset: str, name: str) -> Any:
+    """The schema of corpus file ``subset``/``name`` (plain or gzipped), or None if absent."""
+    import gzip
+
+    found = _corpus_file(corpus, subset, name)
+    if found is None:
+        return None
+    raw = found.read_bytes()
+    return json.loads(gzip.decompress(raw) if found.name.endswith(".gz") else raw)
+
+
+def maskbench_files(data: Path, corpus: Path) -> list[Path]:
+    """MaskBench's files (in ``data``) whose schema is in ``corpus``, sorted."""
+    files = sorted(data.glob(f"*{MASKBENCH_SEP}*"))
+    return [p for p in files if _corpus_file(corpus, *p.name.split(MASKBENCH_SEP, 1))]
+
+
+def load_bench(bench_file: Path, corpus: Path) -> BenchSchema:
+    """One MaskBench file with the corpus file its schema comes from."""
+    subset, _, name = bench_file.name.partition(MASKBENCH_SEP)
+    schema = read_corpus_schema(corpus, subset, name)
+    if schema is None:
+        raise FileNotFoundError(f"no corpus file in {corpus} for {bench_file.name}")
+    bench = json.loads(bench_file.read_bytes())
+    valid = tuple(t["data"] for t in bench.get("tests", ()) if t.get("valid") is True)
+    return BenchSchema(subset, name, schema, valid, bench.get("schema") == schema)
+
+
+def bench_id(bench_file: Path) -> str:
+    """``Github_easy/o42304`` for ``Github_easy---o42304.json``."""
+    return bench_file.name.replace(MASKBENCH_SEP, "/", 1).removesuffix(".json")
+
+
+def load_maskbench(data: Path, corpus: Path, only: Iterable[str] = ()) -> list[BenchSchema]:
+    """MaskBench's files whose schema is in ``corpus``, sorted; ``only``: these ids alone."""
+    wanted = set(only)
+    files = maskbench_files(data, corpus)
+    return [load_bench(p, corpus) for p in files if not wanted or bench_id(p) in wanted]
+
+
+# Subschemas closed_copy leaves as they are (closing inside `not` or `if` would loosen the
+# schema), values that are data, and keywords whose value maps names to subschemas.
+_LEFT_OPEN = frozenset({"not", "if", "enum", "const", "default", "examples", "propertyNames"})
+_SCHEMA_MAPS = (
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+    "dependencies",
+)
+
+
+def closed_copy(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` wherever it declares names and says
+    nothing of others: an instance valid under it has no key the extract profile leaves out.
+
+    Stricter than that profile (which closes a node only once ``allOf``/``$ref`` are merged),
+    so it never calls an instance fine that the profile refuses. Any object under an unknown
+    keyword is taken for a schema, as a ``$ref`` may point there.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: closed_copy(s) for k, s in value.items()}
+        elif key not in _LEFT_OPEN and isinstance(value, list):
+            out[key] = [closed_copy(s) for s in value]
+        elif key not in _LEFT_OPEN:
+            out[key] = closed_copy(value)
+    props, required = out.get("properties"), out.get("required")
+    names = isinstance(props, dict) or (isinstance(required, list) and required)
+    if names and "additionalProperties" not in out:
+        # Required names count as declared too; as patterns, so that `properties` (which
+        # orders the keys: canonical_json) stays as it was.
+        patterns = dict(out.get("patternProperties") or {})
+        for name in required if isinstance(required, list) else ():
+            if isinstance(name, str) and not (isinstance(props, dict) and name in props):
+                patterns.setdefault(_exactly(name), True)
+        if patterns:
+            out["patternProperties"] = patterns
+        out["additionalProperties"] = False
+    return out
+
+
+def _exactly(name: str) -> str:
+    """A regex matching just ``name``, read alike by ECMA-262 and Python's ``re``."""
+    return (
+        "^" + "".join(c if c.isalnum() or ord(c) > 0x7F else f"\\u{ord(c):04x}" for c in name) + "$"
+    )
+
+
+@dataclass
+class BenchResult:
+    """What became of one MaskBench schema's valid instances."""
+
+    bench: BenchSchema
+    status: str  # "compiled" | "refused" | "unparsable" | "crashed", as in GroupResult
+    detail: str = ""
+    checked: int = 0  # valid instances judged on the exact grammar
+    extract_checked: int = 0  # and on the extract profile (those with no undeclared key)
+    refused: int = 0  # by the exact grammar
+    extract_refused: int = 0  # by the extract profile
+    invalid_here: int = 0  # valid for MaskBench, not for qwenjson's validator (formats, say)
+    unrepresentable: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _valid(validator: Any, instance: Any) -> bool:
+    try:
+        return bool(validator.is_valid(instance))
+    except Exception:  # a $ref jsonschema can't follow: not a verdict to judge the grammar by
+        return False
+
+
+def run_bench(bench: BenchSchema, eng: GrammarEngine | None = None) -> BenchResult:
+    """Judge every valid instance of ``bench`` on llama.cpp's grammar engine.
+
+    Each instance qwenjson's validator accepts must be accepted, in canonical form, by the
+    exact grammar (``compile_schema(schema)``) and, when it has no key the extract profile
+    leaves out (:func:`closed_copy`), by that profile (``closed_objects=True, spaced=True``).
+    """
+    from qwenjson.validate import make_validator
+
+    eng = eng or engine()
+    status, detail, prepared = prepare_profiles(bench.schema, extract=True)
+    if not prepared:
+        return BenchResult(bench, status, detail)
+    compiled, validator, extract = prepared
+    problem = eng.grammar_error(compiled.grammar) or eng.grammar_error(extract)
+    if problem is not None:
+        return BenchResult(bench, "unparsable", problem)
+    result = BenchResult(bench, "compiled")
+    closed_schema = closed_copy(bench.schema)
+    closed = make_validator(closed_schema)
+    for i, instance in enumerate(bench.instances):
+        if not _valid(validator, instance):
+            result.invalid_here += 1
+            continue
+        profiles = [("exact", compiled.grammar, bench.schema)]
+        if _valid(closed, instance):
+            # Ordered by the branches that take it closed, as the extract profile's do.
+            profiles.append(("extract", extract, closed_schema))
+        for profile, grammar, ordering in profiles:
+            try:
+                text = canonical_json(instance, ordering, spaced=profile == "extract")
+                accepted = eng.accepts(grammar, text)
+            except ValueError:  # NaN, a lone surrogate, or text the vocabulary can't spell
+                result.unrepresentable += 1
+                break
+            exact = profile == "exact"
+            result.checked += exact
+            result.extract_checked += not exact
+            if not accepted:
+                result.refused += exact
+                result.extract_refused += not exact
+                result.failures.append(f"{bench.id} #{i} ({profile}): {text}")
     return result

@@ -345,6 +345,117 @@ SAMPLES: list[tuple[str, Any, list[str], list[str]]] = [
         ['{"a"b\\c\n":null}', "{}"],
     ),
     (
+        # A property named like the start rule got that rule's name, and the start rule became
+        # the property's (Github_easy o42304, JsonSchemaStore vs-nesting).
+        "a property named root",
+        {
+            "type": "object",
+            "properties": {
+                "root": {
+                    "type": "object",
+                    "properties": {
+                        "root": {"type": "array", "items": {"$ref": "#/properties/root"}},
+                        "n": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "additionalProperties": False,
+        },
+        ['{"root":{"root":[]}}', '{"root":{"root":[{"n":"x"},{"root":[]}]}}', "{}"],
+        ['{"root":{"x":1}}', '{"root":{"root":[{"root":{}}]}}', '{"root":{"root":{}}}'],
+    ),
+    (
+        "a property named root that is a boolean, beside a recursive document",
+        {
+            "type": "object",
+            "properties": {
+                "root": {"type": "boolean"},
+                "kids": {"type": "array", "items": {"$ref": "#"}},
+            },
+            "additionalProperties": False,
+        },
+        ['{"root":true}', '{"kids":[{"root":false},{}]}'],
+        ['{"root":{}}', '{"kids":[{"root":{"root":true}}]}'],
+    ),
+    (
+        # A pattern that takes every key and any value changed nothing, yet it dropped the
+        # member for keys no pattern matches: only {} was left (Github_hard o82151).
+        "patternProperties taking every key, any value",
+        {
+            "type": "object",
+            "properties": {"a": {"type": "null"}},
+            "patternProperties": {".*": {"description": "anything"}},
+        },
+        ['{"x":1}', '{"a":null,"b":{"c":[]},"c":"d"}', "{}"],
+        ['{"a":1}', '{"x":}', "[]"],
+    ),
+    (
+        "patternProperties taking every key, beside additionalProperties {}",
+        {"type": "object", "additionalProperties": {}, "patternProperties": {"^.*": True}},
+        ['{"x":1,"y":[true]}', "{}"],
+        ['{"x"}', "null"],
+    ),
+    (
+        # A regex's own rules (x-key-c0) took the name of the rule of property c0 (minLength
+        # 3), which then matched one character: valid documents refused, invalid ones let
+        # through unchecked. The translators' rules now live under `NAME--`.
+        "a pattern's rules and a property's rule named alike",
+        {
+            "type": "object",
+            "properties": {
+                "a": {
+                    "type": "object",
+                    "properties": {
+                        "x": {
+                            "type": "object",
+                            "properties": {
+                                "key": {
+                                    "type": "object",
+                                    "properties": {"c0": {"type": "string", "minLength": 3}},
+                                }
+                            },
+                        }
+                    },
+                },
+                "x": {
+                    "type": "object",
+                    "patternProperties": {"^(?:[^/]+/)*[^/]+$": {"type": "integer"}},
+                    "additionalProperties": False,
+                },
+            },
+        },
+        ['{"a":{"x":{"key":{"c0":"abc"}}},"x":{"p/q":1}}'],
+        ['{"a":{"x":{"key":{"c0":"z"}}}}', '{"x":{"p/":1}}'],
+    ),
+    (
+        # The same with a format's rules (e-format-email), which was refused as a clash.
+        "a format's rules and a property's rule named alike",
+        {
+            "type": "object",
+            "properties": {
+                "q": {
+                    "type": "object",
+                    "properties": {
+                        "e": {
+                            "type": "object",
+                            "properties": {
+                                "format": {
+                                    "type": "object",
+                                    "properties": {"email": {"type": "string", "maxLength": 2}},
+                                }
+                            },
+                        }
+                    },
+                },
+                "e": {"type": "string", "format": "email"},
+                "--e--": {"type": "string", "format": "email"},
+            },
+        },
+        ['{"q":{"e":{"format":{"email":"ab"}}},"e":"a@b.cd","--e--":"x@y.z"}'],
+        ['{"q":{"e":{"format":{"email":"abc"}}}}', '{"e":"ab"}', '{"--e--":"@"}'],
+    ),
+    (
         "additional keys differ from declared ones",
         {
             "type": "object",

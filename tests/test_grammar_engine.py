@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
+from qwenjson.schema import compile_schema
 from tests.grammar_engine import GrammarEngine, GrammarParseError, canonical_json
 
 DIGITS = 'root ::= "ab" [0-9]+'
@@ -174,3 +176,50 @@ def test_canonical_json_ignores_ref_siblings_before_2019() -> None:
         "$ref": "#/definitions/p",
     }
     assert canonical_json({"a": 1, "b": 2}, schema) == '{"b":2,"a":1}'
+
+
+def test_canonical_json_writes_the_listed_value_equal_to_the_instance_in_draft_4() -> None:
+    # Draft 4 has no `const`: a listed value must be matched some other way than {"const": v},
+    # which draft 4 reads as the empty schema (it wrote every "Developer" as the first, null).
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "properties": {"role": {"type": "string", "enum": [None, "Developer"]}},
+    }
+    assert canonical_json({"role": "Developer"}, schema) == '{"role":"Developer"}'
+
+
+def _judged(grammar_engine: GrammarEngine, instance: Any, schema: Any) -> str:
+    """``instance``'s canonical form, which the schema's exact grammar must accept."""
+    text = canonical_json(instance, schema)
+    assert grammar_engine.accepts(compile_schema(schema), text), text
+    return text
+
+
+def test_canonical_json_puts_branch_properties_after_the_merged_ones(
+    grammar_engine: GrammarEngine,
+) -> None:
+    # The compiler merges $ref and allOf first and distributes anyOf/oneOf over the result,
+    # so a branch's properties come after every merged one (Github_easy o78062, o64859).
+    branches = [{"properties": {"s": {}}, "required": ["s"]}, {"properties": {"t": {}}}]
+    schema = {"allOf": [{"oneOf": branches}, {"properties": {"b": {}}}]}
+    assert _judged(grammar_engine, {"s": 1, "b": 2}, schema) == '{"b":2,"s":1}'
+
+
+def test_canonical_json_puts_required_undeclared_names_after_the_declared_ones(
+    grammar_engine: GrammarEngine,
+) -> None:
+    schema = {"properties": {"a": {}}, "required": ["c", "b"]}
+    instance = {"x": 0, "b": 1, "c": 2, "a": 3}
+    assert _judged(grammar_engine, instance, schema) == '{"a":3,"c":2,"b":1,"x":0}'
+
+
+def test_canonical_json_orders_by_the_first_group_alone_past_the_compiler_s_limit(
+    grammar_engine: GrammarEngine,
+) -> None:
+    # 9 × 9 combinations are past MAX_ALTERNATIVES_PRODUCT (64): the compiler keeps the first
+    # group and leaves the second to validation, so its names are undeclared keys.
+    first = [{"properties": {"p": {"const": i}, "x": {}}} for i in range(9)]
+    second = [{"properties": {"q": {"const": i}, "z": {}}} for i in range(9)]
+    schema = {"allOf": [{"anyOf": first}, {"anyOf": second}]}
+    instance = {"z": 1, "x": 2, "q": 0, "p": 0}
+    assert _judged(grammar_engine, instance, schema) == '{"p":0,"x":2,"z":1,"q":0}'

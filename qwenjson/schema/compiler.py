@@ -71,6 +71,8 @@ QUOTE = '"\\""'
 
 _LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
 _IDENT = re.compile(r"[a-zA-Z0-9-]+")
+# Runs of dashes, which generated rule names never hold (see Compiler._namespace).
+_DASHES = re.compile(r"--+")
 # Finds primitive rule names in a body, skipping literals and classes (they match as "").
 _PRIMITIVE_REF = re.compile(
     r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|(?<![a-zA-Z0-9-])('
@@ -380,6 +382,7 @@ class Compiler:
         self.draft = self.index.draft
         self.rules: dict[str, str] = {}
         self.by_body: dict[str, str] = {}
+        # The fixed rules' names; `root` is the document's alone (see _node_name).
         self.reserved: set[str] = set(PRIMITIVES) | {"root"}
         self.memo: dict[str, str] = {}
         self.pending: set[str] = set()
@@ -401,7 +404,6 @@ class Compiler:
         """The GBNF text, with `root` first and every other rule sorted by name."""
         if not isinstance(self.schema, dict | bool):
             raise SchemaError("a JSON Schema must be an object or a boolean", "")
-        self.reserved.discard("root")
         self.index.check_refs()
         root = Node(self.schema, "", self.index.base_of(""), "")
         with _recursion_room():
@@ -446,13 +448,31 @@ class Compiler:
     # ---- rules --------------------------------------------------------------------------
 
     def _fresh_name(self, hint: str) -> str:
-        base = hint if _IDENT.fullmatch(hint) else gbnf.rule_name(hint)
+        """An unused rule name like ``hint``; never with ``--`` in it (see _namespace)."""
+        base = _DASHES.sub("-", gbnf.rule_name(hint)).strip("-") or "r"
         name, n = base, 1
         while name in self.reserved or name in self.rules:
             n += 1
             name = f"{base}-{n}"
         self.reserved.add(name)
         return name
+
+    def _namespace(self, hint: str) -> tuple[str, str]:
+        """A fresh rule name, and the prefix for a translator's own rules: the name and ``--``.
+
+        Generated names never hold ``--``, so a translator's rules can't take one of theirs:
+        a regex's ``x-key-c0`` replaced a property ``c0``'s rule of the same name.
+        """
+        name = self._fresh_name(hint)
+        return name, name + "--"
+
+    def _adopt(self, rules: dict[str, str], pointer: str) -> None:
+        """Add a translator's rules; a name already used for another body is refused."""
+        for name, body in rules.items():
+            if self.rules.get(name, body) != body:
+                raise SchemaError(f"rule name clash {name!r}", pointer)
+            self.rules[name] = body
+            self.reserved.add(name)
 
     def rule(self, hint: str, body: str) -> str:
         """A rule with ``body`` (reusing an identical one), returning its name."""
@@ -482,7 +502,7 @@ class Compiler:
                 raise _LeftRecursion(key)
             # Referred back to while being generated: it needs a rule name now.
             if key not in self._placeholders:
-                self._placeholders[key] = self._fresh_name(_pointer_hint(node.pointer))
+                self._placeholders[key] = self._node_name(node)
             return self._placeholders[key]
         self.depth += 1
         if self.depth > MAX_DEPTH:
@@ -503,11 +523,17 @@ class Compiler:
         if _is_atom(expr):
             result = expr
         else:
-            result = self.by_body.get(expr) or self._define(
-                self._fresh_name(_pointer_hint(node.pointer)), expr
-            )
+            result = self.by_body.get(expr) or self._define(self._node_name(node), expr)
         self.memo[key] = result
         return result
+
+    def _node_name(self, node: Node) -> str:
+        """The rule name for a schema node: ``root`` for the document, else from its pointer.
+
+        Only the document may be ``root``: a property named "root" that took it became the
+        start rule (Github_easy o42304, JsonSchemaStore vs-nesting).
+        """
+        return "root" if node.key == "" else self._fresh_name(_pointer_hint(node.pointer))
 
     def _deref(self, node: Node) -> Node:
         """Follow a chain of plain `$ref`s (nothing else asserted beside them) to its end."""
@@ -1098,7 +1124,7 @@ class Compiler:
         return _seq(QUOTE, _repeat("json-char", lo, hi), QUOTE)
 
     def _try_external(self, fn: Any, arg: str, pointer: str, keyword: str) -> str | None:
-        prefix = self._fresh_name(_pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
+        _, prefix = self._namespace(_pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
         try:
             result = fn(arg, prefix)
         except UnsupportedKeywordError as e:
@@ -1114,11 +1140,7 @@ class Compiler:
         if result is None:
             return None
         expr, extra = result
-        for name, body in extra.items():
-            if name in self.rules and self.rules[name] != body:
-                raise SchemaError(f"rule name clash {name!r}", pointer)
-            self.rules[name] = body
-            self.reserved.add(name)
+        self._adopt(extra, pointer)
         return str(expr)
 
     def _gen_number(self, t: str, f: Flat, node: Node) -> str:
@@ -1355,9 +1377,7 @@ class Compiler:
             add_value = None
         members: list[str] = []
         if f.pattern_props:
-            members, exact = self._pattern_members(f, node, declared, add_value)
-            if any(p in _UNIVERSAL_PATTERNS for p in f.pattern_props):
-                add_value = None  # every key matches a pattern: additionalProperties never applies
+            members, exact, add_value = self._pattern_members(f, node, declared, add_value)
             if f.property_names:
                 self.mark(f.pointer, "propertyNames", "validated-after", "beside patternProperties")
             if not exact:
@@ -1428,8 +1448,9 @@ class Compiler:
 
     def _pattern_members(
         self, f: Flat, node: Node, declared: list[str], add_value: str | None
-    ) -> tuple[list[str], bool]:
-        """Members whose keys match a patternProperties regex, and whether that's exact."""
+    ) -> tuple[list[str], bool, str | None]:
+        """Members whose keys match a patternProperties regex, whether that's exact, and the
+        value left for keys no pattern matches (``add_value``, or None if every key matches)."""
         values: dict[str, str | None] = {}
         for pat, subs in f.pattern_props.items():
             try:
@@ -1437,7 +1458,9 @@ class Compiler:
             except Unsatisfiable:
                 values[pat] = None
         if add_value == "value" and all(v == "value" for v in values.values()):
-            return [], True  # any key, any value: the patterns change nothing
+            # Any key, any value: the patterns change nothing, and `add_value` takes every key
+            # (Github_hard o82151's `".*": {}` allowed none when a universal pattern dropped it).
+            return [], True, add_value
         universal = len(values) == 1 and next(iter(values)) in _UNIVERSAL_PATTERNS
         single = len(values) == 1 or all(v == "value" for v in values.values())
         # Exact when no other alternative can take a key a pattern matches (declared keys get
@@ -1457,26 +1480,25 @@ class Compiler:
                 exact = False
                 key = "string"
             members.append(_seq(key, self.colon, value))
-        return members, exact
+        if any(p in _UNIVERSAL_PATTERNS for p in values):
+            add_value = None  # every key matches a pattern: additionalProperties never applies
+        return members, exact, add_value
 
     def _pattern_key(self, pattern: str, pointer: str) -> str | None:
         """A rule for JSON strings matching ``pattern`` (None if the regex can't be a grammar)."""
         if self._regex is None:
             return None
-        prefix = self._fresh_name(_pointer_hint(pointer) + "-key")
+        name, prefix = self._namespace(_pointer_hint(pointer) + "-key")
+        where = child_pointer(pointer, "patternProperties", pattern)
         try:
             expr, extra = self._regex(pattern, prefix)
         except UnsupportedKeywordError:
             return None
         except SchemaError as e:
-            raise SchemaError(
-                e.message, child_pointer(pointer, "patternProperties", pattern)
-            ) from None
-        for name, body in extra.items():
-            self.rules[name] = body
-            self.reserved.add(name)
+            raise SchemaError(e.message, where) from None
+        self._adopt(extra, where)
         body = _seq(QUOTE, _group(str(expr)), QUOTE)
-        return self.by_body.get(body) or self._define(prefix, body)
+        return self.by_body.get(body) or self._define(name, body)
 
     def _string_excluding(self, names: list[str]) -> str:
         """A rule for JSON strings other than ``names`` (so declared keys aren't repeated)."""
