@@ -13,8 +13,9 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
 from typing import Any
+
+from qwenjson.pointer import to_pointer
 
 __all__ = ["MAX_DEPTH", "JsonValueError", "check", "json_pointer", "loads"]
 
@@ -135,6 +136,5 @@ def _shown(key: str) -> str:
     return json.dumps(key)  # ASCII escapes: a lone surrogate can't be printed as it is
 
 
-def json_pointer(parts: Iterable[Any]) -> str:
-    """The JSON pointer (RFC 6901) of a path of keys and indexes; ``""`` is the whole document."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+# The JSON pointer (RFC 6901) of a path of keys and indexes; ``""`` is the whole document.
+json_pointer = to_pointer

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
+from qwenjson.pointer import unescape_token
 from qwenjson.schema.compiler import Compiler
 from qwenjson.schema.report import KeywordUse, Status, build_report, static_status
 
@@ -69,7 +70,7 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
         # A refusal (remote $ref, unsatisfiable, malformed) is listed at its place as well.
         pointer = e.pointer or ""
         parent, _, last = pointer.rpartition("/")
-        last = last.replace("~1", "/").replace("~0", "~")
+        last = unescape_token(last)
         if last and static_status(last) != _UNKNOWN:
             marks[(parent, last)] = ("unsupported", str(e))
         else:

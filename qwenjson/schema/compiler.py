@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
+from qwenjson.pointer import unescape_token
 from qwenjson.schema import gbnf
 from qwenjson.schema.numbers import int_range, number_range
 from qwenjson.schema.refs import RefIndex, child_pointer
@@ -342,7 +343,7 @@ def _pointer_hint(pointer: str) -> str:
     """A readable rule name hint from a JSON pointer: the last named places in it."""
     if not pointer:
         return "root"
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    tokens = [unescape_token(t) for t in pointer[1:].split("/")]
     words: list[str] = []
     i = 0
     while i < len(tokens):

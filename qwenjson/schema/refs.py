@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
 from qwenjson.errors import SchemaError
+from qwenjson.pointer import escape_token, unescape_token
 
 # Base URI of a document without `$id`: a placeholder nobody can reach, so a relative `$ref`
 # to another file resolves to something that isn't in the document and is refused.
@@ -65,9 +66,7 @@ def draft_of(schema: Any) -> int:
 
 def escape_pointer_token(token: str) -> str:
     """Escape one reference token of a JSON pointer (RFC 6901)."""
-    if "~" not in token and "/" not in token:
-        return token
-    return token.replace("~", "~0").replace("/", "~1")
+    return escape_token(token)
 
 
 def child_pointer(pointer: str, *tokens: str | int) -> str:
@@ -271,7 +270,7 @@ class RefIndex:
         if not pointer.startswith("/"):
             raise ValueError(pointer)
         for raw in pointer[1:].split("/"):
-            token = raw.replace("~1", "/").replace("~0", "~")
+            token = unescape_token(raw)
             if isinstance(node, list):
                 node = node[int(token)]
             elif isinstance(node, dict):
