@@ -258,18 +258,21 @@ def extract(
     """Extract one JSON document matching ``schema`` from ``text`` and return it (parsed).
 
     ``model`` is a registry name (default ``qwen2.5-0.5b-instruct``), a path to a .gguf,
-    ``hf:REPO/FILE``, or a ready ``Generator``. Other keyword arguments are ``ExtractOptions``.
-    Raises a ``QwenJsonError`` subclass on failure.
+    ``hf:REPO/FILE``, or a ready ``Generator``. Other keyword arguments are ``ExtractOptions``;
+    with ``evidence=True`` the result is ``{"data": …, "evidence": …, "confidence": …}`` (as
+    ``--evidence`` prints). Raises a ``QwenJsonError`` subclass on failure.
     """
     schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
     opts = ExtractOptions(**options)
     if model is None or isinstance(model, str | Path):
         generator = open_model(model, offline=offline, threads=threads)
         try:
-            return Extractor(schema_value, generator, opts).run(text).data
+            result = Extractor(schema_value, generator, opts).run(text)
         finally:
             generator.close()
-    return Extractor(schema_value, model, opts).run(text).data
+    else:
+        result = Extractor(schema_value, model, opts).run(text)
+    return result.with_evidence() if opts.evidence else result.data
 
 
 def open_model(

@@ -170,3 +170,13 @@ def test_a_grounded_value_is_always_a_span_of_the_input(smol: Generator, parts: 
     for value in [result.data["name"], result.data.get("place", ""), *result.data["tags"]]:
         assert value in text
     _check_evidence(text, result.with_evidence())
+
+
+def test_the_library_returns_evidence_too(smol: Generator) -> None:
+    from qwenjson import extract as library_extract
+
+    text = "Anna Lee lives in Oslo."
+    shown = library_extract(text, NAME_CITY, model=smol, evidence=True)
+    assert set(shown) == {"data", "evidence", "confidence"}
+    _check_evidence(text, shown)
+    assert library_extract(text, NAME_CITY, model=smol) == shown["data"]
