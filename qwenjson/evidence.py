@@ -28,8 +28,9 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
-from qwenjson.grounding import FieldRule, Path, Pattern, SourceText, ValueRecord
+from qwenjson.grounding import SourceText, ValueRecord
 from qwenjson.pointer import to_pointer
 
 __all__ = ["Annotated", "annotate", "leaf_spans"]

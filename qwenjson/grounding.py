@@ -5,7 +5,7 @@ copies the schema's own descriptions into values. Here a *grounded* string is co
 it is generated, beside the grammar: its content must stay a span of the input, written as
 JSON writes it (``json.dumps`` escapes, the text's own case and inner whitespace), so a value
 that isn't in the text can't be written. Which strings are grounded is decided per field from
-the schema (``grounding_rules``); ``Grounding`` is the constraint the engine checks each chosen
+the schema (``qwenjson.fields.grounding_rules``); ``Grounding`` is the constraint the engine checks each chosen
 token against, as it checks the grammar.
 
 Abstaining instead of inventing: when the model's own first choice for a grounded value is
@@ -20,13 +20,12 @@ A list that repeats an item it already holds is ended there (the next ``,`` is r
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qwenjson.pointer import follow_local_refs
+from qwenjson.fields import GROUNDED_KEY, FieldRule, Path, Pattern, grounding_rules, required_keys
 
 __all__ = [
     "GROUNDED_KEY",
@@ -35,166 +34,11 @@ __all__ = [
     "SourceText",
     "ValueRecord",
     "grounding_rules",
+    "required_keys",
 ]
-
-GROUNDED_KEY = "x-grounded"
-
-Path = tuple[str | int, ...]
-# A path with array indices left open (None): the rules apply to every item.
-Pattern = tuple[str | None, ...]
-Abstain = Literal["omit", "null", "item", "none"]
 
 _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _SPACE = b" \t\r\n"
-# Deeper than this the rules stop (a recursive schema would go on forever); deeper strings are
-# generated under the grammar alone.
-_MAX_RULE_DEPTH = 12
-
-# Field names that ask the model to write, not to copy (the whole name, any case, words joined
-# by _ - or blanks). Measured: the seed case's "summary" is a written sentence, and grounding
-# it to a span of the text would make it a copy. Names *ending* in one of the first group are
-# written too ("short_summary"); "description" counts only as the whole name, because
-# extraction schemas name copied fields "condition_description" and the like.
-_WRITTEN_ENDINGS = frozenset(
-    {"summary", "explanation", "reasoning", "rationale", "translation", "paraphrase", "synopsis"}
-)
-_WRITTEN_NAMES = _WRITTEN_ENDINGS | frozenset(
-    {"abstract", "description", "reason", "comment", "comments", "overview", "gist", "tldr"}
-)
-_WRITTEN_ZH = (
-    "摘要",
-    "总结",
-    "概括",
-    "概述",
-    "描述",
-    "说明",
-    "理由",
-    "原因",
-    "翻译",
-    "简介",
-    "评价",
-)
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    """How one string (or number) field is generated.
-
-    ``abstain`` says what a grounded value the text has no source for becomes: ``omit`` (an
-    optional member: left out), ``null`` (a required, nullable one), ``item`` (a list item:
-    dropped), ``none`` (required and not nullable: it keeps the best grounded value).
-    """
-
-    grounded: bool
-    abstain: Abstain
-
-
-def grounding_rules(
-    schema: Mapping[str, Any] | bool, *, default: bool = True
-) -> dict[Pattern, FieldRule]:
-    """The grounded string fields of ``schema``, by path pattern (``None`` = any list index).
-
-    A string is grounded when its schema (after local ``$ref``s) says ``"x-grounded": true``,
-    or, with ``default``, when it has no ``enum``, ``const``, ``format`` or ``pattern`` (those
-    keep their own rules), no ``"x-grounded": false``, and its field name doesn't ask for
-    writing (``summary``, ``摘要``, …: see ``_WRITTEN_ENDINGS``). Strings inside ``anyOf`` and
-    ``oneOf`` branches other than a plain nullable string are left to the grammar.
-    """
-    walker = _Walker(schema, default)
-    return walker.rules
-
-
-def required_keys(schema: Mapping[str, Any] | bool) -> dict[Pattern, tuple[str, ...]]:
-    """The required property names of each object of ``schema``, by path pattern."""
-    return _Walker(schema, True).required
-
-
-class _Walker:
-    def __init__(self, root: Mapping[str, Any] | bool, default: bool) -> None:
-        self.root: Mapping[str, Any] = root if isinstance(root, Mapping) else {}
-        self.default = default
-        self.rules: dict[Pattern, FieldRule] = {}
-        self.required: dict[Pattern, tuple[str, ...]] = {}
-        if isinstance(root, Mapping):
-            self.walk(root, (), "none", None, 0)
-
-    def walk(
-        self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
-    ) -> None:
-        if depth > _MAX_RULE_DEPTH:
-            return
-        node = follow_local_refs(self.root, node)
-        if not isinstance(node, Mapping):
-            return
-        types = _types(node)
-        nullable = "null" in types
-        rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain
-        if "string" in types and types <= {"string", "null"}:
-            self.rules[pattern] = FieldRule(self.grounded(node, name), rule_abstain)
-            return
-        if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
-            # Numbers aren't constrained while written; the rule says what one the text
-            # doesn't contain becomes (``qwenjson.evidence``).
-            self.rules[pattern] = FieldRule(False, rule_abstain)
-            return
-        props = node.get("properties")
-        if "object" in types and isinstance(props, Mapping):
-            required = node.get("required")
-            required_set = set(required) if isinstance(required, list) else set()
-            self.required[pattern] = tuple(k for k in props if k in required_set)
-            for key, sub in props.items():
-                if isinstance(key, str):
-                    child: Abstain = "none" if key in required_set else "omit"
-                    self.walk(sub, (*pattern, key), child, key, depth + 1)
-        items = node.get("items")
-        if "array" in types and isinstance(items, Mapping):
-            self.walk(items, (*pattern, None), "item", name, depth + 1)
-
-    def grounded(self, node: Mapping[str, Any], name: str | None) -> bool:
-        explicit = node.get(GROUNDED_KEY)
-        if isinstance(explicit, bool):
-            return explicit
-        if not self.default or any(k in node for k in ("enum", "const", "format", "pattern")):
-            return False
-        return not _asks_for_writing(name)
-
-
-def _types(node: Mapping[str, Any]) -> set[str]:
-    t = node.get("type")
-    if isinstance(t, str):
-        return {t}
-    if isinstance(t, list):
-        return {x for x in t if isinstance(x, str)}
-    for key in ("anyOf", "oneOf"):
-        branches = node.get(key)
-        if isinstance(branches, list) and branches:
-            found: set[str] = set()
-            for b in branches:
-                if not isinstance(b, Mapping) or set(b) - {"type", "description", "title"}:
-                    return set()
-                found |= _types(b)
-            return found
-    if "properties" in node:
-        return {"object"}
-    if "items" in node:
-        return {"array"}
-    return set()
-
-
-def _asks_for_writing(name: str | None) -> bool:
-    if not name:
-        return False
-    if any(word in name for word in _WRITTEN_ZH):
-        return True
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    words = [w for w in re.split(r"[\s_\-]+", spaced.lower()) if w]
-    if not words:
-        return False
-    return (
-        " ".join(words) in _WRITTEN_NAMES
-        or "".join(words) in _WRITTEN_NAMES
-        or (words[-1] in _WRITTEN_ENDINGS)
-    )
 
 
 # -- the input text, as a grounded value may spell it ----------------------------------------------
