@@ -5,7 +5,7 @@ copies the schema's own descriptions into values. Here a *grounded* string is co
 it is generated, beside the grammar: its content must stay a span of the input, written as
 JSON writes it (``json.dumps`` escapes, the text's own case and inner whitespace), so a value
 that isn't in the text can't be written. Which strings are grounded is decided per field from
-the schema (``qwenjson.fields.grounding_rules``); ``Grounding`` is the constraint the engine checks each chosen
+the schema (``qwenjson.fields``); ``Grounding`` is the constraint the engine checks each chosen
 token against, as it checks the grammar.
 
 Abstaining instead of inventing: when the model's own first choice for a grounded value is
