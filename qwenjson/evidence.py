@@ -126,38 +126,54 @@ def annotate(
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text."""
     raw_bytes = raw.encode("utf-8")
     by_start = {r.out_start: r for r in records}
-    meta: dict[Path, tuple[list[int] | None, float, bool, FieldRule | None]] = {}
     leaves = leaf_spans(raw_bytes)
     values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
     last_start = 0
-    # Which field each span of the text went to: a piece of the text is the source of one
-    # field (the 0.5B otherwise puts the same words under every entity type of a schema, or
-    # a person's surname under "city").
-    owners: list[tuple[int, int, Pattern]] = []
+    # First the place each value would come from, in document order (a repeated word: the
+    # occurrence after the last value's source), and the model's probability for it.
+    found: dict[Path, tuple[tuple[int, int] | None, float, bool, FieldRule | None, bytes]] = {}
     for leaf in leaves:
         value = values[leaf.path]
-        pattern = tuple(None if isinstance(p, int) else p for p in leaf.path)
-        rule = rules.get(pattern)
+        rule = rules.get(_pattern(leaf.path))
         record = by_start.get(leaf.start)
         span: tuple[int, int] | None
+        content = b""
         if record is not None:
             span = record.span if record.status == "grounded" else None
-            if record.status == "grounded" and record.span is not None:
-                # A repeated word: prefer the occurrence after the last value's source.
+            if span is not None:
                 content = raw_bytes[leaf.start + 1 : leaf.end - 1]
-                span = source.span(content, after=last_start) or record.span
-                span = _unowned(source, content, span, pattern, owners)
-                if span is not None:
-                    owners.append((*span, pattern))
+                span = source.span(content, after=last_start) or span
             needs_source = True
         else:
             span = _find(source, value, last_start)
             needs_source = _is_number(value) or (rule is not None and rule.grounded)
         if span is not None:
             last_start = span[0]
-        probability = _confidence(trace, leaf.start, leaf.end)
+        found[leaf.path] = (
+            span,
+            _confidence(trace, leaf.start, leaf.end),
+            needs_source,
+            rule,
+            content,
+        )
+    # A piece of the text is the source of one field: the 0.5B otherwise puts the same words
+    # under every entity type of a schema, or a person's surname under "city". Where grounded
+    # values of two fields overlap, the one the model gave the higher probability keeps it
+    # (ties: the first), the other takes another occurrence or has no source.
+    owners: list[tuple[int, int, Pattern]] = []
+    contested = [p for p, f in found.items() if f[4] and f[0] is not None]
+    for path in sorted(contested, key=lambda p: -found[p][1]):
+        span, conf, needs, rule, content = found[path]
+        assert span is not None
+        span = _unowned(source, content, span, _pattern(path), owners)
+        if span is not None:
+            owners.append((*span, _pattern(path)))
+        found[path] = (span, conf, needs, rule, content)
+    meta: dict[Path, tuple[list[int] | None, float, bool, FieldRule | None]] = {}
+    for path, (span, conf, needs_source, rule, _) in found.items():
+        value = values[path]
         missing = needs_source and span is None and value not in ("", None)
-        meta[leaf.path] = ([span[0], span[1]] if span else None, probability, missing, rule)
+        meta[path] = ([span[0], span[1]] if span else None, conf, missing, rule)
 
     def build(drop: bool) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
         evidence: dict[str, list[int] | None] = {}
@@ -230,6 +246,10 @@ def _unowned(
         if other is not None and free(other):
             return other
     return None
+
+
+def _pattern(path: Path) -> Pattern:
+    return tuple(None if isinstance(p, int) else p for p in path)
 
 
 def _value_at(data: Any, path: Path) -> Any:

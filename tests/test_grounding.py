@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwenjson.evidence import annotate, leaf_spans
+from qwenjson.generation import TokenTrace
 from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules, required_keys
 
 PERSON: dict[str, Any] = {
@@ -222,7 +223,9 @@ def test_leaf_spans_point_at_each_scalar() -> None:
     }
 
 
-def _annotated(text: str, raw: str, schema: dict[str, Any]) -> Any:
+def _annotated(
+    text: str, raw: str, schema: dict[str, Any], trace: tuple[TokenTrace, ...] = ()
+) -> Any:
     rules = grounding_rules(schema)
     g = Grounding(SourceText(text), rules)
     g.accept(raw.encode())
@@ -231,7 +234,7 @@ def _annotated(text: str, raw: str, schema: dict[str, Any]) -> Any:
         raw,
         source=SourceText(text),
         records=g.records,
-        trace=(),
+        trace=trace,
         rules=rules,
         validator=jsonschema.Draft202012Validator(schema),
     )
@@ -317,3 +320,25 @@ def test_a_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> Non
     assert g.blank_continuations(b" 40300") == [b"\\n40300 SHAH ALAM"]
     assert g.blank_continuations(b"40300") == []  # no blank: nothing to respell
     assert _feed(g, '\\n40300"')
+
+
+def test_where_two_fields_claim_the_same_words_the_surer_one_keeps_them() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "people": {"type": "array", "items": {"type": "string"}},
+            "places": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["people", "places"],
+    }
+    raw = '{"people": ["Oslo"], "places": ["Oslo"]}'
+    first, second = raw.index('"Oslo"'), raw.rindex('"Oslo"')
+    unsure_first = (TokenTrace(first, first + 6, -2.0), TokenTrace(second, second + 6, -0.1))
+    found = _annotated("We met in Oslo", raw, schema, unsure_first)
+    assert found.data == {"people": [], "places": ["Oslo"]}
+    assert found.confidence == {"/places/0": pytest.approx(0.9048, abs=1e-4)}
+    sure_first = (TokenTrace(first, first + 6, -0.1), TokenTrace(second, second + 6, -2.0))
+    assert _annotated("We met in Oslo", raw, schema, sure_first).data == {
+        "people": ["Oslo"],
+        "places": [],
+    }
