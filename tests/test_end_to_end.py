@@ -164,6 +164,7 @@ def qwen_model(shared_dir: Path) -> Path:
     return Path(r.stdout.strip())
 
 
+@pytest.mark.qwen
 def test_qwen_gets_the_seed_person_right(shared_dir: Path, qwen_model: Path) -> None:
     case = shared_dir / "cases" / "seed-person"
     r = qwenjson(
@@ -180,6 +181,7 @@ def test_qwen_gets_the_seed_person_right(shared_dir: Path, qwen_model: Path) -> 
     assert set(person.get("hobbies", [])) == {"读书", "跑步"}
 
 
+@pytest.mark.qwen
 def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
     shared_dir: Path, qwen_model: Path
 ) -> None:
@@ -196,6 +198,26 @@ def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
     summary = json.loads(r.stdout)
     assert summary["sentiment"] == "positive"
     assert any("\u4e00" <= ch <= "\u9fff" for ch in summary["summary"])
+    # Keywords are grounded: each is words of the text; the summary is written, not grounded.
+    text = (case / "input.txt").read_text("utf-8")
+    assert summary["keywords"] and all(k in text for k in summary["keywords"])
+
+
+@pytest.mark.qwen
+def test_qwen_leaves_out_what_the_text_does_not_say(qwen_model: Path) -> None:
+    text = b"My neighbor Tom grows tomatoes and keeps bees."
+    schema = "name, age int 0..150, city?, hobbies [str]"
+    args = ("extract", "-s", schema, "--model", str(qwen_model), "--evidence")
+    r = qwenjson(*args, stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    shown = json.loads(r.stdout)
+    person = shown["data"]
+    assert "city" not in person  # "New York" without grounding
+    assert person["name"] == "Tom" and person["hobbies"]
+    assert all(h in text.decode() for h in person["hobbies"])
+    assert shown["evidence"]["/age"] is None  # a required number the text has no source for
+    strict = qwenjson(*args, "--require-evidence", stdin=text)
+    assert (strict.returncode, strict.stdout) == (EXIT_NO_VALID_OUTPUT, b"")
 
 
 def test_prefix_cache_on_disk_gives_the_same_answer(tmp_path: Path) -> None:
