@@ -287,10 +287,10 @@ def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
         best: tuple[int, int] | None = None
         for m in _NUMBER.finditer(text):
             try:
-                found = float(m.group().replace(",", ""))
-            except ValueError:
+                found, wanted = float(m.group().replace(",", "")), float(value)
+            except (ValueError, OverflowError):  # a number too large for a float isn't found
                 continue
-            if math.isclose(found, float(value), rel_tol=0.0, abs_tol=1e-9):
+            if math.isclose(found, wanted, rel_tol=0.0, abs_tol=1e-9):
                 span = (m.start() + offset, m.end() + offset)
                 if span[0] >= after:
                     return span

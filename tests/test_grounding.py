@@ -342,3 +342,16 @@ def test_where_two_fields_claim_the_same_words_the_surer_one_keeps_them() -> Non
         "people": ["Oslo"],
         "places": [],
     }
+
+
+def test_a_runaway_number_is_cut_off() -> None:
+    g = Grounding(SourceText("total 41.44"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "total", "age": ' + "4" * 24)
+    assert not g.allows(b"4")
+    assert g.allows(b", ")
+
+
+def test_a_number_too_large_for_a_float_has_no_source() -> None:
+    raw = '{"name": "Tom", "age": ' + "9" * 400 + ', "nick": null}'
+    found = _annotated("Tom is 9", raw, PERSON)
+    assert found.unsupported == ("/age",)
