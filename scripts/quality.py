@@ -44,7 +44,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -220,6 +220,26 @@ def list_items(document: Json) -> Iterator[tuple[str, Json]]:
         if isinstance(value, list):
             for item in value:
                 yield path, item
+
+
+def strings_not_in_input(document: Json, schema: Json, text: str) -> tuple[int, int]:
+    """Beyond rule 8: (scalar strings, how many of them are not in the input), leaving out
+    fields with an ``enum`` or ``format`` (labels and reformatted dates, not copies). Values
+    copied from the schema's descriptions are scalars as often as list items."""
+    haystack = normalize(text)
+    total = missing = 0
+    for path, value in flatten(document).items():
+        node: Json = schema
+        for part in path.split("."):
+            props = node.get("properties", {}) if isinstance(node, dict) else {}
+            node = props.get(part, {})
+        if not isinstance(value, str) or not isinstance(node, dict):
+            continue
+        if "enum" in node or "format" in node or not value.strip():
+            continue
+        total += 1
+        missing += item_key(value) not in haystack
+    return total, missing
 
 
 def not_in_input(document: Json, text: str) -> list[str]:
@@ -708,15 +728,83 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="per-case records (JSON lines)")
     parser.add_argument("--gold", action="store_true", help="score the gold (sanity check)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        metavar="OUT",
+        help="print the tables from --out records of earlier runs (e.g. one run per process, "
+        "split by --source), scored again; no model is run",
+    )
     args = parser.parse_args(argv)
-    if args.model is None and not args.gold:
+    if args.model is None and not args.gold and not args.report:
         parser.error('--model is required (e.g. "$(../shared/models/get-bench-model.sh)")')
     return args
+
+
+def report(paths: Sequence[Path], corpus: Path) -> dict[str, list[Run]]:
+    """Runs from ``--out`` records, scored again from their outputs (first record per system
+    and case wins), in the corpus's order."""
+    cases = {c.id: c for c in load_cases(corpus, None, None)}
+    checkers = Checkers()
+    results: dict[str, dict[str, Run]] = {}
+    for path in paths:
+        for line in path.read_text("utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            case = cases[record["id"]]
+            runs = results.setdefault(record["system"], {})
+            if case.id in runs:
+                continue
+            output = record.get("output")
+            text = None if output is None else json.dumps(output, ensure_ascii=False)
+            answer = Answer(text, record.get("error"), record.get("info") or {})
+            answer = replace(answer, confidence=record.get("confidence"))
+            runs[case.id] = score_answer(
+                record["system"], case, answer, record["seconds"], checkers(case.schema)
+            )
+    order = list(cases)
+    return {s: sorted(r.values(), key=lambda r: order.index(r.id)) for s, r in results.items()}
+
+
+def print_strings_diagnostic(cases: Sequence[Case], runs: Sequence[Run]) -> None:
+    """Per source: scalar strings not found in the input (see ``strings_not_in_input``)."""
+    by_id = {c.id: c for c in cases}
+    counts: dict[str, list[int]] = {}
+    for r in runs:
+        if not r.valid:
+            continue
+        case = by_id[r.id]
+        total, missing = strings_not_in_input(r.output, case.schema, case.input)
+        cell = counts.setdefault(case.source, [0, 0])
+        cell[0] += total
+        cell[1] += missing
+    shown = ", ".join(f"{s} {m}/{t}" for s, (t, m) in counts.items())
+    total = sum(t for t, _ in counts.values())
+    missing = sum(m for _, m in counts.values())
+    print(f"scalar strings not in the input ({runs[0].system if runs else ''}): {missing}/{total}")
+    print(f"  {shown}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_rules()
+    if args.report:
+        results = report(args.report, args.corpus)
+        ids = {r.id for runs in results.values() for r in runs}
+        cases = [c for c in load_cases(args.corpus, None, None) if c.id in ids]
+        print(f"corpus: {args.corpus}; records from {', '.join(map(str, args.report))}")
+        print()
+        print(format_table(cases, results))
+        for runs in results.values():
+            print()
+            print_strings_diagnostic(cases, runs)
+        if "qwenjson" in results:
+            pairs = [p for r in results["qwenjson"] for p in r.calibration]
+            print()
+            print(format_calibration(pairs) or "calibration: no confidence (skipped)")
+        return 0
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
