@@ -390,12 +390,13 @@ def _stdout_problems(case: Case, out: bytes) -> list[str]:
     if schema is None:
         return ["stdout has output, but the schema doesn't load"]
     validator = validator_for(schema)(schema)
-    into = case.options[case.options.index("--into") + 1] if "--into" in case.options else None
+    options = case.options
+    into = options[options.index("--into") + 1] if "--into" in options else "extracted"
     for document in documents:
-        if "--field" in case.options:
-            if not isinstance(document, dict) or (into or "extracted") not in document:
+        if "--field" in options:
+            if not isinstance(document, dict) or into not in document:
                 return [f"a --field output line without its document: {document!r:.80}"]
-            document = document[into or "extracted"]
+            document = document[into]
         for error in validator.iter_errors(document):
             return [f"an output document fails the schema: {error.message:.120}"]
     return []
