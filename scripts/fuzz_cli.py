@@ -52,10 +52,17 @@ def main() -> int:
         def fuzz(case: Case) -> None:
             outcome = run_case(case, Path(tmp), model)
             codes[outcome.code] += 1
-            for problem in problems(case, outcome):
+            try:
+                seen = problems(case, outcome)
+            except Exception as e:  # a bug of the checker's: note it, go on
+                seen = [f"the checker failed: {type(e).__name__}: {e}"]
+            for problem in seen:
                 if problem not in found:
                     found[problem] = case
                     print(f"problem: {problem}\n  case: {case!r}\n", file=sys.stderr, flush=True)
+            total = sum(codes.values())
+            if total % 250 == 0:
+                print(f"{total} cases, {len(found)} problem(s)", file=sys.stderr, flush=True)
 
         fuzz()
     model.discard()
