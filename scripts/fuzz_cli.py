@@ -64,7 +64,10 @@ def main() -> int:
             if total % 250 == 0:
                 print(f"{total} cases, {len(found)} problem(s)", file=sys.stderr, flush=True)
 
-        fuzz()
+        try:
+            fuzz()
+        except KeyboardInterrupt:  # Ctrl-C: the summary of what ran so far
+            print("interrupted", file=sys.stderr)
     model.discard()
     total = sum(codes.values())
     spread = ", ".join(f"exit {code}: {n}" for code, n in sorted(codes.items()))
