@@ -52,12 +52,22 @@ def main() -> int:
         def fuzz(case: Case) -> None:
             outcome = run_case(case, Path(tmp), model)
             codes[outcome.code] += 1
-            for problem in problems(case, outcome):
+            try:
+                seen = problems(case, outcome)
+            except Exception as e:  # a bug of the checker's: note it, go on
+                seen = [f"the checker failed: {type(e).__name__}: {e}"]
+            for problem in seen:
                 if problem not in found:
                     found[problem] = case
                     print(f"problem: {problem}\n  case: {case!r}\n", file=sys.stderr, flush=True)
+            total = sum(codes.values())
+            if total % 250 == 0:
+                print(f"{total} cases, {len(found)} problem(s)", file=sys.stderr, flush=True)
 
-        fuzz()
+        try:
+            fuzz()
+        except KeyboardInterrupt:  # Ctrl-C: the summary of what ran so far
+            print("interrupted", file=sys.stderr)
     model.discard()
     total = sum(codes.values())
     spread = ", ".join(f"exit {code}: {n}" for code, n in sorted(codes.items()))

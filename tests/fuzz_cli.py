@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
-from jsonschema.validators import validator_for
 
 from qwenjson import cli, errors, jsonstrict, pipeline
 from qwenjson.generation import Generator
+from qwenjson.validate import make_validator
 
 DOCUMENTED = {
     errors.EXIT_OK,
@@ -389,13 +389,15 @@ def _stdout_problems(case: Case, out: bytes) -> list[str]:
     schema = _schema_of(case)
     if schema is None:
         return ["stdout has output, but the schema doesn't load"]
-    validator = validator_for(schema)(schema)
-    into = case.options[case.options.index("--into") + 1] if "--into" in case.options else None
+    # qwenjson's validator: patterns mean what ECMA-262 says (`\p{L}`), not what Python's re does.
+    validator = make_validator(schema)
+    options = case.options
+    into = options[options.index("--into") + 1] if "--into" in options else "extracted"
     for document in documents:
-        if "--field" in case.options:
-            if not isinstance(document, dict) or (into or "extracted") not in document:
+        if "--field" in options:
+            if not isinstance(document, dict) or into not in document:
                 return [f"a --field output line without its document: {document!r:.80}"]
-            document = document[into or "extracted"]
+            document = document[into]
         for error in validator.iter_errors(document):
             return [f"an output document fails the schema: {error.message:.120}"]
     return []
