@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -43,12 +42,15 @@ import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from qwenjson import drafting
+from qwenjson import drafting, sampling, steering
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.drafting import PromptLookup
 from qwenjson.errors import InputError, ModelError, SchemaError
 from qwenjson.generation import Constraint, GenerationResult, Message, TokenTrace
 from qwenjson.kvcache import PrefixCache, model_fingerprint
+from qwenjson.stats import GenerationStats
+from qwenjson.steering import Nesting
+from qwenjson.utf8 import REPRESENTATIVE, utf8_prefix
 
 __all__ = ["CHATML_TEMPLATE", "Engine", "GenerationStats", "default_threads"]
 
@@ -60,10 +62,6 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# After this many rejected draws, mask the whole vocabulary instead of drawing again.
-_MAX_REJECTED_DRAWS = 8
-# Greedy: after the argmax is rejected, check this many next-best candidates in one grammar call.
-_GREEDY_CANDIDATES = 64
 # Longest forced text looked ahead in one go (bytes); longer runs are fed in several batches.
 _MAX_FORCED_BYTES = 256
 # A prefix shorter than this is not worth a disk round trip.
@@ -107,39 +105,6 @@ def default_threads() -> tuple[int, int]:
     cores = max(1, len(allowed_cpus()))
     decode = cores if cores <= 4 else min(8, cores - 1)
     return decode, cores
-
-
-@dataclass
-class GenerationStats:
-    """What the last ``generate`` call did, for benchmarks and tests (not part of the protocol)."""
-
-    prompt_tokens: int = 0
-    reused_tokens: int = 0  # prompt tokens whose KV state was already in memory
-    disk_prefix: Literal["none", "hit", "miss"] = "none"  # the prefix cache on disk
-    decode_calls: int = 0  # llama_decode calls after the prompt
-    sampled_tokens: int = 0  # tokens the model chose
-    forced_tokens: int = 0  # tokens fed by fast-forward
-    # The forced start's held-back last token, evaluated with the prompt on the guess that the
-    # model picks it (``Engine._lead_guess``): None when not tried, else whether it was right.
-    lead_guess: bool | None = None
-    threads: tuple[int, int] = (0, 0)  # llama.cpp threads used: (decoding, the prompt)
-    drafted: int = 0  # tokens evaluated on a draft from the prompt (``qwenjson.drafting``)
-    draft_hits: int = 0  # of those, the ones the model chose
-    draft_misses: int = 0  # drafts dropped because the model chose another token there
-    # Drafts the model chose but that were taken back to be fed again with the forced text
-    # after them, respelled the tokenizer's way (as a chosen token always is).
-    draft_respelled: int = 0
-    full_masks: int = 0  # steps that masked the whole vocabulary
-    rejections: int = 0  # tokens the model preferred but the grammar refused
-    # Of the decode time, how much llama_decode itself took: the rest is the loop's overhead
-    # (sampling, grammar checks, probing), a figure that doesn't depend on machine load.
-    model_ms: float = 0.0
-    # Tokens chosen by budget steering (the budget ran low: head for the shortest completion),
-    # and the index in ``tokens`` of the first of them.
-    steered: int = 0
-    steered_from: int | None = None
-    # Every output token in order, and whether fast-forward fed it (True) or the model chose it.
-    tokens: list[tuple[int, bool]] = field(default_factory=list)
 
 
 class Engine:
@@ -228,17 +193,14 @@ class Engine:
             sorted=False,
         )
         self._all_ids = np.arange(self._n_vocab, dtype=np.int32)
-        self._closers: (
-            tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]] | None
-        ) = None
+        self._closers: steering.ClosingIds | None = None
         self._pieces: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
         self._banned_cache: dict[int, bool] = {}
         self._banned_all: npt.NDArray[np.bool_] | None = None
         # For constraints beside the grammar (grounding): tokens by their text, and the ones
         # holding a quote or a comma (the only ones a span constraint can refuse outside a value).
-        self._by_piece: dict[bytes, list[int]] | None = None
-        self._sensitive: npt.NDArray[np.int32] | None = None
+        self._pieces_index: sampling.PieceIndex | None = None
         self._eos = int(ll.llama_vocab_eos(self._vocab))
         if self._eos < 0:
             self._eos = int(ll.llama_vocab_eot(self._vocab))
@@ -597,6 +559,9 @@ class Engine:
 
     # -- sampling ----------------------------------------------------------------------------------
 
+    def _checks(self, grammar: Any, constraint: Constraint | None = None) -> _StepChecks:
+        return _StepChecks(self, grammar, constraint)
+
     def _choose(
         self,
         logits: FloatArray,
@@ -606,109 +571,20 @@ class Engine:
         rng: np.random.Generator,
         constraint: Constraint | None = None,
     ) -> int | None:
-        """The next token from the grammar-masked distribution, or None if nothing is allowed.
-
-        Greedy: the argmax of the masked logits is the first token, in order of falling logit
-        (ties: lowest id, like ``np.argmax``), that the grammar admits. So the argmax is checked
-        alone; when refused, the next best candidates are checked in one grammar call; only if
-        none of those passes is the whole vocabulary masked. Same answer as full masking.
-
-        Temperature, top_p = 1: the target is p(x) ∝ softmax(logits/T)(x) · [x allowed]. A draw
-        from the unmasked softmax that lands on an allowed token has exactly that distribution
-        (rejection sampling with the mask as acceptance test); a refused token is known to have
-        zero target mass, so it is removed before drawing again, which keeps the ratios between
-        allowed tokens. After a few refusals the masked distribution is built and drawn from
-        directly; either way each allowed x comes out with probability p(x) / Σ p(allowed).
-
-        top_p < 1: the nucleus is taken over the masked distribution (as in a chain that masks
-        first), which depends on the mass of every allowed token, so that case masks fully.
-
-        A ``constraint`` beside the grammar (grounding) is one more acceptance test: "allowed"
-        above then means allowed by both, and the full mask is narrowed by it (``_mask``), so
-        the same argument holds for the intersection.
-        """
-
-        def passes(token: int) -> bool:
-            return constraint is None or constraint.allows(self.piece(token))
-
-        if temperature <= 0.0:
-            best = int(np.argmax(logits))
-            if self._allows(grammar, best) and passes(best):
-                return best
-            self.last_stats.rejections += 1
-            k = min(_GREEDY_CANDIDATES, self._n_vocab)
-            top = np.argpartition(-logits, k - 1)[:k]
-            order = top[np.lexsort((top, -logits[top]))].astype(np.int32)
-            ok = self._grammar_allows(grammar, order)
-            for rank in np.flatnonzero(ok):
-                token = int(order[rank])
-                if self._is_banned(token) or not passes(token):
-                    continue
-                # A tie with the k-th logit might hide a lower id outside the candidates.
-                if k < self._n_vocab and logits[token] == logits[order[-1]]:
-                    break
-                return token
-            mask = self._mask(grammar, constraint)
-            if not mask.any():
-                return None
-            return int(np.argmax(np.where(mask, logits, -np.inf)))
-
-        z = logits.astype(np.float64) / temperature
-        z -= z.max()
-        p = np.exp(z)
-        if top_p >= 1.0:
-            for _ in range(_MAX_REJECTED_DRAWS):
-                token = _draw(p, rng)
-                if self._allows(grammar, token) and passes(token):
-                    return token
-                self.last_stats.rejections += 1
-                p[token] = 0.0
-                if p.sum() <= 0.0:
-                    break
-        mask = self._mask(grammar, constraint)
-        p = np.where(mask, np.exp(z), 0.0)
-        if p.sum() <= 0.0:
-            return None
-        if top_p < 1.0:
-            order = np.argsort(-p, kind="stable").astype(np.int32)
-            cum = np.cumsum(p[order])
-            keep = int(np.searchsorted(cum, top_p * cum[-1])) + 1
-            nucleus = np.zeros_like(p)
-            nucleus[order[:keep]] = p[order[:keep]]
-            p = nucleus
-        return _draw(p, rng)
+        """The next token from the grammar-masked distribution (``sampling.choose``)."""
+        checks = self._checks(grammar, constraint)
+        return sampling.choose(logits, checks, temperature, top_p, rng, self.last_stats)
 
     def _mask(self, grammar: Any, constraint: Constraint | None) -> npt.NDArray[np.bool_]:
         """Every token the grammar (and the constraint, if any) admits next."""
-        mask = self._allowed_mask(grammar)
-        if constraint is None:
-            return mask
-        by_piece, sensitive = self._piece_index()
-        limit = 48  # longer pieces than this are rare, and a span check covers them anyway
+        return sampling.narrowed(
+            self._allowed_mask(grammar), constraint, self.piece, self._piece_index
+        )
 
-        def prefix_ids(data: bytes) -> list[int]:
-            found: list[int] = []
-            for n in range(1, min(len(data), limit) + 1):
-                found += by_piece.get(data[:n], ())
-            return found
-
-        refined: npt.NDArray[np.bool_] = constraint.refine(mask, self.piece, prefix_ids, sensitive)
-        return refined
-
-    def _piece_index(self) -> tuple[dict[bytes, list[int]], npt.NDArray[np.int32]]:
-        if self._by_piece is None or self._sensitive is None:
-            by_piece: dict[bytes, list[int]] = {}
-            sensitive: list[int] = []
-            for t in range(self._n_vocab):
-                piece = self.piece(t)
-                if not piece or self._is_banned(t):
-                    continue
-                by_piece.setdefault(piece, []).append(t)
-                if b'"' in piece or b"," in piece:
-                    sensitive.append(t)
-            self._by_piece = by_piece
-            self._sensitive = np.array(sensitive, dtype=np.int32)
-        return self._by_piece, self._sensitive
+    def _piece_index(self) -> sampling.PieceIndex:
+        if self._pieces_index is None:
+            self._pieces_index = sampling.index_pieces(self._n_vocab, self.piece, self._is_banned)
+        return self._pieces_index
 
     def _choose_grounded(
         self,
@@ -720,37 +596,16 @@ class Engine:
         top_p: float,
         rng: np.random.Generator,
     ) -> int:
-        """The token to write when ``constraint`` refused the model's choice ``token``.
-
-        A refused first choice for a value that may be left out closes it empty (the best such
-        token by logit); a refused blank where the text breaks the line is written as the
-        text's line break (``Grounding.blank_continuations``); otherwise the choice is made
-        again under both constraints (a draw from
-        the grammar's distribution followed by a draw from the narrower one, when the first is
-        refused, is a draw from the narrower one). If nothing satisfies both, the grammar alone
-        decides: the constraint never makes a document impossible.
-        """
-        piece = self.piece(token)
-        constraint.refused(piece)
-        if constraint.would_abstain(piece):
-            _, sensitive = self._piece_index()
-            closers = sensitive[self._grammar_allows(grammar, sensitive)]
-            empty = [int(t) for t in closers if constraint.closes_empty(self.piece(int(t)))]
-            if empty:
-                return max(empty, key=lambda t: (logits[t], -t))
-        blanks = constraint.blank_continuations(piece)
-        if blanks:
-            by_piece, _ = self._piece_index()
-            spelled = {
-                t for ahead in blanks for n in range(2, 49) for t in by_piece.get(ahead[:n], ())
-            }
-            ids = np.array(sorted(spelled), dtype=np.int32)
-            ok = [int(t) for t in ids[self._grammar_allows(grammar, ids)]] if len(ids) else []
-            ok = [t for t in ok if constraint.allows(self.piece(t))]
-            if ok:
-                return max(ok, key=lambda t: (logits[t], -t))
-        chosen = self._choose(logits, grammar, temperature, top_p, rng, constraint)
-        return token if chosen is None else chosen
+        """The token to write when ``constraint`` refused ``token`` (``choose_grounded``)."""
+        return sampling.choose_grounded(
+            logits,
+            token,
+            constraint,
+            self._checks(grammar, constraint),
+            self._piece_index(),
+            self.piece,
+            lambda: self._choose(logits, grammar, temperature, top_p, rng, constraint),
+        )
 
     def _choose_closing(
         self,
@@ -759,54 +614,17 @@ class Engine:
         in_string: bool,
         constraint: Constraint | None = None,
     ) -> int | None:
-        """Near the end of the token budget: the token that heads for the shortest completion.
-
-        A document cut off by ``max_tokens`` is never printed, so when the budget runs low the
-        loop steers to the end instead: among the tokens the grammar admits that only close
-        things (inside a string: its quote, then any ``]``/``}``; outside: ``]``/``}``), the one
-        closing most, ties by logit; failing that, outside a string, the shortest values
-        (``0``, ``""``, ``[]``, ``{}``, ``null``). None when none is admitted (the model then
-        chooses as usual). This changes output only in the last few tokens of a budget the
-        document would otherwise overrun.
-        """
-        in_str, closing, short = self._closing_ids()
-        for ids in (in_str,) if in_string else (closing, short):
-            allowed = [int(t) for t in ids[self._grammar_allows(grammar, ids)]]
-            allowed = [t for t in allowed if not self._is_banned(t)]
-            if constraint is not None:
-                allowed = [t for t in allowed if constraint.allows(self.piece(t))]
-            if allowed:
-                stats = self.last_stats
-                if stats.steered_from is None:
-                    stats.steered_from = len(stats.tokens)
-                stats.steered += 1
-                return max(allowed, key=lambda t: (len(self.piece(t)), logits[t]))
-        return None
-
-    def _closing_ids(
-        self,
-    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The token that heads for the shortest completion (``steering.choose_closing``)."""
         if self._closers is None:
-            in_str: list[int] = []
-            closing: list[int] = []
-            short: list[int] = []
-            values = {b"0", b'""', b"[]", b"{}", b"null", b'"', b"[", b"{"}
-            values |= {b" " + v for v in values}  # after a spaced separator's held-back blank
-            for t in range(self._n_vocab):
-                piece = self.piece(t)
-                if not piece:
-                    continue
-                if piece[0] == 0x22 and all(b in b"]}" for b in piece[1:]):
-                    in_str.append(t)
-                if all(b in b"]}" for b in piece):
-                    closing.append(t)
-                elif piece in values:
-                    short.append(t)
-            self._closers = tuple(  # type: ignore[assignment]
-                np.array(ids, dtype=np.int32) for ids in (in_str, closing, short)
-            )
-        assert self._closers is not None
-        return self._closers
+            self._closers = steering.closing_classes(self._n_vocab, self.piece)
+        checks = self._checks(grammar, constraint)
+        token = steering.choose_closing(logits, self._closers, in_string, checks, self.piece)
+        if token is not None:
+            stats = self.last_stats
+            if stats.steered_from is None:
+                stats.steered_from = len(stats.tokens)
+            stats.steered += 1
+        return token
 
     # -- KV cache ----------------------------------------------------------------------------------
 
@@ -994,7 +812,7 @@ class Engine:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         constraint, trace = self._constraint, self._trace
 
-        depth = _Nesting()
+        depth = Nesting()
 
         def emit(data: bytes, logprob: float | None = None) -> None:
             if trace is not None:
@@ -1044,7 +862,9 @@ class Engine:
                     token = self._choose_grounded(
                         logits, grammar, token, constraint, temperature, top_p, rng
                     )
-            logprob = _logprob(logits, token) if trace is not None and token is not None else None
+            logprob = None
+            if trace is not None and token is not None:
+                logprob = sampling.logprob(logits, token)
             # The chosen token is in the KV cache already, with its logits: a guess was right.
             evaluated = bool(ahead) and token == ahead[0]
             drafted = evaluated and guess is None  # ... drafted from the prompt
@@ -1125,7 +945,7 @@ class Engine:
         if not (self._can_probe and self.fast_forward) or max_tokens <= 0:
             return [], False, None
         forced, complete, after = self._probe(grammar)
-        text = _utf8_prefix(forced)
+        text = utf8_prefix(forced)
         if not text:
             return [], False, None
         lead = self.tokenize(text)
@@ -1218,7 +1038,7 @@ class Engine:
         an earlier token (already in the KV cache), or nothing is left after the cut.
         """
         head = self.piece(token)
-        text = _utf8_prefix(head + forced)
+        text = utf8_prefix(head + forced)
         if len(text) <= len(head):
             return None
         try:
@@ -1321,7 +1141,7 @@ class Engine:
             tail = joint
             tail_text = b"".join(self.piece(t) for t in tail)
         for byte in after:
-            char = _REPRESENTATIVE.get(byte)
+            char = REPRESENTATIVE.get(byte)
             if char is None:
                 return False  # mid-character: no boundary to judge
             if self.tokenize(tail_text + char)[: len(tail)] != tail:
@@ -1329,77 +1149,25 @@ class Engine:
         return True
 
 
-def _representatives() -> dict[int, bytes]:
-    """For each byte that can start a UTF-8 character, one character starting with it."""
-    table = {b: bytes([b]) for b in range(1, 0x80)}
-    for lead in range(0xC2, 0xF5):
-        for second in (0x80, 0x90, 0xA0, 0xB8):
-            size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-            candidate = bytes([lead, second]) + b"\x80" * (size - 2)
-            try:
-                candidate.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            table[lead] = candidate
-            break
-    return table
+class _StepChecks:
+    """``sampling.Checks`` on this engine's grammar state, with ``constraint`` beside it."""
 
+    def __init__(self, engine: Engine, grammar: Any, constraint: Constraint | None) -> None:
+        self._engine = engine
+        self._grammar = grammar
+        self._constraint = constraint
 
-_REPRESENTATIVE = _representatives()
+    def allows(self, token: int) -> bool:
+        return self._engine._allows(self._grammar, token)
 
+    def grammar_allows(self, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        return self._engine._grammar_allows(self._grammar, ids)
 
-def _logprob(logits: FloatArray, token: int) -> float:
-    """log p(token) under the model's unconstrained softmax over ``logits``."""
-    top = float(logits.max())
-    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+    def banned(self, token: int) -> bool:
+        return self._engine._is_banned(token)
 
+    def passes(self, token: int) -> bool:
+        return self._constraint is None or self._constraint.allows(self._engine.piece(token))
 
-def _draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
-    """One index drawn with probability proportional to ``p`` (non-negative, not all zero)."""
-    cum = np.cumsum(p)
-    u = rng.random() * cum[-1]
-    return int(min(np.searchsorted(cum, u, side="right"), len(p) - 1))
-
-
-def _utf8_prefix(data: bytes) -> bytes:
-    """``data`` without an incomplete UTF-8 character at its end."""
-    end = len(data)
-    for back in range(1, min(4, end) + 1):
-        byte = data[end - back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: keep looking for the lead
-        need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
-        return data if back >= need else data[: end - back]
-    return data
-
-
-class _Nesting:
-    """How deep the JSON generated so far is nested, fed byte by byte (string-aware).
-
-    Sets the token reserve for budget steering: closing takes about a token per level, and
-    fast-forwarded keys of required properties a few more.
-    """
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_string = False
-        self.escaped = False
-
-    def feed(self, data: bytes) -> None:
-        for byte in data:
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif byte == 0x5C:  # backslash
-                    self.escaped = True
-                elif byte == 0x22:  # quote
-                    self.in_string = False
-            elif byte == 0x22:
-                self.in_string = True
-            elif byte in b"[{":
-                self.depth += 1
-            elif byte in b"]}":
-                self.depth -= 1
-
-    def reserve(self) -> int:
-        return 8 + 3 * self.depth + (1 if self.in_string else 0)
+    def mask(self) -> npt.NDArray[np.bool_]:
+        return self._engine._mask(self._grammar, self._constraint)
