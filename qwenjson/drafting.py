@@ -93,3 +93,34 @@ class PromptLookup:
             count += 1
             end = start
         return count
+
+
+class LeadGuesses:
+    """Whether to evaluate the forced start's held-back token with the prompt, guessing the
+    model picks it, by the record of earlier guesses for that token.
+
+    The forced start usually ends with a value's opening (`` "`` after ``{"name":``): held
+    back because a few next characters would merge with it, though the model nearly always
+    writes it on its own. Evaluated with the prompt, a right guess saves a whole decode
+    call (22 ms on Qwen2 0.5B, 2 cores) for one more prompt token and one more row of
+    logits (about 12 ms); a wrong one is dropped from the KV cache and costs those 12.
+    Measured on seed-person, in one process: 1035 ms per extraction against 1057 without
+    (medians of 6); on short records after a reused prefix, about even.
+    The choice itself is made on the logits before the guess, so the output is the same
+    either way. Guessed while the token's record of guesses is at least even (starting
+    even), so a token the model keeps merging stops being tried.
+    """
+
+    def __init__(self) -> None:
+        self._record: dict[int, list[int]] = {}  # per held-back token: [right, tried]
+
+    def worth_trying(self, held: int) -> bool:
+        """Whether to guess ``held`` this time."""
+        right, tried = self._record.get(held, (0, 0))
+        return 2 * (right + 1) >= tried + 2
+
+    def record(self, guess: int, right: bool) -> None:
+        """Count a guess of ``guess`` that was ``right`` or not."""
+        record = self._record.setdefault(guess, [0, 0])
+        record[0] += int(right)
+        record[1] += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qwenjson.drafting import LONG, MIN_MATCH, SHORT, PromptLookup, paying
+from qwenjson.drafting import LONG, MIN_MATCH, SHORT, LeadGuesses, PromptLookup, paying
 
 # A toy vocabulary: token id -> bytes; 0 is a control token (the end of the user's turn).
 PIECES = {
@@ -91,3 +91,18 @@ def test_a_draft_is_cut_to_a_length_that_pays() -> None:
     assert paying([1, 2]) == []
     assert paying([1, 2, 3, 4]) == [1, 2, 3]
     assert paying([1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5]
+
+
+def test_a_lead_guess_is_tried_while_its_record_is_at_least_even() -> None:
+    guesses = LeadGuesses()
+    assert guesses.worth_trying(7)  # never tried: even
+    guesses.record(7, right=False)
+    assert not guesses.worth_trying(7)  # 0 of 1
+    assert guesses.worth_trying(8)  # each token has its own record
+    guesses.record(7, right=True)
+    guesses.record(7, right=True)
+    assert guesses.worth_trying(7)  # 2 of 3
+    guesses.record(7, right=False)
+    assert guesses.worth_trying(7)  # 2 of 4: even
+    guesses.record(7, right=False)
+    assert not guesses.worth_trying(7)  # 2 of 5

@@ -6,8 +6,10 @@ import os
 
 import pytest
 
-from qwenjson.engine import _REPRESENTATIVE, _utf8_prefix, default_threads
+from qwenjson.engine import default_threads
 from qwenjson.kvcache import default_cache_dir
+from qwenjson.utf8 import REPRESENTATIVE as _REPRESENTATIVE
+from qwenjson.utf8 import utf8_prefix as _utf8_prefix
 
 
 @pytest.mark.parametrize(

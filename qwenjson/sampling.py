@@ -1,0 +1,243 @@
+"""Choosing the next token under the grammar, and under a constraint beside it (grounding).
+
+Pure: the grammar, the banned control tokens and the constraint reach these functions only
+through ``Checks``, so the choice rules are tested with a fake (``tests/test_sampling.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from qwenjson.generation import Constraint
+from qwenjson.stats import GenerationStats
+
+__all__ = [
+    "Checks",
+    "PieceIndex",
+    "choose",
+    "choose_grounded",
+    "draw",
+    "index_pieces",
+    "logprob",
+    "narrowed",
+]
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int32]
+
+# After this many rejected draws, mask the whole vocabulary instead of drawing again.
+_MAX_REJECTED_DRAWS = 8
+# Greedy: after the argmax is rejected, check this many next-best candidates in one grammar call.
+_GREEDY_CANDIDATES = 64
+# Longer pieces than this are rare, and a span check covers them anyway.
+_LONGEST_PIECE = 48
+
+
+class Checks(Protocol):
+    """What a choice asks of the allowed set at one step (``grammar.StepChecks`` on a model)."""
+
+    def allows(self, token: int) -> bool:
+        """Whether ``token`` is not banned and the grammar admits it (one token)."""
+        ...
+
+    def grammar_allows(self, ids: IntArray) -> BoolArray:
+        """Which of ``ids`` the grammar alone admits (one call for all of them)."""
+        ...
+
+    def banned(self, token: int) -> bool:
+        """Whether ``token`` is a control token that never belongs in an answer."""
+        ...
+
+    def passes(self, token: int) -> bool:
+        """Whether the constraint beside the grammar admits ``token`` (True without one)."""
+        ...
+
+    def mask(self) -> BoolArray:
+        """Every token allowed next by the grammar, the ban and the constraint (slow path)."""
+        ...
+
+
+def choose(
+    logits: FloatArray,
+    checks: Checks,
+    temperature: float,
+    top_p: float,
+    rng: np.random.Generator,
+    stats: GenerationStats,
+) -> int | None:
+    """The next token from the grammar-masked distribution, or None if nothing is allowed.
+
+    Greedy: the argmax of the masked logits is the first token, in order of falling logit
+    (ties: lowest id, like ``np.argmax``), that the grammar admits. So the argmax is checked
+    alone; when refused, the next best candidates are checked in one grammar call; only if
+    none of those passes is the whole vocabulary masked. Same answer as full masking.
+
+    Temperature, top_p = 1: the target is p(x) ∝ softmax(logits/T)(x) · [x allowed]. A draw
+    from the unmasked softmax that lands on an allowed token has exactly that distribution
+    (rejection sampling with the mask as acceptance test); a refused token is known to have
+    zero target mass, so it is removed before drawing again, which keeps the ratios between
+    allowed tokens. After a few refusals the masked distribution is built and drawn from
+    directly; either way each allowed x comes out with probability p(x) / Σ p(allowed).
+
+    top_p < 1: the nucleus is taken over the masked distribution (as in a chain that masks
+    first), which depends on the mass of every allowed token, so that case masks fully.
+
+    A constraint beside the grammar (grounding) is one more acceptance test: "allowed" above
+    then means allowed by both, and the full mask is narrowed by it (``narrowed``), so the same
+    argument holds for the intersection.
+    """
+    n_vocab = len(logits)
+    if temperature <= 0.0:
+        best = int(np.argmax(logits))
+        if checks.allows(best) and checks.passes(best):
+            return best
+        stats.rejections += 1
+        k = min(_GREEDY_CANDIDATES, n_vocab)
+        top = np.argpartition(-logits, k - 1)[:k]
+        order = top[np.lexsort((top, -logits[top]))].astype(np.int32)
+        ok = checks.grammar_allows(order)
+        for rank in np.flatnonzero(ok):
+            token = int(order[rank])
+            if checks.banned(token) or not checks.passes(token):
+                continue
+            # A tie with the k-th logit might hide a lower id outside the candidates.
+            if k < n_vocab and logits[token] == logits[order[-1]]:
+                break
+            return token
+        mask = checks.mask()
+        if not mask.any():
+            return None
+        return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+    z = logits.astype(np.float64) / temperature
+    z -= z.max()
+    p = np.exp(z)
+    if top_p >= 1.0:
+        for _ in range(_MAX_REJECTED_DRAWS):
+            token = draw(p, rng)
+            if checks.allows(token) and checks.passes(token):
+                return token
+            stats.rejections += 1
+            p[token] = 0.0
+            if p.sum() <= 0.0:
+                break
+    mask = checks.mask()
+    p = np.where(mask, np.exp(z), 0.0)
+    if p.sum() <= 0.0:
+        return None
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable").astype(np.int32)
+        cum = np.cumsum(p[order])
+        keep = int(np.searchsorted(cum, top_p * cum[-1])) + 1
+        nucleus = np.zeros_like(p)
+        nucleus[order[:keep]] = p[order[:keep]]
+        p = nucleus
+    return draw(p, rng)
+
+
+@dataclass(frozen=True)
+class PieceIndex:
+    """Tokens by their text, and the ones holding a quote or a comma (the only ones a span
+    constraint can refuse outside a value). Banned and empty pieces are left out."""
+
+    by_piece: dict[bytes, list[int]]
+    sensitive: IntArray
+
+    def prefix_ids(self, data: bytes) -> list[int]:
+        """The tokens whose text is a prefix of ``data``."""
+        found: list[int] = []
+        for n in range(1, min(len(data), _LONGEST_PIECE) + 1):
+            found += self.by_piece.get(data[:n], ())
+        return found
+
+
+def index_pieces(
+    n_vocab: int, piece: Callable[[int], bytes], banned: Callable[[int], bool]
+) -> PieceIndex:
+    """The ``PieceIndex`` of a vocabulary."""
+    by_piece: dict[bytes, list[int]] = {}
+    sensitive: list[int] = []
+    for t in range(n_vocab):
+        text = piece(t)
+        if not text or banned(t):
+            continue
+        by_piece.setdefault(text, []).append(t)
+        if b'"' in text or b"," in text:
+            sensitive.append(t)
+    return PieceIndex(by_piece, np.array(sensitive, dtype=np.int32))
+
+
+def narrowed(
+    mask: BoolArray,
+    constraint: Constraint | None,
+    piece: Callable[[int], bytes],
+    index: Callable[[], PieceIndex],
+) -> BoolArray:
+    """The grammar's full ``mask`` narrowed by ``constraint`` (if any)."""
+    if constraint is None:
+        return mask
+    pieces = index()
+    refined: BoolArray = constraint.refine(mask, piece, pieces.prefix_ids, pieces.sensitive)
+    return refined
+
+
+def choose_grounded(
+    logits: FloatArray,
+    token: int,
+    constraint: Constraint,
+    checks: Checks,
+    pieces: PieceIndex,
+    piece: Callable[[int], bytes],
+    again: Callable[[], int | None],
+) -> int:
+    """The token to write when ``constraint`` refused the model's choice ``token``.
+
+    A refused first choice for a value that may be left out closes it empty (the best such
+    token by logit); a refused blank where the text breaks the line is written as the
+    text's line break (``Grounding.blank_continuations``); otherwise the choice is made
+    again under both constraints (``again``: a draw from the grammar's distribution followed
+    by a draw from the narrower one, when the first is refused, is a draw from the narrower
+    one). If nothing satisfies both, the grammar alone decides: the constraint never makes a
+    document impossible.
+    """
+    text = piece(token)
+    constraint.refused(text)
+    if constraint.would_abstain(text):
+        closers = pieces.sensitive[checks.grammar_allows(pieces.sensitive)]
+        empty = [int(t) for t in closers if constraint.closes_empty(piece(int(t)))]
+        if empty:
+            return max(empty, key=lambda t: (logits[t], -t))
+    blanks = constraint.blank_continuations(text)
+    if blanks:
+        spelled = {
+            t
+            for ahead in blanks
+            for n in range(2, _LONGEST_PIECE + 1)
+            for t in pieces.by_piece.get(ahead[:n], ())
+        }
+        ids = np.array(sorted(spelled), dtype=np.int32)
+        ok = [int(t) for t in ids[checks.grammar_allows(ids)]] if len(ids) else []
+        ok = [t for t in ok if constraint.allows(piece(t))]
+        if ok:
+            return max(ok, key=lambda t: (logits[t], -t))
+    chosen = again()
+    return token if chosen is None else chosen
+
+
+def logprob(logits: FloatArray, token: int) -> float:
+    """log p(token) under the model's unconstrained softmax over ``logits``."""
+    top = float(logits.max())
+    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+
+
+def draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
+    """One index drawn with probability proportional to ``p`` (non-negative, not all zero)."""
+    cum = np.cumsum(p)
+    u = rng.random() * cum[-1]
+    return int(min(np.searchsorted(cum, u, side="right"), len(p) - 1))

@@ -1,0 +1,199 @@
+"""The choice rules of ``qwenjson.sampling`` against their oracles, with no model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from qwenjson.sampling import choose, choose_grounded, draw, index_pieces, logprob
+from qwenjson.stats import GenerationStats
+
+
+@dataclass
+class FakeChecks:
+    """``sampling.Checks`` over a fixed grammar mask, banned tokens and a constraint's set."""
+
+    grammar: npt.NDArray[np.bool_]
+    banned_ids: frozenset[int] = frozenset()
+    passing: frozenset[int] | None = None  # None: no constraint
+    calls: list[str] = field(default_factory=list)
+
+    def allows(self, token: int) -> bool:
+        self.calls.append("allows")
+        return token not in self.banned_ids and bool(self.grammar[token])
+
+    def grammar_allows(self, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        self.calls.append("grammar_allows")
+        return self.grammar[ids]
+
+    def banned(self, token: int) -> bool:
+        return token in self.banned_ids
+
+    def passes(self, token: int) -> bool:
+        return self.passing is None or token in self.passing
+
+    def mask(self) -> npt.NDArray[np.bool_]:
+        self.calls.append("mask")
+        return self.allowed()
+
+    def allowed(self) -> npt.NDArray[np.bool_]:
+        """The oracle's full mask."""
+        mask = self.grammar.copy()
+        mask[list(self.banned_ids)] = False
+        if self.passing is not None:
+            keep = np.zeros_like(mask)
+            keep[list(self.passing)] = True
+            mask &= keep
+        return mask
+
+
+def oracle(logits: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]) -> int | None:
+    """Greedy decoding the textbook way: mask everything, then the argmax."""
+    if not mask.any():
+        return None
+    return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+
+def random_case(seed: int, n_vocab: int = 300) -> tuple[npt.NDArray[np.float32], FakeChecks]:
+    rng = np.random.default_rng(seed)
+    # Rounded logits make ties, among them ties with the 64th candidate.
+    logits = np.round(rng.normal(size=n_vocab) * 3).astype(np.float32)
+    density = rng.choice([0.0, 0.002, 0.01, 0.1, 0.5, 1.0])
+    grammar = rng.random(n_vocab) < density
+    banned = frozenset(int(t) for t in rng.choice(n_vocab, size=5, replace=False))
+    passing = (
+        None
+        if seed % 3 == 0
+        else frozenset(int(t) for t in np.flatnonzero(rng.random(n_vocab) < 0.3))
+    )
+    return logits, FakeChecks(grammar, banned, passing)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_greedy_choice_equals_the_full_mask_argmax(seed: int) -> None:
+    logits, checks = random_case(seed)
+    got = choose(logits, checks, 0.0, 1.0, np.random.default_rng(0), GenerationStats())
+    assert got == oracle(logits, checks.allowed())
+
+
+def test_greedy_checks_only_the_argmax_when_the_grammar_admits_it() -> None:
+    logits = np.array([0.0, 5.0, 1.0, 2.0], dtype=np.float32)
+    checks = FakeChecks(np.ones(4, dtype=np.bool_))
+    stats = GenerationStats()
+    assert choose(logits, checks, 0.0, 1.0, np.random.default_rng(0), stats) == 1
+    assert checks.calls == ["allows"]
+    assert stats.rejections == 0
+
+
+def test_greedy_refusal_is_counted_and_found_among_the_candidates_without_a_full_mask() -> None:
+    logits = np.array([0.0, 5.0, 1.0, 2.0], dtype=np.float32)
+    checks = FakeChecks(np.array([True, False, True, False]))
+    stats = GenerationStats()
+    assert choose(logits, checks, 0.0, 1.0, np.random.default_rng(0), stats) == 2
+    assert "mask" not in checks.calls
+    assert stats.rejections == 1
+
+
+def test_ties_go_to_the_lowest_id_like_argmax() -> None:
+    logits = np.zeros(200, dtype=np.float32)  # all tied: the 64 candidates can't decide
+    grammar = np.zeros(200, dtype=np.bool_)
+    grammar[[150, 7]] = True
+    got = choose(logits, FakeChecks(grammar), 0.0, 1.0, np.random.default_rng(0), GenerationStats())
+    assert got == 7
+
+
+def test_nothing_allowed_is_none_greedy_and_sampled() -> None:
+    logits = np.zeros(10, dtype=np.float32)
+    checks = FakeChecks(np.zeros(10, dtype=np.bool_))
+    for temperature in (0.0, 1.0):
+        rng = np.random.default_rng(0)
+        assert choose(logits, checks, temperature, 1.0, rng, GenerationStats()) is None
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.999])
+def test_sampling_follows_the_masked_softmax(top_p: float) -> None:
+    logits = np.array([3.0, 2.0, 1.0, 0.5, 0.0, -1.0], dtype=np.float32)
+    grammar = np.array([False, True, True, False, True, True])
+    checks = FakeChecks(grammar, banned_ids=frozenset({5}))
+    rng = np.random.default_rng(7)
+    n = 6000
+    seen = np.zeros(6)
+    for _ in range(n):
+        token = choose(logits, checks, 1.0, top_p, rng, GenerationStats())
+        assert token is not None
+        seen[token] += 1
+    p = np.where(checks.allowed(), np.exp(logits.astype(np.float64)), 0.0)
+    p /= p.sum()
+    assert np.abs(seen / n - p).max() < 0.025
+    assert seen[[0, 3, 5]].sum() == 0
+
+
+def test_top_p_keeps_the_nucleus_of_the_masked_distribution() -> None:
+    logits = np.array([9.0, 3.0, 2.9, 0.0], dtype=np.float32)
+    checks = FakeChecks(np.array([False, True, True, True]))
+    rng = np.random.default_rng(1)
+    seen = {choose(logits, checks, 1.0, 0.5, rng, GenerationStats()) for _ in range(200)}
+    assert seen == {1}  # token 1 alone holds more than half of the allowed mass
+
+
+def test_draw_and_logprob() -> None:
+    rng = np.random.default_rng(0)
+    assert {draw(np.array([0.0, 1.0, 0.0]), rng) for _ in range(50)} == {1}
+    logits = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    expected = np.log(np.exp(2.0) / np.exp([1.0, 2.0, 3.0]).sum())
+    assert logprob(logits, 1) == pytest.approx(expected)
+
+
+PIECES = [b"", b"a", b'"', b'",', b"ab", b"<|x|>", b"b"]
+
+
+def test_piece_index_leaves_out_empty_and_banned_pieces() -> None:
+    index = index_pieces(len(PIECES), PIECES.__getitem__, lambda t: t == 5)
+    assert index.by_piece == {b"a": [1], b'"': [2], b'",': [3], b"ab": [4], b"b": [6]}
+    assert index.sensitive.tolist() == [2, 3]
+    assert index.prefix_ids(b"abc") == [1, 4]
+
+
+@dataclass
+class FakeConstraint:
+    """A grounding constraint that abstains: the value may be closed empty with ``"``."""
+
+    abstain: bool
+    refusals: list[bytes] = field(default_factory=list)
+
+    def refused(self, piece: bytes) -> None:
+        self.refusals.append(piece)
+
+    def would_abstain(self, piece: bytes) -> bool:
+        return self.abstain
+
+    def closes_empty(self, piece: bytes) -> bool:
+        return piece.startswith(b'"')
+
+    def blank_continuations(self, piece: bytes) -> list[bytes]:
+        return []
+
+    def allows(self, piece: bytes) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("abstain", [True, False])
+def test_a_refused_first_choice_closes_the_value_empty_or_is_chosen_again(abstain: bool) -> None:
+    index = index_pieces(len(PIECES), PIECES.__getitem__, lambda t: t == 5)
+    logits = np.array([0, 9, 1, 2, 8, 0, 0], dtype=np.float32)
+    checks = FakeChecks(np.ones(len(PIECES), dtype=np.bool_))
+    constraint = FakeConstraint(abstain)
+    got = choose_grounded(
+        logits,
+        1,
+        constraint,
+        checks,
+        index,
+        PIECES.__getitem__,
+        lambda: 6,  # type: ignore[arg-type]
+    )
+    assert got == (3 if abstain else 6)  # of the closers '"' and '",', the higher logit
+    assert constraint.refusals == [b"a"]
