@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Literal
 from jsonschema.protocols import Validator
 
 from qwenjson import deadline, jsonstrict
+from qwenjson.chunking import Piece
 from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     InputError,
@@ -36,7 +37,9 @@ from qwenjson.errors import (
     TimeoutExpired,
     UsageError,
 )
-from qwenjson.generation import Generator, Message
+from qwenjson.generation import Generator, prompt_size
+from qwenjson.merging import Found
+from qwenjson.pieces import Output, PieceHooks, Plan, plan_pieces, run_pieces
 from qwenjson.pipeline import Extraction, ExtractOptions, Extractor, PreparedSchema, prepare_schema
 from qwenjson.stream import (
     FileMark,
@@ -187,15 +190,11 @@ class RecordOptions:
     each: bool = False
     truncate: Truncate | None = None
     timeout: float | None = None  # seconds for one record (all its attempts)
-
-
-def _prompt_size(generator: Generator, messages: Sequence[Message]) -> int:
-    # The engine counts the rendered prompt exactly (special tokens as one token each); the
-    # Generator protocol only promises count_tokens, which counts them as text (a bit more).
-    exact = getattr(generator, "prompt_tokens", None)
-    if callable(exact):
-        return len(exact(messages))
-    return generator.count_tokens(generator.render_chat(messages))
+    # A text longer than the context (or than ``chunk_tokens``) is extracted in overlapping
+    # pieces and merged (``qwenjson.pieces``) unless ``chunks`` is off or ``truncate`` is set.
+    chunks: bool = True
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
 
 
 def fit_to_context(
@@ -210,7 +209,7 @@ def fit_to_context(
     gen = extractor.generator
     budget_total = gen.n_ctx - extractor.options.max_tokens
     text, partial = _keepable_part(extractor, text, budget_total, truncate)
-    size = _prompt_size(gen, extractor.messages(text))
+    size = prompt_size(gen, extractor.messages(text))
     if size <= budget_total:
         return text, None
     text_tokens = gen.count_tokens(text)
@@ -220,14 +219,15 @@ def fit_to_context(
             f"the input is too long: the prompt takes {more}{size} tokens (the text "
             f"{more}{text_tokens}) and "
             f"up to {extractor.options.max_tokens} more may be generated, but the context holds "
-            f"{gen.n_ctx}; use --truncate head|tail, a larger --ctx or a smaller --max-tokens"
+            f"{gen.n_ctx}; use --truncate head|tail, a larger --ctx or a smaller --max-tokens, "
+            "or let it be extracted in pieces (without --no-chunks)"
         )
     budget = text_tokens - (size - budget_total)
     for _ in range(4):  # the cut text's tokens at the seam can differ a little: re-measure
         if budget < 1:
             break
         cut = _cut(gen, text, budget, truncate)
-        over = _prompt_size(gen, extractor.messages(cut)) - budget_total
+        over = prompt_size(gen, extractor.messages(cut)) - budget_total
         if over <= 0:
             return cut, (text_tokens, gen.count_tokens(cut))
         budget -= over
@@ -253,7 +253,7 @@ def _keepable_part(
         return text, False
     part = text[len(text) - reach :] if truncate == "tail" else text[:reach]
     # A prefix can tokenize a little differently at its end: a margin keeps the verdict sound.
-    if _prompt_size(extractor.generator, extractor.messages(part)) > budget + 16:
+    if prompt_size(extractor.generator, extractor.messages(part)) > budget + 16:
         return part, True
     return text, False  # unusually long tokens: measure it all
 
@@ -318,19 +318,22 @@ class RecordRunner:
         *,
         on_text: TextCallback | None = None,
         notice: Notice | None = None,
+        pieces: PieceHooks | None = None,
+        finished: Sequence[tuple[Piece, Found]] = (),
     ) -> Extraction:
         """Extract from ``text`` and ``emit`` the compact JSON: the document, or each item.
 
         With ``each``, items are emitted as they close (validated one by one); once one has
         been emitted, a failure of the document fails the record without a retry, and the
-        items already emitted stay emitted.
+        items already emitted stay emitted. A text longer than the context is done in pieces
+        (``qwenjson.pieces``): ``pieces`` hears of each, ``finished`` are those done before.
         """
         self.check_total()
         timeout = self.record.timeout
         # Kept by the clock on each token, and by an alarm in validation (a backtracking
         # pattern), which never gets there; the engine goes on with the next record.
         with deadline.budget(timeout, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
-            return self._run(text, emit, on_text, notice)
+            return self._run(text, emit, on_text, notice, pieces, finished)
 
     def _run(
         self,
@@ -338,8 +341,17 @@ class RecordRunner:
         emit: Callable[[str], None],
         on_text: TextCallback | None,
         notice: Notice | None,
+        pieces: PieceHooks | None = None,
+        finished: Sequence[tuple[Piece, Found]] = (),
     ) -> Extraction:
         started = self.clock()
+        record = self.record
+        if record.chunks and record.truncate is None:
+            plan = plan_pieces(self.extractor, text, record.chunk_tokens, record.chunk_overlap)
+            if plan is not None:
+                return self._run_pieces(
+                    text, plan, emit, started, on_text, notice, pieces, finished
+                )
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         if cut is not None and notice is not None:
             keep = self.record.truncate
@@ -367,6 +379,44 @@ class RecordRunner:
         else:
             emit(result.json)
         return result
+
+    def _run_pieces(
+        self,
+        text: str,
+        plan: Plan,
+        emit: Callable[[str], None],
+        started: float,
+        on_text: TextCallback | None,
+        notice: Notice | None,
+        pieces: PieceHooks | None,
+        finished: Sequence[tuple[Piece, Found]],
+    ) -> Extraction:
+        """``text`` in pieces, merged; --require-evidence is applied to the merged result."""
+        extractor = self.extractor
+        if extractor.options.require_evidence:
+            extractor = Extractor(
+                self.job.prepared,
+                extractor.generator,
+                replace(extractor.options, require_evidence=False),
+            )
+        hooks = replace(pieces) if pieces is not None else PieceHooks()
+        if hooks.notice is None:
+            hooks.notice = notice
+
+        def watch(chunk: str) -> None:
+            self._check_time(started)
+            if on_text is not None:
+                on_text(chunk)
+
+        hooks.on_text = watch
+        output = Output(
+            each=self.record.each,
+            evidence=self.evidence,
+            keep_empty=self.keep_empty,
+            require_evidence=self.extractor.options.require_evidence,
+            item=self.job.item.validator if self.job.item is not None else None,
+        )
+        return run_pieces(extractor, text, plan, emit, output, finished=finished, hooks=hooks)
 
     def _check_time(self, started: float) -> None:
         self.check_total()

@@ -136,8 +136,13 @@ class Extractor:
         """The chat messages for ``text`` (system message first)."""
         return build_messages(self.prepared.schema, text, self.options.instruction)
 
-    def run(self, text: str, on_text: Callable[[str], None] | None = None) -> Extraction:
+    def run(
+        self, text: str, on_text: Callable[[str], None] | None = None, *, offset: int = 0
+    ) -> Extraction:
         """Extract one document from ``text``.
+
+        ``offset``: code points before ``text`` in the whole input (a piece of a long text), so
+        that evidence is in the whole input's coordinates.
 
         Raises InputError when the text is empty or too long for the context, and
         NoValidOutputError when no attempt produced a valid document.
@@ -147,7 +152,7 @@ class Extractor:
         messages = self.messages(text)
         # The model sees the text without its surrounding blanks (``build_messages``); offsets
         # are into the text as given.
-        source = SourceText(text.strip(), len(text) - len(text.lstrip()))
+        source = SourceText(text.strip(), offset + len(text) - len(text.lstrip()))
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):

@@ -391,7 +391,7 @@ def test_each_schema_keeps_definitions_and_self_references() -> None:
 
 def test_input_too_long_is_an_input_error_with_token_counts() -> None:
     fake = FakeModel(lambda t, _: person(t))
-    r = runner(fake, options=ExtractOptions(max_tokens=50))
+    r = runner(fake, options=ExtractOptions(max_tokens=50), chunks=False)
     prompt = len(fake.render_chat(r.extractor.messages("")))
     fake.context = prompt + 50 + 20
     with pytest.raises(InputError) as e:

@@ -1,0 +1,238 @@
+"""Long texts in pieces, without a model: the splitter (boundaries, overlap, offsets, Chinese,
+bounded tokenizing), the merge rules, and the piece loop on the fake model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwenjson.batch import RecordOptions, RecordRunner, prepare_job
+from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
+from qwenjson.merging import Found, Merger
+from qwenjson.pipeline import ExtractOptions
+from qwenjson.validate import make_validator
+from tests.fakes import FakeModel
+
+
+def words(text: str) -> int:
+    """A tokenizer stand-in: one token per word or CJK character or punctuation mark."""
+    return len(re.findall(r"\w+|[^\w\s]", text, re.ASCII))
+
+
+def pieces_of(text: str, budget: int, overlap: int) -> list[Piece]:
+    return list(split(text, words, budget, overlap))
+
+
+def check_cover(text: str, pieces: list[Piece], budget: int, overlap: int) -> None:
+    assert pieces[0].start == 0 and pieces[-1].end == len(text)
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+    for p in pieces:
+        assert words(text[p.start : p.end]) <= budget
+    for a, b in itertools.pairwise(pieces):
+        assert a.start < b.start <= a.end < b.end  # progress, no gap
+        assert words(text[b.start : a.end]) <= overlap
+
+
+def test_pieces_end_at_paragraphs_and_overlap_by_sentences() -> None:
+    paragraphs = [
+        f"Person {i} is named Name{i}. They live in Town{i}. They work as Job{i}."
+        for i in range(40)
+    ]
+    text = "\n\n".join(paragraphs)
+    pieces = pieces_of(text, budget=60, overlap=8)
+    check_cover(text, pieces, 60, 8)
+    assert len(pieces) > 5
+    for p in pieces[:-1]:
+        assert text[: p.end].endswith("\n\n")  # a paragraph break ends every piece
+    for p in pieces[1:]:
+        assert text[p.start - 2 : p.start] in (". ", "\n\n")  # the overlap starts a sentence
+        assert text[p.start] in "PT"
+
+
+def test_without_paragraphs_a_piece_ends_at_a_sentence_then_a_blank() -> None:
+    text = " ".join(f"Sentence number {i} is here." for i in range(100))
+    pieces = pieces_of(text, budget=50, overlap=6)
+    check_cover(text, pieces, 50, 6)
+    assert all(text[p.end - 2 : p.end] == ". " for p in pieces[:-1])
+    blanks = "word " * 300
+    pieces = pieces_of(blanks, budget=50, overlap=6)
+    check_cover(blanks, pieces, 50, 6)
+    assert all(blanks[p.end - 1] == " " and blanks[p.start] == "w" for p in pieces[1:-1])
+
+
+def test_chinese_ends_at_its_own_punctuation_or_any_character() -> None:
+    text = "".join(f"第{i}位是张{i}先生，他住在北京；他喜欢读书！" for i in range(60))
+    pieces = pieces_of(text, budget=80, overlap=10)
+    check_cover(text, pieces, 80, 10)
+    assert all(text[p.end - 1] in "；！" for p in pieces[:-1])
+    plain = "字" * 1000  # no punctuation, no blanks: any character boundary
+    pieces = pieces_of(plain, budget=100, overlap=10)
+    check_cover(plain, pieces, 100, 10)
+    assert [p.end - p.start for p in pieces[:-1]] == [100] * (len(pieces) - 1)
+
+
+def test_a_long_text_is_never_tokenized_whole() -> None:
+    text = "A short sentence here. " * 50_000  # 1.15 MB
+    longest = 0
+
+    def counting(s: str) -> int:
+        nonlocal longest
+        longest = max(longest, len(s))
+        return words(s)
+
+    pieces = list(split(text, counting, 500, 50))
+    assert pieces[-1].end == len(text)
+    assert longest <= 500 * CHARS_PER_TOKEN
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet="ab 。.\n字", min_size=1, max_size=400),
+    st.integers(min_value=4, max_value=40),
+)
+def test_any_text_is_covered(text: str, budget: int) -> None:
+    pieces = pieces_of(text, budget, budget // 4)
+    check_cover(text, pieces, budget, budget // 4)
+
+
+# -- merging ----------------------------------------------------------------------------------
+
+ITEMS = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "role": {"type": "string"}},
+                "required": ["name"],
+            },
+        }
+    },
+}
+
+
+def items_found(*items: tuple[str, list[int] | None, str | None]) -> Found:
+    data: list[dict[str, Any]] = []
+    evidence: dict[str, list[int] | None] = {}
+    for i, (name, span, role) in enumerate(items):
+        data.append({"name": name} | ({"role": role} if role else {}))
+        evidence[f"/items/{i}/name"] = span
+        if role:
+            evidence[f"/items/{i}/role"] = [900 + i, 905 + i]
+    return Found({"items": data}, evidence, {p: 0.5 for p in evidence})
+
+
+def test_an_item_seen_in_two_pieces_is_kept_once_by_its_evidence_or_its_value() -> None:
+    merger = Merger(make_validator(ITEMS))
+    first = merger.add(items_found(("Ann", [10, 13], None), ("Bob Lee", [50, 57], "cook")))
+    assert first == [("items", 0), ("items", 1)]
+    # "Bob" overlaps "Bob Lee" (the first leaf both ground decides, not the role); "ann" is
+    # Ann by value; a second Cy in the same piece is a repeat; Dan is new.
+    second = merger.add(
+        items_found(
+            ("Bob", [50, 53], "chef"),
+            ("ann", None, None),
+            ("Cy", [70, 72], None),
+            ("Cy", [80, 82], None),
+            ("Dan", [90, 93], None),
+        )
+    )
+    assert second == [("items", 2), ("items", 3)]
+    assert [x["name"] for x in merger.data["items"]] == ["Ann", "Bob Lee", "Cy", "Dan"]
+    assert merger.subtree(("items", 3)) == ({"name": "Dan"}, {"/name": [90, 93]}, {"/name": 0.5})
+    # Two people with the same role span are two people: the name decides.
+    third = merger.add(items_found(("Eve", [95, 98], "cook")))
+    assert third == [("items", 4)]
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "city": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    },
+    "required": ["name"],
+}
+
+
+def test_an_object_takes_each_field_from_the_first_piece_that_grounds_it() -> None:
+    merger = Merger(make_validator(PERSON))
+    # The first piece had no name to give (pushed to a value, unsupported) and one tag.
+    merger.add(
+        Found(
+            {"name": "Report", "tags": ["x"]},
+            {"/name": [0, 6], "/tags/0": [7, 8]},
+            {"/name": 0.1, "/tags/0": 0.9},
+            ("/name",),
+        )
+    )
+    merger.add(
+        Found(
+            {"name": "Ann", "city": "Oslo", "tags": ["X", "y"]},
+            {
+                "/name": [100, 103],
+                "/city": [110, 114],
+                "/tags/0": [120, 121],
+                "/tags/1": [130, 131],
+            },
+            {"/name": 0.9, "/city": 0.8, "/tags/0": 0.7, "/tags/1": 0.6},
+        )
+    )
+    # A later grounded name does not replace a grounded one.
+    merger.add(Found({"name": "Bob", "city": "Rome"}, {"/name": [200, 203], "/city": [210, 214]}))
+    assert merger.data == {"name": "Ann", "tags": ["x", "y"], "city": "Oslo"}
+    assert merger.evidence["/name"] == [100, 103] and merger.evidence["/tags/1"] == [130, 131]
+    assert merger.unsupported_in() == []
+    # More tags than maxItems: the additions are tried one by one, the extra one left out.
+    merger.add(Found({"name": "Ann", "tags": ["z", "w"]}, {"/tags/0": [300, 301]}))
+    assert merger.data["tags"] == ["x", "y", "z"] and merger.skipped == 1
+    make_validator(PERSON).validate(merger.data)
+
+
+def test_found_survives_its_json_form() -> None:
+    found = Found({"a": [1.5, "x"]}, {"/a/0": [1, 4], "/a/1": None}, {"/a/0": 0.1 + 0.2}, ("/a/1",))
+    assert Found.from_json(json.loads(json.dumps(found.to_json()))) == found
+
+
+# -- the piece loop on the fake model ----------------------------------------------------------
+
+
+def names_answer(text: str, _: int) -> str:
+    """The fake's --each answer: every capitalised word of the piece is a person."""
+    return json.dumps({"items": [{"name": n} for n in re.findall(r"\b[A-Z][a-z]+\b", text)]})
+
+
+def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> None:
+    names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:60]
+    text = "\n\n".join(f"Today {n} came." for n in names)
+    fake = FakeModel(names_answer, context=600)
+    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    options = ExtractOptions(max_tokens=100, evidence=True)
+    runner = RecordRunner(job, fake, options, RecordOptions(each=True))
+    out: list[dict[str, Any]] = []
+    runner.run(text, lambda line: out.append(json.loads(line)))
+    assert len(fake.users) > 3  # really in pieces
+    got = [x["data"]["name"] for x in out]
+    # "Today" (in every piece) is one item, the first; each name once, in order.
+    assert got == ["Today", *names]
+    for item in out:
+        start, end = item["evidence"]["/name"]
+        assert text[start:end] == item["data"]["name"]
+
+
+def test_without_chunks_a_long_text_is_still_refused() -> None:
+    fake = FakeModel(names_answer, context=600)
+    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    runner = RecordRunner(
+        job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True, chunks=False)
+    )
+    with pytest.raises(Exception, match="the input is too long"):
+        runner.run("Word. " * 200, lambda _: None)
