@@ -701,7 +701,10 @@ def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -
     ("args", "message"),
     [
         (["--field", "text"], "--field needs --jsonl"),
-        (["--checkpoint", "ck"], "--checkpoint needs --jsonl"),
+        (
+            ["--no-chunks", "--chunk-tokens", "100"],
+            "--chunk-tokens and --chunk-overlap can't be used with --no-chunks",
+        ),
         (
             ["--jsonl", "--pretty"],
             "--pretty can't be used with --jsonl or --each (one document per line)",

@@ -6,16 +6,27 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenjson.batch import RecordOptions, RecordRunner, prepare_job
+from qwenjson.batch import (
+    BatchOptions,
+    Checkpoint,
+    RecordOptions,
+    RecordRunner,
+    prepare_job,
+    run_batch,
+)
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
+from qwenjson.errors import UsageError
 from qwenjson.merging import Found, Merger
 from qwenjson.pipeline import ExtractOptions
+from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
 from tests.fakes import FakeModel
 
@@ -236,3 +247,99 @@ def test_without_chunks_a_long_text_is_still_refused() -> None:
     )
     with pytest.raises(Exception, match="the input is too long"):
         runner.run("Word. " * 200, lambda _: None)
+
+
+# -- resuming -----------------------------------------------------------------------------------
+
+
+class Crash(KeyboardInterrupt):
+    """Stands in for a kill at a chosen point (nothing in qwenjson catches it)."""
+
+
+def document_run(
+    tmp_path: Path, text: str, answer: Callable[[str, int], str], each: bool, name: str
+) -> tuple[BaseException | None, FakeModel]:
+    """The long ``text`` as one document through a fake with a small context, appended to
+    ``name``, checkpointed in ``name``.ck."""
+    fake = FakeModel(answer, context=600)
+    schema = NAME if each else NAMES
+    options = ExtractOptions(max_tokens=100)
+    runner = RecordRunner(prepare_job(schema, each=each), fake, options, RecordOptions(each=each))
+    checkpoint = Checkpoint(tmp_path / f"{name}.ck", "job")
+    try:
+        with (tmp_path / name).open("ab") as out:
+            run_batch(
+                [text.encode()],
+                runner,
+                BatchOptions(document=True),
+                output=LineOutput(out),
+                checkpoint=checkpoint,
+            )
+    except (Exception, KeyboardInterrupt) as e:
+        return e, fake
+    finally:
+        checkpoint.close()
+    return None, fake
+
+
+NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+NAMES = {
+    "type": "object",
+    "properties": {"first": {"type": "string"}, "names": {"type": "array", "items": NAME}},
+    "required": ["names"],
+}
+
+
+@pytest.mark.parametrize("each", [True, False])
+def test_a_document_killed_between_pieces_resumes_at_the_next_one(
+    tmp_path: Path, each: bool
+) -> None:
+    names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:50]
+    text = "\n\n".join(f"Today {n} came." for n in names)
+
+    def answer(piece: str, _: int) -> str:
+        found = [{"name": n} for n in re.findall(r"\b[A-Z][a-z]n\b", piece)]
+        return json.dumps({"items": found} if each else {"first": found[0]["name"], "names": found})
+
+    first, whole = document_run(tmp_path, text, answer, each, "whole")
+    assert first is None and len(whole.users) > 4
+    calls = 0
+
+    def dies_at_the_fourth_piece(piece: str, attempt: int) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise Crash()
+        return answer(piece, attempt)
+
+    crashed, _ = document_run(tmp_path, text, dies_at_the_fourth_piece, each, "out")
+    assert isinstance(crashed, Crash)
+    if each:  # the items of three pieces are out (and logged), and the file says where
+        assert 0 < len((tmp_path / "out").read_text().splitlines()) < len(names)
+        with (tmp_path / "out").open("ab") as f:
+            f.write(b'{"name":"half a li')  # what a kill in mid-write leaves
+    again, rest = document_run(tmp_path, text, answer, each, "out")
+    assert again is None
+    assert rest.users == whole.users[3:]  # from the fourth piece on, nothing twice
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "whole").read_bytes()
+    done, nothing = document_run(tmp_path, text, answer, each, "out")
+    assert done is None and nothing.users == []  # a finished document is not done again
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "whole").read_bytes()
+    lines = (tmp_path / "out").read_text().splitlines()
+    got = (
+        [json.loads(x)["name"] for x in lines]
+        if each
+        else [x["name"] for x in json.loads(lines[0])["names"]]
+    )
+    assert got == names
+
+
+def test_a_checkpoint_of_another_version_or_with_a_stray_piece_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ck").write_text('{"qwenjson_checkpoint": 3, "job": "job"}\n')
+    with pytest.raises(UsageError, match="another version of qwenjson"):
+        Checkpoint(tmp_path / "ck", "job").open()
+    piece = {"piece": 0, "of_line": 2, "span": [0, 5], "digest": "x", "found": {}}
+    header = '{"qwenjson_checkpoint": 2, "job": "job"}\n'
+    (tmp_path / "ck").write_text(header + json.dumps(piece) + "\n")
+    with pytest.raises(UsageError, match="damaged at line 2"):
+        Checkpoint(tmp_path / "ck", "job").open()
