@@ -8,7 +8,8 @@ document order, the first piece's document first:
   value replaces it (so a required field is taken from the piece that grounds it, else from the
   first piece, as a short text would give it);
 * objects are merged member by member, at every depth;
-* a list gets the items it doesn't hold yet, appended in order. An item is the one it already
+* a list gets the items it doesn't hold yet, appended in the order of their sources in the
+  text (those without a source where the model put them). An item is the one it already
   holds when the two are equal once normalised (case, width and blanks), or when the first
   leaf both ground comes from overlapping spans of the text (the same person seen in two
   overlapping pieces, once as "Ann" and once as "Ann Lee");
@@ -180,8 +181,9 @@ class Merger:
                 if not any(self._same(found, item, other) for other in held) and not any(
                     self._same(found, item, other, mine=True) for other in taken
                 ):
-                    yield _Append(path, item)
                     taken.append(item)
+            for item in _in_text_order(found, taken):
+                yield _Append(path, item)
         elif self._has_unsupported(path) and not _has(found.unsupported, to_pointer(source)):
             yield _Set(path, source)
 
@@ -290,6 +292,19 @@ def _in_any(pointer: str, prefixes: Iterable[str]) -> bool:
 def _within(table: dict[str, Any], origin: str, prefix: str) -> dict[str, Any]:
     """The entries of ``table`` under ``origin``, re-rooted at ``prefix``."""
     return {prefix + p[len(origin) :]: v for p, v in table.items() if _under(p, origin)}
+
+
+def _in_text_order(found: Found, items: list[PathT]) -> list[PathT]:
+    """``items`` by where their first grounded leaf starts in the text (a small model lists
+    them out of order); one with no source stays after the item it followed."""
+    keyed: list[tuple[int, int, PathT]] = []
+    position = -1
+    for n, item in enumerate(items):
+        spans = _grounded(found.evidence, item)
+        if spans:
+            position = min(span[0] for span in spans.values())
+        keyed.append((position, n, item))
+    return [item for _, _, item in sorted(keyed)]
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:

@@ -145,14 +145,15 @@ def test_an_item_seen_in_two_pieces_is_kept_once_by_its_evidence_or_its_value() 
     first = merger.add(items_found(("Ann", [10, 13], None), ("Bob Lee", [50, 57], "cook")))
     assert first == [("items", 0), ("items", 1)]
     # "Bob" overlaps "Bob Lee" (the first leaf both ground decides, not the role); "ann" is
-    # Ann by value; a second Cy in the same piece is a repeat; Dan is new.
+    # Ann by value; a second Cy in the same piece is a repeat; Dan and Cy are new, put in the
+    # order the text has them.
     second = merger.add(
         items_found(
             ("Bob", [50, 53], "chef"),
             ("ann", None, None),
+            ("Dan", [90, 93], None),
             ("Cy", [70, 72], None),
             ("Cy", [80, 82], None),
-            ("Dan", [90, 93], None),
         )
     )
     assert second == [("items", 2), ("items", 3)]
