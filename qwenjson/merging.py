@@ -217,7 +217,10 @@ class Merger:
         else:
             path = change.path
             parent = _at(self.data, path[:-1])
-            parent[path[-1]] = value
+            if path[-1] in parent:
+                parent[path[-1]] = value
+            else:
+                _insert(parent, str(path[-1]), value, list(_at(found.data, change.source[:-1])))
             self._forget(to_pointer(path))
         prefix, origin = to_pointer(path), to_pointer(change.source)
         self.evidence.update(_within(found.evidence, origin, prefix))
@@ -243,6 +246,17 @@ class Merger:
 
     def _restore(self, state: tuple[Any, dict[str, Span], dict[str, float], set[str]]) -> None:
         self.data, self.evidence, self.confidence, self.unsupported = state
+
+
+def _insert(target: dict[str, Any], key: str, value: Any, order: list[str]) -> None:
+    """Add ``key`` to ``target`` where ``order`` (the piece's keys: the schema's order, which
+    the grammar keeps) puts it: before the first key of ``target`` that follows it there."""
+    after = order[order.index(key) + 1 :]
+    items = list(target.items())
+    at = next((i for i, (k, _) in enumerate(items) if k in after), len(items))
+    items.insert(at, (key, value))
+    target.clear()
+    target.update(items)
 
 
 def normalised(value: Any) -> str:
