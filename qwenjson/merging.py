@@ -26,13 +26,13 @@ from __future__ import annotations
 import copy
 import json
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.pointer import to_pointer
+from qwenjson.pointer import follow_local_refs, to_pointer
 from qwenjson.validate import validation_errors
 
 __all__ = ["Found", "Merger", "normalised"]
@@ -220,7 +220,9 @@ class Merger:
             if path[-1] in parent:
                 parent[path[-1]] = value
             else:
-                _insert(parent, str(path[-1]), value, list(_at(found.data, change.source[:-1])))
+                order = _schema_order(self.validator.schema, path[:-1])
+                order += [k for k in _at(found.data, change.source[:-1]) if k not in order]
+                _insert(parent, str(path[-1]), value, order)
             self._forget(to_pointer(path))
         prefix, origin = to_pointer(path), to_pointer(change.source)
         self.evidence.update(_within(found.evidence, origin, prefix))
@@ -248,9 +250,26 @@ class Merger:
         self.data, self.evidence, self.confidence, self.unsupported = state
 
 
+def _schema_order(root: Any, path: PathT) -> list[str]:
+    """The ``properties`` of the object at ``path`` in their schema order (the order the
+    grammar writes them in), as far as plain ``properties``/``items``/local ``$ref`` lead."""
+    node = follow_local_refs(root, root) if isinstance(root, Mapping) else None
+    for part in path:
+        if not isinstance(node, Mapping):
+            return []
+        if isinstance(part, int):
+            node = node.get("items")
+        else:
+            props = node.get("properties")
+            node = props.get(part) if isinstance(props, Mapping) else None
+        node = follow_local_refs(root, node)
+    props = node.get("properties") if isinstance(node, Mapping) else None
+    return [str(k) for k in props] if isinstance(props, Mapping) else []
+
+
 def _insert(target: dict[str, Any], key: str, value: Any, order: list[str]) -> None:
-    """Add ``key`` to ``target`` where ``order`` (the piece's keys: the schema's order, which
-    the grammar keeps) puts it: before the first key of ``target`` that follows it there."""
+    """Add ``key`` to ``target`` where ``order`` (the schema's, which the grammar keeps) puts
+    it: before the first key of ``target`` that follows it there."""
     after = order[order.index(key) + 1 :]
     items = list(target.items())
     at = next((i for i, (k, _) in enumerate(items) if k in after), len(items))

@@ -210,6 +210,13 @@ def test_an_object_takes_each_field_from_the_first_piece_that_grounds_it() -> No
     make_validator(PERSON).validate(merger.data)
 
 
+def test_a_member_from_a_later_piece_goes_where_the_schema_puts_it() -> None:
+    merger = Merger(make_validator({"$ref": "#/$defs/p", "$defs": {"p": PERSON}}))
+    merger.add(Found({"name": "Ann", "tags": ["x"]}, {"/name": [0, 3], "/tags/0": [5, 6]}))
+    merger.add(Found({"city": "Oslo"}, {"/city": [10, 14]}))
+    assert list(merger.data) == ["name", "city", "tags"]
+
+
 def test_found_survives_its_json_form() -> None:
     found = Found({"a": [1.5, "x"]}, {"/a/0": [1, 4], "/a/1": None}, {"/a/0": 0.1 + 0.2}, ("/a/1",))
     assert Found.from_json(json.loads(json.dumps(found.to_json()))) == found
