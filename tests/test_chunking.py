@@ -266,10 +266,15 @@ class Crash(KeyboardInterrupt):
 
 
 def document_run(
-    tmp_path: Path, text: str, answer: Callable[[str, int], str], each: bool, name: str
+    tmp_path: Path,
+    text: str,
+    answer: Callable[[str, int], str],
+    each: bool,
+    name: str,
+    lines: list[bytes] | None = None,
 ) -> tuple[BaseException | None, FakeModel]:
-    """The long ``text`` as one document through a fake with a small context, appended to
-    ``name``, checkpointed in ``name``.ck."""
+    """The long ``text`` as one document (or ``lines`` as a JSONL batch) through a fake with a
+    small context, appended to ``name``, checkpointed in ``name``.ck."""
     fake = FakeModel(answer, context=600)
     schema = NAME if each else NAMES
     options = ExtractOptions(max_tokens=100)
@@ -278,9 +283,9 @@ def document_run(
     try:
         with (tmp_path / name).open("ab") as out:
             run_batch(
-                [text.encode()],
+                [text.encode()] if lines is None else lines,
                 runner,
-                BatchOptions(document=True),
+                BatchOptions(document=lines is None),
                 output=LineOutput(out),
                 checkpoint=checkpoint,
             )
@@ -352,3 +357,33 @@ def test_a_checkpoint_of_another_version_or_with_a_stray_piece_is_refused(tmp_pa
     (tmp_path / "ck").write_text(header + json.dumps(piece) + "\n")
     with pytest.raises(UsageError, match="damaged at line 2"):
         Checkpoint(tmp_path / "ck", "job").open()
+
+
+def test_a_jsonl_record_longer_than_the_context_is_done_in_pieces_and_resumed_inside(
+    tmp_path: Path,
+) -> None:
+    names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:40]
+    long = "\n\n".join(f"Today {n} came." for n in names)
+    lines = [b"Today Ann came.", long.encode(), b"Today Zen came."]
+
+    def answer(piece: str, _: int) -> str:
+        return json.dumps({"items": [{"name": n} for n in re.findall(r"\b[A-Z][a-z]n\b", piece)]})
+
+    first, whole = document_run(tmp_path, "", answer, True, "whole", lines)
+    assert first is None and len(whole.users) > 5  # line 2 in pieces, not failed
+    calls = 0
+
+    def dies_in_line_2(piece: str, attempt: int) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # line 1, two pieces of line 2, then the kill
+            raise Crash()
+        return answer(piece, attempt)
+
+    crashed, _ = document_run(tmp_path, "", dies_in_line_2, True, "out", lines)
+    assert isinstance(crashed, Crash)
+    again, rest = document_run(tmp_path, "", answer, True, "out", lines)
+    assert again is None and rest.users == whole.users[3:]
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "whole").read_bytes()
+    got = [json.loads(x)["name"] for x in (tmp_path / "out").read_text().splitlines()]
+    assert got == ["Ann", *names, "Zen"]
