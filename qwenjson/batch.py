@@ -910,8 +910,8 @@ class Checkpoint:
             "out": _mark_to(output),
             "errors": _mark_to(errors),
         }
-        data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
-        _write_all(self.fd, data.encode("utf-8"))
+        # ASCII: a lone surrogate a model wrote as "\ud800" in a free string stays writable.
+        _write_all(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
         os.fsync(self.fd)
 
     def close(self) -> None:

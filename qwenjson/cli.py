@@ -40,9 +40,9 @@ Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema 
 JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
-the context with --no-chunks, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch failed (each
-reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130 interrupted
-(SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
+the context with --no-chunks, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch
+failed (each reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130
+interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(

@@ -54,11 +54,7 @@ def plan_pieces(
     prompt = prompt_size(gen, extractor.messages(probe)) - gen.count_tokens(probe)
     room = gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
     if room < 16:
-        raise InputError(
-            f"the prompt takes {prompt} tokens without the text and up to "
-            f"{extractor.options.max_tokens} more may be generated, but the context holds "
-            f"{gen.n_ctx}: no room for the text; use a larger --ctx or a smaller --max-tokens"
-        )
+        return None  # hardly room for a word: the text is measured exactly, and likely refused
     budget = room if chunk_tokens is None else min(room, chunk_tokens)
     # An eighth: enough to hold a sentence or two of the piece before, so an item whose
     # sentence straddles a piece's end is whole in one of them (a choice, not a measurement).
