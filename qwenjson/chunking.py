@@ -78,7 +78,9 @@ def piece_end(text: str, count: Counter, start: int, budget: int) -> int:
 
 def next_start(text: str, count: Counter, piece: Piece, overlap: int) -> int:
     """Where the piece after ``piece`` starts: the first sentence start (else word start) among
-    the last ``overlap`` tokens of ``piece``; its end when there is none."""
+    the last ``overlap`` tokens of ``piece`` (at most half of it); its end when there is none."""
+    # At most half of the piece (one shortened to fit --max-tokens can be short).
+    overlap = min(overlap, count(text[piece.start : piece.end]) // 2)
     if overlap <= 0:
         return piece.end
     floor = max(piece.start + 1, piece.end - overlap * CHARS_PER_TOKEN)

@@ -18,11 +18,11 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.chunking import Piece, next_start, split
+from qwenjson.chunking import Piece, next_start, piece_end
 from qwenjson.errors import InputError, NoValidOutputError, UsageError
 from qwenjson.generation import prompt_size
 from qwenjson.merging import Found, Merger, PathT
-from qwenjson.pipeline import Extraction, Extractor
+from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
 from qwenjson.validate import drop_empty_strings
 
@@ -105,45 +105,69 @@ def run_pieces(
     """Extract ``text`` piece by piece and emit the merged result (see the module docstring).
 
     ``finished``: the pieces a checkpoint says are done, with their documents; they are merged
-    again (not extracted, not emitted). Raises UsageError when they are not this text's pieces.
+    again (not extracted, not emitted), and the next piece starts after the last of them.
+    Raises UsageError when they can't be this text's pieces.
     """
     hooks = hooks or PieceHooks()
     merger = Merger(extractor.prepared.validator)
     count = extractor.generator.count_tokens
-    pieces = split(text, count, plan.budget, plan.overlap)
-    replayed = 0
-    for piece in pieces:
-        if not text[piece.start : piece.end].strip():
-            continue  # only blanks: nothing to extract
-        if replayed < len(finished):
-            logged, found = finished[replayed]
-            if logged != piece:
-                raise UsageError(
-                    f"the checkpoint's piece {logged.index + 1} is not this text's "
-                    "(another text, model or --chunk-tokens?): delete it to start over"
-                )
-            merger.add(found)
-            replayed += 1
+    start = index = 0
+    for logged, found in finished:
+        if not (start <= logged.start < logged.end <= len(text) and logged.index >= index):
+            raise UsageError(
+                f"the checkpoint's piece {logged.index + 1} is not one of this text's "
+                "(another text?): delete it to start over"
+            )
+        merger.add(found)
+        _progress(hooks, text, plan, logged, count)
+        if logged.end >= len(text):
+            return _finish(merger, emit, output)
+        start, index = next_start(text, count, logged, plan.overlap), logged.index + 1
+    while start < len(text):
+        piece = Piece(index, start, piece_end(text, count, start, plan.budget))
+        if text[piece.start : piece.end].strip():  # else only blanks: nothing to extract
+            if index == 0 and hooks.progress is not None:
+                hooks.progress(0, 1 + _expected(text, piece, piece.end))
+            piece, found = _extract_fitting(extractor, text, piece, hooks)
+            appended = merger.add(found)
+            if output.each:
+                _emit_items(merger, appended, emit, output)
+            if hooks.done is not None:
+                hooks.done(piece, found)
             _progress(hooks, text, plan, piece, count)
-            continue
-        if replayed == 0 and hooks.progress is not None:
-            hooks.progress(0, _expected(text, piece, piece.end))
-        found = _extract(extractor, text, piece, hooks.on_text)
-        appended = merger.add(found)
-        if output.each:
-            _emit_items(merger, appended, emit, output)
-        if hooks.done is not None:
-            hooks.done(piece, found)
-        replayed += 1  # counts every piece merged from here on
-        _progress(hooks, text, plan, piece, count)
-    if replayed < len(finished):
-        raise UsageError("the checkpoint has more pieces than this text: delete it to start over")
+        if piece.end >= len(text):
+            break
+        start, index = next_start(text, count, piece, plan.overlap), index + 1
     if merger.skipped and hooks.notice is not None:
         hooks.notice(
             f"{merger.skipped} value(s) from later pieces were left out: adding them broke the "
             "schema"
         )
     return _finish(merger, emit, output)
+
+
+def _extract_fitting(
+    extractor: Extractor, text: str, piece: Piece, hooks: PieceHooks
+) -> tuple[Piece, Found]:
+    """``piece``, extracted; when its document doesn't fit ``--max-tokens`` (a dense stretch
+    with many items), a piece half as long from the same start, and so on."""
+    count = extractor.generator.count_tokens
+    while True:
+        try:
+            return piece, _extract(extractor, text, piece, hooks.on_text)
+        except OutOfTokens:
+            budget = count(text[piece.start : piece.end]) // 2
+            if budget < 16:
+                raise
+            shorter = Piece(piece.index, piece.start, piece_end(text, count, piece.start, budget))
+            if shorter.end >= piece.end:
+                raise
+            if hooks.notice is not None:
+                hooks.notice(
+                    f"piece {piece.index + 1}: its document did not fit --max-tokens; "
+                    f"reading {budget} tokens of text instead"
+                )
+            piece = shorter
 
 
 def _extract(

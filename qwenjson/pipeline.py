@@ -39,6 +39,10 @@ from qwenjson.validate import (
 DEFAULT_MAX_TOKENS = 1024
 
 
+class OutOfTokens(NoValidOutputError):
+    """The document was not complete after ``max_tokens`` (a shorter text may fit)."""
+
+
 @dataclass(frozen=True)
 class ExtractOptions:
     """How to generate: the knobs of ``qwenjson extract``."""
@@ -171,7 +175,7 @@ class Extractor:
             results.append(result)
             if result.finish_reason == "length":
                 # Truncated JSON is never printed; a retry with the same budget would end the same.
-                raise NoValidOutputError(
+                raise OutOfTokens(
                     f"the document was not complete after {opts.max_tokens} tokens "
                     "(raise --max-tokens)"
                 )

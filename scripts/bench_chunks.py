@@ -156,6 +156,55 @@ def bench_rss(args: argparse.Namespace, rows: list[dict[str, Any]], tmp: Path) -
     }
 
 
+def bench_field_rule(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which piece should a single field come from: the first that grounds it, or the one
+    whose value the model was surest of? Each SROIE receipt is put between two news texts
+    (which hold no receipt fields), read in pieces, and both rules are scored per field."""
+    from qwenjson.chunking import split
+    from qwenjson.pipeline import ExtractOptions, Extractor, open_model
+
+    news = [r["input"].strip() for r in rows if r["source"] == "conllpp"]
+    receipts = [r for r in rows if r["source"] == "sroie"][: args.field_rule_cases]
+    engine = open_model(args.field_rule_model or args.model, threads=args.threads, n_ctx=args.ctx)
+    right = {"first": 0, "confident": 0}
+    fields = 0
+    try:
+        for n, case in enumerate(receipts):
+            text = "\n\n".join([news[n % len(news)], case["input"].strip(), news[-1 - n]])
+            extractor = Extractor(case["schema"], engine, ExtractOptions(evidence=True))
+            found = []
+            for piece in split(
+                text, engine.count_tokens, args.chunk_tokens, args.chunk_tokens // 8
+            ):
+                try:
+                    result = extractor.run(text[piece.start : piece.end], offset=piece.start)
+                except Exception:  # a piece with no valid document gives no candidates
+                    continue
+                found.append(result)
+            for key, gold in case["gold"].items():
+                candidates = [
+                    (r.data[key], r.confidence.get("/" + key, 0.0))
+                    for r in found
+                    if key in r.data and "/" + key not in r.unsupported
+                ]
+                if not candidates:
+                    continue
+                fields += 1
+                first = candidates[0][0]
+                confident = max(candidates, key=lambda c: c[1])[0]
+                right["first"] += same(first, gold)
+                right["confident"] += same(confident, gold)
+    finally:
+        engine.close()
+    return {"cases": len(receipts), "fields_with_a_candidate": fields, "right": right}
+
+
+def same(value: Any, gold: Any) -> bool:
+    if isinstance(gold, str) and isinstance(value, str):
+        return norm(value) == norm(gold)
+    return bool(value == gold)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True, help="the GGUF to run")
@@ -167,12 +216,22 @@ def main() -> None:
     p.add_argument("--sources", default="conllpp,cluener")
     p.add_argument("--rss-seconds", type=float, default=120.0)
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument(
+        "--field-rule-cases", type=int, default=0, help="receipts for the field-rule measurement"
+    )
+    p.add_argument("--field-rule-model", help="the GGUF for it [default: --model]")
+    p.add_argument("--skip-ner", action="store_true", help="only the field-rule measurement")
     args = p.parse_args()
     args.command = [sys.executable, "-m", "qwenjson", "extract", "-m", args.model, "--quiet"]
     args.command += ["--threads", str(args.threads), "--ctx", str(args.ctx), "--no-cache"]
     rows = [json.loads(line) for line in CASES.read_text("utf-8").splitlines()]
     figures: dict[str, Any] = {"model": args.model, "ctx": args.ctx, "threads": args.threads}
     figures["chunk_tokens"] = args.chunk_tokens
+    if args.field_rule_cases:
+        figures["field_rule"] = bench_field_rule(args, rows)
+        print("field_rule", json.dumps(figures["field_rule"]), flush=True)
+    if args.skip_ner:
+        return
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for source in args.sources.split(","):

@@ -23,7 +23,7 @@ from qwenjson.batch import (
     run_batch,
 )
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
-from qwenjson.errors import UsageError
+from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.stream import LineOutput
@@ -387,3 +387,26 @@ def test_a_jsonl_record_longer_than_the_context_is_done_in_pieces_and_resumed_in
     assert (tmp_path / "out").read_bytes() == (tmp_path / "whole").read_bytes()
     got = [json.loads(x)["name"] for x in (tmp_path / "out").read_text().splitlines()]
     assert got == ["Ann", *names, "Zen"]
+
+
+def test_a_piece_whose_document_runs_out_of_tokens_is_read_in_shorter_pieces() -> None:
+    names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:40]
+    text = "\n\n".join(f"Today {n} came." for n in names)
+    fake = FakeModel(context=600)
+
+    def answer(piece: str, _: int) -> str:
+        found = re.findall(r"\b[A-Z][a-z]n\b", piece)
+        fake.finish = "length" if len(found) > 4 else "stop"  # more would not fit
+        return json.dumps({"items": [{"name": n} for n in found]})
+
+    fake.answer = answer
+    job = prepare_job(NAME, each=True)
+    runner = RecordRunner(job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True))
+    out: list[str] = []
+    notices: list[str] = []
+    runner.run(text, out.append, notice=notices.append)
+    assert [json.loads(x)["name"] for x in out] == names
+    assert notices and "did not fit --max-tokens" in notices[0]
+    fake.answer = lambda piece, _: (setattr(fake, "finish", "length"), "{}")[1]
+    with pytest.raises(NoValidOutputError, match="not complete after 100 tokens"):
+        runner.run(text, out.append)  # never fits: halving stops, the error stands
