@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Literal
 from jsonschema.protocols import Validator
 
 from qwenjson import deadline, jsonstrict
+from qwenjson.chunking import Piece
 from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     InputError,
@@ -36,7 +37,9 @@ from qwenjson.errors import (
     TimeoutExpired,
     UsageError,
 )
-from qwenjson.generation import Generator, Message
+from qwenjson.generation import Generator, prompt_size
+from qwenjson.merging import Found
+from qwenjson.pieces import Output, PieceHooks, Plan, plan_pieces, run_pieces
 from qwenjson.pipeline import Extraction, ExtractOptions, Extractor, PreparedSchema, prepare_schema
 from qwenjson.stream import (
     FileMark,
@@ -71,6 +74,8 @@ __all__ = [
 ]
 
 OnError = Literal["skip", "stop", "record"]
+# 2: a record longer than the context logs its pieces as they are done (version 1 never did).
+CHECKPOINT_VERSION = 2
 Truncate = Literal["head", "tail"]
 Notice = Callable[[str], None]
 TextCallback = Callable[[str], None]
@@ -187,15 +192,11 @@ class RecordOptions:
     each: bool = False
     truncate: Truncate | None = None
     timeout: float | None = None  # seconds for one record (all its attempts)
-
-
-def _prompt_size(generator: Generator, messages: Sequence[Message]) -> int:
-    # The engine counts the rendered prompt exactly (special tokens as one token each); the
-    # Generator protocol only promises count_tokens, which counts them as text (a bit more).
-    exact = getattr(generator, "prompt_tokens", None)
-    if callable(exact):
-        return len(exact(messages))
-    return generator.count_tokens(generator.render_chat(messages))
+    # A text longer than the context (or than ``chunk_tokens``) is extracted in overlapping
+    # pieces and merged (``qwenjson.pieces``) unless ``chunks`` is off or ``truncate`` is set.
+    chunks: bool = True
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
 
 
 def fit_to_context(
@@ -210,7 +211,7 @@ def fit_to_context(
     gen = extractor.generator
     budget_total = gen.n_ctx - extractor.options.max_tokens
     text, partial = _keepable_part(extractor, text, budget_total, truncate)
-    size = _prompt_size(gen, extractor.messages(text))
+    size = prompt_size(gen, extractor.messages(text))
     if size <= budget_total:
         return text, None
     text_tokens = gen.count_tokens(text)
@@ -220,14 +221,15 @@ def fit_to_context(
             f"the input is too long: the prompt takes {more}{size} tokens (the text "
             f"{more}{text_tokens}) and "
             f"up to {extractor.options.max_tokens} more may be generated, but the context holds "
-            f"{gen.n_ctx}; use --truncate head|tail, a larger --ctx or a smaller --max-tokens"
+            f"{gen.n_ctx}; use --truncate head|tail, a larger --ctx or a smaller --max-tokens, "
+            "or let it be extracted in pieces (without --no-chunks)"
         )
     budget = text_tokens - (size - budget_total)
     for _ in range(4):  # the cut text's tokens at the seam can differ a little: re-measure
         if budget < 1:
             break
         cut = _cut(gen, text, budget, truncate)
-        over = _prompt_size(gen, extractor.messages(cut)) - budget_total
+        over = prompt_size(gen, extractor.messages(cut)) - budget_total
         if over <= 0:
             return cut, (text_tokens, gen.count_tokens(cut))
         budget -= over
@@ -253,7 +255,7 @@ def _keepable_part(
         return text, False
     part = text[len(text) - reach :] if truncate == "tail" else text[:reach]
     # A prefix can tokenize a little differently at its end: a margin keeps the verdict sound.
-    if _prompt_size(extractor.generator, extractor.messages(part)) > budget + 16:
+    if prompt_size(extractor.generator, extractor.messages(part)) > budget + 16:
         return part, True
     return text, False  # unusually long tokens: measure it all
 
@@ -318,19 +320,22 @@ class RecordRunner:
         *,
         on_text: TextCallback | None = None,
         notice: Notice | None = None,
+        pieces: PieceHooks | None = None,
+        finished: Sequence[tuple[Piece, Found]] = (),
     ) -> Extraction:
         """Extract from ``text`` and ``emit`` the compact JSON: the document, or each item.
 
         With ``each``, items are emitted as they close (validated one by one); once one has
         been emitted, a failure of the document fails the record without a retry, and the
-        items already emitted stay emitted.
+        items already emitted stay emitted. A text longer than the context is done in pieces
+        (``qwenjson.pieces``): ``pieces`` hears of each, ``finished`` are those done before.
         """
         self.check_total()
         timeout = self.record.timeout
         # Kept by the clock on each token, and by an alarm in validation (a backtracking
         # pattern), which never gets there; the engine goes on with the next record.
         with deadline.budget(timeout, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
-            return self._run(text, emit, on_text, notice)
+            return self._run(text, emit, on_text, notice, pieces, finished)
 
     def _run(
         self,
@@ -338,8 +343,17 @@ class RecordRunner:
         emit: Callable[[str], None],
         on_text: TextCallback | None,
         notice: Notice | None,
+        pieces: PieceHooks | None = None,
+        finished: Sequence[tuple[Piece, Found]] = (),
     ) -> Extraction:
         started = self.clock()
+        record = self.record
+        if record.chunks and record.truncate is None:
+            plan = plan_pieces(self.extractor, text, record.chunk_tokens, record.chunk_overlap)
+            if plan is not None:
+                return self._run_pieces(
+                    text, plan, emit, started, on_text, notice, pieces, finished
+                )
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         if cut is not None and notice is not None:
             keep = self.record.truncate
@@ -367,6 +381,44 @@ class RecordRunner:
         else:
             emit(result.json)
         return result
+
+    def _run_pieces(
+        self,
+        text: str,
+        plan: Plan,
+        emit: Callable[[str], None],
+        started: float,
+        on_text: TextCallback | None,
+        notice: Notice | None,
+        pieces: PieceHooks | None,
+        finished: Sequence[tuple[Piece, Found]],
+    ) -> Extraction:
+        """``text`` in pieces, merged; --require-evidence is applied to the merged result."""
+        extractor = self.extractor
+        if extractor.options.require_evidence:
+            extractor = Extractor(
+                self.job.prepared,
+                extractor.generator,
+                replace(extractor.options, require_evidence=False),
+            )
+        hooks = replace(pieces) if pieces is not None else PieceHooks()
+        if hooks.notice is None:
+            hooks.notice = notice
+
+        def watch(chunk: str) -> None:
+            self._check_time(started)
+            if on_text is not None:
+                on_text(chunk)
+
+        hooks.on_text = watch
+        output = Output(
+            each=self.record.each,
+            evidence=self.evidence,
+            keep_empty=self.keep_empty,
+            require_evidence=self.extractor.options.require_evidence,
+            item=self.job.item.validator if self.job.item is not None else None,
+        )
+        return run_pieces(extractor, text, plan, emit, output, finished=finished, hooks=hooks)
 
     def _check_time(self, started: float) -> None:
         self.check_total()
@@ -481,6 +533,10 @@ class BatchOptions:
     # Documents come as ``{"data", "evidence", "confidence"}``: with ``field`` the two maps go
     # beside the document, under their own keys.
     evidence: bool = False
+    # One document, not JSONL (``extract --checkpoint`` without ``--jsonl``): the input is one
+    # "line" (it may hold newlines), its failure is the run's, with its own exit code.
+    document: bool = False
+    pretty: bool = False  # with ``document``: the output indented
 
 
 @dataclass(frozen=True)
@@ -518,7 +574,7 @@ def parse_record(
     if not line.strip():
         raise InputError("empty line")
     if options.field is None:
-        return line, _same
+        return line, _indented if options.pretty else _same
     try:
         obj = jsonstrict.loads(line)
     except json.JSONDecodeError as e:
@@ -557,6 +613,10 @@ def parse_record(
 
 def _same(document: str) -> str:
     return document
+
+
+def _indented(document: str) -> str:
+    return json.dumps(json.loads(document), ensure_ascii=False, indent=2)
 
 
 def _json_type(value: Any) -> str:
@@ -698,6 +758,10 @@ class Resume:
     # The input digest after each line 1, 2, …, 16 bytes each: a rerun on other input names the
     # first line that differs.
     digests: bytearray = field(default_factory=bytearray)
+    # The pieces of the record after ``line`` that were done (a text longer than the context),
+    # with their documents, and the input digest after that record.
+    pieces: list[tuple[Piece, Found]] = field(default_factory=list)
+    pieces_digest: str = ""
 
     def digest_at(self, line: int) -> str | None:
         """The recorded input digest after ``line``, if the checkpoint has it."""
@@ -755,6 +819,13 @@ class Checkpoint:
             header = None
         if lines and (not isinstance(header, dict) or "qwenjson_checkpoint" not in header):
             raise UsageError(f"--checkpoint {name!r} is not a qwenjson checkpoint")
+        version = header.get("qwenjson_checkpoint") if isinstance(header, dict) else None
+        if lines and version not in (1, CHECKPOINT_VERSION):
+            self.close()
+            raise UsageError(
+                f"--checkpoint {name!r} was written by another version of qwenjson: delete it "
+                "to start over, or use another file"
+            )
         if isinstance(header, dict) and header.get("job") != self.job:
             raise UsageError(
                 f"--checkpoint {name!r} belongs to a different job (the schema, model or "
@@ -764,6 +835,9 @@ class Checkpoint:
         for number, line in enumerate(lines[1:], 2):
             try:
                 entry = jsonstrict.loads(line)
+                if "piece" in entry:
+                    _resume_piece(resume, entry)
+                    continue
                 resume = Resume(
                     line=int(entry["line"]),
                     input_digest=str(entry["input"]),
@@ -784,7 +858,7 @@ class Checkpoint:
             os.ftruncate(self.fd, len(complete))
             os.lseek(self.fd, 0, os.SEEK_END)
             if not lines:
-                head = {"qwenjson_checkpoint": 1, "job": self.job}
+                head = {"qwenjson_checkpoint": CHECKPOINT_VERSION, "job": self.job}
                 _write_all(self.fd, (json.dumps(head) + "\n").encode())
                 os.fsync(self.fd)
                 _fsync_dir(self.path.parent)
@@ -812,11 +886,52 @@ class Checkpoint:
         _write_all(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
         os.fsync(self.fd)
 
+    def commit_piece(
+        self,
+        line: int,
+        input_digest: str,
+        piece: Piece,
+        found: Found,
+        output: FileMark | None,
+        errors: FileMark | None,
+    ) -> None:
+        """Log that ``piece`` of ``line`` is done, with its document (one write, then fsync).
+
+        Its keys are not a record's: a version-1 reader refuses the file as damaged rather
+        than take a piece for a finished record.
+        """
+        assert self.fd is not None
+        entry = {
+            "piece": piece.index,
+            "of_line": line,
+            "span": [piece.start, piece.end],
+            "digest": input_digest,
+            "found": found.to_json(),
+            "out": _mark_to(output),
+            "errors": _mark_to(errors),
+        }
+        # ASCII: a lone surrogate a model wrote as "\ud800" in a free string stays writable.
+        _write_all(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+        os.fsync(self.fd)
+
     def close(self) -> None:
         """Close the checkpoint file."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _resume_piece(resume: Resume, entry: Any) -> None:
+    """Add a logged piece to ``resume`` (ValueError when it is not of the record in flight)."""
+    of_line = int(entry["of_line"])
+    if of_line != resume.line + 1:
+        raise ValueError(f"a piece of line {of_line} after line {resume.line} was done")
+    start, end = entry["span"]
+    piece = Piece(int(entry["piece"]), int(start), int(end))
+    resume.pieces.append((piece, Found.from_json(entry["found"])))
+    resume.pieces_digest = str(entry["digest"])
+    resume.output = _mark_from(entry.get("out"))
+    resume.errors = _mark_from(entry.get("errors"))
 
 
 def _mark_to(mark: FileMark | None) -> list[int] | None:
@@ -919,6 +1034,7 @@ def run_batch(
     on_record: Callable[[int, bool | None], None] | None = None,
     notice: Notice | None = None,
     input_fd: int | None = None,
+    on_piece: Callable[[int, int], None] | None = None,
 ) -> BatchReport:
     """Extract every record of ``lines`` in order, writing one output line per record.
 
@@ -937,6 +1053,7 @@ def run_batch(
         on_text,
         notice,
         input_fd,
+        on_piece,
     )
     return batch.run(lines, on_record)
 
@@ -951,6 +1068,7 @@ class _Batch:
     on_text: TextCallback | None
     notice: Notice | None
     input_fd: int | None = None
+    on_piece: Callable[[int, int], None] | None = None
     report: BatchReport = field(default_factory=BatchReport)
 
     def run(
@@ -981,7 +1099,13 @@ class _Batch:
                     on_record(line_no, None)
                 continue
             self.runner.check_total()
-            ok = self._record(raw, line_no, digest)
+            finished = resume.pieces if line_no == resume.line + 1 else []
+            if finished and digest != resume.pieces_digest:
+                raise UsageError(
+                    f"the input differs from the one the checkpoint was made for (at line "
+                    f"{line_no}): delete the checkpoint to start over"
+                )
+            ok = self._record(raw, line_no, digest, finished)
             if on_record is not None:
                 on_record(line_no, ok)
         if line_no < resume.line:
@@ -1028,7 +1152,9 @@ class _Batch:
                 self.notice(said)
         return resume
 
-    def _record(self, raw: bytes, line_no: int, digest: str) -> bool:
+    def _record(
+        self, raw: bytes, line_no: int, digest: str, finished: list[tuple[Piece, Found]]
+    ) -> bool:
         each = self.runner.record.each
         pending: list[str] = []
         notice = self.notice
@@ -1047,10 +1173,19 @@ class _Batch:
                 else:
                     pending.append(shape(document))
 
-            self.runner.run(text, emit, on_text=self.on_text, notice=say)
+            def piece_done(piece: Piece, found: Found) -> None:
+                with signals_held():
+                    self._commit(line_no, digest, (piece, found))
+
+            hooks = PieceHooks(done=piece_done, progress=self.on_piece)
+            self.runner.run(
+                text, emit, on_text=self.on_text, notice=say, pieces=hooks, finished=finished
+            )
         except (TotalTimeoutExpired, OutputError):
             raise  # the run stops; the record in flight is not logged and is done again
         except QwenJsonError as e:
+            if self.options.document:
+                raise  # a single document fails with its own error, unlogged: a rerun redoes it
             if self.options.on_error == "stop":
                 raise RecordFailed(line_no, e) from e
             failure = RecordError(line_no, str(e), e.exit_code)
@@ -1068,7 +1203,8 @@ class _Batch:
         self.report.succeeded += 1
         return True
 
-    def _commit(self, line_no: int, digest: str) -> None:
+    def _commit(self, line_no: int, digest: str, piece: tuple[Piece, Found] | None = None) -> None:
+        """Log the record (or with ``piece``, one piece of it) as done."""
         if self.checkpoint is None:
             return
         # Output first and durable, then the log that says it is there: a crash in between
@@ -1078,4 +1214,7 @@ class _Batch:
             with output_errors("stdout"):
                 os.fdatasync(self.output.fd)
         self.errors.sync()
+        if piece is not None:
+            self.checkpoint.commit_piece(line_no, digest, *piece, out_mark, self.errors.mark())
+            return
         self.checkpoint.commit(line_no, digest, self.report.failed, out_mark, self.errors.mark())

@@ -40,9 +40,9 @@ Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema 
 JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
-the context, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch failed (each
-reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130 interrupted
-(SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
+the context with --no-chunks, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch
+failed (each reported with its line); 9 cannot write stdout or --errors (disk full, closed); 130
+interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(
@@ -282,11 +282,12 @@ def extract(
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="With --jsonl: log finished records in FILE; a rerun after a crash or kill -9 "
-            "skips them and duplicates none. Append stdout to a file (>> out.jsonl): its lines "
-            "after the last finished record are cut off and redone (through a pipe, a kill can "
-            "repeat the one record in flight). A checkpoint from another schema, model, "
-            "options or input is refused.",
+            help="Log finished records (with --jsonl) and finished pieces of a text longer than "
+            "the context in FILE; a rerun after a crash or kill -9 goes on from there and "
+            "duplicates nothing: the output is the same as an uninterrupted run's. Append stdout "
+            "to a file (>> out.jsonl): its lines after the last logged point are cut off and "
+            "redone (through a pipe, a kill can repeat what was in flight). A checkpoint from "
+            "another schema, model, options or input is refused.",
         ),
     ] = None,
     timeout: Annotated[
@@ -309,7 +310,37 @@ def extract(
         Literal["head", "tail"] | None,
         typer.Option(
             help="Input longer than the context: keep its beginning (head) or its end (tail), "
-            "cut by tokens. Without it, such input is exit 6 with the token counts.",
+            "cut by tokens, instead of extracting it in pieces.",
+            show_default=False,
+        ),
+    ] = None,
+    chunks: Annotated[
+        bool,
+        typer.Option(
+            "--chunks/--no-chunks",
+            help="A text longer than the context is split at paragraphs or sentences into "
+            "overlapping pieces, each extracted, the results merged: with --each every item "
+            "once, in order; otherwise each field from the first piece that has a source for it "
+            "(README: Long texts). --no-chunks refuses such a text (exit 6).",
+        ),
+    ] = True,
+    chunk_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=16,
+            metavar="N",
+            help="Most tokens of text in one piece; a longer text is split even if it fits the "
+            "context. [default: what fits beside the prompt and --max-tokens]",
+            show_default=False,
+        ),
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Tokens each piece repeats from the end of the one before. [default: an "
+            "eighth of a piece]",
             show_default=False,
         ),
     ] = None,
@@ -323,6 +354,9 @@ def extract(
 
     Example: qwenjson extract --schema person.json --jsonl --field text --checkpoint ck
     < notes.jsonl >> people.jsonl
+
+    Example: qwenjson extract --each -s 'name, role' --checkpoint report.ck
+    < long_report.txt >> people.jsonl
     """
     from qwenjson.batch import BatchOptions, RecordOptions, RecordRunner, prepare_job
     from qwenjson.kvcache import default_cache_dir
@@ -331,12 +365,14 @@ def extract(
 
     started = time.monotonic()
     batch_only = {"--field": field, "--on-error": on_error, "--errors": errors_file}
-    batch_only |= {"--checkpoint": checkpoint, "--into": into if into != "extracted" else None}
+    batch_only["--into"] = into if into != "extracted" else None
     for name, value in batch_only.items():
         if value is not None and not jsonl:
             raise UsageError(f"{name} needs --jsonl")
     if errors_file is not None and on_error not in (None, "record"):
         raise UsageError("--errors needs --on-error record")
+    if not chunks and (chunk_tokens is not None or chunk_overlap is not None):
+        raise UsageError("--chunk-tokens and --chunk-overlap can't be used with --no-chunks")
     if pretty and (jsonl or each):
         raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
     if model is not None and not model.strip():
@@ -377,26 +413,35 @@ def extract(
             evidence=evidence,
             require_evidence=require_evidence,
         )
-        record = RecordOptions(each=each, truncate=truncate, timeout=timeout)
+        record = RecordOptions(
+            each=each,
+            truncate=truncate,
+            timeout=timeout,
+            chunks=chunks,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+        )
         runner = RecordRunner(
             job, generator, options, record, total_timeout=total_timeout, started=started
         )
         notice = None if quiet else console.warning
+        # Everything that decides what a record's output is: a checkpoint of another job is
+        # refused. (Threads, timeouts and error handling don't change outputs.)
+        job_parts = {
+            "schema": schema_value,
+            "model": str(model or ""),
+            "ctx": ctx,
+            # (--keep-empty only when given: checkpoints written before it existed match.)
+            "options": [instruction, max_tokens, temperature, seed, retries]
+            + (["keep-empty"] if keep_empty else []),
+            # Grounding changed what every record prints: checkpoints from before it (no
+            # such key) are refused rather than resumed with mixed outputs.
+            "grounding": [grounding, evidence, require_evidence],
+            "records": [field, into, each, truncate],
+            # So did chunking (a record longer than the context was a failure before).
+            "chunks": [chunks, chunk_tokens, chunk_overlap, "jsonl" if jsonl else "document"],
+        }
         if source is not None:
-            # Everything that decides what a record's output is: a checkpoint of another job
-            # is refused. (Threads, timeouts and error handling don't change outputs.)
-            job_parts = {
-                "schema": schema_value,
-                "model": str(model or ""),
-                "ctx": ctx,
-                # (--keep-empty only when given: checkpoints written before it existed match.)
-                "options": [instruction, max_tokens, temperature, seed, retries]
-                + (["keep-empty"] if keep_empty else []),
-                # Grounding changed what every record prints: checkpoints from before it (no
-                # such key) are refused rather than resumed with mixed outputs.
-                "grounding": [grounding, evidence, require_evidence],
-                "records": [field, into, each, truncate],
-            }
             _extract_jsonl(
                 runner,
                 source,
@@ -408,12 +453,17 @@ def extract(
                 job_parts,
                 quiet,
             )
+        elif checkpoint is not None:
+            _extract_document(runner, text, pretty, checkpoint, job_parts, quiet)
         else:
-            with console.token_preview(enabled=not quiet) as preview:
-                on_text = preview.on_text if preview is not None else None
-                clear = preview.clear if preview is not None else None
+            from qwenjson.pieces import PieceHooks
+
+            with console.piece_progress(enabled=not quiet) as bar:
+                on_text = bar.on_text if bar is not None else None
+                clear = bar.clear if bar is not None else None
                 writer = _document_writer(pretty, before=clear)
-                runner.run(text, writer, on_text=on_text, notice=notice)
+                hooks = PieceHooks(progress=bar.on_piece if bar is not None else None)
+                runner.run(text, writer, on_text=on_text, notice=notice, pieces=hooks)
     finally:
         generator.close()
 
@@ -504,11 +554,39 @@ def _extract_jsonl(
                 on_record=bar.on_record if bar is not None else None,
                 notice=None if quiet else console.warning,
                 input_fd=fd,
+                on_piece=bar.on_piece if bar is not None else None,
             )
     finally:
         errors.close()
         if checkpoint is not None:
             checkpoint.close()
+
+
+def _extract_document(
+    runner: RecordRunner,
+    text: str,
+    pretty: bool,
+    checkpoint_file: Path,
+    job_parts: dict[str, Any],
+    quiet: bool,
+) -> None:
+    """One document with ``--checkpoint``: a one-record batch whose pieces are logged."""
+    from qwenjson.batch import BatchOptions, Checkpoint, job_fingerprint, run_batch
+
+    checkpoint = Checkpoint(checkpoint_file, job_fingerprint(job_parts))
+    try:
+        with console.piece_progress(enabled=not quiet) as bar:
+            run_batch(
+                [text.encode("utf-8")],
+                runner,
+                BatchOptions(document=True, pretty=pretty),
+                checkpoint=checkpoint,
+                on_text=bar.on_text if bar is not None else None,
+                on_piece=bar.on_piece if bar is not None else None,
+                notice=None if quiet else console.warning,
+            )
+    finally:
+        checkpoint.close()
 
 
 @app.command()

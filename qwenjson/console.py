@@ -123,6 +123,10 @@ class BatchProgress:
         self._tail = (self._tail + piece)[-60:]
         self._progress.update(self._task, preview=self._tail.replace("\n", " "))
 
+    def on_piece(self, done: int, total: int) -> None:
+        """A record longer than the context is done in pieces: ``done`` of about ``total``."""
+        self._progress.update(self._task, pieces=f"piece {min(done + 1, total)}/{total} ")
+
 
 @contextmanager
 def batch_progress(total: int | None, enabled: bool) -> Iterator[BatchProgress | None]:
@@ -139,8 +143,72 @@ def batch_progress(total: int | None, enabled: bool) -> Iterator[BatchProgress |
         MofNCompleteColumn(),
         TextColumn("{task.fields[failed]} failed"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[preview]}", style="dim"),
+        TextColumn("{task.fields[pieces]}{task.fields[preview]}", style="dim"),
     )
     with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task("records", total=total, preview="", failed=0)
+        task = progress.add_task("records", total=total, preview="", failed=0, pieces="")
         yield BatchProgress(progress, task)
+
+
+class PieceProgress:
+    """One document: the token preview, and once it is done in pieces, a bar over them."""
+
+    def __init__(self) -> None:
+        self._preview = TokenPreview()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._counts = (0, 0)
+        self._tail = ""
+
+    def on_text(self, piece: str) -> None:
+        """Generated text: in the preview, or after the bar once there is one."""
+        if self._counts[1] == 0:
+            self._preview.on_text(piece)
+            return
+        self._tail = (self._tail + piece)[-60:]
+        self._show()
+
+    def on_piece(self, done: int, total: int) -> None:
+        """``done`` pieces of about ``total`` are done."""
+        self._preview.clear()
+        self._counts = (done, total)
+        self._tail = ""
+        self._show()
+
+    def _show(self) -> None:
+        if self._progress is None:
+            columns = (
+                TextColumn("pieces"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[preview]}", style="dim"),
+            )
+            self._progress = Progress(*columns, console=stderr, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("pieces", total=None, preview="")
+        assert self._task is not None
+        done, total = self._counts
+        preview = self._tail.replace("\n", " ")
+        self._progress.update(self._task, completed=done, total=total, preview=preview)
+
+    def clear(self) -> None:
+        """Take the preview and the bar off the screen (before output on the same terminal);
+        they come back with the next text or piece."""
+        self._preview.clear()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+@contextmanager
+def piece_progress(enabled: bool) -> Iterator[PieceProgress | None]:
+    """The token preview and piece bar of one document on a terminal; ``None`` otherwise."""
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    progress = PieceProgress()
+    try:
+        yield progress
+    finally:
+        progress.clear()

@@ -120,3 +120,13 @@ class Generator(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+def prompt_size(generator: Generator, messages: Sequence[Message]) -> int:
+    """The tokens of the prompt for ``messages``."""
+    # The engine counts the rendered prompt exactly (special tokens as one token each); the
+    # Generator protocol only promises count_tokens, which counts them as text (a bit more).
+    exact = getattr(generator, "prompt_tokens", None)
+    if callable(exact):
+        return len(exact(messages))
+    return generator.count_tokens(generator.render_chat(messages))

@@ -39,6 +39,10 @@ from qwenjson.validate import (
 DEFAULT_MAX_TOKENS = 1024
 
 
+class OutOfTokens(NoValidOutputError):
+    """The document was not complete after ``max_tokens`` (a shorter text may fit)."""
+
+
 @dataclass(frozen=True)
 class ExtractOptions:
     """How to generate: the knobs of ``qwenjson extract``."""
@@ -135,8 +139,13 @@ class Extractor:
         """The chat messages for ``text`` (system message first)."""
         return build_messages(self.prepared.schema, text, self.options.instruction)
 
-    def run(self, text: str, on_text: Callable[[str], None] | None = None) -> Extraction:
+    def run(
+        self, text: str, on_text: Callable[[str], None] | None = None, *, offset: int = 0
+    ) -> Extraction:
         """Extract one document from ``text``.
+
+        ``offset``: code points before ``text`` in the whole input (a piece of a long text), so
+        that evidence is in the whole input's coordinates.
 
         Raises InputError when the text is empty or too long for the context, and
         NoValidOutputError when no attempt produced a valid document.
@@ -146,7 +155,7 @@ class Extractor:
         messages = self.messages(text)
         # The model sees the text without its surrounding blanks (``build_messages``); offsets
         # are into the text as given.
-        source = SourceText(text.strip(), len(text) - len(text.lstrip()))
+        source = SourceText(text.strip(), offset + len(text) - len(text.lstrip()))
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
@@ -167,7 +176,7 @@ class Extractor:
             results.append(result)
             if result.finish_reason == "length":
                 # Truncated JSON is never printed; a retry with the same budget would end the same.
-                raise NoValidOutputError(
+                raise OutOfTokens(
                     f"the document was not complete after {opts.max_tokens} tokens "
                     "(raise --max-tokens)"
                 )

@@ -391,7 +391,7 @@ def test_each_schema_keeps_definitions_and_self_references() -> None:
 
 def test_input_too_long_is_an_input_error_with_token_counts() -> None:
     fake = FakeModel(lambda t, _: person(t))
-    r = runner(fake, options=ExtractOptions(max_tokens=50))
+    r = runner(fake, options=ExtractOptions(max_tokens=50), chunks=False)
     prompt = len(fake.render_chat(r.extractor.messages("")))
     fake.context = prompt + 50 + 20
     with pytest.raises(InputError) as e:
@@ -701,7 +701,10 @@ def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -
     ("args", "message"),
     [
         (["--field", "text"], "--field needs --jsonl"),
-        (["--checkpoint", "ck"], "--checkpoint needs --jsonl"),
+        (
+            ["--no-chunks", "--chunk-tokens", "100"],
+            "--chunk-tokens and --chunk-overlap can't be used with --no-chunks",
+        ),
         (
             ["--jsonl", "--pretty"],
             "--pretty can't be used with --jsonl or --each (one document per line)",
@@ -875,7 +878,8 @@ def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: P
     data, good = mixed_records()
     errors = tmp_path / "errors.jsonl"
     r = subprocess.run(
-        qwenjson_argv("--jsonl", "--field", "text", "--errors", str(errors)),
+        # (--no-chunks: line 12, longer than the context, is one of the records that fail.)
+        qwenjson_argv("--jsonl", "--field", "text", "--errors", str(errors), "--no-chunks"),
         input=data,
         capture_output=True,
         timeout=600,
@@ -1009,7 +1013,9 @@ def test_real_truncate_fits_a_long_input_into_the_context(keep: str) -> None:
     before, after = map(int, re.findall(r"\d+", err))
     assert before > 512 > after
     jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(r.stdout))
-    # Without --truncate the same input is refused with the token counts.
-    refused = subprocess.run(qwenjson_argv(), input=text.encode(), capture_output=True, timeout=300)
+    # With --no-chunks instead, the same input is refused with the token counts.
+    refused = subprocess.run(
+        qwenjson_argv("--no-chunks"), input=text.encode(), capture_output=True, timeout=300
+    )
     assert (refused.returncode, refused.stdout) == (EXIT_INPUT, b"")
     assert f"(the text {before})" in refused.stderr.decode()

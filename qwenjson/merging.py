@@ -1,0 +1,350 @@
+"""Merging the documents extracted from the pieces of a long text into one.
+
+Each piece's document comes with its evidence in whole-document coordinates. They are merged in
+document order, the first piece's document first:
+
+* an object member no earlier piece gave is added; one an earlier piece gave is kept, unless the
+  text had no source for it there (``unsupported``) and this piece has one: then this piece's
+  value replaces it (so a required field is taken from the piece that grounds it, else from the
+  first piece, as a short text would give it);
+* objects are merged member by member, at every depth;
+* a list gets the items it doesn't hold yet, appended in the order of their sources in the
+  text (those without a source where the model put them). An item is the one it already
+  holds when the two are equal once normalised (case, width and blanks), or when the first
+  leaf both ground comes from overlapping spans of the text (the same person seen in two
+  overlapping pieces, once as "Ann" and once as "Ann Lee");
+* other values: the first piece's.
+
+The merged document is validated after each piece. When a piece's additions together break it
+(``maxItems``, ``oneOf``, …), they are applied one at a time, each kept only if the document
+still validates; ``Merger.skipped`` counts those left out. The first piece's document is valid,
+so the merged one always is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from qwenjson.pointer import follow_local_refs, to_pointer
+from qwenjson.validate import validation_errors
+
+__all__ = ["Found", "Merger", "normalised"]
+
+PathT = tuple[str | int, ...]
+Span = list[int] | None
+
+
+@dataclass(frozen=True)
+class Found:
+    """One piece's document, with evidence and confidence by JSON pointer (whole-document
+    offsets) and the pointers of values with no source in the text."""
+
+    data: Any
+    evidence: dict[str, Span] = field(default_factory=dict)
+    confidence: dict[str, float] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (for the checkpoint); ``from_json`` reads it back exactly."""
+        return {
+            "data": self.data,
+            "evidence": self.evidence,
+            "confidence": self.confidence,
+            "unsupported": list(self.unsupported),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Found:
+        """The inverse of ``to_json``; ValueError/TypeError/KeyError on anything else."""
+        evidence = {str(k): _span(v) for k, v in dict(value["evidence"]).items()}
+        confidence = {str(k): float(v) for k, v in dict(value["confidence"]).items()}
+        unsupported = tuple(str(p) for p in value["unsupported"])
+        return cls(value["data"], evidence, confidence, unsupported)
+
+
+def _span(value: Any) -> Span:
+    if value is None:
+        return None
+    start, end = value
+    return [int(start), int(end)]
+
+
+@dataclass(frozen=True)
+class _Set:
+    """Put the piece's value at ``source`` into the merged document at ``path``."""
+
+    path: PathT
+    source: PathT
+
+
+@dataclass(frozen=True)
+class _Append:
+    """Append the piece's value at ``source`` to the merged list at ``path``."""
+
+    path: PathT
+    source: PathT
+
+
+class Merger:
+    """The merged document so far, with its evidence; ``add`` each piece's ``Found`` in order."""
+
+    def __init__(self, validator: Validator) -> None:
+        self.validator = validator
+        self.data: Any = None
+        self.evidence: dict[str, Span] = {}
+        self.confidence: dict[str, float] = {}
+        self.unsupported: set[str] = set()
+        self.started = False
+        self.skipped = 0  # additions left out because they broke the schema
+
+    def add(self, found: Found) -> list[PathT]:
+        """Merge one piece's document; returns the paths of the list items it appended."""
+        if not self.started:
+            return self._first(found)
+        changes = list(self._changes(self.data, found, (), ()))
+        if not changes:
+            return []
+        saved = self._state()
+        appended = [p for c in changes if (p := self._apply(c, found)) is not None]
+        if not validation_errors(self.data, self.validator):
+            return appended
+        self._restore(saved)
+        appended = []
+        for change in changes:
+            before = self._state()
+            path = self._apply(change, found)
+            if validation_errors(self.data, self.validator):
+                self._restore(before)
+                self.skipped += 1
+            elif path is not None:
+                appended.append(path)
+        return appended
+
+    def _first(self, found: Found) -> list[PathT]:
+        """Take the first piece's document, its lists' repeats left out as in later pieces
+        (whole, if that breaks the schema: a ``minItems``)."""
+        self.started = True
+        self.data = copy.deepcopy(found.data)
+        lists = [to_pointer(path) for path, _ in _lists(self.data)]
+        for _, items in _lists(self.data):
+            items.clear()
+        self.evidence = {p: v for p, v in found.evidence.items() if not _in_any(p, lists)}
+        self.confidence = {p: v for p, v in found.confidence.items() if not _in_any(p, lists)}
+        self.unsupported = {p for p in found.unsupported if not _in_any(p, lists)}
+        appended = [
+            p
+            for c in self._changes(self.data, found, (), ())
+            if (p := self._apply(c, found)) is not None
+        ]
+        if not validation_errors(self.data, self.validator):
+            return appended
+        self.data = copy.deepcopy(found.data)
+        self.evidence, self.confidence = dict(found.evidence), dict(found.confidence)
+        self.unsupported = set(found.unsupported)
+        return [(*path, i) for path, items in _lists(self.data) for i in range(len(items))]
+
+    def subtree(self, path: PathT) -> tuple[Any, dict[str, Span], dict[str, float]]:
+        """The merged value at ``path`` with its evidence and confidence, pointers relative."""
+        value = _at(self.data, path)
+        prefix = to_pointer(path)
+        return value, _within(self.evidence, prefix, ""), _within(self.confidence, prefix, "")
+
+    def unsupported_in(self, path: PathT = ()) -> list[str]:
+        """Pointers under ``path`` whose values have no source in the text, in order."""
+        prefix = to_pointer(path)
+        return [p for p in self.evidence if p in self.unsupported and _under(p, prefix)]
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def _changes(
+        self, current: Any, found: Found, path: PathT, source: PathT
+    ) -> Iterator[_Set | _Append]:
+        new = _at(found.data, source)
+        if isinstance(current, dict) and isinstance(new, dict):
+            for key in new:
+                if key not in current:
+                    yield _Set((*path, key), (*source, key))
+                else:
+                    yield from self._changes(current[key], found, (*path, key), (*source, key))
+        elif isinstance(current, list) and isinstance(new, list):
+            held = [(*path, i) for i in range(len(current))]
+            taken: list[PathT] = []  # this piece's items appended so far: a repeat is once
+            for i in range(len(new)):
+                item = (*source, i)
+                if not any(self._same(found, item, other) for other in held) and not any(
+                    self._same(found, item, other, mine=True) for other in taken
+                ):
+                    taken.append(item)
+            for item in _in_text_order(found, taken):
+                yield _Append(path, item)
+        elif self._has_unsupported(path) and not _has(found.unsupported, to_pointer(source)):
+            yield _Set(path, source)
+
+    def _same(self, found: Found, item: PathT, other: PathT, mine: bool = False) -> bool:
+        """Whether the piece's ``item`` is the merged list's ``other`` (with ``mine``: the
+        piece's own earlier item ``other``)."""
+        if mine:
+            value, spans = _at(found.data, other), _grounded(found.evidence, other)
+        else:
+            value, spans = _at(self.data, other), _grounded(self.evidence, other)
+        if normalised(_at(found.data, item)) == normalised(value):
+            return True
+        # The first leaf both ground decides (a name, before a role found elsewhere).
+        for pointer, span in _grounded(found.evidence, item).items():
+            if pointer in spans:
+                theirs = spans[pointer]
+                return bool(span[0] < theirs[1] and theirs[0] < span[1])
+        return False
+
+    def _has_unsupported(self, path: PathT) -> bool:
+        return _has(tuple(self.unsupported), to_pointer(path))
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def _apply(self, change: _Set | _Append, found: Found) -> PathT | None:
+        value = copy.deepcopy(_at(found.data, change.source))
+        if isinstance(change, _Append):
+            target = _at(self.data, change.path)
+            path: PathT = (*change.path, len(target))
+            target.append(value)
+        else:
+            path = change.path
+            parent = _at(self.data, path[:-1])
+            if path[-1] in parent:
+                parent[path[-1]] = value
+            else:
+                order = _schema_order(self.validator.schema, path[:-1])
+                order += [k for k in _at(found.data, change.source[:-1]) if k not in order]
+                _insert(parent, str(path[-1]), value, order)
+            self._forget(to_pointer(path))
+        prefix, origin = to_pointer(path), to_pointer(change.source)
+        self.evidence.update(_within(found.evidence, origin, prefix))
+        self.confidence.update(_within(found.confidence, origin, prefix))
+        self.unsupported.update(
+            prefix + p[len(origin) :] for p in found.unsupported if _under(p, origin)
+        )
+        return path if isinstance(change, _Append) else None
+
+    def _forget(self, prefix: str) -> None:
+        for table in (self.evidence, self.confidence):
+            for p in [p for p in table if _under(p, prefix)]:
+                del table[p]
+        self.unsupported = {p for p in self.unsupported if not _under(p, prefix)}
+
+    def _state(self) -> tuple[Any, dict[str, Span], dict[str, float], set[str]]:
+        return (
+            copy.deepcopy(self.data),
+            dict(self.evidence),
+            dict(self.confidence),
+            set(self.unsupported),
+        )
+
+    def _restore(self, state: tuple[Any, dict[str, Span], dict[str, float], set[str]]) -> None:
+        self.data, self.evidence, self.confidence, self.unsupported = state
+
+
+def _schema_order(root: Any, path: PathT) -> list[str]:
+    """The ``properties`` of the object at ``path`` in their schema order (the order the
+    grammar writes them in), as far as plain ``properties``/``items``/local ``$ref`` lead."""
+    node = follow_local_refs(root, root) if isinstance(root, Mapping) else None
+    for part in path:
+        if not isinstance(node, Mapping):
+            return []
+        if isinstance(part, int):
+            node = node.get("items")
+        else:
+            props = node.get("properties")
+            node = props.get(part) if isinstance(props, Mapping) else None
+        node = follow_local_refs(root, node)
+    props = node.get("properties") if isinstance(node, Mapping) else None
+    return [str(k) for k in props] if isinstance(props, Mapping) else []
+
+
+def _insert(target: dict[str, Any], key: str, value: Any, order: list[str]) -> None:
+    """Add ``key`` to ``target`` where ``order`` (the schema's, which the grammar keeps) puts
+    it: before the first key of ``target`` that follows it there."""
+    after = order[order.index(key) + 1 :]
+    items = list(target.items())
+    at = next((i for i, (k, _) in enumerate(items) if k in after), len(items))
+    items.insert(at, (key, value))
+    target.clear()
+    target.update(items)
+
+
+def normalised(value: Any) -> str:
+    """``value`` as a key for equality: strings NFKC, case-folded, blanks collapsed; object
+    members that are empty strings left out (a small model writes them for absent fields)."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, str):
+            return " ".join(unicodedata.normalize("NFKC", v).casefold().split())
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items() if x != ""}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+
+    return json.dumps(norm(value), sort_keys=True, ensure_ascii=False)
+
+
+def _at(data: Any, path: PathT) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _lists(data: Any, path: PathT = ()) -> Iterator[tuple[PathT, list[Any]]]:
+    """Every list directly reachable through objects (the lists that collect items)."""
+    if isinstance(data, list):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _lists(value, (*path, key))
+
+
+def _under(pointer: str, prefix: str) -> bool:
+    return pointer == prefix or pointer.startswith(prefix + "/")
+
+
+def _has(pointers: Iterable[str], prefix: str) -> bool:
+    """Whether any of ``pointers`` is ``prefix`` or under it."""
+    return any(_under(p, prefix) for p in pointers)
+
+
+def _in_any(pointer: str, prefixes: Iterable[str]) -> bool:
+    return any(_under(pointer, prefix) for prefix in prefixes)
+
+
+def _within(table: dict[str, Any], origin: str, prefix: str) -> dict[str, Any]:
+    """The entries of ``table`` under ``origin``, re-rooted at ``prefix``."""
+    return {prefix + p[len(origin) :]: v for p, v in table.items() if _under(p, origin)}
+
+
+def _in_text_order(found: Found, items: list[PathT]) -> list[PathT]:
+    """``items`` by where their first grounded leaf starts in the text (a small model lists
+    them out of order); one with no source stays after the item it followed."""
+    keyed: list[tuple[int, int, PathT]] = []
+    position = -1
+    for n, item in enumerate(items):
+        spans = _grounded(found.evidence, item)
+        if spans:
+            position = min(span[0] for span in spans.values())
+        keyed.append((position, n, item))
+    return [item for _, _, item in sorted(keyed)]
+
+
+def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:
+    """The spans of the leaves under ``path`` that have one, pointers relative, in order."""
+    prefix = to_pointer(path)
+    return {
+        p[len(prefix) :]: span
+        for p, span in evidence.items()
+        if span is not None and _under(p, prefix)
+    }

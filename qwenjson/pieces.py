@@ -1,0 +1,251 @@
+"""Extraction from a text longer than the context: piece by piece, merged, resumable.
+
+The text is split (``qwenjson.chunking``), each piece is extracted by the same ``Extractor`` (the
+prompt prefix the pieces share is evaluated once), with evidence in whole-text coordinates,
+and the documents are merged (``qwenjson.merging``). With ``--each`` the new items of each
+piece are emitted as soon as it is merged; otherwise the merged document at the end. After each
+piece, ``on_done`` is told (the checkpoint logs it); a rerun passes the pieces already done and
+goes on from the next one, with the same output an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from qwenjson.chunking import Piece, next_start, piece_end
+from qwenjson.errors import InputError, NoValidOutputError, UsageError
+from qwenjson.generation import prompt_size
+from qwenjson.merging import Found, Merger, PathT
+from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
+from qwenjson.pointer import to_pointer
+from qwenjson.validate import drop_empty_strings
+
+__all__ = ["PieceHooks", "Plan", "plan_pieces", "run_pieces"]
+
+# Tokens kept free beside each piece: a piece's text can tokenize a token or two differently
+# inside the prompt than alone (``fit_to_context`` re-measures for the same reason).
+_SEAM = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a text is split: most tokens of text per piece, and tokens of overlap."""
+
+    budget: int
+    overlap: int
+
+
+def plan_pieces(
+    extractor: Extractor, text: str, chunk_tokens: int | None, overlap: int | None
+) -> Plan | None:
+    """The plan for ``text``, or None when it fits in one piece (extract it whole).
+
+    A piece holds what fits beside the prompt and ``--max-tokens`` (at most ``chunk_tokens``);
+    the overlap defaults to an eighth of that. Only a bounded prefix of ``text`` is tokenized.
+    """
+    gen = extractor.generator
+    probe = "x"
+    prompt = prompt_size(gen, extractor.messages(probe)) - gen.count_tokens(probe)
+    room = gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
+    if room < 16:
+        return None  # hardly room for a word: the text is measured exactly, and likely refused
+    budget = room if chunk_tokens is None else min(room, chunk_tokens)
+    # An eighth: enough to hold a sentence or two of the piece before, so an item whose
+    # sentence straddles a piece's end is whole in one of them (a choice, not a measurement).
+    lap = budget // 8 if overlap is None else overlap
+    if lap >= budget // 2:
+        raise UsageError(
+            f"--chunk-overlap {lap} must be less than half a piece ({budget} tokens of text)"
+        )
+    stripped = text.strip()
+    reach = budget * 16 + 1
+    if len(stripped) <= reach and gen.count_tokens(stripped) <= budget:
+        return None
+    return Plan(budget, lap)
+
+
+@dataclass
+class PieceHooks:
+    """What the caller wants to hear: ``done`` a piece merged (its items already emitted),
+    ``progress(pieces done, pieces expected)``, ``on_text`` generated text, ``notice``."""
+
+    done: Callable[[Piece, Found], None] | None = None
+    progress: Callable[[int, int], None] | None = None
+    on_text: Callable[[str], None] | None = None
+    notice: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """How to print: ``each`` item (validated by ``item``), with evidence, empties kept."""
+
+    each: bool
+    evidence: bool
+    keep_empty: bool
+    require_evidence: bool
+    item: Validator | None = None
+
+
+def run_pieces(
+    extractor: Extractor,
+    text: str,
+    plan: Plan,
+    emit: Callable[[str], None],
+    output: Output,
+    *,
+    finished: Sequence[tuple[Piece, Found]] = (),
+    hooks: PieceHooks | None = None,
+) -> Extraction:
+    """Extract ``text`` piece by piece and emit the merged result (see the module docstring).
+
+    ``finished``: the pieces a checkpoint says are done, with their documents; they are merged
+    again (not extracted, not emitted), and the next piece starts after the last of them.
+    Raises UsageError when they can't be this text's pieces.
+    """
+    hooks = hooks or PieceHooks()
+    merger = Merger(extractor.prepared.validator)
+    count = extractor.generator.count_tokens
+    start = index = 0
+    for logged, found in finished:
+        if not (start <= logged.start < logged.end <= len(text) and logged.index >= index):
+            raise UsageError(
+                f"the checkpoint's piece {logged.index + 1} is not one of this text's "
+                "(another text?): delete it to start over"
+            )
+        merger.add(found)
+        _progress(hooks, text, plan, logged, count)
+        if logged.end >= len(text):
+            return _finish(merger, emit, output)
+        start, index = next_start(text, count, logged, plan.overlap), logged.index + 1
+    while start < len(text):
+        piece = Piece(index, start, piece_end(text, count, start, plan.budget))
+        if text[piece.start : piece.end].strip():  # else only blanks: nothing to extract
+            if index == 0 and hooks.progress is not None:
+                hooks.progress(0, 1 + _expected(text, piece, piece.end))
+            piece, found = _extract_fitting(extractor, text, piece, hooks)
+            appended = merger.add(found)
+            if output.each:
+                _emit_items(merger, appended, emit, output)
+            if hooks.done is not None:
+                hooks.done(piece, found)
+            _progress(hooks, text, plan, piece, count)
+        if piece.end >= len(text):
+            break
+        start, index = next_start(text, count, piece, plan.overlap), index + 1
+    if merger.skipped and hooks.notice is not None:
+        hooks.notice(
+            f"{merger.skipped} value(s) from later pieces were left out: adding them broke the "
+            "schema"
+        )
+    return _finish(merger, emit, output)
+
+
+def _extract_fitting(
+    extractor: Extractor, text: str, piece: Piece, hooks: PieceHooks
+) -> tuple[Piece, Found]:
+    """``piece``, extracted; when its document doesn't fit ``--max-tokens`` (a dense stretch
+    with many items), a piece half as long from the same start, and so on."""
+    count = extractor.generator.count_tokens
+    while True:
+        try:
+            return piece, _extract(extractor, text, piece, hooks.on_text)
+        except OutOfTokens:
+            budget = count(text[piece.start : piece.end]) // 2
+            if budget < 16:
+                raise
+            shorter = Piece(piece.index, piece.start, piece_end(text, count, piece.start, budget))
+            if shorter.end >= piece.end:
+                raise
+            if hooks.notice is not None:
+                hooks.notice(
+                    f"piece {piece.index + 1}: its document did not fit --max-tokens; "
+                    f"reading {budget} tokens of text instead"
+                )
+            piece = shorter
+
+
+def _extract(
+    extractor: Extractor, text: str, piece: Piece, on_text: Callable[[str], None] | None
+) -> Found:
+    part = text[piece.start : piece.end]
+    result = extractor.run(part, on_text=on_text, offset=piece.start)
+    return Found(result.data, result.evidence, result.confidence, result.unsupported)
+
+
+def _progress(
+    hooks: PieceHooks, text: str, plan: Plan, piece: Piece, count: Callable[[str], int]
+) -> None:
+    if hooks.progress is None:
+        return
+    if piece.end >= len(text):
+        hooks.progress(piece.index + 1, piece.index + 1)
+        return
+    following = next_start(text, count, piece, plan.overlap)
+    hooks.progress(piece.index + 1, piece.index + 1 + _expected(text, piece, following))
+
+
+def _expected(text: str, piece: Piece, following: int) -> int:
+    """Pieces still to come after ``piece``, guessed from its length in characters."""
+    stride = max(1, following - piece.start)
+    return math.ceil((len(text) - following) / stride) if following < len(text) else 0
+
+
+def _emit_items(
+    merger: Merger, appended: list[PathT], emit: Callable[[str], None], output: Output
+) -> None:
+    shown = []
+    for path in appended:
+        value, evidence, confidence = merger.subtree(path)
+        if output.require_evidence and merger.unsupported_in(path):
+            _no_source(merger.unsupported_in(path))
+        if output.evidence:
+            shown.append({"data": value, "evidence": evidence, "confidence": confidence})
+        elif output.keep_empty or output.item is None:
+            shown.append(value)
+        else:
+            shown.append(drop_empty_strings(value, output.item))
+    for value in shown:
+        emit(_compact(value))
+
+
+def _finish(merger: Merger, emit: Callable[[str], None], output: Output) -> Extraction:
+    if not merger.started:
+        raise InputError("input is empty: give the text to extract from on stdin or with --input")
+    data = merger.data
+    order = [to_pointer(p) for p in _leaves(data)]
+    evidence = {p: merger.evidence.get(p) for p in order}
+    confidence = {p: merger.confidence.get(p, 1.0) for p in order}
+    unsupported = tuple(p for p in order if p in merger.unsupported)
+    compact = _compact(data)
+    if not output.each:
+        if output.require_evidence and unsupported:
+            _no_source(list(unsupported))
+        if output.evidence:
+            emit(_compact({"data": data, "evidence": evidence, "confidence": confidence}))
+        else:
+            emit(compact)
+    return Extraction(data, compact, 1, (), evidence, confidence, unsupported)
+
+
+def _no_source(pointers: list[str]) -> None:
+    raise NoValidOutputError(
+        "--require-evidence: the text has no source for " + ", ".join(p or "/" for p in pointers)
+    )
+
+
+def _leaves(data: Any, path: PathT = ()) -> list[PathT]:
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _leaves(v, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
