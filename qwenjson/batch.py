@@ -395,12 +395,12 @@ class RecordRunner:
     ) -> Extraction:
         """``text`` in pieces, merged; --require-evidence is applied to the merged result."""
         extractor = self.extractor
-        if extractor.options.require_evidence:
-            extractor = Extractor(
-                self.job.prepared,
-                extractor.generator,
-                replace(extractor.options, require_evidence=False),
-            )
+        # --require-evidence holds for the merged result; one object needs the confidences.
+        wanted = replace(extractor.options, require_evidence=False)
+        if not self.record.each:
+            wanted = replace(wanted, evidence=True)
+        if wanted != extractor.options:
+            extractor = Extractor(self.job.prepared, extractor.generator, wanted)
         hooks = replace(pieces) if pieces is not None else PieceHooks()
         if hooks.notice is None:
             hooks.notice = notice

@@ -454,7 +454,7 @@ def extract(
                 quiet,
             )
         elif checkpoint is not None:
-            _extract_document(runner, text, pretty, checkpoint, job_parts, quiet)
+            _extract_document(runner, text, pretty, checkpoint, job_parts, quiet, input_file)
         else:
             from qwenjson.pieces import PieceHooks
 
@@ -569,11 +569,16 @@ def _extract_document(
     checkpoint_file: Path,
     job_parts: dict[str, Any],
     quiet: bool,
+    input_file: Path | None,
 ) -> None:
     """One document with ``--checkpoint``: a one-record batch whose pieces are logged."""
     from qwenjson.batch import BatchOptions, Checkpoint, job_fingerprint, run_batch
+    from qwenjson.stream import stream_fd
 
     checkpoint = Checkpoint(checkpoint_file, job_fingerprint(job_parts))
+    # The input's file, so that it is refused as the checkpoint or stdout (a rerun would read
+    # what the first run wrote).
+    source = _open_records(input_file)
     try:
         with console.piece_progress(enabled=not quiet) as bar:
             run_batch(
@@ -584,9 +589,12 @@ def _extract_document(
                 on_text=bar.on_text if bar is not None else None,
                 on_piece=bar.on_piece if bar is not None else None,
                 notice=None if quiet else console.warning,
+                input_fd=stream_fd(source),
             )
     finally:
         checkpoint.close()
+        if source is not sys.stdin.buffer:
+            source.close()
 
 
 @app.command()

@@ -4,16 +4,17 @@ Each piece's document comes with its evidence in whole-document coordinates. The
 document order, the first piece's document first:
 
 * an object member no earlier piece gave is added; one an earlier piece gave is kept, unless the
-  text had no source for it there (``unsupported``) and this piece has one: then this piece's
-  value replaces it (so a required field is taken from the piece that grounds it, else from the
-  first piece, as a short text would give it);
+  text had no source for it there (``unsupported``) and this piece has one, or (``confident``)
+  this piece has one the model gave a higher confidence: then this piece's value replaces it
+  (so a required field is taken from a piece that grounds it, else from the first piece, as a
+  short text would give it);
 * objects are merged member by member, at every depth;
 * a list gets the items it doesn't hold yet, appended in the order of their sources in the
   text (those without a source where the model put them). An item is the one it already
   holds when the two are equal once normalised (case, width and blanks), or when the first
   leaf both ground comes from overlapping spans of the text (the same person seen in two
   overlapping pieces, once as "Ann" and once as "Ann Lee");
-* other values: the first piece's.
+* other values: the first piece's (with ``confident``, the surest piece's).
 
 The merged document is validated after each piece. When a piece's additions together break it
 (``maxItems``, ``oneOf``, …), they are applied one at a time, each kept only if the document
@@ -95,8 +96,10 @@ class _Append:
 class Merger:
     """The merged document so far, with its evidence; ``add`` each piece's ``Found`` in order."""
 
-    def __init__(self, validator: Validator) -> None:
+    def __init__(self, validator: Validator, confident: bool = False) -> None:
         self.validator = validator
+        # A value a later piece gives with a higher confidence replaces ours (else the first).
+        self.confident = confident
         self.data: Any = None
         self.evidence: dict[str, Span] = {}
         self.confidence: dict[str, float] = {}
@@ -184,8 +187,16 @@ class Merger:
                     taken.append(item)
             for item in _in_text_order(found, taken):
                 yield _Append(path, item)
-        elif self._has_unsupported(path) and not _has(found.unsupported, to_pointer(source)):
+        elif not _has(found.unsupported, to_pointer(source)) and (
+            self._has_unsupported(path) or (self.confident and self._surer(found, path, source))
+        ):
             yield _Set(path, source)
+
+    def _surer(self, found: Found, path: PathT, source: PathT) -> bool:
+        """Whether the piece's scalar at ``source`` has a higher confidence than ours."""
+        theirs = found.confidence.get(to_pointer(source))
+        ours = self.confidence.get(to_pointer(path))
+        return theirs is not None and ours is not None and theirs > ours
 
     def _same(self, found: Found, item: PathT, other: PathT, mine: bool = False) -> bool:
         """Whether the piece's ``item`` is the merged list's ``other`` (with ``mine``: the

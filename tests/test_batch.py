@@ -732,6 +732,23 @@ def test_cli_each_prints_one_line_per_item(cli_run: Callable[..., Run]) -> None:
     assert r.out == '{"name":"Ann","age":3}\n{"name":"Bo","age":2}\n'
 
 
+def test_cli_one_document_checkpoint_resumes_and_refuses_its_own_input(
+    cli_run: Callable[..., Run], tmp_path: Path
+) -> None:
+    ck = str(tmp_path / "ck")
+    (tmp_path / "in.txt").write_text("Ann")
+    r = cli_run(
+        "extract", "-s", SCHEMA_ARG, "--input", str(tmp_path / "in.txt"), "--checkpoint", ck
+    )
+    assert (r.code, r.out) == (0, '{"name":"Ann","age":3}\n')
+    again = cli_run(
+        "extract", "-s", SCHEMA_ARG, "--input", str(tmp_path / "in.txt"), "--checkpoint", ck
+    )
+    assert (again.code, again.out) == (0, "")  # done: a rerun prints nothing more
+    same = cli_run("extract", "-s", SCHEMA_ARG, "--input", ck, "--checkpoint", ck)
+    assert same.code == 2 and "the --checkpoint file is the same file as the input" in same.err
+
+
 def test_cli_checkpoint_of_another_job_is_refused(
     cli_run: Callable[..., Run], tmp_path: Path
 ) -> None:

@@ -210,6 +210,19 @@ def test_an_object_takes_each_field_from_the_first_piece_that_grounds_it() -> No
     make_validator(PERSON).validate(merger.data)
 
 
+def test_with_confident_a_field_comes_from_the_piece_the_model_was_surest_of() -> None:
+    merger = Merger(make_validator(PERSON), confident=True)
+    merger.add(Found({"name": "Intro"}, {"/name": [0, 5]}, {"/name": 0.2}))
+    merger.add(Found({"name": "Ann"}, {"/name": [50, 53]}, {"/name": 0.9}))
+    merger.add(Found({"name": "Bob"}, {"/name": [90, 93]}, {"/name": 0.5}))
+    merger.add(Found({"name": "Cy"}, {"/name": [99, 101]}, {"/name": 0.99}, ("/name",)))
+    assert merger.data == {"name": "Ann"} and merger.evidence == {"/name": [50, 53]}
+    first = Merger(make_validator(PERSON))  # without it, the first piece's stays
+    first.add(Found({"name": "Intro"}, {"/name": [0, 5]}, {"/name": 0.2}))
+    first.add(Found({"name": "Ann"}, {"/name": [50, 53]}, {"/name": 0.9}))
+    assert first.data == {"name": "Intro"}
+
+
 def test_a_member_from_a_later_piece_goes_where_the_schema_puts_it() -> None:
     merger = Merger(make_validator({"$ref": "#/$defs/p", "$defs": {"p": PERSON}}))
     merger.add(Found({"name": "Ann", "tags": ["x"]}, {"/name": [0, 3], "/tags/0": [5, 6]}))
