@@ -208,24 +208,24 @@ def choose_grounded(
     """
     text = piece(token)
     constraint.refused(text)
+
+    def best(ids: IntArray, keep: Callable[[bytes], bool]) -> int | None:
+        """The highest-logit token of ``ids`` the grammar admits and ``keep`` accepts."""
+        admitted = [int(t) for t in ids[checks.grammar_allows(ids)]] if len(ids) else []
+        kept = [t for t in admitted if keep(piece(t))]
+        return max(kept, key=lambda t: (logits[t], -t)) if kept else None
+
     if constraint.would_abstain(text):
-        closers = pieces.sensitive[checks.grammar_allows(pieces.sensitive)]
-        empty = [int(t) for t in closers if constraint.closes_empty(piece(int(t)))]
-        if empty:
-            return max(empty, key=lambda t: (logits[t], -t))
+        closer = best(pieces.sensitive, constraint.closes_empty)
+        if closer is not None:
+            return closer
     blanks = constraint.blank_continuations(text)
     if blanks:
-        spelled = {
-            t
-            for ahead in blanks
-            for n in range(2, _LONGEST_PIECE + 1)
-            for t in pieces.by_piece.get(ahead[:n], ())
-        }
-        ids = np.array(sorted(spelled), dtype=np.int32)
-        ok = [int(t) for t in ids[checks.grammar_allows(ids)]] if len(ids) else []
-        ok = [t for t in ok if constraint.allows(piece(t))]
-        if ok:
-            return max(ok, key=lambda t: (logits[t], -t))
+        # The line break's escape is two bytes: only pieces that spell all of it.
+        spelled = {t for ahead in blanks for t in pieces.prefix_ids(ahead) if len(piece(t)) >= 2}
+        respelled = best(np.array(sorted(spelled), dtype=np.int32), constraint.allows)
+        if respelled is not None:
+            return respelled
     chosen = again()
     return token if chosen is None else chosen
 

@@ -259,15 +259,18 @@ def test_numbers_the_text_lacks_are_unsupported_or_left_out() -> None:
     assert "weight" not in _annotated("Tom is 30", raw, schema).data  # optional: left out
 
 
+PEOPLE_PLACES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "people": {"type": "array", "items": {"type": "string"}},
+        "places": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["people", "places"],
+}
+
+
 def test_one_piece_of_text_is_the_source_of_one_field() -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "people": {"type": "array", "items": {"type": "string"}},
-            "places": {"type": "array", "items": {"type": "string"}},
-        },
-        "required": ["people", "places"],
-    }
+    schema = PEOPLE_PLACES
     raw = '{"people": ["Anna Berg"], "places": ["Berg", "Oslo"]}'
     found = _annotated("Anna Berg lives in Oslo", raw, schema)
     assert found.data == {"people": ["Anna Berg"], "places": ["Oslo"]}
@@ -323,14 +326,7 @@ def test_a_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> Non
 
 
 def test_where_two_fields_claim_the_same_words_the_surer_one_keeps_them() -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "people": {"type": "array", "items": {"type": "string"}},
-            "places": {"type": "array", "items": {"type": "string"}},
-        },
-        "required": ["people", "places"],
-    }
+    schema = PEOPLE_PLACES
     raw = '{"people": ["Oslo"], "places": ["Oslo"]}'
     first, second = raw.index('"Oslo"'), raw.rindex('"Oslo"')
     unsure_first = (TokenTrace(first, first + 6, -2.0), TokenTrace(second, second + 6, -0.1))
