@@ -197,3 +197,21 @@ def test_a_refused_first_choice_closes_the_value_empty_or_is_chosen_again(abstai
     )
     assert got == (3 if abstain else 6)  # of the closers '"' and '",', the higher logit
     assert constraint.refusals == [b"a"]
+
+
+def test_a_refused_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> None:
+    from qwenjson.grounding import Grounding, SourceText, grounding_rules
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    grounding = Grounding(SourceText("LOT 3,\nSHAH"), grounding_rules(schema))
+    grounding.accept(b'{"a": "LOT 3,')
+    pieces = [b" SHAH", b"\\", b"\\n", b"\\nSH", b'"', b"x"]
+    index = index_pieces(len(pieces), pieces.__getitem__, lambda t: False)
+    # The model wants " SHAH"; the text breaks the line there. Of the pieces spelling the
+    # text's escaped line break whole ("\\" alone doesn't), the one with the higher logit.
+    logits = np.array([9, 8, 1, 3, 7, 0], dtype=np.float32)
+    checks = FakeChecks(np.ones(len(pieces), dtype=np.bool_))
+    got = choose_grounded(logits, 0, grounding, checks, index, pieces.__getitem__, lambda: 5)
+    assert got == 3
+    logits[2] = 4.0
+    assert choose_grounded(logits, 0, grounding, checks, index, pieces.__getitem__, lambda: 5) == 2
