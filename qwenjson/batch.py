@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 from jsonschema.protocols import Validator
 
@@ -57,10 +57,14 @@ __all__ = [
     "Checkpoint",
     "ErrorLog",
     "Job",
+    "LocalExecutor",
     "OnError",
     "RecordError",
+    "RecordExecutor",
     "RecordOptions",
     "RecordRunner",
+    "RecordSink",
+    "RecordTask",
     "SomeRecordsFailed",
     "TotalTimeoutExpired",
     "count_lines",
@@ -537,6 +541,9 @@ class BatchOptions:
     # "line" (it may hold newlines), its failure is the run's, with its own exit code.
     document: bool = False
     pretty: bool = False  # with ``document``: the output indented
+    # Each output line is ``{"line": N, "data": LINE}``: records printed as they finish
+    # (``--unordered``), so a reader can tell which input line each came from.
+    numbered: bool = False
 
 
 @dataclass(frozen=True)
@@ -1024,7 +1031,7 @@ class BatchReport:
 
 def run_batch(
     lines: Iterable[bytes],
-    runner: RecordRunner,
+    runner: RecordRunner | RecordExecutor,
     options: BatchOptions | None = None,
     *,
     output: LineOutput | None = None,
@@ -1038,6 +1045,10 @@ def run_batch(
 ) -> BatchReport:
     """Extract every record of ``lines`` in order, writing one output line per record.
 
+    ``runner`` runs the records here, one after another; a ``RecordExecutor`` (such as
+    ``qwenjson.cluster.RayExecutor``) may run them elsewhere, several at once: the order of the
+    output, the checkpoint and the error reports stay this function's.
+
     Failed records are reported according to ``options.on_error``; at the end, raises
     SomeRecordsFailed (exit 8) if any failed, or with ``stop`` the first failure itself (with
     its own exit code). ``on_record(line, ok)`` is called after each record (``ok`` is None
@@ -1045,7 +1056,7 @@ def run_batch(
     refused as an output (a file read while it grows).
     """
     batch = _Batch(
-        runner,
+        LocalExecutor(runner) if isinstance(runner, RecordRunner) else runner,
         options or BatchOptions(),
         output or LineOutput(),
         errors or ErrorLog(),
@@ -1058,9 +1069,141 @@ def run_batch(
     return batch.run(lines, on_record)
 
 
+# -- where records run: the seam between the batch and its executors ------------------------------
+
+
+@dataclass(frozen=True)
+class RecordTask:
+    """One input line to extract from: its number (from 1), its text, the input digest after it,
+    the pieces a checkpoint says were done, or ``error`` when the line is no record at all."""
+
+    line: int
+    text: str
+    digest: str
+    finished: tuple[tuple[Piece, Found], ...] = ()
+    error: QwenJsonError | None = None
+
+
+class RecordExecutor(Protocol):
+    """Runs records and hands each one's results to its ``RecordSink``, in input order.
+
+    ``run`` yields ``(task, sink.finish(...))`` for every task, in the order of ``tasks`` (or
+    as they finish, for an unordered batch); a task with ``error`` is not run, only finished.
+    """
+
+    each: bool  # items are emitted one by one (``--each``)
+
+    def check_total(self) -> None:
+        """Raise TotalTimeoutExpired when the whole run's time is up."""
+        ...
+
+    def run(
+        self, tasks: Iterable[RecordTask], sink: Callable[[RecordTask], RecordSink]
+    ) -> Iterator[tuple[RecordTask, bool]]:
+        """Run ``tasks``; yield each with what its sink's ``finish`` returned."""
+        ...
+
+
+class LocalExecutor:
+    """Records one after another through a RecordRunner in this process (text streamed live)."""
+
+    def __init__(self, runner: RecordRunner) -> None:
+        self.runner = runner
+        self.each = runner.record.each
+
+    def check_total(self) -> None:
+        """Raise TotalTimeoutExpired when ``--total-timeout`` has run out."""
+        self.runner.check_total()
+
+    def run(
+        self, tasks: Iterable[RecordTask], sink: Callable[[RecordTask], RecordSink]
+    ) -> Iterator[tuple[RecordTask, bool]]:
+        """Run each task here, its output going to its sink as it is made."""
+        for task in tasks:
+            out = sink(task)
+            yield task, out.finish(self._error(task, out))
+
+    def _error(self, task: RecordTask, out: RecordSink) -> QwenJsonError | None:
+        if task.error is not None:
+            return task.error
+        hooks = PieceHooks(done=out.piece_done, progress=out.on_piece)
+        try:
+            self.runner.run(
+                task.text,
+                out.emit,
+                on_text=out.on_text,
+                notice=out.notice,
+                pieces=hooks,
+                finished=task.finished,
+            )
+        except (TotalTimeoutExpired, OutputError):
+            raise  # the run stops; the record in flight is not logged and is done again
+        except QwenJsonError as e:
+            return e
+        return None
+
+
+class RecordSink:
+    """What the batch does with one record's results: its output lines (``--each`` items go out
+    at once, a document when the record has succeeded), finished pieces (logged), notices, and
+    at the end success or failure (reported, then logged in the checkpoint)."""
+
+    def __init__(self, batch: _Batch, task: RecordTask, shape: Callable[[str], str] = str) -> None:
+        self.batch = batch
+        self.task = task
+        self.shape = shape
+        self.pending: list[str] = []
+        self.on_text = batch.on_text
+        self.on_piece = batch.on_piece
+
+    def emit(self, document: str) -> None:
+        """One output line's document (shaped by the record: ``--field``, ``--unordered``)."""
+        line = self.shape(document)
+        if self.batch.options.numbered:
+            line = f'{{"line":{self.task.line},"data":{line}}}'
+        if self.batch.executor.each:
+            with signals_held():  # items go out as they close, each line whole
+                self.batch.output.write_line(line)
+        else:
+            self.pending.append(line)
+
+    def piece_done(self, piece: Piece, found: Found) -> None:
+        """Log a finished piece of a long record (its items already written)."""
+        with signals_held():
+            self.batch._commit(self.task.line, self.task.digest, (piece, found))
+
+    def notice(self, message: str) -> None:
+        """A warning about this record."""
+        if self.batch.notice is not None:
+            self.batch.notice(f"line {self.task.line}: {message}")
+
+    def finish(self, error: QwenJsonError | None) -> bool:
+        """Write the record's lines (or report its ``error``) and log it; whether it succeeded."""
+        batch, line_no = self.batch, self.task.line
+        if error is not None:
+            if batch.options.document:
+                raise error  # one document fails with its own error, unlogged: a rerun redoes it
+            if batch.options.on_error == "stop":
+                raise RecordFailed(line_no, error) from error
+            failure = RecordError(line_no, str(error), error.exit_code)
+            batch.report.failed += 1
+            batch.report.errors.append(failure)
+            with signals_held():
+                if batch.options.on_error == "record":
+                    batch.errors.write(failure)
+                batch._commit(line_no, self.task.digest)
+            return False
+        with signals_held():
+            for line in self.pending:
+                batch.output.write_line(line)
+            batch._commit(line_no, self.task.digest)
+        batch.report.succeeded += 1
+        return True
+
+
 @dataclass
 class _Batch:
-    runner: RecordRunner
+    executor: RecordExecutor
     options: BatchOptions
     output: LineOutput
     errors: ErrorLog
@@ -1070,6 +1213,7 @@ class _Batch:
     input_fd: int | None = None
     on_piece: Callable[[int, int], None] | None = None
     report: BatchReport = field(default_factory=BatchReport)
+    shapes: dict[int, Callable[[str], str]] = field(default_factory=dict)
 
     def run(
         self, lines: Iterable[bytes], on_record: Callable[[int, bool | None], None] | None
@@ -1077,14 +1221,33 @@ class _Batch:
         report = self.report
         self._refuse_shared_files()
         resume = self._resume()
+        tasks = self._tasks(lines, resume, on_record)
+        for task, ok in self.executor.run(tasks, self._sink):
+            if on_record is not None:
+                on_record(task.line, ok)
+        if report.records < resume.line:
+            raise UsageError(
+                f"the input has {report.records} line(s) but the checkpoint says {resume.line} "
+                "were done: it is not the same input"
+            )
+        if report.failed:
+            raise SomeRecordsFailed(f"{report.failed} of {report.records} record(s) failed", report)
+        return report
+
+    def _tasks(
+        self,
+        lines: Iterable[bytes],
+        resume: Resume,
+        on_record: Callable[[int, bool | None], None] | None,
+    ) -> Iterator[RecordTask]:
+        """The records still to do, read lazily (an executor takes only as many as it runs)."""
         hasher = hashlib.sha256()
-        line_no = 0
         for line_no, raw in enumerate(lines, 1):
             # A digest of the input so far: a resumed run must be reading the same input.
             hasher.update(len(raw).to_bytes(8, "little"))
             hasher.update(raw)
             digest = hasher.copy().hexdigest()[:32]
-            report.records = line_no
+            self.report.records = line_no
             if line_no <= resume.line:
                 recorded = resume.digest_at(line_no)
                 if line_no == resume.line and recorded is None:
@@ -1094,28 +1257,27 @@ class _Batch:
                         f"the input differs from the one the checkpoint was made for (at line "
                         f"{line_no}): delete the checkpoint to start over"
                     )
-                report.resumed += 1
+                self.report.resumed += 1
                 if on_record is not None:
                     on_record(line_no, None)
                 continue
-            self.runner.check_total()
+            self.executor.check_total()
             finished = resume.pieces if line_no == resume.line + 1 else []
             if finished and digest != resume.pieces_digest:
                 raise UsageError(
                     f"the input differs from the one the checkpoint was made for (at line "
                     f"{line_no}): delete the checkpoint to start over"
                 )
-            ok = self._record(raw, line_no, digest, finished)
-            if on_record is not None:
-                on_record(line_no, ok)
-        if line_no < resume.line:
-            raise UsageError(
-                f"the input has {line_no} line(s) but the checkpoint says {resume.line} were "
-                "done: it is not the same input"
-            )
-        if report.failed:
-            raise SomeRecordsFailed(f"{report.failed} of {report.records} record(s) failed", report)
-        return report
+            try:
+                text, shape = parse_record(raw, self.options, first=line_no == 1)
+            except QwenJsonError as e:
+                yield RecordTask(line_no, "", digest, error=e)
+                continue
+            self.shapes[line_no] = shape
+            yield RecordTask(line_no, text, digest, tuple(finished))
+
+    def _sink(self, task: RecordTask) -> RecordSink:
+        return RecordSink(self, task, self.shapes.pop(task.line, str))
 
     def _refuse_shared_files(self) -> None:
         """Refuse the input, stdout, ``--errors`` and ``--checkpoint`` when two are one file (by
@@ -1151,57 +1313,6 @@ class _Batch:
             if said and self.notice is not None:
                 self.notice(said)
         return resume
-
-    def _record(
-        self, raw: bytes, line_no: int, digest: str, finished: list[tuple[Piece, Found]]
-    ) -> bool:
-        each = self.runner.record.each
-        pending: list[str] = []
-        notice = self.notice
-
-        def say(message: str) -> None:
-            if notice is not None:
-                notice(f"line {line_no}: {message}")
-
-        try:
-            text, shape = parse_record(raw, self.options, first=line_no == 1)
-
-            def emit(document: str) -> None:
-                if each:
-                    with signals_held():  # items go out as they close, each line whole
-                        self.output.write_line(shape(document))
-                else:
-                    pending.append(shape(document))
-
-            def piece_done(piece: Piece, found: Found) -> None:
-                with signals_held():
-                    self._commit(line_no, digest, (piece, found))
-
-            hooks = PieceHooks(done=piece_done, progress=self.on_piece)
-            self.runner.run(
-                text, emit, on_text=self.on_text, notice=say, pieces=hooks, finished=finished
-            )
-        except (TotalTimeoutExpired, OutputError):
-            raise  # the run stops; the record in flight is not logged and is done again
-        except QwenJsonError as e:
-            if self.options.document:
-                raise  # a single document fails with its own error, unlogged: a rerun redoes it
-            if self.options.on_error == "stop":
-                raise RecordFailed(line_no, e) from e
-            failure = RecordError(line_no, str(e), e.exit_code)
-            self.report.failed += 1
-            self.report.errors.append(failure)
-            with signals_held():
-                if self.options.on_error == "record":
-                    self.errors.write(failure)
-                self._commit(line_no, digest)
-            return False
-        with signals_held():
-            for line in pending:
-                self.output.write_line(line)
-            self._commit(line_no, digest)
-        self.report.succeeded += 1
-        return True
 
     def _commit(self, line_no: int, digest: str, piece: tuple[Piece, Found] | None = None) -> None:
         """Log the record (or with ``piece``, one piece of it) as done."""

@@ -16,6 +16,7 @@ EXIT_INPUT = 6  # input text empty, not UTF-8, or too long for the context
 EXIT_TIMEOUT = 7  # --timeout ran out
 EXIT_SOME_RECORDS_FAILED = 8  # a --jsonl batch finished, but some records failed
 EXIT_OUTPUT = 9  # stdout or --errors can't be written (disk full, closed, read-only)
+EXIT_CLUSTER = 10  # --ray: Ray not installed, the cluster unreachable, its workers gone
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -101,6 +102,13 @@ class OutputError(QwenJsonError):
     def __init__(self, message: str, *, stdout: bool = False) -> None:
         super().__init__(message)
         self.stdout = stdout
+
+
+class ClusterError(QwenJsonError):
+    """``--ray``: Ray isn't installed, the cluster can't be reached or has no worker left, or a
+    record's worker died on it every time it was tried."""
+
+    exit_code = EXIT_CLUSTER
 
 
 class TimeoutExpired(QwenJsonError):
