@@ -240,6 +240,7 @@ class RayExecutor:
         total_timeout: float | None = None,
         started: float | None = None,
         notice: Callable[[str], None] | None = None,
+        worker: type[RecordWorker] = RecordWorker,
     ) -> None:
         self.cluster = cluster
         self.spec = spec
@@ -261,9 +262,7 @@ class RayExecutor:
         self.timings: list[RecordTiming] = []
         self.unsent: deque[_Slot] = deque()  # records an actor's death handed back
         ray = cluster.ray
-        self._remote = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(
-            RecordWorker
-        )
+        self._remote = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(worker)
         for _ in range(self.size):
             self._start_actor()
 

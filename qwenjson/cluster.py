@@ -8,6 +8,7 @@ machine; anything else is a head node's ``HOST[:PORT]``. Ray is an optional extr
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -16,7 +17,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -82,6 +82,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
         _use_token_if_present()
         # Ray retries a refused connection for a minute; the probe already saw it answer.
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(int(CONNECT_SECONDS)))
+    _errors_to_stderr()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with _stdout_to_stderr():
@@ -156,12 +157,33 @@ def _probe(target: str, given: str) -> None:
 
 def _use_token_if_present() -> None:
     """Clusters made by Ray >= 2.52 want the token ``ray start`` wrote in ~/.ray/auth_token (or
-    RAY_AUTH_TOKEN); Ray's command line uses it when present, and so do we."""
-    if "RAY_AUTH_MODE" in os.environ:
+    RAY_AUTH_TOKEN): use it when present, as Ray's own command line does (RAY_AUTH_MODE, when
+    set, decides)."""
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+    except ImportError:
+        return  # a Ray without token authentication
+    # Its notice that the token is used is for clusters it starts, not for a client.
+    logging.getLogger(setup.__name__).setLevel(logging.ERROR)
+    setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _errors_to_stderr() -> None:
+    """Ray's driver prints the cluster's error messages ("(raylet) A worker died …") to
+    sys.stdout, where they would land among the output lines; send them to stderr."""
+    try:
+        from ray._private import worker
+    except ImportError:
         return
-    given = "RAY_AUTH_TOKEN" in os.environ or "RAY_AUTH_TOKEN_PATH" in os.environ
-    if given or (Path.home() / ".ray" / "auth_token").is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        show({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def _init_failure(address: str, error: Exception) -> str:

@@ -1,0 +1,102 @@
+"""A real Ray cluster on this machine for the tests: ``ray start --head --block`` in a temp dir.
+
+Started in its own session, so that stopping it ends exactly the processes it started (its
+GCS, raylet and workers), never another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from qwenjson.actors import RecordWorker, WorkerResult
+from qwenjson.chunking import Piece
+from qwenjson.merging import Found
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def ray_head(temp_dir: Path, cpus: int = 2) -> Iterator[tuple[str, int]]:
+    """A head node with ``cpus`` CPUs; yields its address and its session (all its processes)."""
+    port = free_port()
+    log = temp_dir / "ray-start.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(RAY), "start", "--head", "--block", "--num-cpus", str(cpus),
+                "--node-ip-address", "127.0.0.1", "--port", str(port),
+                "--temp-dir", str(temp_dir / "ray"), "--include-dashboard", "false",
+                "--disable-usage-stats",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while b"Ray runtime started" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start failed:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `ray start` (it stops what it started), then SIGKILL to whatever is left in
+    its session: workers have process groups of their own."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=3)
+    for pid in session_pids(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def session_pids(session: int) -> dict[int, bytes]:
+    """The processes of ``session`` (the cluster's: Ray gives workers process groups of their
+    own, but they stay in the session) with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == session:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+    return found
+
+
+def worker_pids(session: int) -> list[int]:
+    """The pids of the cluster's RecordWorker actors (Ray names their processes ``ray::…``)."""
+    return [p for p, title in session_pids(session).items() if title.startswith(b"ray::Record")]
+
+
+class PoisonedWorker(RecordWorker):
+    """A worker whose process dies on any text with POISON in it (like a llama.cpp crash)."""
+
+    def run(self, text: str, finished: tuple[tuple[Piece, Found], ...] = ()) -> WorkerResult:
+        if "POISON" in text:
+            os._exit(1)
+        return super().run(text, finished)

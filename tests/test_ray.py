@@ -1,0 +1,279 @@
+"""``extract --jsonl --ray`` on a real Ray cluster (``ray start --head`` on 127.0.0.1, 2 CPUs, one
+per module) with the real SmolLM2 model: the same bytes as the local run, an actor killed
+mid-batch, a driver killed with -9 and resumed, a record that kills every worker, and the
+errors a user meets without a cluster (a wrong address, Ray not installed).
+
+Waiting is done by reading files and pipes, never by timing assertions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qwenjson.errors import EXIT_CLUSTER, EXIT_MODEL, EXIT_SOME_RECORDS_FAILED, EXIT_USAGE
+from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+
+from qwenjson.actors import RayExecutor, extract_many, worker_spec  # noqa: E402
+from qwenjson.batch import (  # noqa: E402
+    BatchOptions,
+    ErrorLog,
+    LineOutput,
+    RecordOptions,
+    SomeRecordsFailed,
+    run_batch,
+)
+from qwenjson.cluster import connect  # noqa: E402
+from qwenjson.pipeline import ExtractOptions  # noqa: E402
+from tests.ray_cluster import PoisonedWorker, ray_head, worker_pids  # noqa: E402
+
+pytestmark = pytest.mark.model
+
+
+def records(n: int) -> bytes:
+    rows = [{"id": i, "text": TEXTS[i % len(TEXTS)]} for i in range(1, n + 1)]
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+
+
+# Records, a line that is no record, an empty text: the failures must match the local run's too.
+INPUT = records(6) + b'not json\n{"id": 8, "text": ""}\n' + records(3)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The module's cluster: its address and session id."""
+    with ray_head(tmp_path_factory.mktemp("ray")) as head:
+        yield head
+
+
+def run(argv: list[str], data: bytes, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, input=data, capture_output=True, timeout=600, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """The local run's stdout and --errors file (the reference)."""
+    errors = tmp_path_factory.mktemp("local") / "errors.jsonl"
+    r = run(qwenjson_argv("--jsonl", "--field", "text", "--errors", str(errors)), INPUT)
+    assert r.returncode == EXIT_SOME_RECORDS_FAILED, r.stderr.decode()
+    assert len(r.stdout.splitlines()) == 9
+    return r.stdout, errors.read_bytes()
+
+
+def test_the_cluster_prints_what_the_local_run_prints(
+    cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    errors = tmp_path / "errors.jsonl"
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--errors", str(errors), "--ray", cluster[0])
+    r = run([*argv, "--ray-actors", "2"], INPUT)
+    assert r.returncode == EXIT_SOME_RECORDS_FAILED, r.stderr.decode()
+    assert r.stdout == local[0]  # byte for byte, in input order
+    assert errors.read_bytes() == local[1]  # lines 7 and 8, with the same messages
+    assert b"Traceback" not in r.stderr
+
+
+def test_each_on_the_cluster_prints_the_local_items(cluster: tuple[str, int]) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    data = "\n".join(["Alice met Bob and Carla in Lyon.", "李明和王芳在北京。"]).encode() + b"\n"
+    argv = qwenjson_argv("--jsonl", "--each", schema=schema, max_tokens=64)
+    here = run(argv, data)
+    there = run([*argv, "--ray", cluster[0]], data)
+    assert (there.returncode, there.stdout) == (here.returncode, here.stdout), there.stderr
+    assert len(here.stdout.splitlines()) >= 2
+
+
+def test_auto_and_unordered_number_each_line(
+    cluster: tuple[str, int], local: tuple[bytes, bytes]
+) -> None:
+    env = {**os.environ, "RAY_ADDRESS": cluster[0]}  # what `ray start` leaves for `auto`
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--ray", "auto", "--unordered")
+    r = run(argv, INPUT, env=env)
+    assert r.returncode == EXIT_SOME_RECORDS_FAILED, r.stderr.decode()
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert all(set(row) == {"line", "data"} for row in rows)
+    by_line = sorted(rows, key=lambda row: row["line"])
+    assert [row["line"] for row in by_line] == [1, 2, 3, 4, 5, 6, 9, 10, 11]
+    assert [row["data"] for row in by_line] == [json.loads(x) for x in local[0].splitlines()]
+
+
+def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(
+    cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--ray", cluster[0], "--ray-actors", "2")
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(INPUT)
+        proc.stdin.close()
+        stderr = _drain(proc.stderr)
+        while not out.read_bytes() and proc.poll() is None:  # the actors are working
+            time.sleep(0.05)
+        victims = worker_pids(cluster[1])
+        assert victims, "no RecordWorker process found"
+        assert proc.poll() is None, "the batch ended before an actor could be killed"
+        os.kill(victims[0], signal.SIGKILL)
+        assert proc.wait(timeout=600) == EXIT_SOME_RECORDS_FAILED, stderr.getvalue().decode()
+    assert out.read_bytes() == local[0]
+    assert b"died" in stderr.getvalue()  # the replacement is reported on stderr
+
+
+def test_checkpoint_resume_after_the_driver_is_killed(
+    cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(INPUT)
+    argv = qwenjson_argv(
+        "--jsonl", "--field", "text", "--input", str(tmp_path / "in.jsonl"),
+        "--checkpoint", str(tmp_path / "ckpt"), "--ray", cluster[0],
+    )  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    with out.open("ab") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL)
+        while out.read_bytes().count(b"\n") < 3 and proc.poll() is None:
+            time.sleep(0.02)
+        killed = proc.poll() is None
+        proc.kill()  # SIGKILL: the driver writes nothing more, its actors die with it
+        proc.wait(timeout=60)
+    assert killed, "the run ended before it could be killed"
+    with out.open("ab") as sink:
+        rerun = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, timeout=600)
+    assert rerun.returncode == EXIT_SOME_RECORDS_FAILED, rerun.stderr.decode()
+    assert out.read_bytes() == local[0]
+
+
+def test_a_record_that_kills_every_worker_fails_alone(cluster: tuple[str, int]) -> None:
+    lines = [b"Alice Martin is 34.", b"POISON Bob is 51.", b"Carla Diaz is 19."]
+    spec = worker_spec(
+        REAL_PERSON,
+        model=str(_model()),
+        n_ctx=512,
+        options=ExtractOptions(max_tokens=48),
+        record=RecordOptions(),
+    )
+    notices: list[str] = []
+    shown: list[str] = []
+    output = io.BytesIO()
+    with connect(cluster[0]) as c:
+        executor = RayExecutor(c, spec, actors=1, notice=notices.append, worker=PoisonedWorker)
+        try:
+            with pytest.raises(SomeRecordsFailed) as failed:
+                run_batch(
+                    lines,
+                    executor,
+                    BatchOptions(),
+                    output=LineOutput(output),
+                    errors=ErrorLog(show=shown.append),
+                )
+        finally:
+            executor.close()
+    assert [e.line for e in failed.value.report.errors] == [2]
+    assert failed.value.report.errors[0].exit_code == EXIT_CLUSTER
+    assert "died 3 times" in shown[0]
+    assert len(notices) == 3  # three workers died on it, each replaced
+    names = [json.loads(line)["name"] for line in output.getvalue().splitlines()]
+    assert names == ["Alice Martin", "Carla Diaz"]
+
+
+def test_extract_many_from_python(cluster: tuple[str, int]) -> None:
+    texts = [TEXTS[0], "", TEXTS[1]]
+    got = list(extract_many(texts, REAL_PERSON, ray=cluster[0], model=str(_model()), max_tokens=48))
+    assert [i for i, _ in got] == [0, 1, 2]
+    assert got[0][1]["name"] == "Alice Martin" and got[2][1]["age"] == 51
+    assert getattr(got[1][1], "exit_code", None) == 6  # an empty text: an InputError, not raised
+
+
+def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> None:
+    argv = qwenjson_argv("--jsonl", "--ray", cluster[0])
+    argv[argv.index("--model") + 1] = "/nonexistent/model.gguf"
+    r = run(argv, b"Alice is 34.\n")
+    assert r.returncode == EXIT_MODEL, r.stderr.decode()
+    assert b"is not on node" in r.stderr and b"Traceback" not in r.stderr
+    assert r.stdout == b""
+
+
+# -- without a cluster -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ray", "local"], "--ray needs --jsonl"),
+        (["--jsonl", "--unordered"], "--unordered needs --ray"),
+        (["--jsonl", "--ray-actors", "2"], "--ray-actors needs --ray"),
+        (["--jsonl", "--ray", "local", "--unordered", "--checkpoint", "ck"], "--unordered can't"),
+    ],
+)
+def test_option_mistakes_are_usage_errors(args: list[str], message: str) -> None:
+    r = run(qwenjson_argv(*args), b"Alice is 34.\n")
+    assert r.returncode == EXIT_USAGE
+    assert message in r.stderr.decode() and r.stdout == b""
+
+
+def test_an_address_nobody_answers_at_is_a_clear_error() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run(qwenjson_argv("--jsonl", "--ray", f"127.0.0.1:{port}"), b"Alice is 34.\n")
+    assert r.returncode == EXIT_CLUSTER
+    assert b"Error: can't reach a Ray cluster" in r.stderr
+    assert b"Traceback" not in r.stderr and r.stdout == b""
+
+
+def test_an_address_that_is_not_ray_is_a_clear_error() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:  # an HTTP/1 server's reply to anything
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    with server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        r = run(qwenjson_argv("--jsonl", "--ray", address), b"Alice is 34.\n")
+    assert r.returncode == EXIT_CLUSTER
+    assert b"answers, but not as a Ray cluster" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it() -> None:
+    # The module hidden: `import ray` fails as it does where the extra isn't installed.
+    code = "import sys; sys.modules['ray'] = None; from qwenjson.cli import main; main()"
+    argv = [sys.executable, "-c", code, *qwenjson_argv("--jsonl", "--ray", "local")[3:]]
+    r = run(argv, b"Alice is 34.\n")
+    assert r.returncode == EXIT_CLUSTER
+    assert b"pip install 'qwenjson[ray]'" in r.stderr and b"Traceback" not in r.stderr
+
+
+def _drain(pipe: io.BufferedReader | object) -> io.BytesIO:
+    """Read a child's stderr in the background (so it never blocks on a full pipe)."""
+    got = io.BytesIO()
+
+    def read() -> None:
+        for chunk in iter(lambda: pipe.read(4096), b""):  # type: ignore[attr-defined]
+            got.write(chunk)
+
+    threading.Thread(target=read, daemon=True).start()
+    return got
+
+
+def _model() -> Path:
+    from tests.grammar_engine import default_model_path
+
+    return default_model_path()
