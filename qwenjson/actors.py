@@ -23,15 +23,15 @@ and after ``MAX_DEATHS`` it fails on its own (exit 10) instead of killing every 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import re
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenjson import __version__, deadline
 from qwenjson.batch import (
@@ -43,24 +43,26 @@ from qwenjson.batch import (
     prepare_job,
 )
 from qwenjson.chunking import Piece
-from qwenjson.cluster import Cluster, connect
 from qwenjson.errors import ClusterError, ModelError, QwenJsonError
 from qwenjson.merging import Found
 from qwenjson.pipeline import ExtractOptions, open_model
 from qwenjson.validate import Schema
+
+if TYPE_CHECKING:
+    from qwenjson.cluster import Cluster
 
 __all__ = [
     "RayExecutor",
     "RecordTiming",
     "RecordWorker",
     "WorkerSpec",
-    "extract_many",
     "worker_spec",
 ]
 
 IN_FLIGHT = 2  # records sent to one actor at a time: the next is there when one ends
 WINDOW = 8  # records per actor between the input and the output (a slow one holds the rest)
 MAX_DEATHS = 3  # an actor died running this record this often: it fails (exit 10)
+STARTUP_NOTICE = 60.0  # seconds without a ready actor before saying so
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ class RayExecutor:
         started: float | None = None,
         notice: Callable[[str], None] | None = None,
         worker: type[RecordWorker] = RecordWorker,
+        keep_timings: bool = False,
     ) -> None:
         self.cluster = cluster
         self.spec = spec
@@ -259,7 +262,8 @@ class RayExecutor:
         self.replacements = MAX_DEATHS * self.size  # then the cluster is too sick to go on
         self.actors: list[_Actor] = []
         self.calls: dict[Any, tuple[_Actor, _Slot | None]] = {}  # ref -> (actor, record|hello)
-        self.timings: list[RecordTiming] = []
+        self.timings: list[RecordTiming] | None = [] if keep_timings else None
+        self.last_death = ""  # why the last actor died, for "no worker is left"
         self.unsent: deque[_Slot] = deque()  # records an actor's death handed back
         ray = cluster.ray
         self._remote = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(worker)
@@ -341,13 +345,23 @@ class RayExecutor:
     def _wait(self) -> None:
         """Wait for some result (a record's, or an actor's hello) and take it in."""
         ray = self.cluster.ray
+        since = time.monotonic()
         while True:
             self.check_total()
             if not self.calls:
-                raise ClusterError("no worker is left to run the records")
+                last = f" (the last one: {self.last_death})" if self.last_death else ""
+                raise ClusterError(f"no worker is left to run the records{last}")
             ready, _ = ray.wait(list(self.calls), num_returns=1, timeout=0.5)
             if ready:
                 break
+            if time.monotonic() - since > STARTUP_NOTICE and not any(a.ready for a in self.actors):
+                since = float("inf")  # said once per wait
+                if self.notice is not None:
+                    self.notice(
+                        f"no worker has started after {STARTUP_NOTICE:g} s: the cluster may have "
+                        f"no free CPUs for one (--threads {self.spec.threads}), or its nodes are "
+                        "still downloading the model"
+                    )
         for ref in ready:
             actor, slot = self.calls.pop(ref)
             try:
@@ -379,16 +393,17 @@ class RayExecutor:
     def _received(self, actor: _Actor, slot: _Slot, result: WorkerResult) -> None:
         slot.result, slot.received = result, time.time()
         actor.held.remove(slot)
-        self.timings.append(
-            RecordTiming(
-                slot.task.line,
-                slot.submitted,
-                result.started,
-                result.ended,
-                slot.received,
-                actor.last_ended,
+        if self.timings is not None:
+            self.timings.append(
+                RecordTiming(
+                    slot.task.line,
+                    slot.submitted,
+                    result.started,
+                    result.ended,
+                    slot.received,
+                    actor.last_ended,
+                )
             )
-        )
         actor.last_ended = result.ended
 
     def _died(self, actor: _Actor, error: Exception) -> None:
@@ -398,7 +413,7 @@ class RayExecutor:
         self.actors.remove(actor)
         for ref in [r for r, (a, _) in self.calls.items() if a is actor]:
             del self.calls[ref]
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = self.last_death = _reason(error)
         held = list(actor.held)
         if held:
             held[0].deaths += 1
@@ -416,6 +431,14 @@ class RayExecutor:
         if self.replacements > 0:
             self.replacements -= 1
             self._start_actor()
+
+
+def _reason(error: Exception) -> str:
+    """One line on why an actor died: the exception its creation raised (qwenjson missing on
+    the node, say), else the first line of Ray's message."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return (raised or lines or [type(error).__name__])[-1 if raised else 0]
 
 
 def _remote_error(message: str, exit_code: int) -> QwenJsonError:
@@ -458,69 +481,3 @@ def worker_spec(
         record=record or RecordOptions(each=each),
         **engine,
     )
-
-
-class _Collected:
-    """A record's results kept for ``extract_many`` (the batch's sink writes them instead)."""
-
-    def __init__(self) -> None:
-        self.on_text: Callable[[str], None] | None = None
-        self.on_piece: Callable[[int, int], None] | None = None
-        self.documents: list[Any] = []
-        self.error: QwenJsonError | None = None
-
-    def emit(self, document: str) -> None:
-        self.documents.append(json.loads(document))
-
-    def piece_done(self, piece: Piece, found: Found) -> None:
-        pass  # nothing to resume: the records are in memory
-
-    def notice(self, message: str) -> None:
-        pass
-
-    def finish(self, error: QwenJsonError | None) -> bool:
-        self.error = error
-        return error is None
-
-
-def extract_many(
-    texts: Iterable[str],
-    schema: Mapping[str, Any] | bool,
-    *,
-    ray: str = "local",
-    model: str | Path | None = None,
-    actors: int | None = None,
-    threads: int = 1,
-    ordered: bool = True,
-    each: bool = False,
-    **options: Any,
-) -> Iterator[tuple[int, Any]]:
-    """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
-    ``texts`` (``ordered=False``: as they finish).
-
-    ``result`` is what ``qwenjson.extract`` would return (with ``each=True``: the list of
-    items), or the ``QwenJsonError`` it would raise for that text. ``ray``: ``local``, ``auto``
-    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors`` and ``threads`` as
-    ``--ray-actors`` and ``--threads``; other keyword arguments are ``ExtractOptions``. Texts
-    are read as they are needed, so a generator over a large file is fine.
-    """
-    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
-    spec = worker_spec(
-        schema_value, model=model, each=each, threads=threads, options=ExtractOptions(**options)
-    )
-    kept: dict[int, _Collected] = {}
-
-    def sink(task: RecordTask) -> RecordSink:
-        kept[task.line] = _Collected()
-        return kept[task.line]
-
-    with connect(ray) as cluster:
-        executor = RayExecutor(cluster, spec, actors=actors, ordered=ordered)
-        try:
-            tasks = (RecordTask(i, text, "") for i, text in enumerate(texts, 1))
-            for task, _ in executor.run(tasks, sink):
-                got = kept.pop(task.line)
-                value: Any = got.documents if each else (got.documents or [None])[0]
-                yield task.line - 1, got.error if got.error is not None else value
-        finally:
-            executor.close()

@@ -3,11 +3,13 @@
 ``local`` starts a private cluster for the run; ``auto`` is the one ``ray start`` made on this
 machine; anything else is a head node's ``HOST[:PORT]``. Ray is an optional extra
 (``pip install 'qwenjson[ray]'``): without it, ``--ray`` is a ClusterError saying so (exit 10).
+``extract_many`` is the Python API: texts in, documents out, on a cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -15,14 +17,21 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qwenjson.errors import ClusterError
+from qwenjson.errors import ClusterError, QwenJsonError
 
-__all__ = ["INSTALL_HINT", "Cluster", "connect", "import_ray"]
+if TYPE_CHECKING:
+    from qwenjson.batch import RecordSink, RecordTask
+    from qwenjson.chunking import Piece
+    from qwenjson.merging import Found
+    from qwenjson.validate import Schema
+
+__all__ = ["INSTALL_HINT", "Cluster", "connect", "extract_many", "import_ray"]
 
 INSTALL_HINT = "pip install 'qwenjson[ray]'"
 CONNECT_SECONDS = 5.0  # a cluster address that doesn't answer within this is an error
@@ -215,3 +224,76 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.dup2(saved[1], 0)
         for fd in (*saved, null):
             os.close(fd)
+
+
+# -- the Python API -------------------------------------------------------------------------------
+
+
+class _Collected:
+    """A record's results kept for ``extract_many`` (the batch's sink writes them instead)."""
+
+    def __init__(self) -> None:
+        self.on_text: Callable[[str], None] | None = None
+        self.on_piece: Callable[[int, int], None] | None = None
+        self.documents: list[Any] = []
+        self.error: QwenJsonError | None = None
+
+    def emit(self, document: str) -> None:
+        self.documents.append(json.loads(document))
+
+    def piece_done(self, piece: Piece, found: Found) -> None:
+        pass  # nothing to resume: the records are in memory
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def finish(self, error: QwenJsonError | None) -> bool:
+        self.error = error
+        return error is None
+
+
+def extract_many(
+    texts: Iterable[str],
+    schema: Mapping[str, Any] | bool,
+    *,
+    ray: str = "local",
+    model: str | Path | None = None,
+    actors: int | None = None,
+    threads: int = 1,
+    ordered: bool = True,
+    each: bool = False,
+    **options: Any,
+) -> Iterator[tuple[int, Any]]:
+    """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
+    ``texts`` (``ordered=False``: as they finish).
+
+    ``result`` is what ``qwenjson.extract`` would return (with ``each=True``: the list of
+    items), or the ``QwenJsonError`` it would raise for that text. ``ray``: ``local``, ``auto``
+    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors`` and ``threads`` as
+    ``--ray-actors`` and ``--threads``; other keyword arguments are ``ExtractOptions``. Texts
+    are read as they are needed, so a generator over a large file is fine.
+    """
+    from qwenjson.actors import RayExecutor, worker_spec
+    from qwenjson.batch import RecordTask
+    from qwenjson.pipeline import ExtractOptions
+
+    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
+    spec = worker_spec(
+        schema_value, model=model, each=each, threads=threads, options=ExtractOptions(**options)
+    )
+    kept: dict[int, _Collected] = {}
+
+    def sink(task: RecordTask) -> RecordSink:
+        kept[task.line] = _Collected()
+        return kept[task.line]
+
+    with connect(ray) as cluster:
+        executor = RayExecutor(cluster, spec, actors=actors, ordered=ordered)
+        try:
+            tasks = (RecordTask(i, text, "") for i, text in enumerate(texts, 1))
+            for task, _ in executor.run(tasks, sink):
+                got = kept.pop(task.line)
+                value: Any = got.documents if each else (got.documents or [None])[0]
+                yield task.line - 1, got.error if got.error is not None else value
+        finally:
+            executor.close()

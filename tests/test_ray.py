@@ -27,7 +27,7 @@ from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
-from qwenjson.actors import RayExecutor, extract_many, worker_spec  # noqa: E402
+from qwenjson.actors import RayExecutor, worker_spec  # noqa: E402
 from qwenjson.batch import (  # noqa: E402
     BatchOptions,
     ErrorLog,
@@ -36,7 +36,7 @@ from qwenjson.batch import (  # noqa: E402
     SomeRecordsFailed,
     run_batch,
 )
-from qwenjson.cluster import connect  # noqa: E402
+from qwenjson.cluster import connect, extract_many  # noqa: E402
 from qwenjson.pipeline import ExtractOptions  # noqa: E402
 from tests.ray_cluster import PoisonedWorker, ray_head, worker_pids  # noqa: E402
 
