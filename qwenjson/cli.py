@@ -368,7 +368,8 @@ def extract(
             min=1,
             metavar="N",
             help="With --ray: how many workers, each with its own model and --threads "
-            "threads. [default: each node's CPUs / --threads, within those free]",
+            "threads (1 with --ray unless given). [default: each node's CPUs / --threads, "
+            "within those free]",
             show_default=False,
         ),
     ] = None,

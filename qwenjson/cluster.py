@@ -36,6 +36,7 @@ __all__ = ["INSTALL_HINT", "Cluster", "connect", "extract_many", "import_ray"]
 INSTALL_HINT = "pip install 'qwenjson[ray]'"
 CONNECT_SECONDS = 5.0  # a cluster address that doesn't answer within this is an error
 DEFAULT_PORT = 6379  # what `ray start --head` listens on
+TEMP_PREFIX = "qj-ray-"  # a private cluster's temp dir: /tmp/qj-ray-PID-…
 
 
 def import_ray() -> ModuleType:
@@ -81,8 +82,9 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
     kwargs: dict[str, Any] = {}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == "local":
-        # Short: Ray's socket paths must fit in 107 bytes.
-        temp_dir = tempfile.mkdtemp(prefix="qj-ray-", dir="/tmp")
+        _remove_stale_temp_dirs()
+        # Short: Ray's socket paths must fit in 107 bytes. The pid: see _remove_stale_temp_dirs.
+        temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
         kwargs = {"num_cpus": num_cpus, "include_dashboard": False, "_temp_dir": temp_dir}
         target = "local"
     else:
@@ -116,6 +118,21 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
             ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _remove_stale_temp_dirs() -> None:
+    """Remove the temp dirs (logs, 200 KB) of private clusters whose driver was killed (-9)
+    before it could: Ray's processes end with their driver, the directory stays."""
+    for path in Path("/tmp").glob(f"{TEMP_PREFIX}*-*"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue  # alive, someone else's
 
 
 def _resolve(ray: ModuleType, address: str) -> str:

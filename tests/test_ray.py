@@ -22,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from qwenjson.errors import EXIT_CLUSTER, EXIT_MODEL, EXIT_SOME_RECORDS_FAILED, EXIT_USAGE
+from qwenjson.errors import (
+    EXIT_CLUSTER,
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_SOME_RECORDS_FAILED,
+    EXIT_USAGE,
+)
 from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -107,6 +113,17 @@ def test_auto_and_unordered_number_each_line(
     by_line = sorted(rows, key=lambda row: row["line"])
     assert [row["line"] for row in by_line] == [1, 2, 3, 4, 5, 6, 9, 10, 11]
     assert [row["data"] for row in by_line] == [json.loads(x) for x in local[0].splitlines()]
+
+
+def test_on_error_stop_stops_at_the_first_failure_in_input_order(
+    cluster: tuple[str, int], local: tuple[bytes, bytes]
+) -> None:
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--on-error", "stop", "--ray", cluster[0])
+    r = run(argv, INPUT)
+    # Line 7 fails: the six before it are printed (later ones may have run: never printed).
+    assert r.returncode == EXIT_INPUT, r.stderr.decode()
+    assert r.stdout == b"".join(local[0].splitlines(keepends=True)[:6])
+    assert b"Error: line 7: not a JSON object" in r.stderr
 
 
 def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(
