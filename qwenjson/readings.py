@@ -12,6 +12,10 @@ content still grow into a value, where does a whole value come from).
 
 A text written day-first or month-first (``03/04/2018``) is read both ways when both are
 dates: the model picks.
+
+Measured (``scripts/quality.py --source sroie --source citations``, Qwen2 0.5B, greedy): receipt
+dates right 2 → 19 of 20, totals 12 → 14 of 20, the receipts' score 37.5% → 61.2%; the
+citations' (whose ``year`` is an integer) unchanged at 85.3%.
 """
 
 from __future__ import annotations
