@@ -17,11 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from qwenjson import cli
 from qwenjson.errors import (
     EXIT_CLUSTER,
     EXIT_INPUT,
@@ -222,7 +223,23 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
     assert r.stdout == b""
 
 
-# -- without a cluster -----------------------------------------------------------------------------
+# -- without a cluster (in this process: nothing here gets as far as a model) ---------------------
+
+
+@pytest.fixture
+def cli_run(
+    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> Callable[..., tuple[int, bytes, bytes]]:
+    """``qwenjson extract ARGS`` in this process on SmolLM2: (exit code, stdout, stderr)."""
+
+    def invoke(*args: str) -> tuple[int, bytes, bytes]:
+        stdin = io.TextIOWrapper(io.BytesIO(b"Alice is 34.\n"), encoding="utf-8")
+        monkeypatch.setattr("sys.stdin", stdin)
+        code = cli.run(qwenjson_argv(*args)[3:])
+        captured = capsysbinary.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
 
 
 @pytest.mark.parametrize(
@@ -234,23 +251,28 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
         (["--jsonl", "--ray", "local", "--unordered", "--checkpoint", "ck"], "--unordered can't"),
     ],
 )
-def test_option_mistakes_are_usage_errors(args: list[str], message: str) -> None:
-    r = run(qwenjson_argv(*args), b"Alice is 34.\n")
-    assert r.returncode == EXIT_USAGE
-    assert message in r.stderr.decode() and r.stdout == b""
+def test_option_mistakes_are_usage_errors(
+    cli_run: Callable[..., tuple[int, bytes, bytes]], args: list[str], message: str
+) -> None:
+    code, out, err = cli_run(*args)
+    assert code == EXIT_USAGE
+    assert message in err.decode() and out == b""
 
 
-def test_an_address_nobody_answers_at_is_a_clear_error() -> None:
+def test_an_address_nobody_answers_at_is_a_clear_error(
+    cli_run: Callable[..., tuple[int, bytes, bytes]],
+) -> None:
     with socket.socket() as s:  # a port that was free a moment ago: refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = run(qwenjson_argv("--jsonl", "--ray", f"127.0.0.1:{port}"), b"Alice is 34.\n")
-    assert r.returncode == EXIT_CLUSTER
-    assert b"Error: can't reach a Ray cluster" in r.stderr
-    assert b"Traceback" not in r.stderr and r.stdout == b""
+    code, out, err = cli_run("--jsonl", "--ray", f"127.0.0.1:{port}")
+    assert code == EXIT_CLUSTER
+    assert b"Error: can't reach a Ray cluster" in err and out == b""
 
 
-def test_an_address_that_is_not_ray_is_a_clear_error() -> None:
+def test_an_address_that_is_not_ray_is_a_clear_error(
+    cli_run: Callable[..., tuple[int, bytes, bytes]],
+) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -263,19 +285,18 @@ def test_an_address_that_is_not_ray_is_a_clear_error() -> None:
 
     threading.Thread(target=answer, daemon=True).start()
     with server:
-        address = f"127.0.0.1:{server.getsockname()[1]}"
-        r = run(qwenjson_argv("--jsonl", "--ray", address), b"Alice is 34.\n")
-    assert r.returncode == EXIT_CLUSTER
-    assert b"answers, but not as a Ray cluster" in r.stderr and b"Traceback" not in r.stderr
+        code, out, err = cli_run("--jsonl", "--ray", f"127.0.0.1:{server.getsockname()[1]}")
+    assert code == EXIT_CLUSTER
+    assert b"answers, but not as a Ray cluster" in err and out == b""
 
 
-def test_without_ray_installed_the_error_says_how_to_install_it() -> None:
-    # The module hidden: `import ray` fails as it does where the extra isn't installed.
-    code = "import sys; sys.modules['ray'] = None; from qwenjson.cli import main; main()"
-    argv = [sys.executable, "-c", code, *qwenjson_argv("--jsonl", "--ray", "local")[3:]]
-    r = run(argv, b"Alice is 34.\n")
-    assert r.returncode == EXIT_CLUSTER
-    assert b"pip install 'qwenjson[ray]'" in r.stderr and b"Traceback" not in r.stderr
+def test_without_ray_installed_the_error_says_how_to_install_it(
+    cli_run: Callable[..., tuple[int, bytes, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as without the extra
+    code, out, err = cli_run("--jsonl", "--ray", "local")
+    assert code == EXIT_CLUSTER
+    assert b"pip install 'qwenjson[ray]'" in err and out == b""
 
 
 def _drain(pipe: io.BufferedReader | object) -> io.BytesIO:
