@@ -43,6 +43,7 @@ from qwenjson.batch import (
     prepare_job,
 )
 from qwenjson.chunking import Piece
+from qwenjson.cluster import unwrapped
 from qwenjson.errors import ClusterError, ModelError, QwenJsonError
 from qwenjson.merging import Found
 from qwenjson.pipeline import ExtractOptions, open_model
@@ -351,7 +352,7 @@ class RayExecutor:
             if not self.calls:
                 last = f" (the last one: {self.last_death})" if self.last_death else ""
                 raise ClusterError(f"no worker is left to run the records{last}")
-            ready, _ = _unwrapped(ray.wait, list(self.calls), num_returns=1, timeout=0.5)
+            ready, _ = unwrapped(ray.wait, list(self.calls), num_returns=1, timeout=0.5)
             if ready:
                 break
             if time.monotonic() - since > STARTUP_NOTICE and not any(a.ready for a in self.actors):
@@ -365,7 +366,7 @@ class RayExecutor:
         for ref in ready:
             actor, slot = self.calls.pop(ref)
             try:
-                value = _unwrapped(ray.get, ref)
+                value = unwrapped(ray.get, ref)
             except ray.exceptions.RayActorError as e:
                 self._died(actor, e)
                 continue
@@ -431,18 +432,6 @@ class RayExecutor:
         if self.replacements > 0:
             self.replacements -= 1
             self._start_actor()
-
-
-def _unwrapped(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``call(…)``, with what a signal handler raised inside it raised as itself: Ray checks for
-    signals in its Cython wait loop, and Python reports a handler's exception there (Ctrl-C's,
-    SIGTERM's, --total-timeout's) as a SystemError caused by it."""
-    try:
-        return call(*args, **kwargs)
-    except SystemError as e:
-        if e.__cause__ is not None and not isinstance(e.__cause__, SystemError):
-            raise e.__cause__ from None
-        raise
 
 
 def _reason(error: Exception) -> str:

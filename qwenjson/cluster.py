@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from qwenjson.merging import Found
     from qwenjson.validate import Schema
 
-__all__ = ["INSTALL_HINT", "Cluster", "connect", "extract_many", "import_ray"]
+__all__ = ["INSTALL_HINT", "Cluster", "connect", "extract_many", "import_ray", "unwrapped"]
 
 INSTALL_HINT = "pip install 'qwenjson[ray]'"
 CONNECT_SECONDS = 5.0  # a cluster address that doesn't answer within this is an error
@@ -75,9 +75,13 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
     its size, default all cores); ``auto`` is the cluster ``ray start`` made on this machine (or
     ``RAY_ADDRESS``); else ``HOST[:PORT]`` of a head node (port 6379 by default). An address that
     doesn't answer is a ClusterError within ``CONNECT_SECONDS``, not a wait of minutes. Ray's own
-    output never reaches stdout, and this process's signal handlers stay its own.
+    output never reaches stdout, and this process's signal handlers stay its own. A process that
+    is already connected (its own ``ray.init``) keeps its connection: ``address`` is not used.
     """
     ray = import_ray()
+    if ray.is_initialized():
+        yield Cluster(ray, "this process's")
+        return
     temp_dir = None
     kwargs: dict[str, Any] = {}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -97,15 +101,18 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with _stdout_to_stderr():
-            ray.init(
+            unwrapped(
+                ray.init,
                 address=target,
                 log_to_driver=False,  # actors' prints stay in the cluster's log files
                 logging_level="ERROR",
                 **kwargs,
             )
-    except Exception as e:
+    except BaseException as e:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        if isinstance(e, QwenJsonError) or not isinstance(e, Exception):
+            raise  # --total-timeout, Ctrl-C, SIGTERM while connecting
         raise ClusterError(_init_failure(address, e)) from None
     finally:
         for sig, handler in handlers.items():  # ray.init installs its own SIGTERM handler
@@ -118,6 +125,18 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
             ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def unwrapped(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(…)``, with what a signal handler raised inside it raised as itself: Ray checks for
+    signals in its Cython wait loop, and Python reports a handler's exception there (Ctrl-C's,
+    SIGTERM's, --total-timeout's) as a SystemError caused by it."""
+    try:
+        return call(*args, **kwargs)
+    except SystemError as e:
+        if e.__cause__ is not None and not isinstance(e.__cause__, SystemError):
+            raise e.__cause__ from None
+        raise
 
 
 def _remove_stale_temp_dirs() -> None:
