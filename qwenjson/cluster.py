@@ -201,9 +201,9 @@ def _probe(target: str, given: str) -> None:
 
 
 def _use_token_if_present() -> None:
-    """Clusters made by Ray >= 2.52 want the token ``ray start`` wrote in ~/.ray/auth_token (or
-    RAY_AUTH_TOKEN): use it when present, as Ray's own command line does (RAY_AUTH_MODE, when
-    set, decides)."""
+    """Clusters made by recent Ray (2.60 here) want the token ``ray start`` wrote in
+    ~/.ray/auth_token (or RAY_AUTH_TOKEN): use it when present, as Ray's own command line does
+    (RAY_AUTH_MODE, when set, decides)."""
     try:
         from ray._private.authentication import authentication_token_setup as setup
     except ImportError:
