@@ -3,9 +3,9 @@
     .venv/bin/python scripts/bench_ray.py --model "$(../shared/models/get-bench-model.sh)" \\
         [--records 50] [--local-threads 2] [--actors 2] [--actor-threads 1]
 
-1. ``qwenjson extract --jsonl --threads 2`` (one process, one model) on ``--records`` short texts.
-2. The same records on a private local Ray cluster (``--ray local``'s code path:
+1. ``--records`` short texts on a private local Ray cluster (``--ray local``'s code path:
    ``connect("local")``, ``RayExecutor``, ``run_batch``), ``--actors`` actors × ``--actor-threads``.
+2. The same with ``qwenjson extract --jsonl --threads 2`` (one process, one model).
 
 For each: records per second in the steady state (from the first record's output to the last's,
 so model loads and cluster start-up are left out) and end to end (with them). For Ray, from each
@@ -128,29 +128,21 @@ def main() -> None:
     args = parser.parse_args()
     n = args.records
     data = "".join(t + "\n" for t in texts(n)).encode()
-    print(f"before: {load()}")
-
-    local_out, local_wall, local_steady = run_local(args.model, data, args.local_threads)
+    print(f"before: {load()}", flush=True)
+    # Ray first: its overhead is a ratio measured on the actors, worth having even when the
+    # local run (two spinning threads: slow on a loaded machine) is cut short.
     ray_out, ray_wall, ray_steady, executor = run_ray(
         args.model, data, args.actors, args.actor_threads
     )
-    print(f"after:  {load()}")
-    print(f"{n} records, Qwen2 0.5B bench model, --max-tokens {MAX_TOKENS}")
-    print(f"same output bytes: {local_out == ray_out}")
-    rows = [
-        (f"local --jsonl, {args.local_threads} threads", local_steady, local_wall),
-        (f"ray, {args.actors} actors x {args.actor_threads} thread(s)", ray_steady, ray_wall),
-    ]
-    print(f"{'':34} {'records/s steady':>17} {'records/s end to end':>21}")
-    for name, steady, wall in rows:
-        print(f"{name:34} {(n - 1) / steady:17.2f} {n / wall:21.2f}")
-
     timings = executor.timings or []
     extraction = statistics.mean(t.extraction for t in timings)
     overhead = statistics.mean(t.overhead for t in timings)
     worst = max(t.overhead for t in timings)
+    ray_name = f"ray, {args.actors} actors x {args.actor_threads} thread(s)"
+    print(f"{n} records, --max-tokens {MAX_TOKENS}, model {os.path.basename(args.model)}")
+    print(f"{ray_name}: {(n - 1) / ray_steady:.2f} records/s steady, {n / ray_wall:.2f} end to end")
     print(
-        f"ray per record: extraction {extraction * 1000:.0f} ms (mean on the actor), overhead "
+        f"ray per record: extraction {extraction * 1000:.0f} ms (mean, on the actor), overhead "
         f"{overhead * 1000:.1f} ms mean, {worst * 1000:.1f} ms worst = "
         f"{100 * overhead / extraction:.2f}% of a record's time (target <= 5%)"
     )
@@ -158,8 +150,20 @@ def main() -> None:
     print(
         f"per actor: {per_actor:.2f} records/s; estimate for N machines of C cores with one "
         f"{args.actor_threads}-thread actor per core: N x C x {per_actor:.2f} x "
-        f"(1 - {overhead / extraction:.3f}) records/s (an estimate, not a measurement)"
+        f"(1 - {overhead / extraction:.3f}) records/s (an estimate, not a measurement)",
+        flush=True,
     )
+    print(f"after ray: {load()}", flush=True)
+    local_out, local_wall, local_steady = run_local(args.model, data, args.local_threads)
+    print(f"after local: {load()}")
+    print(f"same output bytes: {local_out == ray_out}")
+    rows = [
+        (f"local --jsonl, {args.local_threads} threads", local_steady, local_wall),
+        (ray_name, ray_steady, ray_wall),
+    ]
+    print(f"{'':34} {'records/s steady':>17} {'records/s end to end':>21}")
+    for name, steady, wall in rows:
+        print(f"{name:34} {(n - 1) / steady:17.2f} {n / wall:21.2f}")
 
 
 if __name__ == "__main__":
