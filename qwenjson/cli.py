@@ -11,29 +11,24 @@ import os
 import re
 import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, NoReturn
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from qwenjson import console, deadline
+from qwenjson.cli_extract import SchemaOpt
+from qwenjson.cli_extract import extract as _extract
 from qwenjson.errors import (
     EXIT_INTERNAL,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
-    InputError,
-    ModelError,
     OutputError,
     QwenJsonError,
     UsageError,
 )
 from qwenjson.stream import output_errors, signals_held
-
-if TYPE_CHECKING:
-    from qwenjson.batch import BatchOptions, RecordRunner
 
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
@@ -61,11 +56,9 @@ schema_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(schema_app, name="schema")
+app.command("extract")(_extract)  # its options and the plan it builds: qwenjson.cli_extract
 
 EXIT_SIGPIPE = 141
-
-# llama.cpp's own limit (GGML_MAX_N_THREADS): more and it crashes (SIGSEGV) instead of refusing.
-MAX_THREADS = 512
 
 
 class _Terminated(BaseException):
@@ -85,529 +78,17 @@ def write_document(text: str) -> None:
         sys.stdout.buffer.flush()
 
 
-def _read_input(input_file: Path | None) -> str:
-    from qwenjson.batch import read_bounded
-    from qwenjson.pipeline import decode_input
-
-    if input_file is not None and str(input_file) != "-":
-        name = str(input_file)
-        try:
-            with input_file.open("rb") as f:
-                data = read_bounded(f, f"input file {name!r}")
-        except FileNotFoundError:
-            raise InputError(f"input file {name!r} not found") from None
-        except OSError as e:
-            raise InputError(f"cannot read input file {name!r}: {e.strerror}") from e
-        return decode_input(data, origin=name)
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("no input: pipe the text on stdin or give --input FILE")
-    return decode_input(read_bounded(sys.stdin.buffer, "stdin"))
-
-
-SchemaOpt = Annotated[
-    str,
-    typer.Option(
-        "--schema",
-        "-s",
-        help="JSON Schema: a file, inline JSON, or the concise syntax ('name, age int 0..150').",
-        show_default=False,
-    ),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Registry name (see `qwenjson models`), path to a .gguf, or hf:REPO/FILE. "
-        "[default: qwen2.5-0.5b-instruct]",
-        show_default=False,
-    ),
-]
-
-
-@app.command()
-def extract(
-    context: typer.Context,
-    schema: SchemaOpt,
-    model: ModelOpt = None,
-    input_file: Annotated[
-        Path | None,
-        typer.Option("--input", "-i", help="Read the text from FILE instead of stdin."),
-    ] = None,
-    instruction: Annotated[
-        str | None,
-        typer.Option(help="Extra instruction for the model, e.g. 'dates as YYYY-MM-DD'."),
-    ] = None,
-    max_tokens: Annotated[
-        int, typer.Option(min=1, help="Most tokens to generate for one document.")
-    ] = 1024,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, help="0 is greedy: the same input gives the same output.")
-    ] = 0.0,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Random seed (used when --temperature > 0).")
-    ] = 0,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=MAX_THREADS,
-            help="CPU threads for decoding (and for the prompt, unless --prompt-threads). "
-            "[default: the cores other processes leave free, checked before each record: "
-            "decoding on all of them up to 4, beyond that one left idle (at most 8); the "
-            "prompt on all of them]",
-        ),
-    ] = None,
-    prompt_threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=MAX_THREADS,
-            help="CPU threads for evaluating the prompt. [default: see --threads]",
-        ),
-    ] = None,
-    ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep the evaluated prompt prefix here, so the next run skips it. "
-            "[default: ~/.cache/qwenjson/kv]",
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Don't read or write the prompt-prefix cache.")
-    ] = False,
-    retries: Annotated[
-        int,
-        typer.Option(min=0, help="Extra attempts when a document fails validation."),
-    ] = 2,
-    keep_empty: Annotated[
-        bool,
-        typer.Option(
-            "--keep-empty",
-            help='Keep object members the model left as "". By default those the schema '
-            "lets go are dropped (a small model writes them for fields the text doesn't give).",
-        ),
-    ] = False,
-    grounding: Annotated[
-        bool,
-        typer.Option(
-            "--grounding/--no-grounding",
-            help="Free-text strings may only be copied from the input text (a value the text "
-            "doesn't contain can't be written; a field the text has no value for is left out). "
-            'Per field, "x-grounded": true|false in the schema decides either way; '
-            "--no-grounding changes the default for the rest.",
-        ),
-    ] = True,
-    evidence: Annotated[
-        bool,
-        typer.Option(
-            "--evidence",
-            help='Print {"data": DOC, "evidence": {"/pointer": [start, end] | null, ...}, '
-            '"confidence": {"/pointer": p, ...}}: for every value, where in the input it comes '
-            "from (code point offsets, text[start:end]) and the model's probability for it. "
-            "With --field, the two maps go beside the document.",
-        ),
-    ] = False,
-    require_evidence: Annotated[
-        bool,
-        typer.Option(
-            "--require-evidence",
-            help="Fail (exit 5) when a value that needs a source in the text has none: a "
-            "required grounded string the model had to be pushed to, or a number the text "
-            "doesn't contain.",
-        ),
-    ] = False,
-    pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
-    offline: Annotated[
-        bool,
-        typer.Option(
-            help="Never download; fail if the model isn't cached (also HF_HUB_OFFLINE=1)."
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="No progress, previews or warnings on stderr."),
-    ] = False,
-    jsonl: Annotated[
-        bool,
-        typer.Option(
-            "--jsonl",
-            help="Batch: each input line is a record; one output line per record, in input "
-            "order, written as each record finishes. One model load for all records.",
-        ),
-    ] = False,
-    field: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME",
-            help="With --jsonl: each line is a JSON object whose NAME field holds the text. "
-            "The output line is that object without NAME, plus the document under --into.",
-        ),
-    ] = None,
-    into: Annotated[
-        str, typer.Option(metavar="KEY", help="With --field: the key the document goes under.")
-    ] = "extracted",
-    each: Annotated[
-        bool,
-        typer.Option(
-            "--each",
-            help='The schema is one item: extract a list of them ({"items": [...]}) and print '
-            "each item as its own line as soon as it closes, validated on its own. Printed "
-            "items stay printed if the list fails later (the exit code says so), and once one "
-            "is out the list is not retried.",
-        ),
-    ] = False,
-    on_error: Annotated[
-        Literal["record", "skip", "stop"] | None,
-        typer.Option(
-            help="With --jsonl, a failed record: 'record' (the default) reports it and goes "
-            "on, 'skip' goes on silently, 'stop' ends the batch with that record's exit code. "
-            "A batch in which any record failed exits 8.",
-            show_default=False,
-        ),
-    ] = None,
-    errors_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--errors",
-            metavar="FILE",
-            help="With --on-error record: append one JSON object per failed record "
-            '({"line": N, "error": "...", "exit_code": K}) to FILE instead of writing '
-            "'Error: line N: ...' on stderr.",
-        ),
-    ] = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Log finished records (with --jsonl) and finished pieces of a text longer than "
-            "the context in FILE; a rerun after a crash or kill -9 goes on from there and "
-            "duplicates nothing: the output is the same as an uninterrupted run's. Append stdout "
-            "to a file (>> out.jsonl): its lines after the last logged point are cut off and "
-            "redone (through a pipe, a kill can repeat what was in flight). A checkpoint from "
-            "another schema, model, options or input is refused.",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Seconds for one document (for each record with --jsonl, where a record "
-            "that runs out fails on its own); exit 7.",
-        ),
-    ] = None,
-    total_timeout: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Seconds for the whole run, model load included; exit 7 (with --checkpoint, "
-            "a rerun goes on from there).",
-        ),
-    ] = None,
-    truncate: Annotated[
-        Literal["head", "tail"] | None,
-        typer.Option(
-            help="Input longer than the context: keep its beginning (head) or its end (tail), "
-            "cut by tokens, instead of extracting it in pieces.",
-            show_default=False,
-        ),
-    ] = None,
-    chunks: Annotated[
-        bool,
-        typer.Option(
-            "--chunks/--no-chunks",
-            help="A text longer than the context is split at paragraphs or sentences into "
-            "overlapping pieces, each extracted, the results merged: with --each every item "
-            "once, in order; otherwise each field from the first piece that has a source for it "
-            "(README: Long texts). --no-chunks refuses such a text (exit 6).",
-        ),
-    ] = True,
-    chunk_tokens: Annotated[
-        int | None,
-        typer.Option(
-            min=16,
-            metavar="N",
-            help="Most tokens of text in one piece; a longer text is split even if it fits the "
-            "context. [default: what fits beside the prompt and --max-tokens]",
-            show_default=False,
-        ),
-    ] = None,
-    chunk_overlap: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            metavar="N",
-            help="Tokens each piece repeats from the end of the one before. [default: an "
-            "eighth of a piece]",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    """Extract one JSON document matching --schema from the text on stdin.
-
-    Prints one line of compact JSON (indented with --pretty) that has passed validation;
-    with --jsonl, one line per input record; with --each, one line per item.
-
-    Example: qwenjson extract --schema person.json < note.txt
-
-    Example: qwenjson extract --schema person.json --jsonl --field text --checkpoint ck
-    < notes.jsonl >> people.jsonl
-
-    Example: qwenjson extract --each -s 'name, role' --checkpoint report.ck
-    < long_report.txt >> people.jsonl
-    """
-    from qwenjson.batch import BatchOptions, RecordOptions, RecordRunner, prepare_job
-    from qwenjson.kvcache import default_cache_dir
-    from qwenjson.pipeline import ExtractOptions, open_model
-    from qwenjson.validate import load_schema
-
-    started = time.monotonic()
-    batch_only = {"--field": field, "--on-error": on_error, "--errors": errors_file}
-    batch_only["--into"] = into if into != "extracted" else None
-    for name, value in batch_only.items():
-        if value is not None and not jsonl:
-            raise UsageError(f"{name} needs --jsonl")
-    if errors_file is not None and on_error not in (None, "record"):
-        raise UsageError("--errors needs --on-error record")
-    if not chunks and (chunk_tokens is not None or chunk_overlap is not None):
-        raise UsageError("--chunk-tokens and --chunk-overlap can't be used with --no-chunks")
-    if pretty and (jsonl or each):
-        raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
-    if model is not None and not model.strip():
-        raise ModelError("--model is empty: give a registry name, a .gguf path or hf:REPO/FILE")
-    for name, value in (("--instruction", instruction), ("--field", field), ("--into", into)):
-        _check_utf8(name, value)
-    # The whole run, model load and input reads included, within --total-timeout (until the
-    # command's context closes): the alarm stops what the clock checks between tokens never
-    # reach (a blocked read, a FIFO).
-    context.with_resource(
-        deadline.limit(total_timeout, lambda: _total_timeout_expired(total_timeout))
-    )
-    schema_value = load_schema(schema)
-    job = prepare_job(schema_value, each=each)
-    source = _open_records(input_file) if jsonl else None
-    text = "" if jsonl else _read_input(input_file)
-    offline = offline or _env_flag("HF_HUB_OFFLINE")
-    _warn_about_build(quiet)
-    with console.download_progress("Downloading model", enabled=not quiet) as progress:
-        generator = open_model(
-            model,
-            offline=offline,
-            threads=threads,
-            prompt_threads=prompt_threads,
-            n_ctx=ctx,
-            progress=progress,
-            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        )
-    try:
-        options = ExtractOptions(
-            instruction=instruction,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            retries=retries,
-            keep_empty=keep_empty,
-            grounding=grounding,
-            evidence=evidence,
-            require_evidence=require_evidence,
-        )
-        record = RecordOptions(
-            each=each,
-            truncate=truncate,
-            timeout=timeout,
-            chunks=chunks,
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=chunk_overlap,
-        )
-        runner = RecordRunner(
-            job, generator, options, record, total_timeout=total_timeout, started=started
-        )
-        notice = None if quiet else console.warning
-        # Everything that decides what a record's output is: a checkpoint of another job is
-        # refused. (Threads, timeouts and error handling don't change outputs.)
-        job_parts = {
-            "schema": schema_value,
-            "model": str(model or ""),
-            "ctx": ctx,
-            # (--keep-empty only when given: checkpoints written before it existed match.)
-            "options": [instruction, max_tokens, temperature, seed, retries]
-            + (["keep-empty"] if keep_empty else []),
-            # Grounding changed what every record prints: checkpoints from before it (no
-            # such key) are refused rather than resumed with mixed outputs.
-            "grounding": [grounding, evidence, require_evidence],
-            "records": [field, into, each, truncate],
-            # So did chunking (a record longer than the context was a failure before).
-            "chunks": [chunks, chunk_tokens, chunk_overlap, "jsonl" if jsonl else "document"],
-        }
-        if source is not None:
-            _extract_jsonl(
-                runner,
-                source,
-                BatchOptions(
-                    field=field, into=into, on_error=on_error or "record", evidence=evidence
-                ),
-                errors_file,
-                checkpoint,
-                job_parts,
-                quiet,
-            )
-        elif checkpoint is not None:
-            _extract_document(runner, text, pretty, checkpoint, job_parts, quiet, input_file)
-        else:
-            from qwenjson.pieces import PieceHooks
-
-            with console.piece_progress(enabled=not quiet) as bar:
-                on_text = bar.on_text if bar is not None else None
-                clear = bar.clear if bar is not None else None
-                writer = _document_writer(pretty, before=clear)
-                hooks = PieceHooks(progress=bar.on_piece if bar is not None else None)
-                runner.run(text, writer, on_text=on_text, notice=notice, pieces=hooks)
-    finally:
-        generator.close()
-
-
-def _check_utf8(name: str, value: str | None) -> None:
-    """Refuse an argument with bytes that aren't UTF-8 (Python keeps them as lone surrogates,
-    which can reach neither the model nor stdout)."""
-    if value is None:
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        byte = ord(value[e.start]) & 0xFF
-        raise UsageError(f"{name} is not UTF-8 text (byte 0x{byte:02x} at {e.start})") from None
-
-
-def _total_timeout_expired(seconds: float | None) -> QwenJsonError:
-    from qwenjson.batch import TotalTimeoutExpired
-
-    return TotalTimeoutExpired(f"--total-timeout of {seconds:g}s ran out")
-
-
-def _document_writer(
-    pretty: bool, before: Callable[[], None] | None = None
-) -> Callable[[str], None]:
-    """Writes each document to stdout; ``before`` first (clearing the token preview, which
-    would otherwise run into the document on a terminal)."""
-
-    def write(document: str) -> None:
-        if before is not None:
-            before()
-        if pretty:
-            document = json.dumps(json.loads(document), ensure_ascii=False, indent=2)
-        write_document(document)
-
-    return write
-
-
-def _open_records(input_file: Path | None) -> BinaryIO:
-    """The binary stream of --jsonl records: --input FILE, or stdin."""
-    if input_file is not None and str(input_file) != "-":
-        try:
-            return input_file.open("rb")
-        except FileNotFoundError:
-            raise InputError(f"input file {str(input_file)!r} not found") from None
-        except OSError as e:
-            raise InputError(f"cannot read input file {str(input_file)!r}: {e.strerror}") from e
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("no input: pipe the records on stdin or give --input FILE")
-    return sys.stdin.buffer
-
-
-def _extract_jsonl(
-    runner: RecordRunner,
-    source: BinaryIO,
-    options: BatchOptions,
-    errors_file: Path | None,
-    checkpoint_file: Path | None,
-    job_parts: dict[str, Any],
-    quiet: bool,
-) -> None:
-    from qwenjson.batch import (
-        Checkpoint,
-        ErrorLog,
-        count_lines,
-        job_fingerprint,
-        read_lines,
-        run_batch,
-    )
-    from qwenjson.stream import stream_fd
-
-    errors = ErrorLog(errors_file, show=console.error)
-    checkpoint = None
-    if checkpoint_file is not None:
-        checkpoint = Checkpoint(checkpoint_file, job_fingerprint(job_parts))
-    fd = stream_fd(source)
-    show_bar = not quiet and console.stderr.is_terminal
-    total = count_lines(fd) if show_bar and fd is not None else None
-    try:
-        with console.batch_progress(total, enabled=not quiet) as bar:
-            run_batch(
-                read_lines(source),
-                runner,
-                options,
-                errors=errors,
-                checkpoint=checkpoint,
-                on_text=bar.on_text if bar is not None else None,
-                on_record=bar.on_record if bar is not None else None,
-                notice=None if quiet else console.warning,
-                input_fd=fd,
-                on_piece=bar.on_piece if bar is not None else None,
-            )
-    finally:
-        errors.close()
-        if checkpoint is not None:
-            checkpoint.close()
-
-
-def _extract_document(
-    runner: RecordRunner,
-    text: str,
-    pretty: bool,
-    checkpoint_file: Path,
-    job_parts: dict[str, Any],
-    quiet: bool,
-    input_file: Path | None,
-) -> None:
-    """One document with ``--checkpoint``: a one-record batch whose pieces are logged."""
-    from qwenjson.batch import BatchOptions, Checkpoint, job_fingerprint, run_batch
-    from qwenjson.stream import stream_fd
-
-    checkpoint = Checkpoint(checkpoint_file, job_fingerprint(job_parts))
-    # The input's file, so that it is refused as the checkpoint or stdout (a rerun would read
-    # what the first run wrote).
-    source = _open_records(input_file)
-    try:
-        with console.piece_progress(enabled=not quiet) as bar:
-            run_batch(
-                [text.encode("utf-8")],
-                runner,
-                BatchOptions(document=True, pretty=pretty),
-                checkpoint=checkpoint,
-                on_text=bar.on_text if bar is not None else None,
-                on_piece=bar.on_piece if bar is not None else None,
-                notice=None if quiet else console.warning,
-                input_fd=stream_fd(source),
-            )
-    finally:
-        checkpoint.close()
-        if source is not sys.stdin.buffer:
-            source.close()
-
-
 @app.command()
 def grammar(schema: SchemaOpt) -> None:
     """Print the GBNF grammar compiled from --schema (for llama.cpp's --grammar-file).
 
     Example: qwenjson grammar --schema person.json > person.gbnf
     """
-    from qwenjson.pipeline import prepare_schema
-    from qwenjson.validate import load_schema
+    from qwenjson.plan import prepare_job
+    from qwenjson.validate import read_schema
 
-    prepared = prepare_schema(load_schema(schema))
-    write_document(prepared.compiled.grammar.rstrip("\n"))
+    job = prepare_job(read_schema(schema))  # one metaschema check, one compile
+    write_document(job.prepared.compiled.grammar.rstrip("\n"))
 
 
 @schema_app.command("check")
@@ -783,18 +264,6 @@ def _printable(text: str) -> str:
     """``text`` with control characters shown as escapes (``\\x1b``), for a table on a terminal
     (the values come from a user's TOML file)."""
     return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
-
-
-def _warn_about_build(quiet: bool) -> None:
-    from qwenjson.buildcheck import amx_warning
-
-    message = amx_warning()
-    if message and not quiet:
-        console.warning(message)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def run(argv: Sequence[str] | None = None) -> int:

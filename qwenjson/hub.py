@@ -220,6 +220,24 @@ def sha256_file(path: Path) -> str:
     return str(_hash_prefix(path).hexdigest())
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, remembered by path, size, mtime and inode (``verified.json``), so
+    a model is hashed once, not on every run: 0.67 s for a 491 MB GGUF here (2 cores, load 4).
+
+    A verified download is already remembered. It names a model in a job's fingerprint
+    (``qwenjson.plan``) and its prompt-prefix cache (``qwenjson.kvcache``).
+    """
+    key, ident = _file_key(path)
+    record = _load_state()["files"].get(key)
+    if isinstance(record, dict) and all(record.get(k) == v for k, v in ident.items()):
+        sha = record.get("sha256")
+        if isinstance(sha, str) and _SHA256_RE.fullmatch(sha):
+            return sha
+    sha = sha256_file(path)
+    _remember_verified(path, sha)
+    return sha
+
+
 def _matches(path: Path, expected: str, size: int | None, *, recheck: bool = False) -> bool:
     """True if the file's sha256 is ``expected``.
 

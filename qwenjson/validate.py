@@ -40,11 +40,19 @@ DEFAULT_DRAFT: type[Validator] = jsonschema.Draft202012Validator
 
 
 def load_schema(source: str | Path) -> Schema:
-    """Read a schema from a file path, or from inline JSON text.
+    """Read a schema from a file path, inline JSON text or the concise syntax, and check it.
 
     Raises SchemaError (exit 3) when the file is missing or unreadable, or the text isn't JSON,
     or the JSON isn't a valid JSON Schema.
     """
+    schema = read_schema(source)
+    check_metaschema(schema)
+    return schema
+
+
+def read_schema(source: str | Path) -> Schema:
+    """``load_schema`` without the metaschema check, for a caller that checks once itself
+    (``qwenjson.plan.prepare_job``)."""
     path = Path(source)
     text: str
     origin: str
@@ -68,9 +76,7 @@ def load_schema(source: str | Path) -> Schema:
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
     else:
         return _concise_schema(str(source))
-    schema = parse_schema_text(text, origin)
-    check_metaschema(schema)
-    return schema
+    return parse_schema_text(text, origin)
 
 
 def _exists(path: Path) -> bool:
@@ -97,7 +103,6 @@ def _concise_schema(source: str) -> Schema:
         if _looks_like_path(source):
             raise SchemaError(f"schema file {source!r} not found") from None
         raise
-    check_metaschema(schema)
     return schema
 
 

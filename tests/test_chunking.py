@@ -14,18 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenjson.batch import (
-    BatchOptions,
-    Checkpoint,
-    RecordOptions,
-    RecordRunner,
-    prepare_job,
-    run_batch,
-)
+from qwenjson.batch import run_batch
+from qwenjson.checkpoint import Checkpoint
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
 from qwenjson.pipeline import ExtractOptions
+from qwenjson.plan import RecordOptions, plan_for
+from qwenjson.records import BatchOptions
+from qwenjson.runner import Runner
 from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
 from tests.fakes import FakeModel
@@ -247,9 +244,9 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
     names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:60]
     text = "\n\n".join(f"Today {n} came." for n in names)
     fake = FakeModel(names_answer, context=600)
-    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
     options = ExtractOptions(max_tokens=100, evidence=True)
-    runner = RecordRunner(job, fake, options, RecordOptions(each=True))
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=True)), fake)
     out: list[dict[str, Any]] = []
     runner.run(text, lambda line: out.append(json.loads(line)))
     assert len(fake.users) > 3  # really in pieces
@@ -263,10 +260,9 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
 
 def test_without_chunks_a_long_text_is_still_refused() -> None:
     fake = FakeModel(names_answer, context=600)
-    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
-    runner = RecordRunner(
-        job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True, chunks=False)
-    )
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    record = RecordOptions(each=True, chunks=False)
+    runner = Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100), record), fake)
     with pytest.raises(Exception, match="the input is too long"):
         runner.run("Word. " * 200, lambda _: None)
 
@@ -291,7 +287,7 @@ def document_run(
     fake = FakeModel(answer, context=600)
     schema = NAME if each else NAMES
     options = ExtractOptions(max_tokens=100)
-    runner = RecordRunner(prepare_job(schema, each=each), fake, options, RecordOptions(each=each))
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=each)), fake)
     checkpoint = Checkpoint(tmp_path / f"{name}.ck", "job")
     try:
         with (tmp_path / name).open("ab") as out:
@@ -413,8 +409,8 @@ def test_a_piece_whose_document_runs_out_of_tokens_is_read_in_shorter_pieces() -
         return json.dumps({"items": [{"name": n} for n in found]})
 
     fake.answer = answer
-    job = prepare_job(NAME, each=True)
-    runner = RecordRunner(job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True))
+    options = ExtractOptions(max_tokens=100)
+    runner = Runner(plan_for(NAME, fake, options, RecordOptions(each=True)), fake)
     out: list[str] = []
     notices: list[str] = []
     runner.run(text, out.append, notice=notices.append)
