@@ -1,12 +1,14 @@
 """The prompt-prefix KV cache on disk, so a cron job's next run skips the shared prefill.
 
 One file per (model, prefix tokens): ``<key>.kv`` in the cache directory, where the key hashes
-the model file's sha256 (the one a job's ``Plan`` holds) and the prefix tokens. A file holds a
-header that repeats the key and the tokens, then llama.cpp's sequence state
-(``llama_state_seq_get_data``) and its sha256. Nothing in a file is trusted before all of that
-checks out: a truncated, corrupt, stale or foreign file is ignored (and replaced by the next
-save). Writes go to a temporary file in the same directory and are renamed into place, so
-readers never see half a file and concurrent writers each install a whole one.
+the model file's sha256 (the one a job's ``Plan`` holds) and the prefix tokens. Not the Plan's
+whole fingerprint: the KV state of a prefix depends on nothing else, and a run with another
+``--max-tokens`` or ``--retries`` should reuse it. A file holds a header that repeats the key
+and the tokens, then llama.cpp's sequence state (``llama_state_seq_get_data``) and its sha256.
+Nothing in a file is trusted before all of that checks out: a truncated, corrupt, stale or
+foreign file is ignored (and replaced by the next save). Writes go to a temporary file in the
+same directory and are renamed into place, so readers never see half a file and concurrent
+writers each install a whole one.
 """
 
 from __future__ import annotations

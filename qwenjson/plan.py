@@ -74,6 +74,7 @@ class Layout:
 class Job:
     """The schema a run generates with, and with ``--each`` the validator of one item."""
 
+    schema: Schema  # the user's, as given to ``prepare_job``
     prepared: PreparedSchema
     item: Validator | None = None
 
@@ -91,14 +92,15 @@ def prepare_job(schema: Schema, *, each: bool = False) -> Job:
     check_metaschema(schema)
     if not each:
         compiled = compile_schema(schema, closed_objects=True, spaced=True)
-        return Job(PreparedSchema(schema, compiled, make_validator(schema)))
+        return Job(schema, PreparedSchema(schema, compiled, make_validator(schema)))
     compile_schema(schema, closed_objects=True, spaced=True)
     wrapper = each_schema(schema)  # as valid as ``schema``: not checked a second time
     try:
         compiled = compile_schema(wrapper, closed_objects=True, spaced=True)
     except SchemaError as e:
         raise SchemaError(f"--each: can't wrap the schema as a list of items: {e}") from e
-    return Job(PreparedSchema(wrapper, compiled, make_validator(wrapper)), make_validator(schema))
+    prepared = PreparedSchema(wrapper, compiled, make_validator(wrapper))
+    return Job(schema, prepared, make_validator(schema))
 
 
 # Where the user's schema lands inside the wrapper, for rewriting its own `#…` references.
@@ -187,14 +189,14 @@ class Plan:
     record: RecordOptions = field(default_factory=RecordOptions)
     layout: Layout = field(default_factory=Layout)
     job: Job = field(default=None, metadata=_DERIVED, compare=False, repr=False)  # type: ignore[assignment]
-    system_prompt: str = field(default="", metadata=_DERIVED, compare=False, repr=False)
+    system_prompt: str = field(init=False, metadata=_DERIVED, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         job = self.job
-        if job is None:
+        # A job prepared beforehand (the CLI checks the schema before loading the model) is
+        # used when it is this plan's; ``dataclasses.replace`` carries the old one: rebuilt.
+        if job is None or (job.item is not None) != self.record.each or job.schema != self.schema:
             job = prepare_job(self.schema, each=self.record.each)
-        elif (job.item is not None) != self.record.each:
-            raise ValueError("the Job was prepared for another --each than the plan's")
         object.__setattr__(self, "job", job)
         prompt = system_message(job.prepared.schema, self.options.instruction)
         object.__setattr__(self, "system_prompt", prompt)

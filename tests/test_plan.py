@@ -123,8 +123,13 @@ def test_derived_fields_come_from_the_others() -> None:
     each = base_plan(record=RecordOptions(each=True))
     assert each.job.item is not None
     assert each.job.prepared.schema["required"] == ["items"]
-    with pytest.raises(ValueError, match="another --each"):
-        Plan(PERSON, "", 4096, record=RecordOptions(each=True), job=prepare_job(PERSON))
+    job = prepare_job(PERSON)
+    assert Plan(PERSON, "", 4096, job=job).job is job  # prepared beforehand: used
+    # One prepared for another schema or --each (``dataclasses.replace`` carries it) is not.
+    assert Plan(PERSON, "", 4096, record=RecordOptions(each=True), job=job).job.item is not None
+    string = dataclasses.replace(base_plan(), schema={"type": "string"})
+    assert string.job.prepared.schema == {"type": "string"}
+    assert string.system_prompt != base_plan().system_prompt
 
 
 def test_a_plan_is_frozen() -> None:
