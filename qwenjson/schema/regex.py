@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
-from qwenjson.schema.gbnf import json_escape_content, literal
+from qwenjson.schema.gbnf import char_class, json_escape_content, literal
 
 # Why private modules: Python has no public API that exposes a regex's parse tree, and a
 # hand-written parser would be a second, less tested implementation of the same syntax. The op
@@ -732,24 +732,6 @@ def _resolve(node: _Node, refuse: _Translator) -> list[_Triple]:
 _SHORT_ESCAPE_LETTERS = {0x08: "b", 0x09: "t", 0x0A: "n", 0x0C: "f", 0x0D: "r"}
 
 
-def _class_char(cp: int) -> str:
-    """One code point inside a GBNF character class, escaped where llama.cpp's parser needs it."""
-    ch = chr(cp)
-    if cp < 0x80:
-        # llama.cpp knows only \x \u \U \t \r \n \\ \" \[ \] as escapes: \x for all punctuation.
-        return ch if ch.isalnum() else f"\\x{cp:02X}"
-    if unicodedata.category(ch)[0] in "LNPS":
-        return ch
-    return f"\\u{cp:04X}" if cp <= 0xFFFF else f"\\U{cp:08X}"
-
-
-def _class(ranges: Ranges, negated_base: str = "") -> str:
-    body = "".join(
-        _class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}" for lo, hi in ranges
-    )
-    return f"[^{negated_base}{body}]" if negated_base else f"[{body}]"
-
-
 def _generates_many_rules(text: str) -> bool:
     # x{m,n} makes n-m rules and x{m,} one; x{n} none. Long text makes many through `*`, `(…)`.
     return len(text) > _HOIST_LENGTH or re.search(r"\{\d+,", text) is not None
@@ -808,9 +790,9 @@ class _Emitter:
                 # tokens when any completion of its first bytes falls in a negated class's
                 # ranges (llama_grammar_match_partial_char), so [^…\u2028] would refuse "→" cut
                 # after its first byte. Positive classes don't have that problem.
-                alts.append(_class(missing, negated_base='"\\\\\\x00-\\x1F'))
+                alts.append(char_class(missing, negated_base='"\\\\\\x00-\\x1F'))
             else:
-                alts.append(_class(plain))
+                alts.append(char_class(plain))
         for cp in (0x22, 0x5C):
             if _contains(ranges, cp):
                 alts.append(literal("\\" + chr(cp)))
