@@ -6,7 +6,7 @@ URI that no `$id` in the document declares) is a :class:`SchemaError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
@@ -201,3 +201,42 @@ class RefIndex:
             else:
                 raise KeyError(token)
         return node
+
+
+# The last few documents follow_refs indexed (held, so an id can't be reused while cached).
+_INDEXES: list[tuple[Any, RefIndex | None]] = []
+
+
+def _index_of(root: Any) -> RefIndex | None:
+    for held, cached in _INDEXES:
+        if held is root:
+            return cached
+    index: RefIndex | None
+    try:
+        index = RefIndex(root)
+    except SchemaError:
+        index = None  # an unknown $schema, nesting too deep: nothing to follow
+    _INDEXES.insert(0, (root, index))
+    del _INDEXES[4:]
+    return index
+
+
+def follow_refs(root: Any, node: Any, hops: int = 16) -> Any:
+    """``node`` with its `$ref` followed, up to ``hops`` times: the target's keywords with
+    ``node``'s other keywords on top; references are resolved as the compiler resolves them,
+    against the document's base. A remote or broken reference, or a target that isn't an
+    object, leaves ``node`` as it stands (for describing a schema, not for validating one).
+    ``root`` is indexed once and must not change afterwards."""
+    index = _index_of(root)
+    for _ in range(hops):
+        ref = node.get("$ref") if isinstance(node, Mapping) else None
+        if index is None or not isinstance(ref, str):
+            return node
+        try:
+            target = index.resolve(ref, index.base_of(""), "")
+        except SchemaError:
+            return node
+        if not isinstance(target.schema, dict):
+            return node
+        node = {**target.schema, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
