@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qwenjson.pointer import escape_token
+from qwenjson.pointer import to_pointer
 
 Status = Literal["enforced", "validated-after", "unsupported", "annotation"]
 Shape = Literal["schema", "schemas", "schema-map", "items", "dependencies"]
@@ -172,7 +172,7 @@ def static_status(keyword: str) -> tuple[Status, str]:
 
 def child_pointer(pointer: str, *tokens: str | int) -> str:
     """The JSON pointer of a descendant."""
-    return pointer + "".join("/" + escape_token(str(t)) for t in tokens)
+    return pointer + to_pointer(tokens)
 
 
 _WITH_SUBSCHEMAS = tuple(k for k in TABLE if k.shape is not None)
