@@ -24,6 +24,7 @@ from qwenjson.schema.refs import RefIndex
 # Nesting deeper than this is refused with a SchemaError instead of risking the stack.
 MAX_DEPTH = 2000
 
+# The fixed JSON rules, by name: (body, the rules it refers to).
 PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "value": (
         'object | array | string | number | "true" | "false" | "null"',
@@ -43,7 +44,9 @@ PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "json-escape": ('"\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]', ()),
 }
 
+# Runs of dashes, which generated rule names never hold (see CompilerCore._namespace).
 _DASHES = re.compile(r"--+")
+# Finds primitive rule names in a body, skipping literals and classes (they match as "").
 _PRIMITIVE_REF = re.compile(
     r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|(?<![a-zA-Z0-9-])('
     + "|".join(sorted(PRIMITIVES, key=len, reverse=True))

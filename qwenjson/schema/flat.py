@@ -14,6 +14,8 @@ from qwenjson.errors import SchemaError
 from qwenjson.jsontypes import json_equal
 from qwenjson.schema.keywords import child_pointer
 
+# Repetition counts above this stay out of the grammar: llama.cpp expands `x{m,n}` into about
+# n rules, so big bounds become `*` (a superset) and jsonschema checks them afterwards.
 MAX_EXACT_REPEAT = 256
 
 

@@ -99,6 +99,7 @@ def char_class(ranges: Iterable[tuple[int, int]], negated_base: str = "") -> str
 
 QUOTE = '"\\""'  # the literal for one `"`
 
+# One whole literal; a rule name.
 LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
 
 IDENT = re.compile(r"[a-zA-Z0-9-]+")
