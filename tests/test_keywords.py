@@ -261,3 +261,9 @@ def test_json_type_of_agrees_with_jsonschema(value: Any) -> None:
     for t in JSON_TYPES:
         expected = t == kind or (kind == "integer" and t == "number")
         assert checker.is_type(value, t) == expected, (value, t)
+
+
+def test_the_report_of_an_unknown_dialect_is_the_refusal() -> None:
+    uses = check_schema({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"})
+    assert [(u.pointer, u.keyword, u.status) for u in uses] == [("", "$schema", "unsupported")]
+    assert "unknown $schema" in uses[0].note
