@@ -115,14 +115,14 @@ def each_schema(schema: Schema) -> Schema:
     ``#/properties/…``) are rewritten to point at where it now sits, so it means what it meant.
     The caller's schema is not changed.
     """
-    from qwenjson.schema.refs import draft_of, subschemas
+    from qwenjson.schema.dialect import dialect_of
+    from qwenjson.schema.refs import subschemas
 
     item: Any = schema
     root: dict[str, Any] = {}
     if isinstance(schema, dict):
         item = copy.deepcopy(schema)
-        draft = draft_of(schema)
-        id_key = "id" if draft == 4 else "$id"
+        id_key = dialect_of(schema).id_key
         for key in ("$schema", id_key, "$defs", "definitions"):
             if key in item:
                 root[key] = item.pop(key)
@@ -144,7 +144,7 @@ def each_schema(schema: Schema) -> Schema:
             # A subschema with its own `$id` is another resource: its `#…` are its own.
             stack.extend(
                 sub
-                for _, sub in subschemas(node, "", draft)
+                for _, sub in subschemas(node, "")
                 if isinstance(sub, dict) and id_key not in sub
             )
     root.update(
