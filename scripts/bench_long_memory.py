@@ -1,7 +1,7 @@
 """Peak memory of a whole run on a 1 MB text against one on a short text (issue 13's target:
 within 50 MB), each in its own process.
 
-    .venv/bin/python scripts/bench_long_memory.py [--model GGUF] [--megabytes 1] \\
+    .venv/bin/python scripts/bench_long_memory.py [--model GGUF] [--megabytes 1] [--fake] \\
         [--ctx 4096] [--max-tokens 256] [--threads 1] [-- EXTRA EXTRACT OPTIONS]
 
 The long text is a made-up report: paragraphs of office prose, each naming one or two of
@@ -9,11 +9,17 @@ The long text is a made-up report: paragraphs of office prose, each naming one o
 all the way through and everything that grows with the text (the merged list, its evidence,
 the checkpoint) does grow. The short text is its first paragraph. Both are run to the end
 through ``qwenjson extract --each --checkpoint`` with the same options; the default model is
-SmolLM2-135M (the test model), which reads a 1 MB text in minutes where Qwen2 0.5B takes
-hours: what is measured is qwenjson's memory around the model, which does not depend on
-which model generates. Printed: peak RSS of each (``ru_maxrss`` of the child, from
+SmolLM2-135M (the test model). Printed: peak RSS of each (``ru_maxrss`` of the child, from
 ``wait4``), their difference, the RSS sampled along the long run (from ``/proc``, so growth
 shows as a slope), the pieces and items, and the seconds.
+
+``--fake``: the same command in the child, with the model's generation replaced by an answer
+listing every full name the piece holds (the model is still loaded, and its tokenizer and chat
+template split the text and size the pieces; grounding, evidence, validation, merging, the
+checkpoint and the output are qwenjson's own). That reads a 1 MB text in minutes on a shared
+machine where the real model takes hours, and it measures what qwenjson itself holds; what
+llama.cpp holds (weights, a KV cache of ``--ctx`` tokens) does not grow with the text: the real
+model's run shows it flat once the first piece has filled the context.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 FIRST = str.split(
     "Alice Bruno Chen Dara Elena Farid Grace Hugo Ines Jonas Kenji Lena Marco Nadia Oscar "
@@ -114,6 +122,45 @@ def _current_rss(pid: int) -> float | None:
     return None
 
 
+NAME = re.compile(r"\b[A-Z][a-z]+ [A-Z][a-z]+(?= (?:presented|led|raised|took) )")
+
+
+class NamesModel:
+    """A model's tokenizer and chat template with a stand-in for its generation: the answer
+    lists every full name of the piece (as a model that finds them all would)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.engine.n_ctx)
+
+    def __getattr__(self, name: str) -> Any:  # count_tokens, render_chat, prompt_tokens, close
+        return getattr(self.engine, name)
+
+    def generate(self, messages: Any, grammar: str, **options: Any) -> Any:
+        from qwenjson.generation import GenerationResult
+
+        names = NAME.findall(messages[1]["content"])
+        out = json.dumps({"items": [{"name": n} for n in names]})
+        if options.get("on_text") is not None:
+            options["on_text"](out)
+        if options.get("constraint") is not None:
+            options["constraint"].accept(out.encode())
+        return GenerationResult(out, 10, len(out), 1.0, 1.0, "stop")
+
+
+def fake_child(model: str, ctx: int, argv: list[str]) -> None:
+    """``qwenjson extract ARGV`` in this process, generating with ``NamesModel``."""
+    from qwenjson import cli, pipeline
+
+    fake = NamesModel(pipeline.open_model(model, threads=1, n_ctx=ctx))
+    pipeline.open_model = lambda *_, **__: fake  # type: ignore[assignment]
+    sys.argv = ["qwenjson", "extract", *argv]
+    cli.main()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", help="the GGUF to run [default: the test model, SmolLM2-135M]")
@@ -122,6 +169,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--fake", action="store_true", help="generate with a stand-in (see above)")
+    p.add_argument("--fake-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="more `qwenjson extract` options (after --)")
     args = p.parse_args()
     model = args.model
@@ -130,6 +179,9 @@ def main() -> None:
         from tests.grammar_engine import default_model_path
 
         model = str(default_model_path())
+    if args.fake_child:
+        fake_child(model, args.ctx, args.extra)
+        return
     text = report(args.megabytes)
     first = text.split("\n\n", 1)[0] + "\n"
     figures: dict[str, object] = {"model": model, "bytes": len(text.encode()), "options": {}}
@@ -137,10 +189,24 @@ def main() -> None:
         tmp = Path(name)
         (tmp / "long.txt").write_text(text)
         (tmp / "short.txt").write_text(first)
-        argv = [sys.executable, "-m", "qwenjson", "extract", "-m", model, "--quiet", "--each"]
-        argv += ["-s", "name: full name of a person", "--no-cache", "--threads", str(args.threads)]
-        argv += ["--ctx", str(args.ctx), "--max-tokens", str(args.max_tokens), *args.extra]
-        figures["options"] = argv[5:]
+        options = ["-m", model, "--quiet", "--each", "-s", "name: full name of a person"]
+        options += ["--no-cache", "--threads", str(args.threads), "--ctx", str(args.ctx)]
+        options += ["--max-tokens", str(args.max_tokens), *args.extra]
+        if args.fake:
+            me = [
+                sys.executable,
+                __file__,
+                "--fake-child",
+                "--model",
+                model,
+                "--ctx",
+                str(args.ctx),
+            ]
+            argv = [*me, "--", *options]
+        else:
+            argv = [sys.executable, "-m", "qwenjson", "extract", *options]
+        figures["options"] = options
+        figures["fake"] = args.fake
         samples: list[tuple[float, float]] = []
         figures["short"] = run([*argv, "--checkpoint", str(tmp / "s.ck")], tmp / "short.txt", [])
         print("short", json.dumps(figures["short"]), flush=True)
