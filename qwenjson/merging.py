@@ -112,6 +112,14 @@ class _Held:
             self.longest = max(self.longest, span[1] - span[0])
         self.grounded.append(grounded)
 
+    def holds(self, value: Any, grounded: dict[str, list[int]]) -> bool:
+        """Whether an item held is ``value`` once normalised, or has the same first leaf both
+        ground from an overlapping span."""
+        if normalised(value) in self.keys:
+            return True
+        near = sorted({i for span in grounded.values() for i in self.overlapping(span)})
+        return any(_first_shared_overlaps(grounded, self.grounded[i]) for i in near)
+
     def overlapping(self, span: list[int]) -> Iterator[int]:
         """The items with a grounded leaf whose span overlaps ``span``."""
         at = bisect.bisect_left(self.spans, (span[1],))  # spans starting before span's end
@@ -219,10 +227,11 @@ class Merger:
                     yield from self._changes(current[key], found, (*path, key), (*source, key))
         elif isinstance(current, list) and isinstance(new, list):
             taken: list[PathT] = []  # this piece's items appended so far: a repeat is once
+            mine = _Held()  # the same, indexed
             for i in range(len(new)):
                 item = (*source, i)
-                if not self._holds(path, found, item) and not any(
-                    self._same(found, item, other, mine=True) for other in taken
+                if not self._holds(path, found, item) and not self._repeats(
+                    found, item, taken, mine
                 ):
                     taken.append(item)
             for item in _in_text_order(found, taken):
@@ -243,12 +252,16 @@ class Merger:
         its items, asked only of the items it could be (equal once normalised, or with a
         grounded leaf overlapping one of ``item``'s); ``_same`` with every item is the
         reference (tests/test_chunking.py checks the two agree)."""
-        held = self._index(path)
-        if normalised(_at(found.data, item)) in held.keys:
+        return self._index(path).holds(_at(found.data, item), _grounded(found.evidence, item))
+
+    def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
+        """Whether the piece's ``item`` is one of its own items ``taken`` before it (indexed
+        in ``mine``, which then takes it if not); ``_same`` with each is the reference."""
+        value, spans = _at(found.data, item), _grounded(found.evidence, item)
+        if mine.holds(value, spans):
             return True
-        mine = _grounded(found.evidence, item)
-        near = sorted({i for span in mine.values() for i in held.overlapping(span)})
-        return any(_first_shared_overlaps(mine, held.grounded[i]) for i in near)
+        mine.add(value, spans)
+        return False
 
     def _index(self, path: PathT) -> _Held:
         if path not in self._held:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenjson.merging import Found, Merger, PathT, _at, _within
+from qwenjson.merging import Found, Merger, PathT, _at, _Held, _within
 from qwenjson.pointer import to_pointer
 from qwenjson.validate import make_validator
 
@@ -30,11 +30,15 @@ PEOPLE = {
 
 
 class EveryItem(Merger):
-    """The reference: ``_same`` with every item the list holds."""
+    """The reference: ``_same`` with every item the list holds, and with every item of the
+    piece taken before."""
 
     def _holds(self, path: PathT, found: Found, item: PathT) -> bool:
         held = _at(self.data, path)
         return any(self._same(found, item, (*path, i)) for i in range(len(held)))
+
+    def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
+        return any(self._same(found, item, other, mine=True) for other in taken)
 
 
 NAMES = ["Ann", "ann", "Ann Lee", "Bob", "BOB", "Cy", "Dan", "Ｅｖｅ"]
