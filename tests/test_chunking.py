@@ -25,6 +25,7 @@ from qwenjson.batch import (
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
+from qwenjson.pieces import DEFAULT_PIECE_TOKENS
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
@@ -269,6 +270,20 @@ def test_without_chunks_a_long_text_is_still_refused() -> None:
     )
     with pytest.raises(Exception, match="the input is too long"):
         runner.run("Word. " * 200, lambda _: None)
+
+
+def test_a_text_that_fits_is_read_whole_and_a_longer_one_in_pieces_of_the_default_size() -> None:
+    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    options = ExtractOptions(max_tokens=100)
+    short, long = "Word. " * 300, "Word. " * 600  # the fake's tokens are characters
+    fits = FakeModel(names_answer, context=3000)
+    RecordRunner(job, fits, options, RecordOptions(each=True)).run(short, lambda _: None)
+    assert len(fits.users) == 1
+    wrapper = len(fits.users[0]) - len(short.strip())  # the user message around the text
+    longer = FakeModel(names_answer, context=3000)
+    RecordRunner(job, longer, options, RecordOptions(each=True)).run(long, lambda _: None)
+    assert len(longer.users) > len(long) // DEFAULT_PIECE_TOKENS
+    assert all(len(user) - wrapper <= DEFAULT_PIECE_TOKENS for user in longer.users)
 
 
 # -- resuming -----------------------------------------------------------------------------------
