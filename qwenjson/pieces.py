@@ -133,13 +133,15 @@ def run_pieces(
                 "(another text?): delete it to start over"
             )
         merger.add(found)
-        _progress(hooks, text, plan, logged, count)
         if logged.end >= len(text):
+            _progress(hooks, text, logged, len(text))
             return _finish(merger, emit, output)
         start, index = next_start(text, count, logged, plan.overlap), logged.index + 1
+        _progress(hooks, text, logged, start)
     while start < len(text):
         piece = Piece(index, start, piece_end(text, count, start, plan.budget))
-        if text[piece.start : piece.end].strip():  # else only blanks: nothing to extract
+        extracted = bool(text[piece.start : piece.end].strip())  # else only blanks
+        if extracted:
             if index == 0 and hooks.progress is not None:
                 hooks.progress(0, 1 + _expected(text, piece, piece.end))
             piece, found = _extract_fitting(extractor, text, piece, hooks)
@@ -148,10 +150,13 @@ def run_pieces(
                 _emit_items(merger, appended, emit, output)
             if hooks.done is not None:
                 hooks.done(piece, found)
-            _progress(hooks, text, plan, piece, count)
         if piece.end >= len(text):
+            if extracted:
+                _progress(hooks, text, piece, len(text))
             break
         start, index = next_start(text, count, piece, plan.overlap), index + 1
+        if extracted:
+            _progress(hooks, text, piece, start)
     if merger.skipped and hooks.notice is not None:
         hooks.notice(
             f"{merger.skipped} value(s) from later pieces were left out: adding them broke the "
@@ -192,16 +197,10 @@ def _extract(
     return Found(result.data, result.evidence, result.confidence, result.unsupported)
 
 
-def _progress(
-    hooks: PieceHooks, text: str, plan: Plan, piece: Piece, count: Callable[[str], int]
-) -> None:
-    if hooks.progress is None:
-        return
-    if piece.end >= len(text):
-        hooks.progress(piece.index + 1, piece.index + 1)
-        return
-    following = next_start(text, count, piece, plan.overlap)
-    hooks.progress(piece.index + 1, piece.index + 1 + _expected(text, piece, following))
+def _progress(hooks: PieceHooks, text: str, piece: Piece, following: int) -> None:
+    """Tell ``hooks`` that ``piece`` is done and the next one starts at ``following``."""
+    if hooks.progress is not None:
+        hooks.progress(piece.index + 1, piece.index + 1 + _expected(text, piece, following))
 
 
 def _expected(text: str, piece: Piece, following: int) -> int:

@@ -25,7 +25,7 @@ from qwenjson.batch import (
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
-from qwenjson.pieces import DEFAULT_PIECE_TOKENS
+from qwenjson.pieces import DEFAULT_PIECE_TOKENS, PieceHooks
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
@@ -260,6 +260,19 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
     for item in out:
         start, end = item["evidence"]["/name"]
         assert text[start:end] == item["data"]["name"]
+
+
+def test_progress_counts_every_piece_once_and_ends_at_the_total() -> None:
+    text = "\n\n".join(f"Today {c}an came." for c in "BDFGHKLMNPRSTVZ" * 3)
+    fake = FakeModel(names_answer, context=600)
+    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    runner = RecordRunner(job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True))
+    seen: list[tuple[int, int]] = []
+    runner.run(text, lambda _: None, pieces=PieceHooks(progress=lambda *c: seen.append(c)))
+    pieces = len(fake.users)
+    assert pieces > 3
+    assert [done for done, _ in seen] == list(range(pieces + 1))
+    assert seen[-1] == (pieces, pieces) and all(done < total for done, total in seen[:-1])
 
 
 def test_without_chunks_a_long_text_is_still_refused() -> None:
