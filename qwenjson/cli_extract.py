@@ -248,7 +248,8 @@ def extract(
             min=16,
             metavar="N",
             help="Most tokens of text in one piece; a longer text is split even if it fits the "
-            "context. [default: what fits beside the prompt and --max-tokens]",
+            "context. [default: 256, or what fits beside the prompt and --max-tokens if less; "
+            "a text that fits is read whole]",
             show_default=False,
         ),
     ] = None,

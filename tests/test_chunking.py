@@ -19,6 +19,7 @@ from qwenjson.checkpoint import Checkpoint
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
+from qwenjson.pieces import DEFAULT_PIECE_TOKENS, PieceHooks
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.plan import RecordOptions, plan_for
 from qwenjson.records import BatchOptions
@@ -258,6 +259,20 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
         assert text[start:end] == item["data"]["name"]
 
 
+def test_progress_counts_every_piece_once_and_ends_at_the_total() -> None:
+    text = "\n\n".join(f"Today {c}an came." for c in "BDFGHKLMNPRSTVZ" * 3)
+    fake = FakeModel(names_answer, context=600)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    options = ExtractOptions(max_tokens=100)
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=True)), fake)
+    seen: list[tuple[int, int]] = []
+    runner.run(text, lambda _: None, pieces=PieceHooks(progress=lambda *c: seen.append(c)))
+    pieces = len(fake.users)
+    assert pieces > 3
+    assert [done for done, _ in seen] == list(range(pieces + 1))
+    assert seen[-1] == (pieces, pieces) and all(done < total for done, total in seen[:-1])
+
+
 def test_without_chunks_a_long_text_is_still_refused() -> None:
     fake = FakeModel(names_answer, context=600)
     schema = {"type": "object", "properties": {"name": {"type": "string"}}}
@@ -265,6 +280,24 @@ def test_without_chunks_a_long_text_is_still_refused() -> None:
     runner = Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100), record), fake)
     with pytest.raises(Exception, match="the input is too long"):
         runner.run("Word. " * 200, lambda _: None)
+
+
+def test_a_text_that_fits_is_read_whole_and_a_longer_one_in_pieces_of_the_default_size() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    options = ExtractOptions(max_tokens=100)
+    short, long = "Word. " * 300, "Word. " * 600  # the fake's tokens are characters
+    fits = FakeModel(names_answer, context=3000)
+    Runner(plan_for(schema, fits, options, RecordOptions(each=True)), fits).run(
+        short, lambda _: None
+    )
+    assert len(fits.users) == 1
+    wrapper = len(fits.users[0]) - len(short.strip())  # the user message around the text
+    longer = FakeModel(names_answer, context=3000)
+    Runner(plan_for(schema, longer, options, RecordOptions(each=True)), longer).run(
+        long, lambda _: None
+    )
+    assert len(longer.users) > len(long) // DEFAULT_PIECE_TOKENS
+    assert all(len(user) - wrapper <= DEFAULT_PIECE_TOKENS for user in longer.users)
 
 
 # -- resuming -----------------------------------------------------------------------------------
