@@ -16,7 +16,7 @@ __all__ = ["QwenJsonError", "__version__", "compile_schema", "extract"]
 
 if TYPE_CHECKING:
     from qwenjson.errors import QwenJsonError
-    from qwenjson.pipeline import extract
+    from qwenjson.library import extract
     from qwenjson.schema import compile_schema
 
 
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return compile_schema
     if name == "extract":
-        from qwenjson.pipeline import extract
+        from qwenjson.library import extract
 
         return extract
     if name == "QwenJsonError":

@@ -1,13 +1,16 @@
 """A ``--jsonl`` batch on a pool of Ray actors (``--ray``; connecting to Ray: ``cluster.py``).
 
 Each actor (``RecordWorker``) holds one loaded model and runs records exactly as the local batch
-does (a ``RecordRunner``: retries, timeouts, truncation, ``--each``, pieces). This process, the
+does (a ``Runner`` with the same ``Plan``: retries, timeouts, truncation, ``--each``, pieces).
+Each actor fills in the plan's model sha256 from its own model file and says the plan's
+fingerprint; they must all agree, and that fingerprint names the checkpoint, as a local run's
+plan would. This process, the
 driver, reads the input, hands records out, and gives each record's results to
 ``qwenjson.batch`` in input order, which writes the output, the error log and the checkpoint as
 it does for a local run: the same bytes, the same resume after a crash::
 
     with connect("local") as cluster:
-        executor = RayExecutor(cluster, worker_spec(schema), actors=2)
+        executor = RayExecutor(cluster, worker_spec(plan_without_model), actors=2)
         run_batch(read_lines(sys.stdin.buffer), executor, BatchOptions(field="text"))
 
 Backpressure: at most ``IN_FLIGHT`` records sit with an actor and ``WINDOW`` per actor between
@@ -29,25 +32,19 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwenjson import __version__, deadline
-from qwenjson.batch import (
-    RecordOptions,
-    RecordRunner,
-    RecordSink,
-    RecordTask,
-    TotalTimeoutExpired,
-    prepare_job,
-)
 from qwenjson.chunking import Piece
 from qwenjson.cluster import unwrapped
 from qwenjson.errors import ClusterError, ModelError, QwenJsonError
+from qwenjson.executor import RecordSink, RecordTask
 from qwenjson.merging import Found
-from qwenjson.pipeline import ExtractOptions, open_model
-from qwenjson.validate import Schema
+from qwenjson.pipeline import open_model
+from qwenjson.plan import Plan, model_sha256
+from qwenjson.runner import Limits, Runner, TotalTimeoutExpired
 
 if TYPE_CHECKING:
     from qwenjson.cluster import Cluster
@@ -68,20 +65,19 @@ STARTUP_NOTICE = 60.0  # seconds without a ready actor before saying so
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything an actor needs to run records as the local run would (sent to every node)."""
+    """Everything an actor needs to run records as the local run would (sent to every node):
+    the ``plan`` with no model sha256 yet (each actor's own model file gives it), the model,
+    and what a ``Plan`` leaves out (threads, the prompt cache, ``--timeout``)."""
 
-    schema: Schema
-    each: bool = False
+    plan: Plan
     model: str | None = None  # registry name or hf: (each node pulls it), or an absolute path
     model_is_path: bool = False
     offline: bool = False
-    n_ctx: int = 4096
     threads: int = 1  # llama.cpp threads per actor, and the CPUs Ray reserves for it
     prompt_threads: int | None = None
     cache: bool = True
     cache_dir: str | None = None  # None: the node's default (~/.cache/qwenjson/kv)
-    options: ExtractOptions = field(default_factory=ExtractOptions)
-    record: RecordOptions = field(default_factory=RecordOptions)
+    timeout: float | None = None  # seconds for one record (--timeout)
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class RecordWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.node = _node_name()
         self.failure: tuple[str, int] | None = None
-        self.runner: RecordRunner | None = None
+        self.runner: Runner | None = None
         try:
             self.runner = _load(spec, self.node)
         except QwenJsonError as e:
@@ -118,6 +114,7 @@ class RecordWorker:
             "pid": os.getpid(),
             "version": __version__,
             "failure": self.failure,
+            "fingerprint": self.runner.plan.fingerprint if self.runner is not None else "",
         }
 
     def run(self, text: str, finished: tuple[tuple[Piece, Found], ...] = ()) -> WorkerResult:
@@ -140,7 +137,7 @@ class RecordWorker:
         return WorkerResult(tuple(events), error, started, time.time())
 
 
-def _load(spec: WorkerSpec, node: str) -> RecordRunner:
+def _load(spec: WorkerSpec, node: str) -> Runner:
     from qwenjson.kvcache import default_cache_dir
 
     if spec.model_is_path and spec.model is not None and not Path(spec.model).exists():
@@ -157,12 +154,12 @@ def _load(spec: WorkerSpec, node: str) -> RecordRunner:
         offline=spec.offline,
         threads=spec.threads,
         prompt_threads=spec.prompt_threads,
-        n_ctx=spec.n_ctx,
+        n_ctx=spec.plan.n_ctx,
         cache_dir=cache_dir,
     )
-    return RecordRunner(
-        prepare_job(spec.schema, each=spec.each), generator, spec.options, spec.record
-    )
+    # ``replace`` keeps the plan's prepared job (same schema, same ``--each``): not recompiled.
+    plan = replace(spec.plan, model_sha256=model_sha256(generator))
+    return Runner(plan, generator, Limits(timeout=spec.timeout))
 
 
 def _node_name() -> str:
@@ -248,7 +245,8 @@ class RayExecutor:
     ) -> None:
         self.cluster = cluster
         self.spec = spec
-        self.each = spec.record.each
+        self.each = spec.plan.record.each
+        self.job = ""  # the plan's fingerprint, as the first actor to start says it
         self.ordered = ordered
         self.total_timeout = total_timeout
         self.started = time.monotonic() if started is None else started
@@ -275,6 +273,13 @@ class RayExecutor:
         """Raise TotalTimeoutExpired when ``--total-timeout`` has run out."""
         if self.total_timeout is not None and time.monotonic() - self.started > self.total_timeout:
             raise TotalTimeoutExpired(f"--total-timeout of {self.total_timeout:g}s ran out")
+
+    def fingerprint(self) -> str:
+        """The fingerprint of the workers' plan (waits for the first to have loaded its model):
+        the one a local run of the same plan, on the same model file, names its checkpoint by."""
+        while not self.job:
+            self._wait()
+        return self.job
 
     def close(self) -> None:
         """Stop every actor (a driver that disconnects stops them too)."""
@@ -389,6 +394,13 @@ class RayExecutor:
                 f"node {actor.node} runs qwenjson {hello['version']}, this machine "
                 f"{__version__}: install the same version on every node"
             )
+        if self.job and hello["fingerprint"] != self.job:
+            self.close()
+            raise ClusterError(
+                f"node {actor.node} has another model file than the first worker's (its sha256 "
+                "differs): give every node the same file, or a registry name"
+            )
+        self.job = str(hello["fingerprint"])
         actor.ready = True
 
     def _received(self, actor: _Actor, slot: _Slot, result: WorkerResult) -> None:
@@ -453,32 +465,22 @@ def _remote_error(message: str, exit_code: int) -> QwenJsonError:
 
 
 def worker_spec(
-    schema: Schema,
+    plan: Plan,
     *,
     model: str | Path | None = None,
-    each: bool = False,
     threads: int = 1,
-    options: ExtractOptions | None = None,
-    record: RecordOptions | None = None,
     **engine: Any,
 ) -> WorkerSpec:
-    """A WorkerSpec for ``schema``, checked here first: the schema compiles, and the model is a
-    known name or a path (made absolute; each node must have that file). ``engine``: the other
-    WorkerSpec fields (``offline``, ``n_ctx``, ``prompt_threads``, ``cache``, ``cache_dir``)."""
+    """A WorkerSpec for ``plan`` (its schema already checked and compiled here, before any
+    cluster), the model a known name or a path (made absolute; each node must have that file).
+    ``engine``: the other WorkerSpec fields (``offline``, ``prompt_threads``, ``cache``,
+    ``cache_dir``, ``timeout``)."""
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
-    prepare_job(schema, each=each)  # a schema error is this machine's, before any cluster
     name = str(model or DEFAULT_MODEL)
     ref = resolve_model(name)
     if ref.path is not None:
         name = os.path.abspath(ref.path)
     return WorkerSpec(
-        schema,
-        each=each,
-        model=name,
-        model_is_path=ref.path is not None,
-        threads=threads,
-        options=options or ExtractOptions(),
-        record=record or RecordOptions(each=each),
-        **engine,
+        plan, model=name, model_is_path=ref.path is not None, threads=threads, **engine
     )

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from qwenjson.errors import ClusterError, QwenJsonError
 
 if TYPE_CHECKING:
-    from qwenjson.batch import RecordSink, RecordTask
     from qwenjson.chunking import Piece
+    from qwenjson.executor import RecordSink, RecordTask
     from qwenjson.merging import Found
     from qwenjson.validate import Schema
 
@@ -298,6 +298,7 @@ def extract_many(
     threads: int = 1,
     ordered: bool = True,
     each: bool = False,
+    n_ctx: int = 4096,
     **options: Any,
 ) -> Iterator[tuple[int, Any]]:
     """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
@@ -305,18 +306,21 @@ def extract_many(
 
     ``result`` is what ``qwenjson.extract`` would return (with ``each=True``: the list of
     items), or the ``QwenJsonError`` it would raise for that text. ``ray``: ``local``, ``auto``
-    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors`` and ``threads`` as
-    ``--ray-actors`` and ``--threads``; other keyword arguments are ``ExtractOptions``. Texts
-    are read as they are needed, so a generator over a large file is fine.
+    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors``, ``threads`` and ``n_ctx``
+    as ``--ray-actors``, ``--threads`` and ``--ctx``; other keyword arguments are
+    ``ExtractOptions``. Texts are read as they are needed, so a generator over a large file is
+    fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
-    from qwenjson.batch import RecordTask
+    from qwenjson.executor import RecordTask
     from qwenjson.pipeline import ExtractOptions
+    from qwenjson.plan import Plan, RecordOptions
 
     schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
-    spec = worker_spec(
-        schema_value, model=model, each=each, threads=threads, options=ExtractOptions(**options)
-    )
+    # The schema is checked and compiled here, before any cluster; the model's sha256 is each
+    # worker's to fill in.
+    plan = Plan(schema_value, "", n_ctx, ExtractOptions(**options), RecordOptions(each=each))
+    spec = worker_spec(plan, model=model, threads=threads)
     kept: dict[int, _Collected] = {}
 
     def sink(task: RecordTask) -> RecordSink:

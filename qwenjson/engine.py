@@ -49,7 +49,7 @@ from qwenjson.errors import InputError, ModelError
 from qwenjson.forced import ForcedText
 from qwenjson.generation import Constraint, GenerationResult, Message, TokenTrace
 from qwenjson.grammar_probe import GrammarProbe, StepChecks, parse_grammar
-from qwenjson.kvcache import PrefixCache, model_fingerprint
+from qwenjson.kvcache import PrefixCache
 from qwenjson.kvstate import KVState
 from qwenjson.stats import GenerationStats
 from qwenjson.vocab import Vocabulary
@@ -161,7 +161,6 @@ class Engine:
         self._n_ctx = int(ll.llama_n_ctx(ctx))
         prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._prefix_cache = prefix_cache
-        self._fingerprint: str | None = None
         self.last_stats = GenerationStats()
 
         def stats() -> GenerationStats:
@@ -215,9 +214,16 @@ class Engine:
         return self._state().live_ctx()
 
     def _model_key(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = self._model_sha256 or model_fingerprint(self.model_path)
-        return self._fingerprint
+        return self.model_sha256
+
+    @property
+    def model_sha256(self) -> str:
+        """The sha256 of the model file (the registry's, else hashed once and remembered)."""
+        if self._model_sha256 is None:
+            from qwenjson.hub import file_sha256
+
+            self._model_sha256 = file_sha256(self.model_path)
+        return self._model_sha256
 
     # -- tokens, text and the chat template --------------------------------------------------------
 

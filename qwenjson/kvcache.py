@@ -1,12 +1,14 @@
 """The prompt-prefix KV cache on disk, so a cron job's next run skips the shared prefill.
 
 One file per (model, prefix tokens): ``<key>.kv`` in the cache directory, where the key hashes
-the model's identity (its sha256, or a cheap fingerprint) and the prefix tokens. A file holds a
-header that repeats the key and the tokens, then llama.cpp's sequence state
-(``llama_state_seq_get_data``) and its sha256. Nothing in a file is trusted before all of that
-checks out: a truncated, corrupt, stale or foreign file is ignored (and replaced by the next
-save). Writes go to a temporary file in the same directory and are renamed into place, so
-readers never see half a file and concurrent writers each install a whole one.
+the model file's sha256 (the one a job's ``Plan`` holds) and the prefix tokens. Not the Plan's
+whole fingerprint: the KV state of a prefix depends on nothing else, and a run with another
+``--max-tokens`` or ``--retries`` should reuse it. A file holds a header that repeats the key
+and the tokens, then llama.cpp's sequence state (``llama_state_seq_get_data``) and its sha256.
+Nothing in a file is trusted before all of that checks out: a truncated, corrupt, stale or
+foreign file is ignored (and replaced by the next save). Writes go to a temporary file in the
+same directory and are renamed into place, so readers never see half a file and concurrent
+writers each install a whole one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama_cpp as ll
 
-__all__ = ["PrefixCache", "default_cache_dir", "model_fingerprint"]
+__all__ = ["PrefixCache", "default_cache_dir"]
 
 _MAGIC = b"QJKV\x01\n"
 # magic, key (64 hex chars), token count, payload length, payload sha256
@@ -35,22 +37,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/qwenjson/kv`` (``~/.cache/qwenjson/kv`` by default)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "qwenjson" / "kv"
-
-
-def model_fingerprint(path: Path) -> str:
-    """A cheap identity for a model file when its sha256 isn't known.
-
-    Hashing a 500 MB file would cost a cron run more than the prefill it saves, so this hashes
-    the size, the first MiB (GGUF metadata and vocabulary) and the last MiB (tensor data).
-    """
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return "fp:" + h.hexdigest()
 
 
 def _tokens_bytes(tokens: list[int]) -> bytes:

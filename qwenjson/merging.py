@@ -24,6 +24,7 @@ so the merged one always is.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import unicodedata
@@ -93,6 +94,42 @@ class _Append:
     source: PathT
 
 
+@dataclass
+class _Held:
+    """What one merged list holds, indexed so that "is this item one it holds?" costs what the
+    item's own spans do, not the whole list (a 1 MB text merges thousands of items): its items'
+    normalised forms, and every grounded leaf's span as ``(start, end, item)`` by start."""
+
+    keys: set[str] = field(default_factory=set)
+    grounded: list[dict[str, list[int]]] = field(default_factory=list)
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
+    longest: int = 0  # the longest span: how far back a span overlapping a place can start
+
+    def add(self, value: Any, grounded: dict[str, list[int]]) -> None:
+        self.keys.add(normalised(value))
+        for span in grounded.values():
+            bisect.insort(self.spans, (span[0], span[1], len(self.grounded)))
+            self.longest = max(self.longest, span[1] - span[0])
+        self.grounded.append(grounded)
+
+    def holds(self, value: Any, grounded: dict[str, list[int]]) -> bool:
+        """Whether an item held is ``value`` once normalised, or has the same first leaf both
+        ground from an overlapping span."""
+        if normalised(value) in self.keys:
+            return True
+        near = sorted({i for span in grounded.values() for i in self.overlapping(span)})
+        return any(_first_shared_overlaps(grounded, self.grounded[i]) for i in near)
+
+    def overlapping(self, span: list[int]) -> Iterator[int]:
+        """The items with a grounded leaf whose span overlaps ``span``."""
+        at = bisect.bisect_left(self.spans, (span[1],))  # spans starting before span's end
+        while at > 0 and self.spans[at - 1][0] + self.longest > span[0]:
+            at -= 1
+            start, end, item = self.spans[at]
+            if start < span[1] and span[0] < end:
+                yield item
+
+
 class Merger:
     """The merged document so far, with its evidence; ``add`` each piece's ``Found`` in order."""
 
@@ -106,9 +143,16 @@ class Merger:
         self.unsupported: set[str] = set()
         self.started = False
         self.skipped = 0  # additions left out because they broke the schema
+        # By list path, built when first asked, kept up to date by appends, dropped by a
+        # change that may replace the list.
+        self._held: dict[PathT, _Held] = {}
+        # The evidence and confidence (pointers relative) of the items the last ``add``
+        # appended: ``subtree`` needs them for each printed item, without a scan of the tables.
+        self._fresh: dict[PathT, tuple[dict[str, Span], dict[str, float]]] = {}
 
     def add(self, found: Found) -> list[PathT]:
         """Merge one piece's document; returns the paths of the list items it appended."""
+        self._fresh = {}
         if not self.started:
             return self._first(found)
         changes = list(self._changes(self.data, found, (), ()))
@@ -151,18 +195,23 @@ class Merger:
         self.data = copy.deepcopy(found.data)
         self.evidence, self.confidence = dict(found.evidence), dict(found.confidence)
         self.unsupported = set(found.unsupported)
+        self._held, self._fresh = {}, {}
         return [(*path, i) for path, items in _lists(self.data) for i in range(len(items))]
 
     def subtree(self, path: PathT) -> tuple[Any, dict[str, Span], dict[str, float]]:
         """The merged value at ``path`` with its evidence and confidence, pointers relative."""
         value = _at(self.data, path)
+        if path in self._fresh:
+            evidence, confidence = self._fresh[path]
+            return value, dict(evidence), dict(confidence)
         prefix = to_pointer(path)
         return value, _within(self.evidence, prefix, ""), _within(self.confidence, prefix, "")
 
     def unsupported_in(self, path: PathT = ()) -> list[str]:
         """Pointers under ``path`` whose values have no source in the text, in order."""
         prefix = to_pointer(path)
-        return [p for p in self.evidence if p in self.unsupported and _under(p, prefix)]
+        mine = {p for p in self.unsupported if _under(p, prefix)}
+        return [p for p in self.evidence if p in mine] if mine else []
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -177,12 +226,12 @@ class Merger:
                 else:
                     yield from self._changes(current[key], found, (*path, key), (*source, key))
         elif isinstance(current, list) and isinstance(new, list):
-            held = [(*path, i) for i in range(len(current))]
             taken: list[PathT] = []  # this piece's items appended so far: a repeat is once
+            mine = _Held()  # the same, indexed
             for i in range(len(new)):
                 item = (*source, i)
-                if not any(self._same(found, item, other) for other in held) and not any(
-                    self._same(found, item, other, mine=True) for other in taken
+                if not self._holds(path, found, item) and not self._repeats(
+                    found, item, taken, mine
                 ):
                     taken.append(item)
             for item in _in_text_order(found, taken):
@@ -198,6 +247,36 @@ class Merger:
         ours = self.confidence.get(to_pointer(path))
         return theirs is not None and ours is not None and theirs > ours
 
+    def _holds(self, path: PathT, found: Found, item: PathT) -> bool:
+        """Whether the merged list at ``path`` holds the piece's ``item``: ``_same`` as one of
+        its items, asked only of the items it could be (equal once normalised, or with a
+        grounded leaf overlapping one of ``item``'s); ``_same`` with every item is the
+        reference (tests/test_chunking.py checks the two agree)."""
+        return self._index(path).holds(_at(found.data, item), _grounded(found.evidence, item))
+
+    def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
+        """Whether the piece's ``item`` is one of its own items ``taken`` before it (indexed
+        in ``mine``, which then takes it if not); ``_same`` with each is the reference."""
+        value, spans = _at(found.data, item), _grounded(found.evidence, item)
+        if mine.holds(value, spans):
+            return True
+        mine.add(value, spans)
+        return False
+
+    def _index(self, path: PathT) -> _Held:
+        if path not in self._held:
+            items = _at(self.data, path)
+            grounded: list[dict[str, list[int]]] = [{} for _ in items]
+            prefix = to_pointer(path) + "/"
+            for pointer, span in self.evidence.items():
+                if span is not None and pointer.startswith(prefix):
+                    number, _, rest = pointer[len(prefix) :].partition("/")
+                    grounded[int(number)]["/" + rest if rest else ""] = span
+            held = self._held[path] = _Held()
+            for value, spans in zip(items, grounded, strict=True):
+                held.add(value, spans)
+        return self._held[path]
+
     def _same(self, found: Found, item: PathT, other: PathT, mine: bool = False) -> bool:
         """Whether the piece's ``item`` is the merged list's ``other`` (with ``mine``: the
         piece's own earlier item ``other``)."""
@@ -207,12 +286,7 @@ class Merger:
             value, spans = _at(self.data, other), _grounded(self.evidence, other)
         if normalised(_at(found.data, item)) == normalised(value):
             return True
-        # The first leaf both ground decides (a name, before a role found elsewhere).
-        for pointer, span in _grounded(found.evidence, item).items():
-            if pointer in spans:
-                theirs = spans[pointer]
-                return bool(span[0] < theirs[1] and theirs[0] < span[1])
-        return False
+        return _first_shared_overlaps(_grounded(found.evidence, item), spans)
 
     def _has_unsupported(self, path: PathT) -> bool:
         return _has(tuple(self.unsupported), to_pointer(path))
@@ -225,7 +299,17 @@ class Merger:
             target = _at(self.data, change.path)
             path: PathT = (*change.path, len(target))
             target.append(value)
+            origin = to_pointer(change.source)
+            evidence = _within(found.evidence, origin, "")
+            self._fresh[path] = (evidence, _within(found.confidence, origin, ""))
+            if change.path in self._held:
+                spans = {p: span for p, span in evidence.items() if span is not None}
+                self._held[change.path].add(value, spans)
         else:
+            # The list indexes under it may no longer be the lists there.
+            self._held = {
+                k: v for k, v in self._held.items() if k[: len(change.path)] != change.path
+            }
             path = change.path
             parent = _at(self.data, path[:-1])
             if path[-1] in parent:
@@ -259,6 +343,7 @@ class Merger:
 
     def _restore(self, state: tuple[Any, dict[str, Span], dict[str, float], set[str]]) -> None:
         self.data, self.evidence, self.confidence, self.unsupported = state
+        self._held, self._fresh = {}, {}
 
 
 def _schema_order(root: Any, path: PathT) -> list[str]:
@@ -349,6 +434,16 @@ def _in_text_order(found: Found, items: list[PathT]) -> list[PathT]:
             position = min(span[0] for span in spans.values())
         keyed.append((position, n, item))
     return [item for _, _, item in sorted(keyed)]
+
+
+def _first_shared_overlaps(mine: dict[str, list[int]], theirs: dict[str, list[int]]) -> bool:
+    """Whether the first of ``mine``'s grounded leaves that ``theirs`` grounds too comes from
+    an overlapping span (a name decides before a role found elsewhere)."""
+    for pointer, span in mine.items():
+        if pointer in theirs:
+            other = theirs[pointer]
+            return bool(span[0] < other[1] and other[0] < span[1])
+    return False
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:

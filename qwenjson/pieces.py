@@ -18,7 +18,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.chunking import Piece, next_start, piece_end
+from qwenjson.chunking import CHARS_PER_TOKEN, Piece, next_start, piece_end
 from qwenjson.errors import InputError, NoValidOutputError, UsageError
 from qwenjson.generation import prompt_size
 from qwenjson.merging import Found, Merger, PathT
@@ -26,7 +26,15 @@ from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
 from qwenjson.validate import drop_empty_strings
 
-__all__ = ["PieceHooks", "Plan", "plan_pieces", "run_pieces"]
+__all__ = ["DEFAULT_PIECE_TOKENS", "PieceHooks", "Plan", "plan_pieces", "run_pieces"]
+
+# Most tokens of text in a piece when a text is split and --chunk-tokens is not given. A 0.5B
+# model lists far fewer of a piece's items as the piece grows: scripts/bench_chunks.py on the
+# extraction-dev CoNLL texts joined (2,351 tokens, Qwen2.5 0.5B Q4_K_M), merged recall and
+# precision 0.320/0.320 in pieces of 128 tokens, 0.272/0.384 of 256, 0.087/0.214 of 512; each
+# text alone 0.282/0.326. 256 has the F1 of 128 (0.32) with half the pieces, and more context
+# for one object's fields.
+DEFAULT_PIECE_TOKENS = 256
 
 # Tokens kept free beside each piece: a piece's text can tokenize a token or two differently
 # inside the prompt than alone (``fit_to_context`` re-measures for the same reason).
@@ -46,8 +54,10 @@ def plan_pieces(
 ) -> Plan | None:
     """The plan for ``text``, or None when it fits in one piece (extract it whole).
 
-    A piece holds what fits beside the prompt and ``--max-tokens`` (at most ``chunk_tokens``);
-    the overlap defaults to an eighth of that. Only a bounded prefix of ``text`` is tokenized.
+    A text is split when it doesn't fit beside the prompt and ``--max-tokens`` (or is longer
+    than ``chunk_tokens``), into pieces of at most ``chunk_tokens`` (default
+    ``DEFAULT_PIECE_TOKENS``, less if that doesn't fit); the overlap defaults to an eighth of a
+    piece. Only a bounded prefix of ``text`` is tokenized.
     """
     gen = extractor.generator
     probe = "x"
@@ -55,7 +65,8 @@ def plan_pieces(
     room = gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
     if room < 16:
         return None  # hardly room for a word: the text is measured exactly, and likely refused
-    budget = room if chunk_tokens is None else min(room, chunk_tokens)
+    whole = room if chunk_tokens is None else min(room, chunk_tokens)  # the most read at once
+    budget = min(room, DEFAULT_PIECE_TOKENS if chunk_tokens is None else chunk_tokens)
     # An eighth: enough to hold a sentence or two of the piece before, so an item whose
     # sentence straddles a piece's end is whole in one of them (a choice, not a measurement).
     lap = budget // 8 if overlap is None else overlap
@@ -64,8 +75,8 @@ def plan_pieces(
             f"--chunk-overlap {lap} must be less than half a piece ({budget} tokens of text)"
         )
     stripped = text.strip()
-    reach = budget * 16 + 1
-    if len(stripped) <= reach and gen.count_tokens(stripped) <= budget:
+    reach = whole * CHARS_PER_TOKEN + 1
+    if len(stripped) <= reach and gen.count_tokens(stripped) <= whole:
         return None
     return Plan(budget, lap)
 
@@ -110,7 +121,8 @@ def run_pieces(
     """
     hooks = hooks or PieceHooks()
     # One object: a field two pieces give is taken from the one the model was surer of
-    # (measured on SROIE receipts among news: right 7 times of 79 against 3 for the first).
+    # (bench_chunks.py --field-rule-cases 20, SROIE receipts among news, Qwen2.5 0.5B: right
+    # 15 times of 80 against 8 for the first).
     merger = Merger(extractor.prepared.validator, confident=not output.each)
     count = extractor.generator.count_tokens
     start = index = 0
@@ -121,13 +133,15 @@ def run_pieces(
                 "(another text?): delete it to start over"
             )
         merger.add(found)
-        _progress(hooks, text, plan, logged, count)
         if logged.end >= len(text):
+            _progress(hooks, text, logged, len(text))
             return _finish(merger, emit, output)
         start, index = next_start(text, count, logged, plan.overlap), logged.index + 1
+        _progress(hooks, text, logged, start)
     while start < len(text):
         piece = Piece(index, start, piece_end(text, count, start, plan.budget))
-        if text[piece.start : piece.end].strip():  # else only blanks: nothing to extract
+        extracted = bool(text[piece.start : piece.end].strip())  # else only blanks
+        if extracted:
             if index == 0 and hooks.progress is not None:
                 hooks.progress(0, 1 + _expected(text, piece, piece.end))
             piece, found = _extract_fitting(extractor, text, piece, hooks)
@@ -136,10 +150,13 @@ def run_pieces(
                 _emit_items(merger, appended, emit, output)
             if hooks.done is not None:
                 hooks.done(piece, found)
-            _progress(hooks, text, plan, piece, count)
         if piece.end >= len(text):
+            if extracted:
+                _progress(hooks, text, piece, len(text))
             break
         start, index = next_start(text, count, piece, plan.overlap), index + 1
+        if extracted:
+            _progress(hooks, text, piece, start)
     if merger.skipped and hooks.notice is not None:
         hooks.notice(
             f"{merger.skipped} value(s) from later pieces were left out: adding them broke the "
@@ -180,16 +197,10 @@ def _extract(
     return Found(result.data, result.evidence, result.confidence, result.unsupported)
 
 
-def _progress(
-    hooks: PieceHooks, text: str, plan: Plan, piece: Piece, count: Callable[[str], int]
-) -> None:
-    if hooks.progress is None:
-        return
-    if piece.end >= len(text):
-        hooks.progress(piece.index + 1, piece.index + 1)
-        return
-    following = next_start(text, count, piece, plan.overlap)
-    hooks.progress(piece.index + 1, piece.index + 1 + _expected(text, piece, following))
+def _progress(hooks: PieceHooks, text: str, piece: Piece, following: int) -> None:
+    """Tell ``hooks`` that ``piece`` is done and the next one starts at ``following``."""
+    if hooks.progress is not None:
+        hooks.progress(piece.index + 1, piece.index + 1 + _expected(text, piece, following))
 
 
 def _expected(text: str, piece: Piece, following: int) -> int:

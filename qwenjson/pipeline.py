@@ -4,16 +4,14 @@
     text ──prompt──▶ messages ───┴──▶ model (every token under the grammar) ──▶ JSON
          ──▶ jsonschema validation ──▶ document, or a retry with the errors fed back, or an error
 
-Library use::
-
-    from qwenjson import extract
-    person = extract("李明，28岁，喜欢读书。", {"type": "object", ...}, model="path/to/model.gguf")
+The library's ``extract()`` (``qwenjson.library``) and the CLI run it through a ``Plan`` and
+the ``Runner`` (``qwenjson.runner``), which add timeouts, truncation, ``--each`` and pieces.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
 from qwenjson.pointer import to_pointer
-from qwenjson.prompt import build_messages
+from qwenjson.prompt import system_message
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
 from qwenjson.validate import (
@@ -128,16 +126,23 @@ class Extractor:
         schema: Schema | PreparedSchema,
         generator: Generator,
         options: ExtractOptions | None = None,
+        *,
+        system: str | None = None,
     ) -> None:
         self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
         self.generator = generator
         self.options = options or ExtractOptions()
         self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
         self.required = required_keys(self.prepared.schema)
+        # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
+        self.system = system or system_message(self.prepared.schema, self.options.instruction)
 
     def messages(self, text: str) -> list[Message]:
-        """The chat messages for ``text`` (system message first)."""
-        return build_messages(self.prepared.schema, text, self.options.instruction)
+        """The chat messages for ``text`` (system message first), as ``build_messages``."""
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": text.strip()},
+        ]
 
     def run(
         self, text: str, on_text: Callable[[str], None] | None = None, *, offset: int = 0
@@ -254,35 +259,6 @@ def _feedback(bad_output: str, errors: list[str]) -> list[Message]:
             "Reply with the corrected JSON only.",
         },
     ]
-
-
-def extract(
-    text: str,
-    schema: Mapping[str, Any] | bool,
-    *,
-    model: str | Path | Generator | None = None,
-    offline: bool = False,
-    threads: int | None = None,
-    **options: Any,
-) -> Any:
-    """Extract one JSON document matching ``schema`` from ``text`` and return it (parsed).
-
-    ``model`` is a registry name (default ``qwen2.5-0.5b-instruct``), a path to a .gguf,
-    ``hf:REPO/FILE``, or a ready ``Generator``. Other keyword arguments are ``ExtractOptions``;
-    with ``evidence=True`` the result is ``{"data": …, "evidence": …, "confidence": …}`` (as
-    ``--evidence`` prints). Raises a ``QwenJsonError`` subclass on failure.
-    """
-    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
-    opts = ExtractOptions(**options)
-    if model is None or isinstance(model, str | Path):
-        generator = open_model(model, offline=offline, threads=threads)
-        try:
-            result = Extractor(schema_value, generator, opts).run(text)
-        finally:
-            generator.close()
-    else:
-        result = Extractor(schema_value, model, opts).run(text)
-    return result.with_evidence() if opts.evidence else result.data
 
 
 def open_model(

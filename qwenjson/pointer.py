@@ -22,23 +22,8 @@ def unescape_token(token: str) -> str:
 
 
 def follow_local_refs(root: Mapping[str, Any], node: Any, hops: int = 16) -> Any:
-    """``node`` with its local ``$ref`` (``#/…``) followed, up to ``hops`` times: the target's
-    keywords with ``node``'s other keywords on top. A remote or broken reference, or a target
-    that isn't an object, leaves ``node`` as it stands (for describing a schema, not for
-    validating one: ``qwenjson.schema.refs`` resolves references exactly)."""
-    for _ in range(hops):
-        if not isinstance(node, Mapping):
-            return node
-        ref = node.get("$ref")
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return node
-        target: Any = root
-        for part in ref[1:].split("/")[1:]:
-            part = unescape_token(part)
-            if not isinstance(target, Mapping) or part not in target:
-                return node
-            target = target[part]
-        if not isinstance(target, Mapping):
-            return node
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
+    """``node`` with its `$ref` followed (see :func:`qwenjson.schema.refs.follow_refs`, the one
+    resolver); kept here for the callers that describe a schema."""
+    from qwenjson.schema.refs import follow_refs  # qwenjson.schema imports this module
+
+    return follow_refs(root, node, hops)

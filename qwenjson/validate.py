@@ -28,23 +28,21 @@ from qwenjson.errors import SchemaError, TimeoutExpired
 
 Schema = dict[str, Any] | bool
 
-# `$schema` URIs we validate by; anything else is refused rather than guessed at.
-_DRAFTS: dict[str, type[Validator]] = {
-    "json-schema.org/draft/2020-12/schema": jsonschema.Draft202012Validator,
-    "json-schema.org/draft/2019-09/schema": jsonschema.Draft201909Validator,
-    "json-schema.org/draft-07/schema": jsonschema.Draft7Validator,
-    "json-schema.org/draft-06/schema": jsonschema.Draft6Validator,
-    "json-schema.org/draft-04/schema": jsonschema.Draft4Validator,
-}
-DEFAULT_DRAFT: type[Validator] = jsonschema.Draft202012Validator
-
 
 def load_schema(source: str | Path) -> Schema:
-    """Read a schema from a file path, or from inline JSON text.
+    """Read a schema from a file path, inline JSON text or the concise syntax, and check it.
 
     Raises SchemaError (exit 3) when the file is missing or unreadable, or the text isn't JSON,
     or the JSON isn't a valid JSON Schema.
     """
+    schema = read_schema(source)
+    check_metaschema(schema)
+    return schema
+
+
+def read_schema(source: str | Path) -> Schema:
+    """``load_schema`` without the metaschema check, for a caller that checks once itself
+    (``qwenjson.plan.prepare_job``)."""
     path = Path(source)
     text: str
     origin: str
@@ -68,9 +66,7 @@ def load_schema(source: str | Path) -> Schema:
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
     else:
         return _concise_schema(str(source))
-    schema = parse_schema_text(text, origin)
-    check_metaschema(schema)
-    return schema
+    return parse_schema_text(text, origin)
 
 
 def _exists(path: Path) -> bool:
@@ -97,7 +93,6 @@ def _concise_schema(source: str) -> Schema:
         if _looks_like_path(source):
             raise SchemaError(f"schema file {source!r} not found") from None
         raise
-    check_metaschema(schema)
     return schema
 
 
@@ -118,18 +113,12 @@ def parse_schema_text(text: str, origin: str) -> Schema:
 
 
 def validator_class(schema: Schema) -> type[Validator]:
-    """The jsonschema validator for the schema's ``$schema`` (2020-12 when absent)."""
-    if not isinstance(schema, dict) or "$schema" not in schema:
-        return DEFAULT_DRAFT
-    uri = schema["$schema"]
-    if not isinstance(uri, str):
-        raise SchemaError("$schema must be a string", "/$schema")
-    # Drafts are published under http and https alike, with or without the empty fragment.
-    key = uri.rstrip("#").split("://", 1)[-1]
-    if key not in _DRAFTS:
-        known = ", ".join(sorted(_DRAFTS))
-        raise SchemaError(f"unknown $schema {uri!r}; known: {known}", "/$schema")
-    return _DRAFTS[key]
+    """The jsonschema validator for the schema's ``$schema`` (2020-12 when absent); an unknown
+    ``$schema`` is refused, not guessed at (``qwenjson.schema.dialect``, which the compiler
+    reads too)."""
+    from qwenjson.schema.dialect import dialect_of
+
+    return dialect_of(schema).validator
 
 
 def check_metaschema(schema: Schema) -> None:

@@ -1,18 +1,22 @@
-"""Long texts in pieces: merged recall and precision, speed, and memory on a 1 MB text.
+"""Long texts in pieces: merged recall and precision against each text alone, and speed.
 
     .venv/bin/python scripts/bench_chunks.py --model "$(../shared/models/get-bench-model.sh)" \\
-        --threads 1 [--ctx 4096] [--chunk-tokens 512] [--sources conllpp,cluener] \
-        [--rss-seconds 120] [--json out.json]
+        --threads 1 [--ctx 4096] [--chunk-tokens 128,256,512] [--sources conllpp,cluener] \\
+        [--json out.json] [--field-rule-cases 20]
 
 For each NER source of ``../shared/corpus/extraction-dev/cases.jsonl`` (read there, never
 copied), the cases' texts are joined (a blank line between) into one long document and
-extracted once with ``qwenjson extract`` (in pieces, merged); the same texts are also extracted
-each alone (``--jsonl``). Both are scored as sets of (field, value) pairs (values compared
-case-, width- and blank-insensitively) against the union of the cases' golds: recall and
-precision. Also: seconds per 1k input tokens of the long document, and the peak RSS of a run on
-a 1 MB text (the document repeated) against one on a short text. The 1 MB run is stopped by
-``--total-timeout`` after ``--rss-seconds`` (it would take hours on 2 cores): the pieces it got
-through are counted from its ``--checkpoint``.
+extracted with ``qwenjson extract`` in pieces of each ``--chunk-tokens`` size (merged); the same
+texts are also extracted each alone (``--jsonl``, once). Both are scored as sets of (field,
+value) pairs (values compared case-, width- and blank-insensitively) against the union of the
+cases' golds: recall and precision. ``pieces`` scores the union of the pieces' own documents
+(read from the run's ``--checkpoint``), so that what the merge drops shows apart from what the
+model missed. Also: seconds per 1k input tokens, peak RSS, and the load average around each run
+(the machine is shared: timings under load are not comparable).
+
+``--field-rule-cases N``: which piece a single object's field should come from (the first in
+the text that grounds it, or the one the model was surest of), on N SROIE receipts each put
+between two news texts. Memory on a 1 MB text: ``scripts/bench_long_memory.py``.
 """
 
 from __future__ import annotations
@@ -84,11 +88,16 @@ def count_tokens(model: str, text: str) -> int:
         engine.close()
 
 
-def pieces_in(checkpoint: Path) -> int:
+def logged_pieces(checkpoint: Path) -> list[Any]:
+    """The documents of the pieces a run's checkpoint logged, in order."""
     if not checkpoint.exists():
-        return 0
+        return []
     lines = checkpoint.read_text("utf-8").splitlines()[1:]
-    return sum(1 for line in lines if line.startswith('{"piece"'))
+    return [json.loads(line)["found"]["data"] for line in lines if line.startswith('{"piece"')]
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def bench_source(args: argparse.Namespace, rows: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
@@ -96,64 +105,44 @@ def bench_source(args: argparse.Namespace, rows: list[dict[str, Any]], tmp: Path
     document = "\n\n".join(r["input"].strip() for r in rows) + "\n"
     gold = set().union(*(pairs(r["gold"]) for r in rows))
     base = [*args.command, "-s", schema]
-    chunks = ["--chunk-tokens", str(args.chunk_tokens)]
     (tmp / "doc.txt").write_text(document, "utf-8")
-    checkpoint = tmp / f"{rows[0]['source']}.ck"
-    code, out, seconds, rss = run(
-        [*base, *chunks, "--input", str(tmp / "doc.txt"), "--checkpoint", str(checkpoint)]
-    )
-    merged = json.loads(out) if code == 0 else None
-    records = "".join(json.dumps({"text": r["input"]}, ensure_ascii=False) + "\n" for r in rows)
-    alone_code, alone_out, alone_seconds, _ = run(
-        [*base, "--jsonl", "--field", "text"], records.encode("utf-8")
-    )
-    alone = [json.loads(line)["extracted"] for line in alone_out.splitlines()]
     tokens = count_tokens(args.model, document)
-    return {
-        "cases": len(rows),
-        "characters": len(document),
-        "tokens": tokens,
-        "pieces": pieces_in(checkpoint),
-        "exit_code": code,
-        "merged": score(pairs(merged), gold),
-        "alone": score(set().union(*map(pairs, alone)) if alone else set(), gold),
-        "alone_exit_code": alone_code,
-        "seconds": round(seconds, 1),
-        "seconds_per_1k_tokens": round(seconds / (tokens / 1000), 2),
-        "alone_seconds": round(alone_seconds, 1),
-        "peak_rss_mib": round(rss, 1),
-    }
-
-
-def bench_rss(args: argparse.Namespace, rows: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
-    schema = json.dumps(rows[0]["schema"], ensure_ascii=False)
-    document = "\n\n".join(r["input"].strip() for r in rows) + "\n\n"
-    big = (document * (1_000_000 // len(document.encode("utf-8")) + 1)).encode("utf-8")[:1_000_000]
-    (tmp / "big.txt").write_bytes(big[: big.rfind(b"\n") + 1])
-    base = [*args.command, "-s", schema]
-    short_code, _, _, short_rss = run([*base, "--input", "-"], rows[0]["input"].encode("utf-8"))
-    checkpoint = tmp / "big.ck"
-    big_code, _, big_seconds, big_rss = run(
-        [
-            *base,
-            "--input",
-            str(tmp / "big.txt"),
-            "--checkpoint",
-            str(checkpoint),
-            "--total-timeout",
-            str(args.rss_seconds),
-        ]
-    )
-    return {
-        "short_exit_code": short_code,
-        "short_peak_rss_mib": round(short_rss, 1),
-        "big_bytes": (tmp / "big.txt").stat().st_size,
-        "big_exit_code": big_code,  # 7: stopped by --total-timeout, as planned
-        "big_seconds": round(big_seconds, 1),
-        "big_pieces_done": pieces_in(checkpoint),
-        "big_peak_rss_mib": round(big_rss, 1),
-        "difference_mib": round(big_rss - short_rss, 1),
-    }
+    figures: dict[str, Any] = {"cases": len(rows), "characters": len(document), "tokens": tokens}
+    if not args.skip_alone:
+        records = "".join(json.dumps({"text": r["input"]}, ensure_ascii=False) + "\n" for r in rows)
+        before = load()
+        code, out, seconds, rss = run([*base, "--jsonl", "--field", "text"], records.encode())
+        alone = [json.loads(line)["extracted"] for line in out.splitlines()]
+        figures["alone"] = {
+            "exit_code": code,
+            **score(set().union(*map(pairs, alone)) if alone else set(), gold),
+            "seconds": round(seconds, 1),
+            "seconds_per_1k_tokens": round(seconds / (tokens / 1000), 1),
+            "peak_rss_mib": round(rss, 1),
+            "load": [before, load()],
+        }
+        print(rows[0]["source"], "alone", json.dumps(figures["alone"]), flush=True)
+    for size in args.chunk_tokens:
+        checkpoint = tmp / f"{rows[0]['source']}-{size}.ck"
+        before = load()
+        code, out, seconds, rss = run(
+            [*base, "--chunk-tokens", str(size), "--input", str(tmp / "doc.txt"),
+             "--checkpoint", str(checkpoint)]
+        )  # fmt: skip
+        merged = json.loads(out) if code == 0 else None
+        pieces = logged_pieces(checkpoint)
+        figures[f"merged_{size}"] = {
+            "exit_code": code,
+            "pieces": len(pieces),
+            **score(pairs(merged), gold),
+            "pieces_union": score(set().union(*map(pairs, pieces)) if pieces else set(), gold),
+            "seconds": round(seconds, 1),
+            "seconds_per_1k_tokens": round(seconds / (tokens / 1000), 1),
+            "peak_rss_mib": round(rss, 1),
+            "load": [before, load()],
+        }
+        print(rows[0]["source"], size, json.dumps(figures[f"merged_{size}"]), flush=True)
+    return figures
 
 
 def bench_field_rule(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,7 +155,7 @@ def bench_field_rule(args: argparse.Namespace, rows: list[dict[str, Any]]) -> di
     news = [r["input"].strip() for r in rows if r["source"] == "conllpp"]
     receipts = [r for r in rows if r["source"] == "sroie"][: args.field_rule_cases]
     engine = open_model(args.field_rule_model or args.model, threads=args.threads, n_ctx=args.ctx)
-    right = {"first": 0, "confident": 0}
+    right = {"first": 0, "confident": 0, "any": 0}
     fields = 0
     try:
         for n, case in enumerate(receipts):
@@ -174,7 +163,7 @@ def bench_field_rule(args: argparse.Namespace, rows: list[dict[str, Any]]) -> di
             extractor = Extractor(case["schema"], engine, ExtractOptions(evidence=True))
             found = []
             for piece in split(
-                text, engine.count_tokens, args.chunk_tokens, args.chunk_tokens // 8
+                text, engine.count_tokens, args.field_rule_tokens, args.field_rule_tokens // 8
             ):
                 try:
                     result = extractor.run(text[piece.start : piece.end], offset=piece.start)
@@ -194,9 +183,16 @@ def bench_field_rule(args: argparse.Namespace, rows: list[dict[str, Any]]) -> di
                 confident = max(candidates, key=lambda c: c[1])[0]
                 right["first"] += same(first, gold)
                 right["confident"] += same(confident, gold)
+                right["any"] += any(same(value, gold) for value, _ in candidates)
     finally:
         engine.close()
-    return {"cases": len(receipts), "fields_with_a_candidate": fields, "right": right}
+    return {
+        "cases": len(receipts),
+        "pieces_of": args.field_rule_tokens,
+        "fields_with_a_candidate": fields,
+        "right": right,
+        "load": load(),
+    }
 
 
 def same(value: Any, gold: Any) -> bool:
@@ -210,18 +206,20 @@ def main() -> None:
     p.add_argument("--model", required=True, help="the GGUF to run")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ctx", type=int, default=4096)
-    # The NER documents are 2.5k and 1.3k tokens (SmolLM2's tokenizer), which fit a 4096
-    # context whole: pieces of 512 tokens make them several each.
-    p.add_argument("--chunk-tokens", type=int, default=512)
+    # Piece sizes to compare: the NER documents (2.4k and 0.5k tokens on Qwen2's tokenizer)
+    # fit a 4096 context whole, so these make them several pieces each.
+    p.add_argument("--chunk-tokens", default="128,256,512", help="comma-separated piece sizes")
     p.add_argument("--sources", default="conllpp,cluener")
-    p.add_argument("--rss-seconds", type=float, default=120.0)
+    p.add_argument("--skip-alone", action="store_true", help="do not extract each text alone")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument(
         "--field-rule-cases", type=int, default=0, help="receipts for the field-rule measurement"
     )
+    p.add_argument("--field-rule-tokens", type=int, default=256, help="its piece size")
     p.add_argument("--field-rule-model", help="the GGUF for it [default: --model]")
     p.add_argument("--skip-ner", action="store_true", help="only the field-rule measurement")
     args = p.parse_args()
+    args.chunk_tokens = [int(n) for n in args.chunk_tokens.split(",")]
     args.command = [sys.executable, "-m", "qwenjson", "extract", "-m", args.model, "--quiet"]
     args.command += ["--threads", str(args.threads), "--ctx", str(args.ctx), "--no-cache"]
     rows = [json.loads(line) for line in CASES.read_text("utf-8").splitlines()]
@@ -230,17 +228,11 @@ def main() -> None:
     if args.field_rule_cases:
         figures["field_rule"] = bench_field_rule(args, rows)
         print("field_rule", json.dumps(figures["field_rule"]), flush=True)
-    if args.skip_ner:
-        return
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        for source in args.sources.split(","):
-            chosen = [r for r in rows if r["source"] == source]
-            figures[source] = bench_source(args, chosen, tmp)
-            print(source, json.dumps(figures[source]), flush=True)
-        first = [r for r in rows if r["source"] == args.sources.split(",")[0]]
-        figures["rss"] = bench_rss(args, first, tmp)
-        print("rss", json.dumps(figures["rss"]), flush=True)
+    if not args.skip_ner:
+        with tempfile.TemporaryDirectory() as name:
+            for source in args.sources.split(","):
+                chosen = [r for r in rows if r["source"] == source]
+                figures[source] = bench_source(args, chosen, Path(name))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -29,9 +29,12 @@ import sys
 import time
 
 from qwenjson.actors import RayExecutor, worker_spec
-from qwenjson.batch import BatchOptions, LineOutput, RecordOptions, run_batch
+from qwenjson.batch import run_batch
 from qwenjson.cluster import connect
 from qwenjson.pipeline import ExtractOptions
+from qwenjson.plan import Plan
+from qwenjson.records import BatchOptions
+from qwenjson.stream import LineOutput
 
 SCHEMA = {
     "type": "object",
@@ -46,6 +49,7 @@ SCHEMA = {
 NAMES = ["Alice Martin", "Bob Stone", "Carla Diaz", "Dev Patel", "Eva Novak", "李明", "王芳"]
 CITIES = ["Lyon", "Leeds", "Madrid", "Pune", "Brno", "北京", "上海"]
 MAX_TOKENS = 64
+CTX = 4096  # the CLI's --ctx default: the local run's too
 
 
 def texts(n: int) -> list[str]:
@@ -99,14 +103,8 @@ def run_ray(
     model: str, data: bytes, actors: int, threads: int
 ) -> tuple[bytes, float, float, RayExecutor]:
     """stdout, end-to-end seconds, steady-state seconds, and the executor (its timings)."""
-    spec = worker_spec(
-        SCHEMA,
-        model=model,
-        threads=threads,
-        prompt_threads=threads,
-        options=ExtractOptions(max_tokens=MAX_TOKENS),
-        record=RecordOptions(),
-    )
+    plan = Plan(SCHEMA, "", CTX, ExtractOptions(max_tokens=MAX_TOKENS))
+    spec = worker_spec(plan, model=model, threads=threads, prompt_threads=threads)
     out = _Stamped()
     started = time.perf_counter()
     with connect("local", num_cpus=actors * threads) as cluster:

@@ -303,7 +303,9 @@ def score_text(output: str, gold: Json, checker: Validator, text: str) -> Score:
 def _pointer_parts(pointer: str) -> list[str]:
     if not pointer:
         return []
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    from qwenjson.pointer import unescape_token
+
+    return [unescape_token(p) for p in pointer.lstrip("/").split("/")]
 
 
 def confidence_pairs(

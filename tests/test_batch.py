@@ -23,23 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenjson.batch import (
-    BatchOptions,
-    Checkpoint,
-    ErrorLog,
-    RecordFailed,
-    RecordOptions,
-    RecordRunner,
-    SomeRecordsFailed,
-    TotalTimeoutExpired,
-    each_schema,
-    fit_to_context,
-    job_fingerprint,
-    parse_record,
-    prepare_job,
-    read_lines,
-    run_batch,
-)
+from qwenjson.batch import ErrorLog, RecordFailed, SomeRecordsFailed, run_batch
+from qwenjson.checkpoint import Checkpoint
 from qwenjson.errors import (
     EXIT_INPUT,
     EXIT_NO_VALID_OUTPUT,
@@ -52,6 +37,9 @@ from qwenjson.errors import (
 )
 from qwenjson.generation import GenerationResult
 from qwenjson.pipeline import ExtractOptions
+from qwenjson.plan import RecordOptions, each_schema, job_fingerprint, plan_for, prepare_job
+from qwenjson.records import BatchOptions, parse_record, read_lines
+from qwenjson.runner import Limits, Runner, TotalTimeoutExpired, fit_to_context
 from qwenjson.stream import ItemScanner, LineOutput
 from tests.fakes import FakeModel
 
@@ -77,9 +65,8 @@ def runner(
     each: bool = False,
     options: ExtractOptions | None = None,
     **record: Any,
-) -> RecordRunner:
-    job = prepare_job(schema, each=each)
-    return RecordRunner(job, fake, options, RecordOptions(each=each, **record))
+) -> Runner:
+    return Runner(plan_for(schema, fake, options, RecordOptions(each=each, **record)), fake)
 
 
 def lines_of(data: bytes) -> list[bytes]:
@@ -436,7 +423,7 @@ def test_record_timeout_fails_that_record_and_the_batch_goes_on() -> None:
     fake.on_chunk = lambda: setattr(
         clock, "now", clock.now + (5.0 if "slow" in fake.users[-1] else 0.1)
     )
-    r = RecordRunner(prepare_job(PERSON), fake, None, RecordOptions(timeout=3), clock=clock)
+    r = Runner(plan_for(PERSON, fake), fake, Limits(timeout=3), clock=clock)
     out = io.BytesIO()
     errors: list[str] = []
     with pytest.raises(SomeRecordsFailed):
@@ -455,9 +442,7 @@ def test_total_timeout_stops_the_batch_and_leaves_the_record_for_a_rerun(tmp_pat
     clock = Clock()
     fake = FakeModel(lambda t, _: person(t))
     fake.on_chunk = lambda: setattr(clock, "now", clock.now + 1.0)
-    r = RecordRunner(
-        prepare_job(PERSON), fake, None, RecordOptions(), total_timeout=20, clock=clock
-    )
+    r = Runner(plan_for(PERSON, fake), fake, Limits(total_timeout=20), clock=clock)
     out_path = tmp_path / "out.jsonl"
     ckpt = Checkpoint(tmp_path / "ckpt", "job")
     with out_path.open("ab") as out, pytest.raises(TotalTimeoutExpired) as e:
@@ -1001,14 +986,15 @@ def test_real_engine_is_usable_after_a_timeout_escapes_generate() -> None:
     ):
         job = prepare_job(REAL_PERSON)
         options = ExtractOptions(max_tokens=48)
-        timed = RecordRunner(job, used, options, RecordOptions(timeout=2.5), clock=clock)
+        plan = plan_for(REAL_PERSON, used, options, job=job)
+        timed = Runner(plan, used, Limits(timeout=2.5), clock=clock)
         with pytest.raises(TimeoutExpired, match=r"--timeout of 2\.5s ran out"):
             timed.run(TEXTS[0], lambda _: None, on_text=clock.tick)
         after: list[str] = []
-        timed.record = RecordOptions()
+        timed.limits = Limits()
         timed.run(TEXTS[1], after.append)
         alone: list[str] = []
-        RecordRunner(job, fresh, options).run(TEXTS[1], alone.append)
+        Runner(plan_for(REAL_PERSON, fresh, options, job=job), fresh).run(TEXTS[1], alone.append)
     assert after == alone
     jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(after[0]))
 

@@ -14,18 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenjson.batch import (
-    BatchOptions,
-    Checkpoint,
-    RecordOptions,
-    RecordRunner,
-    prepare_job,
-    run_batch,
-)
+from qwenjson.batch import run_batch
+from qwenjson.checkpoint import Checkpoint
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.merging import Found, Merger
+from qwenjson.pieces import DEFAULT_PIECE_TOKENS, PieceHooks
 from qwenjson.pipeline import ExtractOptions
+from qwenjson.plan import RecordOptions, plan_for
+from qwenjson.records import BatchOptions
+from qwenjson.runner import Runner
 from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
 from tests.fakes import FakeModel
@@ -247,9 +245,9 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
     names = [f"{c}{v}n" for c in "BDFGHKLMNPRSTVZ" for v in "aeiou"][:60]
     text = "\n\n".join(f"Today {n} came." for n in names)
     fake = FakeModel(names_answer, context=600)
-    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
     options = ExtractOptions(max_tokens=100, evidence=True)
-    runner = RecordRunner(job, fake, options, RecordOptions(each=True))
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=True)), fake)
     out: list[dict[str, Any]] = []
     runner.run(text, lambda line: out.append(json.loads(line)))
     assert len(fake.users) > 3  # really in pieces
@@ -261,14 +259,45 @@ def test_each_person_of_a_long_text_once_in_order_with_whole_text_offsets() -> N
         assert text[start:end] == item["data"]["name"]
 
 
+def test_progress_counts_every_piece_once_and_ends_at_the_total() -> None:
+    text = "\n\n".join(f"Today {c}an came." for c in "BDFGHKLMNPRSTVZ" * 3)
+    fake = FakeModel(names_answer, context=600)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    options = ExtractOptions(max_tokens=100)
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=True)), fake)
+    seen: list[tuple[int, int]] = []
+    runner.run(text, lambda _: None, pieces=PieceHooks(progress=lambda *c: seen.append(c)))
+    pieces = len(fake.users)
+    assert pieces > 3
+    assert [done for done, _ in seen] == list(range(pieces + 1))
+    assert seen[-1] == (pieces, pieces) and all(done < total for done, total in seen[:-1])
+
+
 def test_without_chunks_a_long_text_is_still_refused() -> None:
     fake = FakeModel(names_answer, context=600)
-    job = prepare_job({"type": "object", "properties": {"name": {"type": "string"}}}, each=True)
-    runner = RecordRunner(
-        job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True, chunks=False)
-    )
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    record = RecordOptions(each=True, chunks=False)
+    runner = Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100), record), fake)
     with pytest.raises(Exception, match="the input is too long"):
         runner.run("Word. " * 200, lambda _: None)
+
+
+def test_a_text_that_fits_is_read_whole_and_a_longer_one_in_pieces_of_the_default_size() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    options = ExtractOptions(max_tokens=100)
+    short, long = "Word. " * 300, "Word. " * 600  # the fake's tokens are characters
+    fits = FakeModel(names_answer, context=3000)
+    Runner(plan_for(schema, fits, options, RecordOptions(each=True)), fits).run(
+        short, lambda _: None
+    )
+    assert len(fits.users) == 1
+    wrapper = len(fits.users[0]) - len(short.strip())  # the user message around the text
+    longer = FakeModel(names_answer, context=3000)
+    Runner(plan_for(schema, longer, options, RecordOptions(each=True)), longer).run(
+        long, lambda _: None
+    )
+    assert len(longer.users) > len(long) // DEFAULT_PIECE_TOKENS
+    assert all(len(user) - wrapper <= DEFAULT_PIECE_TOKENS for user in longer.users)
 
 
 # -- resuming -----------------------------------------------------------------------------------
@@ -291,7 +320,7 @@ def document_run(
     fake = FakeModel(answer, context=600)
     schema = NAME if each else NAMES
     options = ExtractOptions(max_tokens=100)
-    runner = RecordRunner(prepare_job(schema, each=each), fake, options, RecordOptions(each=each))
+    runner = Runner(plan_for(schema, fake, options, RecordOptions(each=each)), fake)
     checkpoint = Checkpoint(tmp_path / f"{name}.ck", "job")
     try:
         with (tmp_path / name).open("ab") as out:
@@ -413,8 +442,8 @@ def test_a_piece_whose_document_runs_out_of_tokens_is_read_in_shorter_pieces() -
         return json.dumps({"items": [{"name": n} for n in found]})
 
     fake.answer = answer
-    job = prepare_job(NAME, each=True)
-    runner = RecordRunner(job, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True))
+    options = ExtractOptions(max_tokens=100)
+    runner = Runner(plan_for(NAME, fake, options, RecordOptions(each=True)), fake)
     out: list[str] = []
     notices: list[str] = []
     runner.run(text, out.append, notice=notices.append)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -445,13 +446,13 @@ def test_disk_full_mid_download_is_a_clear_error_and_leaves_nothing(
 def test_too_little_free_space_fails_before_downloading(
     hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = hub.shutil.disk_usage
+    real = shutil.disk_usage
 
     def tiny(path: str | os.PathLike[str]) -> object:
         usage = real(path)
         return type(usage)(usage.total, usage.total - 1000, 1000)
 
-    monkeypatch.setattr(hub.shutil, "disk_usage", tiny)
+    monkeypatch.setattr(shutil, "disk_usage", tiny)
     with pytest.raises(ModelError, match="not enough disk space"):
         hub.pull(make_spec(smol_sha))
     assert fake_hub.data_gets() == []

@@ -1,6 +1,7 @@
 """Texts longer than the context on a real model (SmolLM2-135M), through the command: every
 person once with evidence that points at them, a kill -9 mid-document resumed to the same
-bytes, and a single object whose fields are in different pieces.
+bytes, a single object whose fields are in different pieces, and the bar over the pieces on
+a terminal.
 
 SmolLM2 loses track of a list of more than three or four names, so the documents are made of
 short paragraphs and read in small pieces (``--ctx 512 --chunk-tokens 32``): what is tested is
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +52,7 @@ def extract(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
 
 def names_in_overlaps() -> list[str]:
     """The names that lie where two pieces overlap (the pieces the command will read)."""
-    engine = open_model(MODEL, threads=1)
-    try:
-        pieces = list(split(TEAM, engine.count_tokens, 32, 12))
-    finally:
-        engine.close()
+    pieces = split_team()
     shared = [(b.start, a.end) for a, b in itertools.pairwise(pieces)]
     return [n for n in NAMES if any(s <= TEAM.index(n) < e for s, e in shared)]
 
@@ -127,3 +128,48 @@ def test_a_single_object_takes_each_field_from_the_piece_that_has_it() -> None:
     assert list(shown["evidence"]) == ["/manager", "/project", "/budget"]
     for pointer, span in shown["evidence"].items():
         assert text[span[0] : span[1]] == str(shown["data"][pointer[1:]])
+
+
+def test_on_a_terminal_a_bar_counts_the_pieces_and_stdout_stays_the_same() -> None:
+    args = ("--each", "-s", PERSON, *PIECES)
+    screen = bytearray()
+    main, side = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    try:
+        proc = subprocess.Popen(
+            argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=side, env=env
+        )
+        os.close(side)
+        reader = threading.Thread(target=_read_all, args=(main, screen))  # else the pty fills
+        reader.start()
+        out, _ = proc.communicate(TEAM.encode(), timeout=600)
+        reader.join(timeout=30)
+    finally:
+        os.close(main)
+    assert proc.returncode == 0
+    # The bar is on stderr only: stdout is what it is without a terminal (the first test).
+    assert [json.loads(line) for line in out.splitlines()] == [{"name": n} for n in NAMES]
+    shown = screen.decode("utf-8", "replace")
+    counts = [tuple(map(int, m)) for m in re.findall(r"pieces\s.*?(\d+)/(\d+)", shown)]
+    assert counts, shown[-2000:]
+    done, total = counts[-1]
+    assert done == total == len(list(split_team())) and done > 3
+
+
+def split_team() -> list[Any]:
+    engine = open_model(MODEL, threads=1)
+    try:
+        return list(split(TEAM, engine.count_tokens, 32, 12))
+    finally:
+        engine.close()
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the other side closed
+            return
+        if not chunk:
+            return
+        into.extend(chunk)

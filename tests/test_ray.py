@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -35,16 +36,12 @@ from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 from qwenjson.actors import RayExecutor, worker_spec  # noqa: E402
-from qwenjson.batch import (  # noqa: E402
-    BatchOptions,
-    ErrorLog,
-    LineOutput,
-    RecordOptions,
-    SomeRecordsFailed,
-    run_batch,
-)
+from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch  # noqa: E402
 from qwenjson.cluster import connect, extract_many  # noqa: E402
 from qwenjson.pipeline import ExtractOptions  # noqa: E402
+from qwenjson.plan import Plan  # noqa: E402
+from qwenjson.records import BatchOptions  # noqa: E402
+from qwenjson.stream import LineOutput  # noqa: E402
 from tests.ray_cluster import PoisonedWorker, ray_head, worker_pids  # noqa: E402
 
 pytestmark = pytest.mark.model
@@ -149,9 +146,12 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(
     assert b"died" in stderr.getvalue()  # the replacement is reported on stderr
 
 
+@pytest.mark.parametrize("first", ["ray", "local"])
 def test_checkpoint_resume_after_the_driver_is_killed(
-    cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
+    cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path, first: str
 ) -> None:
+    """The rerun is on the cluster; the killed run was too, or was a local run: one job, one
+    checkpoint (the workers' plan has the local plan's fingerprint)."""
     (tmp_path / "in.jsonl").write_bytes(INPUT)
     argv = qwenjson_argv(
         "--jsonl", "--field", "text", "--input", str(tmp_path / "in.jsonl"),
@@ -160,7 +160,8 @@ def test_checkpoint_resume_after_the_driver_is_killed(
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"")
     with out.open("ab") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL)
+        first_argv = argv if first == "ray" else argv[:-2]
+        proc = subprocess.Popen(first_argv, stdout=sink, stderr=subprocess.DEVNULL)
         while out.read_bytes().count(b"\n") < 3 and proc.poll() is None:
             time.sleep(0.02)
         killed = proc.poll() is None
@@ -175,13 +176,8 @@ def test_checkpoint_resume_after_the_driver_is_killed(
 
 def test_a_record_that_kills_every_worker_fails_alone(cluster: tuple[str, int]) -> None:
     lines = [b"Alice Martin is 34.", b"POISON Bob is 51.", b"Carla Diaz is 19."]
-    spec = worker_spec(
-        REAL_PERSON,
-        model=str(_model()),
-        n_ctx=512,
-        options=ExtractOptions(max_tokens=48),
-        record=RecordOptions(),
-    )
+    plan = Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=48))
+    spec = worker_spec(plan, model=str(_model()))
     notices: list[str] = []
     shown: list[str] = []
     output = io.BytesIO()
@@ -299,12 +295,12 @@ def test_without_ray_installed_the_error_says_how_to_install_it(
     assert b"pip install 'qwenjson[ray]'" in err and out == b""
 
 
-def _drain(pipe: io.BufferedReader | object) -> io.BytesIO:
+def _drain(pipe: IO[bytes]) -> io.BytesIO:
     """Read a child's stderr in the background (so it never blocks on a full pipe)."""
     got = io.BytesIO()
 
     def read() -> None:
-        for chunk in iter(lambda: pipe.read(4096), b""):  # type: ignore[attr-defined]
+        for chunk in iter(lambda: pipe.read(4096), b""):
             got.write(chunk)
 
     threading.Thread(target=read, daemon=True).start()

@@ -215,7 +215,7 @@ def test_to_python_regex_keeps_what_grammars_refuse() -> None:
 
 def test_no_case_mappings_above_the_scanned_limit() -> None:
     # _cased_code_points scans only below _CASED_LIMIT to stay fast; this Python's Unicode agrees.
-    from qwenjson.schema.regex import _CASED_LIMIT
+    from qwenjson.schema.regex_charsets import _CASED_LIMIT
 
     assert not [
         cp
@@ -381,7 +381,7 @@ def test_expr_composes_in_a_sequence(grammar_engine: Any) -> None:
 
 
 def test_the_parser_shapes_this_module_relies_on() -> None:
-    # Pins the private re._parser behaviour regex.py builds on (see the comment there).
+    # Pins the private re._parser behaviour regex_tree.py builds on (see the comment there).
     import re._constants as c  # type: ignore[import-not-found]
     import re._parser as p  # type: ignore[import-not-found]
 

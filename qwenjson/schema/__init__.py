@@ -13,6 +13,7 @@ from typing import Any
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.pointer import unescape_token
 from qwenjson.schema.compiler import Compiler
+from qwenjson.schema.dialect import dialect_of
 from qwenjson.schema.report import KeywordUse, Status, build_report, static_status
 
 
@@ -60,6 +61,11 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
     A schema the compiler refuses (a remote ``$ref``, say) gets one ``unsupported`` entry at
     the refused place, with the reason as its note.
     """
+    try:
+        dialect_of(schema)
+    except SchemaError as e:
+        # No draft to read the document by: nothing else in it means anything yet.
+        return (KeywordUse("", "$schema", "unsupported", str(e)),)
     compiler = Compiler(schema)
     marks = compiler.marks
     try:

@@ -9,11 +9,16 @@ writes: every character stands for itself except ``"`` and ``\\`` and the contro
 U+0000–U+001F, which are escaped (``\\n`` and friends where JSON has a short escape, ``\\u00XX``
 otherwise). One encoding per character keeps the model from wasting tokens on ``\\u`` escapes
 and makes the grammar's length counts exact: one ``char`` is one character of the decoded string.
+
+Expressions are built as text by the helpers here (``seq``, ``alt``, ``group``, ``repeat``,
+``trie_alternation``); character classes are escaped by ``class_char`` alone.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 
 _SHORT_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", '"': '"', "\\": "\\"}
 
@@ -24,18 +29,17 @@ JSON_CHAR_RULE = 'json-char ::= [^"\\\\\\x00-\\x1F] | "\\\\" ["\\\\bfnrt] | "\\\
 def gbnf_escape_char(ch: str, in_class: bool = False) -> str:
     """Escape one code point for use inside a GBNF literal (or a character class)."""
     cp = ord(ch)
-    if ch == "\\":
-        return "\\\\"
-    if ch == '"' and not in_class:
-        return '\\"'
-    if in_class and ch in "]^-[":
-        # llama.cpp knows no `\^` or `\-` escape: hex escapes are what it parses.
-        return f"\\x{cp:02X}"
-    if cp < 0x20 or cp == 0x7F:
-        return f"\\x{cp:02X}"
     if 0xD800 <= cp <= 0xDFFF:
         # A lone surrogate can't be in UTF-8 text; llama.cpp would reject the literal.
         raise ValueError(f"lone surrogate U+{cp:04X} cannot appear in generated text")
+    if in_class:
+        return class_char(cp)
+    if ch == "\\":
+        return "\\\\"
+    if ch == '"':
+        return '\\"'
+    if cp < 0x20 or cp == 0x7F:
+        return f"\\x{cp:02X}"
     return ch
 
 
@@ -69,3 +73,194 @@ def rule_name(hint: str) -> str:
     """A valid GBNF rule name derived from ``hint`` (which may be any text)."""
     name = _RULE_NAME_BAD.sub("-", hint).strip("-")
     return name or "r"
+
+
+def class_char(cp: int) -> str:
+    """One code point inside a GBNF character class, escaped where llama.cpp's parser needs it
+    (the one class escaper: the compiler, the regex translator and the formats use it)."""
+    ch = chr(cp)
+    if cp < 0x80:
+        # llama.cpp knows only \x \u \U \t \r \n \\ \" \[ \] as escapes: \x for all punctuation.
+        return ch if ch.isalnum() else f"\\x{cp:02X}"
+    if unicodedata.category(ch)[0] in "LNPS":
+        return ch
+    return f"\\u{cp:04X}" if cp <= 0xFFFF else f"\\U{cp:08X}"
+
+
+def char_class(ranges: Iterable[tuple[int, int]], negated_base: str = "") -> str:
+    """A class of the code point ranges; ``negated_base`` (already escaped) makes it ``[^…]``."""
+    body = "".join(
+        class_char(lo) if lo == hi else f"{class_char(lo)}-{class_char(hi)}" for lo, hi in ranges
+    )
+    return f"[^{negated_base}{body}]" if negated_base else f"[{body}]"
+
+
+# ---- expressions -------------------------------------------------------------------------
+
+QUOTE = '"\\""'  # the literal for one `"`
+
+# One whole literal; a rule name.
+LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
+
+IDENT = re.compile(r"[a-zA-Z0-9-]+")
+
+
+def is_atom(expr: str) -> bool:
+    """A rule name or a single literal: usable anywhere without parentheses."""
+    return bool(IDENT.fullmatch(expr) or (expr[:1] == '"' and LITERAL.match(expr)))
+
+
+def seq(*parts: str) -> str:
+    """A GBNF sequence, adjacent literals merged ("a" "b" → "ab"), empty parts dropped."""
+    out: list[str] = []
+    for part in parts:
+        if not part:
+            continue
+        if out and part[0] == '"' and out[-1][-1] == '"':
+            head = _LEADING_LITERAL.match(part)
+            tail = _TRAILING_LITERAL.search(out[-1])
+            if head and tail and not has_bar(part) and not has_bar(out[-1]):
+                out[-1] = out[-1][: tail.start()] + tail.group(0)[:-1] + part[1:]
+                continue
+        out.append(part)
+    return " ".join(out)
+
+
+_LEADING_LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"(?=\s|$)')
+
+_TRAILING_LITERAL = re.compile(r'(?:^|(?<=\s))"(?:[^"\\]|\\.)*"$')
+
+
+def _outside_quotes(expr: str) -> Iterator[tuple[int, str, int]]:
+    """(index, character, paren depth) of each character outside literals and classes."""
+    depth = 0
+    in_lit = in_cls = False
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if in_lit or in_cls:
+            if c == "\\":
+                i += 2
+                continue
+            if (in_lit and c == '"') or (in_cls and c == "]"):
+                in_lit = in_cls = False
+        elif c == '"':
+            in_lit = True
+        elif c == "[":
+            in_cls = True
+        else:
+            if c == ")":
+                depth -= 1
+            yield i, c, depth
+            if c == "(":
+                depth += 1
+        i += 1
+
+
+def has_bar(expr: str) -> bool:
+    return " | " in expr and _has_top_level_bar(expr)
+
+
+def _has_top_level_bar(expr: str) -> bool:
+    return any(c == "|" and depth == 0 for _, c, depth in _outside_quotes(expr))
+
+
+def group(expr: str) -> str:
+    """``expr`` as one atom (parenthesised unless it already is one)."""
+    if not expr:
+        return '""'
+    if is_atom(expr):
+        return expr
+    if expr.startswith("(") and expr.endswith(")") and _balanced_outer(expr):
+        return expr
+    return "( " + expr + " )"
+
+
+def _balanced_outer(expr: str) -> bool:
+    # True when the first "(" closes at the very end (so the whole thing is one group).
+    last = len(expr) - 1
+    return not any(c == ")" and d == 0 and i != last for i, c, d in _outside_quotes(expr))
+
+
+def alt(alternatives: Iterable[str]) -> str:
+    """An alternation of expressions, duplicates removed, order kept."""
+    return " | ".join(dict.fromkeys(alternatives))
+
+
+def repeat(atom: str, lo: int, hi: int | None) -> str:
+    if hi is not None and hi < lo:
+        # Never hand llama.cpp `{m,n}` with n < m: its parser runs out of memory on it.
+        raise ValueError(f"no count between {lo} and {hi}")
+    if hi is not None and hi == lo:
+        return "" if lo == 0 else atom if lo == 1 else f"{atom}{{{lo}}}"
+    if hi is None:
+        return {0: f"{atom}*", 1: f"{atom}+"}.get(lo, f"{atom}{{{lo},}}")
+    if lo == 0 and hi == 1:
+        return f"{atom}?"
+    return f"{atom}{{{lo},{hi}}}"
+
+
+def trie_alternation(texts: list[str]) -> str:
+    """Literal alternatives factored on shared prefixes (llama.cpp then keeps few stacks)."""
+
+    def build(group: list[str], depth: int) -> str:
+        alts: list[str] = []
+        ends = False
+        by_char: dict[str, list[str]] = {}
+        for t in group:
+            if len(t) == depth:
+                ends = True
+            else:
+                by_char.setdefault(t[depth], []).append(t)
+        for sub in by_char.values():
+            # Extend the common prefix as far as the whole subgroup agrees.
+            end = depth + 1
+            shortest = min(len(t) for t in sub)
+            while end < shortest and all(t[end] == sub[0][end] for t in sub):
+                end += 1
+            head = literal(sub[0][depth:end])
+            rest = build(sub, end)
+            alts.append(seq(head, rest) if rest else head)
+        if not alts:
+            return ""
+        body = " | ".join(alts)
+        if ends:
+            # Not `( … )?`: llama.cpp refuses a repetition of a group holding 2,000+ rules.
+            return "( " + body + ' | "" )'
+        return body if len(alts) == 1 else "( " + body + " )"
+
+    return build(sorted(set(texts)), 0)
+
+
+_GBNF_ESCAPES = {
+    "\\": "\\",
+    '"': '"',
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "]": "]",
+    "[": "[",
+    "-": "-",
+    "^": "^",
+}
+
+
+def unliteral(lit: str) -> str:
+    """The text a GBNF literal (as :func:`gbnf.literal` writes them) matches."""
+    body = lit[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            nxt = body[i + 1]
+            if nxt == "x":
+                out.append(chr(int(body[i + 2 : i + 4], 16)))
+                i += 4
+                continue
+            out.append(_GBNF_ESCAPES.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)

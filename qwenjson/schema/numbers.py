@@ -1,151 +1,84 @@
-"""Exact GBNF for integer ranges: the canonical decimal forms of every integer in [lo, hi].
-
-Canonical means what `json.dumps` writes for an int: no `+`, no leading zeros, no `-0`.
-Either bound may be ``None`` (unbounded). The expressions only use literals, digit classes and
-fixed repetition counts, so they stay small: O(digits²) symbols for any bound.
-"""
+"""Number keywords: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum`` →
+GBNF for JSON numbers and integers in range (``ranges``); ``multipleOf`` is validated after
+generation, except ``multipleOf: 1`` (integers)."""
 
 from __future__ import annotations
 
+import math
 
-def _digit_class(lo: int, hi: int) -> str:
-    if lo == hi:
-        return f'"{lo}"'
-    if lo == 0 and hi == 9:
-        return "[0-9]"
-    return f"[{lo}-{hi}]"
-
-
-def _any_digits(n: int) -> list[str]:
-    return [] if n == 0 else ["[0-9]"] if n == 1 else [f"[0-9]{{{n}}}"]
+from qwenjson.errors import SchemaError
+from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable
+from qwenjson.schema.flatten import Flattener
+from qwenjson.schema.ranges import int_range, number_range
 
 
-def _same_length(lo: str, hi: str) -> list[list[str]]:
-    """Alternatives (each a symbol sequence) for digit strings of equal length in [lo, hi]."""
-    n = len(lo)
-    if n == 0:
-        return [[]]
-    a, b = int(lo[0]), int(hi[0])
-    if a == b:
-        return [[f'"{a}"', *seq] for seq in _same_length(lo[1:], hi[1:])]
-    rest_lo_min = lo[1:] == "0" * (n - 1)
-    rest_hi_max = hi[1:] == "9" * (n - 1)
-    alts: list[list[str]] = []
-    first_full = a if rest_lo_min else a + 1
-    last_full = b if rest_hi_max else b - 1
-    if not rest_lo_min:
-        alts += [[f'"{a}"', *seq] for seq in _same_length(lo[1:], "9" * (n - 1))]
-    if first_full <= last_full:
-        alts.append([_digit_class(first_full, last_full), *_any_digits(n - 1)])
-    if not rest_hi_max:
-        alts += [[f'"{b}"', *seq] for seq in _same_length("0" * (n - 1), hi[1:])]
-    return alts
+class NumberRules(Flattener):
+    """The number keywords: read, merged, and as GBNF."""
 
+    def _read_numbers(self, r: Reader, node: Node, f: Flat) -> None:
+        """The number keywords of ``r`` into ``f``."""
+        s = r.schema
+        for kw, side in (("minimum", f.lower), ("maximum", f.upper)):
+            if kw in s:
+                v = s[kw]
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise SchemaError(f"{kw} must be a number", r.pointer(kw))
+                excl_kw = "exclusiveMinimum" if kw == "minimum" else "exclusiveMaximum"
+                side.append((v, s.get(excl_kw) is True))
+        for kw, side in (("exclusiveMinimum", f.lower), ("exclusiveMaximum", f.upper)):
+            v = s.get(kw)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                side.append((v, True))
+            elif v is not None and not isinstance(v, bool):
+                raise SchemaError(f"{kw} must be a number", r.pointer(kw))
+        mult = s.get("multipleOf")
+        if mult is not None:
+            if isinstance(mult, bool) or not isinstance(mult, int | float) or mult <= 0:
+                raise SchemaError("multipleOf must be a number above 0", r.pointer("multipleOf"))
+            if mult == 1 and f.types is not None and "number" in f.types:
+                # multipleOf 1 on numbers means integers: the grammar can say that exactly.
+                f.types = (f.types - {"number"}) | {"integer"}
+                self.mark(r.at, "multipleOf", "enforced", "multipleOf 1: integers only")
 
-def _nonnegative(lo: int, hi: int | None) -> list[list[str]]:
-    """Alternatives for the integers in [lo, hi], 0 <= lo, hi None = unbounded."""
-    alts: list[list[str]] = []
-    if lo == 0:
-        alts.append(['"0"'])
-        lo = 1
-        if hi == 0:
-            return alts
-    if hi is not None and lo > hi:
-        return alts
-    lo_len = len(str(lo))
-    hi_len = len(str(hi)) if hi is not None else lo_len
-    for length in range(lo_len, hi_len + 1):
-        start = max(lo, 10 ** (length - 1))
-        end = 10**length - 1 if hi is None else min(hi, 10**length - 1)
-        if start <= end:
-            alts += _same_length(str(start), str(end))
-    if hi is None:
-        # Every number with more digits than lo.
-        alts.append(["[1-9]", f"[0-9]{{{lo_len},}}" if lo_len > 1 else "[0-9]+"])
-    return alts
+    def _merge_numbers(self, m: Flat, a: Flat, b: Flat) -> None:
+        """The number keywords of ``a`` and ``b`` together, into ``m``."""
+        m.lower = a.lower + b.lower
+        m.upper = a.upper + b.upper
 
-
-def int_range(lo: int | None, hi: int | None) -> str:
-    """A GBNF alternation for the canonical integers in [lo, hi].
-
-    Raises ``ValueError`` when the range is empty.
-    """
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError("empty integer range")
-    alts: list[list[str]] = []
-    # Negative part: "-" then the magnitudes in [max(1, -hi), -lo].
-    if lo is None or lo < 0:
-        mag_lo = 1 if hi is None or hi >= 0 else -hi
-        mag_hi = None if lo is None else -lo
-        alts += [['"-"', *seq] for seq in _nonnegative(mag_lo, mag_hi)]
-    if hi is None or hi >= 0:
-        alts += _nonnegative(max(lo, 0) if lo is not None else 0, hi)
-    texts = [" ".join(seq) for seq in alts]
-    merged = _merge_literals(texts)
-    return " | ".join(merged)
-
-
-def _merge_literals(alts: list[str]) -> list[str]:
-    # Join runs of adjacent quoted digits ("1" "2" → "12") for readability; order is kept.
-    out = []
-    for alt in alts:
-        parts = alt.split(" ")
-        joined: list[str] = []
-        for part in parts:
-            if joined and part.startswith('"') and joined[-1].startswith('"') and part != '"-"':
-                joined[-1] = joined[-1][:-1] + part[1:]
-            else:
-                joined.append(part)
-        out.append(" ".join(joined))
-    return out
-
-
-# Fractions after an integer part: some digit not zero, or only zeros ("3.0" is the integer 3).
-_FRAC_NONZERO = '"." [0-9]* [1-9] [0-9]*'
-_FRAC_ZERO = '( "." "0"+ )?'
-# What `json.dumps` writes for magnitudes below 1e-4 (5e-05) and from 1e16 on (1e+16).
-_TINY = '[1-9] ( "." [0-9]+ )? "e-" ( "0" [5-9] | [1-9] [0-9]* )'
-_HUGE = '[1-9] ( "." [0-9]+ )? "e+" [0-9]+'
-# Bounds this large would need exponent forms inside the range: left to validation.
-EXACT_NUMBER_LIMIT = 10**15
-
-
-def _magnitudes(a: int, a_ex: bool, b: int | None, b_ex: bool) -> list[str]:
-    """Alternatives for unsigned canonical numbers m with a <(=) m <(=) b."""
-    alts: list[str] = []
-    first = a + 1 if a_ex else a
-    last = None if b is None else (b - 1 if b_ex else b)
-    if last is None or first <= last:
-        alts.append(f"( {int_range(first, last)} ) {_FRAC_ZERO}")
-    if b is None or a <= b - 1:
-        alts.append(f"( {int_range(a, None if b is None else b - 1)} ) {_FRAC_NONZERO}")
-    if a == 0 and (b is None or b > 0):
-        alts.append(_TINY)
-    if b is None:
-        alts.append(_HUGE)
-    return alts
-
-
-def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> str | None:
-    """GBNF alternatives for canonical JSON numbers in a range with integer bounds.
-
-    ``lo_ex``/``hi_ex`` make a bound exclusive. None when a bound is too large for the plain
-    decimal forms to cover the range exactly (the caller falls back to validation).
-    """
-    for bound in (lo, hi):
-        if bound is not None and abs(bound) >= EXACT_NUMBER_LIMIT:
-            return None
-    alts: list[str] = []
-    # Non-negative numbers, written without a sign.
-    if hi is None or hi > 0 or (hi == 0 and not hi_ex):
-        a, a_ex = (0, False) if lo is None or lo < 0 else (lo, lo_ex)
-        alts += _magnitudes(a, a_ex, hi, hi_ex)
-    # Negative numbers (and -0.0), written with "-": their magnitudes lie in [-hi, -lo].
-    if lo is None or lo < 0 or (lo == 0 and not lo_ex):
-        a, a_ex = (0, False) if hi is None or hi > 0 else (-hi, hi_ex)
-        if hi is not None and hi == 0 and hi_ex:
-            a, a_ex = 0, True
-        alts += [f'"-" ( {m} )' for m in _magnitudes(a, a_ex, None if lo is None else -lo, lo_ex)]
-    if not alts:
-        raise ValueError("empty number range")
-    return " | ".join(alts)
+    def _gen_number(self, t: str, f: Flat, node: Node) -> str:
+        lo = hi = None
+        lo_ex = hi_ex = False
+        for v, ex in f.lower:
+            if lo is None or v > lo or (v == lo and ex):
+                lo, lo_ex = v, ex
+        for v, ex in f.upper:
+            if hi is None or v < hi or (v == hi and ex):
+                hi, hi_ex = v, ex
+        if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_ex or hi_ex))):
+            raise Unsatisfiable(f"minimum {lo} is above maximum {hi}", f.pointer)
+        if t == "integer":
+            ilo = None if lo is None else (math.floor(lo) + 1 if lo_ex else math.ceil(lo))
+            ihi = None if hi is None else (math.ceil(hi) - 1 if hi_ex else math.floor(hi))
+            if ilo is not None and ihi is not None and ilo > ihi:
+                raise Unsatisfiable(f"no integer between {lo} and {hi}", f.pointer)
+            if ilo is None and ihi is None:
+                return "integer"
+            return int_range(ilo, ihi)
+        if lo is None and hi is None:
+            return "number"
+        exact = all(v is None or float(v).is_integer() for v in (lo, hi))
+        if not exact:
+            # Widen to the enclosing integers (a superset); validation checks the real bounds.
+            lo, lo_ex = (None, False) if lo is None else (math.floor(lo), False)
+            hi, hi_ex = (None, False) if hi is None else (math.ceil(hi), False)
+        expr = number_range(
+            None if lo is None else int(lo), lo_ex, None if hi is None else int(hi), hi_ex
+        )
+        if expr is None or not exact:
+            self.mark(
+                f.pointer,
+                "minimum" if f.lower else "maximum",
+                "validated-after",
+                "bounds the grammar can't express exactly are checked after generation",
+            )
+        return expr if expr is not None else "number"

@@ -6,13 +6,16 @@ URI that no `$id` in the document declares) is a :class:`SchemaError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
 from qwenjson.errors import SchemaError
-from qwenjson.pointer import escape_token, unescape_token
+from qwenjson.pointer import unescape_token
+from qwenjson.schema import keywords
+from qwenjson.schema.dialect import dialect_of
+from qwenjson.schema.keywords import child_pointer
 
 # Base URI of a document without `$id`: a placeholder nobody can reach, so a relative `$ref`
 # to another file resolves to something that isn't in the document and is refused.
@@ -20,23 +23,6 @@ DEFAULT_BASE = "https://qwenjson.invalid/schema.json"
 
 # Subschemas nested deeper than this are refused (the issue's bar is 1,000 levels).
 MAX_NESTING = 3000
-
-# Keywords whose value is one subschema, a list of subschemas, or a name → subschema map.
-SINGLE_SCHEMA = (
-    "additionalProperties",
-    "additionalItems",
-    "unevaluatedProperties",
-    "unevaluatedItems",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
-    "then",
-    "else",
-    "contentSchema",
-)
-LIST_SCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
-MAP_SCHEMAS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
 def join_uri(base: str, ref: str) -> str:
@@ -46,65 +32,13 @@ def join_uri(base: str, ref: str) -> str:
     return urljoin(base, ref)
 
 
-def draft_of(schema: Any) -> int:
-    """The draft a document is written for, from its `$schema`: 4, 6, 7, 2019 or 2020."""
-    uri = schema.get("$schema") if isinstance(schema, dict) else None
-    if not isinstance(uri, str):
-        return 2020
-    for mark, draft in (
-        ("draft-04", 4),
-        ("draft-03", 4),
-        ("draft-06", 6),
-        ("draft-07", 7),
-        ("2019-09", 2019),
-        ("2020-12", 2020),
-    ):
-        if mark in uri:
-            return draft
-    return 2020
-
-
-def escape_pointer_token(token: str) -> str:
-    """Escape one reference token of a JSON pointer (RFC 6901)."""
-    return escape_token(token)
-
-
-def child_pointer(pointer: str, *tokens: str | int) -> str:
-    """The JSON pointer of a descendant."""
-    return pointer + "".join("/" + escape_pointer_token(str(t)) for t in tokens)
-
-
-def subschemas(node: Any, pointer: str, draft: int) -> Iterator[tuple[str, Any]]:
+def subschemas(node: Any, pointer: str) -> Iterator[tuple[str, Any]]:
     """The immediate subschemas of a schema node, with their pointers."""
-    if not isinstance(node, dict):
-        return
-    for key in SINGLE_SCHEMA:
-        if key in node and isinstance(node[key], dict | bool):
-            yield child_pointer(pointer, key), node[key]
-    for key in LIST_SCHEMAS:
-        value = node.get(key)
-        if isinstance(value, list):
-            for i, sub in enumerate(value):
-                if isinstance(sub, dict | bool):
-                    yield child_pointer(pointer, key, i), sub
-    for key in MAP_SCHEMAS:
-        value = node.get(key)
-        if isinstance(value, dict):
-            for name, sub in value.items():
-                if isinstance(sub, dict | bool):
-                    yield child_pointer(pointer, key, name), sub
-    items = node.get("items")
-    if isinstance(items, dict | bool):
-        yield child_pointer(pointer, "items"), items
-    elif isinstance(items, list):
-        for i, sub in enumerate(items):
-            if isinstance(sub, dict | bool):
-                yield child_pointer(pointer, "items", i), sub
-    deps = node.get("dependencies")
-    if isinstance(deps, dict):
-        for name, sub in deps.items():
-            if isinstance(sub, dict | bool):
-                yield child_pointer(pointer, "dependencies", name), sub
+    for child, sub, _ in keywords.subschemas(node, pointer):
+        yield child, sub
+
+
+_REFERENCES = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
 @dataclass(frozen=True)
@@ -121,8 +55,9 @@ class RefIndex:
 
     def __init__(self, root: Any) -> None:
         self.root = root
-        self.draft = draft_of(root)
-        self.id_key = "id" if self.draft == 4 else "$id"
+        self.dialect = dialect_of(root)
+        self.draft = self.dialect.draft
+        self.id_key = self.dialect.id_key
         self.resources: dict[str, str] = {}  # absolute URI (no fragment) → pointer
         self.anchors: dict[tuple[str, str], str] = {}  # (URI, anchor name) → pointer
         self.bases: dict[str, str] = {}  # pointer → base URI of that subschema
@@ -143,14 +78,14 @@ class RefIndex:
                 base = self._enter(pointer, node, base)
             self.bases[pointer] = base
             self.nodes.append((pointer, node))
-            children = list(subschemas(node, pointer, self.draft))
+            children = list(subschemas(node, pointer))
             for child_ptr, child in reversed(children):
                 stack.append((child_ptr, child, base, depth + 1))
 
     def _enter(self, pointer: str, node: dict[str, Any], base: str) -> str:
         ident = node.get(self.id_key)
         # In draft 7 and earlier, a `$ref` makes its siblings (an `$id` too) meaningless.
-        if "$ref" in node and self.draft <= 7:
+        if "$ref" in node and self.dialect.ref_hides_siblings:
             ident = None
         if isinstance(ident, str):
             uri, fragment = urldefrag(join_uri(base, ident))
@@ -240,27 +175,15 @@ class RefIndex:
         """Subschemas applied to the same instance as ``node`` (plus its `$ref` targets)."""
         out: list[str] = []
         base = self.bases.get(pointer, DEFAULT_BASE)
-        for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+        for key in _REFERENCES:
             ref = node.get(key)
             if isinstance(ref, str):
                 out.append(self.resolve(ref, base, child_pointer(pointer, key)).pointer)
             elif ref is not None:
                 raise SchemaError(f"{key} must be a string", child_pointer(pointer, key))
-        if "$ref" in node and self.draft <= 7:
-            return out  # its siblings are ignored
-        for key in ("allOf", "anyOf", "oneOf"):
-            value = node.get(key)
-            if isinstance(value, list):
-                out += [child_pointer(pointer, key, i) for i in range(len(value))]
-        for key in ("not", "if", "then", "else"):
-            if isinstance(node.get(key), dict):
-                out.append(child_pointer(pointer, key))
-        for key in ("dependentSchemas", "dependencies"):
-            value = node.get(key)
-            if isinstance(value, dict):
-                out += [
-                    child_pointer(pointer, key, k) for k, v in value.items() if isinstance(v, dict)
-                ]
+        if "$ref" in node and self.dialect.ref_hides_siblings:
+            return out
+        out += [child for child, _, _ in keywords.subschemas(node, pointer, in_place=True)]
         return out
 
     def _lookup(self, pointer: str) -> Any:
@@ -278,3 +201,42 @@ class RefIndex:
             else:
                 raise KeyError(token)
         return node
+
+
+# The last few documents follow_refs indexed (held, so an id can't be reused while cached).
+_INDEXES: list[tuple[Any, RefIndex | None]] = []
+
+
+def _index_of(root: Any) -> RefIndex | None:
+    for held, cached in _INDEXES:
+        if held is root:
+            return cached
+    index: RefIndex | None
+    try:
+        index = RefIndex(root)
+    except SchemaError:
+        index = None  # an unknown $schema, nesting too deep: nothing to follow
+    _INDEXES.insert(0, (root, index))
+    del _INDEXES[4:]
+    return index
+
+
+def follow_refs(root: Any, node: Any, hops: int = 16) -> Any:
+    """``node`` with its `$ref` followed, up to ``hops`` times: the target's keywords with
+    ``node``'s other keywords on top; references are resolved as the compiler resolves them,
+    against the document's base. A remote or broken reference, or a target that isn't an
+    object, leaves ``node`` as it stands (for describing a schema, not for validating one).
+    ``root`` is indexed once and must not change afterwards."""
+    index = _index_of(root)
+    for _ in range(hops):
+        ref = node.get("$ref") if isinstance(node, Mapping) else None
+        if index is None or not isinstance(ref, str):
+            return node
+        try:
+            target = index.resolve(ref, index.base_of(""), "")
+        except SchemaError:
+            return node
+        if not isinstance(target.schema, dict):
+            return node
+        node = {**target.schema, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node

@@ -8,11 +8,11 @@ when the grammar is a superset and jsonschema checks the rest once the document 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from qwenjson.schema.refs import draft_of, subschemas
-
-Status = Literal["enforced", "validated-after", "unsupported", "annotation"]
+from qwenjson.schema.dialect import dialect_of
+from qwenjson.schema.keywords import Status, static_status
+from qwenjson.schema.refs import subschemas
 
 
 @dataclass(frozen=True)
@@ -25,105 +25,8 @@ class KeywordUse:
     note: str = ""
 
 
-ENFORCED = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "prefixItems",
-        "additionalItems",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "enum",
-        "const",
-        "anyOf",
-        "oneOf",
-        "allOf",
-        "$ref",
-        "$defs",
-        "definitions",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "minProperties",
-        "maxProperties",
-        "patternProperties",
-        "pattern",
-        "format",
-    }
-)
-
-# Assertions the grammar can't carry: it stays a superset and jsonschema decides afterwards.
-VALIDATED_AFTER = {
-    "multipleOf": "divisibility is checked after generation",
-    "uniqueItems": "uniqueness is checked after generation",
-    "contains": "checked after generation",
-    "minContains": "checked after generation",
-    "maxContains": "checked after generation",
-    "not": "checked after generation",
-    "if": "conditional schemas are checked after generation",
-    "then": "conditional schemas are checked after generation",
-    "else": "conditional schemas are checked after generation",
-    "dependentRequired": "checked after generation",
-    "dependentSchemas": "checked after generation",
-    "dependencies": "checked after generation",
-    "unevaluatedProperties": "checked after generation",
-    "unevaluatedItems": "checked after generation",
-    "propertyNames": "checked after generation",
-    "$dynamicRef": "resolved statically; checked after generation",
-    "$recursiveRef": "resolved statically; checked after generation",
-}
-
-ANNOTATIONS = frozenset(
-    {
-        "title",
-        "description",
-        "default",
-        "examples",
-        "$schema",
-        "$id",
-        "id",
-        "$comment",
-        "deprecated",
-        "readOnly",
-        "writeOnly",
-        "$anchor",
-        "$dynamicAnchor",
-        "$recursiveAnchor",
-        "$vocabulary",
-        "contentMediaType",
-        "contentEncoding",
-        "contentSchema",
-    }
-)
-
 # Keywords in draft 7 and earlier that `$ref` overrides (JSON Schema says to ignore them).
 _REF_OVERRIDES_NOTE = "ignored beside $ref (draft 7 and earlier)"
-
-
-# qwenjson's own keywords: annotations to every validator, read by ``extract``.
-EXTENSIONS = {
-    "x-grounded": "extract: true, the string is copied from the input text (grounded); "
-    "false, written by the model",
-}
-
-
-def static_status(keyword: str) -> tuple[Status, str]:
-    """The default fate of a keyword, before the compiler refines it."""
-    if keyword in EXTENSIONS:
-        return "annotation", EXTENSIONS[keyword]
-    if keyword in ENFORCED:
-        return "enforced", ""
-    if keyword in VALIDATED_AFTER:
-        return "validated-after", VALIDATED_AFTER[keyword]
-    if keyword in ANNOTATIONS:
-        return "annotation", ""
-    return "annotation", "unknown keyword: no assertion in JSON Schema, ignored by validation too"
 
 
 def build_report(
@@ -136,12 +39,12 @@ def build_report(
     ``nodes`` is the document's subschemas with their pointers when the caller has them
     already (the compiler's `$ref` index walked them); otherwise they are walked here.
     """
-    draft = draft_of(root)
+    hides_siblings = dialect_of(root).ref_hides_siblings
     uses: list[KeywordUse] = []
     seen: set[tuple[str, str]] = set()
-    for pointer, node in nodes if nodes is not None else _walk(root, draft):
+    for pointer, node in nodes if nodes is not None else _walk(root):
         if isinstance(node, dict):
-            ref_overrides = "$ref" in node and draft <= 7
+            ref_overrides = "$ref" in node and hides_siblings
             for keyword in node:
                 key = (pointer, keyword)
                 seen.add(key)
@@ -161,14 +64,14 @@ def build_report(
     return tuple(uses)
 
 
-def _walk(root: Any, draft: int) -> list[tuple[str, Any]]:
+def _walk(root: Any) -> list[tuple[str, Any]]:
     """Every subschema with its pointer, in document order (iteratively: no deep recursion)."""
     out: list[tuple[str, Any]] = []
     stack: list[tuple[str, Any]] = [("", root)]
     while stack:
         pointer, node = stack.pop()
         out.append((pointer, node))
-        stack.extend(reversed(list(subschemas(node, pointer, draft))))
+        stack.extend(reversed(list(subschemas(node, pointer))))
     return out
 
 

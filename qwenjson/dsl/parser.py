@@ -1,0 +1,358 @@
+"""The concise syntax → JSON Schema: a recursive-descent parser over ``lexer``'s tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qwenjson.dsl.lexer import (
+    CLOSERS,
+    DRAFT_2020_12,
+    EOF,
+    FORMAT_NAMES,
+    GROUNDING_NAMES,
+    LITERALS,
+    MAX_DEPTH,
+    NEWLINE,
+    NUMBER,
+    OPENERS,
+    RANGE_KEYS,
+    STRING,
+    TYPE_NAMES,
+    WORD,
+    DslError,
+    Schema,
+    Token,
+    describe,
+    enum_type,
+    read_raw,
+    scan,
+    skip_spaces,
+    value_type,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    low: int | float | None
+    high: int | float | None
+    low_integral: bool
+    high_integral: bool
+    start: int
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.depth = 0
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def peek(self) -> Token:
+        return scan(self.text, self.pos)
+
+    def peek_after(self, tok: Token) -> Token:
+        return scan(self.text, tok.end)
+
+    def advance(self) -> Token:
+        tok = self.peek()
+        self.pos = tok.end
+        return tok
+
+    def fail(self, problem: str, offset: int) -> DslError:
+        return DslError(problem, self.text, offset)
+
+    # -- grammar ---------------------------------------------------------------------------
+
+    def parse(self) -> Schema:
+        if not self.text.strip():
+            raise self.fail("empty schema: expected fields such as 'name, age int'", 0)
+        one_line = "\n" not in self.text.strip()
+        properties, required = self.fields(None, one_line)
+        return {"$schema": DRAFT_2020_12, **_object(properties, required)}
+
+    def fields(self, closer: str | None, one_line: bool) -> tuple[Schema, list[str]]:
+        """``fields``, then ``closer`` (or the end): the properties and required names."""
+        properties: Schema = {}
+        required: list[str] = []
+        while True:
+            tok = self.peek()
+            if tok.kind in (",", NEWLINE):
+                self.advance()
+                continue
+            if tok.kind == closer or (closer is None and tok.kind == EOF):
+                if not properties:
+                    raise self.fail("expected at least one field", tok.start)
+                self.advance()
+                return properties, required
+            if tok.kind == EOF:
+                raise self.fail(f"expected {closer!r} to close the object", tok.start)
+            name_tok = tok
+            name, optional, schema = self.field(one_line)
+            if name in properties:
+                raise self.fail(f"duplicate field name {name!r}", name_tok.start)
+            properties[name] = schema
+            if not optional:
+                required.append(name)
+            after = self.peek()
+            if after.kind not in (",", NEWLINE, EOF) and after.kind != closer:
+                ends = f"',', a line break or {closer!r}" if closer else "',' or a line break"
+                raise self.fail(
+                    f"expected {ends} after field {name!r}, found {describe(after)}",
+                    after.start,
+                )
+
+    def field(self, one_line: bool) -> tuple[str, bool, Schema]:
+        tok = self.advance()
+        if tok.kind not in (WORD, NUMBER, STRING):
+            hint = ""
+            if tok.kind == "{" and self.depth == 0:
+                hint = " (the top level is already an object: write 'a, b int', not '{a, b int}')"
+            raise self.fail(f"expected a field name, found {describe(tok)}{hint}", tok.start)
+        name: str = tok.value if tok.kind == STRING else tok.text
+        optional = False
+        if self.peek().kind == "?":
+            self.advance()
+            optional = True
+        schema: Schema = {"type": "string"}
+        if self.peek().kind in (WORD, NUMBER, STRING, "{", "[", ".."):
+            schema = self.typed()
+        nxt = self.peek()
+        if nxt.kind == "?":
+            raise self.fail(f"'?' goes right after the field name: {tok.text}? …", nxt.start)
+        if nxt.kind == ":":
+            self.advance()
+            schema["description"] = self.description(name, one_line, nxt)
+        return name, optional, schema
+
+    def description(self, name: str, one_line: bool, colon: Token) -> str:
+        start = skip_spaces(self.text, self.pos)
+        if self.text.startswith('"', start):
+            tok = self.advance()
+            value: str = tok.value
+            return value
+        value, end = read_raw(self.text, start, commas_end=one_line)
+        if not value:
+            raise self.fail("expected a description after ':'", colon.end)
+        if value in TYPE_NAMES:
+            raise self.fail(
+                f"{value!r} after ':' would be a description, not a type: write "
+                f"'{name} {value}' for a typed field, or quote the description",
+                start,
+            )
+        self.pos = end
+        return value
+
+    def typed(self) -> Schema:
+        tok = self.peek()
+        if tok.kind == ".." or (tok.kind == NUMBER and self.peek_after(tok).kind == ".."):
+            schema: Schema = {"type": "string"}
+            kind = "string"
+        else:
+            schema, kind = self.type_expr()
+        tok = self.peek()
+        if tok.kind in (NUMBER, ".."):
+            self.apply_range(schema, kind, self.range_expr())
+        return schema
+
+    def type_expr(self) -> tuple[Schema, str]:
+        """Parse ``type``; return the schema and what a range would bound (or "enum")."""
+        tok = self.peek()
+        if tok.kind == "{":
+            schema, kind = self.object_type(), "object"
+        elif tok.kind == "[":
+            schema, kind = self.array_type(), "array"
+        elif tok.kind == WORD and tok.text in TYPE_NAMES:
+            self.advance()
+            kind = TYPE_NAMES[tok.text]
+            schema = {"type": kind}
+        elif tok.kind == WORD and tok.text in FORMAT_NAMES and not self.starts_enum(tok):
+            self.advance()
+            kind = tok.text  # a range on it is refused, naming it
+            schema = {"type": "string", "format": FORMAT_NAMES[tok.text]}
+        elif tok.kind == WORD and tok.text in GROUNDING_NAMES and not self.starts_enum(tok):
+            self.advance()
+            kind = "string"
+            schema = {"type": "string", "x-grounded": GROUNDING_NAMES[tok.text]}
+        elif tok.kind in (WORD, NUMBER, STRING):
+            return self.enum_type(), "enum"
+        else:
+            raise self.fail(f"expected a type, found {describe(tok)}", tok.start)
+        bar = self.peek()
+        if bar.kind == "|":
+            self.advance()
+            null = self.advance()
+            if not (null.kind == WORD and null.text == "null"):
+                raise self.fail(
+                    "only 'null' can follow '|' after a type (for an enum, quote the values)",
+                    null.start,
+                )
+            schema["type"] = [schema["type"], "null"]
+            more = self.peek()
+            if more.kind == "|":
+                raise self.fail(
+                    f"a type can only be combined with null; for an enum, quote the values: "
+                    f'"{tok.text}"|null|…',
+                    more.start,
+                )
+        return schema, kind
+
+    def starts_enum(self, tok: Token) -> bool:
+        """Whether a format name starts an enum: ``email|phone`` (but ``email|null``)."""
+        bar = self.peek_after(tok)
+        if bar.kind != "|":
+            return False
+        after = scan(self.text, bar.end)
+        return not (after.kind == WORD and after.text == "null")
+
+    def enter(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} levels deep", tok.start)
+
+    def object_type(self) -> Schema:
+        brace = self.advance()
+        self.enter(brace)
+        one_line = not _spans_lines(self.text, brace.end)
+        properties, required = self.fields("}", one_line)
+        self.depth -= 1
+        return _object(properties, required)
+
+    def array_type(self) -> Schema:
+        bracket = self.advance()
+        self.enter(bracket)
+        self.skip_newlines()
+        if self.peek().kind == "]":
+            raise self.fail("expected a type inside '[ ]', such as [str]", self.peek().start)
+        items = self.typed()
+        self.skip_newlines()
+        close = self.advance()
+        if close.kind != "]":
+            raise self.fail(f"expected ']', found {describe(close)}", close.start)
+        self.depth -= 1
+        return {"type": "array", "items": items}
+
+    def skip_newlines(self) -> None:
+        while self.peek().kind == NEWLINE:
+            self.advance()
+
+    def enum_type(self) -> Schema:
+        values: list[object] = []
+        seen: set[tuple[str, object]] = set()
+        first = self.peek()
+        while True:
+            tok = self.advance()
+            value = self.enum_value(tok)
+            key = (value_type(value), value)
+            if key in seen:
+                raise self.fail(f"duplicate enum value {tok.text}", tok.start)
+            seen.add(key)
+            values.append(value)
+            if self.peek().kind != "|":
+                break
+            self.advance()
+        if len(values) == 1 and first.kind != STRING:
+            if first.kind == WORD and first.text not in LITERALS:
+                problem = (
+                    f"unknown type {first.text!r}: use str int float bool date time datetime "
+                    "email uri uuid, {…}, [type], or a|b|c for an enum"
+                )
+            else:
+                problem = f"expected a type, found {first.text}; an enum needs two values: a|b"
+            raise self.fail(problem, first.start)
+        return {"type": enum_type(values), "enum": values}
+
+    def enum_value(self, tok: Token) -> object:
+        if tok.kind in (STRING, NUMBER):
+            return tok.value
+        if tok.kind == WORD:
+            if tok.text in TYPE_NAMES:
+                raise self.fail(
+                    f"{tok.text!r} is a type name; quote it to use it as an enum value",
+                    tok.start,
+                )
+            return LITERALS.get(tok.text, tok.text)
+        raise self.fail(f"expected an enum value, found {describe(tok)}", tok.start)
+
+    def range_expr(self) -> _Range:
+        start = self.peek().start
+        low = high = None
+        low_integral = high_integral = True
+        tok = self.advance()
+        if tok.kind == NUMBER:
+            low, low_integral = tok.value, integral(tok.text)
+            tok = self.advance()
+            if tok.kind != "..":
+                raise self.fail(f"expected '..' after {low} (a range is written lo..hi)", tok.start)
+        if self.peek().kind == NUMBER:
+            tok = self.advance()
+            high, high_integral = tok.value, integral(tok.text)
+        elif low is None:
+            raise self.fail("expected a number after '..'", self.peek().start)
+        return _Range(low, high, low_integral, high_integral, start)
+
+    def apply_range(self, schema: Schema, kind: str, rng: _Range) -> None:
+        keys = RANGE_KEYS.get(kind)
+        if keys is None:
+            what = "an enum" if kind == "enum" else kind
+            raise self.fail(f"a range can't apply to {what}", rng.start)
+        if kind != "number" and not (rng.low_integral and rng.high_integral):
+            raise self.fail(f"a range on {kind} needs integer bounds", rng.start)
+        if kind in ("string", "array") and any(
+            b is not None and b < 0 for b in (rng.low, rng.high)
+        ):
+            raise self.fail(f"a length range on {kind} can't be negative", rng.start)
+        if rng.low is not None and rng.high is not None and rng.low > rng.high:
+            raise self.fail(f"empty range: {rng.low} is more than {rng.high}", rng.start)
+        if rng.low is not None:
+            schema[keys[0]] = rng.low
+        if rng.high is not None:
+            schema[keys[1]] = rng.high
+
+
+def _spans_lines(text: str, pos: int) -> bool:
+    """Whether the ``{…}`` group whose body starts at ``pos`` is written over several lines.
+
+    Decides whether commas end descriptions inside it. The group is read as a one-line group
+    would be (commas end descriptions, so quoted names after them are tokens); if a line break
+    comes before its ``}``, it is a multi-line group.
+    """
+    depth = 1
+    try:
+        while True:
+            tok = scan(text, pos)
+            if tok.kind in (NEWLINE, EOF):
+                return True
+            pos = tok.end
+            if tok.kind in OPENERS:
+                depth += 1
+            elif tok.kind in CLOSERS:
+                depth -= 1
+                if depth == 0:
+                    return False
+            elif tok.kind == ":" and not text.startswith('"', skip_spaces(text, pos)):
+                pos = read_raw(text, pos, commas_end=True)[1]
+    except DslError:
+        return True  # the real parse reports the error
+
+
+def _object(properties: Schema, required: list[str]) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def integral(number_text: str) -> bool:
+    return not any(c in number_text for c in ".eE")
+
+
+def parse_dsl(text: str) -> Schema:
+    """Parse the concise schema syntax (see the module docstring) into a JSON Schema.
+
+    Example: ``parse_dsl("name, age int 0..150")`` is an object schema with a required string
+    ``name`` and a required integer ``age`` between 0 and 150. Raises :class:`DslError`.
+    """
+    return _Parser(text).parse()

@@ -1,0 +1,304 @@
+"""The model cache on disk: where files are (huggingface_hub's ``blobs/``, ``snapshots/``
+layout), the GGUF header check, sha256 verification and the records that spare re-hashing
+(see ``qwenjson.hub`` for the guarantees)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qwenjson.errors import ModelError
+from qwenjson.registry import ModelSpec
+
+ProgressCallback = Callable[[int, int | None], None]
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+CACHE_DIR_ENV = "QWENJSON_CACHE_DIR"
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_HASH_BLOCK = 1 << 20
+# Room to leave free beyond the download itself, so a full disk doesn't take the system down.
+_DISK_MARGIN = 32 << 20
+_RECHECK_SECONDS = 7 * 24 * 3600
+
+
+# -- where things are -------------------------------------------------------------------------
+
+
+def hub_cache_dir() -> Path:
+    """The huggingface_hub cache directory, honouring HF_HUB_CACHE and HF_HOME now."""
+    env = os.environ
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(var):
+            return Path(os.path.expandvars(env[var])).expanduser()
+    if env.get("HF_HOME"):
+        return Path(os.path.expandvars(env["HF_HOME"])).expanduser() / "hub"
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "huggingface" / "hub"
+
+
+def hub_endpoint() -> str:
+    """The hub to talk to: HF_ENDPOINT, else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
+
+
+def offline_requested(offline: bool = False) -> bool:
+    """True when downloads are off: ``offline`` or HF_HUB_OFFLINE=1 in the environment."""
+    return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+def state_dir() -> Path:
+    """qwenjson's own cache directory (verification records)."""
+    env = os.environ
+    if env.get(CACHE_DIR_ENV):
+        return Path(env[CACHE_DIR_ENV]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "qwenjson"
+
+
+def _storage_dir(cache: Path, repo: str) -> Path:
+    # huggingface_hub's layout: models--OWNER--NAME
+    return cache / ("models--" + repo.replace("/", "--"))
+
+
+def format_size(n: int | None) -> str:
+    """Bytes for people, in decimal units as the hub's pages and Rich's bar show them.
+
+    491400032 → '491.4 MB'.
+    """
+    if n is None:
+        return "?"
+    if n < 1000:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+# -- the GGUF check ---------------------------------------------------------------------------
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelError unless ``path`` is a readable file starting with the GGUF magic."""
+    try:
+        # Before opening: opening a FIFO blocks until someone writes to it.
+        if not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir():
+            raise ModelError(f"{path} is not a regular file (a FIFO, a device?), not a .gguf")
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError as exc:
+        raise ModelError(f"model file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ModelError(f"{path} is a directory, not a .gguf model file") from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if head[:4] == GGUF_MAGIC:
+        return
+    if not head:
+        raise ModelError(f"{path} is empty, not a GGUF model file")
+    if head.startswith(b"version https://git-lfs"):
+        raise ModelError(
+            f"{path} is a Git LFS pointer, not the model itself: fetch the real file "
+            "(git lfs pull), or use a registry name and let qwenjson download it"
+        )
+    raise ModelError(
+        f"{path} is not a GGUF model file (it starts with {head[:4]!r}, not b'GGUF'); "
+        "qwenjson runs llama.cpp GGUF models such as qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    )
+
+
+# -- verification records ---------------------------------------------------------------------
+
+
+def _state_file() -> Path:
+    return state_dir() / "verified.json"
+
+
+def _load_state() -> dict[str, Any]:
+    try:
+        data = json.loads(_state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"files": {}, "hub": {}}
+    if not isinstance(data, dict):
+        return {"files": {}, "hub": {}}
+    data.setdefault("files", {})
+    data.setdefault("hub", {})
+    return data
+
+
+def _save_state(update: Callable[[dict[str, Any]], None]) -> None:
+    # Read-modify-write with an atomic replace. A lost update between two processes only costs
+    # a re-hash later, never a wrong answer, and an unwritable cache dir only costs speed.
+    try:
+        path = _state_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = _load_state()
+        update(data)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".verified.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _file_key(path: Path) -> tuple[str, dict[str, int]]:
+    real = path.resolve()
+    st = real.stat()
+    return str(real), {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    key, ident = _file_key(path)
+    entry = {**ident, "sha256": sha256, "checked_at": int(time.time())}
+    _save_state(lambda data: data["files"].__setitem__(key, entry))
+
+
+def _hub_key(spec: ModelSpec, commit: str) -> str:
+    return f"{spec.repo}/{spec.file}@{commit}"
+
+
+def _hash_prefix(path: Path, limit: int | None = None) -> Any:
+    """A sha256 object fed with the file's first ``limit`` bytes (all of them by default)."""
+    h = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as f:
+        while remaining is None or remaining > 0:
+            block = f.read(_HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining))
+            if not block:
+                break
+            h.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return h
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's contents."""
+    return str(_hash_prefix(path).hexdigest())
+
+
+def _matches(path: Path, expected: str, size: int | None, *, recheck: bool = False) -> bool:
+    """True if the file's sha256 is ``expected``.
+
+    A remembered result stands while the file's size, mtime and inode are unchanged, for at
+    most a week: bit rot (an SD card in a Pi) changes bytes without touching mtime, so every
+    file is hashed again now and then. ``recheck`` always hashes.
+    """
+    try:
+        key, ident = _file_key(path)
+    except OSError:
+        return False
+    if size is not None and ident["size"] != size:
+        return False
+    record = _load_state()["files"].get(key)
+    if (
+        not recheck
+        and isinstance(record, dict)
+        and record.get("sha256") == expected
+        and all(record.get(k) == v for k, v in ident.items())
+        and 0 <= time.time() - float(record.get("checked_at", 0)) < _RECHECK_SECONDS
+    ):
+        return True
+    try:
+        actual = sha256_file(path)
+    except OSError:
+        return False
+    if actual != expected:
+        return False
+    _remember_verified(path, actual)
+    return True
+
+
+# -- the cache --------------------------------------------------------------------------------
+
+
+def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
+    """The cached file for ``spec``'s revision, as huggingface_hub's cache lays it out.
+
+    Read with pathlib rather than huggingface_hub's ``try_to_load_from_cache``: importing
+    huggingface_hub costs about 0.4 s here, paid on every run that only needs a cached model.
+    """
+    storage = _storage_dir(cache, spec.repo)
+    commit = spec.revision
+    if not _COMMIT_RE.fullmatch(commit):
+        try:
+            commit = (storage / "refs" / spec.revision).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not _COMMIT_RE.fullmatch(commit):
+            return None
+    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+    return pointer if pointer.is_file() else None
+
+
+def _expected_sha(spec: ModelSpec, pointer: Path, cache: Path) -> str | None:
+    """The sha256 a cached file must have: the registry's pin, else what the hub reported."""
+    if spec.sha256:
+        return spec.sha256
+    snapshots = _storage_dir(cache, spec.repo) / "snapshots"
+    try:
+        commit = pointer.relative_to(snapshots).parts[0]
+    except ValueError:
+        commit = ""
+    recorded = _load_state()["hub"].get(_hub_key(spec, commit))
+    if isinstance(recorded, str) and _SHA256_RE.fullmatch(recorded):
+        return recorded
+    # The blob's name is the LFS object id the hub reported when it was downloaded.
+    blob_name = pointer.resolve().name
+    return blob_name if _SHA256_RE.fullmatch(blob_name) else None
+
+
+def _partial_path(blob: Path) -> Path:
+    """Where the download of ``blob`` grows until it is verified (and renamed to ``blob``)."""
+    return blob.with_name(blob.name + ".incomplete")
+
+
+def _discard(pointer: Path) -> None:
+    blob = pointer.resolve()
+    pointer.unlink(missing_ok=True)
+    if blob != pointer:
+        blob.unlink(missing_ok=True)
+
+
+def _link_snapshot(storage: Path, blob: Path, spec: ModelSpec, commit: str) -> Path:
+    """Create refs/ and snapshots/ entries for a verified blob, as huggingface_hub lays them out."""
+    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if spec.revision != commit:
+        ref = storage / "refs" / spec.revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=ref.parent, prefix=".ref.")
+        with os.fdopen(fd, "w") as f:
+            f.write(commit)
+        os.replace(tmp, ref)
+    if pointer.is_file() and pointer.resolve() == blob.resolve():
+        return pointer
+    pointer.unlink(missing_ok=True)
+    tmp_link = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+    tmp_link.unlink(missing_ok=True)
+    try:
+        os.symlink(os.path.relpath(blob, pointer.parent), tmp_link)
+    except OSError:
+        # No symlinks (Windows without developer mode): a hard link, else a copy.
+        try:
+            os.link(blob, tmp_link)
+        except OSError:
+            shutil.copyfile(blob, tmp_link)
+    os.replace(tmp_link, pointer)
+    return pointer

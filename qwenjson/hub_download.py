@@ -1,0 +1,212 @@
+"""One blob downloaded: into ``<sha256>.incomplete``, hashed while it streams, resumed with
+an HTTP Range request, checked for disk space first, renamed only once its sha256 matches."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO, cast
+
+from qwenjson.errors import ModelError
+from qwenjson.hub_cache import (
+    _DISK_MARGIN,
+    _hash_prefix,
+    _partial_path,
+    _remember_verified,
+    format_size,
+)
+
+ProgressCallback = Callable[[int, int | None], None]
+
+# -- downloading ------------------------------------------------------------------------------
+
+
+class _SilentBar:
+    """Stands in for huggingface_hub's tqdm bar: qwenjson reports progress itself."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> _SilentBar:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _HashingSink:
+    """The file object handed to huggingface_hub's ``http_get``: hashes and reports each chunk."""
+
+    def __init__(
+        self,
+        f: IO[bytes],
+        path: Path,
+        hasher: Any,
+        done: int,
+        total: int | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._f = f
+        self._path = path
+        self.hasher = hasher
+        self.done = done
+        self._total = total
+        self._progress = progress
+
+    def write(self, chunk: bytes) -> int:
+        n = self._f.write(chunk)
+        self.hasher.update(chunk)
+        self.done += len(chunk)
+        if self._progress is not None:
+            self._progress(self.done, self._total)
+        return n
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        # http_get rewinds when a server ignores our Range header and sends the whole file:
+        # start the hash again over whatever prefix is kept (in practice, nothing).
+        self._f.flush()
+        keep = self._f.truncate(size)
+        self.hasher = _hash_prefix(self._path, keep)
+        self.done = keep
+        return keep
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _check_space(directory: Path, needed: int | None) -> None:
+    if needed is None or needed <= 0:
+        return
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < needed + _DISK_MARGIN:
+        raise ModelError(
+            f"not enough disk space in {directory}: the download needs {format_size(needed)} "
+            f"and {format_size(free)} is free; free some space, or point HF_HOME (or "
+            "HF_HUB_CACHE) at a larger disk"
+        )
+
+
+def _disk_full(partial: Path, exc: OSError) -> ModelError:
+    partial.unlink(missing_ok=True)
+    return ModelError(
+        f"the disk filled up while downloading to {partial.parent} ({exc.strerror}); "
+        "the partial file was deleted. Free some space, or point HF_HOME (or HF_HUB_CACHE) at "
+        "a larger disk, then run the command again"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_hf_download_log() -> Iterator[None]:
+    """Drop huggingface_hub's download log lines while we download.
+
+    It logs each in-flight retry ("Trying to resume download...") to stderr through its own
+    handler; qwenjson reports the outcome itself, and a stray line would tear a progress bar
+    and break "silence when stderr is not a terminal".
+    """
+    logger = logging.getLogger("huggingface_hub.file_download")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _fetch_into(
+    url: str,
+    partial: Path,
+    size: int | None,
+    headers: dict[str, str],
+    progress: ProgressCallback | None,
+) -> tuple[int, str]:
+    """Append the rest of the file to ``partial``; return (bytes resumed from, sha256)."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.file_download import http_get
+
+    resume = partial.stat().st_size if partial.exists() else 0
+    if size is not None and resume > size:
+        partial.unlink()
+        resume = 0
+    _check_space(partial.parent, None if size is None else size - resume)
+    hasher = _hash_prefix(partial, resume) if resume else hashlib.sha256()
+    if progress is not None:
+        progress(resume, size)
+    try:
+        with open(partial, "ab") as f, _quiet_hf_download_log():
+            sink = _HashingSink(f, partial, hasher, resume, size, progress)
+            http_get(
+                url,
+                cast(BinaryIO, sink),
+                resume_size=resume,
+                headers=headers,
+                expected_size=size,
+                tqdm_class=cast(Any, _SilentBar),
+            )
+    except HfHubHTTPError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise _disk_full(partial, exc) from exc
+        if exc.errno is None:
+            # http_get's consistency check: the server sent fewer bytes than it announced.
+            got = partial.stat().st_size if partial.exists() else 0
+            raise ModelError(
+                f"the download stopped at {format_size(got)} of {format_size(size)}; "
+                "run the command again to resume it"
+            ) from exc
+        raise ModelError(f"cannot write {partial}: {exc.strerror or exc}") from exc
+    return resume, sink.hasher.hexdigest()
+
+
+def _download_blob(
+    url: str,
+    blob: Path,
+    expected: str,
+    size: int | None,
+    headers: dict[str, str],
+    progress: ProgressCallback | None,
+    label: str,
+) -> None:
+    partial = _partial_path(blob)
+    resumed, digest = _fetch_into(url, partial, size, headers, progress)
+    if digest != expected and resumed:
+        # The kept prefix may itself be bad (a previous server sent wrong bytes): once more
+        # from zero before calling the download corrupt.
+        partial.unlink(missing_ok=True)
+        resumed, digest = _fetch_into(url, partial, size, headers, progress)
+    if digest != expected:
+        partial.unlink(missing_ok=True)
+        raise ModelError(
+            f"checksum mismatch for {label}: expected sha256 {expected}, the download has "
+            f"{digest}. The file was deleted and will not be used; try again, and if it "
+            "persists the file on the hub differs from the one the registry pins"
+        )
+    os.replace(partial, blob)
+    _remember_verified(blob, expected)

@@ -1,0 +1,93 @@
+"""The library: ``qwenjson.extract(text, schema)`` for Python callers.
+
+It takes what Python users hold (a dict, a schema file, the concise syntax, or a Pydantic model
+class) and runs the text through the same ``Plan`` and ``Runner`` as the command line::
+
+    from pydantic import BaseModel
+    class Person(BaseModel):
+        name: str
+        age: int
+    person = extract("李明，28岁。", Person, model="path/to/model.gguf")   # a Person
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qwenjson.generation import Generator
+from qwenjson.pipeline import ExtractOptions, open_model
+from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
+from qwenjson.runner import Limits, Runner
+
+__all__ = ["extract"]
+
+_RECORD_OPTIONS = {"each", "truncate", "chunks", "chunk_tokens", "chunk_overlap"}
+
+
+def extract(
+    text: str,
+    schema: Any,
+    *,
+    model: str | Path | Generator | None = None,
+    offline: bool = False,
+    threads: int | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> Any:
+    """Extract what ``schema`` describes from ``text`` and return it, validated.
+
+    ``schema``: a dict, a schema file path, inline JSON or concise text (``"name, age int"``),
+    or a class with ``model_json_schema()`` and ``model_validate()`` (a Pydantic model; qwenjson
+    doesn't depend on Pydantic): then an instance of that class is returned. ``model``: a
+    registry name (default ``qwen2.5-0.5b-instruct``), a path to a .gguf, ``hf:REPO/FILE``, or a
+    ready ``Generator`` (kept open). Keyword arguments: ``ExtractOptions`` fields (``retries``,
+    ``evidence``, ``instruction``, …) and ``each``, ``truncate``, ``chunks``, ``chunk_tokens``,
+    ``chunk_overlap`` as on the command line; ``timeout`` in seconds.
+
+    With ``each=True`` the result is the list of items. With ``evidence=True`` it is
+    ``{"data": …, "evidence": …, "confidence": …}`` (as ``--evidence`` prints; with ``each``,
+    one per item), ``data`` an instance of the class when one was given. Raises a
+    ``QwenJsonError`` subclass on failure.
+    """
+    schema_value, cls = schema_of(schema)
+    record = RecordOptions(**{k: options.pop(k) for k in _RECORD_OPTIONS & options.keys()})
+    opts = ExtractOptions(**options)
+    job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
+    if model is None or isinstance(model, str | Path):
+        generator = open_model(model, offline=offline, threads=threads)
+        try:
+            return _run(text, schema_value, job, generator, opts, record, timeout, cls)
+        finally:
+            generator.close()
+    return _run(text, schema_value, job, model, opts, record, timeout, cls)
+
+
+def _run(
+    text: str,
+    schema: Any,
+    job: Any,
+    generator: Generator,
+    options: ExtractOptions,
+    record: RecordOptions,
+    timeout: float | None,
+    cls: Any,
+) -> Any:
+    plan = plan_for(schema, generator, options, record, job=job)
+    emitted: list[Any] = []
+    Runner(plan, generator, Limits(timeout=timeout)).run(
+        text, lambda line: emitted.append(json.loads(line))
+    )
+    if record.each:
+        return [_shaped(item, cls, options.evidence) for item in emitted]
+    return _shaped(emitted[-1], cls, options.evidence)
+
+
+def _shaped(value: Any, cls: Any, evidence: bool) -> Any:
+    """``value`` as the caller's class (``model_validate``), when one was given."""
+    if cls is None:
+        return value
+    if evidence:
+        return {**value, "data": cls.model_validate(value["data"])}
+    return cls.model_validate(value)

@@ -1,0 +1,192 @@
+"""JSONL records: reading input lines (bounded), and turning a line into a text and an output
+line back (``--field``/``--into``), refusing what would put a line that isn't JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
+
+from qwenjson import jsonstrict
+from qwenjson.errors import InputError
+from qwenjson.stream import file_mark
+
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "BatchOptions",
+    "OnError",
+    "RecordError",
+    "count_lines",
+    "parse_record",
+    "read_bounded",
+    "read_lines",
+]
+
+OnError = Literal["skip", "stop", "record"]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How input lines become records, and what a failed record does to the batch."""
+
+    field: str | None = None  # the record is a JSON object; this field holds the text
+    into: str = "extracted"  # with ``field``: the output key for the document
+    on_error: OnError = "record"
+    # Documents come as ``{"data", "evidence", "confidence"}``: with ``field`` the two maps go
+    # beside the document, under their own keys.
+    evidence: bool = False
+    # One document, not JSONL (``extract --checkpoint`` without ``--jsonl``): the input is one
+    # "line" (it may hold newlines), its failure is the run's, with its own exit code.
+    document: bool = False
+    pretty: bool = False  # with ``document``: the output indented
+    # Each output line is ``{"line": N, "data": LINE}``: records printed as they finish
+    # (``--unordered``), so a reader can tell which input line each came from.
+    numbered: bool = False
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A failed record: its input line number (from 1), the reason and the exit code."""
+
+    line: int
+    error: str
+    exit_code: int
+
+    def to_json(self) -> str:
+        """The error as one compact JSON object."""
+        return json.dumps(
+            {"line": self.line, "error": self.error, "exit_code": self.exit_code},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+def parse_record(
+    raw: bytes, options: BatchOptions, *, first: bool = False
+) -> tuple[str, Callable[[str], str]]:
+    """The text of one input line, and how to shape an output line from a document's JSON.
+
+    Raises InputError for an empty line, a line that isn't UTF-8, and with ``field`` a line
+    that isn't a strict JSON object with that field holding a string (NaN, 1e400, a lone
+    surrogate or a duplicate key would reach stdout as a line that isn't JSON, or not at all).
+    """
+    try:
+        line = raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"not UTF-8 text (invalid byte 0x{raw[e.start]:02x} at offset {e.start})"
+        ) from e
+    if not line.strip():
+        raise InputError("empty line")
+    if options.field is None:
+        return line, _indented if options.pretty else _same
+    try:
+        obj = jsonstrict.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not a JSON object ({e.msg} at column {e.colno})") from e
+    except jsonstrict.JsonValueError as e:
+        raise InputError(f"not strict JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"not a JSON object (a {_json_type(obj)})")
+    name, into = options.field, options.into
+    if name not in obj:
+        raise InputError(f"no field {name!r} in the record")
+    text = obj[name]
+    if not isinstance(text, str):
+        raise InputError(f"field {name!r} is a {_json_type(text)}, not a string")
+    if not text.strip():
+        raise InputError(f"field {name!r} is empty")
+    rest = {k: v for k, v in obj.items() if k != name}
+    added = (into, "evidence", "confidence") if options.evidence else (into,)
+    for key in added:
+        if key in rest:
+            raise InputError(f"the record already has a field {key!r}: choose another --into")
+
+    def shape(document: str) -> str:
+        if options.evidence:
+            wrapped = json.loads(document)
+            out = {**rest, into: wrapped["data"]}
+            out |= {"evidence": wrapped["evidence"], "confidence": wrapped["confidence"]}
+            return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+        # The document is already compact JSON; splice it in rather than parse it again.
+        head = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))[:-1]
+        sep = "," if rest else ""
+        return f"{head}{sep}{json.dumps(into, ensure_ascii=False)}:{document}}}"
+
+    return text, shape
+
+
+def _same(document: str) -> str:
+    return document
+
+
+def _indented(document: str) -> str:
+    return json.dumps(json.loads(document), ensure_ascii=False, indent=2)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def count_lines(fd: int) -> int | None:
+    """Lines left to read in a regular file from its current offset (None for pipes)."""
+    mark = file_mark(fd)
+    if mark is None:
+        return None
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    count, last = 0, b"\n"
+    while offset < mark.size:
+        block = os.pread(fd, 1 << 20, offset)
+        if not block:
+            break
+        count += block.count(b"\n")
+        last = block[-1:]
+        offset += len(block)
+    return count + (last != b"\n")
+
+
+# The most qwenjson reads as one text (or one --jsonl line): far more than any context holds
+# (a token is rarely more than 16 bytes), and a bound for `--input /dev/zero`.
+MAX_INPUT_BYTES = 32 << 20
+
+
+def _too_large(what: str) -> InputError:
+    return InputError(
+        f"{what} is larger than {MAX_INPUT_BYTES >> 20} MiB, the most qwenjson reads as one text"
+    )
+
+
+def read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """All of ``stream``, refused (InputError) past ``MAX_INPUT_BYTES``."""
+    data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise _too_large(what)
+    return data
+
+
+def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
+
+    A line longer than ``MAX_INPUT_BYTES`` is an InputError: the stream isn't JSONL.
+    """
+    readline = getattr(stream, "readline", None)
+    lines = iter(lambda: readline(MAX_INPUT_BYTES + 1), b"") if readline else iter(stream)
+    for line_no, raw in enumerate(lines, 1):
+        if len(raw) > MAX_INPUT_BYTES:
+            raise _too_large(f"line {line_no}")
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        yield raw

@@ -1,0 +1,411 @@
+"""Object keywords: ``properties``, ``required``, ``additionalProperties``,
+``patternProperties``, ``propertyNames``, ``minProperties``, ``maxProperties`` → GBNF for JSON
+objects, members in the order ``properties`` lists them, then any others."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from qwenjson.errors import SchemaError, UnsupportedKeywordError
+from qwenjson.schema import gbnf
+from qwenjson.schema.core import pointer_hint
+from qwenjson.schema.flat import (
+    MAX_EXACT_REPEAT,
+    Flat,
+    Node,
+    Reader,
+    Unsatisfiable,
+    has_surrogate,
+    min_opt,
+    py_search,
+)
+from qwenjson.schema.gbnf import QUOTE, alt, class_char, group, is_atom, repeat, seq
+from qwenjson.schema.keywords import child_pointer, grammar_keywords
+from qwenjson.schema.regex import regex_to_gbnf
+from qwenjson.schema.strings import StringRules
+
+_OBJECT_KEYWORDS = grammar_keywords("object")
+# patternProperties regexes that match every string (JSON Schema regexes are unanchored).
+_UNIVERSAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$", "(.*)"})
+
+
+class ObjectRules(StringRules):
+    """The object keywords: read, merged, and as GBNF (property names use the string rules)."""
+
+    def _read_objects(self, r: Reader, node: Node, f: Flat) -> None:
+        """The object keywords of ``r`` into ``f``."""
+        s = r.schema
+        props = s.get("properties")
+        if props is not None:
+            if not isinstance(props, dict):
+                raise SchemaError("properties must be an object", r.pointer("properties"))
+            f.properties = {k: self._sub(node, v, "properties", k) for k, v in props.items()}
+        req = s.get("required")
+        if req is not None and not isinstance(req, bool):  # draft-03's boolean `required`
+            if not isinstance(req, list) or not all(isinstance(r, str) for r in req):
+                raise SchemaError("required must be an array of strings", r.pointer("required"))
+            f.required = list(dict.fromkeys(req))
+        if "additionalProperties" in s:
+            f.additional = [self._sub(node, s["additionalProperties"], "additionalProperties")]
+        pprops = s.get("patternProperties")
+        if pprops is not None:
+            if not isinstance(pprops, dict):
+                raise SchemaError(
+                    "patternProperties must be an object", r.pointer("patternProperties")
+                )
+            f.pattern_props = {
+                k: [self._sub(node, v, "patternProperties", k)] for k, v in pprops.items()
+            }
+        f.min_props = r.count("minProperties") or 0
+        f.max_props = r.count("maxProperties")
+        f.object_constrained = not _OBJECT_KEYWORDS.isdisjoint(s)
+
+        if "propertyNames" in s:
+            f.property_names = [self._sub(node, s["propertyNames"], "propertyNames")]
+            f.object_constrained = True
+
+    def _merge_objects(self, m: Flat, a: Flat, b: Flat) -> None:
+        """The object keywords of ``a`` and ``b`` together, into ``m``."""
+        # Objects: a property only one side declares is, for the other side, an additional one.
+        for name, sub in b.properties.items():
+            if name in m.properties:
+                m.properties[name] = self._both(m.properties[name], sub)
+            else:
+                extra = self._extra_schema_for(a, name)
+                m.properties[name] = self._both(extra, sub) if extra is not None else sub
+        for name in a.properties:
+            if name not in b.properties:
+                extra = self._extra_schema_for(b, name)
+                if extra is not None:
+                    m.properties[name] = self._both(m.properties[name], extra)
+        m.required = list(dict.fromkeys(a.required + b.required))
+        m.additional = a.additional + b.additional
+        for pat, subs in b.pattern_props.items():
+            m.pattern_props[pat] = m.pattern_props.get(pat, []) + subs
+        m.min_props = max(a.min_props, b.min_props)
+        m.max_props = min_opt(a.max_props, b.max_props)
+        m.object_constrained = a.object_constrained or b.object_constrained
+        m.property_names = a.property_names + b.property_names
+
+    def _gen_object(self, f: Flat, node: Node) -> str:
+        if not f.object_constrained:
+            return "object"
+        props = dict(f.properties)
+        for name in f.properties:
+            # A declared property whose name a pattern matches must satisfy that schema too.
+            for pat, subs in f.pattern_props.items():
+                if py_search(pat, name):
+                    for pattern_schema in subs:
+                        props[name] = self._both(props[name], pattern_schema)
+        required = list(f.required)
+        # Required names the schema doesn't declare come after the declared ones.
+        for name in required:
+            if name not in props:
+                extra = self._extra_schema_for(f, name)
+                props[name] = (
+                    extra if extra is not None else Node(True, f.pointer, node.base, "#true")
+                )
+        with self.consuming():
+            members: list[tuple[str, str, bool]] = []
+            for name, sub in props.items():
+                is_req = name in required
+                try:
+                    val = self.visit(sub)
+                except Unsatisfiable as e:
+                    if is_req:
+                        raise Unsatisfiable(
+                            f"required property {name!r} can't be satisfied", sub.pointer
+                        ) from e
+                    continue
+                if has_surrogate(name):
+                    if is_req:
+                        msg = f"required property {name!r} can't be written (lone surrogate)"
+                        raise Unsatisfiable(msg, sub.pointer)
+                    continue  # no UTF-8 text can hold a lone surrogate
+                key_lit = _key_literal(name, self.separators[1])
+                members.append((name, seq(key_lit, val), is_req))
+            extra_kv = self._extra_member(f, node, list(props))
+        n_req = sum(1 for _, _, r in members if r)
+        if f.max_props is not None and f.min_props > f.max_props:
+            msg = f"minProperties {f.min_props} > maxProperties {f.max_props}"
+            raise Unsatisfiable(msg, f.pointer)
+        if f.max_props is not None and f.max_props < n_req:
+            raise Unsatisfiable(
+                f"maxProperties {f.max_props} < {n_req} required properties", f.pointer
+            )
+        if extra_kv is None and f.min_props > len(members):
+            raise Unsatisfiable(f"minProperties {f.min_props} can't be reached", f.pointer)
+
+        exact_counts = not members and extra_kv is not None
+        if not exact_counts:
+            if f.min_props > n_req:
+                self.mark(f.pointer, "minProperties", "validated-after", "checked afterwards")
+            if f.max_props is not None and (extra_kv is not None or f.max_props < len(members)):
+                self.mark(f.pointer, "maxProperties", "validated-after", "checked afterwards")
+        if not members:
+            if extra_kv is None:
+                return '"{}"'
+            lo, hi = f.min_props, f.max_props
+            if lo > 1:
+                # A free-form key can be written twice ({"x":1,"x":2} is one property once
+                # parsed): the grammar's count is an upper bound only.
+                self.mark(f.pointer, "minProperties", "validated-after", "a key may repeat")
+            if lo > MAX_EXACT_REPEAT or (hi is not None and hi > MAX_EXACT_REPEAT):
+                self.mark(f.pointer, "maxProperties", "validated-after", "too many for the grammar")
+                lo, hi = min(lo, 1), None
+            if hi == 0:
+                return '"{}"'
+            more = repeat(
+                group(seq(self.comma, extra_kv)), max(lo - 1, 0), None if hi is None else hi - 1
+            )
+            body = seq(extra_kv, more)
+            return seq('"{"', body if lo > 0 else group(body) + "?", '"}"')
+
+        extras_tail = group(seq(self.comma, extra_kv)) + "*" if extra_kv is not None else ""
+
+        def t_seq(i: int) -> str:
+            # Members i.. when something was written already (each one preceded by a comma).
+            parts = []
+            for _, kv, req in members[i:]:
+                item = seq(self.comma, kv)
+                parts.append(item if req else group(item) + "?")
+            return seq(*parts, extras_tail)
+
+        first_req = next((i for i, (_, _, r) in enumerate(members) if r), None)
+        stop = first_req if first_req is not None else len(members) - 1
+        n = len(members)
+        use_rules = (stop + 1) * n > 64
+        alts: list[str] = []
+        tail_names: dict[int, str] = {}
+
+        def tail(i: int) -> str:
+            if not use_rules or i >= n:
+                return t_seq(i)
+            if i not in tail_names:
+                hint = pointer_hint(f.pointer) + "-tail"
+                body = seq(
+                    group(seq(self.comma, members[i][1])) + ("" if members[i][2] else "?"),
+                    tail(i + 1),
+                )
+                tail_names[i] = self.rule(hint, body)
+            return tail_names[i]
+
+        for i in range(stop + 1):
+            alts.append(seq(members[i][1], tail(i + 1)))
+        if first_req is None and extra_kv is not None:
+            alts.append(seq(extra_kv, extras_tail))
+        inner = alt(alts)
+        if first_req is None:
+            return seq('"{"', group(inner) + "?", '"}"')
+        return seq('"{"', group(inner) if len(alts) > 1 else inner, '"}"')
+
+    def _extra_member(self, f: Flat, node: Node, declared: list[str]) -> str | None:
+        """`"key":value` for undeclared members, or None when none are allowed."""
+        add_value: str | None = "value"
+        if f.additional:
+            try:
+                add_value = self.visit(self._all(f.additional))
+            except Unsatisfiable:
+                add_value = None
+        elif self.closed_objects and declared and f.min_props <= len(declared):
+            # Generation profile: where the schema says nothing about undeclared properties, a
+            # small model given the freedom invents keys ("description", "notes", …) and can
+            # loop on them. Leaving them out keeps the grammar a subset of the valid documents.
+            add_value = None
+        members: list[str] = []
+        if f.pattern_props:
+            members, exact, add_value = self._pattern_members(f, node, declared, add_value)
+            if f.property_names:
+                self.mark(f.pointer, "propertyNames", "validated-after", "beside patternProperties")
+            if not exact:
+                self.mark(
+                    f.pointer,
+                    "patternProperties",
+                    "validated-after",
+                    "the grammar lets keys through that the patterns would route elsewhere",
+                )
+        if add_value is not None:
+            key = self._names_key(f, node, declared) if f.property_names else None
+            if key is None:
+                key = self._string_excluding(declared)
+            if key != '""':  # no name is allowed: no undeclared member
+                members.append(seq(key, self.colon, add_value))
+        if not members:
+            return None
+        if len(members) == 1:
+            return members[0]
+        return self.rule(pointer_hint(f.pointer) + "-member", alt(members))
+
+    def _names_key(self, f: Flat, node: Node, declared: list[str]) -> str | None:
+        """Keys for undeclared members under ``propertyNames`` (None: any undeclared key).
+
+        Enforced when the names schema is an enum, or string lengths/pattern/format;
+        otherwise the grammar keeps any key and validation checks the names.
+        """
+        names = self.flatten(self._all(f.property_names))
+        if isinstance(names, bool):
+            if names:
+                self.mark(f.pointer, "propertyNames", "enforced", "any name is allowed")
+                return None
+            self.mark(f.pointer, "propertyNames", "enforced", "no name is allowed")
+            return '""'
+        if names.types is not None and "string" not in names.types:
+            return '""'  # names are strings: no name passes
+        if names.groups or names.property_names:
+            return None  # more than the grammar can say about a name
+        # Keywords for other types (bounds, items, properties) never apply to a name.
+        stringish = Flat(
+            names.pointer,
+            types={"string"},
+            enum=names.enum,
+            min_len=names.min_len,
+            max_len=names.max_len,
+            patterns=names.patterns,
+            formats=names.formats,
+        )
+        if not all(_name_fits(stringish, name) for name in declared):
+            self.mark(
+                f.pointer,
+                "propertyNames",
+                "validated-after",
+                "a declared property's name breaks propertyNames",
+            )
+            return None
+        if names.enum is not None:
+            keys = [v for v in names.enum if isinstance(v, str) and v not in declared]
+            self.mark(f.pointer, "propertyNames", "enforced", "names from the enum")
+            keys = [k for k in keys if not has_surrogate(k)]
+            if not keys:
+                return '""'
+            body = alt(gbnf.json_string_literal(k) for k in keys)
+            return self.rule(pointer_hint(f.pointer) + "-name", body)
+        expr = self._gen_string(stringish, node)
+        self.mark(f.pointer, "propertyNames", "enforced", "names from the string rules")
+        return expr if is_atom(expr) else self.rule(pointer_hint(f.pointer) + "-name", expr)
+
+    def _pattern_members(
+        self, f: Flat, node: Node, declared: list[str], add_value: str | None
+    ) -> tuple[list[str], bool, str | None]:
+        """Members whose keys match a patternProperties regex, whether that's exact, and the
+        value left for keys no pattern matches (``add_value``, or None if every key matches)."""
+        values: dict[str, str | None] = {}
+        for pat, subs in f.pattern_props.items():
+            try:
+                values[pat] = self.visit(self._all(subs))
+            except Unsatisfiable:
+                values[pat] = None
+        if add_value == "value" and all(v == "value" for v in values.values()):
+            # Any key, any value: the patterns change nothing, and `add_value` takes every key
+            # (Github_hard o82151's `".*": {}` allowed none when a universal pattern dropped it).
+            return [], True, add_value
+        universal = len(values) == 1 and next(iter(values)) in _UNIVERSAL_PATTERNS
+        single = len(values) == 1 or all(v == "value" for v in values.values())
+        # Exact when no other alternative can take a key a pattern matches (declared keys get
+        # their patterns' schemas in _gen_object).
+        exact = single and (add_value is None or universal)
+        members: list[str] = []
+        for pat, value in values.items():
+            if value is None:
+                exact = False  # keys matching it must not appear: the grammar can't say that
+                continue
+            key = (
+                self._string_excluding(declared)
+                if pat in _UNIVERSAL_PATTERNS
+                else self._pattern_key(pat, f.pointer)
+            )
+            if key is None:
+                exact = False
+                key = "string"
+            members.append(seq(key, self.colon, value))
+        if any(p in _UNIVERSAL_PATTERNS for p in values):
+            add_value = None  # every key matches a pattern: additionalProperties never applies
+        return members, exact, add_value
+
+    def _pattern_key(self, pattern: str, pointer: str) -> str | None:
+        """A rule for JSON strings matching ``pattern`` (None if the regex can't be a grammar)."""
+        name, prefix = self._namespace(pointer_hint(pointer) + "-key")
+        where = child_pointer(pointer, "patternProperties", pattern)
+        try:
+            expr, extra = regex_to_gbnf(pattern, prefix)
+        except UnsupportedKeywordError:
+            return None
+        except SchemaError as e:
+            raise SchemaError(e.message, where) from None
+        self._adopt(extra, where)
+        body = seq(QUOTE, group(str(expr)), QUOTE)
+        return self.by_body.get(body) or self._define(name, body)
+
+    def _string_excluding(self, names: list[str]) -> str:
+        """A rule for JSON strings other than ``names`` (so declared keys aren't repeated)."""
+        if not names:
+            return "string"
+        body = _other_key_body(tuple(names))
+        # Its only references are these two; no need to scan this (big) body for them later.
+        self._prescanned.add(body)
+        self._primitives_used.update(("json-char", "json-escape"))
+        return self.rule("other-key", body)
+
+
+_ESCAPABLE = ['"', "\\", *[chr(c) for c in range(0x20)]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _other_key_body(names: tuple[str, ...]) -> str:
+    """GBNF for the JSON strings that aren't one of ``names``: a trie over their characters."""
+    trie: dict[str, Any] = {}
+    for name in names:
+        if has_surrogate(name):
+            continue  # never generated anyway
+        node = trie
+        for ch in name:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def content(node: dict[str, Any]) -> str:
+        # Built by hand, not with _seq/_group: they would rescan the nested text (n²).
+        children = [c for c in node if c]
+        alts = [] if "" in node else ['""']
+        if children:
+            alts.append(_json_char_excluding(frozenset(children)) + " json-char*")
+        else:
+            alts.append("json-char+")
+        for ch in children:
+            alts.append(_char_literal(ch) + " ( " + content(node[ch]) + " )")
+        return " | ".join(alts)
+
+    return QUOTE + " ( " + content(trie) + " ) " + QUOTE
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_literal(ch: str) -> str:
+    return gbnf.literal(gbnf.json_escape_content(ch))
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_char_excluding(chars: frozenset[str]) -> str:
+    """One canonical JSON string character, except the (decoded) ``chars``."""
+    plain = sorted(c for c in chars if c not in _ESCAPABLE)
+    escaped = [c for c in chars if c in _ESCAPABLE]
+    cls = '[^"\\\\\\x00-\\x1F' + "".join(class_char(ord(c)) for c in plain) + "]"
+    if not escaped:
+        return "( " + cls + " | json-escape )"
+    allowed = [c for c in _ESCAPABLE if c not in chars]
+    escapes = [gbnf.literal(gbnf.json_escape_content(c)) for c in allowed]
+    return "( " + " | ".join([cls, *escapes]) + " )"
+
+
+def _name_fits(names: Flat, name: str) -> bool:
+    """Does ``name`` satisfy the string constraints in ``names``? (False when unsure.)"""
+    if names.enum is not None and name not in names.enum:
+        return False
+    if len(name) < names.min_len or (names.max_len is not None and len(name) > names.max_len):
+        return False
+    return not names.formats and all(py_search(p, name) for p, _ in names.patterns)
+
+
+def _key_literal(name: str, colon: str = ":") -> str:
+    """The GBNF literal for `"name":` (the fast path skips escaping where none is needed)."""
+    if name.isprintable() and '"' not in name and "\\" not in name:
+        return '"\\"' + name + '\\"' + colon + '"'
+    return gbnf.literal('"' + gbnf.json_escape_content(name) + '"' + colon)

@@ -1,0 +1,90 @@
+"""The merger's shortcuts against the slow obvious method: "is this item one the list holds?"
+asked of an index (normalised forms, spans by start) gives what asking every held item gives,
+and a just-appended item's evidence is what a scan of the whole table finds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwenjson.merging import Found, Merger, PathT, _at, _Held, _within
+from qwenjson.pointer import to_pointer
+from qwenjson.validate import make_validator
+
+PEOPLE = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "role": {"type": "string"}},
+                "required": ["name"],
+            },
+        },
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 6},
+    },
+}
+
+
+class EveryItem(Merger):
+    """The reference: ``_same`` with every item the list holds, and with every item of the
+    piece taken before."""
+
+    def _holds(self, path: PathT, found: Found, item: PathT) -> bool:
+        held = _at(self.data, path)
+        return any(self._same(found, item, (*path, i)) for i in range(len(held)))
+
+    def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
+        return any(self._same(found, item, other, mine=True) for other in taken)
+
+
+NAMES = ["Ann", "ann", "Ann Lee", "Bob", "BOB", "Cy", "Dan", "Ｅｖｅ"]
+
+
+@st.composite
+def pieces(draw: Any) -> list[Found]:
+    """Pieces of made-up items whose spans overlap often, with equal names and roles."""
+    found = []
+    for n in range(draw(st.integers(1, 6))):
+        data: dict[str, Any] = {"items": [], "tags": []}
+        evidence: dict[str, list[int] | None] = {}
+        base = n * 40  # each piece further on, overlapping the one before
+        for i in range(draw(st.integers(0, 6))):
+            item = {"name": draw(st.sampled_from(NAMES))}
+            start = base + draw(st.integers(0, 60))
+            evidence[f"/items/{i}/name"] = draw(
+                st.sampled_from([None, [start, start + draw(st.integers(0, 8))]])
+            )
+            if draw(st.booleans()):
+                item["role"] = draw(st.sampled_from(["cook", "chef", ""]))
+                role = base + draw(st.integers(0, 60))
+                evidence[f"/items/{i}/role"] = [role, role + 4]
+            data["items"].append(item)
+        for i in range(draw(st.integers(0, 4))):
+            data["tags"].append(draw(st.sampled_from(NAMES)))
+            tag = base + draw(st.integers(0, 60))
+            evidence[f"/tags/{i}"] = [tag, tag + draw(st.integers(1, 5))]
+        confidence = {p: 0.5 for p in evidence}
+        found.append(Found(data, evidence, confidence))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces())
+def test_the_indexed_merge_is_the_merge_with_every_item(found: list[Found]) -> None:
+    fast, slow = Merger(make_validator(PEOPLE)), EveryItem(make_validator(PEOPLE))
+    for piece in found:
+        appended = fast.add(piece)
+        assert appended == slow.add(piece)
+        for path in appended:
+            prefix = to_pointer(path)
+            scanned = (
+                _at(fast.data, path),
+                _within(fast.evidence, prefix, ""),
+                _within(fast.confidence, prefix, ""),
+            )
+            assert fast.subtree(path) == scanned
+    assert (fast.data, fast.evidence, fast.skipped) == (slow.data, slow.evidence, slow.skipped)

@@ -1,0 +1,342 @@
+"""The Plan (one frozen value per job, its fingerprint from its fields), the Runner on it, and
+the library's ``extract()`` on what Python callers hold. The model is the fake: this is
+plumbing; tests/test_end_to_end.py runs the library on a real GGUF."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwenjson import cli, pipeline
+from qwenjson.checkpoint import Checkpoint
+from qwenjson.errors import EXIT_SCHEMA, SchemaError, UsageError
+from qwenjson.library import extract
+from qwenjson.pipeline import ExtractOptions
+from qwenjson.plan import Layout, Plan, RecordOptions, plan_for, prepare_job, schema_of
+from qwenjson.runner import Limits, Runner
+from tests.fakes import FakeModel
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+# A value other than the default for every field of a Plan and of the option classes it holds.
+# A field added without an entry here fails test_every_field_changes_the_fingerprint: decide
+# whether it changes output (an entry) or not (then it belongs outside the Plan).
+CHANGED: dict[str, Any] = {
+    "schema": {"type": "object", "properties": {"name": {"type": "string"}}},
+    "model_sha256": "b" * 64,
+    "n_ctx": 2048,
+    "instruction": "dates as YYYY-MM-DD",
+    "max_tokens": 512,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "seed": 7,
+    "retries": 0,
+    "keep_empty": True,
+    "grounding": False,
+    "evidence": True,
+    "require_evidence": True,
+    "each": True,
+    "truncate": "head",
+    "chunks": False,
+    "chunk_tokens": 256,
+    "chunk_overlap": 16,
+    "jsonl": True,
+    "field": "text",
+    "into": "person",
+    "pretty": True,
+}
+
+
+def base_plan(**changes: Any) -> Plan:
+    return Plan(PERSON, "a" * 64, 4096, **changes)
+
+
+def leaf_changes() -> Iterator[tuple[str, Callable[[], Plan]]]:
+    """(name, a plan with only that field changed) for every non-derived field, nested too."""
+    plan = base_plan()
+    for f in dataclasses.fields(Plan):
+        if f.metadata.get("derived"):
+            continue
+        value = getattr(plan, f.name)
+        if dataclasses.is_dataclass(value):
+            for sub in dataclasses.fields(value):
+                changed = dataclasses.replace(value, **{sub.name: CHANGED[sub.name]})
+                yield f"{f.name}.{sub.name}", lambda f=f, c=changed: base_plan(**{f.name: c})
+        else:
+            yield f.name, lambda f=f: dataclasses.replace(plan, **{f.name: CHANGED[f.name]})
+
+
+def test_every_field_changes_the_fingerprint() -> None:
+    base = base_plan().fingerprint
+    seen = {}
+    for name, make in leaf_changes():
+        fingerprint = make().fingerprint
+        assert fingerprint != base, f"{name} does not change the fingerprint"
+        seen[name] = fingerprint
+    assert len(set(seen.values())) == len(seen)  # and each differently
+    assert {n.rsplit(".", 1)[-1] for n in seen} == set(CHANGED)
+
+
+def test_the_fingerprint_is_stable_and_left_out_fields_stay_out() -> None:
+    assert base_plan().fingerprint == base_plan().fingerprint
+    assert (
+        base_plan().fingerprint == Plan(dict(reversed(PERSON.items())), "a" * 64, 4096).fingerprint
+    )
+    names = {f.name for f in dataclasses.fields(Plan)}
+    names |= {
+        f.name for c in (ExtractOptions, RecordOptions, Layout) for f in dataclasses.fields(c)
+    }
+    # What doesn't change what a record prints is not in a Plan (see its docstring).
+    for name in (
+        "threads",
+        "prompt_threads",
+        "cache_dir",
+        "no_cache",
+        "quiet",
+        "offline",
+        "timeout",
+        "total_timeout",
+        "on_error",
+        "errors",
+        "checkpoint",
+    ):
+        assert name not in names
+
+
+def test_derived_fields_come_from_the_others() -> None:
+    plan = base_plan(options=ExtractOptions(instruction="be brief"))
+    assert "be brief" in plan.system_prompt
+    assert plan.job.item is None and "root ::=" in plan.job.prepared.compiled.grammar
+    each = base_plan(record=RecordOptions(each=True))
+    assert each.job.item is not None
+    assert each.job.prepared.schema["required"] == ["items"]
+    job = prepare_job(PERSON)
+    assert Plan(PERSON, "", 4096, job=job).job is job  # prepared beforehand: used
+    # One prepared for another schema or --each (``dataclasses.replace`` carries it) is not.
+    assert Plan(PERSON, "", 4096, record=RecordOptions(each=True), job=job).job.item is not None
+    string = dataclasses.replace(base_plan(), schema={"type": "string"})
+    assert string.job.prepared.schema == {"type": "string"}
+    assert string.system_prompt != base_plan().system_prompt
+
+
+def test_a_plan_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base_plan().n_ctx = 1  # type: ignore[misc]
+
+
+def test_an_unsatisfiable_item_is_refused_under_each_too() -> None:
+    # Inside the {"items": [...]} wrapper it would compile to "always an empty list".
+    for schema in (False, {"type": "string", "minLength": 5, "maxLength": 2}):
+        with pytest.raises(SchemaError, match="at /"):
+            prepare_job(schema, each=True)
+
+
+# -- the command line: one check, one plan, the fingerprint naming the checkpoint -------------
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> Callable[..., Run]:
+    def invoke(*args: str, stdin: bytes = b"", model: FakeModel | None = None) -> Run:
+        fake = model or FakeModel(lambda t, _: json.dumps({"name": t, "age": len(t)}))
+        monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: fake)
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+        code = cli.run(list(args))
+        captured = capsysbinary.readouterr()
+        return Run(code, captured.out.decode("utf-8"), captured.err.decode("utf-8"))
+
+    return invoke
+
+
+def test_the_schema_is_checked_once_also_under_each(
+    run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qwenjson import plan, validate
+
+    checks: list[Any] = []
+    real = validate.check_metaschema
+
+    def counted(schema: Any) -> None:
+        checks.append(schema)
+        real(schema)
+
+    monkeypatch.setattr(validate, "check_metaschema", counted)
+    monkeypatch.setattr(plan, "check_metaschema", counted)
+    answer = json.dumps({"items": [{"name": "a", "age": 1}]})
+    r = run(
+        "extract", "-s", json.dumps(PERSON), "--each", stdin=b"a", model=FakeModel(answers=[answer])
+    )
+    assert (r.code, r.out) == (0, '{"name":"a","age":1}\n')
+    assert checks == [PERSON]
+
+
+def test_options_that_dont_change_output_resume_the_checkpoint(
+    run: Callable[..., Run], tmp_path: Path
+) -> None:
+    ck = str(tmp_path / "ck")
+    base = ("extract", "-s", json.dumps(PERSON), "--jsonl", "--checkpoint", ck)
+    assert run(*base, stdin=b"a\n").out == '{"name":"a","age":1}\n'
+    others = (
+        "--threads",
+        "1",
+        "--prompt-threads",
+        "1",
+        "--timeout",
+        "60",
+        "--total-timeout",
+        "600",
+        "--quiet",
+        "--no-cache",
+        "--offline",
+        "--on-error",
+        "skip",
+    )
+    r = run(*base, *others, stdin=b"a\nbb\n")
+    assert (r.code, r.out) == (0, '{"name":"bb","age":2}\n')  # resumed: a was done
+
+
+def test_another_model_file_is_another_job(run: Callable[..., Run], tmp_path: Path) -> None:
+    ck = str(tmp_path / "ck")
+    args = ("extract", "-s", json.dumps(PERSON), "--jsonl", "--checkpoint", ck)
+
+    def model(sha: str) -> FakeModel:
+        fake = FakeModel(lambda t, _: json.dumps({"name": t, "age": 1}))
+        fake.model_sha256 = sha  # type: ignore[attr-defined]
+        return fake
+
+    assert run(*args, stdin=b"a\n", model=model("1" * 64)).code == 0
+    r = run(*args, stdin=b"a\n", model=model("2" * 64))
+    assert (r.code, r.out) == (2, "")
+    assert "belongs to a different job" in r.err
+
+
+def test_a_checkpoint_from_before_plans_is_refused_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "ck"
+    old_job = hashlib.sha256(b"a hand-written list of options").hexdigest()
+    path.write_text(json.dumps({"qwenjson_checkpoint": 2, "job": old_job}) + '\n{"line":1}\n')
+    with pytest.raises(UsageError, match=r"written by an earlier qwenjson.*delete it"):
+        Checkpoint(path, base_plan().fingerprint).open()
+    assert path.read_text().count("\n") == 2  # left as it was
+
+
+def test_the_model_file_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenjson import hub
+
+    monkeypatch.setenv("QWENJSON_CACHE_DIR", str(tmp_path / "state"))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"x" * 1000)
+    assert hub.file_sha256(model) == hashlib.sha256(model.read_bytes()).hexdigest()
+    hashed: list[Path] = []
+    real = hub.sha256_file
+    monkeypatch.setattr(hub, "sha256_file", lambda p: hashed.append(p) or real(p))
+    hub.file_sha256(model)
+    assert hashed == []  # remembered by path, size, mtime and inode
+    model.write_bytes(b"GGUF" + b"y" * 1000)
+    os.utime(model, ns=(1, 1))
+    assert hub.file_sha256(model) == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert hashed == [model]
+
+
+# -- the runner and the library -----------------------------------------------------------------
+
+
+def test_the_runner_extracts_with_the_plan_it_is_given() -> None:
+    fake = FakeModel(answers=['{"name": "Ann", "age": 3}'])
+    plan = plan_for(PERSON, fake, ExtractOptions(instruction="only adults"))
+    out: list[str] = []
+    result = Runner(plan, fake, Limits()).run("Ann is 3", out.append)
+    assert out == ['{"name":"Ann","age":3}'] and result.data == {"name": "Ann", "age": 3}
+    assert fake.calls[0][0][0]["content"] == plan.system_prompt
+    assert fake.calls[0][1] == plan.job.prepared.compiled.grammar
+
+
+class Person:
+    """A class that quacks like a Pydantic model (what extract() needs of one)."""
+
+    def __init__(self, name: str, age: int) -> None:
+        self.name, self.age = name, age
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return PERSON
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Person:
+        return cls(**data)
+
+
+def answer(text: str, _: int) -> str:
+    return json.dumps({"name": text.split()[0], "age": 3})
+
+
+@pytest.mark.parametrize("form", ["dict", "file", "inline", "concise"])
+def test_extract_takes_a_schema_as_python_callers_hold_it(form: str, tmp_path: Path) -> None:
+    path = tmp_path / "person.json"
+    path.write_text(json.dumps(PERSON))
+    schema: Any = {
+        "dict": PERSON,
+        "file": path,
+        "inline": json.dumps(PERSON),
+        "concise": "name, age int",
+    }[form]
+    assert extract("Ann is 3", schema, model=FakeModel(answer)) == {"name": "Ann", "age": 3}
+
+
+def test_extract_returns_an_instance_of_a_model_class() -> None:
+    person = extract("Ann is 3", Person, model=FakeModel(answer))
+    assert isinstance(person, Person) and (person.name, person.age) == ("Ann", 3)
+    shown = extract("Ann is 3", Person, model=FakeModel(answer), evidence=True)
+    assert isinstance(shown["data"], Person)
+    assert set(shown) == {"data", "evidence", "confidence"}
+    assert shown["evidence"]["/name"] == [0, 3]
+
+
+def test_extract_with_each_returns_the_items() -> None:
+    fake = FakeModel(lambda t, _: json.dumps({"items": [{"name": w, "age": 1} for w in t.split()]}))
+    people = extract("Ann Bo", Person, model=fake, each=True)
+    assert [(p.name, p.age) for p in people] == [("Ann", 1), ("Bo", 1)]
+
+
+def test_extract_refuses_what_is_not_a_schema() -> None:
+    with pytest.raises(SchemaError, match="got a int") as e:
+        extract("x", 5, model=FakeModel(answer))
+    assert e.value.exit_code == EXIT_SCHEMA
+    with pytest.raises(SchemaError, match="not a valid JSON Schema"):
+        extract("x", {"type": 5}, model=FakeModel(answer))
+    assert schema_of(True) == (True, None)
+
+
+def test_extract_with_a_real_pydantic_model() -> None:
+    pydantic = pytest.importorskip(
+        "pydantic", reason="pydantic is a test extra: pip install .[test]"
+    )
+
+    class Employee(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        name: str
+        age: int = pydantic.Field(ge=0, le=150)
+
+    fake = FakeModel(answer)
+    employee = extract("Ann is 3", Employee, model=fake)
+    assert isinstance(employee, Employee) and employee.model_dump() == {"name": "Ann", "age": 3}
+    assert '"150"' in fake.calls[0][1]  # the grammar came from model_json_schema(): le=150
