@@ -223,7 +223,7 @@ class RecordTiming:
 
 
 class RayExecutor:
-    """Runs a batch's records on a pool of Ray actors (a ``qwenjson.batch.RecordExecutor``).
+    """Runs a batch's records on a pool of Ray actors (a ``qwenjson.executor.RecordExecutor``).
 
     ``actors``: how many (default: one per ``spec.threads`` CPUs of each node, within what is
     free). ``ordered=False`` finishes records as they come back (``--unordered``). ``notice``
