@@ -15,9 +15,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from qwenjson.actors import RecordWorker, WorkerResult
+from qwenjson.actors import RecordWorker, WorkerResult, WorkerSpec
 from qwenjson.chunking import Piece
 from qwenjson.merging import Found
 
@@ -100,3 +101,12 @@ class PoisonedWorker(RecordWorker):
         if "POISON" in text:
             os._exit(1)
         return super().run(text, finished)
+
+
+class OtherModelWorker(RecordWorker):
+    """A worker as on a node with another model file: its plan's model sha256 is its own."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec)
+        assert self.runner is not None
+        self.runner.plan = replace(self.runner.plan, model_sha256=f"other-{os.getpid()}")

@@ -30,6 +30,7 @@ from qwenjson.errors import (
     EXIT_MODEL,
     EXIT_SOME_RECORDS_FAILED,
     EXIT_USAGE,
+    ClusterError,
 )
 from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
 
@@ -42,7 +43,12 @@ from qwenjson.pipeline import ExtractOptions  # noqa: E402
 from qwenjson.plan import Plan  # noqa: E402
 from qwenjson.records import BatchOptions  # noqa: E402
 from qwenjson.stream import LineOutput  # noqa: E402
-from tests.ray_cluster import PoisonedWorker, ray_head, worker_pids  # noqa: E402
+from tests.ray_cluster import (  # noqa: E402
+    OtherModelWorker,
+    PoisonedWorker,
+    ray_head,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.model
 
@@ -197,9 +203,26 @@ def test_a_record_that_kills_every_worker_fails_alone(cluster: tuple[str, int]) 
     assert [e.line for e in failed.value.report.errors] == [2]
     assert failed.value.report.errors[0].exit_code == EXIT_CLUSTER
     assert "died 3 times" in shown[0]
-    assert len(notices) == 3  # three workers died on it, each replaced
+    # Three workers died on it, each replaced. (An actor can finish line 1 and die on line 2
+    # before line 1's reply leaves: then line 1 was charged, and ran again; not counted here.)
+    assert sum("(line 2 was running)" in n for n in notices) == 3, notices
     names = [json.loads(line)["name"] for line in output.getvalue().splitlines()]
     assert names == ["Alice Martin", "Carla Diaz"]
+
+
+def test_workers_with_other_model_files_are_refused(cluster: tuple[str, int]) -> None:
+    """Their plans' fingerprints differ: one checkpoint can't name both, nor outputs mix."""
+    plan = Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=48))
+    spec = worker_spec(plan, model=str(_model()))
+    lines = [TEXTS[i % len(TEXTS)].encode() for i in range(20)]  # outlasts the second's start
+    with connect(cluster[0]) as c:
+        executor = RayExecutor(c, spec, actors=2, worker=OtherModelWorker)
+        try:
+            assert executor.fingerprint()  # the first worker's plan names the job
+            with pytest.raises(ClusterError, match="another model file"):
+                run_batch(lines, executor, BatchOptions(), output=LineOutput(io.BytesIO()))
+        finally:
+            executor.close()
 
 
 def test_extract_many_from_python(cluster: tuple[str, int]) -> None:
