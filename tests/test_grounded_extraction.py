@@ -15,7 +15,7 @@ from qwenjson.errors import EXIT_NO_VALID_OUTPUT
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, Extractor, open_model
 from tests.grammar_engine import default_model_path
-from tests.test_end_to_end import qwenjson
+from tests.helpers import qwenjson
 
 pytestmark = pytest.mark.model
 

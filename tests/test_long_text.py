@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ import pytest
 from qwenjson.chunking import split
 from qwenjson.pipeline import open_model
 from tests.grammar_engine import default_model_path
-from tests.test_end_to_end import qwenjson
-from tests.test_signals import wait_for_lines
+from tests.helpers import extract_argv, qwenjson, wait_for_lines
 
 pytestmark = pytest.mark.model
 
@@ -38,7 +36,7 @@ PERSON = "name: full name of a person"
 
 
 def argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "qwenjson", "extract", "-m", MODEL, "--threads", "1", *args]
+    return extract_argv(*args)
 
 
 def extract(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
