@@ -30,8 +30,9 @@ from jsonschema.protocols import Validator
 
 from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
-from qwenjson.grounding import SourceText, ValueRecord
+from qwenjson.grounding import ValueRecord
 from qwenjson.pointer import to_pointer
+from qwenjson.source import SourceText
 
 __all__ = ["Annotated", "annotate", "leaf_spans"]
 
@@ -140,9 +141,16 @@ def annotate(
         content = b""
         if record is not None:
             span = record.span if record.status == "grounded" else None
-            if span is not None:
+            kind = record.rule.kind
+            if span is not None and kind == "text":
                 content = raw_bytes[leaf.start + 1 : leaf.end - 1]
                 span = source.span(content, after=last_start) or span
+            elif span is not None:
+                # A date or number: the place the text says it after the last value's source,
+                # if it says it twice. It claims no words from other fields (below).
+                said = raw_bytes[leaf.start : leaf.end]
+                said = said[1:-1] if kind == "date" else said
+                span = source.readings(kind).span(said, after=last_start) or span
             needs_source = True
         else:
             span = _find(source, value, last_start)

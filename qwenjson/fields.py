@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from qwenjson.pointer import follow_local_refs
 
-__all__ = ["GROUNDED_KEY", "FieldRule", "Path", "Pattern", "grounding_rules", "required_keys"]
+__all__ = [
+    "GROUNDED_KEY",
+    "FieldRule",
+    "Kind",
+    "Path",
+    "Pattern",
+    "grounding_rules",
+    "required_keys",
+]
 
 GROUNDED_KEY = "x-grounded"
 
@@ -21,6 +29,9 @@ Path = tuple[str | int, ...]
 # A path with array indices left open (None): the rules apply to every item.
 Pattern = tuple[str | None, ...]
 Abstain = Literal["omit", "null", "item", "none"]
+# What a grounded value is checked against: a span of the text, or one of the dates or numbers
+# the text can be read as (``qwenjson.readings``).
+Kind = Literal["text", "date", "number", "integer"]
 
 # Deeper than this the rules stop (a recursive schema would go on forever); deeper strings are
 # generated under the grammar alone.
@@ -56,6 +67,10 @@ _WRITTEN_ZH = (
 class FieldRule:
     """How one string (or number) field is generated.
 
+    ``kind``: what a grounded value is checked against: a span of the text (``text``), or one
+    of the text's dates (``date``: a ``"format": "date"`` string) or numbers (``number``,
+    ``integer``) as JSON writes them.
+
     ``abstain`` says what a grounded value the text has no source for becomes: ``omit`` (an
     optional member: left out), ``null`` (a required, nullable one), ``item`` (a list item:
     dropped), ``none`` (required and not nullable: it keeps the best grounded value).
@@ -63,6 +78,7 @@ class FieldRule:
 
     grounded: bool
     abstain: Abstain
+    kind: Kind = "text"
 
 
 def grounding_rules(
@@ -74,7 +90,9 @@ def grounding_rules(
     or, with ``default``, when it has no ``enum``, ``const``, ``format`` or ``pattern`` (those
     keep their own rules), no ``"x-grounded": false``, and its field name doesn't ask for
     writing (``summary``, ``摘要``, …: see ``_WRITTEN_ENDINGS``). Strings inside ``anyOf`` and
-    ``oneOf`` branches other than a plain nullable string are left to the grammar.
+    ``oneOf`` branches other than a plain nullable string are left to the grammar. A
+    ``"format": "date"`` string and a number are grounded to the dates and numbers the text
+    can be read as (``kind``), on the same terms, whatever the field's name.
     """
     walker = _Walker(schema, default)
     return walker.rules
@@ -106,12 +124,14 @@ class _Walker:
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain
         if "string" in types and types <= {"string", "null"}:
-            self.rules[pattern] = FieldRule(self.grounded(node, name), rule_abstain)
+            if node.get("format") == "date":
+                self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, "date")
+            else:
+                self.rules[pattern] = FieldRule(self.grounded(node, name), rule_abstain)
             return
         if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
-            # Numbers aren't constrained while written; the rule says what one the text
-            # doesn't contain becomes (``qwenjson.evidence``).
-            self.rules[pattern] = FieldRule(False, rule_abstain)
+            kind: Kind = "number" if "number" in types else "integer"
+            self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind)
             return
         props = node.get("properties")
         if "object" in types and isinstance(props, Mapping):
@@ -125,6 +145,15 @@ class _Walker:
         items = node.get("items")
         if "array" in types and isinstance(items, Mapping):
             self.walk(items, (*pattern, None), "item", name, depth + 1)
+
+    def typed(self, node: Mapping[str, Any]) -> bool:
+        """Whether a date or number is grounded: read from the text (``qwenjson.readings``).
+        By default yes, unless ``enum``/``const`` (or ``pattern`` for a date) keep their own
+        rules; a computed number (a count, a sum) wants ``"x-grounded": false``."""
+        explicit = node.get(GROUNDED_KEY)
+        if isinstance(explicit, bool):
+            return explicit
+        return self.default and not any(k in node for k in ("enum", "const", "pattern"))
 
     def grounded(self, node: Mapping[str, Any], name: str | None) -> bool:
         explicit = node.get(GROUNDED_KEY)

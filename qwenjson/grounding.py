@@ -20,12 +20,15 @@ A list that repeats an item it already holds is ended there (the next ``,`` is r
 from __future__ import annotations
 
 import json
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from qwenjson.fields import GROUNDED_KEY, FieldRule, Path, Pattern, grounding_rules, required_keys
+from qwenjson.readings import Readings
+from qwenjson.source import SourceText
 
 __all__ = [
     "GROUNDED_KEY",
@@ -39,94 +42,13 @@ __all__ = [
 
 _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _SPACE = b" \t\r\n"
+_ENDS_SCALAR = b' \t\r\n",:{}[]'
+_NUMBER_START = b"-0123456789"
 # The longest number written: a double needs at most 24 characters ("-1.2345678901234567e-308")
 # and an int64 20. Measured on the dev set's receipts: the 0.5B, unsure of a total, wrote
 # digits until the token budget ran out (a 300-digit "total", 470 s). A longer number is
 # refused here (never by the grammar: if the schema needs one, the grammar alone decides).
 _MAX_NUMBER_BYTES = 24
-
-
-# -- the input text, as a grounded value may spell it ----------------------------------------------
-
-
-def _escaped(char: str) -> bytes:
-    return json.dumps(char, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
-
-
-def _in_word(char: str) -> bool:
-    """A letter or digit of a script that separates words with blanks (not CJK, where any
-    character boundary is a word boundary)."""
-    return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
-
-
-class SourceText:
-    """The input text as JSON string content, with where each of its characters starts.
-
-    A grounded value's content (the bytes between its quotes) must be a run of whole
-    characters of this escaped form that neither starts nor ends inside a word ("Osl" is not
-    a value of "Oslo"; in Chinese any character boundary will do); offsets map back to code
-    points of the text.
-    """
-
-    def __init__(self, text: str, offset: int = 0) -> None:
-        self.text = text
-        self.offset = offset  # code points before ``text`` in the input as the user gave it
-        pieces = [_escaped(c) for c in text]
-        self.data = b"".join(pieces)
-        # boundary byte offset -> code point index, at each place a value may start or end
-        self._index: dict[int, int] = {}
-        pos = 0
-        for i, piece in enumerate(pieces):
-            if i == 0 or not (_in_word(text[i - 1]) and _in_word(text[i])):
-                self._index[pos] = i
-            pos += len(piece)
-        self._index[pos] = len(pieces)
-
-    def occurrences(self, content: bytes) -> Iterator[int]:
-        """Byte offsets where ``content`` occurs starting at a boundary (a character's start,
-        not inside a word)."""
-        data, index = self.data, self._index
-        start = data.find(content)
-        while start >= 0:
-            if start in index:
-                yield start
-            start = data.find(content, start + 1)
-
-    def has(self, content: bytes) -> bool:
-        """Whether ``content`` can still grow into a span (it occurs at a boundary)."""
-        return next(self.occurrences(content), None) is not None
-
-    def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
-        """Code point offsets ``[start, end)`` in the input of the first whole-character
-        occurrence of ``content`` (preferring one starting at or after ``after``), or None."""
-        first: tuple[int, int] | None = None
-        for start in self.occurrences(content):
-            found = self.span_at(start, len(content))
-            if found is None:
-                continue
-            if found[0] >= after:
-                return found
-            if first is None:
-                first = found
-        return first
-
-    def span_at(self, start: int, length: int) -> tuple[int, int] | None:
-        """Code point offsets of the ``length`` escaped bytes at ``start``, if they start and
-        end at boundaries."""
-        first, end = self._index.get(start), self._index.get(start + length)
-        if first is None or end is None:
-            return None
-        return first + self.offset, end + self.offset
-
-    def continuations(self, content: bytes, limit: int) -> Iterator[bytes]:
-        """For each place ``content`` occurs, the next ``limit`` bytes of the text."""
-        if not content:
-            for start in self._index:
-                yield self.data[start : start + limit]
-            return
-        for start in self.occurrences(content):
-            end = start + len(content)
-            yield self.data[end : end + limit]
 
 
 # -- the constraint --------------------------------------------------------------------------------
@@ -172,13 +94,35 @@ class _Frame:
 
 @dataclass
 class _Open:
-    """The grounded string being written."""
+    """The grounded value being written: a string's content, or a number's bytes.
+
+    ``free``: not checked (a date or number whose text has none to read: the grammar alone
+    decides, and evidence finds no source)."""
 
     path: Path
     rule: FieldRule
     out_start: int
+    source: SourceText | Readings
     content: bytearray = field(default_factory=bytearray)
     refused_first: bool = False
+    number: bool = False
+    free: bool = False
+
+    def copy(self) -> _Open:
+        return _Open(
+            self.path,
+            self.rule,
+            self.out_start,
+            self.source,
+            bytearray(self.content),
+            self.refused_first,
+            self.number,
+            self.free,
+        )
+
+    def holds(self) -> bool:
+        """Whether the content so far can still grow into a value."""
+        return self.free or self.source.has(bytes(self.content))
 
 
 class Grounding:
@@ -228,8 +172,7 @@ class Grounding:
         )
         twin._buf = bytearray(self._buf)
         twin._scalar = self._scalar
-        o = self._open
-        twin._open = None if o is None else _Open(o.path, o.rule, o.out_start, bytearray(o.content))
+        twin._open = None if self._open is None else self._open.copy()
         twin._refusal_pending = False
         twin._log = False
         return twin
@@ -238,7 +181,7 @@ class Grounding:
 
     @property
     def in_grounded(self) -> bool:
-        """Whether a grounded string's content is being written."""
+        """Whether a grounded value's content is being written."""
         return self._open is not None
 
     def allows(self, piece: bytes) -> bool:
@@ -246,14 +189,21 @@ class Grounding:
         if not piece:
             return True
         o = self._open
-        if o is not None and not self._esc and _QUOTE not in piece and _BACKSLASH not in piece:
-            return self.source.has(bytes(o.content) + piece)  # the common case, no fork
+        if (
+            o is not None
+            and not o.number
+            and not self._esc
+            and _QUOTE not in piece
+            and _BACKSLASH not in piece
+        ):
+            return o.free or o.source.has(bytes(o.content) + piece)  # the common case, no fork
         if (
             o is None
             and not self._in_str
             and _QUOTE not in piece
             and _COMMA not in piece
             and self._scalar + len(piece) <= _MAX_NUMBER_BYTES
+            and (self._scalar > 0 or not any(b in _NUMBER_START for b in piece))
         ):
             return True
         if o is None and self._in_str and _QUOTE not in piece and _BACKSLASH not in piece:
@@ -269,7 +219,11 @@ class Grounding:
         """Whether the refused ``piece`` is a first choice for a value that may be left out:
         refused before any of that value's content was accepted."""
         refused_in = self.fork()._first_refusal(piece)
-        return refused_in is not None and refused_in.rule.abstain != "none"
+        # A number can't be closed empty: it is written from the readings, and evidence
+        # takes out one the model didn't choose.
+        if refused_in is None or refused_in.number:
+            return False
+        return refused_in.rule.abstain != "none"
 
     def closes_empty(self, piece: bytes) -> bool:
         """Whether ``piece`` closes the current (or about to open) grounded value empty."""
@@ -296,10 +250,16 @@ class Grounding:
             before = self._open
             empty = before is not None and not before.content
             ok = self._step(byte)
-            if ok and self._open is not None and self._open.content and not self._esc:
-                ok = self.source.has(bytes(self._open.content))
+            after = self._open
+            if ok and after is not None and after.content and not self._esc:
+                ok = after.holds()
             if not ok:
-                return before if empty else None
+                if empty:
+                    return before
+                # A number opens with its first byte: refused there, it was the first choice.
+                if before is None and after is not None and after.number:
+                    return after if len(after.content) == 1 else None
+                return None
         return None
 
     def blank_continuations(self, piece: bytes) -> list[bytes]:
@@ -308,11 +268,11 @@ class Grounding:
         the text breaks them (an address over three lines of a receipt), and closing the value
         there instead would cut it short. Empty when that isn't the case."""
         o = self._open
-        if o is None or not piece[:1].isspace() or self._esc:
+        if o is None or o.rule.kind != "text" or not piece[:1].isspace() or self._esc:
             return []
         return [
             ahead
-            for ahead in self.source.continuations(bytes(o.content), 48)
+            for ahead in o.source.continuations(bytes(o.content), 48)
             if ahead[:2] in (b"\\n", b"\\r", b"\\t")
         ]
 
@@ -327,17 +287,19 @@ class Grounding:
 
         Inside a grounded value only the tokens that spell the text's next bytes from a place
         the content occurs, or that hold a quote (``sensitive``), can pass, so only those are
-        checked; elsewhere only tokens with a quote or comma can be refused.
+        checked; elsewhere only tokens with a quote or comma can be refused, or start a number
+        (few of the grammar's tokens are allowed where a number is written: all are checked).
         """
         out = mask.copy()
-        if self._open is None:
-            for t in sensitive:
+        o = self._open
+        if o is None or o.number or o.free:
+            for t in np.flatnonzero(mask) if o is not None or self._scalar == 0 else sensitive:
                 if out[t] and not self.allows(piece(int(t))):
                     out[t] = False
             return out
         out[:] = False
         candidates: set[int] = {int(t) for t in sensitive}
-        for ahead in self.source.continuations(bytes(self._open.content), 48):
+        for ahead in o.source.continuations(bytes(o.content), 48):
             candidates.update(prefix_ids(ahead))
         for t in candidates:
             if mask[t] and self.allows(piece(t)):
@@ -366,7 +328,7 @@ class Grounding:
             if not self._step(byte) and not force:
                 return False
         o = self._open
-        return not (o is not None and not force and not self.source.has(bytes(o.content)))
+        return force or o is None or o.holds()
 
     def _path(self) -> Path:
         return tuple((f.key or "") if f.kind == 0x7B else f.index for f in self._stack)
@@ -380,8 +342,16 @@ class Grounding:
         self._pos += 1
         if self._in_str:
             return self._string_byte(byte)
+        o = self._open
+        if o is not None and o.number and byte in _ENDS_SCALAR:
+            self._open = None
+            closed = self._close(o, bytes(o.content), self._pos - 1)
+            return self._structure(byte) and closed
+        return self._structure(byte)
+
+    def _structure(self, byte: int) -> bool:
         top = self._stack[-1] if self._stack else None
-        if byte in b' \t\r\n",:{}[]':
+        if byte in _ENDS_SCALAR:
             self._scalar = 0
         if byte in _SPACE:
             return True
@@ -392,11 +362,7 @@ class Grounding:
                 self._is_key = True
                 return True
             self._is_key = False
-            path = self._path()
-            rule = self._rule(path)
-            if rule is not None and rule.grounded:
-                self._open = _Open(path, rule, self._pos - 1, refused_first=self._refusal_pending)
-                self._refusal_pending = False
+            self._start_value(number=False)
             return True
         if byte == _COMMA:
             if top is None:
@@ -425,7 +391,25 @@ class Grounding:
         if top is not None:
             top.phase = 3  # a number, true, false or null
         self._scalar += 1
+        if self._scalar == 1 and byte in _NUMBER_START:
+            self._start_value(number=True)
+        if self._open is not None:
+            self._open.content.append(byte)
         return self._scalar <= _MAX_NUMBER_BYTES
+
+    def _start_value(self, number: bool) -> None:
+        """Open the value starting here if its field is grounded: a string (its content comes
+        next) or a number (this is its first byte)."""
+        path = self._path()
+        rule = self._rule(path)
+        if rule is None or not rule.grounded or number != (rule.kind in ("number", "integer")):
+            return
+        source = self.source if rule.kind == "text" else self.source.readings(rule.kind)
+        self._open = _Open(
+            path, rule, self._pos - 1, source, refused_first=self._refusal_pending, number=number
+        )
+        self._open.free = not source
+        self._refusal_pending = False
 
     def _string_byte(self, byte: int) -> bool:
         o = self._open
@@ -464,13 +448,18 @@ class Grounding:
                 top.seen = top.seen | {content}
         if o is None:
             return True
-        span = self.source.span(content) if content else None
+        return self._close(o, content, self._pos)
+
+    def _close(self, o: _Open, content: bytes, out_end: int) -> bool:
+        """Record the value ``o`` ending at ``out_end``; False if it may not end here (not a
+        whole span or reading, or empty where the field can't be left out)."""
+        span = o.source.span(content) if content else None
         status: Literal["grounded", "abstained", "unsupported"]
         if not content:
             ok, status = o.rule.abstain != "none", "abstained"
         else:
-            ok = span is not None
-            status = "unsupported" if o.refused_first or not ok else "grounded"
+            ok = span is not None or o.free
+            status = "unsupported" if o.refused_first or span is None else "grounded"
         if self._log:
-            self.records.append(ValueRecord(o.path, o.out_start, self._pos, status, span, o.rule))
+            self.records.append(ValueRecord(o.path, o.out_start, out_end, status, span, o.rule))
         return ok

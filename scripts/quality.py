@@ -479,10 +479,20 @@ class Qwenjson:
         except Exception as e:  # a bug in the library: keep going, keep the message
             return Answer(None, _error_text(e), {"exit_code": 1})
         results = getattr(result, "results", ())
-        info = {
+        info: dict[str, Any] = {
             "attempts": getattr(result, "attempts", None),
             "generated_tokens": sum(r.generated_tokens for r in results),
         }
+        if results:
+            # The last attempt's raw text and token trace, so that other definitions of
+            # confidence can be scored from one run's records (each piece: start, end byte,
+            # log-probability, or null where the grammar forced the text).
+            last = results[-1]
+            info["raw"] = last.text
+            info["trace"] = [
+                [t.start, t.end, None if t.logprob is None else round(t.logprob, 5)]
+                for t in last.trace
+            ]
         return Answer(result.json, info=info, confidence=_confidence_of(result))
 
     def close(self) -> None:

@@ -34,14 +34,17 @@ def test_rules_follow_the_schema() -> None:
     assert rules[("city",)] == FieldRule(True, "omit")
     assert rules[("nick",)] == FieldRule(True, "null")  # required but nullable
     assert rules[("hobbies", None)] == FieldRule(True, "item")
-    assert rules[("age",)] == FieldRule(False, "none")  # numbers: abstention only
+    assert rules[("age",)] == FieldRule(True, "none", "integer")  # read from the text's numbers
 
 
 @pytest.mark.parametrize(
     ("sub", "grounded"),
     [
         ({"type": "string", "enum": ["a", "b"]}, False),
-        ({"type": "string", "format": "date"}, False),
+        ({"type": "string", "format": "date"}, True),  # read from the text's dates
+        ({"type": "string", "format": "date-time"}, False),
+        ({"type": "string", "format": "date", "pattern": "^2"}, False),
+        ({"type": "string", "format": "date", "x-grounded": False}, False),
         ({"type": "string", "pattern": "^[0-9]+$"}, False),
         ({"type": "string", "x-grounded": False}, False),
         ({"type": "string", "format": "date", "x-grounded": True}, True),
@@ -108,8 +111,62 @@ def test_a_grounded_value_only_grows_along_the_text() -> None:
     assert _feed(g, 'Oslo"')
     assert [(r.path, r.status, r.span) for r in g.records] == [
         (("name",), "grounded", (0, 3)),
+        (("age",), "unsupported", None),  # the text has no number: written freely, no source
         (("city",), "grounded", (22, 26)),
     ]
+
+
+RECEIPT = {
+    "type": "object",
+    "properties": {
+        "date": {"type": "string", "format": "date"},
+        "items": {"type": "integer"},
+        "total": {"type": "number"},
+    },
+    "required": ["date", "total"],
+}
+
+
+def test_a_number_is_one_the_text_can_be_read_as() -> None:
+    text = "3 items. TOTAL RM1,041.20 on 23/03/2018"
+    g = Grounding(SourceText(text), grounding_rules(RECEIPT))
+    assert _feed(g, '{"date": "2018-03-23", "items": ')
+    assert not g.allows(b"4") and not g.allows(b"2019")  # not numbers of the text
+    assert _feed(g, "3")
+    assert _feed(g, ', "total": 10')
+    assert not g.allows(b"2")  # 102... is no number of the text
+    assert not g.allows(b"}") and not g.allows(b", ")  # 10 isn't one either
+    assert _feed(g, "41.2")
+    assert g.allows(b"0}") and g.allows(b"}")  # 1041.20 and 1041.2 both spell it
+    assert _feed(g, "}")
+    assert [
+        (r.path, r.status, text[r.span[0] : r.span[1]] if r.span else None) for r in g.records
+    ] == [
+        (("date",), "grounded", "23/03/2018"),
+        (("items",), "grounded", "3"),
+        (("total",), "grounded", "1,041.20"),
+    ]
+
+
+def test_a_date_is_one_the_text_can_be_read_as() -> None:
+    g = Grounding(SourceText("Paid 03/04/2018, due 2018年5月1日"), grounding_rules(RECEIPT))
+    assert _feed(g, '{"date": "2018-0')
+    # 03/04 reads day-first or month-first; the model chooses.
+    assert g.allows(b'4-03"') and g.allows(b'3-04"') and g.allows(b'5-01"')
+    assert not g.allows(b'3-03"') and not g.allows(b"4-3")
+    assert _feed(g, '5-01"')
+    assert g.records[0].span == (21, 30)
+
+
+def test_a_refused_first_digit_marks_the_number_unsupported() -> None:
+    g = Grounding(SourceText("Total 41.20"), grounding_rules(RECEIPT))
+    assert _feed(g, '{"date": "2018-01-01", "total": ')
+    assert not g.allows(b"9")
+    g.refused(b"9")
+    assert not g.would_abstain(b"9")  # a number can't be closed empty
+    g.accept(b"41.2")
+    g.accept(b"}")
+    assert [(r.path, r.status) for r in g.records][-1] == (("total",), "unsupported")
 
 
 def test_a_token_that_opens_a_value_is_checked_too() -> None:

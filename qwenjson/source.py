@@ -1,0 +1,111 @@
+"""The input text as a grounded value may spell it, and the typed values it can be read as.
+
+``SourceText`` is what a grounded string is checked against (a span of the text, written as
+JSON writes it); ``SourceText.readings`` the closed sets a grounded date or number is checked
+against (``qwenjson.readings``). Both answer the same questions, so the constraint
+(``qwenjson.grounding``) and evidence (``qwenjson.evidence``) treat them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterator
+
+from qwenjson.fields import Kind
+from qwenjson.readings import Readings, dates, numbers
+
+__all__ = ["SourceText"]
+
+
+def _escaped(char: str) -> bytes:
+    return json.dumps(char, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
+
+
+def _in_word(char: str) -> bool:
+    """A letter or digit of a script that separates words with blanks (not CJK, where any
+    character boundary is a word boundary)."""
+    return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
+
+
+class SourceText:
+    """The input text as JSON string content, with where each of its characters starts.
+
+    A grounded value's content (the bytes between its quotes) must be a run of whole
+    characters of this escaped form that neither starts nor ends inside a word ("Osl" is not
+    a value of "Oslo"; in Chinese any character boundary will do); offsets map back to code
+    points of the text.
+    """
+
+    def __init__(self, text: str, offset: int = 0) -> None:
+        self.text = text
+        self.offset = offset  # code points before ``text`` in the input as the user gave it
+        pieces = [_escaped(c) for c in text]
+        self.data = b"".join(pieces)
+        # boundary byte offset -> code point index, at each place a value may start or end
+        self._index: dict[int, int] = {}
+        pos = 0
+        for i, piece in enumerate(pieces):
+            if i == 0 or not (_in_word(text[i - 1]) and _in_word(text[i])):
+                self._index[pos] = i
+            pos += len(piece)
+        self._index[pos] = len(pieces)
+
+    def occurrences(self, content: bytes) -> Iterator[int]:
+        """Byte offsets where ``content`` occurs starting at a boundary (a character's start,
+        not inside a word)."""
+        data, index = self.data, self._index
+        start = data.find(content)
+        while start >= 0:
+            if start in index:
+                yield start
+            start = data.find(content, start + 1)
+
+    def has(self, content: bytes) -> bool:
+        """Whether ``content`` can still grow into a span (it occurs at a boundary)."""
+        return next(self.occurrences(content), None) is not None
+
+    def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
+        """Code point offsets ``[start, end)`` in the input of the first whole-character
+        occurrence of ``content`` (preferring one starting at or after ``after``), or None."""
+        first: tuple[int, int] | None = None
+        for start in self.occurrences(content):
+            found = self.span_at(start, len(content))
+            if found is None:
+                continue
+            if found[0] >= after:
+                return found
+            if first is None:
+                first = found
+        return first
+
+    def span_at(self, start: int, length: int) -> tuple[int, int] | None:
+        """Code point offsets of the ``length`` escaped bytes at ``start``, if they start and
+        end at boundaries."""
+        first, end = self._index.get(start), self._index.get(start + length)
+        if first is None or end is None:
+            return None
+        return first + self.offset, end + self.offset
+
+    def continuations(self, content: bytes, limit: int) -> Iterator[bytes]:
+        """For each place ``content`` occurs, the next ``limit`` bytes of the text."""
+        if not content:
+            for start in self._index:
+                yield self.data[start : start + limit]
+            return
+        for start in self.occurrences(content):
+            end = start + len(content)
+            yield self.data[end : end + limit]
+
+    def readings(self, kind: Kind) -> Readings:
+        """The values of ``kind`` (``date``, ``number``, ``integer``) the text can be read as,
+        with offsets in the input's coordinates (computed once per text)."""
+        cache: dict[Kind, Readings] = self.__dict__.setdefault("_readings", {})
+        found = cache.get(kind)
+        if found is None:
+            if kind == "date":
+                found = dates(self.text, self.offset)
+            else:
+                found = numbers(self.text, self.offset, integer=kind == "integer")
+            cache[kind] = found
+        return found
