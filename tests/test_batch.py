@@ -805,6 +805,7 @@ def mixed_records() -> tuple[bytes, dict[int, str]]:
     return b"\n".join(lines) + b"\n", good
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: Path) -> None:
     data, good = mixed_records()
@@ -845,6 +846,7 @@ def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: P
         assert line == f'{{"id":{row["id"]},"src":"s{row["id"]}","extracted":{alone[text]}}}'
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_real_each_prints_items_before_the_document_is_complete() -> None:
     item = {

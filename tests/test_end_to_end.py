@@ -191,6 +191,7 @@ def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
     assert summary["keywords"] and all(k in text for k in summary["keywords"])
 
 
+@pytest.mark.slow
 @pytest.mark.qwen
 def test_qwen_leaves_out_what_the_text_does_not_say(qwen_model: Path) -> None:
     text = b"My neighbor Tom grows tomatoes and keeps bees."

@@ -231,6 +231,7 @@ city ::= "\"北京市海淀区\"" | "\"上海市浦东新区\"" """
     assert result.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_sampling_has_the_masked_distribution(engine: Engine) -> None:
     # Lowercase letters only: the model's favourite tokens (with a leading space, capitals)
     # are refused, so rejection draws and the full-mask fallback both run.

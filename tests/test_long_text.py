@@ -54,6 +54,7 @@ def names_in_overlaps() -> list[str]:
     return [n for n in NAMES if any(s <= TEAM.index(n) < e for s, e in shared)]
 
 
+@pytest.mark.slow
 def test_each_person_of_a_long_text_once_in_order_with_evidence() -> None:
     assert len(names_in_overlaps()) >= 4  # the test means something: names seen twice
     r = extract("--each", "-s", PERSON, "--evidence", *PIECES, stdin=TEAM.encode())
@@ -68,6 +69,7 @@ def test_each_person_of_a_long_text_once_in_order_with_evidence() -> None:
     assert refused.returncode == 6 and b"too long" in refused.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_mid_document_then_checkpoint_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
     args = ("--each", "-s", PERSON, *PIECES)
     whole = extract(*args, stdin=TEAM.encode())

@@ -78,6 +78,7 @@ def native(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     sys.platform != "linux" or not cpu_has_amx(), reason="this CPU has no AMX: no crash to avoid"
 )

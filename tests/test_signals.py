@@ -28,6 +28,7 @@ def records(n: int) -> bytes:
     return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
 
 
+@pytest.mark.slow
 def test_kill_9_then_checkpoint_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     data = records(8)
     (tmp_path / "in.jsonl").write_bytes(data)
