@@ -73,10 +73,11 @@ class Readings:
 
 # Digits with optional thousands separators (``1,234,567``) or none, then an optional decimal
 # part after a point, or after a comma followed by exactly two digits (``12,50``: the European
-# money form; ``1,234`` is a thousands separator). A sign counts only where it can't be a
-# dash between numbers (``2018-03-23`` holds no negative numbers).
+# money form; ``1,234`` is a thousands separator). A minus counts as a sign only where it can't
+# be a dash between numbers (``2018-03-23`` holds no negative numbers); after a letter
+# (``RM-5``, ``A-5``) it may be either, and both readings are offered.
 _NUMBER = re.compile(
-    r"(?<![\d.])(?<!\d,)(?P<sign>(?<![\w-])-)?"
+    r"(?<![\d.])(?<!\d,)(?P<sign>(?<![\d-])-)?"
     r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)"
     r"(?:\.(?P<frac>\d+)|,(?P<cents>\d{2})(?![\d,]))?"
     r"(?![\d])"
@@ -105,6 +106,8 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
             spellings.append(f"{sign}{whole}.{short}" if short else f"{sign}{whole}")
         if sign and all(s.strip("-0.") == "" for s in spellings):
             spellings = [s.lstrip("-") for s in spellings]  # JSON has no -0 worth writing
+        elif sign and m.start() > 0 and text[m.start() - 1].isalpha():
+            spellings += [s.lstrip("-") for s in spellings]
         for s in dict.fromkeys(spellings):
             found.append(Reading(s.encode(), span))
     return Readings(found)

@@ -181,3 +181,41 @@ def test_the_library_returns_evidence_too(smol: Generator) -> None:
     assert set(shown) == {"data", "evidence", "confidence"}
     _check_evidence(text, shown)
     assert library_extract(text, NAME_CITY, model=smol) == shown["data"]
+
+
+RECEIPT = {
+    "type": "object",
+    "properties": {
+        "date": {"type": "string", "format": "date"},
+        "total": {"type": "number"},
+        "items": {"type": "integer"},
+    },
+    "required": ["date", "total"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "date", "said"),
+    [
+        (
+            "KEDAI ABC\nDATE: 23/03/2018 14:02\n3 ITEMS\nTOTAL RM 1,041.20\nTHANK YOU",
+            "2018-03-23",
+            "23/03/2018",
+        ),
+        ("收据 2017年8月28日 合计 41.44 元", "2017-08-28", "2017年8月28日"),
+    ],
+)
+def test_dates_and_numbers_are_read_from_the_text(
+    smol: Generator, text: str, date: str, said: str
+) -> None:
+    result = Extractor(RECEIPT, smol, ExtractOptions(evidence=True)).run(text)
+    # The text has one date: whatever SmolLM2 wanted, it is that date, in ISO form.
+    assert result.data["date"] == date
+    start, end = result.evidence["/date"]
+    assert text[start:end] == said
+    # A number is one the text says, and evidence points at where it says it.
+    for pointer in ("/total", "/items"):
+        if pointer[1:] in result.data:
+            start, end = result.evidence[pointer]
+            assert float(text[start:end].replace(",", "")) == result.data[pointer[1:]]
