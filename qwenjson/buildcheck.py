@@ -7,7 +7,8 @@ and the first llama_decode dies with SIGSEGV in ggml_backend_amx_mul_mat
 weights are repacked into them at load): a model loaded with
 ``llama_model_params.use_extra_bufts = false`` never reaches it and decodes correctly on the
 same build (tests/test_native_build.py proves both on a native build). So on a build that
-reports AMX, models are loaded that way, and the user is told that a portable build is faster.
+reports AMX, models are loaded that way, and the user is told how to build portably (the cost:
+README, "Install and run", measured with scripts/bench_amx.py).
 """
 
 from __future__ import annotations
@@ -33,16 +34,16 @@ def build_uses_amx(system_info: str | None = None) -> bool:
 
 def use_extra_buffers(system_info: str | None = None) -> bool:
     """The ``use_extra_bufts`` to load models with: off on an AMX build (the crash), else on
-    (weight repacking makes the portable build faster)."""
+    (llama.cpp's default, with its weight repacking)."""
     return not build_uses_amx(system_info)
 
 
 def amx_warning(system_info: str | None = None) -> str | None:
-    """A note when this llama.cpp build uses AMX on x86 (loaded the safe, slower way), else None."""
+    """A note when this llama.cpp build uses AMX on x86 (models loaded the safe way), else None."""
     if not build_uses_amx(system_info):
         return None
     return (
         "this llama-cpp-python build uses Intel AMX, which crashes llama.cpp on many cloud "
         "Xeons (ggml-org/llama.cpp#20824), so qwenjson loads the model without llama.cpp's "
-        f"extra buffer types (slower). A portable build is faster: {REBUILD}"
+        f"extra buffer types (AMX and weight repacking). A portable build needs neither: {REBUILD}"
     )
