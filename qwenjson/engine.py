@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qwenjson import sampling
+from qwenjson.buildcheck import use_extra_buffers
 from qwenjson.chat import CHATML_TEMPLATE, ChatTemplate
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.decode_loop import DecodeLoop, Parts, Settings
@@ -135,6 +136,8 @@ class Engine:
         _init_backend()
 
         mparams = ll.llama_model_default_params()
+        # Off on an AMX build, whose extra buffer types crash the first decode (buildcheck).
+        mparams.use_extra_bufts = self.extra_buffers = use_extra_buffers()
         model = ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise ModelError(f"llama.cpp could not load {path} (damaged or unsupported GGUF?)")

@@ -1,10 +1,14 @@
-"""The one fake model, for CLI and batch plumbing only (generation is tested on real GGUFs)."""
+"""Fakes shared by the tests: the one fake model, for CLI and batch plumbing only (generation is
+tested on real GGUFs), and the grammar checks the sampling rules are tested against."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from qwenjson.generation import Constraint, GenerationResult, Message
 
@@ -65,3 +69,41 @@ class FakeModel:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class FakeChecks:
+    """``sampling.Checks`` over a fixed grammar mask, banned tokens and a constraint's set."""
+
+    grammar: npt.NDArray[np.bool_]
+    banned_ids: frozenset[int] = frozenset()
+    passing: frozenset[int] | None = None  # None: no constraint
+    calls: list[str] = field(default_factory=list)
+
+    def allows(self, token: int) -> bool:
+        self.calls.append("allows")
+        return token not in self.banned_ids and bool(self.grammar[token])
+
+    def grammar_allows(self, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        self.calls.append("grammar_allows")
+        return self.grammar[ids]
+
+    def banned(self, token: int) -> bool:
+        return token in self.banned_ids
+
+    def passes(self, token: int) -> bool:
+        return self.passing is None or token in self.passing
+
+    def mask(self) -> npt.NDArray[np.bool_]:
+        self.calls.append("mask")
+        return self.allowed()
+
+    def allowed(self) -> npt.NDArray[np.bool_]:
+        """The oracle's full mask."""
+        mask = self.grammar.copy()
+        mask[list(self.banned_ids)] = False
+        if self.passing is not None:
+            keep = np.zeros_like(mask)
+            keep[list(self.passing)] = True
+            mask &= keep
+        return mask

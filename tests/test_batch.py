@@ -12,11 +12,9 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import jsonschema
 import pytest
@@ -42,6 +40,7 @@ from qwenjson.records import BatchOptions, parse_record, read_lines
 from qwenjson.runner import Limits, Runner, TotalTimeoutExpired, fit_to_context
 from qwenjson.stream import ItemScanner, LineOutput
 from tests.fakes import FakeModel
+from tests.helpers import REAL_PERSON, TEXTS, Run, qwenjson_argv, running
 
 PERSON = {
     "type": "object",
@@ -624,28 +623,17 @@ def test_signals_are_held_while_a_line_is_written(tmp_path: Path) -> None:
 # -- the command line (fake model) ----------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def cli_run(
-    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
-) -> Callable[..., Run]:
-    from qwenjson import cli, pipeline
+def cli_run(run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+    """The ``run`` fixture with a fake model that answers ``answer`` (default: ``person``)."""
+    from qwenjson import pipeline
 
     def invoke(
         *args: str, stdin: bytes = b"", answer: Callable[[str, int], str] | None = None
     ) -> Run:
         fake = FakeModel(answer or (lambda t, _: person(t)))
         monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: fake)
-        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-        code = cli.run(list(args))
-        captured = capsysbinary.readouterr()
-        return Run(code, captured.out.decode("utf-8"), captured.err.decode("utf-8"))
+        return run(*args, stdin=stdin)
 
     return invoke
 
@@ -780,79 +768,6 @@ def test_cli_progress_bar_on_a_terminal_and_plain_text_when_piped(
 
 # -- on the real model (SmolLM2-135M) ----------------------------------------------------------
 
-REAL_PERSON = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 30},
-        "age": {"type": "integer", "minimum": 0, "maximum": 150},
-    },
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
-TEXTS = [
-    "Alice Martin is 34 and lives in Lyon.",
-    "Bob Stone, 51, plumber in Leeds.",
-    "李明，28岁，住在北京。",
-    "Carla Diaz is nineteen years old.",
-    "Dev Patel (age 45) moved to Pune.",
-]
-
-
-def model_path() -> Path:
-    from tests.grammar_engine import default_model_path
-
-    return default_model_path()
-
-
-def qwenjson_argv(*args: str, schema: Any = REAL_PERSON, max_tokens: int = 48) -> list[str]:
-    """``python -m qwenjson extract`` on SmolLM2 with a small context and budget.
-
-    One thread: CI machines have two cores and llama.cpp's threads spin, so a second thread
-    competing with another process makes every step much slower.
-    """
-    return [
-        sys.executable,
-        "-m",
-        "qwenjson",
-        "extract",
-        "--schema",
-        json.dumps(schema),
-        "--model",
-        str(model_path()),
-        "--ctx",
-        "512",
-        "--max-tokens",
-        str(max_tokens),
-        "--threads",
-        "1",
-        *args,
-    ]
-
-
-@contextmanager
-def running(*args: str) -> Iterator[Proc]:
-    """``qwenjson extract ARGS`` as a child with piped stdin, stdout and stderr; killed at exit."""
-    proc = subprocess.Popen(
-        qwenjson_argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    try:
-        yield Proc(proc, proc.stdin, proc.stdout, proc.stderr)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=300)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            pipe.close()
-
-
-@dataclass
-class Proc:
-    popen: subprocess.Popen[bytes]
-    stdin: IO[bytes]
-    stdout: IO[bytes]
-    stderr: IO[bytes]
-
 
 def mixed_records() -> tuple[bytes, dict[int, str]]:
     """20 JSONL records: 16 good ones ({id, text, src}) and 4 bad; and line → text of the good."""
@@ -875,6 +790,7 @@ def mixed_records() -> tuple[bytes, dict[int, str]]:
     return b"\n".join(lines) + b"\n", good
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: Path) -> None:
     data, good = mixed_records()
@@ -915,6 +831,7 @@ def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: P
         assert line == f'{{"id":{row["id"]},"src":"s{row["id"]}","extracted":{alone[text]}}}'
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_real_each_prints_items_before_the_document_is_complete() -> None:
     item = {
@@ -967,7 +884,7 @@ def test_real_jsonl_streams_each_record_while_input_is_still_open() -> None:
 
 
 @pytest.mark.model
-def test_real_engine_is_usable_after_a_timeout_escapes_generate() -> None:
+def test_real_engine_is_usable_after_a_timeout_escapes_generate(smollm2: Path) -> None:
     from qwenjson.engine import Engine
 
     class Steps:
@@ -981,8 +898,8 @@ def test_real_engine_is_usable_after_a_timeout_escapes_generate() -> None:
 
     clock = Steps()
     with (
-        Engine(model_path(), n_ctx=512, n_threads=1) as used,
-        Engine(model_path(), n_ctx=512, n_threads=1) as fresh,
+        Engine(smollm2, n_ctx=512, n_threads=1) as used,
+        Engine(smollm2, n_ctx=512, n_threads=1) as fresh,
     ):
         job = prepare_job(REAL_PERSON)
         options = ExtractOptions(max_tokens=48)

@@ -3,10 +3,8 @@ tests/test_end_to_end.py runs the same paths on a real GGUF."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from qwenjson.errors import (
     EXIT_USAGE,
 )
 from tests.fakes import FakeModel
+from tests.helpers import Run
 
 PERSON = {
     "type": "object",
@@ -33,38 +32,11 @@ PERSON = {
 }
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def schema_file(tmp_path: Path) -> Path:
     path = tmp_path / "person.json"
     path.write_text(json.dumps(PERSON), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModel]:
-    model = FakeModel()
-    monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: model)
-    yield model
-
-
-@pytest.fixture
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
-) -> Callable[..., Run]:
-    def invoke(*args: str, stdin: bytes = b"") -> Run:
-        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-        code = cli.run(list(args))
-        captured = capsysbinary.readouterr()
-        return Run(code, captured.out.decode("utf-8"), captured.err.decode("utf-8"))
-
-    return invoke
 
 
 NOTE = "请创建一个叫李明、年龄28岁、喜欢读书和跑步的人的信息".encode()

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,16 +18,8 @@ import pytest
 
 from qwenjson.errors import EXIT_MODEL, EXIT_USAGE
 from qwenjson.registry import DEFAULT_MODEL, load_registry
-from tests import hub_server, test_cli
+from tests.helpers import Run, qwenjson
 from tests.hub_server import COMMIT, FILE, REPO, FakeHub
-
-# Fixtures from elsewhere, made visible to pytest in this module.
-Run = test_cli.Run
-run = test_cli.run
-smol_bytes = hub_server.smol_bytes
-smol_sha = hub_server.smol_sha
-fake_hub = hub_server.fake_hub
-hf_env = hub_server.hf_env
 
 
 @pytest.fixture
@@ -218,13 +209,7 @@ def test_models_with_a_malformed_user_registry_names_file_and_line(
 
 
 def _qwenjson(*args: str, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwenjson", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=600,
-        env=env,
-    )
+    return qwenjson(*args, stdin=stdin, env=env, timeout=600)
 
 
 @pytest.mark.model

@@ -20,6 +20,7 @@ import math
 from random import Random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -273,6 +274,7 @@ def test_grammar_and_validation_agree_on_random_instances(
             assert compiled.needs_validation, f"invalid, accepted, unchecked: {text}"
 
 
+@pytest.mark.slow
 @MORE
 @given(
     schema=SCHEMAS,

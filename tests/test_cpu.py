@@ -13,7 +13,7 @@ import pytest
 
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.engine import Engine, default_threads
-from tests.test_engine import PERSON_GRAMMAR, PERSON_MESSAGES, smollm2_path
+from tests.helpers import PERSON_GRAMMAR, PERSON_MESSAGES
 
 linux_only = pytest.mark.skipif(
     not Path("/proc/stat").exists() or not hasattr(os, "sched_setaffinity"),
@@ -77,9 +77,9 @@ def test_a_window_too_short_to_judge_gives_no_figure() -> None:
 @linux_only
 @pytest.mark.model
 @pytest.mark.skipif(len(allowed_cpus()) < 2, reason="needs two cores: one for another process")
-def test_the_engine_leaves_a_busy_core_to_its_process(hog: int) -> None:
+def test_the_engine_leaves_a_busy_core_to_its_process(hog: int, smollm2: Path) -> None:
     cores = len(allowed_cpus())
-    with Engine(smollm2_path(), n_ctx=512) as e:
+    with Engine(smollm2, n_ctx=512) as e:
         e.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=20)
         decode, prompt = e.last_stats.threads
         most_decode, most_prompt = threads_for(cores - 1, default_threads())
@@ -87,9 +87,9 @@ def test_the_engine_leaves_a_busy_core_to_its_process(hog: int) -> None:
         assert decode <= most_decode and prompt <= most_prompt
         assert decode < default_threads()[0] or cores > 4
     # Threads given explicitly are kept, busy or not.
-    with Engine(smollm2_path(), n_ctx=512, n_threads=2) as e:
+    with Engine(smollm2, n_ctx=512, n_threads=2) as e:
         e.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=20)
         assert e.last_stats.threads == (2, 2)
-    with Engine(smollm2_path(), n_ctx=512, n_threads=1, n_threads_batch=2) as e:
+    with Engine(smollm2, n_ctx=512, n_threads=1, n_threads_batch=2) as e:
         e.generate(PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=20)
         assert e.last_stats.threads == (1, 2)

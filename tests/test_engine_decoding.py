@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import llama_cpp.llama_cpp as ll
@@ -20,8 +21,8 @@ import pytest
 from qwenjson.engine import Engine
 from qwenjson.errors import ModelError
 from qwenjson.generation import Message
-from tests.grammar_engine import GrammarEngine
-from tests.test_engine import PERSON_GRAMMAR, PERSON_MESSAGES, smollm2_path
+from tests.grammar_engine import GrammarEngine, default_model_path
+from tests.helpers import PERSON_GRAMMAR, PERSON_MESSAGES
 
 pytestmark = pytest.mark.model
 
@@ -61,10 +62,10 @@ int ::= "0" | [1-9] [0-9]{0,5}
 
 def reference_greedy(messages: list[Message], grammar: str, max_tokens: int) -> list[int]:
     """Greedy decoding with the whole vocabulary masked by the grammar at every step."""
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+    with Engine(default_model_path(), n_ctx=1024, n_threads=1) as e:
         tokens = e.prompt_tokens(messages)  # rendering and tokenizing are not under test here
     params = ll.llama_model_default_params()
-    model = ll.llama_model_load_from_file(str(smollm2_path()).encode(), params)
+    model = ll.llama_model_load_from_file(str(default_model_path()).encode(), params)
     vocab = ll.llama_model_get_vocab(model)
     n_vocab = ll.llama_vocab_n_tokens(vocab)
     cparams = ll.llama_context_default_params()
@@ -142,7 +143,7 @@ def fresh_generate(
     """(text, tokens, stats) of one generation, with the engine's fast paths as given."""
     # A fresh engine per run: reusing a KV prefix evaluates the prompt in other batch sizes,
     # which changes logits in the last bits and would make exact comparisons meaningless.
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1, fast_forward=fast_forward) as e:
+    with Engine(default_model_path(), n_ctx=1024, n_threads=1, fast_forward=fast_forward) as e:
         e.guess_lead = guess
         e.draft_from_prompt = drafts
         result = e.generate(
@@ -169,7 +170,7 @@ def test_sample_first_greedy_equals_full_masking(
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_forward_changes_greedy_output_only_by_respelling_forced_text(
-    case: str, grammar_engine: GrammarEngine
+    case: str, grammar_engine: GrammarEngine, smollm2: Path
 ) -> None:
     messages, grammar = CASES[case]
     plain_text, plain, _ = fresh_generate(messages, grammar, fast_forward=False)
@@ -185,14 +186,14 @@ def test_fast_forward_changes_greedy_output_only_by_respelling_forced_text(
         assert ff_text == plain_text
         return
     assert ff[first][1], f"token {first} differs but was chosen by the model, not forced"
-    with Engine(smollm2_path(), n_ctx=256, n_threads=1) as e:
+    with Engine(smollm2, n_ctx=256, n_threads=1) as e:
         agreed = b"".join(e.piece(t) for t, _ in ff[:first]).decode("utf-8", "replace")
     assert plain_text.startswith(agreed) and ff_text.startswith(agreed)
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+def engine(smollm2: Path) -> Iterator[Engine]:
+    with Engine(smollm2, n_ctx=1024, n_threads=1) as e:
         yield e
 
 
@@ -230,6 +231,7 @@ city ::= "\"北京市海淀区\"" | "\"上海市浦东新区\"" """
     assert result.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_sampling_has_the_masked_distribution(engine: Engine) -> None:
     # Lowercase letters only: the model's favourite tokens (with a leading space, capitals)
     # are refused, so rejection draws and the full-mask fallback both run.
@@ -340,10 +342,10 @@ def test_the_lead_guess_never_changes_the_output(spaced: bool, right: bool) -> N
     assert stats.decode_calls == plain_stats.decode_calls - (1 if right else 0)
 
 
-def test_a_lead_guess_that_keeps_missing_is_no_longer_tried() -> None:
+def test_a_lead_guess_that_keeps_missing_is_no_longer_tried(smollm2: Path) -> None:
     grammar = _schema_grammar(PERSON_SCHEMA, spaced=False)
     tried = []
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:  # its own record of guesses
+    with Engine(smollm2, n_ctx=1024, n_threads=1) as e:  # its own record of guesses
         for _ in range(3):
             first = e.generate(PERSON_MESSAGES, grammar, max_tokens=60)
             tried.append(e.last_stats.lead_guess)
@@ -406,7 +408,7 @@ def test_drafts_change_nothing_with_fast_forward_or_sampling(
     assert stats.decode_calls < plain_stats.decode_calls
 
 
-def test_a_draft_chosen_before_forced_text_is_fed_again_with_it() -> None:
+def test_a_draft_chosen_before_forced_text_is_fed_again_with_it(smollm2: Path) -> None:
     # The input is the record itself: the draft runs on past the sentence's closing quote into
     # `","speaker":"`, text the grammar forces. The chosen closing token is then taken back,
     # with the drafts after it, and fed again with the forced text, as without drafts.
@@ -420,7 +422,7 @@ def test_a_draft_chosen_before_forced_text_is_fed_again_with_it() -> None:
     ]
     outputs = []
     for drafts in (True, False):
-        with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+        with Engine(smollm2, n_ctx=1024, n_threads=1) as e:
             e.draft_from_prompt = drafts
             result = e.generate(messages, COPY_GRAMMAR, max_tokens=120)
             outputs.append((result.text, e.last_stats))
@@ -436,10 +438,12 @@ def test_a_draft_chosen_before_forced_text_is_fed_again_with_it() -> None:
     assert stats.draft_hits > stats.draft_misses
 
 
-def test_a_guess_that_cant_be_taken_back_stops_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_guess_that_cant_be_taken_back_stops_generation(
+    monkeypatch: pytest.MonkeyPatch, smollm2: Path
+) -> None:
     # A memory that can't drop a partial range (llama.cpp's recurrent ones; such models get
     # no guesses) would lose the whole context: that must be an error, never output.
-    with Engine(smollm2_path(), n_ctx=1024, n_threads=1) as e:
+    with Engine(smollm2, n_ctx=1024, n_threads=1) as e:
         monkeypatch.setattr(ll, "llama_memory_seq_rm", lambda *args: False)
         with pytest.raises(ModelError, match="take guessed tokens back"):
             e.generate(COPY_MESSAGES, COPY_GRAMMAR, max_tokens=120)

@@ -15,14 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz_cli import Case, SharedModel, cases, problems, run_case
-from tests.grammar_engine import default_model_path
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[SharedModel]:
-    shared = SharedModel(default_model_path())
+def model(smollm2: Path) -> Iterator[SharedModel]:
+    shared = SharedModel(smollm2)
     yield shared
     shared.discard()
 

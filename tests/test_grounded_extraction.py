@@ -15,7 +15,7 @@ from qwenjson.errors import EXIT_NO_VALID_OUTPUT
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, Extractor, open_model
 from tests.grammar_engine import default_model_path
-from tests.test_end_to_end import qwenjson
+from tests.helpers import qwenjson
 
 pytestmark = pytest.mark.model
 
@@ -148,6 +148,7 @@ def test_each_with_evidence_gives_every_item_its_own() -> None:
 TEXT_CHARS = st.sampled_from([*list('abcdeTomAn 中文山歌🙂"\\\n,.'), "Oslo", "Lee", " 42 "])
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

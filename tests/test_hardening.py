@@ -117,6 +117,7 @@ PATTERN_SCHEMA = json.dumps(
 )
 
 
+@pytest.mark.slow
 def test_row1_a_backtracking_pattern_obeys_the_time_limits(tmp_path: Path) -> None:
     text = b'The code is "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab".\n'
     args = ("extract", *M, "--retries", "0", "-s", PATTERN_SCHEMA)
@@ -171,6 +172,7 @@ def test_row5_a_long_concise_schema_is_read_as_concise(tmp_path: Path) -> None:
     assert '\\"f39\\"' in r.out.decode()
 
 
+@pytest.mark.slow
 def test_row6_unbounded_input_is_refused_and_reads_obey_time_limits(tmp_path: Path) -> None:
     r = qwenjson(tmp_path, *EXTRACT, "--input", "/dev/zero", "--total-timeout", "30")
     check(r, EXIT_INPUT, r"'/dev/zero' is larger than 32 MiB")
@@ -326,6 +328,7 @@ def test_row14_nan_in_a_schema_file_and_an_empty_model_are_refused(tmp_path: Pat
     check(r, EXIT_MODEL, r"--model is empty")
 
 
+@pytest.mark.slow
 def test_issue11_a_10_mb_input_is_refused_without_tokenizing_it_all(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_bytes(b"the quick brown fox jumps over the lazy dog " * 230_000)  # 10 MB

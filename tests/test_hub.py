@@ -23,14 +23,7 @@ import pytest
 from qwenjson import hub
 from qwenjson.errors import EXIT_MODEL, ModelError
 from qwenjson.registry import ModelSpec
-from tests import hub_server
-from tests.hub_server import COMMIT, FILE, REPO, FakeHub, smollm2_path
-
-# The fake hub's fixtures, made visible to pytest in this module.
-smol_bytes = hub_server.smol_bytes
-smol_sha = hub_server.smol_sha
-fake_hub = hub_server.fake_hub
-hf_env = hub_server.hf_env
+from tests.hub_server import COMMIT, FILE, REPO, FakeHub
 
 MIB = 1 << 20
 # huggingface_hub hands over downloaded bytes in 10 MiB chunks: a cut at 25 MiB leaves 20 MiB.
@@ -485,8 +478,10 @@ def test_check_gguf_refuses_a_directory(tmp_path: Path) -> None:
         hub.check_gguf(tmp_path)
 
 
-def test_ensure_model_takes_a_local_gguf_without_network(hf_env: Path, fake_hub: FakeHub) -> None:
-    path = smollm2_path()
+def test_ensure_model_takes_a_local_gguf_without_network(
+    hf_env: Path, fake_hub: FakeHub, smollm2: Path
+) -> None:
+    path = smollm2
     assert hub.ensure_model(str(path), offline=True) == path
     assert fake_hub.log == []
 

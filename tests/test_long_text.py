@@ -16,7 +16,6 @@ import os
 import pty
 import re
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ import pytest
 from qwenjson.chunking import split
 from qwenjson.pipeline import open_model
 from tests.grammar_engine import default_model_path
-from tests.test_end_to_end import qwenjson
-from tests.test_signals import wait_for_lines
+from tests.helpers import extract_argv, qwenjson, wait_for_lines
 
 pytestmark = pytest.mark.model
 
@@ -43,7 +41,7 @@ PERSON = "name: full name of a person"
 
 
 def argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "qwenjson", "extract", "-m", MODEL, "--threads", "1", *args]
+    return extract_argv(*args)
 
 
 def extract(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -57,6 +55,7 @@ def names_in_overlaps() -> list[str]:
     return [n for n in NAMES if any(s <= TEAM.index(n) < e for s, e in shared)]
 
 
+@pytest.mark.slow
 def test_each_person_of_a_long_text_once_in_order_with_evidence() -> None:
     assert len(names_in_overlaps()) >= 4  # the test means something: names seen twice
     r = extract("--each", "-s", PERSON, "--evidence", *PIECES, stdin=TEAM.encode())
@@ -71,6 +70,7 @@ def test_each_person_of_a_long_text_once_in_order_with_evidence() -> None:
     assert refused.returncode == 6 and b"too long" in refused.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_mid_document_then_checkpoint_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
     args = ("--each", "-s", PERSON, *PIECES)
     whole = extract(*args, stdin=TEAM.encode())

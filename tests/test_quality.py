@@ -26,6 +26,7 @@ def test_ruff(args: list[str]) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_mypy_strict() -> None:
     r = subprocess.run(_tool("mypy"), cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -32,7 +32,7 @@ from qwenjson.errors import (
     EXIT_USAGE,
     ClusterError,
 )
-from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv
+from tests.helpers import REAL_PERSON, TEXTS, qwenjson_argv
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
@@ -83,6 +83,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     return r.stdout, errors.read_bytes()
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_the_cluster_prints_what_the_local_run_prints(
     cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_the_cluster_prints_what_the_local_run_prints(
     assert b"Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_each_on_the_cluster_prints_the_local_items(cluster: tuple[str, int]) -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
     data = "\n".join(["Alice met Bob and Carla in Lyon.", "李明和王芳在北京。"]).encode() + b"\n"
@@ -105,6 +107,7 @@ def test_each_on_the_cluster_prints_the_local_items(cluster: tuple[str, int]) ->
     assert len(here.stdout.splitlines()) >= 2
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_auto_and_unordered_number_each_line(
     cluster: tuple[str, int], local: tuple[bytes, bytes]
 ) -> None:
@@ -119,6 +122,7 @@ def test_auto_and_unordered_number_each_line(
     assert [row["data"] for row in by_line] == [json.loads(x) for x in local[0].splitlines()]
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_on_error_stop_stops_at_the_first_failure_in_input_order(
     cluster: tuple[str, int], local: tuple[bytes, bytes]
 ) -> None:
@@ -130,6 +134,7 @@ def test_on_error_stop_stops_at_the_first_failure_in_input_order(
     assert b"Error: line 7: not a JSON object" in r.stderr
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(
     cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path
 ) -> None:
@@ -152,6 +157,7 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(
     assert b"died" in stderr.getvalue()  # the replacement is reported on stderr
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 @pytest.mark.parametrize("first", ["ray", "local"])
 def test_checkpoint_resume_after_the_driver_is_killed(
     cluster: tuple[str, int], local: tuple[bytes, bytes], tmp_path: Path, first: str
@@ -180,10 +186,13 @@ def test_checkpoint_resume_after_the_driver_is_killed(
     assert out.read_bytes() == local[0]
 
 
-def test_a_record_that_kills_every_worker_fails_alone(cluster: tuple[str, int]) -> None:
+@pytest.mark.slow  # a real Ray cluster and model
+def test_a_record_that_kills_every_worker_fails_alone(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
     lines = [b"Alice Martin is 34.", b"POISON Bob is 51.", b"Carla Diaz is 19."]
     plan = Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=48))
-    spec = worker_spec(plan, model=str(_model()))
+    spec = worker_spec(plan, model=str(smollm2))
     notices: list[str] = []
     shown: list[str] = []
     output = io.BytesIO()
@@ -210,10 +219,13 @@ def test_a_record_that_kills_every_worker_fails_alone(cluster: tuple[str, int]) 
     assert names == ["Alice Martin", "Carla Diaz"]
 
 
-def test_workers_with_other_model_files_are_refused(cluster: tuple[str, int]) -> None:
+@pytest.mark.slow  # a real Ray cluster and model
+def test_workers_with_other_model_files_are_refused(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
     """Their plans' fingerprints differ: one checkpoint can't name both, nor outputs mix."""
     plan = Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=48))
-    spec = worker_spec(plan, model=str(_model()))
+    spec = worker_spec(plan, model=str(smollm2))
     lines = [TEXTS[i % len(TEXTS)].encode() for i in range(20)]  # outlasts the second's start
     with connect(cluster[0]) as c:
         executor = RayExecutor(c, spec, actors=2, worker=OtherModelWorker)
@@ -225,14 +237,16 @@ def test_workers_with_other_model_files_are_refused(cluster: tuple[str, int]) ->
             executor.close()
 
 
-def test_extract_many_from_python(cluster: tuple[str, int]) -> None:
+@pytest.mark.slow  # a real Ray cluster and model
+def test_extract_many_from_python(cluster: tuple[str, int], smollm2: Path) -> None:
     texts = [TEXTS[0], "", TEXTS[1]]
-    got = list(extract_many(texts, REAL_PERSON, ray=cluster[0], model=str(_model()), max_tokens=48))
+    got = list(extract_many(texts, REAL_PERSON, ray=cluster[0], model=str(smollm2), max_tokens=48))
     assert [i for i, _ in got] == [0, 1, 2]
     assert got[0][1]["name"] == "Alice Martin" and got[2][1]["age"] == 51
     assert getattr(got[1][1], "exit_code", None) == 6  # an empty text: an InputError, not raised
 
 
+@pytest.mark.slow  # a real Ray cluster and model
 def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> None:
     argv = qwenjson_argv("--jsonl", "--ray", cluster[0])
     argv[argv.index("--model") + 1] = "/nonexistent/model.gguf"
@@ -328,9 +342,3 @@ def _drain(pipe: IO[bytes]) -> io.BytesIO:
 
     threading.Thread(target=read, daemon=True).start()
     return got
-
-
-def _model() -> Path:
-    from tests.grammar_engine import default_model_path
-
-    return default_model_path()

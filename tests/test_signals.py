@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from qwenjson.errors import EXIT_SIGINT, EXIT_SIGTERM
-from tests.test_batch import REAL_PERSON, TEXTS, qwenjson_argv, running
+from tests.helpers import REAL_PERSON, TEXTS, qwenjson_argv, running, wait_for_lines
 
 pytestmark = pytest.mark.model
 
@@ -29,12 +28,7 @@ def records(n: int) -> bytes:
     return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
 
 
-def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
-    """Wait until ``path`` holds ``n`` newlines (or the process ends)."""
-    while path.read_bytes().count(b"\n") < n and proc.poll() is None:
-        time.sleep(0.02)
-
-
+@pytest.mark.slow
 def test_kill_9_then_checkpoint_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     data = records(8)
     (tmp_path / "in.jsonl").write_bytes(data)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qwenjson.steering import Nesting, choose_closing, closing_classes
-from tests.test_sampling import FakeChecks
+from tests.fakes import FakeChecks
 
 PIECES = [b"a", b"]", b"]}", b'"]', b'"', b"}]]", b"0", b"null", b" []", b"x]"]
 
