@@ -248,8 +248,8 @@ def test_extract_many_from_python(cluster: tuple[str, int], smollm2: Path) -> No
 
 @pytest.mark.slow  # a real Ray cluster and model
 def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> None:
-    argv = qwenjson_argv("--jsonl", "--ray", cluster[0])
-    argv[argv.index("--model") + 1] = "/nonexistent/model.gguf"
+    # (The last --model given is the one used.)
+    argv = qwenjson_argv("--jsonl", "--ray", cluster[0], "--model", "/nonexistent/model.gguf")
     r = run(argv, b"Alice is 34.\n")
     assert r.returncode == EXIT_MODEL, r.stderr.decode()
     assert b"is not on node" in r.stderr and b"Traceback" not in r.stderr
