@@ -142,15 +142,13 @@ def annotate(
         if record is not None:
             span = record.span if record.status == "grounded" else None
             kind = record.rule.kind
-            if span is not None and kind == "text":
-                content = raw_bytes[leaf.start + 1 : leaf.end - 1]
-                span = source.span(content, after=last_start) or span
-            elif span is not None:
-                # A date or number: the place the text says it after the last value's source,
-                # if it says it twice. It claims no words from other fields (below).
+            if span is not None:
                 said = raw_bytes[leaf.start : leaf.end]
-                said = said[1:-1] if kind == "date" else said
-                span = source.readings(kind).span(said, after=last_start) or span
+                said = said if kind in ("number", "integer") else said[1:-1]
+                # The place the text says it after the last value's source, if it says it
+                # twice. A date or number claims no words from other fields (below).
+                span = source.values(kind).span(said, after=last_start) or span
+                content = said if kind == "text" else b""
             needs_source = True
         else:
             span = _find(source, value, last_start)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -109,16 +109,7 @@ class _Open:
     free: bool = False
 
     def copy(self) -> _Open:
-        return _Open(
-            self.path,
-            self.rule,
-            self.out_start,
-            self.source,
-            bytearray(self.content),
-            self.refused_first,
-            self.number,
-            self.free,
-        )
+        return replace(self, content=bytearray(self.content))
 
     def holds(self) -> bool:
         """Whether the content so far can still grow into a value."""
@@ -287,15 +278,15 @@ class Grounding:
 
         Inside a grounded value only the tokens that spell the text's next bytes from a place
         the content occurs, or that hold a quote (``sensitive``), can pass, so only those are
-        checked; elsewhere only tokens with a quote or comma can be refused, or start a number
-        (few of the grammar's tokens are allowed where a number is written: all are checked).
+        checked. Elsewhere (or in a number, or a value left free) every token the grammar admits
+        is checked: a number's first byte can be refused besides quotes and commas.
         """
         out = mask.copy()
         o = self._open
         if o is None or o.number or o.free:
-            for t in np.flatnonzero(mask) if o is not None or self._scalar == 0 else sensitive:
-                if out[t] and not self.allows(piece(int(t))):
-                    out[t] = False
+            for admitted in np.flatnonzero(mask):
+                if not self.allows(piece(int(admitted))):
+                    out[admitted] = False
             return out
         out[:] = False
         candidates: set[int] = {int(t) for t in sensitive}
@@ -404,7 +395,7 @@ class Grounding:
         rule = self._rule(path)
         if rule is None or not rule.grounded or number != (rule.kind in ("number", "integer")):
             return
-        source = self.source if rule.kind == "text" else self.source.readings(rule.kind)
+        source = self.source.values(rule.kind)
         self._open = _Open(
             path, rule, self._pos - 1, source, refused_first=self._refusal_pending, number=number
         )

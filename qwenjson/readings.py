@@ -51,10 +51,6 @@ class Readings:
         """Whether ``content`` can still grow into one of the values."""
         return any(r.content.startswith(content) for r in self.readings)
 
-    def whole(self, content: bytes) -> bool:
-        """Whether ``content`` is one of the values."""
-        return any(r.content == content for r in self.readings)
-
     def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
         """Where the text says the value ``content`` (the first place at or after ``after``,
         else the first), or None when it isn't one of the values."""

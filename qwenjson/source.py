@@ -97,6 +97,11 @@ class SourceText:
             end = start + len(content)
             yield self.data[end : end + limit]
 
+    def values(self, kind: Kind) -> SourceText | Readings:
+        """What a grounded value of ``kind`` is checked against: this text's spans (``text``),
+        or its readings."""
+        return self if kind == "text" else self.readings(kind)
+
     def readings(self, kind: Kind) -> Readings:
         """The values of ``kind`` (``date``, ``number``, ``integer``) the text can be read as,
         with offsets in the input's coordinates (computed once per text)."""
