@@ -250,6 +250,11 @@ def test_random_schemas_give_a_usable_grammar_or_a_clean_refusal(
 
 
 @MORE
+@example(  # 2.0**53 is an integer to JSON Schema; its canonical form must say so
+    schema={"type": "object", "additionalProperties": {"type": "integer"}},
+    instances=[{"": 9007199254740992.0}, -1e300, {"a": 1e300}],
+    spaced=False,
+)
 @given(
     schema=SCHEMAS,
     instances=st.lists(JSON_VALUES, min_size=1, max_size=4),

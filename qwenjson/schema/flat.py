@@ -127,7 +127,9 @@ def canonical_json(value: Any, separators: tuple[str, str] = (",", ":")) -> list
     if isinstance(value, float):
         if not math.isfinite(value):
             return []
-        if value.is_integer() and abs(value) < 2**53:
+        if value.is_integer():
+            # Exact at any size (a float >= 2**53 is always integral, int() is its value), and
+            # the only spelling an "integer" schema accepts for it.
             return [str(int(value))]
     return [json.dumps(value, ensure_ascii=False, separators=separators, allow_nan=False)]
 
