@@ -571,8 +571,8 @@ def canonical_json(instance: Any, schema: Any = True, *, spaced: bool = False) -
     first matching ``anyOf``/``oneOf`` branch: the compiler's order, see
     ``_Canonicalizer.applicable``), then the names ``required`` lists that no schema declares,
     any others after them in the instance's order, and integral numbers written without a
-    fraction (``1.0`` → ``1``, ``1e300`` → its 301 digits). A value that a ``const``/``enum`` lists is written as the schema writes
-    it. Raises ValueError for NaN/infinity.
+    fraction (``1.0`` → ``1``, ``1e300`` → its 301 digits). A value that a ``const``/``enum``
+    lists is written as the schema writes it. Raises ValueError for NaN/infinity.
     """
     ordered = _Canonicalizer(schema).value(instance, [schema])
     separators = (", ", ": ") if spaced else (",", ":")
