@@ -10,7 +10,7 @@ from typing import Any
 
 from qwenjson.errors import SchemaError
 from qwenjson.jsontypes import expanded_types, json_equal, json_type_of, type_allows
-from qwenjson.schema import gbnf
+from qwenjson.schema import gbnf_text
 from qwenjson.schema.flat import (
     Flat,
     LeftRecursion,
@@ -23,7 +23,7 @@ from qwenjson.schema.flat import (
     py_search,
 )
 from qwenjson.schema.flatten import Flattener
-from qwenjson.schema.gbnf import LITERAL, alt, trie_alternation, unliteral
+from qwenjson.schema.gbnf_text import LITERAL, alt, trie_alternation, unliteral
 
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
 MAX_ALTERNATIVES_PRODUCT = 64
@@ -192,7 +192,7 @@ class Alternatives(Flattener):
             )
         if len(texts) > TRIE_THRESHOLD:
             return trie_alternation(texts)
-        return alt(gbnf.literal(t) for t in texts)
+        return alt(gbnf_text.literal(t) for t in texts)
 
 
 def _possible_types(f: Flat) -> set[str]:

@@ -13,7 +13,7 @@ from qwenjson.schema.flat import (
     min_opt,
 )
 from qwenjson.schema.flatten import Flattener
-from qwenjson.schema.gbnf import group, repeat, seq
+from qwenjson.schema.gbnf_text import group, repeat, seq
 from qwenjson.schema.keywords import grammar_keywords
 
 _ARRAY_KEYWORDS = grammar_keywords("array")

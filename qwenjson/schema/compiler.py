@@ -19,7 +19,7 @@ from qwenjson.jsontypes import JSON_TYPES
 from qwenjson.schema.alternatives import MAX_ALTERNATIVES_PRODUCT, Alternatives
 from qwenjson.schema.arrays import ArrayRules
 from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable
-from qwenjson.schema.gbnf import alt
+from qwenjson.schema.gbnf_text import alt
 from qwenjson.schema.numbers import NumberRules
 from qwenjson.schema.objects import ObjectRules
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from qwenjson.errors import SchemaError
 from qwenjson.pointer import unescape_token
-from qwenjson.schema import gbnf
+from qwenjson.schema import gbnf, gbnf_text
 from qwenjson.schema.flat import Flat, LeftRecursion, Node
-from qwenjson.schema.gbnf import IDENT, is_atom
+from qwenjson.schema.gbnf import IDENT
+from qwenjson.schema.gbnf_text import is_atom
 from qwenjson.schema.keywords import INERT, Status, child_pointer
 from qwenjson.schema.refs import RefIndex
 
@@ -99,8 +100,8 @@ class CompilerCore:
         self.closed_objects = closed_objects
         # The separators written between members/items and after keys, as GBNF literals.
         self.separators = (", ", ": ") if spaced else (",", ":")
-        self.comma = gbnf.literal(self.separators[0])
-        self.colon = gbnf.literal(self.separators[1])
+        self.comma = gbnf_text.literal(self.separators[0])
+        self.colon = gbnf_text.literal(self.separators[1])
         self.index = RefIndex(schema)
         self.dialect = self.index.dialect
         self.draft = self.dialect.draft

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qwenjson.schema.gbnf import json_escape_content, literal
+from qwenjson.schema.gbnf import json_escape_content
+from qwenjson.schema.gbnf_text import literal
 from qwenjson.schema.regex import regex_to_gbnf
 
 __all__ = ["EXACT_FORMATS", "FORMATS", "format_to_gbnf"]

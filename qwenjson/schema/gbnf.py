@@ -1,4 +1,5 @@
-"""GBNF building blocks shared by the schema compiler, the regex translator and the formats.
+"""GBNF for the schema compiler, the regex translator and the formats: the expressions grammars
+are built from, and the one escaper that writes them out.
 
 GBNF is llama.cpp's grammar format. Everything here produces text that llama.cpp's own parser
 (``llama_grammar_init_impl``) accepts: literals in double quotes, character classes in brackets,
@@ -10,20 +11,22 @@ U+0000–U+001F, which are escaped (``\\n`` and friends where JSON has a short e
 otherwise). One encoding per character keeps the model from wasting tokens on ``\\u`` escapes
 and makes the grammar's length counts exact: one ``char`` is one character of the decoded string.
 
-Expressions are built as text by the helpers here (``seq``, ``alt``, ``group``, ``repeat``,
-``trie_alternation``); character classes are escaped by ``class_char`` alone.
+An expression is a value (``Literal``, ``Ref``, ``CharClass``, ``Seq``, ``Alt``, ``Repeat``,
+``Group``) built by the helpers here (``seq``, ``alt``, ``group``, ``repeat``, ``optional``,
+``trie_alternation``), which merge literals and add parentheses by looking at the structure, never
+at text. ``str(expr)`` is its GBNF text, written once, when the grammar is written out: literal
+text is escaped by ``_escape`` alone, computed class members by ``class_char`` alone (fixed
+classes, like ``[0-9]``, are written in their GBNF spelling where they are defined).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 _SHORT_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", '"': '"', "\\": "\\"}
-
-# One character of a JSON string's content, in canonical form.
-JSON_CHAR_RULE = 'json-char ::= [^"\\\\\\x00-\\x1F] | "\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]'
 
 
 def gbnf_escape_char(ch: str, in_class: bool = False) -> str:
@@ -43,9 +46,11 @@ def gbnf_escape_char(ch: str, in_class: bool = False) -> str:
     return ch
 
 
-def literal(text: str) -> str:
-    """A GBNF literal matching exactly ``text`` (raw characters, not JSON-encoded)."""
-    return '"' + "".join(gbnf_escape_char(c) for c in text) + '"'
+def _escape(text: str) -> str:
+    """``text`` as written between a GBNF literal's quotes."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text  # nothing to escape: printable excludes controls, DEL and surrogates
+    return "".join(gbnf_escape_char(c) for c in text)
 
 
 def json_escape_content(value: str) -> str:
@@ -61,12 +66,9 @@ def json_escape_content(value: str) -> str:
     return "".join(out)
 
 
-def json_string_literal(value: str) -> str:
-    """A GBNF literal for the JSON string ``value``, quotes included, in canonical form."""
-    return literal('"' + json_escape_content(value) + '"')
-
-
 _RULE_NAME_BAD = re.compile(r"[^a-zA-Z0-9-]+")
+
+IDENT = re.compile(r"[a-zA-Z0-9-]+")
 
 
 def rule_name(hint: str) -> str:
@@ -87,124 +89,302 @@ def class_char(cp: int) -> str:
     return f"\\u{cp:04X}" if cp <= 0xFFFF else f"\\U{cp:08X}"
 
 
-def char_class(ranges: Iterable[tuple[int, int]], negated_base: str = "") -> str:
+# ---- expressions ---------------------------------------------------------------------------
+
+_NO_REFS: frozenset[str] = frozenset()
+
+
+class _Expr:
+    """What every expression has: ``str()`` gives its GBNF text."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        out: list[str] = []
+        self._write(out)
+        return "".join(out)
+
+    def _write(self, out: list[str]) -> None:
+        # Plain Python recursion (no str() inside): deep expressions stay off the C stack.
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(_Expr):
+    """Exactly ``text`` (raw characters; escaped when written)."""
+
+    text: str
+
+    @property
+    def refs(self) -> frozenset[str]:
+        return _NO_REFS
+
+    def _write(self, out: list[str]) -> None:
+        out.append('"' + _escape(self.text) + '"')
+
+
+@dataclass(frozen=True, slots=True)
+class Ref(_Expr):
+    """The rule called ``name``."""
+
+    name: str
+
+    @property
+    def refs(self) -> frozenset[str]:
+        return frozenset((self.name,))
+
+    def _write(self, out: list[str]) -> None:
+        out.append(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class CharClass(_Expr):
+    """One character of a class; ``body`` is the GBNF text between the brackets."""
+
+    body: str
+    negated: bool = False
+
+    @property
+    def refs(self) -> frozenset[str]:
+        return _NO_REFS
+
+    def _write(self, out: list[str]) -> None:
+        out.append(("[^" if self.negated else "[") + self.body + "]")
+
+
+class _Composite(_Expr):
+    """An expression made of others. Hash and references are computed once, at construction:
+    rules are deduplicated by body, and a big body would otherwise be hashed on every lookup."""
+
+    __slots__ = ("_hash", "refs")
+    _hash: int
+    refs: frozenset[str]  # every rule name used inside
+
+    def _parts(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def _children(self) -> tuple[Expr, ...]:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((type(self), self._parts())))
+        used = [c.refs for c in self._children() if c.refs]
+        refs = used[0] if len(used) == 1 else frozenset().union(*used) if used else _NO_REFS
+        object.__setattr__(self, "refs", refs)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            type(other) is type(self) and hash(other) == self._hash and _same(self, other)
+        )
+
+
+def _same(a: object, b: object) -> bool:
+    """Structural equality, without recursion (bodies can be thousands of levels deep)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if not isinstance(x, _Composite):
+            if x != y:
+                return False
+            continue
+        if not isinstance(y, _Composite) or type(y) is not type(x) or x._hash != y._hash:
+            return False
+        xs, ys = x._parts(), y._parts()
+        if len(xs) != len(ys):
+            return False
+        stack.extend(zip(xs, ys, strict=True))
+    return True
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Seq(_Composite):
+    """``items`` one after the other; ``Seq(())`` matches the empty text."""
+
+    items: tuple[Expr, ...]
+
+    def _parts(self) -> tuple[object, ...]:
+        return self.items
+
+    def _children(self) -> tuple[Expr, ...]:
+        return self.items
+
+    def _write(self, out: list[str]) -> None:
+        for i, item in enumerate(self.items):
+            if i:
+                out.append(" ")
+            item._write(out)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Alt(_Composite):
+    """One of ``items`` (an Alt among them is written without parentheses: same language)."""
+
+    items: tuple[Expr, ...]
+
+    def _parts(self) -> tuple[object, ...]:
+        return self.items
+
+    def _children(self) -> tuple[Expr, ...]:
+        return self.items
+
+    def _write(self, out: list[str]) -> None:
+        for i, item in enumerate(self.items):
+            if i:
+                out.append(" | ")
+            item._write(out)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Repeat(_Composite):
+    """``item`` from ``lo`` to ``hi`` times (``hi`` None: unbounded); ``item`` must be one
+    symbol (a literal, rule, class or group)."""
+
+    item: Expr
+    lo: int
+    hi: int | None
+
+    def _parts(self) -> tuple[object, ...]:
+        return (self.item, self.lo, self.hi)
+
+    def _children(self) -> tuple[Expr, ...]:
+        return (self.item,)
+
+    def _write(self, out: list[str]) -> None:
+        self.item._write(out)
+        lo, hi = self.lo, self.hi
+        if hi is None:
+            out.append({0: "*", 1: "+"}.get(lo, f"{{{lo},}}"))
+        elif (lo, hi) == (0, 1):
+            out.append("?")
+        else:
+            out.append(f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Group(_Composite):
+    """``item`` in parentheses: ``( item )``, or ``(item)`` when not ``spaced`` (the regex
+    translator's and the formats' spelling)."""
+
+    item: Expr
+    spaced: bool = True
+
+    def _parts(self) -> tuple[object, ...]:
+        return (self.item, self.spaced)
+
+    def _children(self) -> tuple[Expr, ...]:
+        return (self.item,)
+
+    def _write(self, out: list[str]) -> None:
+        out.append("( " if self.spaced else "(")
+        self.item._write(out)
+        out.append(" )" if self.spaced else ")")
+
+
+Expr = Literal | Ref | CharClass | Seq | Alt | Repeat | Group
+
+EMPTY = Seq(())  # the empty text: no symbol at all (dropped from sequences)
+QUOTE = Literal('"')
+
+
+def literal(text: str) -> Literal:
+    """A literal matching exactly ``text`` (raw characters, not JSON-encoded)."""
+    return Literal(text)
+
+
+def json_string_literal(value: str) -> Literal:
+    """A literal for the JSON string ``value``, quotes included, in canonical form."""
+    return Literal('"' + json_escape_content(value) + '"')
+
+
+def char_class(ranges: Iterable[tuple[int, int]], negated_base: str = "") -> CharClass:
     """A class of the code point ranges; ``negated_base`` (already escaped) makes it ``[^…]``."""
     body = "".join(
         class_char(lo) if lo == hi else f"{class_char(lo)}-{class_char(hi)}" for lo, hi in ranges
     )
-    return f"[^{negated_base}{body}]" if negated_base else f"[{body}]"
+    return CharClass(negated_base + body, negated=bool(negated_base))
 
 
-# ---- expressions -------------------------------------------------------------------------
-
-QUOTE = '"\\""'  # the literal for one `"`
-
-# One whole literal; a rule name.
-LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"$')
-
-IDENT = re.compile(r"[a-zA-Z0-9-]+")
-
-
-def is_atom(expr: str) -> bool:
-    """A rule name or a single literal: usable anywhere without parentheses."""
-    return bool(IDENT.fullmatch(expr) or (expr[:1] == '"' and LITERAL.match(expr)))
+# One character of a JSON string's content, in canonical form; its escaped forms alone.
+JSON_CHAR = Alt(
+    (
+        CharClass('"\\\\\\x00-\\x1F', negated=True),
+        Seq((Literal("\\"), CharClass('"\\\\bfnrt'))),
+        Seq((Literal("\\u00"), CharClass("01"), CharClass("0-9a-f"))),
+    )
+)
+JSON_ESCAPE = Alt(JSON_CHAR.items[1:])
+JSON_CHAR_RULE = f"json-char ::= {JSON_CHAR}"
 
 
-def seq(*parts: str) -> str:
-    """A GBNF sequence, adjacent literals merged ("a" "b" → "ab"), empty parts dropped."""
-    out: list[str] = []
-    for part in parts:
-        if not part:
-            continue
-        if out and part[0] == '"' and out[-1][-1] == '"':
-            head = _LEADING_LITERAL.match(part)
-            tail = _TRAILING_LITERAL.search(out[-1])
-            if head and tail and not has_bar(part) and not has_bar(out[-1]):
-                out[-1] = out[-1][: tail.start()] + tail.group(0)[:-1] + part[1:]
-                continue
-        out.append(part)
-    return " ".join(out)
+def is_atom(expr: Expr) -> bool:
+    """A rule name or a single literal: usable anywhere without parentheses, and never worth a
+    rule of its own."""
+    return isinstance(expr, Literal | Ref)
 
 
-_LEADING_LITERAL = re.compile(r'^"(?:[^"\\]|\\.)*"(?=\s|$)')
-
-_TRAILING_LITERAL = re.compile(r'(?:^|(?<=\s))"(?:[^"\\]|\\.)*"$')
-
-
-def _outside_quotes(expr: str) -> Iterator[tuple[int, str, int]]:
-    """(index, character, paren depth) of each character outside literals and classes."""
-    depth = 0
-    in_lit = in_cls = False
-    i = 0
-    while i < len(expr):
-        c = expr[i]
-        if in_lit or in_cls:
-            if c == "\\":
-                i += 2
-                continue
-            if (in_lit and c == '"') or (in_cls and c == "]"):
-                in_lit = in_cls = False
-        elif c == '"':
-            in_lit = True
-        elif c == "[":
-            in_cls = True
-        else:
-            if c == ")":
-                depth -= 1
-            yield i, c, depth
-            if c == "(":
-                depth += 1
-        i += 1
-
-
-def has_bar(expr: str) -> bool:
-    return " | " in expr and _has_top_level_bar(expr)
-
-
-def _has_top_level_bar(expr: str) -> bool:
-    return any(c == "|" and depth == 0 for _, c, depth in _outside_quotes(expr))
-
-
-def group(expr: str) -> str:
+def group(expr: Expr) -> Expr:
     """``expr`` as one atom (parenthesised unless it already is one)."""
-    if not expr:
-        return '""'
-    if is_atom(expr):
+    if isinstance(expr, Seq) and not expr.items:
+        return Literal("")
+    if is_atom(expr) or isinstance(expr, Group):
         return expr
-    if expr.startswith("(") and expr.endswith(")") and _balanced_outer(expr):
-        return expr
-    return "( " + expr + " )"
+    return Group(expr)
 
 
-def _balanced_outer(expr: str) -> bool:
-    # True when the first "(" closes at the very end (so the whole thing is one group).
-    last = len(expr) - 1
-    return not any(c == ")" and d == 0 and i != last for i, c, d in _outside_quotes(expr))
+def seq(*parts: Expr) -> Expr:
+    """A sequence, the literals where two parts meet merged (``"a" "b"`` → ``"ab"``), empty
+    parts dropped, an alternation parenthesised."""
+    items: list[Expr] = []
+    for part in parts:
+        if isinstance(part, Alt):
+            part = Group(part)
+        new = part.items if isinstance(part, Seq) else (part,)
+        if not new:
+            continue
+        first = new[0]
+        if items and isinstance(first, Literal) and isinstance(items[-1], Literal):
+            items[-1] = Literal(items[-1].text + first.text)
+            items.extend(new[1:])
+        else:
+            items.extend(new)
+    return items[0] if len(items) == 1 else Seq(tuple(items))
 
 
-def alt(alternatives: Iterable[str]) -> str:
+def alt(alternatives: Iterable[Expr]) -> Expr:
     """An alternation of expressions, duplicates removed, order kept."""
-    return " | ".join(dict.fromkeys(alternatives))
+    items = tuple(dict.fromkeys(alternatives))
+    if len(items) <= 1:
+        return items[0] if items else EMPTY
+    return Alt(items)
 
 
-def repeat(atom: str, lo: int, hi: int | None) -> str:
+def repeat(item: Expr, lo: int, hi: int | None) -> Expr:
+    """``item`` from ``lo`` to ``hi`` times (``hi`` None: unbounded)."""
     if hi is not None and hi < lo:
         # Never hand llama.cpp `{m,n}` with n < m: its parser runs out of memory on it.
         raise ValueError(f"no count between {lo} and {hi}")
-    if hi is not None and hi == lo:
-        return "" if lo == 0 else atom if lo == 1 else f"{atom}{{{lo}}}"
-    if hi is None:
-        return {0: f"{atom}*", 1: f"{atom}+"}.get(lo, f"{atom}{{{lo},}}")
-    if lo == 0 and hi == 1:
-        return f"{atom}?"
-    return f"{atom}{{{lo},{hi}}}"
+    if hi == lo and lo <= 1:
+        return item if lo == 1 else EMPTY
+    if not isinstance(item, Literal | Ref | CharClass | Group):
+        item = group(item)
+    return Repeat(item, lo, hi)
 
 
-def trie_alternation(texts: list[str]) -> str:
+def optional(expr: Expr) -> Expr:
+    """``expr`` or nothing: ``expr?``, parenthesised unless an atom."""
+    return repeat(group(expr), 0, 1)
+
+
+def trie_alternation(texts: list[str]) -> Expr:
     """Literal alternatives factored on shared prefixes (llama.cpp then keeps few stacks)."""
 
-    def build(group: list[str], depth: int) -> str:
-        alts: list[str] = []
+    def build(group: list[str], depth: int) -> Expr | None:
+        alts: list[Expr] = []
         ends = False
         by_char: dict[str, list[str]] = {}
         for t in group:
@@ -218,49 +398,15 @@ def trie_alternation(texts: list[str]) -> str:
             shortest = min(len(t) for t in sub)
             while end < shortest and all(t[end] == sub[0][end] for t in sub):
                 end += 1
-            head = literal(sub[0][depth:end])
+            head = Literal(sub[0][depth:end])
             rest = build(sub, end)
-            alts.append(seq(head, rest) if rest else head)
+            alts.append(head if rest is None else seq(head, rest))
         if not alts:
-            return ""
-        body = " | ".join(alts)
+            return None
         if ends:
             # Not `( … )?`: llama.cpp refuses a repetition of a group holding 2,000+ rules.
-            return "( " + body + ' | "" )'
-        return body if len(alts) == 1 else "( " + body + " )"
+            return Group(Alt((*alts, Literal(""))))
+        return alts[0] if len(alts) == 1 else Group(Alt(tuple(alts)))
 
-    return build(sorted(set(texts)), 0)
-
-
-_GBNF_ESCAPES = {
-    "\\": "\\",
-    '"': '"',
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "]": "]",
-    "[": "[",
-    "-": "-",
-    "^": "^",
-}
-
-
-def unliteral(lit: str) -> str:
-    """The text a GBNF literal (as :func:`gbnf.literal` writes them) matches."""
-    body = lit[1:-1]
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\":
-            nxt = body[i + 1]
-            if nxt == "x":
-                out.append(chr(int(body[i + 2 : i + 4], 16)))
-                i += 4
-                continue
-            out.append(_GBNF_ESCAPES.get(nxt, nxt))
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    trie = build(sorted(set(texts)), 0)
+    return EMPTY if trie is None else trie

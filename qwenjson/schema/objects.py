@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
-from qwenjson.schema import gbnf
+from qwenjson.schema import gbnf, gbnf_text
 from qwenjson.schema.core import pointer_hint
 from qwenjson.schema.flat import (
     MAX_EXACT_REPEAT,
@@ -20,7 +20,8 @@ from qwenjson.schema.flat import (
     min_opt,
     py_search,
 )
-from qwenjson.schema.gbnf import QUOTE, alt, class_char, group, is_atom, repeat, seq
+from qwenjson.schema.gbnf import class_char
+from qwenjson.schema.gbnf_text import QUOTE, alt, group, is_atom, repeat, seq
 from qwenjson.schema.keywords import child_pointer, grammar_keywords
 from qwenjson.schema.regex import regex_to_gbnf
 from qwenjson.schema.strings import StringRules
@@ -278,7 +279,7 @@ class ObjectRules(StringRules):
             keys = [k for k in keys if not has_surrogate(k)]
             if not keys:
                 return '""'
-            body = alt(gbnf.json_string_literal(k) for k in keys)
+            body = alt(gbnf_text.json_string_literal(k) for k in keys)
             return self.rule(pointer_hint(f.pointer) + "-name", body)
         expr = self._gen_string(stringish, node)
         self.mark(f.pointer, "propertyNames", "enforced", "names from the string rules")
@@ -379,7 +380,7 @@ def _other_key_body(names: tuple[str, ...]) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _char_literal(ch: str) -> str:
-    return gbnf.literal(gbnf.json_escape_content(ch))
+    return gbnf_text.literal(gbnf.json_escape_content(ch))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -391,7 +392,7 @@ def _json_char_excluding(chars: frozenset[str]) -> str:
     if not escaped:
         return "( " + cls + " | json-escape )"
     allowed = [c for c in _ESCAPABLE if c not in chars]
-    escapes = [gbnf.literal(gbnf.json_escape_content(c)) for c in allowed]
+    escapes = [gbnf_text.literal(gbnf.json_escape_content(c)) for c in allowed]
     return "( " + " | ".join([cls, *escapes]) + " )"
 
 
@@ -408,4 +409,4 @@ def _key_literal(name: str, colon: str = ":") -> str:
     """The GBNF literal for `"name":` (the fast path skips escaping where none is needed)."""
     if name.isprintable() and '"' not in name and "\\" not in name:
         return '"\\"' + name + '\\"' + colon + '"'
-    return gbnf.literal('"' + gbnf.json_escape_content(name) + '"' + colon)
+    return gbnf_text.literal('"' + gbnf.json_escape_content(name) + '"' + colon)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 
-from qwenjson.schema.gbnf import char_class, json_escape_content, literal
+from qwenjson.schema.gbnf import json_escape_content
+from qwenjson.schema.gbnf_text import char_class, literal
 from qwenjson.schema.regex_charsets import (
     _PLAIN,
     UNIVERSE,

@@ -10,7 +10,7 @@ from qwenjson.schema.core import pointer_hint
 from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable, min_opt
 from qwenjson.schema.flatten import Flattener
 from qwenjson.schema.formats import EXACT_FORMATS, format_to_gbnf
-from qwenjson.schema.gbnf import QUOTE, group, repeat, seq
+from qwenjson.schema.gbnf_text import QUOTE, group, repeat, seq
 from qwenjson.schema.regex import regex_to_gbnf
 
 # String lengths may go further: `json-char{0,n}` is one rule repeated, and llama.cpp accepts
