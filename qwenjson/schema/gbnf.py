@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _SHORT_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", '"': '"', "\\": "\\"}
@@ -319,6 +319,16 @@ JSON_CHAR = Alt(
 )
 JSON_ESCAPE = Alt(JSON_CHAR.items[1:])
 JSON_CHAR_RULE = f"json-char ::= {JSON_CHAR}"
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """``expr`` and every expression inside it (not into the rules it refers to)."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        if isinstance(e, _Composite):
+            stack.extend(e._children())
 
 
 def is_atom(expr: Expr) -> bool:

@@ -63,7 +63,7 @@ class NumberRules(Flattener):
                 raise Unsatisfiable(f"no integer between {lo} and {hi}", f.pointer)
             if ilo is None and ihi is None:
                 return "integer"
-            return int_range(ilo, ihi)
+            return str(int_range(ilo, ihi))
         if lo is None and hi is None:
             return "number"
         exact = all(v is None or float(v).is_integer() for v in (lo, hi))
@@ -81,4 +81,4 @@ class NumberRules(Flattener):
                 "validated-after",
                 "bounds the grammar can't express exactly are checked after generation",
             )
-        return expr if expr is not None else "number"
+        return str(expr) if expr is not None else "number"

@@ -7,46 +7,49 @@ fixed repetition counts, so they stay small: O(digits²) symbols for any bound.
 
 from __future__ import annotations
 
+from qwenjson.schema.gbnf import CharClass, Expr, Group, Literal, Repeat, alt, optional, seq
 
-def _digit_class(lo: int, hi: int) -> str:
+_DIGIT = CharClass("0-9")
+_NONZERO = CharClass("1-9")
+
+
+def _digit_class(lo: int, hi: int) -> Expr:
     if lo == hi:
-        return f'"{lo}"'
-    if lo == 0 and hi == 9:
-        return "[0-9]"
-    return f"[{lo}-{hi}]"
+        return Literal(str(lo))
+    return _DIGIT if (lo, hi) == (0, 9) else CharClass(f"{lo}-{hi}")
 
 
-def _any_digits(n: int) -> list[str]:
-    return [] if n == 0 else ["[0-9]"] if n == 1 else [f"[0-9]{{{n}}}"]
+def _any_digits(n: int) -> list[Expr]:
+    return [] if n == 0 else [_DIGIT] if n == 1 else [Repeat(_DIGIT, n, n)]
 
 
-def _same_length(lo: str, hi: str) -> list[list[str]]:
+def _same_length(lo: str, hi: str) -> list[list[Expr]]:
     """Alternatives (each a symbol sequence) for digit strings of equal length in [lo, hi]."""
     n = len(lo)
     if n == 0:
         return [[]]
     a, b = int(lo[0]), int(hi[0])
     if a == b:
-        return [[f'"{a}"', *seq] for seq in _same_length(lo[1:], hi[1:])]
+        return [[Literal(str(a)), *rest] for rest in _same_length(lo[1:], hi[1:])]
     rest_lo_min = lo[1:] == "0" * (n - 1)
     rest_hi_max = hi[1:] == "9" * (n - 1)
-    alts: list[list[str]] = []
+    alts: list[list[Expr]] = []
     first_full = a if rest_lo_min else a + 1
     last_full = b if rest_hi_max else b - 1
     if not rest_lo_min:
-        alts += [[f'"{a}"', *seq] for seq in _same_length(lo[1:], "9" * (n - 1))]
+        alts += [[Literal(str(a)), *rest] for rest in _same_length(lo[1:], "9" * (n - 1))]
     if first_full <= last_full:
         alts.append([_digit_class(first_full, last_full), *_any_digits(n - 1)])
     if not rest_hi_max:
-        alts += [[f'"{b}"', *seq] for seq in _same_length("0" * (n - 1), hi[1:])]
+        alts += [[Literal(str(b)), *rest] for rest in _same_length("0" * (n - 1), hi[1:])]
     return alts
 
 
-def _nonnegative(lo: int, hi: int | None) -> list[list[str]]:
+def _nonnegative(lo: int, hi: int | None) -> list[list[Expr]]:
     """Alternatives for the integers in [lo, hi], 0 <= lo, hi None = unbounded."""
-    alts: list[list[str]] = []
+    alts: list[list[Expr]] = []
     if lo == 0:
-        alts.append(['"0"'])
+        alts.append([Literal("0")])
         lo = 1
         if hi == 0:
             return alts
@@ -61,64 +64,54 @@ def _nonnegative(lo: int, hi: int | None) -> list[list[str]]:
             alts += _same_length(str(start), str(end))
     if hi is None:
         # Every number with more digits than lo.
-        alts.append(["[1-9]", f"[0-9]{{{lo_len},}}" if lo_len > 1 else "[0-9]+"])
+        alts.append([_NONZERO, Repeat(_DIGIT, lo_len, None)])
     return alts
 
 
-def int_range(lo: int | None, hi: int | None) -> str:
+def int_range(lo: int | None, hi: int | None) -> Expr:
     """A GBNF alternation for the canonical integers in [lo, hi].
 
     Raises ``ValueError`` when the range is empty.
     """
     if lo is not None and hi is not None and lo > hi:
         raise ValueError("empty integer range")
-    alts: list[list[str]] = []
+    alts: list[list[Expr]] = []
     # Negative part: "-" then the magnitudes in [max(1, -hi), -lo].
     if lo is None or lo < 0:
         mag_lo = 1 if hi is None or hi >= 0 else -hi
         mag_hi = None if lo is None else -lo
-        alts += [['"-"', *seq] for seq in _nonnegative(mag_lo, mag_hi)]
+        alts += [[Literal("-"), *rest] for rest in _nonnegative(mag_lo, mag_hi)]
     if hi is None or hi >= 0:
         alts += _nonnegative(max(lo, 0) if lo is not None else 0, hi)
-    texts = [" ".join(seq) for seq in alts]
-    merged = _merge_literals(texts)
-    return " | ".join(merged)
-
-
-def _merge_literals(alts: list[str]) -> list[str]:
-    # Join runs of adjacent quoted digits ("1" "2" → "12") for readability; order is kept.
-    out = []
-    for alt in alts:
-        parts = alt.split(" ")
-        joined: list[str] = []
-        for part in parts:
-            if joined and part.startswith('"') and joined[-1].startswith('"') and part != '"-"':
-                joined[-1] = joined[-1][:-1] + part[1:]
-            else:
-                joined.append(part)
-        out.append(" ".join(joined))
-    return out
+    # seq merges the quoted digits of each alternative ("1" "2" → "12").
+    return alt(seq(*symbols) for symbols in alts)
 
 
 # Fractions after an integer part: some digit not zero, or only zeros ("3.0" is the integer 3).
-_FRAC_NONZERO = '"." [0-9]* [1-9] [0-9]*'
-_FRAC_ZERO = '( "." "0"+ )?'
+_FRAC_NONZERO = seq(Literal("."), Repeat(_DIGIT, 0, None), _NONZERO, Repeat(_DIGIT, 0, None))
+_FRAC_ZERO = optional(seq(Literal("."), Repeat(Literal("0"), 1, None)))
 # What `json.dumps` writes for magnitudes below 1e-4 (5e-05) and from 1e16 on (1e+16).
-_TINY = '[1-9] ( "." [0-9]+ )? "e-" ( "0" [5-9] | [1-9] [0-9]* )'
-_HUGE = '[1-9] ( "." [0-9]+ )? "e+" [0-9]+'
+_MANTISSA = seq(_NONZERO, optional(seq(Literal("."), Repeat(_DIGIT, 1, None))))
+_TINY = seq(
+    _MANTISSA,
+    Literal("e-"),
+    alt([seq(Literal("0"), CharClass("5-9")), seq(_NONZERO, Repeat(_DIGIT, 0, None))]),
+)
+_HUGE = seq(_MANTISSA, Literal("e+"), Repeat(_DIGIT, 1, None))
 # Bounds this large would need exponent forms inside the range: left to validation.
 EXACT_NUMBER_LIMIT = 10**15
 
 
-def _magnitudes(a: int, a_ex: bool, b: int | None, b_ex: bool) -> list[str]:
+def _magnitudes(a: int, a_ex: bool, b: int | None, b_ex: bool) -> list[Expr]:
     """Alternatives for unsigned canonical numbers m with a <(=) m <(=) b."""
-    alts: list[str] = []
+    alts: list[Expr] = []
     first = a + 1 if a_ex else a
     last = None if b is None else (b - 1 if b_ex else b)
+    # The integer part always in parentheses, even when a single literal.
     if last is None or first <= last:
-        alts.append(f"( {int_range(first, last)} ) {_FRAC_ZERO}")
+        alts.append(seq(Group(int_range(first, last)), _FRAC_ZERO))
     if b is None or a <= b - 1:
-        alts.append(f"( {int_range(a, None if b is None else b - 1)} ) {_FRAC_NONZERO}")
+        alts.append(seq(Group(int_range(a, None if b is None else b - 1)), _FRAC_NONZERO))
     if a == 0 and (b is None or b > 0):
         alts.append(_TINY)
     if b is None:
@@ -126,7 +119,7 @@ def _magnitudes(a: int, a_ex: bool, b: int | None, b_ex: bool) -> list[str]:
     return alts
 
 
-def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> str | None:
+def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> Expr | None:
     """GBNF alternatives for canonical JSON numbers in a range with integer bounds.
 
     ``lo_ex``/``hi_ex`` make a bound exclusive. None when a bound is too large for the plain
@@ -135,7 +128,7 @@ def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> st
     for bound in (lo, hi):
         if bound is not None and abs(bound) >= EXACT_NUMBER_LIMIT:
             return None
-    alts: list[str] = []
+    alts: list[Expr] = []
     # Non-negative numbers, written without a sign.
     if hi is None or hi > 0 or (hi == 0 and not hi_ex):
         a, a_ex = (0, False) if lo is None or lo < 0 else (lo, lo_ex)
@@ -145,7 +138,8 @@ def number_range(lo: int | None, lo_ex: bool, hi: int | None, hi_ex: bool) -> st
         a, a_ex = (0, False) if hi is None or hi > 0 else (-hi, hi_ex)
         if hi is not None and hi == 0 and hi_ex:
             a, a_ex = 0, True
-        alts += [f'"-" ( {m} )' for m in _magnitudes(a, a_ex, None if lo is None else -lo, lo_ex)]
+        negative = _magnitudes(a, a_ex, None if lo is None else -lo, lo_ex)
+        alts += [seq(Literal("-"), Group(m)) for m in negative]
     if not alts:
         raise ValueError("empty number range")
-    return " | ".join(alts)
+    return alt(alts)

@@ -20,10 +20,20 @@ the pattern after generation instead.
 
 from __future__ import annotations
 
-import re
-
-from qwenjson.schema.gbnf import json_escape_content
-from qwenjson.schema.gbnf_text import char_class, literal
+from qwenjson.schema.gbnf import (
+    Alt,
+    Expr,
+    Group,
+    Literal,
+    Ref,
+    Repeat,
+    Seq,
+    alt,
+    char_class,
+    json_escape_content,
+    seq,
+    walk,
+)
 from qwenjson.schema.regex_charsets import (
     _PLAIN,
     UNIVERSE,
@@ -51,7 +61,13 @@ from qwenjson.schema.regex_tree import (
     _Translator,
 )
 
-__all__ = ["MAX_REPEAT_BOUND", "is_ecma_regex", "regex_to_gbnf", "to_python_regex"]
+__all__ = [
+    "MAX_REPEAT_BOUND",
+    "is_ecma_regex",
+    "regex_grammar",
+    "regex_to_gbnf",
+    "to_python_regex",
+]
 
 # Groups longer than this (in GBNF text) become rules of their own, as do groups with counted
 # repetitions: see _Emitter.hoisted.
@@ -59,62 +75,77 @@ _HOIST_LENGTH = 200
 
 
 # --------------------------------------------------------------------------------------------
-# Intermediate form → GBNF text.
+# Intermediate form → GBNF expressions.
 
 _SHORT_ESCAPE_LETTERS = {0x08: "b", 0x09: "t", 0x0A: "n", 0x0C: "f", 0x0D: "r"}
+_JSON_CHAR = Ref("json-char")
 
 
-def _generates_many_rules(text: str) -> bool:
+def _generates_many_rules(expr: Expr) -> bool:
     # x{m,n} makes n-m rules and x{m,} one; x{n} none. Long text makes many through `*`, `(…)`.
-    return len(text) > _HOIST_LENGTH or re.search(r"\{\d+,", text) is not None
+    return len(str(expr)) > _HOIST_LENGTH or any(
+        isinstance(e, Repeat) and _ranged(e) for e in walk(expr)
+    )
+
+
+def _ranged(r: Repeat) -> bool:
+    """Written ``{m,}`` or ``{m,n}`` (not ``*``, ``+``, ``?`` nor ``{n}``)."""
+    if r.hi is None:
+        return r.lo > 1
+    return r.hi != r.lo and (r.lo, r.hi) != (0, 1)
+
+
+def _digits(chars: str) -> Expr:
+    # What follows an escape's `\` or `\u00x`: one character (a literal), or a class of them.
+    return Literal(chars) if len(chars) == 1 else char_class((ord(c), ord(c)) for c in chars)
 
 
 class _Emitter:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix if prefix.endswith("-") else prefix + "-"
-        self.rules: dict[str, str] = {}
-        self.set_rules: dict[Ranges, str] = {}
-        self.group_rules: dict[str, str] = {}
-        self.chars_memo: dict[Ranges, str] = {}
+        self.rules: dict[str, Expr] = {}
+        self.set_rules: dict[Ranges, Ref] = {}
+        self.group_rules: dict[Expr, Ref] = {}
+        self.chars_memo: dict[Ranges, Expr] = {}
 
-    def named(self, body: str) -> str:
+    def named(self, body: Expr) -> Ref:
         """A rule for ``body`` (one per distinct body), referenced by name."""
         if body not in self.group_rules:
             name = f"{self.prefix}g{len(self.group_rules)}"
-            self.group_rules[body] = name
+            self.group_rules[body] = Ref(name)
             self.rules[name] = body
         return self.group_rules[body]
 
-    def hoisted(self, group: str) -> str:
+    def hoisted(self, group: Expr) -> Expr:
         """``group`` (a parenthesized expression), or a rule name for it when llama.cpp needs one.
 
         llama.cpp refuses a quantified group when the rules it generates inside, times the
         repetition count, reach 2,000 (MAX_REPETITION_THRESHOLD); a rule reference counts as one.
         Ranged repetitions inside are what generate many rules, so such groups become rules.
         """
-        if group.startswith("(") and _generates_many_rules(group):
-            return self.named(group[1:-1])
+        if isinstance(group, Group) and _generates_many_rules(group):
+            return self.named(group.item)
         return group
 
-    def chars(self, ranges: Ranges) -> str:
+    def chars(self, ranges: Ranges) -> Expr:
         """GBNF for one character of ``ranges``, JSON-encoded: a literal, class or rule name."""
         if ranges not in self.chars_memo:
             self.chars_memo[ranges] = self._chars(ranges)
         return self.chars_memo[ranges]
 
-    def _chars(self, ranges: Ranges) -> str:
+    def _chars(self, ranges: Ranges) -> Expr:
         if ranges == UNIVERSE:
-            return "json-char"
+            return _JSON_CHAR
         if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
-            return literal(json_escape_content(chr(ranges[0][0])))
+            return Literal(json_escape_content(chr(ranges[0][0])))
         if ranges in self.set_rules:
             return self.set_rules[ranges]
-        alts = []
+        alts: list[Expr] = []
         plain = _intersect(ranges, _PLAIN)
         if plain:
             missing = _subtract(_PLAIN, plain)
             if len(plain) == 1 and plain[0][0] == plain[0][1]:
-                alts.append(literal(chr(plain[0][0])))
+                alts.append(Literal(chr(plain[0][0])))
             elif len(missing) < len(plain) and (not missing or missing[-1][1] < 0x80):
                 # Mostly everything: a negated class is shorter. `"`, `\` and controls are never
                 # plain, so they are always excluded here; their escaped forms come below.
@@ -127,13 +158,13 @@ class _Emitter:
                 alts.append(char_class(plain))
         for cp in (0x22, 0x5C):
             if _contains(ranges, cp):
-                alts.append(literal("\\" + chr(cp)))
+                alts.append(Literal("\\" + chr(cp)))
         shorts = "".join(
             letter for cp, letter in sorted(_SHORT_ESCAPE_LETTERS.items()) if _contains(ranges, cp)
         )
+        # An escape's two halves stay two literals (`"\\" "n"`), as the rule has always read.
         if shorts:
-            tail = literal(shorts) if len(shorts) == 1 else f"[{shorts}]"
-            alts.append(literal("\\") + " " + tail)
+            alts.append(Seq((Literal("\\"), _digits(shorts))))
         for high in (0, 1):
             lows = "".join(
                 f"{low:x}"
@@ -141,61 +172,49 @@ class _Emitter:
                 if (cp := high * 16 + low) not in _SHORT_ESCAPE_LETTERS and _contains(ranges, cp)
             )
             if lows:
-                tail = literal(lows) if len(lows) == 1 else f"[{lows}]"
-                alts.append(literal("\\u00" + str(high)) + " " + tail)
-        if len(alts) == 1 and " " not in alts[0]:
+                alts.append(Seq((Literal("\\u00" + str(high)), _digits(lows))))
+        if len(alts) == 1 and not isinstance(alts[0], Seq):
             return alts[0]
-        name = f"{self.prefix}c{len(self.set_rules)}"
-        self.set_rules[ranges] = name
-        self.rules[name] = " | ".join(alts)
-        return name
+        ref = Ref(f"{self.prefix}c{len(self.set_rules)}")
+        self.set_rules[ranges] = ref
+        self.rules[ref.name] = alt(alts)
+        return ref
 
-    def expr(self, node: _Node) -> str:
+    def expr(self, node: _Node) -> Expr:
         """GBNF for ``node``: a sequence or alternation, not necessarily an atom."""
         if isinstance(node, _Alt):
             if _EMPTY in node.items:
                 rest = _alt([i for i in node.items if i != _EMPTY])
-                return f"{self.atom(rest)}?"
-            return " | ".join(self.expr(i) for i in node.items)
+                return Repeat(self.atom(rest), 0, 1)
+            return Alt(tuple(self.expr(i) for i in node.items))
         if isinstance(node, _Seq):
             if not node.items:
-                return '""'
-            parts: list[str] = []
+                return Literal("")
+            parts: list[Expr] = []
             run: list[str] = []  # consecutive single characters become one literal
             for item in node.items:
                 if isinstance(item, _Chars) and len(item.ranges) == 1 == _size(item.ranges):
                     run.append(chr(item.ranges[0][0]))
                     continue
                 if run:
-                    parts.append(literal(json_escape_content("".join(run))))
+                    parts.append(Literal(json_escape_content("".join(run))))
                     run = []
                 parts.append(self.atom(item) if isinstance(item, _Alt) else self.expr(item))
             if run:
-                parts.append(literal(json_escape_content("".join(run))))
-            return " ".join(parts)
+                parts.append(Literal(json_escape_content("".join(run))))
+            return seq(*parts)
         return self.atom(node)
 
-    def atom(self, node: _Node) -> str:
+    def atom(self, node: _Node) -> Expr:
         """GBNF for ``node`` that binds tighter than sequence (safe to follow with a quantifier)."""
         if isinstance(node, _Chars):
             return self.chars(node.ranges)
         if isinstance(node, _Repeat):
             inner = self.atom(node.node)
-            if isinstance(node.node, _Repeat) or (inner.startswith('"') and len(inner) > 3):
-                inner = f"({inner})"  # a quantifier on a quantified atom or a longer literal
-            inner = self.hoisted(inner)
-            lo, hi = node.lo, node.hi
-            if (lo, hi) == (0, None):
-                return f"{inner}*"
-            if (lo, hi) == (1, None):
-                return f"{inner}+"
-            if (lo, hi) == (0, 1):
-                return f"{inner}?"
-            if hi is None:
-                return f"{inner}{{{lo},}}"
-            if lo == hi:
-                return f"{inner}{{{lo}}}"
-            return f"{inner}{{{lo},{hi}}}"
+            longer_literal = isinstance(inner, Literal) and len(str(inner)) > 3
+            if isinstance(node.node, _Repeat) or longer_literal:
+                inner = Group(inner, spaced=False)  # a quantified atom, or "ab": (…) around it
+            return Repeat(self.hoisted(inner), node.lo, node.hi)
         if isinstance(node, _Seq) and len(node.items) == 1:
             return self.atom(node.items[0])
         if (
@@ -204,11 +223,11 @@ class _Emitter:
             and node.items
         ):
             return self.expr(node)  # a single literal
-        return f"({self.expr(node)})"
+        return Group(self.expr(node), spaced=False)
 
 
 def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
-    """GBNF for the JSON-encoded content of strings whose decoded value matches ``pattern``.
+    """GBNF text for the JSON-encoded content of strings whose decoded value matches ``pattern``.
 
     Returns ``(expr, rules)``: a GBNF expression (it may reference ``json-char``) and extra rule
     definitions whose names start with ``prefix``. Raises :class:`UnsupportedKeywordError` for
@@ -216,6 +235,12 @@ def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
 
     Example: ``regex_to_gbnf("^[0-9]{3}$", "p")`` → ``('[0-9]{3}', {})``.
     """
+    expr, rules = regex_grammar(pattern, prefix)
+    return str(expr), {name: str(body) for name, body in rules.items()}
+
+
+def regex_grammar(pattern: str, prefix: str) -> tuple[Expr, dict[str, Expr]]:
+    """:func:`regex_to_gbnf` as expressions (what the compiler builds on)."""
     tree = _parse(pattern)
     translator = _Translator(pattern)
     flags = tree.state.flags
@@ -233,10 +258,10 @@ def regex_to_gbnf(pattern: str, prefix: str) -> tuple[str, dict[str, str]]:
     if whole == _NOTHING:
         raise translator.refuse("a pattern that matches no string")
     emitter = _Emitter(prefix)
-    text = emitter.expr(whole)
-    if _generates_many_rules(text):
+    expr = emitter.expr(whole)
+    if _generates_many_rules(expr):
         # Wherever the compiler puts it (inside a quantified group, say), one rule reference
         # keeps llama.cpp's count of generated rules low; see _Emitter.hoisted.
-        return emitter.named(text), emitter.rules
+        return emitter.named(expr), emitter.rules
     # An atom, so the caller can put it in a sequence between the quotes as it is.
-    return (f"({text})" if isinstance(whole, _Alt) else text), emitter.rules
+    return (Group(expr, spaced=False) if isinstance(whole, _Alt) else expr), emitter.rules
