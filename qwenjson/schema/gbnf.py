@@ -14,9 +14,11 @@ and makes the grammar's length counts exact: one ``char`` is one character of th
 An expression is a value (``Literal``, ``Ref``, ``CharClass``, ``Seq``, ``Alt``, ``Repeat``,
 ``Group``) built by the helpers here (``seq``, ``alt``, ``group``, ``repeat``, ``optional``,
 ``trie_alternation``), which merge literals and add parentheses by looking at the structure, never
-at text. ``str(expr)`` is its GBNF text, written once, when the grammar is written out: literal
-text is escaped by ``_escape`` alone, computed class members by ``class_char`` alone (fixed
-classes, like ``[0-9]``, are written in their GBNF spelling where they are defined).
+at text; it knows the rule names it refers to (``refs``) and whether it is an atom. ``str(expr)``
+is its GBNF text, written once, when first needed (to deduplicate rules by body, or to write the
+grammar out), and never read back. Literal text is escaped by ``_escape`` alone, computed class
+members by ``class_char`` alone (fixed classes, like ``[0-9]``, are written in their GBNF
+spelling where they are defined).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 _SHORT_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", '"': '"', "\\": "\\"}
 
@@ -48,13 +51,16 @@ def gbnf_escape_char(ch: str, in_class: bool = False) -> str:
 
 def _escape(text: str) -> str:
     """``text`` as written between a GBNF literal's quotes."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return text  # nothing to escape: printable excludes controls, DEL and surrogates
+    if text.isprintable():
+        # No controls, DEL or surrogates: only `\` and `"` to escape (a key's `"name":`).
+        return text.replace("\\", "\\\\").replace('"', '\\"')
     return "".join(gbnf_escape_char(c) for c in text)
 
 
 def json_escape_content(value: str) -> str:
     """The canonical JSON encoding of ``value``'s content, without the surrounding quotes."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return value  # the common case (a key, an enum value): nothing JSON escapes
     out = []
     for ch in value:
         if ch in _SHORT_ESCAPES:
@@ -99,162 +105,161 @@ class _Expr:
 
     __slots__ = ()
 
-    def __str__(self) -> str:
-        out: list[str] = []
-        self._write(out)
-        return "".join(out)
-
     def _write(self, out: list[str]) -> None:
-        # Plain Python recursion (no str() inside): deep expressions stay off the C stack.
-        raise NotImplementedError
+        # Recursion through _write alone (never str() inside): Python 3.11 runs it without the
+        # C stack, so only the recursion limit bounds the depth (the compiler raises it).
+        out.append(str(self))
 
 
-@dataclass(frozen=True, slots=True)
+# Expressions are values, never changed once built: their fields are Final (mypy refuses an
+# assignment). Not frozen dataclasses: those pay for every field they set, and a grammar is
+# built of hundreds of thousands of parts (the corpus compiles measured slower with them).
+
+
+@dataclass(slots=True, eq=True)
 class Literal(_Expr):
     """Exactly ``text`` (raw characters; escaped when written)."""
 
-    text: str
+    text: Final[str]
+    refs: ClassVar[frozenset[str]] = _NO_REFS
 
-    @property
-    def refs(self) -> frozenset[str]:
-        return _NO_REFS
+    def __hash__(self) -> int:
+        return hash(self.text)
 
-    def _write(self, out: list[str]) -> None:
-        out.append('"' + _escape(self.text) + '"')
+    def __str__(self) -> str:
+        return '"' + _escape(self.text) + '"'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=True)
 class Ref(_Expr):
     """The rule called ``name``."""
 
-    name: str
+    name: Final[str]
+    refs: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def refs(self) -> frozenset[str]:
-        return frozenset((self.name,))
+    def __post_init__(self) -> None:
+        self.refs = frozenset((self.name,))
 
-    def _write(self, out: list[str]) -> None:
-        out.append(self.name)
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __str__(self) -> str:
+        return self.name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=True)
 class CharClass(_Expr):
     """One character of a class; ``body`` is the GBNF text between the brackets."""
 
-    body: str
-    negated: bool = False
+    body: Final[str]
+    negated: Final[bool] = False
+    refs: ClassVar[frozenset[str]] = _NO_REFS
 
-    @property
-    def refs(self) -> frozenset[str]:
-        return _NO_REFS
+    def __hash__(self) -> int:
+        return hash(self.body) ^ self.negated
 
-    def _write(self, out: list[str]) -> None:
-        out.append(("[^" if self.negated else "[") + self.body + "]")
+    def __str__(self) -> str:
+        return ("[^" if self.negated else "[") + self.body + "]"
 
 
 class _Composite(_Expr):
-    """An expression made of others. Hash and references are computed once, at construction:
-    rules are deduplicated by body, and a big body would otherwise be hashed on every lookup."""
+    """An expression made of others.
 
-    __slots__ = ("_hash", "refs")
-    _hash: int
+    Two are equal when their GBNF texts are: rules are deduplicated by what llama.cpp will read
+    (comparing the structures instead measured slower: hashing every part as it is built, and
+    walking equal bodies apart). The text is written the first time it is needed (a rule body's
+    when it is looked up, an alternative's when alternatives are deduplicated) and kept there;
+    a part written a second time keeps its text too (a key trie's tails, shared by many rules).
+    References are collected as the parts are put together.
+    """
+
+    __slots__ = ("_text", "refs")
     refs: frozenset[str]  # every rule name used inside
+    _text: str | bool  # False: never written; True: written once; then the text
 
-    def _parts(self) -> tuple[object, ...]:
+    def _seal(self, children: tuple[Expr, ...]) -> None:
+        refs = _NO_REFS
+        for child in children:
+            more = child.refs
+            if more and not more <= refs:
+                refs = refs | more if refs else more  # shared, not copied, where it can be
+        self.refs = refs
+        self._text = False
+
+    def __str__(self) -> str:
+        text = self._text
+        if type(text) is not str:
+            out: list[str] = []
+            self._emit(out)
+            self._text = text = "".join(out)
+        return text
+
+    def _write(self, out: list[str]) -> None:
+        text = self._text
+        if text is False:
+            self._text = True
+            self._emit(out)
+        else:
+            out.append(text if type(text) is str else str(self))
+
+    def _emit(self, out: list[str]) -> None:
         raise NotImplementedError
-
-    def _children(self) -> tuple[Expr, ...]:
-        raise NotImplementedError
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((type(self), self._parts())))
-        used = [c.refs for c in self._children() if c.refs]
-        refs = used[0] if len(used) == 1 else frozenset().union(*used) if used else _NO_REFS
-        object.__setattr__(self, "refs", refs)
 
     def __hash__(self) -> int:
-        return self._hash
+        return hash(str(self))
 
     def __eq__(self, other: object) -> bool:
-        return self is other or (
-            type(other) is type(self) and hash(other) == self._hash and _same(self, other)
-        )
+        return self is other or (isinstance(other, _Composite) and str(self) == str(other))
 
 
-def _same(a: object, b: object) -> bool:
-    """Structural equality, without recursion (bodies can be thousands of levels deep)."""
-    stack = [(a, b)]
-    while stack:
-        x, y = stack.pop()
-        if x is y:
-            continue
-        if not isinstance(x, _Composite):
-            if x != y:
-                return False
-            continue
-        if not isinstance(y, _Composite) or type(y) is not type(x) or x._hash != y._hash:
-            return False
-        xs, ys = x._parts(), y._parts()
-        if len(xs) != len(ys):
-            return False
-        stack.extend(zip(xs, ys, strict=True))
-    return True
-
-
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Seq(_Composite):
     """``items`` one after the other; ``Seq(())`` matches the empty text."""
 
-    items: tuple[Expr, ...]
+    items: Final[tuple[Expr, ...]]
 
-    def _parts(self) -> tuple[object, ...]:
-        return self.items
+    def __post_init__(self) -> None:
+        self._seal(self.items)
 
-    def _children(self) -> tuple[Expr, ...]:
-        return self.items
-
-    def _write(self, out: list[str]) -> None:
-        for i, item in enumerate(self.items):
-            if i:
+    def _emit(self, out: list[str]) -> None:
+        items = self.items
+        if items:
+            items[0]._write(out)
+            for item in items[1:]:
                 out.append(" ")
-            item._write(out)
+                item._write(out)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Alt(_Composite):
     """One of ``items`` (an Alt among them is written without parentheses: same language)."""
 
-    items: tuple[Expr, ...]
+    items: Final[tuple[Expr, ...]]
 
-    def _parts(self) -> tuple[object, ...]:
-        return self.items
+    def __post_init__(self) -> None:
+        self._seal(self.items)
 
-    def _children(self) -> tuple[Expr, ...]:
-        return self.items
-
-    def _write(self, out: list[str]) -> None:
-        for i, item in enumerate(self.items):
-            if i:
-                out.append(" | ")
+    def _emit(self, out: list[str]) -> None:
+        items = self.items
+        items[0]._write(out)
+        for item in items[1:]:
+            out.append(" | ")
             item._write(out)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Repeat(_Composite):
     """``item`` from ``lo`` to ``hi`` times (``hi`` None: unbounded); ``item`` must be one
     symbol (a literal, rule, class or group)."""
 
-    item: Expr
-    lo: int
-    hi: int | None
+    item: Final[Expr]
+    lo: Final[int]
+    hi: Final[int | None]
 
-    def _parts(self) -> tuple[object, ...]:
-        return (self.item, self.lo, self.hi)
+    def __post_init__(self) -> None:
+        self._seal((self.item,))
 
-    def _children(self) -> tuple[Expr, ...]:
-        return (self.item,)
-
-    def _write(self, out: list[str]) -> None:
+    def _emit(self, out: list[str]) -> None:
         self.item._write(out)
         lo, hi = self.lo, self.hi
         if hi is None:
@@ -265,21 +270,18 @@ class Repeat(_Composite):
             out.append(f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Group(_Composite):
     """``item`` in parentheses: ``( item )``, or ``(item)`` when not ``spaced`` (the regex
     translator's and the formats' spelling)."""
 
-    item: Expr
-    spaced: bool = True
+    item: Final[Expr]
+    spaced: Final[bool] = True
 
-    def _parts(self) -> tuple[object, ...]:
-        return (self.item, self.spaced)
+    def __post_init__(self) -> None:
+        self._seal((self.item,))
 
-    def _children(self) -> tuple[Expr, ...]:
-        return (self.item,)
-
-    def _write(self, out: list[str]) -> None:
+    def _emit(self, out: list[str]) -> None:
         out.append("( " if self.spaced else "(")
         self.item._write(out)
         out.append(" )" if self.spaced else ")")
@@ -327,8 +329,10 @@ def walk(expr: Expr) -> Iterator[Expr]:
     while stack:
         e = stack.pop()
         yield e
-        if isinstance(e, _Composite):
-            stack.extend(e._children())
+        if isinstance(e, Seq | Alt):
+            stack.extend(e.items)
+        elif isinstance(e, Repeat | Group):
+            stack.append(e.item)
 
 
 def is_atom(expr: Expr) -> bool:
@@ -351,17 +355,20 @@ def seq(*parts: Expr) -> Expr:
     parts dropped, an alternation parenthesised."""
     items: list[Expr] = []
     for part in parts:
-        if isinstance(part, Alt):
-            part = Group(part)
-        new = part.items if isinstance(part, Seq) else (part,)
-        if not new:
-            continue
-        first = new[0]
-        if items and isinstance(first, Literal) and isinstance(items[-1], Literal):
-            items[-1] = Literal(items[-1].text + first.text)
-            items.extend(new[1:])
+        if type(part) is Seq:
+            new = part.items
+            if not new:
+                continue
+            first = new[0]
+            if items and type(first) is Literal and type(items[-1]) is Literal:
+                items[-1] = Literal(items[-1].text + first.text)
+                items += new[1:]
+            else:
+                items += new
+        elif type(part) is Literal and items and type(items[-1]) is Literal:
+            items[-1] = Literal(items[-1].text + part.text)
         else:
-            items.extend(new)
+            items.append(Group(part) if type(part) is Alt else part)
     return items[0] if len(items) == 1 else Seq(tuple(items))
 
 
@@ -392,31 +399,32 @@ def optional(expr: Expr) -> Expr:
 
 def trie_alternation(texts: list[str]) -> Expr:
     """Literal alternatives factored on shared prefixes (llama.cpp then keeps few stacks)."""
-
-    def build(group: list[str], depth: int) -> Expr | None:
-        alts: list[Expr] = []
-        ends = False
-        by_char: dict[str, list[str]] = {}
-        for t in group:
-            if len(t) == depth:
-                ends = True
-            else:
-                by_char.setdefault(t[depth], []).append(t)
-        for sub in by_char.values():
-            # Extend the common prefix as far as the whole subgroup agrees.
-            end = depth + 1
-            shortest = min(len(t) for t in sub)
-            while end < shortest and all(t[end] == sub[0][end] for t in sub):
-                end += 1
-            head = Literal(sub[0][depth:end])
-            rest = build(sub, end)
-            alts.append(head if rest is None else seq(head, rest))
-        if not alts:
-            return None
-        if ends:
-            # Not `( … )?`: llama.cpp refuses a repetition of a group holding 2,000+ rules.
-            return Group(Alt((*alts, Literal(""))))
-        return alts[0] if len(alts) == 1 else Group(Alt(tuple(alts)))
-
-    trie = build(sorted(set(texts)), 0)
+    trie = _trie(sorted(set(texts)), 0)
     return EMPTY if trie is None else trie
+
+
+def _trie(group: list[str], depth: int) -> Expr | None:
+    # The alternatives for ``group``'s texts (sorted) past their common ``depth`` characters.
+    alts: list[Expr] = []
+    ends = False
+    by_char: dict[str, list[str]] = {}
+    for t in group:
+        if len(t) == depth:
+            ends = True
+        else:
+            by_char.setdefault(t[depth], []).append(t)
+    for sub in by_char.values():
+        # Extend the common prefix as far as the whole subgroup agrees.
+        end = depth + 1
+        shortest = min(len(t) for t in sub)
+        while end < shortest and all(t[end] == sub[0][end] for t in sub):
+            end += 1
+        head = Literal(sub[0][depth:end])
+        rest = _trie(sub, end)
+        alts.append(head if rest is None else seq(head, rest))
+    if not alts:
+        return None
+    if ends:
+        # Not `( … )?`: llama.cpp refuses a repetition of a group holding 2,000+ rules.
+        return Group(Alt((*alts, Literal(""))))
+    return alts[0] if len(alts) == 1 else Group(Alt(tuple(alts)))
