@@ -4,14 +4,17 @@ text is GBNF llama.cpp's parser takes."""
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qwenjson.schema import compile_schema
 from qwenjson.schema.gbnf import (
     EMPTY,
     JSON_CHAR,
@@ -288,6 +291,39 @@ def _rebuild(e: Expr) -> Expr:
     if isinstance(e, Literal | Ref | CharClass):
         return replace(e)
     return type(e)(_rebuild(e.item), e.lo, e.hi)
+
+
+def test_deep_expressions_are_written_while_compiling() -> None:
+    # A 3,000-character key is a trie 3,000 levels deep (written by recursion, in the room
+    # the compiler makes), and 1,500 optional prefix items nest their tails 1,499 deep.
+    name = "k" * 3000
+    grammar = compile_schema({"type": "object", "properties": {name: {"type": "integer"}}})
+    assert f'"\\"{name}\\":" integer' in grammar and "other-key ::=" in grammar
+    items = [{"const": i} for i in range(1500)]
+    grammar = compile_schema({"type": "array", "prefixItems": items, "items": False})
+    assert grammar.count("( ") == 1499 and grammar.count(",1499") == 1  # the last is an atom
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"type": "string"}, "b": {}}, "required": ["b"]},
+        {"type": "array", "prefixItems": [{"type": "integer"}, {"const": "x"}], "maxItems": 3},
+        {"anyOf": [{"type": "object", "properties": {"a": {"not": {}}}, "required": ["a"]}, {}]},
+        {"type": ["object", "string"], "properties": {"a": False}, "required": ["a"]},
+    ],
+)
+def test_a_compile_leaves_no_reference_cycles(schema: dict[str, Any]) -> None:
+    # What lets the compiler pause the cyclic collector: refcounting frees everything.
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        compile_schema(schema)
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_a_part_written_twice_keeps_its_text() -> None:

@@ -7,6 +7,9 @@ unsupported keywords instead of raising.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +44,33 @@ def compile(
     Raises ``SchemaError`` (unsatisfiable, remote or broken ``$ref``, malformed schema) or
     ``UnsupportedKeywordError``, each naming the JSON pointer.
     """
+    with _collector_paused():
+        return _compiled(schema, closed_objects, spaced)
+
+
+def _compiled(schema: dict[str, Any] | bool, closed_objects: bool, spaced: bool) -> CompiledSchema:
     compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced)
     grammar = compiler.compile()
     report = build_report(schema, compiler.marks, compiler.index.nodes)
     needs = any(use.status == "validated-after" for use in report)
     return CompiledSchema(grammar, report, needs)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    # A compile builds many small expressions that live until the grammar is written and form
+    # no reference cycles (tests/test_gbnf_expr.py checks): the cyclic collector would walk them
+    # again and again for nothing. Paused until the compiler is gone (freed by refcounting as
+    # _compiled returns), so none of its objects are left for the next collection either.
+    # Measured on jsonschemabench and the JSON-Schema-Test-Suite, both profiles (20,836
+    # compiles): 44-45 s of CPU paused, 50-51 s not.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def compile_schema(

@@ -10,7 +10,6 @@ from typing import Any
 
 from qwenjson.errors import SchemaError
 from qwenjson.jsontypes import expanded_types, json_equal, json_type_of, type_allows
-from qwenjson.schema import gbnf_text
 from qwenjson.schema.flat import (
     Flat,
     LeftRecursion,
@@ -23,7 +22,7 @@ from qwenjson.schema.flat import (
     py_search,
 )
 from qwenjson.schema.flatten import Flattener
-from qwenjson.schema.gbnf_text import LITERAL, alt, trie_alternation, unliteral
+from qwenjson.schema.gbnf import Expr, Literal, alt, trie_alternation
 
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
 MAX_ALTERNATIVES_PRODUCT = 64
@@ -56,7 +55,7 @@ class Alternatives(Flattener):
         """anyOf/oneOf of ``a`` and ``b`` together, into ``m``."""
         m.groups = a.groups + b.groups
 
-    def _gen_groups(self, flat: Flat, node: Node) -> str:
+    def _gen_groups(self, flat: Flat, node: Node) -> Expr:
         kind, branches, gptr = flat.groups[0]
         rest = flat.copy()
         rest.groups = flat.groups[1:]
@@ -69,8 +68,8 @@ class Alternatives(Flattener):
                 self.mark(p.rsplit("/", 1)[0], k, "validated-after", "too many combinations")
             rest.groups = []
         empty_rest = is_empty(rest)
-        alts: list[str] = []
-        errors: list[SchemaError] = []
+        alts: list[Expr] = []
+        unsatisfiable = False  # a flag, not the errors: those would hold this frame (a cycle)
         for i, br in enumerate(branches):
             try:
                 if empty_rest:
@@ -82,7 +81,7 @@ class Alternatives(Flattener):
                     raise LeftRecursion(target.key)
                 merged = self.merge(rest, self.flatten(br))
                 if merged is False:
-                    errors.append(Unsatisfiable("branch contradicts its siblings", br.pointer))
+                    unsatisfiable = True  # the branch contradicts its siblings
                     continue
                 key = f"{node.key}|{kind}{len(flat.groups)}:{i}"
                 sub = (
@@ -98,10 +97,10 @@ class Alternatives(Flattener):
                         "through another one)",
                         br.pointer,
                     ) from None
-            except Unsatisfiable as e:
-                errors.append(e)
+            except Unsatisfiable:
+                unsatisfiable = True
         if not alts:
-            if errors:
+            if unsatisfiable:
                 raise Unsatisfiable(f"no branch of {kind} can be satisfied", gptr)
             raise SchemaError(f"{kind} refers only to itself (no base case)", gptr)
         if kind == "oneOf" and len(alts) > 1 and not self._disjoint(rest, branches):
@@ -111,9 +110,10 @@ class Alternatives(Flattener):
                 "validated-after",
                 "the grammar allows any branch; exactly-one is checked afterwards",
             )
-        if len(alts) > TRIE_THRESHOLD and all(LITERAL.match(a) for a in alts):
+        texts = [a.text for a in alts if isinstance(a, Literal)]
+        if len(alts) > TRIE_THRESHOLD and len(texts) == len(alts):
             # Many constants (anyOf of consts): one trie instead of thousands of stacks.
-            return trie_alternation([unliteral(a) for a in alts])
+            return trie_alternation(texts)
         return alt(alts)
 
     def _disjoint(self, rest: Flat, branches: list[Node]) -> bool:
@@ -168,7 +168,7 @@ class Alternatives(Flattener):
             return False
         return any(self.flatten(a) is False for a in f.additional)
 
-    def _gen_enum(self, f: Flat, node: Node) -> str:
+    def _gen_enum(self, f: Flat, node: Node) -> Expr:
         texts: list[str] = []
         siblings = replace(f, enum=None)  # (checking v against the enum itself: n²)
         for v in f.enum or ():
@@ -192,7 +192,7 @@ class Alternatives(Flattener):
             )
         if len(texts) > TRIE_THRESHOLD:
             return trie_alternation(texts)
-        return alt(gbnf_text.literal(t) for t in texts)
+        return alt(Literal(t) for t in texts)
 
 
 def _possible_types(f: Flat) -> set[str]:

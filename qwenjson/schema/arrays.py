@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from qwenjson.errors import SchemaError
+from qwenjson.schema.core import ARRAY, VALUE
 from qwenjson.schema.flat import (
     MAX_EXACT_REPEAT,
     Flat,
@@ -13,7 +14,7 @@ from qwenjson.schema.flat import (
     min_opt,
 )
 from qwenjson.schema.flatten import Flattener
-from qwenjson.schema.gbnf_text import group, repeat, seq
+from qwenjson.schema.gbnf import EMPTY, Expr, Literal, group, optional, repeat, seq
 from qwenjson.schema.keywords import grammar_keywords
 
 _ARRAY_KEYWORDS = grammar_keywords("array")
@@ -60,22 +61,22 @@ class ArrayRules(Flattener):
         m.max_items = min_opt(a.max_items, b.max_items)
         m.array_constrained = a.array_constrained or b.array_constrained
 
-    def _gen_array(self, f: Flat, node: Node) -> str:
+    def _gen_array(self, f: Flat, node: Node) -> Expr:
         if not f.array_constrained and not f.prefix and not f.items:
-            return "array"
+            return ARRAY
         lo, hi = f.min_items, f.max_items
         if hi is not None and lo > hi:
             raise Unsatisfiable(f"minItems {lo} > maxItems {hi}", f.pointer)
         with self.consuming():
-            prefix: list[str | None] = []
+            prefix: list[Expr | None] = []
             for subs in f.prefix:
                 try:
                     prefix.append(self.visit(self._all(subs)))
                 except Unsatisfiable:
                     prefix.append(None)  # no item can stand here: the array ends before
-            rest: str | None
+            rest: Expr | None
             try:
-                rest = self.visit(self._all(f.items)) if f.items else "value"
+                rest = self.visit(self._all(f.items)) if f.items else VALUE
             except Unsatisfiable:
                 rest = None
         # Positions the array can reach: the first impossible prefix item ends it.
@@ -90,34 +91,37 @@ class ArrayRules(Flattener):
         if lo > (hi if hi is not None else lo):
             raise Unsatisfiable("minItems can't be reached with these items", f.pointer)
 
-        def tail(i: int) -> str:
-            # Items from position i (0-based) on, i items already written.
-            if hi is not None and i >= hi:
-                return ""
-            sep = self.comma if i > 0 else ""
-            if i < len(prefix):
-                body = seq(sep, prefix[i] or "", tail(i + 1))
-                return body if i < lo else group(body) + "?"
-            if rest is None:
-                return ""  # unreachable: hi stops the array before the rest
-            need = max(lo - i, 0)
-            more = None if hi is None else hi - i
-            if need > MAX_EXACT_REPEAT:
-                self.mark(f.pointer, "minItems", "validated-after", "too many for the grammar")
-                need = 0
-            if more is not None and more > MAX_EXACT_REPEAT:
-                self.mark(f.pointer, "maxItems", "validated-after", "too many for the grammar")
-                more = None
-            if i > 0:
-                return repeat(group(seq(self.comma, rest)), need, more)
-            first = seq(
-                rest,
-                repeat(
-                    group(seq(self.comma, rest)),
-                    max(need - 1, 0),
-                    None if more is None else more - 1,
-                ),
-            )
-            return first if need > 0 else group(first) + "?"
+        # From where the prefix ends (or maxItems stops the array) back to the first item: a
+        # loop, not a recursive closure (that would hold this compiler in a reference cycle).
+        end = len(prefix) if hi is None else min(len(prefix), hi)
+        items = EMPTY if end == hi else self._items_after_prefix(f, end, rest, lo, hi)
+        for i in range(end - 1, -1, -1):
+            body = seq(self.comma if i > 0 else EMPTY, prefix[i] or EMPTY, items)
+            items = body if i < lo else optional(body)
+        return seq(Literal("["), items, Literal("]"))
 
-        return seq('"["', tail(0), '"]"')
+    def _items_after_prefix(
+        self, f: Flat, i: int, rest: Expr | None, lo: int, hi: int | None
+    ) -> Expr:
+        """Items from position ``i`` (past the prefix) on, each a ``rest``, ``i`` items written."""
+        if rest is None:
+            return EMPTY  # unreachable: hi stops the array before the rest
+        need, more = self.capped(
+            f,
+            max(lo - i, 0),
+            None if hi is None else hi - i,
+            MAX_EXACT_REPEAT,
+            ("minItems", "maxItems"),
+            "too many for the grammar",
+        )
+        if i > 0:
+            return repeat(group(seq(self.comma, rest)), need, more)
+        first = seq(
+            rest,
+            repeat(
+                group(seq(self.comma, rest)),
+                max(need - 1, 0),
+                None if more is None else more - 1,
+            ),
+        )
+        return first if need > 0 else optional(first)

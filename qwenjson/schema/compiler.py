@@ -18,8 +18,9 @@ from __future__ import annotations
 from qwenjson.jsontypes import JSON_TYPES
 from qwenjson.schema.alternatives import MAX_ALTERNATIVES_PRODUCT, Alternatives
 from qwenjson.schema.arrays import ArrayRules
+from qwenjson.schema.core import ARRAY, BOOLEAN, NULL, NUMBER, OBJECT, STRING, VALUE
 from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable
-from qwenjson.schema.gbnf_text import alt
+from qwenjson.schema.gbnf import Expr, alt
 from qwenjson.schema.numbers import NumberRules
 from qwenjson.schema.objects import ObjectRules
 
@@ -27,21 +28,21 @@ from qwenjson.schema.objects import ObjectRules
 class Compiler(ObjectRules, ArrayRules, NumberRules, Alternatives):
     """Compiles one schema document; use :meth:`compile` once per instance."""
 
-    def _generate(self, node: Node) -> str:
+    def _generate(self, node: Node) -> Expr:
         flat = node.flat if node.flat is not None else self.flatten(node)
         if isinstance(flat, bool):
             if not flat:
                 raise Unsatisfiable("this schema matches nothing (false)", node.pointer)
-            return "value"
+            return VALUE
         return self._gen_flat(flat, node)
 
-    def _gen_flat(self, flat: Flat, node: Node) -> str:
+    def _gen_flat(self, flat: Flat, node: Node) -> Expr:
         if flat.groups:
             return self._gen_groups(flat, node)
         if flat.enum is not None:
             return self._gen_enum(flat, node)
         types = flat.types
-        alts: list[str] = []
+        alts: list[Expr] = []
         unsat: list[Unsatisfiable] = []
         for t in JSON_TYPES:
             if types is not None and t not in types:
@@ -51,25 +52,20 @@ class Compiler(ObjectRules, ArrayRules, NumberRules, Alternatives):
             try:
                 alts.append(self._gen_type(t, flat, node))
             except Unsatisfiable as e:
-                unsat.append(e)
+                # Kept without its traceback, which holds this frame: a reference cycle that
+                # would keep the whole compile alive until the cyclic collector came by.
+                unsat.append(e.with_traceback(None))
         if not alts:
-            raise unsat[0] if unsat else Unsatisfiable("no type is allowed", flat.pointer)
-        if types is None and alts == [
-            "object",
-            "array",
-            "string",
-            "number",
-            '"true" | "false"',
-            '"null"',
-        ]:
-            return "value"
+            raise unsat.pop(0) if unsat else Unsatisfiable("no type is allowed", flat.pointer)
+        if types is None and alts == [OBJECT, ARRAY, STRING, NUMBER, BOOLEAN, NULL]:
+            return VALUE
         return alt(alts)
 
-    def _gen_type(self, t: str, f: Flat, node: Node) -> str:
+    def _gen_type(self, t: str, f: Flat, node: Node) -> Expr:
         if t == "null":
-            return '"null"'
+            return NULL
         if t == "boolean":
-            return '"true" | "false"'
+            return BOOLEAN
         if t == "string":
             return self._gen_string(f, node)
         if t in ("number", "integer"):

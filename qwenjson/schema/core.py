@@ -7,6 +7,7 @@ The keyword families (``objects``, ``arrays``, ``strings``, ``numbers``, ``alter
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator
@@ -15,44 +16,73 @@ from typing import Any
 
 from qwenjson.errors import SchemaError
 from qwenjson.pointer import unescape_token
-from qwenjson.schema import gbnf, gbnf_text
+from qwenjson.schema import gbnf
 from qwenjson.schema.flat import Flat, LeftRecursion, Node
-from qwenjson.schema.gbnf import IDENT
-from qwenjson.schema.gbnf_text import is_atom
+from qwenjson.schema.gbnf import (
+    IDENT,
+    JSON_CHAR,
+    JSON_ESCAPE,
+    QUOTE,
+    Alt,
+    CharClass,
+    Expr,
+    Literal,
+    Ref,
+    is_atom,
+    optional,
+    repeat,
+    seq,
+)
 from qwenjson.schema.keywords import INERT, Status, child_pointer
 from qwenjson.schema.refs import RefIndex
 
 # Nesting deeper than this is refused with a SchemaError instead of risking the stack.
 MAX_DEPTH = 2000
 
-# The fixed JSON rules, by name: (body, the rules it refers to).
-PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "value": (
-        'object | array | string | number | "true" | "false" | "null"',
-        ("object", "array", "string", "number"),
-    ),
-    "object": ('"{" ( string ":" value ( "," string ":" value )* )? "}"', ("string", "value")),
-    "array": ('"[" ( value ( "," value )* )? "]"', ("value",)),
-    "string": ('"\\"" json-char* "\\""', ("json-char",)),
-    "number": (
-        '"-"? ( "0" | [1-9] [0-9]* ) ( "." [0-9]+ )? ( [eE] [-+]? [0-9]+ )?',
-        (),
-    ),
-    "integer": ('"-"? ( "0" | [1-9] [0-9]* )', ()),
-    "boolean": ('"true" | "false"', ()),
-    "json-char": (gbnf.JSON_CHAR_RULE.split(" ::= ", 1)[1], ()),
-    # The escaped characters of json-char (used where some plain characters are excluded).
-    "json-escape": ('"\\\\" ["\\\\bfnrt] | "\\\\u00" [01] [0-9a-f]', ()),
-}
+# The fixed JSON rules (see fixed_rules) and what other rules write to use them.
+VALUE, OBJECT, ARRAY, STRING, NUMBER, INTEGER = map(
+    Ref, ("value", "object", "array", "string", "number", "integer")
+)
+JSON_CHAR_REF, JSON_ESCAPE_REF = Ref("json-char"), Ref("json-escape")
+BOOLEAN = Alt((Literal("true"), Literal("false")))
+NULL = Literal("null")
+_DIGIT = CharClass("0-9")
+_INTEGER = seq(
+    repeat(Literal("-"), 0, 1),
+    Alt((Literal("0"), seq(CharClass("1-9"), repeat(_DIGIT, 0, None)))),
+)
+
+
+@functools.cache
+def fixed_rules(comma: Literal, colon: Literal) -> dict[str, Expr]:
+    """The fixed JSON rules by name, with the profile's separators (added where referred to)."""
+    member = seq(STRING, colon, VALUE)
+    fraction = optional(seq(Literal("."), repeat(_DIGIT, 1, None)))
+    exponent = optional(
+        seq(CharClass("eE"), repeat(CharClass("-+"), 0, 1), repeat(_DIGIT, 1, None))
+    )
+    return {
+        "value": Alt((OBJECT, ARRAY, STRING, NUMBER, *BOOLEAN.items, NULL)),
+        "object": seq(
+            Literal("{"),
+            optional(seq(member, repeat(seq(comma, member), 0, None))),
+            Literal("}"),
+        ),
+        "array": seq(
+            Literal("["), optional(seq(VALUE, repeat(seq(comma, VALUE), 0, None))), Literal("]")
+        ),
+        "string": seq(QUOTE, repeat(JSON_CHAR_REF, 0, None), QUOTE),
+        "number": seq(_INTEGER, fraction, exponent),
+        "integer": _INTEGER,
+        "boolean": BOOLEAN,
+        "json-char": JSON_CHAR,
+        # The escaped characters of json-char (used where some plain characters are excluded).
+        "json-escape": JSON_ESCAPE,
+    }
+
 
 # Runs of dashes, which generated rule names never hold (see CompilerCore._namespace).
 _DASHES = re.compile(r"--+")
-# Finds primitive rule names in a body, skipping literals and classes (they match as "").
-_PRIMITIVE_REF = re.compile(
-    r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|(?<![a-zA-Z0-9-])('
-    + "|".join(sorted(PRIMITIVES, key=len, reverse=True))
-    + r")(?![a-zA-Z0-9-])"
-)
 
 
 def pointer_hint(pointer: str) -> str:
@@ -100,25 +130,23 @@ class CompilerCore:
         self.closed_objects = closed_objects
         # The separators written between members/items and after keys, as GBNF literals.
         self.separators = (", ", ": ") if spaced else (",", ":")
-        self.comma = gbnf_text.literal(self.separators[0])
-        self.colon = gbnf_text.literal(self.separators[1])
+        self.comma = Literal(self.separators[0])
+        self.colon = Literal(self.separators[1])
         self.index = RefIndex(schema)
         self.dialect = self.index.dialect
         self.draft = self.dialect.draft
-        self.rules: dict[str, str] = {}
-        self.by_body: dict[str, str] = {}
+        self.rules: dict[str, Expr] = {}
+        self.by_body: dict[Expr, Ref] = {}
         # The fixed rules' names; `root` is the document's alone (see _node_name).
-        self.reserved: set[str] = set(PRIMITIVES) | {"root"}
-        self.memo: dict[str, str] = {}
+        self.reserved: set[str] = set(fixed_rules(self.comma, self.colon)) | {"root"}
+        self.memo: dict[str, Expr] = {}
         self.pending: set[str] = set()
         self.left: set[str] = set()  # pending keys with no text consumed since they started
         self.flat_cache: dict[str, Flat | bool] = {}
         self.marks: dict[tuple[str, str], tuple[Status, str]] = {}
         self.depth = 0
-        self._placeholders: dict[str, str] = {}  # pending key → its rule name
+        self._placeholders: dict[str, Ref] = {}  # pending key → its rule
         self._flattening: set[str] = set()  # keys being flattened: a repeat is a cycle
-        self._prescanned: set[str] = set()  # rule bodies whose primitive references are known
-        self._primitives_used: set[str] = set()
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -131,34 +159,29 @@ class CompilerCore:
         with _recursion_room():
             try:
                 expr = self.visit(root)
+                if expr != Ref("root"):
+                    self.rules["root"] = expr
+                self._add_fixed_rules()
+                # Written out here, once: as deep as the expressions are (a long key's trie).
+                lines = [f"root ::= {self.rules['root']}"]
+                lines += [f"{n} ::= {self.rules[n]}" for n in sorted(self.rules) if n != "root"]
             except RecursionError:
                 # Nesting that MAX_DEPTH doesn't count (allOf inside allOf, deep enum values).
                 raise SchemaError("schema nested too deeply to compile", "") from None
-        if expr != "root":
-            self.rules["root"] = expr
-        self._add_primitive_deps()
-        lines = [f"root ::= {self.rules['root']}"]
-        lines += [f"{name} ::= {self.rules[name]}" for name in sorted(self.rules) if name != "root"]
         return "\n".join(lines) + "\n"
 
-    def _add_primitive_deps(self) -> None:
-        used = set(self._primitives_used)
-        todo = [b for b in self.rules.values() if b not in self._prescanned]
-        todo += [PRIMITIVES[name][0] for name in used]
+    def _add_fixed_rules(self) -> None:
+        """The fixed rules the grammar's rules refer to, and those they refer to in turn."""
+        fixed = fixed_rules(self.comma, self.colon)
+        used: set[str] = set()
+        todo = [body.refs for body in self.rules.values()]
         while todo:
-            body = todo.pop()
-            for name in _PRIMITIVE_REF.findall(body):
-                if name and name not in used:
+            for name in todo.pop():
+                if name in fixed and name not in used:
                     used.add(name)
-                    todo.append(PRIMITIVES[name][0])
+                    todo.append(fixed[name].refs)
         for name in used:
-            self.rules[name] = self._primitive_body(name)
-
-    def _primitive_body(self, name: str) -> str:
-        body = PRIMITIVES[name][0]
-        if name in ("object", "array") and self.separators != (",", ":"):
-            body = body.replace('","', self.comma).replace('":"', self.colon)
-        return body
+            self.rules[name] = fixed[name]
 
     def mark(self, pointer: str, keyword: str, status: Status, note: str = "") -> None:
         """Record how a keyword at ``pointer`` ends up (refines the static report)."""
@@ -166,6 +189,19 @@ class CompilerCore:
         # A weaker status wins: once anything is validated-after, it stays so.
         if current is None or current[0] == "enforced":
             self.marks[(pointer, keyword)] = (status, note)
+
+    def capped(
+        self, f: Flat, lo: int, hi: int | None, limit: int, keywords: tuple[str, str], why: str
+    ) -> tuple[int, int | None]:
+        """``lo`` and ``hi`` as the grammar can hold them: one past ``limit`` is left out (0,
+        None), and its keyword (``keywords``: the lower's, the upper's) checked afterwards."""
+        if lo > limit:
+            self.mark(f.pointer, keywords[0], "validated-after", why)
+            lo = 0
+        if hi is not None and hi > limit:
+            self.mark(f.pointer, keywords[1], "validated-after", why)
+            hi = None
+        return lo, hi
 
     # ---- rules ------------------------------------------------------------------------------
 
@@ -188,7 +224,7 @@ class CompilerCore:
         name = self._fresh_name(hint)
         return name, name + "--"
 
-    def _adopt(self, rules: dict[str, str], pointer: str) -> None:
+    def _adopt(self, rules: dict[str, Expr], pointer: str) -> None:
         """Add a translator's rules; a name already used for another body is refused."""
         for name, body in rules.items():
             if self.rules.get(name, body) != body:
@@ -196,21 +232,18 @@ class CompilerCore:
             self.rules[name] = body
             self.reserved.add(name)
 
-    def rule(self, hint: str, body: str) -> str:
-        """A rule with ``body`` (reusing an identical one), returning its name."""
+    def rule(self, hint: str, body: Expr) -> Ref:
+        """A rule with ``body`` (reusing an identical one), referred to by name."""
         existing = self.by_body.get(body)
         if existing is not None:
             return existing
-        name = self._fresh_name(hint)
-        self.rules[name] = body
-        self.by_body[body] = name
-        return name
+        return self._define(self._fresh_name(hint), body)
 
-    def _define(self, name: str, body: str) -> str:
+    def _define(self, name: str, body: Expr) -> Ref:
         self.reserved.add(name)
         self.rules[name] = body
-        self.by_body[body] = name
-        return name
+        ref = self.by_body[body] = Ref(name)
+        return ref
 
     # ---- visiting ---------------------------------------------------------------------------
 
@@ -219,7 +252,7 @@ class CompilerCore:
         base = self.index.bases.get(pointer, parent.base)
         return Node(value, pointer, base, pointer)
 
-    def visit(self, node: Node) -> str:
+    def visit(self, node: Node) -> Expr:
         """A GBNF atom (rule name or literal) matching the instances of ``node``."""
         node = self._deref(node)
         key = node.key
@@ -230,7 +263,7 @@ class CompilerCore:
                 raise LeftRecursion(key)
             # Referred back to while being generated: it needs a rule name now.
             if key not in self._placeholders:
-                self._placeholders[key] = self._node_name(node)
+                self._placeholders[key] = Ref(self._node_name(node))
             return self._placeholders[key]
         self.depth += 1
         if self.depth > MAX_DEPTH:
@@ -243,11 +276,12 @@ class CompilerCore:
             self.depth -= 1
             self.pending.discard(key)
             self.left.discard(key)
-        name = self._placeholders.pop(key, None)
-        if name is not None:
-            self.rules[name] = expr
-            self.memo[key] = name
-            return name
+        placeholder = self._placeholders.pop(key, None)
+        if placeholder is not None:
+            self.rules[placeholder.name] = expr
+            self.memo[key] = placeholder
+            return placeholder
+        result: Expr
         if is_atom(expr):
             result = expr
         else:
@@ -298,7 +332,7 @@ class CompilerCore:
             )
         return self.child(node, value, *tokens)
 
-    def _generate(self, node: Node) -> str:
+    def _generate(self, node: Node) -> Expr:
         """The GBNF expression for one node (``compiler.Compiler`` dispatches by keyword)."""
         raise NotImplementedError
 

@@ -129,6 +129,9 @@ class Literal(_Expr):
     def __str__(self) -> str:
         return '"' + _escape(self.text) + '"'
 
+    def _write(self, out: list[str]) -> None:
+        out.append('"' + _escape(self.text) + '"')  # not str(self): the commonest part, a call less
+
 
 @dataclass(slots=True, eq=True)
 class Ref(_Expr):
@@ -145,6 +148,9 @@ class Ref(_Expr):
 
     def __str__(self) -> str:
         return self.name
+
+    def _write(self, out: list[str]) -> None:
+        out.append(self.name)
 
 
 @dataclass(slots=True, eq=True)
@@ -213,10 +219,11 @@ class _Composite(_Expr):
 
 
 @dataclass(slots=True, eq=False)
-class Seq(_Composite):
-    """``items`` one after the other; ``Seq(())`` matches the empty text."""
+class _Items(_Composite):
+    """Expressions written one after another, ``_BETWEEN`` them."""
 
     items: Final[tuple[Expr, ...]]
+    _BETWEEN: ClassVar[str]
 
     def __post_init__(self) -> None:
         self._seal(self.items)
@@ -226,25 +233,22 @@ class Seq(_Composite):
         if items:
             items[0]._write(out)
             for item in items[1:]:
-                out.append(" ")
+                out.append(self._BETWEEN)
                 item._write(out)
 
 
-@dataclass(slots=True, eq=False)
-class Alt(_Composite):
+class Seq(_Items):
+    """``items`` one after the other; ``Seq(())`` matches the empty text."""
+
+    __slots__ = ()
+    _BETWEEN = " "
+
+
+class Alt(_Items):
     """One of ``items`` (an Alt among them is written without parentheses: same language)."""
 
-    items: Final[tuple[Expr, ...]]
-
-    def __post_init__(self) -> None:
-        self._seal(self.items)
-
-    def _emit(self, out: list[str]) -> None:
-        items = self.items
-        items[0]._write(out)
-        for item in items[1:]:
-            out.append(" | ")
-            item._write(out)
+    __slots__ = ()
+    _BETWEEN = " | "
 
 
 @dataclass(slots=True, eq=False)

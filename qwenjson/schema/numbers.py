@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 
 from qwenjson.errors import SchemaError
+from qwenjson.schema.core import INTEGER, NUMBER
 from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable
 from qwenjson.schema.flatten import Flattener
+from qwenjson.schema.gbnf import Expr
 from qwenjson.schema.ranges import int_range, number_range
 
 
@@ -45,7 +47,7 @@ class NumberRules(Flattener):
         m.lower = a.lower + b.lower
         m.upper = a.upper + b.upper
 
-    def _gen_number(self, t: str, f: Flat, node: Node) -> str:
+    def _gen_number(self, t: str, f: Flat, node: Node) -> Expr:
         lo = hi = None
         lo_ex = hi_ex = False
         for v, ex in f.lower:
@@ -62,10 +64,10 @@ class NumberRules(Flattener):
             if ilo is not None and ihi is not None and ilo > ihi:
                 raise Unsatisfiable(f"no integer between {lo} and {hi}", f.pointer)
             if ilo is None and ihi is None:
-                return "integer"
-            return str(int_range(ilo, ihi))
+                return INTEGER
+            return int_range(ilo, ihi)
         if lo is None and hi is None:
-            return "number"
+            return NUMBER
         exact = all(v is None or float(v).is_integer() for v in (lo, hi))
         if not exact:
             # Widen to the enclosing integers (a superset); validation checks the real bounds.
@@ -81,4 +83,4 @@ class NumberRules(Flattener):
                 "validated-after",
                 "bounds the grammar can't express exactly are checked after generation",
             )
-        return str(expr) if expr is not None else "number"
+        return expr if expr is not None else NUMBER

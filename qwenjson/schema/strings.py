@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
-from qwenjson.schema.core import pointer_hint
+from qwenjson.schema.core import JSON_CHAR_REF, STRING, pointer_hint
 from qwenjson.schema.flat import Flat, Node, Reader, Unsatisfiable, min_opt
 from qwenjson.schema.flatten import Flattener
-from qwenjson.schema.formats import EXACT_FORMATS, format_to_gbnf
-from qwenjson.schema.gbnf_text import QUOTE, group, repeat, seq
-from qwenjson.schema.regex import regex_to_gbnf
+from qwenjson.schema.formats import EXACT_FORMATS, format_grammar
+from qwenjson.schema.gbnf import QUOTE, Expr, group, repeat, seq
+from qwenjson.schema.regex import regex_grammar
+
+# A translator: (regex or format name, rule name prefix) → (expression, its rules), or None.
+_Translator = Callable[[str, str], tuple[Expr, dict[str, Expr]] | None]
 
 # String lengths may go further: `json-char{0,n}` is one rule repeated, and llama.cpp accepts
 # n up to 1,999 (its MAX_REPETITION_THRESHOLD is 2,000 rules per repetition).
@@ -40,14 +43,14 @@ class StringRules(Flattener):
         m.patterns = a.patterns + [x for x in b.patterns if x not in a.patterns]
         m.formats = a.formats + [x for x in b.formats if x not in a.formats]
 
-    def _gen_string(self, f: Flat, node: Node) -> str:
+    def _gen_string(self, f: Flat, node: Node) -> Expr:
         lo, hi = f.min_len, f.max_len
         if hi is not None and lo > hi:
             raise Unsatisfiable(f"minLength {lo} > maxLength {hi}", f.pointer)
-        content: str | None = None
+        content: Expr | None = None
         for pattern, pptr in f.patterns:
             if content is None:
-                content = self._try_external(regex_to_gbnf, pattern, pptr, "pattern")
+                content = self._try_external(regex_grammar, pattern, pptr, "pattern")
                 if content is not None:
                     continue
             self.mark(
@@ -58,7 +61,7 @@ class StringRules(Flattener):
             )
         for fmt, fptr in f.formats:
             if content is None:
-                content = self._try_external(format_to_gbnf, fmt, fptr, "format")
+                content = self._try_external(format_grammar, fmt, fptr, "format")
                 if content is not None and fmt in EXACT_FORMATS:
                     continue
             self.mark(
@@ -77,18 +80,15 @@ class StringRules(Flattener):
                 )
             return seq(QUOTE, group(content), QUOTE)
         if lo == 0 and hi is None:
-            return "string"
-        if lo > MAX_STRING_REPEAT:
-            self.mark(f.pointer, "minLength", "validated-after", "too long for the grammar")
-            lo = 0
-        if hi is not None and hi > MAX_STRING_REPEAT:
-            self.mark(f.pointer, "maxLength", "validated-after", "too long for the grammar")
-            hi = None
+            return STRING
+        lo, hi = self.capped(
+            f, lo, hi, MAX_STRING_REPEAT, ("minLength", "maxLength"), "too long for the grammar"
+        )
         if lo == 0 and hi is None:
-            return "string"
-        return seq(QUOTE, repeat("json-char", lo, hi), QUOTE)
+            return STRING
+        return seq(QUOTE, repeat(JSON_CHAR_REF, lo, hi), QUOTE)
 
-    def _try_external(self, fn: Any, arg: str, pointer: str, keyword: str) -> str | None:
+    def _try_external(self, fn: _Translator, arg: str, pointer: str, keyword: str) -> Expr | None:
         _, prefix = self._namespace(pointer_hint(pointer.rsplit("/", 1)[0]) + "-" + keyword)
         try:
             result = fn(arg, prefix)
@@ -106,4 +106,4 @@ class StringRules(Flattener):
             return None
         expr, extra = result
         self._adopt(extra, pointer)
-        return str(expr)
+        return expr
