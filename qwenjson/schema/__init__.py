@@ -7,6 +7,7 @@ unsupported keywords instead of raising.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,11 @@ class CompiledSchema:
 
 
 def compile(
-    schema: dict[str, Any] | bool, *, closed_objects: bool = False, spaced: bool = False
+    schema: dict[str, Any] | bool,
+    *,
+    closed_objects: bool = False,
+    spaced: bool = False,
+    must_admit: Collection[str] = (),
 ) -> CompiledSchema:
     """Compile a JSON Schema to GBNF (root rule ``root``), with the keyword report.
 
@@ -38,10 +43,14 @@ def compile(
     default: measured on Qwen2 0.5B, compact JSON pushed the model off the spelling it learned,
     and after a compact ``"keywords":`` it chose ``[]`` where the spaced form got the list.
 
+    ``must_admit``: JSON pointers of subschemas that must admit some value; one that admits none
+    is refused rather than compiled out (array items no value satisfies make the array always
+    empty: ``--each`` refuses such an item, see ``qwenjson.plan.prepare_job``).
+
     Raises ``SchemaError`` (unsatisfiable, remote or broken ``$ref``, malformed schema) or
     ``UnsupportedKeywordError``, each naming the JSON pointer.
     """
-    compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced)
+    compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced, must_admit=must_admit)
     grammar = compiler.compile()
     report = build_report(schema, compiler.marks, compiler.index.nodes)
     needs = any(use.status == "validated-after" for use in report)
