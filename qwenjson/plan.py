@@ -79,13 +79,19 @@ class Job:
     item: Validator | None = None
 
 
+# Where the user's schema lands inside the wrapper, for rewriting its own `#…` references.
+_ITEM_POINTER = "/properties/items/items"
+
+
 def prepare_job(schema: Schema, *, each: bool = False) -> Job:
-    """Check ``schema`` against its metaschema once and compile it (with ``each``, its
+    """Check ``schema`` against its metaschema once and compile it once (with ``each``, its
     ``{"items": […]}`` wrapper). Raises SchemaError (exit 3) when it can't be used.
 
-    With ``each`` the item is compiled on its own too, before the wrapper: an item no value
-    satisfies (``false``, ``minLength`` over ``maxLength``) compiles inside the wrapper to "the
-    list is always empty", and must be refused instead, at the user's own JSON pointers.
+    With ``each`` the item must admit a value: one that can't (``false``, ``minLength`` over
+    ``maxLength``) would compile inside the wrapper to "the list is always empty", and is
+    refused instead. A refusal is worded from the user's schema compiled alone, at their own
+    JSON pointers and ``$ref``s (the wrapper's are moved): that second compile happens only on
+    the way to an error.
     """
     from qwenjson.schema import compile as compile_schema
 
@@ -93,18 +99,16 @@ def prepare_job(schema: Schema, *, each: bool = False) -> Job:
     if not each:
         compiled = compile_schema(schema, closed_objects=True, spaced=True)
         return Job(schema, PreparedSchema(schema, compiled, make_validator(schema)))
-    compile_schema(schema, closed_objects=True, spaced=True)
     wrapper = each_schema(schema)  # as valid as ``schema``: not checked a second time
     try:
-        compiled = compile_schema(wrapper, closed_objects=True, spaced=True)
+        compiled = compile_schema(
+            wrapper, closed_objects=True, spaced=True, must_admit=(_ITEM_POINTER,)
+        )
     except SchemaError as e:
+        compile_schema(schema, closed_objects=True, spaced=True)  # the item's own refusal
         raise SchemaError(f"--each: can't wrap the schema as a list of items: {e}") from e
     prepared = PreparedSchema(wrapper, compiled, make_validator(wrapper))
     return Job(schema, prepared, make_validator(schema))
-
-
-# Where the user's schema lands inside the wrapper, for rewriting its own `#…` references.
-_ITEM_POINTER = "/properties/items/items"
 
 
 def each_schema(schema: Schema) -> Schema:
