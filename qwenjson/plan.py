@@ -24,7 +24,7 @@ from jsonschema.protocols import Validator
 
 from qwenjson.errors import SchemaError
 from qwenjson.generation import Generator
-from qwenjson.pipeline import ExtractOptions, PreparedSchema
+from qwenjson.pipeline import ExtractOptions, PreparedSchema, prepare_schema
 from qwenjson.prompt import system_message
 from qwenjson.validate import Schema, check_metaschema, make_validator, read_schema
 
@@ -95,10 +95,9 @@ def prepare_job(schema: Schema, *, each: bool = False) -> Job:
     """
     from qwenjson.schema import compile as compile_schema
 
-    check_metaschema(schema)
     if not each:
-        compiled = compile_schema(schema, closed_objects=True, spaced=True)
-        return Job(schema, PreparedSchema(schema, compiled, make_validator(schema)))
+        return Job(schema, prepare_schema(schema))
+    check_metaschema(schema)
     wrapper = each_schema(schema)  # as valid as ``schema``: not checked a second time
     try:
         compiled = compile_schema(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qwenjson import actors, plan, validate
+from qwenjson import actors, pipeline, plan, validate
 from qwenjson.library import extract
 from qwenjson.schema.compiler import Compiler
 from tests.fakes import FakeModel
@@ -56,8 +56,8 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counts:
         check_real(schema)
 
     monkeypatch.setattr(Compiler, "compile", compile_counted)
-    monkeypatch.setattr(validate, "check_metaschema", check_counted)
-    monkeypatch.setattr(plan, "check_metaschema", check_counted)
+    for module in (validate, pipeline, plan):  # each imports it by name
+        monkeypatch.setattr(module, "check_metaschema", check_counted)
     return seen
 
 
