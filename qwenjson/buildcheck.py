@@ -9,11 +9,21 @@ weights are repacked into them at load): a model loaded with
 same build (tests/test_native_build.py proves both on a native build). So on a build that
 reports AMX, models are loaded that way, and the user is told how to build portably (the cost:
 README, "Install and run", measured with scripts/bench_amx.py).
+
+Every model that decodes is loaded through here, so that this one place decides: the engine
+with ``model_params()``, scripts that measure llama-cpp-python's own ``Llama`` (the baselines of
+bench.py, quality.py, seed_wall_time.py) with ``load_llama()``.
 """
 
 from __future__ import annotations
 
 import platform
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 REBUILD = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
@@ -36,6 +46,54 @@ def use_extra_buffers(system_info: str | None = None) -> bool:
     """The ``use_extra_bufts`` to load models with: off on an AMX build (the crash), else on
     (llama.cpp's default, with its weight repacking)."""
     return not build_uses_amx(system_info)
+
+
+def model_params(extra_buffers: bool | None = None) -> Any:
+    """llama.cpp's default ``llama_model_params`` with ``use_extra_bufts`` as this build needs
+    (``use_extra_buffers()``), or as ``extra_buffers`` says."""
+    import llama_cpp.llama_cpp as ll
+
+    return _with_extra_buffers(ll.llama_model_default_params(), extra_buffers)
+
+
+def _with_extra_buffers(params: Any, extra_buffers: bool | None) -> Any:
+    params.use_extra_bufts = use_extra_buffers() if extra_buffers is None else extra_buffers
+    return params
+
+
+# Held while ``Llama`` is built with our defaults in place (see load_llama).
+_defaults_lock = threading.Lock()
+
+
+def load_llama(
+    model_path: str | Path, *, extra_buffers: bool | None = None, **kwargs: Any
+) -> Llama:
+    """llama-cpp-python's ``Llama(model_path, **kwargs)``, its model loaded as ``model_params``
+    says: unchanged on a portable build, without the extra buffer types on an AMX build.
+
+    ``Llama`` takes no argument for it (0.3.36): its ``__init__`` starts from
+    ``llama_model_default_params()``, so those defaults are ours while it runs, and the model's
+    parameters are checked afterwards (a later llama-cpp-python that builds them otherwise is
+    an error here, not a crash in the first decode).
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as ll
+
+    wanted = use_extra_buffers() if extra_buffers is None else extra_buffers
+    default = ll.llama_model_default_params
+    with _defaults_lock:
+        ll.llama_model_default_params = lambda: _with_extra_buffers(default(), wanted)
+        try:
+            llm = llama_cpp.Llama(str(model_path), **kwargs)
+        finally:
+            ll.llama_model_default_params = default
+    if bool(llm.model_params.use_extra_bufts) != wanted:
+        llm.close()
+        raise RuntimeError(
+            "llama-cpp-python no longer takes its model parameters from "
+            "llama_model_default_params(): qwenjson.buildcheck.load_llama needs updating"
+        )
+    return llm
 
 
 def amx_warning(system_info: str | None = None) -> str | None:

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qwenjson import sampling
-from qwenjson.buildcheck import use_extra_buffers
+from qwenjson.buildcheck import model_params
 from qwenjson.chat import CHATML_TEMPLATE, ChatTemplate
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.decode_loop import DecodeLoop, Parts, Settings
@@ -135,9 +135,9 @@ class Engine:
         self._watch = CoreWatch() if n_threads is None and n_threads_batch is None else None
         _init_backend()
 
-        mparams = ll.llama_model_default_params()
-        # Off on an AMX build, whose extra buffer types crash the first decode (buildcheck).
-        mparams.use_extra_bufts = self.extra_buffers = use_extra_buffers()
+        # Extra buffer types off on an AMX build, whose first decode they crash (buildcheck).
+        mparams = model_params()
+        self.extra_buffers = bool(mparams.use_extra_bufts)
         model = ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise ModelError(f"llama.cpp could not load {path} (damaged or unsupported GGUF?)")

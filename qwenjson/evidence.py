@@ -152,7 +152,8 @@ def annotate(
             needs_source = True
         else:
             span = _find(source, value, last_start)
-            needs_source = _is_number(value) or (rule is not None and rule.grounded)
+            # A field marked ``x-grounded: false`` needs none, a number anywhere else does.
+            needs_source = rule.grounded if rule is not None else _is_number(value)
         if span is not None:
             last_start = span[0]
         found[leaf.path] = (
@@ -213,8 +214,10 @@ def annotate(
                 items: list[Any] = []
                 for i, sub in enumerate(node):
                     # A list that repeats an item ended there (``Grounding``): the repeat goes.
-                    repeat = drop and not isinstance(sub, dict | list) and sub in items
-                    if repeat and (*old, i) in meta:
+                    if drop and isinstance(sub, dict | list):
+                        if sub in node[:i] and _grounded_within(meta, (*old, i)):
+                            continue
+                    elif drop and sub in items and (*old, i) in meta:
                         continue
                     keep, value = walk(sub, (*old, i), (*new, len(items)))
                     if keep:
@@ -229,6 +232,18 @@ def annotate(
     if abstain and result != data and not validator.is_valid(result):
         result, evidence, confidence, unsupported = build(False)
     return Annotated(result, evidence, confidence, tuple(unsupported))
+
+
+def _grounded_within(
+    meta: Mapping[Path, tuple[list[int] | None, float, bool, FieldRule | None]], at: Path
+) -> bool:
+    """Whether a grounded value sits under the path ``at`` (its repeats are then dropped, as
+    ``Grounding`` ends a list that repeats one)."""
+    n = len(at)
+    return any(
+        len(path) > n and path[:n] == at and rule is not None and rule.grounded
+        for path, (_, _, _, rule) in meta.items()
+    )
 
 
 def _unowned(

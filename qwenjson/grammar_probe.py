@@ -25,6 +25,14 @@ __all__ = ["GrammarProbe", "StepChecks", "parse_grammar"]
 # Longest forced text looked ahead in one go (bytes); longer runs are fed in several batches.
 _MAX_FORCED_BYTES = 256
 
+# Candidates per llama.cpp grammar call. The mask over the whole vocabulary inside a JSON
+# string, in one call, raised peak RSS by 85 MiB with Qwen2.5's 151,936 tokens (35 MiB with
+# SmolLM2's 49,152), which malloc then kept; in slices of 8,192: +5.6 MiB, and 102 -> 74 ms a
+# mask (4,096: +2.7 MiB, 78 ms): scripts/bench_mask.py, load average 3.6. It was the step up
+# in scripts/bench_long_memory.py's long run (+30 MiB at its third piece, SmolLM2).
+_MASK_SLICE = 8192
+_CAND_SIZE = ctypes.sizeof(ll.llama_token_data)
+
 # The grammar parser prints its complaint with fprintf(stderr): while it runs, fd 2 is swapped
 # for a file so the complaint ends up in the SchemaError and not on the user's terminal.
 _stderr_lock = threading.Lock()
@@ -93,15 +101,30 @@ class GrammarProbe:
             )
 
     def grammar_allows(self, grammar: Any, ids: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
-        """Which of ``ids`` the grammar admits next (one llama.cpp call, nothing accepted)."""
+        """Which of ``ids`` the grammar admits next (nothing accepted): one llama.cpp call per
+        ``_MASK_SLICE`` of them.
+
+        The slices give exactly the verdicts of one call over all of ``ids``: llama.cpp judges
+        each candidate on its own (``llama_grammar_reject_candidates`` walks the grammar's
+        stacks with that candidate's bytes alone and sets its logit to -inf when no stack
+        takes them; no candidate's verdict reads another's). What one call costs is memory:
+        it decodes every candidate to code points at once and keeps, per stack, the
+        candidates still alive at each character, freed only when the call returns.
+        """
         n = len(ids)
         view = self._cand_view[:n]
         view["id"] = ids
         view["logit"] = 0.0
-        self._cand_array.size = n
-        self._cand_array.selected = -1
-        self._cand_array.sorted = False
-        ll.llama_sampler_apply(grammar, ctypes.byref(self._cand_array))
+        array: Any = self._cand_array  # its ``data`` is moved along the buffer
+        for start in range(0, n, _MASK_SLICE):
+            size = min(_MASK_SLICE, n - start)
+            array.data = ctypes.cast(
+                ctypes.byref(self._cand, start * _CAND_SIZE), ll.llama_token_data_p
+            )
+            array.size = size
+            array.selected = -1
+            array.sorted = False
+            ll.llama_sampler_apply(grammar, ctypes.byref(array))
         # The grammar sets the logit of every refused candidate to -inf and leaves the order.
         allowed: npt.NDArray[np.bool_] = np.isfinite(view["logit"])
         return allowed

@@ -14,7 +14,10 @@ empty instead (the caller then leaves it out, sets it to null, or drops the list
 ``FieldRule.abstain``); a required one gets the best grounded value and is marked unsupported.
 
 A list that repeats an item it already holds is ended there (the next ``,`` is refused): the
-0.5B otherwise loops, writing the same span dozens of times until the budget runs out.
+0.5B otherwise loops, writing the same span dozens of times until the budget runs out. Items
+that are objects or lists count too when a grounded value can sit inside them: SmolLM2 under
+``--each -s 'name: full name of a person'`` wrote ``{"name": "Keller"}`` 30 times for a
+paragraph naming two people (``scripts/bench_long_memory.py``'s short text: 34 items).
 """
 
 from __future__ import annotations
@@ -72,9 +75,10 @@ class ValueRecord:
 
 
 class _Frame:
-    """One open object or array; ``seen`` holds the string items a list has written."""
+    """One open object or array; ``seen`` holds the items a list has written (strings' content,
+    and the whole text of object or list items that hold grounded values: ``item``)."""
 
-    __slots__ = ("ended", "index", "key", "keys", "kind", "phase", "seen")
+    __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind  # ord("{") or ord("[")
@@ -84,11 +88,13 @@ class _Frame:
         self.seen: frozenset[bytes] = frozenset()
         self.ended = False  # a list that repeated an item: only its end may follow
         self.keys: frozenset[str] = frozenset()  # an object's keys written so far
+        # This frame's output text so far, when it is a list item to compare with the others.
+        self.item: bytes | None = None
 
     def copy(self) -> _Frame:
         twin = _Frame.__new__(_Frame)
         twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
-        twin.seen, twin.ended, twin.keys = self.seen, self.ended, self.keys
+        twin.seen, twin.ended, twin.keys, twin.item = self.seen, self.ended, self.keys, self.item
         return twin
 
 
@@ -135,7 +141,16 @@ class Grounding:
         self.required = dict(required or {})
         self.records: list[ValueRecord] = []
         self.dedupe = True
+        # The path patterns under which some value is grounded (a list item under one of them
+        # is checked for repeats as a whole).
+        self._grounded_under = frozenset(
+            pattern[:k]
+            for pattern, rule in self.rules.items()
+            if rule.grounded
+            for k in range(len(pattern) + 1)
+        )
         self._stack: list[_Frame] = []
+        self._capturing = 0  # frames in the stack with an ``item`` being recorded
         self._pos = 0  # output bytes accepted so far
         self._in_str = False
         self._is_key = False
@@ -152,7 +167,8 @@ class Grounding:
         """An independent copy of the state (no records)."""
         twin = Grounding.__new__(Grounding)
         twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
-        twin.required = self.required
+        twin.required, twin._grounded_under = self.required, self._grounded_under
+        twin._capturing = self._capturing
         twin.records = []
         twin._stack = [f.copy() for f in self._stack]
         twin._pos, twin._in_str, twin._is_key, twin._esc = (
@@ -331,6 +347,10 @@ class Grounding:
     def _step(self, byte: int) -> bool:
         """Take one output byte; False if the constraint refuses it (state then undefined)."""
         self._pos += 1
+        if self._capturing:
+            for frame in self._stack:
+                if frame.item is not None:
+                    frame.item += bytes((byte,))
         if self._in_str:
             return self._string_byte(byte)
         o = self._open
@@ -369,13 +389,24 @@ class Grounding:
                 top.phase = 2
             return True
         if byte in b"{[":
-            self._stack.append(_Frame(byte))
+            frame = _Frame(byte)
+            if top is not None and top.kind == 0x5B and self.dedupe:
+                # The item's own pattern: the list's frame already stands for its index.
+                pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack)
+                if pattern in self._grounded_under:
+                    frame.item = bytes((byte,))
+                    self._capturing += 1
+            self._stack.append(frame)
             if byte == 0x5B:
-                self._stack[-1].phase = 2
+                frame.phase = 2
             return True
         if byte in b"}]":
             if self._stack:
-                self._stack.pop()
+                done = self._stack.pop()
+                if done.item is not None:
+                    self._capturing -= 1
+                    if self._stack:
+                        self._seen_item(self._stack[-1], done.item)
             if self._stack:
                 self._stack[-1].phase = 3
             return True
@@ -434,12 +465,17 @@ class Grounding:
         if top is not None:
             top.phase = 3
             if top.kind == 0x5B and self.dedupe and content:
-                if content in top.seen:
-                    top.ended = True
-                top.seen = top.seen | {content}
+                self._seen_item(top, content)
         if o is None:
             return True
         return self._close(o, content, self._pos)
+
+    @staticmethod
+    def _seen_item(lst: _Frame, item: bytes) -> None:
+        """``item`` was written into the list ``lst``: a repeat ends the list."""
+        if item in lst.seen:
+            lst.ended = True
+        lst.seen = lst.seen | {item}
 
     def _close(self, o: _Open, content: bytes, out_end: int) -> bool:
         """Record the value ``o`` ending at ``out_end``; False if it may not end here (not a

@@ -24,7 +24,7 @@ from jsonschema.protocols import Validator
 
 from qwenjson.errors import SchemaError
 from qwenjson.generation import Generator
-from qwenjson.pipeline import ExtractOptions, PreparedSchema
+from qwenjson.pipeline import ExtractOptions, PreparedSchema, prepare_schema
 from qwenjson.prompt import system_message
 from qwenjson.validate import Schema, check_metaschema, make_validator, read_schema
 
@@ -79,32 +79,35 @@ class Job:
     item: Validator | None = None
 
 
+# Where the user's schema lands inside the wrapper, for rewriting its own `#…` references.
+_ITEM_POINTER = "/properties/items/items"
+
+
 def prepare_job(schema: Schema, *, each: bool = False) -> Job:
-    """Check ``schema`` against its metaschema once and compile it (with ``each``, its
+    """Check ``schema`` against its metaschema once and compile it once (with ``each``, its
     ``{"items": […]}`` wrapper). Raises SchemaError (exit 3) when it can't be used.
 
-    With ``each`` the item is compiled on its own too, before the wrapper: an item no value
-    satisfies (``false``, ``minLength`` over ``maxLength``) compiles inside the wrapper to "the
-    list is always empty", and must be refused instead, at the user's own JSON pointers.
+    With ``each`` the item must admit a value: one that can't (``false``, ``minLength`` over
+    ``maxLength``) would compile inside the wrapper to "the list is always empty", and is
+    refused instead. A refusal is worded from the user's schema compiled alone, at their own
+    JSON pointers and ``$ref``s (the wrapper's are moved): that second compile happens only on
+    the way to an error.
     """
     from qwenjson.schema import compile as compile_schema
 
-    check_metaschema(schema)
     if not each:
-        compiled = compile_schema(schema, closed_objects=True, spaced=True)
-        return Job(schema, PreparedSchema(schema, compiled, make_validator(schema)))
-    compile_schema(schema, closed_objects=True, spaced=True)
+        return Job(schema, prepare_schema(schema))
+    check_metaschema(schema)
     wrapper = each_schema(schema)  # as valid as ``schema``: not checked a second time
     try:
-        compiled = compile_schema(wrapper, closed_objects=True, spaced=True)
+        compiled = compile_schema(
+            wrapper, closed_objects=True, spaced=True, must_admit=(_ITEM_POINTER,)
+        )
     except SchemaError as e:
+        compile_schema(schema, closed_objects=True, spaced=True)  # the item's own refusal
         raise SchemaError(f"--each: can't wrap the schema as a list of items: {e}") from e
     prepared = PreparedSchema(wrapper, compiled, make_validator(wrapper))
     return Job(schema, prepared, make_validator(schema))
-
-
-# Where the user's schema lands inside the wrapper, for rewriting its own `#…` references.
-_ITEM_POINTER = "/properties/items/items"
 
 
 def each_schema(schema: Schema) -> Schema:

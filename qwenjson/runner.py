@@ -208,7 +208,12 @@ class Runner:
         # With --evidence the items are printed when the list is complete, each with its own
         # evidence: a value's source is known only once the whole document is annotated.
         streaming = self.record.each and not self.evidence
-        stream = _ItemStream(self.job.item, emit, self.keep_empty) if streaming else None
+        stream = None
+        if streaming:
+            # A repeated item with a grounded value ends the list (``Grounding``): not printed.
+            rules = self.extractor.rules
+            dedupe = any(p[:2] == ("items", None) and r.grounded for p, r in rules.items())
+            stream = _ItemStream(self.job.item, emit, self.keep_empty, dedupe=dedupe)
 
         def watch(chunk: str) -> None:
             self._check_time(started)
@@ -280,11 +285,18 @@ class _ItemStream:
     """Emits the items of generated ``{"items": […]}`` text as they close, validated one by one."""
 
     def __init__(
-        self, item: Validator | None, emit: Callable[[str], None], keep_empty: bool = False
+        self,
+        item: Validator | None,
+        emit: Callable[[str], None],
+        keep_empty: bool = False,
+        *,
+        dedupe: bool = False,
     ) -> None:
         assert item is not None
         self.validator: Validator = item
         self.keep_empty = keep_empty
+        self.dedupe = dedupe
+        self.written: list[Any] = []  # this attempt's items so far, as generated
         self.emit = emit
         self.scanner = ItemScanner()
         self.printed: list[Any] = []
@@ -304,6 +316,7 @@ class _ItemStream:
         self.attempt = self.scanner.attempt
         self.index = 0
         self.doomed = False
+        self.written = []
         if self.printed:
             # Only reachable if a whole document failed although each item passed: never print
             # a second version of a list that is already partly out.
@@ -320,6 +333,10 @@ class _ItemStream:
         except json.JSONDecodeError:
             self.doomed = True  # the grammar makes this impossible; the whole check decides
             return
+        repeat = self.dedupe and value in self.written
+        self.written.append(value)
+        if repeat:
+            return
         errors = validation_errors(value, self.validator)
         if not errors:
             self.printed.append(value)
@@ -335,6 +352,8 @@ class _ItemStream:
 
     def finish(self, data: Any) -> None:
         items = data.get("items") if isinstance(data, dict) else None
+        if isinstance(items, list) and self.dedupe:
+            items = [v for i, v in enumerate(items) if v not in items[:i]]
         if not isinstance(items, list) or items[: len(self.printed)] != self.printed:
             raise NoValidOutputError("the streamed items disagree with the final document")
         # Generators that don't stream text (or a tail the scanner hadn't closed yet).

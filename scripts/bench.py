@@ -46,6 +46,7 @@ import jsonschema  # noqa: E402
 import llama_cpp  # noqa: E402
 import llama_cpp.llama_cpp as ll  # noqa: E402
 
+from qwenjson.buildcheck import load_llama  # noqa: E402
 from qwenjson.engine import Engine, default_threads  # noqa: E402
 from qwenjson.generation import Message  # noqa: E402
 
@@ -336,8 +337,10 @@ class SideA:
     def __init__(
         self, model: str, threads: int, threads_batch: int, n_ctx: int, flash_attn: bool = False
     ) -> None:
-        self.llm = llama_cpp.Llama(
-            model_path=model,
+        # Loaded as qwenjson loads (extra buffer types off on an AMX build, whose first decode
+        # they crash); otherwise llama-cpp-python exactly as its users call it.
+        self.llm = load_llama(
+            model,
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads_batch,

@@ -516,9 +516,11 @@ class Anchor:
     name = "anchor"
 
     def __init__(self, model: Path, threads: int) -> None:
-        from llama_cpp import Llama
+        from qwenjson.buildcheck import load_llama
 
-        self.llm: Any = Llama(str(model), n_ctx=N_CTX, n_threads=threads, verbose=False)
+        # Loaded as qwenjson loads (extra buffer types off on an AMX build, whose first decode
+        # they crash); otherwise llama-cpp-python's own path, as its users call it.
+        self.llm: Any = load_llama(model, n_ctx=N_CTX, n_threads=threads, verbose=False)
 
     def answer(self, case: Case) -> Answer:
         schema_text = json.dumps(case.schema, ensure_ascii=False)

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/seed_wall_time.py --model "$(../shared/models/get-bench-model.sh)"
 
 Runs, in one run and alternating (so machine load hits both alike), fresh processes of
-  (a) ``python -c`` with llama-cpp-python: ``Llama(model)`` then
+  (a) ``python -c`` with llama-cpp-python: ``Llama(model)`` (loaded by qwenjson's
+      ``load_llama``, which on an AMX build turns off the extra buffer types that crash it) then
       ``create_chat_completion(messages, response_format={"type": "json_object", "schema": …},
       temperature=0)``, with the same messages qwenjson sends;
   (b) ``qwenjson extract --schema CASE/schema.json --model MODEL < CASE/input.txt``,
@@ -28,11 +29,11 @@ CASES = ROOT.parent / "shared" / "cases"
 
 LLAMA_CPP_PYTHON = """
 import json, sys
-from llama_cpp import Llama
+from qwenjson.buildcheck import load_llama
 from qwenjson.prompt import build_messages
 schema = json.load(open(sys.argv[2], encoding="utf-8"))
 text = open(sys.argv[3], encoding="utf-8").read()
-llm = Llama(sys.argv[1], n_ctx=4096, n_threads=int(sys.argv[4]), verbose=False)
+llm = load_llama(sys.argv[1], n_ctx=4096, n_threads=int(sys.argv[4]), verbose=False)
 out = llm.create_chat_completion(
     build_messages(schema, text),
     response_format={"type": "json_object", "schema": schema},

@@ -556,3 +556,26 @@ def test_deep_allof_and_deep_enum_values_are_refused_cleanly() -> None:
         value = [value]
     with pytest.raises(SchemaError, match="nested"):
         compile_schema({"enum": [value]})
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        False,
+        {"type": "string", "minLength": 5, "maxLength": 2},
+        {"$ref": "#/$defs/never"},  # followed to another place: still this node's refusal
+    ],
+)
+def test_items_that_must_admit_a_value_are_refused_not_compiled_out(items: Any) -> None:
+    schema = {"type": "array", "items": items, "$defs": {"never": False}}
+    out = compile_schema(schema)  # no item can exist: the array is always empty
+    assert accepts(out, "[]") and not accepts(out, '["abcdef"]')
+    with pytest.raises(SchemaError) as refused:
+        compile(schema, must_admit=("/items",))
+    # A plain SchemaError (an Unsatisfiable would be compiled out by the array), at the place.
+    assert type(refused.value) is SchemaError
+    assert refused.value.pointer in ("/items", "/$defs/never")
+    assert f"(at {refused.value.pointer})" in str(refused.value)
+    # Items that can exist compile exactly as without the option.
+    fine = {"type": "array", "items": {"type": "string"}}
+    assert compile(fine, must_admit=("/items",)).grammar == compile_schema(fine)

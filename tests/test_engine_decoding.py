@@ -18,6 +18,7 @@ import llama_cpp.llama_cpp as ll
 import numpy as np
 import pytest
 
+from qwenjson.buildcheck import model_params
 from qwenjson.engine import Engine
 from qwenjson.errors import ModelError
 from qwenjson.generation import Message
@@ -64,7 +65,7 @@ def reference_greedy(messages: list[Message], grammar: str, max_tokens: int) -> 
     """Greedy decoding with the whole vocabulary masked by the grammar at every step."""
     with Engine(default_model_path(), n_ctx=1024, n_threads=1) as e:
         tokens = e.prompt_tokens(messages)  # rendering and tokenizing are not under test here
-    params = ll.llama_model_default_params()
+    params = model_params()  # loaded as the engine loads it (buildcheck)
     model = ll.llama_model_load_from_file(str(default_model_path()).encode(), params)
     vocab = ll.llama_model_get_vocab(model)
     n_vocab = ll.llama_vocab_n_tokens(vocab)

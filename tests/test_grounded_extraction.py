@@ -145,6 +145,27 @@ def test_each_with_evidence_gives_every_item_its_own() -> None:
         _check_evidence(text, item)
 
 
+# SmolLM2 wrote {"name": "Sato"} 30 times for this paragraph before a repeated object item
+# ended the list (34 items printed, 4 different).
+MEETING = (
+    "The quarterly review covered supply costs, staffing and the delayed warehouse move. "
+    "Training sessions on the safety procedures were attended by most of the staff. "
+    "Quentin Sato presented the figures. Mira Morgan led the discussion."
+)
+
+
+@pytest.mark.parametrize("evidence", [False, True])
+def test_each_prints_no_item_twice(evidence: bool) -> None:
+    args = ("-s", "name: full name of a person", "--each", *(["--evidence"] if evidence else []))
+    r = extract(*args, stdin=MEETING.encode())
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().splitlines()
+    items = [json.loads(line) for line in lines]
+    names = [item["data"]["name"] if evidence else item["name"] for item in items]
+    assert names and len(set(lines)) == len(lines), lines
+    assert all(name in MEETING for name in names)
+
+
 TEXT_CHARS = st.sampled_from([*list('abcdeTomAn 中文山歌🙂"\\\n,.'), "Oslo", "Lee", " 42 "])
 
 

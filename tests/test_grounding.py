@@ -220,6 +220,49 @@ def test_a_list_that_repeats_an_item_ends() -> None:
     assert g.allows(b"]")
 
 
+PEOPLE: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "n": {"type": "integer", "x-grounded": False}},
+    },
+}
+
+
+def test_a_list_that_repeats_an_object_item_ends() -> None:
+    g = Grounding(SourceText("Ann Keller met Bo."), grounding_rules(PEOPLE))
+    assert _feed(g, '[{"name": "Keller"}, {"name": "Ann Keller"}, {"name": "Keller"}')
+    assert not g.allows(b", ")
+    assert g.allows(b"]")
+    assert not g.fork()._feed(b', {"name": "Bo"}')  # the fork is refused, the original goes on
+    assert _feed(g, "]")
+
+
+def test_object_items_differing_anywhere_are_not_repeats() -> None:
+    g = Grounding(SourceText("Ann Keller met Bo."), grounding_rules(PEOPLE))
+    assert _feed(g, '[{"name": "Bo", "n": 1}, {"name": "Bo", "n": 2}, {"name": "Bo"}')
+    assert g.allows(b", ")
+
+
+def test_a_repeated_object_item_is_dropped_with_its_evidence() -> None:
+    raw = '[{"name": "Keller"}, {"name": "Ann Keller"}, {"name": "Keller"}]'
+    found = _annotated("Ann Keller met Keller.", raw, PEOPLE)
+    assert found.data == [{"name": "Keller"}, {"name": "Ann Keller"}]
+    assert set(found.evidence) == {"/0/name", "/1/name"}
+    kept = _annotated("no such names", '[{"n": 1}, {"n": 1}]', PEOPLE)  # nothing grounded
+    assert kept.data == [{"n": 1}, {"n": 1}]
+
+
+def test_repeated_items_without_grounded_values_may_repeat() -> None:
+    scores = {
+        "type": "array",
+        "items": {"type": "object", "properties": {"v": {"type": "integer", "x-grounded": False}}},
+    }
+    g = Grounding(SourceText("no numbers"), grounding_rules(scores))
+    assert _feed(g, '[{"v": 1}, {"v": 1}')
+    assert g.allows(b", ")
+
+
 def _word(char: str) -> bool:
     return char.isalnum() and char not in "中文"
 

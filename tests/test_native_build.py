@@ -8,7 +8,8 @@ The first test runs on the build installed where pytest runs: the project's .ven
 extra buffer types stay on) and, through the second test, .venv-native, which
 scripts/setup-dev.sh makes on CPUs with AMX from a natively built wheel: there the build must
 report AMX, a default load must crash (else this proves nothing), and qwenjson must choose the
-load that decodes, in its engine and through the command.
+load that decodes, in its engine and through the command, and so must the scripts that measure
+llama-cpp-python's own ``Llama`` (bench.py, quality.py, seed_wall_time.py: ``load_llama``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from qwenjson.buildcheck import build_uses_amx, use_extra_buffers
 from qwenjson.engine import Engine
+from tests.conftest import load_script
 from tests.grammar_engine import GrammarEngine
 from tests.helpers import PERSON_GRAMMAR, PERSON_MESSAGES
 
@@ -103,3 +105,48 @@ def test_a_native_amx_build_crashes_by_default_and_qwenjson_avoids_it(smollm2: P
     assert r.returncode == 0, r.stderr
     assert "ggml-org/llama.cpp#20824" in r.stderr  # the note that a portable build is faster
     assert isinstance(json.loads(r.stdout)["name"], str)
+
+
+# The model loaded as a script loads it, then a few greedy tokens: argv model, which loader.
+SCRIPT_LOAD = """
+import sys
+from pathlib import Path
+from tests.conftest import load_script
+model, loader = sys.argv[1], sys.argv[2]
+if loader == "bench":  # bench.py's side (a), llama-cpp-python's own path
+    llm = load_script(Path("scripts/bench.py")).SideA(model, 1, 1, 512).llm
+elif loader == "quality":  # quality.py's anchor
+    llm = load_script(Path("scripts/quality.py")).Anchor(Path(model), 1).llm
+else:  # a plain Llama, as those scripts loaded it before
+    from llama_cpp import Llama
+    llm = Llama(model, n_ctx=512, n_threads=1, verbose=False)
+out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0)
+print(llm.model_params.use_extra_bufts, out["choices"][0]["text"].strip())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    sys.platform != "linux" or not cpu_has_amx(), reason="this CPU has no AMX: no crash to avoid"
+)
+def test_the_scripts_baselines_load_the_model_so_a_native_amx_build_decodes(
+    smollm2: Path, tmp_path: Path
+) -> None:
+    if not (NATIVE_VENV / "bin" / "python").exists():
+        pytest.skip(f"no {NATIVE_VENV} (scripts/setup-dev.sh makes it on CPUs with AMX)")
+    crash = native("-c", SCRIPT_LOAD, str(smollm2), "plain")
+    assert crash.returncode == -signal.SIGSEGV, (crash.returncode, crash.stdout, crash.stderr)
+    for loader in ("bench", "quality"):
+        r = native("-c", SCRIPT_LOAD, str(smollm2), loader)
+        assert (r.returncode, r.stdout.strip()) == (0, "False Paris."), (loader, r.stderr[-3000:])
+    # seed_wall_time.py's baseline is a `python -c` program of its own: run as it runs it.
+    seed = load_script(ROOT / "scripts" / "seed_wall_time.py")
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        '{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}'
+    )
+    text = tmp_path / "input.txt"
+    text.write_text("I live in Paris.")
+    r = native("-c", seed.LLAMA_CPP_PYTHON, str(smollm2), str(schema), str(text), "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert isinstance(json.loads(r.stdout)["city"], str)

@@ -8,7 +8,7 @@ unsupported keywords instead of raising.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,11 @@ class CompiledSchema:
 
 
 def compile(
-    schema: dict[str, Any] | bool, *, closed_objects: bool = False, spaced: bool = False
+    schema: dict[str, Any] | bool,
+    *,
+    closed_objects: bool = False,
+    spaced: bool = False,
+    must_admit: Collection[str] = (),
 ) -> CompiledSchema:
     """Compile a JSON Schema to GBNF (root rule ``root``), with the keyword report.
 
@@ -41,15 +45,21 @@ def compile(
     default: measured on Qwen2 0.5B, compact JSON pushed the model off the spelling it learned,
     and after a compact ``"keywords":`` it chose ``[]`` where the spaced form got the list.
 
+    ``must_admit``: JSON pointers of subschemas that must admit some value; one that admits none
+    is refused rather than compiled out (array items no value satisfies make the array always
+    empty: ``--each`` refuses such an item, see ``qwenjson.plan.prepare_job``).
+
     Raises ``SchemaError`` (unsatisfiable, remote or broken ``$ref``, malformed schema) or
     ``UnsupportedKeywordError``, each naming the JSON pointer.
     """
     with _collector_paused():
-        return _compiled(schema, closed_objects, spaced)
+        return _compiled(schema, closed_objects, spaced, must_admit)
 
 
-def _compiled(schema: dict[str, Any] | bool, closed_objects: bool, spaced: bool) -> CompiledSchema:
-    compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced)
+def _compiled(
+    schema: dict[str, Any] | bool, closed_objects: bool, spaced: bool, must_admit: Collection[str]
+) -> CompiledSchema:
+    compiler = Compiler(schema, closed_objects=closed_objects, spaced=spaced, must_admit=must_admit)
     grammar = compiler.compile()
     report = build_report(schema, compiler.marks, compiler.index.nodes)
     needs = any(use.status == "validated-after" for use in report)

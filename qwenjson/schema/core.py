@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from qwenjson.errors import SchemaError
 from qwenjson.pointer import unescape_token
 from qwenjson.schema import gbnf
-from qwenjson.schema.flat import Flat, LeftRecursion, Node
+from qwenjson.schema.flat import Flat, LeftRecursion, Node, Unsatisfiable
 from qwenjson.schema.gbnf import (
     IDENT,
     JSON_CHAR,
@@ -125,9 +125,18 @@ def is_pure_ref(schema: dict[str, Any], ref_hides_siblings: bool) -> bool:
 class CompilerCore:
     """Rules, names and the visit of schema nodes; see ``compiler.Compiler``."""
 
-    def __init__(self, schema: Any, *, closed_objects: bool = False, spaced: bool = False) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        closed_objects: bool = False,
+        spaced: bool = False,
+        must_admit: Collection[str] = (),
+    ) -> None:
         self.schema = schema
         self.closed_objects = closed_objects
+        # Subschemas (by pointer) that must admit a value: see ``visit``.
+        self.must_admit = frozenset(must_admit)
         # The separators written between members/items and after keys, as GBNF literals.
         self.separators = (", ", ": ") if spaced else (",", ":")
         self.comma = Literal(self.separators[0])
@@ -253,7 +262,22 @@ class CompilerCore:
         return Node(value, pointer, base, pointer)
 
     def visit(self, node: Node) -> Expr:
-        """A GBNF atom (rule name or literal) matching the instances of ``node``."""
+        """A GBNF atom (rule name or literal) matching the instances of ``node``.
+
+        A node in ``must_admit`` that no value satisfies is refused (a plain SchemaError, at the
+        same place) instead of being compiled out by its container: array items that can't
+        exist would otherwise make the array "always empty".
+        """
+        if node.pointer not in self.must_admit:
+            return self._visit(node)
+        try:
+            return self._visit(node)
+        except Unsatisfiable as e:
+            refused = SchemaError(e.message)  # the message already names the place
+            refused.pointer = e.pointer
+            raise refused from e
+
+    def _visit(self, node: Node) -> Expr:
         node = self._deref(node)
         key = node.key
         if key in self.memo:

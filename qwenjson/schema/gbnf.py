@@ -212,7 +212,8 @@ class _Composite(_Expr):
         raise NotImplementedError
 
     def __hash__(self) -> int:
-        return hash(str(self))
+        text = self._text
+        return hash(text if type(text) is str else str(self))
 
     def __eq__(self, other: object) -> bool:
         return self is other or (isinstance(other, _Composite) and str(self) == str(other))
