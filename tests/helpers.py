@@ -8,6 +8,7 @@ is imported rather than injected. The test model is found one way only:
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -87,11 +88,24 @@ def qwenjson_argv(*args: str, schema: Any = REAL_PERSON, max_tokens: int = 48) -
     )
 
 
+def _sigint_as_on_a_terminal() -> None:
+    # A shell without job control starts background commands (`pytest … &`, as a CI script
+    # may) with SIGINT ignored, and Python keeps an ignored SIGINT ignored: the child would
+    # then finish its batch and exit 0. The tests ask what Ctrl-C does, so the child gets the
+    # default disposition a terminal gives it (measured: under `bash -c '… & wait'` the SIGINT
+    # test exited 0 after all 20 lines; in the foreground, 130 after one).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def running(*args: str) -> Iterator[Proc]:
     """``qwenjson extract ARGS`` as a child with piped stdin, stdout and stderr; killed at exit."""
     proc = subprocess.Popen(
-        qwenjson_argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        qwenjson_argv(*args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_sigint_as_on_a_terminal,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
