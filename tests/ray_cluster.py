@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,12 +38,15 @@ def ray_head(temp_dir: Path, cpus: int = 2) -> Iterator[tuple[str, int]]:
     """A head node with ``cpus`` CPUs; yields its address and its session (all its processes)."""
     port = free_port()
     log = temp_dir / "ray-start.log"
+    # Ray's sockets live under its temp dir and a socket path holds at most 107 bytes: pytest's
+    # own temp dirs (deeper still under pytest-xdist's workers) are too long, so a short one.
+    ray_dir = Path(tempfile.mkdtemp(prefix="qwenjson-ray-"))
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
                 str(RAY), "start", "--head", "--block", "--num-cpus", str(cpus),
                 "--node-ip-address", "127.0.0.1", "--port", str(port),
-                "--temp-dir", str(temp_dir / "ray"), "--include-dashboard", "false",
+                "--temp-dir", str(ray_dir), "--include-dashboard", "false",
                 "--disable-usage-stats",
             ],
             stdout=out,
@@ -59,6 +64,7 @@ def ray_head(temp_dir: Path, cpus: int = 2) -> Iterator[tuple[str, int]]:
         yield f"127.0.0.1:{port}", proc.pid
     finally:
         _stop(proc)
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

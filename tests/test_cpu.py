@@ -58,15 +58,23 @@ def test_our_own_work_is_not_counted_as_others() -> None:
     cpu = allowed_cpus()[0]
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
+    seen = []
     try:
-        watch = CoreWatch([cpu])
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:  # this process keeps the core busy itself
-            pass
-        busy = watch.others_busy()
+        # Up to three windows: another process (a parallel test worker) may share the core for
+        # one of them, but our own work counted as others' would read near 1.0 in every one.
+        for _ in range(3):
+            watch = CoreWatch([cpu])
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:  # this process keeps the core busy itself
+                pass
+            busy = watch.others_busy()
+            assert busy is not None
+            seen.append(busy)
+            if busy < 0.4:
+                break
     finally:
         os.sched_setaffinity(0, saved)
-    assert busy is not None and busy < 0.4
+    assert min(seen) < 0.4, seen
 
 
 def test_a_window_too_short_to_judge_gives_no_figure() -> None:
