@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +31,10 @@ from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.pointer import to_pointer
+from qwenjson.readings import numbers
 from qwenjson.source import SourceText
 
 __all__ = ["Annotated", "annotate", "leaf_spans"]
-
-_NUMBER = re.compile(r"(?<![0-9.])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -305,16 +303,17 @@ def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
                 return at + offset, at + offset + len(value)
         return None
     if _is_number(value):
+        # The numbers as a grounded number reads them (``readings.numbers``: ``12,50``,
+        # ``1,234.50``, a sign only where it isn't a dash), so both ways find the same places.
         best: tuple[int, int] | None = None
-        for m in _NUMBER.finditer(text):
+        for reading in numbers(text, offset).readings:
             try:
-                found, wanted = float(m.group().replace(",", "")), float(value)
+                found, wanted = float(reading.content), float(value)
             except (ValueError, OverflowError):  # a number too large for a float isn't found
                 continue
             if math.isclose(found, wanted, rel_tol=0.0, abs_tol=1e-9):
-                span = (m.start() + offset, m.end() + offset)
-                if span[0] >= after:
-                    return span
-                best = best or span
+                if reading.span[0] >= after:
+                    return reading.span
+                best = best or reading.span
         return best
     return None

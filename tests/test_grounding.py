@@ -451,3 +451,19 @@ def test_a_number_too_large_for_a_float_has_no_source() -> None:
     raw = '{"name": "Tom", "age": ' + "9" * 400 + ', "nick": null}'
     found = _annotated("Tom is 9", raw, PERSON)
     assert found.unsupported == ("/age",)
+
+
+def test_a_derived_number_is_found_as_the_readings_read_it() -> None:
+    # Not grounded while generated: evidence finds it afterwards with the readings' own rules,
+    # so the European money form and a thousands separator are found as they are when grounded.
+    prices = {
+        "type": "object",
+        "properties": {
+            "price": {"type": "number", "x-grounded": False},
+            "total": {"type": "number", "x-grounded": False},
+        },
+    }
+    text = "costs 12,50 EUR, 1,234.50 in all"
+    found = _annotated(text, '{"price": 12.5, "total": 1234.5}', prices)
+    assert found.evidence == {"/price": [6, 11], "/total": [17, 25]}
+    assert text[6:11] == "12,50" and text[17:25] == "1,234.50"
