@@ -31,7 +31,6 @@ from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.pointer import to_pointer
-from qwenjson.readings import numbers
 from qwenjson.source import SourceText
 
 __all__ = ["Annotated", "annotate", "leaf_spans"]
@@ -303,10 +302,10 @@ def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
                 return at + offset, at + offset + len(value)
         return None
     if _is_number(value):
-        # The numbers as a grounded number reads them (``readings.numbers``: ``12,50``,
-        # ``1,234.50``, a sign only where it isn't a dash), so both ways find the same places.
+        # The numbers as a grounded number reads them (``12,50``, ``1,234.50``, a sign only
+        # where it isn't a dash), so both ways find the same places; read once per text.
         best: tuple[int, int] | None = None
-        for reading in numbers(text, offset).readings:
+        for reading in source.readings("number").readings:
             try:
                 found, wanted = float(reading.content), float(value)
             except (ValueError, OverflowError):  # a number too large for a float isn't found
