@@ -396,6 +396,42 @@ class Engine:
             trace=tuple(traced or ()),
         )
 
+    def continuation_logprobs(
+        self,
+        messages: Sequence[Message],
+        head: str,
+        tails: Sequence[str],
+        *,
+        max_tokens: int | None = None,
+    ) -> list[float]:
+        """log p(tail | the reply to ``messages`` begins with ``head``) for each of ``tails``,
+        each alone after ``head``: the sum over its tokens (at most ``max_tokens`` of them) of
+        the model's unconstrained log-probabilities. No grammar: this asks how likely the model
+        finds a text, not what it may write (``qwenjson.labeling``)."""
+        self._live_ctx()
+        prompt = self.prompt_tokens(messages)
+        base = prompt + self.tokenize(head.encode("utf-8"))
+        tail_ids = [self.tokenize(t.encode("utf-8"))[:max_tokens] for t in tails]
+        if len(base) + max((len(t) for t in tail_ids), default=0) > self._n_ctx:
+            raise InputError("the text and its labels don't fit the context")
+        self._adapt_threads()
+        caching = self._prefix_cache is not None
+        self._state().prefill(
+            base, self._chat.shared_prefix_len(messages, prompt) if caching else 0
+        )
+        first = self._logits(-1).copy()
+        scores: list[float] = []
+        for ids in tail_ids:
+            total = sampling.logprob(first, ids[0]) if ids else 0.0
+            if len(ids) > 1:
+                # The tail's tokens but its last, in one batch: row i predicts token i + 1.
+                self._forget_from(len(base))
+                self._decode(ids[:-1], outputs=len(ids) - 1)
+                for i in range(1, len(ids)):
+                    total += sampling.logprob(self._logits(i - len(ids)), ids[i])
+            scores.append(total)
+        return scores
+
     def _forced_start(self, grammar: Any, max_tokens: int) -> tuple[list[int], bool, int | None]:
         """The forced text before the first choice (``ForcedText.forced_start``), if probed."""
         if not (self._can_probe and self.fast_forward):

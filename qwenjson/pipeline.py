@@ -22,6 +22,7 @@ from qwenjson.errors import InputError, NoValidOutputError
 from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
+from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
 from qwenjson.schema import CompiledSchema
@@ -134,6 +135,8 @@ class Extractor:
         self.options = options or ExtractOptions()
         self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
         self.required = required_keys(self.prepared.schema)
+        # Sibling lists of grounded strings: their items are typed again once written.
+        self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
         self.system = system or system_message(self.prepared.schema, self.options.instruction)
 
@@ -222,12 +225,23 @@ class Extractor:
             validator=validator,
             abstain=not opts.keep_empty,
         )
-        data = found.data
+        data, evidence, confidence = found.data, found.evidence, found.confidence
+        if self.entity_lists and isinstance(self.generator, Scorer):
+            typed = relabel(
+                data,
+                evidence,
+                confidence,
+                lists=self.entity_lists,
+                messages=self.messages(source.text),
+                scorer=self.generator,
+                is_valid=validator.is_valid,
+            )
+            data, evidence, confidence = typed.data, typed.evidence, typed.confidence
         if not opts.keep_empty:
             data = drop_empty_strings(data, validator)
         kept = set(_leaf_pointers(data))
-        evidence = {p: v for p, v in found.evidence.items() if p in kept}
-        confidence = {p: v for p, v in found.confidence.items() if p in kept}
+        evidence = {p: v for p, v in evidence.items() if p in kept}
+        confidence = {p: v for p, v in confidence.items() if p in kept}
         unsupported = tuple(p for p in found.unsupported if p in kept)
         if opts.require_evidence and unsupported:
             raise NoValidOutputError(

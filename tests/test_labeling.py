@@ -1,0 +1,208 @@
+"""Typing entity-list items again: the engine's continuation scores against a token-by-token
+evaluation on SmolLM2, the move of items (with their evidence) on a scripted scorer, and the
+rule end to end on the real model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwenjson import sampling
+from qwenjson.engine import Engine
+from qwenjson.generation import Message
+from qwenjson.grounding import grounding_rules
+from qwenjson.labeling import SHORTLIST, Scorer, entity_lists, relabel
+from qwenjson.pipeline import Extractor
+
+NER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "people": {"type": "array", "items": {"type": "string"}, "description": "person names"},
+        "places": {"type": "array", "items": {"type": "string"}, "description": "place names"},
+        "companies": {"type": "array", "items": {"type": "string"}},
+        "title": {"type": "string"},
+    },
+    "required": ["people", "places", "companies"],
+    "additionalProperties": False,
+}
+TEXT = "Maria Lopez flew from Lisbon to Oslo to meet the engineers of Siemens and Nokia."
+MESSAGES: list[Message] = [
+    {"role": "system", "content": "List the people, places and companies in the text as JSON."},
+    {"role": "user", "content": TEXT},
+]
+
+
+def test_entity_lists_are_the_root_lists_of_grounded_text() -> None:
+    assert entity_lists(grounding_rules(NER), NER) == ["people", "places", "companies"]
+    one = {"type": "object", "properties": {"tags": NER["properties"]["people"]}}
+    assert entity_lists(grounding_rules(one), one) == []  # nothing to choose between
+    fixed = json.loads(json.dumps(NER))
+    fixed["properties"]["places"]["items"]["enum"] = ["Oslo", "Lisbon"]
+    assert entity_lists(grounding_rules(fixed), fixed) == ["people", "companies"]
+    ungrounded = grounding_rules(NER, default=False)
+    assert entity_lists(ungrounded, NER) == []
+
+
+# -- the engine's scores ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2: Path) -> Iterator[Engine]:
+    with Engine(smollm2, n_ctx=2048, n_threads=1) as e:
+        yield e
+
+
+def _one_by_one(engine: Engine, messages: list[Message], head: str, tail_ids: list[int]) -> float:
+    """The obvious way: the whole sequence from an empty cache, one token at a time, summing
+    log p of the tail's tokens."""
+    prompt = engine.prompt_tokens(messages) + engine.tokenize(head.encode())
+    engine._forget_from(0)
+    total = 0.0
+    for i, token in enumerate(prompt + tail_ids):
+        if i >= len(prompt):
+            total += sampling.logprob(engine._logits(-1).copy(), token)
+        engine._decode([token])
+    return total
+
+
+@pytest.mark.model
+def test_continuation_scores_equal_a_token_by_token_evaluation(engine: Engine) -> None:
+    head = '{"people": ["'
+    tails = ['Maria Lopez"', 'Lisbon"', 'Siemens"', 'Nokia"', '挪威 🙂"']
+    fast = engine.continuation_logprobs(MESSAGES, head, tails)
+    ids = [engine.tokenize(t.encode()) for t in tails]
+    slow = [_one_by_one(engine, MESSAGES, head, i) for i in ids]
+    # Batches of other sizes change the logits in their last bits, never more than this.
+    assert fast == pytest.approx(slow, abs=0.05)
+    assert fast.index(max(fast)) == 0  # a person's name is the likeliest first person
+    firsts = engine.continuation_logprobs(MESSAGES, head, tails, max_tokens=1)
+    assert firsts == pytest.approx(
+        [_one_by_one(engine, MESSAGES, head, i[:1]) for i in ids], abs=0.05
+    )
+    assert all(f > s for f, s in zip(firsts, slow, strict=True))  # longer tails, less likely
+
+
+# -- moving items, on a scripted scorer ------------------------------------------------------------
+
+
+class Scripted:
+    """Scores from a table: (list, item) -> (first-token score, full score)."""
+
+    def __init__(self, table: dict[tuple[str, str], tuple[float, float]]) -> None:
+        self.table = table
+        self.asked: list[tuple[str, int | None, tuple[str, ...]]] = []
+
+    def continuation_logprobs(
+        self,
+        messages: Sequence[Message],
+        head: str,
+        tails: Sequence[str],
+        *,
+        max_tokens: int | None = None,
+    ) -> list[float]:
+        name = json.loads(head[1:].split(":")[0])
+        self.asked.append((name, max_tokens, tuple(tails)))
+        items = [json.loads('"' + t) for t in tails]
+        return [self.table.get((name, i), (-50.0, -50.0))[max_tokens is None] for i in items]
+
+
+def _relabel(data: Any, scorer: Scorer, valid: bool = True) -> Any:
+    evidence = {f"/{k}/{i}": [n, n + 1] for n, (k, i) in enumerate(_pointers(data)) if k != "title"}
+    confidence = {p: 0.5 for p in evidence}
+    return relabel(
+        data,
+        evidence,
+        confidence,
+        lists=["people", "places", "companies"],
+        messages=MESSAGES,
+        scorer=scorer,
+        is_valid=lambda _: valid,
+    )
+
+
+def _pointers(data: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(k, i) for k, v in data.items() if isinstance(v, list) for i in range(len(v))]
+
+
+def test_items_move_to_their_likeliest_list_with_their_evidence() -> None:
+    data = {"people": ["Oslo", "Maria Lopez"], "places": ["Siemens"], "companies": []}
+    scorer = Scripted(
+        {
+            ("places", "Oslo"): (-1.0, -2.0),
+            ("people", "Maria Lopez"): (-1.0, -3.0),
+            ("companies", "Siemens"): (-1.0, -2.5),
+            ("places", "Siemens"): (-0.5, -4.0),  # likelier first token, less likely in full
+        }
+    )
+    out = _relabel(data, scorer)
+    assert out.data == {"people": ["Maria Lopez"], "places": ["Oslo"], "companies": ["Siemens"]}
+    # Each value keeps its source and confidence, under its new pointer.
+    assert out.evidence == {"/people/0": [1, 2], "/places/0": [0, 1], "/companies/0": [2, 3]}
+    assert set(out.confidence) == set(out.evidence)
+    # One cheap look per list, then the full score only for shortlisted lists.
+    assert [a[1] for a in scorer.asked[:3]] == [1, 1, 1]
+    assert all(a[1] is None for a in scorer.asked[3:])
+
+
+def test_only_the_shortlist_is_scored_in_full() -> None:
+    lists = ["people", "places", "companies", "products"]
+    table = {(name, "Nokia"): (-float(n), -9.0) for n, name in enumerate(lists)}
+    table["products", "Nokia"] = (-9.0, -0.1)  # best in full, but its first token is last
+    scorer = Scripted(table)
+    out = relabel(
+        {name: [] for name in lists} | {"products": ["Nokia"]},
+        {"/products/0": [0, 5]},
+        {"/products/0": 0.9},
+        lists=lists,
+        messages=MESSAGES,
+        scorer=scorer,
+        is_valid=lambda _: True,
+    )
+    assert SHORTLIST == 3
+    assert out.data["people"] == ["Nokia"]  # ties in full: the earlier list
+    assert out.evidence == {"/people/0": [0, 5]}
+    assert ("products", None, ('Nokia"',)) not in scorer.asked
+
+
+def test_an_item_in_two_lists_is_listed_once() -> None:
+    data = {"people": ["Nokia"], "places": [], "companies": ["Nokia"]}
+    out = _relabel(data, Scripted({("companies", "Nokia"): (-1.0, -1.0)}))
+    assert out.data == {"people": [], "places": [], "companies": ["Nokia"]}
+    assert out.evidence == {"/companies/0": [0, 1]}
+
+
+def test_a_document_that_would_not_validate_is_kept() -> None:
+    data = {"people": ["Oslo"], "places": [], "companies": []}
+    scorer = Scripted({("places", "Oslo"): (-1.0, -1.0)})
+    assert _relabel(data, scorer, valid=False).data == data
+    assert _relabel(data, scorer).data == {"people": [], "places": ["Oslo"], "companies": []}
+
+
+# -- end to end on the real model ------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_extracted_items_sit_in_their_likeliest_shortlisted_list(engine: Engine) -> None:
+    extractor = Extractor(NER, engine)
+    found = extractor.run(TEXT)
+    items = [(k, v) for k in ("people", "places", "companies") for v in found.data[k]]
+    assert items, "the model found nothing to type"
+    messages = extractor.messages(TEXT)
+    lists = ["people", "places", "companies"]
+    for name, item in items:
+        tail = json.dumps(item)[1:]
+        heads = {n: "{" + json.dumps(n) + ': ["' for n in lists}
+        first = {
+            n: engine.continuation_logprobs(messages, heads[n], [tail], max_tokens=1)[0]
+            for n in lists
+        }
+        shortlist = sorted(lists, key=lambda n: -first[n])[:SHORTLIST]
+        full = {n: engine.continuation_logprobs(messages, heads[n], [tail])[0] for n in shortlist}
+        assert name == max(shortlist, key=lambda n: full[n]), (item, full)
+        pointer = f"/{name}/{found.data[name].index(item)}"
+        span = found.evidence[pointer]
+        assert span is not None and TEXT[span[0] : span[1]] == item
