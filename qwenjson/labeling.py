@@ -84,10 +84,11 @@ def relabel(
     messages: Sequence[Message],
     scorer: Scorer,
     is_valid: Callable[[Any], bool],
+    tick: Callable[[], None] | None = None,
 ) -> Relabeled:
     """``data`` with every string item of ``lists`` (root members) in the list that makes it
     likeliest (see the module's docstring); unchanged when nothing moves or the result would
-    not validate."""
+    not validate. ``tick`` is called before each evaluation (a time limit's check)."""
     unchanged = Relabeled(data, dict(evidence), dict(confidence))
     if not isinstance(data, dict):
         return unchanged
@@ -95,7 +96,7 @@ def relabel(
     items = _distinct(data[name][i] for name in present for i in range(len(data[name])))
     if len(present) < 2 or not items:
         return unchanged
-    best = _best_lists(items, present, messages, scorer)
+    best = _best_lists(items, present, messages, scorer, tick or (lambda: None))
     moved: dict[str, str] = {}  # old pointer -> new pointer
     out = dict(data)
     for name in present:
@@ -117,17 +118,21 @@ def relabel(
 
 
 def _best_lists(
-    items: list[str], lists: list[str], messages: Sequence[Message], scorer: Scorer
+    items: list[str],
+    lists: list[str],
+    messages: Sequence[Message],
+    scorer: Scorer,
+    tick: Callable[[], None],
 ) -> dict[str, str]:
     """For each item, the list under which the model finds it likeliest."""
     heads = {name: "{" + json.dumps(name, ensure_ascii=False) + ': ["' for name in lists}
     # Each item as the model writes it inside the list: JSON-escaped, with its closing quote
     # (so that "Rwandan" and "Rwandan Hutu" are told apart).
     tails = [json.dumps(item, ensure_ascii=False)[1:] for item in items]
-    first = {
-        name: scorer.continuation_logprobs(messages, heads[name], tails, max_tokens=1)
-        for name in lists
-    }
+    first: dict[str, list[float]] = {}
+    for name in lists:
+        tick()
+        first[name] = scorer.continuation_logprobs(messages, heads[name], tails, max_tokens=1)
     shortlist = {
         k: sorted(lists, key=lambda name: (-first[name][k], lists.index(name)))[:SHORTLIST]
         for k in range(len(items))
@@ -136,6 +141,7 @@ def _best_lists(
     for name in lists:
         wanted = [k for k in range(len(items)) if name in shortlist[k]]
         if wanted:
+            tick()
             scores = scorer.continuation_logprobs(messages, heads[name], [tails[k] for k in wanted])
             full.update({(name, k): s for k, s in zip(wanted, scores, strict=True)})
     return {

@@ -196,7 +196,9 @@ class Extractor:
             else:
                 errors = validation_errors(data, self.prepared.validator)
                 if not errors:
-                    return self._finish(data, result, grounding, source, attempt + 1, results)
+                    return self._finish(
+                        data, result, grounding, source, attempt + 1, results, on_text
+                    )
             messages = [*self.messages(text), *_feedback(result.text, errors)]
         raise NoValidOutputError(
             f"no valid document after {opts.retries + 1} attempt(s); the last one failed with:",
@@ -211,6 +213,7 @@ class Extractor:
         source: SourceText,
         attempts: int,
         results: list[GenerationResult],
+        on_text: Callable[[str], None] | None = None,
     ) -> Extraction:
         """The valid ``data`` after abstention and empty-member dropping, with its evidence."""
         opts = self.options
@@ -235,6 +238,9 @@ class Extractor:
                 messages=self.messages(source.text),
                 scorer=self.generator,
                 is_valid=validator.is_valid,
+                # An empty chunk between evaluations: a caller that keeps a time limit by
+                # the clock on each chunk (``--timeout``) keeps it here too.
+                tick=(lambda: on_text("")) if on_text is not None else None,
             )
             data, evidence, confidence = typed.data, typed.evidence, typed.confidence
         if not opts.keep_empty:

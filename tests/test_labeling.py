@@ -175,6 +175,33 @@ def test_an_item_in_two_lists_is_listed_once() -> None:
     assert out.evidence == {"/companies/0": [0, 1]}
 
 
+def test_a_time_limit_is_checked_before_each_evaluation() -> None:
+    class TimeIsUp(Exception):
+        pass
+
+    calls: list[int] = []
+
+    def tick() -> None:
+        calls.append(len(scorer.asked))
+        if len(calls) > 2:
+            raise TimeIsUp
+
+    scorer = Scripted({})
+    data = {"people": ["Oslo"], "places": ["Nokia"], "companies": []}
+    with pytest.raises(TimeIsUp):
+        relabel(
+            data,
+            {},
+            {},
+            lists=["people", "places", "companies"],
+            messages=MESSAGES,
+            scorer=scorer,
+            is_valid=lambda _: True,
+            tick=tick,
+        )
+    assert calls == [0, 1, 2]  # before every call to the model, none after the limit
+
+
 def test_a_document_that_would_not_validate_is_kept() -> None:
     data = {"people": ["Oslo"], "places": [], "companies": []}
     scorer = Scripted({("places", "Oslo"): (-1.0, -1.0)})
@@ -188,7 +215,10 @@ def test_a_document_that_would_not_validate_is_kept() -> None:
 @pytest.mark.model
 def test_extracted_items_sit_in_their_likeliest_shortlisted_list(engine: Engine) -> None:
     extractor = Extractor(NER, engine)
-    found = extractor.run(TEXT)
+    chunks: list[str] = []
+    found = extractor.run(TEXT, on_text=chunks.append)
+    # The caller hears empty chunks while the items are typed (its clock check runs there).
+    assert "" in chunks and "".join(chunks).startswith("{")
     items = [(k, v) for k in ("people", "places", "companies") for v in found.data[k]]
     assert items, "the model found nothing to type"
     messages = extractor.messages(TEXT)
