@@ -416,20 +416,26 @@ class Engine:
             raise InputError("the text and its labels don't fit the context")
         self._adapt_threads()
         caching = self._prefix_cache is not None
-        self._state().prefill(
-            base, self._chat.shared_prefix_len(messages, prompt) if caching else 0
-        )
-        first = self._logits(-1).copy()
-        scores: list[float] = []
-        for ids in tail_ids:
-            total = sampling.logprob(first, ids[0]) if ids else 0.0
-            if len(ids) > 1:
-                # The tail's tokens but its last, in one batch: row i predicts token i + 1.
-                self._forget_from(len(base))
-                self._decode(ids[:-1], outputs=len(ids) - 1)
-                for i in range(1, len(ids)):
-                    total += sampling.logprob(self._logits(i - len(ids)), ids[i])
-            scores.append(total)
+        # The last generation's statistics stay its own (``-v`` reports them after the record).
+        generation_stats = self.last_stats
+        self.last_stats = GenerationStats(prompt_tokens=len(base))
+        try:
+            self._state().prefill(
+                base, self._chat.shared_prefix_len(messages, prompt) if caching else 0
+            )
+            first = self._logits(-1).copy()
+            scores: list[float] = []
+            for ids in tail_ids:
+                total = sampling.logprob(first, ids[0]) if ids else 0.0
+                if len(ids) > 1:
+                    # The tail's tokens but its last, in one batch: row i predicts token i + 1.
+                    self._forget_from(len(base))
+                    self._decode(ids[:-1], outputs=len(ids) - 1)
+                    for i in range(1, len(ids)):
+                        total += sampling.logprob(self._logits(i - len(ids)), ids[i])
+                scores.append(total)
+        finally:
+            self.last_stats = generation_stats
         return scores
 
     def _forced_start(self, grammar: Any, max_tokens: int) -> tuple[list[int], bool, int | None]:

@@ -219,6 +219,12 @@ def test_extracted_items_sit_in_their_likeliest_shortlisted_list(engine: Engine)
     found = extractor.run(TEXT, on_text=chunks.append)
     # The caller hears empty chunks while the items are typed (its clock check runs there).
     assert "" in chunks and "".join(chunks).startswith("{")
+    # The engine's statistics are still the generation's, not the typing's.
+    assert engine.last_stats.prompt_tokens == found.results[-1].prompt_tokens
+    assert len(engine.last_stats.tokens) == found.results[-1].generated_tokens
+    # (The typing's own prefill reuses the whole prompt; the generation's, from another text's
+    # cache, could not.)
+    assert engine.last_stats.reused_tokens < found.results[-1].prompt_tokens
     items = [(k, v) for k in ("people", "places", "companies") for v in found.data[k]]
     assert items, "the model found nothing to type"
     messages = extractor.messages(TEXT)
