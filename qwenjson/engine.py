@@ -94,6 +94,11 @@ def default_threads() -> tuple[int, int]:
     return decode, cores
 
 
+# Tokens of a scored continuation evaluated per batch (``continuation_logprobs``), at most:
+# within the batch the engine sets up (``min(512, n_ctx)``) with rows for all of them.
+_SCORE_SLICE = 256
+
+
 class Engine:
     """A GGUF model on llama.cpp that generates text under a GBNF grammar.
 
@@ -428,11 +433,19 @@ class Engine:
             for ids in tail_ids:
                 total = sampling.logprob(first, ids[0]) if ids else 0.0
                 if len(ids) > 1:
-                    # The tail's tokens but its last, in one batch: row i predicts token i + 1.
                     self._forget_from(len(base))
-                    self._decode(ids[:-1], outputs=len(ids) - 1)
-                    for i in range(1, len(ids)):
-                        total += sampling.logprob(self._logits(i - len(ids)), ids[i])
+                    if len(self._kv) != len(base):
+                        # A memory that can't drop part of a sequence (recurrent models) was
+                        # cleared: the tail must still follow the prompt.
+                        self._state().prefill(base, 0)
+                    # The tail's tokens but its last, in slices that fit a batch: the row of
+                    # each token predicts the next one.
+                    fed, step = ids[:-1], min(_SCORE_SLICE, self._n_ctx)
+                    for at in range(0, len(fed), step):
+                        part = fed[at : at + step]
+                        self._decode(part, outputs=len(part))
+                        for j in range(len(part)):
+                            total += sampling.logprob(self._logits(j - len(part)), ids[at + j + 1])
                 scores.append(total)
         finally:
             self.last_stats = generation_stats

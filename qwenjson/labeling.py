@@ -54,11 +54,13 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True)
 class Relabeled:
-    """The document after typing, with evidence and confidence under the items' new pointers."""
+    """The document after typing, with evidence, confidence and the pointers of values with no
+    source (``unsupported``) under the items' new pointers."""
 
     data: Any
     evidence: dict[str, list[int] | None]
     confidence: dict[str, float]
+    unsupported: tuple[str, ...] = ()
 
 
 def entity_lists(rules: Mapping[Pattern, FieldRule], schema: Mapping[str, Any] | bool) -> list[str]:
@@ -84,37 +86,61 @@ def relabel(
     messages: Sequence[Message],
     scorer: Scorer,
     is_valid: Callable[[Any], bool],
+    unsupported: Sequence[str] = (),
     tick: Callable[[], None] | None = None,
 ) -> Relabeled:
     """``data`` with every string item of ``lists`` (root members) in the list that makes it
     likeliest (see the module's docstring); unchanged when nothing moves or the result would
     not validate. ``tick`` is called before each evaluation (a time limit's check)."""
-    unchanged = Relabeled(data, dict(evidence), dict(confidence))
+    unchanged = Relabeled(data, dict(evidence), dict(confidence), tuple(unsupported))
     if not isinstance(data, dict):
         return unchanged
     present = [name for name in lists if isinstance(data.get(name), list)]
-    items = _distinct(data[name][i] for name in present for i in range(len(data[name])))
+    at = [(name, i) for name in present for i in range(len(data[name]))]
+    items = [data[n][i] for n, i in at if isinstance(data[n][i], str) and data[n][i]]
     if len(present) < 2 or not items:
         return unchanged
-    best = _best_lists(items, present, messages, scorer, tick or (lambda: None))
+    best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
+    # An item two lists held is listed once: from the copy that has a source, if one has.
+    keep: dict[str, tuple[str, int]] = {}
+    for name, i in at:
+        item = data[name][i]
+        if not (isinstance(item, str) and item):
+            continue
+        held = keep.get(item)
+        sourced = evidence.get(to_pointer((name, i))) is not None
+        if held is None or (sourced and evidence.get(to_pointer(held)) is None):
+            keep[item] = (name, i)
     moved: dict[str, str] = {}  # old pointer -> new pointer
     out = dict(data)
     for name in present:
         out[name] = []
-    for name in present:
-        for i, item in enumerate(data[name]):
-            target = best.get(item, name) if isinstance(item, str) else name
-            if item in out[target]:
-                continue  # two lists held it: it is listed once
-            moved[to_pointer((name, i))] = to_pointer((target, len(out[target])))
-            out[target].append(item)
+    for name, i in at:
+        item = data[name][i]
+        if isinstance(item, str) and item:
+            if keep[item] != (name, i):
+                continue
+            target = best[item]
+        else:
+            target = name  # not typed: stays where it is
+        moved[to_pointer((name, i))] = to_pointer((target, len(out[target])))
+        out[target].append(item)
     if out == data or not is_valid(out):
         return unchanged
+
+    def rekey(pointers: Any) -> Any:
+        return [(moved.get(p, p), p) for p in pointers if p in moved or not _under(p, present)]
+
     return Relabeled(
         out,
-        {moved.get(p, p): v for p, v in evidence.items() if p in moved or not _under(p, present)},
-        {moved.get(p, p): v for p, v in confidence.items() if p in moved or not _under(p, present)},
+        {new: evidence[old] for new, old in rekey(evidence)},
+        {new: confidence[old] for new, old in rekey(confidence)},
+        tuple(new for new, _ in rekey(unsupported)),
     )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _best_lists(

@@ -10,6 +10,7 @@ the ``Runner`` (``qwenjson.runner``), which add timeouts, truncation, ``--each``
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.errors import InputError, NoValidOutputError
+from qwenjson.errors import InputError, ModelError, NoValidOutputError
 from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
-from qwenjson.labeling import Scorer, entity_lists, relabel
+from qwenjson.labeling import Relabeled, Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
 from qwenjson.schema import CompiledSchema
@@ -228,27 +229,30 @@ class Extractor:
             validator=validator,
             abstain=not opts.keep_empty,
         )
-        data, evidence, confidence = found.data, found.evidence, found.confidence
+        typed = Relabeled(found.data, found.evidence, found.confidence, found.unsupported)
         if self.entity_lists and isinstance(self.generator, Scorer):
-            typed = relabel(
-                data,
-                evidence,
-                confidence,
-                lists=self.entity_lists,
-                messages=self.messages(source.text),
-                scorer=self.generator,
-                is_valid=validator.is_valid,
-                # An empty chunk between evaluations: a caller that keeps a time limit by
-                # the clock on each chunk (``--timeout``) keeps it here too.
-                tick=(lambda: on_text("")) if on_text is not None else None,
-            )
-            data, evidence, confidence = typed.data, typed.evidence, typed.confidence
+            # The document is valid as the model typed it: never lost to this step.
+            with contextlib.suppress(InputError, ModelError):
+                typed = relabel(
+                    found.data,
+                    found.evidence,
+                    found.confidence,
+                    lists=self.entity_lists,
+                    messages=self.messages(source.text),
+                    scorer=self.generator,
+                    is_valid=validator.is_valid,
+                    unsupported=found.unsupported,
+                    # An empty chunk between evaluations: a caller that keeps a time limit by
+                    # the clock on each chunk (``--timeout``) keeps it here too.
+                    tick=(lambda: on_text("")) if on_text is not None else None,
+                )
+        data = typed.data
         if not opts.keep_empty:
             data = drop_empty_strings(data, validator)
         kept = set(_leaf_pointers(data))
-        evidence = {p: v for p, v in evidence.items() if p in kept}
-        confidence = {p: v for p, v in confidence.items() if p in kept}
-        unsupported = tuple(p for p in found.unsupported if p in kept)
+        evidence = {p: v for p, v in typed.evidence.items() if p in kept}
+        confidence = {p: v for p, v in typed.confidence.items() if p in kept}
+        unsupported = tuple(p for p in typed.unsupported if p in kept)
         if opts.require_evidence and unsupported:
             raise NoValidOutputError(
                 "--require-evidence: the text has no source for "

@@ -9,10 +9,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import llama_cpp.llama_cpp as ll
 import pytest
 
 from qwenjson import sampling
 from qwenjson.engine import Engine
+from qwenjson.errors import InputError, ModelError
 from qwenjson.generation import Message
 from qwenjson.grounding import grounding_rules
 from qwenjson.labeling import SHORTLIST, Scorer, entity_lists, relabel
@@ -84,6 +86,29 @@ def test_continuation_scores_equal_a_token_by_token_evaluation(engine: Engine) -
         [_one_by_one(engine, MESSAGES, head, i[:1]) for i in ids], abs=0.05
     )
     assert all(f > s for f, s in zip(firsts, slow, strict=True))  # longer tails, less likely
+
+
+@pytest.mark.model
+def test_a_tail_longer_than_a_batch_is_scored_in_slices(engine: Engine) -> None:
+    head = '{"people": ["'
+    tail = "Maria Lopez, " * 200 + '"'
+    ids = engine.tokenize(tail.encode())
+    assert len(ids) > 512  # more than the engine's batch (min(512, n_ctx)): it took one before
+    (fast,) = engine.continuation_logprobs(MESSAGES, head, [tail])
+    # Over 600 tokens the batches' last-bit differences add up: within 1%.
+    assert fast == pytest.approx(_one_by_one(engine, MESSAGES, head, ids), rel=0.01)
+
+
+@pytest.mark.model
+def test_a_memory_that_cant_drop_part_of_a_sequence_still_scores_after_the_prompt(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = '{"people": ["'
+    tails = ['Maria Lopez"', 'Lisbon"', 'Siemens"']
+    expected = engine.continuation_logprobs(MESSAGES, head, tails)
+    # As a recurrent model's memory answers: a partial removal fails, and the cache is cleared.
+    monkeypatch.setattr(ll, "llama_memory_seq_rm", lambda *args: False)
+    assert engine.continuation_logprobs(MESSAGES, head, tails) == pytest.approx(expected, abs=0.05)
 
 
 # -- moving items, on a scripted scorer ------------------------------------------------------------
@@ -175,6 +200,41 @@ def test_an_item_in_two_lists_is_listed_once() -> None:
     assert out.evidence == {"/companies/0": [0, 1]}
 
 
+def test_values_with_no_source_are_named_at_their_new_place() -> None:
+    data = {"people": ["Paris", "Anna"], "places": [], "companies": []}
+    out = relabel(
+        data,
+        {"/people/0": None, "/people/1": [0, 4]},
+        {"/people/0": 0.2, "/people/1": 0.9},
+        lists=["people", "places", "companies"],
+        messages=MESSAGES,
+        scorer=Scripted({("places", "Paris"): (-1.0, -1.0), ("people", "Anna"): (-1.0, -1.0)}),
+        is_valid=lambda _: True,
+        unsupported=["/people/0"],
+    )
+    assert out.data == {"people": ["Anna"], "places": ["Paris"], "companies": []}
+    assert out.unsupported == ("/places/0",)
+    assert out.evidence == {"/people/0": [0, 4], "/places/0": None}
+
+
+def test_of_two_copies_the_one_with_a_source_is_kept() -> None:
+    # The contest gave the words to one list; the other copy has no source.
+    data = {"people": ["Paris"], "places": ["Paris"], "companies": []}
+    out = relabel(
+        data,
+        {"/people/0": None, "/places/0": [14, 19]},
+        {"/people/0": 0.3, "/places/0": 0.8},
+        lists=["people", "places", "companies"],
+        messages=MESSAGES,
+        scorer=Scripted({("places", "Paris"): (-1.0, -1.0)}),
+        is_valid=lambda _: True,
+        unsupported=["/people/0"],
+    )
+    assert out.data == {"people": [], "places": ["Paris"], "companies": []}
+    assert out.evidence == {"/places/0": [14, 19]} and out.confidence == {"/places/0": 0.8}
+    assert out.unsupported == ()
+
+
 def test_a_time_limit_is_checked_before_each_evaluation() -> None:
     class TimeIsUp(Exception):
         pass
@@ -242,3 +302,24 @@ def test_extracted_items_sit_in_their_likeliest_shortlisted_list(engine: Engine)
         pointer = f"/{name}/{found.data[name].index(item)}"
         span = found.evidence[pointer]
         assert span is not None and TEXT[span[0] : span[1]] == item
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("error", [InputError("too long"), ModelError("decode failed")])
+def test_a_failure_while_typing_keeps_the_document(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> list[float]:
+        raise error
+
+    monkeypatch.setattr(engine, "continuation_logprobs", fail)
+    found = Extractor(NER, engine).run(TEXT)
+    assert found.data["people"] or found.data["places"] or found.data["companies"]
+    for pointer, span in found.evidence.items():
+        assert span is not None and TEXT[span[0] : span[1]] == _at(found.data, pointer)
+
+
+def _at(data: Any, pointer: str) -> Any:
+    for part in pointer.split("/")[1:]:
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
