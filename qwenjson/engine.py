@@ -296,6 +296,12 @@ class Engine:
     def _shared_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
         return self._chat.shared_prefix_len(messages, tokens)
 
+    def _disk_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
+        """The tokens of the prompt prefix the disk cache keeps for ``messages`` (0: no cache)."""
+        if self._prefix_cache is None:
+            return 0
+        return self._chat.shared_prefix_len(messages, tokens)
+
     def _init_grammar(self, grammar: str) -> Any:
         return parse_grammar(self._vocab, grammar)
 
@@ -358,8 +364,7 @@ class Engine:
         )
         try:
             t0 = time.perf_counter()
-            caching = self._prefix_cache is not None
-            shared = self._chat.shared_prefix_len(messages, tokens) if caching else 0
+            shared = self._disk_prefix_len(messages, tokens)
             lead, whole, held = self._forced_start(gram, max_tokens)
             # Text the grammar forces before the model has any choice (``{"name":"`` with
             # fixed keys) is evaluated with the prompt, in the same batches.
@@ -420,14 +425,11 @@ class Engine:
         if len(base) + max((len(t) for t in tail_ids), default=0) > self._n_ctx:
             raise InputError("the text and its labels don't fit the context")
         self._adapt_threads()
-        caching = self._prefix_cache is not None
         # The last generation's statistics stay its own (``-v`` reports them after the record).
         generation_stats = self.last_stats
         self.last_stats = GenerationStats(prompt_tokens=len(base))
         try:
-            self._state().prefill(
-                base, self._chat.shared_prefix_len(messages, prompt) if caching else 0
-            )
+            self._state().prefill(base, self._disk_prefix_len(messages, prompt))
             first = self._logits(-1).copy()
             scores: list[float] = []
             for ids in tail_ids:

@@ -22,10 +22,10 @@ would no longer validate (``maxItems``, ``uniqueItems``…) is kept as the model
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from qwenjson.evidence import Annotated
 from qwenjson.fields import FieldRule, Pattern
 from qwenjson.generation import Message
 from qwenjson.pointer import to_pointer
@@ -54,17 +54,6 @@ class Scorer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Relabeled:
-    """The document after typing, with evidence, confidence and the pointers of values with no
-    source (``unsupported``) under the items' new pointers."""
-
-    data: Any
-    evidence: dict[str, list[int] | None]
-    confidence: dict[str, float]
-    unsupported: tuple[str, ...] = ()
-
-
 def entity_lists(rules: Mapping[Pattern, FieldRule], schema: Mapping[str, Any] | bool) -> list[str]:
     """The root object's lists of grounded free-text strings, in schema order, when there are
     two or more of them (otherwise there is nothing to choose between)."""
@@ -80,28 +69,26 @@ def entity_lists(rules: Mapping[Pattern, FieldRule], schema: Mapping[str, Any] |
 
 
 def relabel(
-    data: Any,
-    evidence: Mapping[str, list[int] | None],
-    confidence: Mapping[str, float],
+    found: Annotated,
     *,
     lists: Sequence[str],
     messages: Sequence[Message],
     scorer: Scorer,
     is_valid: Callable[[Any], bool],
-    unsupported: Sequence[str] = (),
     tick: Callable[[], None] | None = None,
-) -> Relabeled:
-    """``data`` with every string item of ``lists`` (root members) in the list that makes it
-    likeliest (see the module's docstring); unchanged when nothing moves or the result would
-    not validate. ``tick`` is called before each evaluation (a time limit's check)."""
-    unchanged = Relabeled(data, dict(evidence), dict(confidence), tuple(unsupported))
+) -> Annotated:
+    """``found`` with every string item of ``lists`` (root members) in the list that makes it
+    likeliest (see the module's docstring), its evidence, confidence and unsupported pointers
+    following the items; unchanged when nothing moves or the result would not validate.
+    ``tick`` is called before each evaluation (a time limit's check)."""
+    data, evidence = found.data, found.evidence
     if not isinstance(data, dict):
-        return unchanged
+        return found
     present = [name for name in lists if isinstance(data.get(name), list)]
     at = [(name, i) for name in present for i in range(len(data[name]))]
     items = [data[n][i] for n, i in at if isinstance(data[n][i], str) and data[n][i]]
     if len(present) < 2 or not items:
-        return unchanged
+        return found
     best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
     # An item two lists held is listed once: from the copy that has a source, if one has.
     keep: dict[str, tuple[str, int]] = {}
@@ -128,16 +115,17 @@ def relabel(
         moved[to_pointer((name, i))] = to_pointer((target, len(out[target])))
         out[target].append(item)
     if out == data or not is_valid(out):
-        return unchanged
+        return found
 
-    def rekey(pointers: Any) -> Any:
+    def rekey(pointers: Iterable[str]) -> list[tuple[str, str]]:
+        """(new, old) for the pointers that still name a value."""
         return [(moved.get(p, p), p) for p in pointers if p in moved or not _under(p, present)]
 
-    return Relabeled(
+    return Annotated(
         out,
         {new: evidence[old] for new, old in rekey(evidence)},
-        {new: confidence[old] for new, old in rekey(confidence)},
-        tuple(new for new, _ in rekey(unsupported)),
+        {new: found.confidence[old] for new, old in rekey(found.confidence)},
+        tuple(new for new, _ in rekey(found.unsupported)),
     )
 
 
@@ -176,14 +164,6 @@ def _best_lists(
         item: max(shortlist[k], key=lambda name: (full[name, k], -lists.index(name)))
         for k, item in enumerate(items)
     }
-
-
-def _distinct(values: Any) -> list[str]:
-    seen: dict[str, None] = {}
-    for v in values:
-        if isinstance(v, str):
-            seen.setdefault(v, None)
-    return list(seen)
 
 
 def _under(pointer: str, lists: Sequence[str]) -> bool:

@@ -23,7 +23,7 @@ from qwenjson.errors import InputError, ModelError, NoValidOutputError
 from qwenjson.evidence import annotate
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
-from qwenjson.labeling import Relabeled, Scorer, entity_lists, relabel
+from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
 from qwenjson.schema import CompiledSchema
@@ -229,19 +229,16 @@ class Extractor:
             validator=validator,
             abstain=not opts.keep_empty,
         )
-        typed = Relabeled(found.data, found.evidence, found.confidence, found.unsupported)
+        typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):
             # The document is valid as the model typed it: never lost to this step.
             with contextlib.suppress(InputError, ModelError):
                 typed = relabel(
-                    found.data,
-                    found.evidence,
-                    found.confidence,
+                    found,
                     lists=self.entity_lists,
                     messages=self.messages(source.text),
                     scorer=self.generator,
                     is_valid=validator.is_valid,
-                    unsupported=found.unsupported,
                     # An empty chunk between evaluations: a caller that keeps a time limit by
                     # the clock on each chunk (``--timeout``) keeps it here too.
                     tick=(lambda: on_text("")) if on_text is not None else None,
@@ -249,10 +246,13 @@ class Extractor:
         data = typed.data
         if not opts.keep_empty:
             data = drop_empty_strings(data, validator)
-        kept = set(_leaf_pointers(data))
+        leaves = _leaf_pointers(data)  # in document order
+        kept = set(leaves)
         evidence = {p: v for p, v in typed.evidence.items() if p in kept}
         confidence = {p: v for p, v in typed.confidence.items() if p in kept}
-        unsupported = tuple(p for p in typed.unsupported if p in kept)
+        # In document order, as ``Annotated`` has them (items the typing moved included).
+        missing = set(typed.unsupported)
+        unsupported = tuple(p for p in leaves if p in missing)
         if opts.require_evidence and unsupported:
             raise NoValidOutputError(
                 "--require-evidence: the text has no source for "

@@ -5,7 +5,7 @@ rule end to end on the real model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from qwenjson import sampling
 from qwenjson.engine import Engine
 from qwenjson.errors import InputError, ModelError
+from qwenjson.evidence import Annotated
 from qwenjson.generation import Message
 from qwenjson.grounding import grounding_rules
 from qwenjson.labeling import SHORTLIST, Scorer, entity_lists, relabel
@@ -135,17 +136,33 @@ class Scripted:
         return [self.table.get((name, i), (-50.0, -50.0))[max_tokens is None] for i in items]
 
 
-def _relabel(data: Any, scorer: Scorer, valid: bool = True) -> Any:
-    evidence = {f"/{k}/{i}": [n, n + 1] for n, (k, i) in enumerate(_pointers(data)) if k != "title"}
-    confidence = {p: 0.5 for p in evidence}
+LISTS = ["people", "places", "companies"]
+
+
+def _relabel(
+    data: Any,
+    scorer: Scorer,
+    valid: bool = True,
+    *,
+    evidence: dict[str, list[int] | None] | None = None,
+    confidence: dict[str, float] | None = None,
+    unsupported: tuple[str, ...] = (),
+    lists: list[str] = LISTS,
+    tick: Callable[[], None] | None = None,
+) -> Annotated:
+    """``relabel`` on ``data``; by default each item's evidence is its index, confidence 0.5."""
+    if evidence is None:
+        pointers = _pointers(data)
+        evidence = {f"/{k}/{i}": [n, n + 1] for n, (k, i) in enumerate(pointers) if k != "title"}
+    if confidence is None:
+        confidence = {p: 0.5 for p in evidence}
     return relabel(
-        data,
-        evidence,
-        confidence,
-        lists=["people", "places", "companies"],
+        Annotated(data, evidence, confidence, unsupported),
+        lists=lists,
         messages=MESSAGES,
         scorer=scorer,
         is_valid=lambda _: valid,
+        tick=tick,
     )
 
 
@@ -178,14 +195,12 @@ def test_only_the_shortlist_is_scored_in_full() -> None:
     table = {(name, "Nokia"): (-float(n), -9.0) for n, name in enumerate(lists)}
     table["products", "Nokia"] = (-9.0, -0.1)  # best in full, but its first token is last
     scorer = Scripted(table)
-    out = relabel(
+    out = _relabel(
         {name: [] for name in lists} | {"products": ["Nokia"]},
-        {"/products/0": [0, 5]},
-        {"/products/0": 0.9},
+        scorer,
+        evidence={"/products/0": [0, 5]},
+        confidence={"/products/0": 0.9},
         lists=lists,
-        messages=MESSAGES,
-        scorer=scorer,
-        is_valid=lambda _: True,
     )
     assert SHORTLIST == 3
     assert out.data["people"] == ["Nokia"]  # ties in full: the earlier list
@@ -202,15 +217,12 @@ def test_an_item_in_two_lists_is_listed_once() -> None:
 
 def test_values_with_no_source_are_named_at_their_new_place() -> None:
     data = {"people": ["Paris", "Anna"], "places": [], "companies": []}
-    out = relabel(
+    out = _relabel(
         data,
-        {"/people/0": None, "/people/1": [0, 4]},
-        {"/people/0": 0.2, "/people/1": 0.9},
-        lists=["people", "places", "companies"],
-        messages=MESSAGES,
-        scorer=Scripted({("places", "Paris"): (-1.0, -1.0), ("people", "Anna"): (-1.0, -1.0)}),
-        is_valid=lambda _: True,
-        unsupported=["/people/0"],
+        Scripted({("places", "Paris"): (-1.0, -1.0), ("people", "Anna"): (-1.0, -1.0)}),
+        evidence={"/people/0": None, "/people/1": [0, 4]},
+        confidence={"/people/0": 0.2, "/people/1": 0.9},
+        unsupported=("/people/0",),
     )
     assert out.data == {"people": ["Anna"], "places": ["Paris"], "companies": []}
     assert out.unsupported == ("/places/0",)
@@ -220,15 +232,12 @@ def test_values_with_no_source_are_named_at_their_new_place() -> None:
 def test_of_two_copies_the_one_with_a_source_is_kept() -> None:
     # The contest gave the words to one list; the other copy has no source.
     data = {"people": ["Paris"], "places": ["Paris"], "companies": []}
-    out = relabel(
+    out = _relabel(
         data,
-        {"/people/0": None, "/places/0": [14, 19]},
-        {"/people/0": 0.3, "/places/0": 0.8},
-        lists=["people", "places", "companies"],
-        messages=MESSAGES,
-        scorer=Scripted({("places", "Paris"): (-1.0, -1.0)}),
-        is_valid=lambda _: True,
-        unsupported=["/people/0"],
+        Scripted({("places", "Paris"): (-1.0, -1.0)}),
+        evidence={"/people/0": None, "/places/0": [14, 19]},
+        confidence={"/people/0": 0.3, "/places/0": 0.8},
+        unsupported=("/people/0",),
     )
     assert out.data == {"people": [], "places": ["Paris"], "companies": []}
     assert out.evidence == {"/places/0": [14, 19]} and out.confidence == {"/places/0": 0.8}
@@ -249,16 +258,7 @@ def test_a_time_limit_is_checked_before_each_evaluation() -> None:
     scorer = Scripted({})
     data = {"people": ["Oslo"], "places": ["Nokia"], "companies": []}
     with pytest.raises(TimeIsUp):
-        relabel(
-            data,
-            {},
-            {},
-            lists=["people", "places", "companies"],
-            messages=MESSAGES,
-            scorer=scorer,
-            is_valid=lambda _: True,
-            tick=tick,
-        )
+        _relabel(data, scorer, evidence={}, tick=tick)
     assert calls == [0, 1, 2]  # before every call to the model, none after the limit
 
 
@@ -288,7 +288,7 @@ def test_extracted_items_sit_in_their_likeliest_shortlisted_list(engine: Engine)
     items = [(k, v) for k in ("people", "places", "companies") for v in found.data[k]]
     assert items, "the model found nothing to type"
     messages = extractor.messages(TEXT)
-    lists = ["people", "places", "companies"]
+    lists = LISTS
     for name, item in items:
         tail = json.dumps(item)[1:]
         heads = {n: "{" + json.dumps(n) + ': ["' for n in lists}
