@@ -125,24 +125,24 @@ class DecodeLoop:
         ahead: list[int] = [guess] if guess is not None else []
         while len(stats.tokens) < max_tokens:
             logits = kv.logits(-1 - len(ahead))
-            token = None
+            token = credited = None
             reserve = depth.reserve()
             if constraint is not None:
                 reserve += constraint.closing_reserve()
             if max_tokens - len(stats.tokens) <= reserve:
-                token = self._choose_closing(logits, depth.in_string)
+                token = credited = self._choose_closing(logits, depth.in_string)
             if token is None:
-                token = self._choose(logits, rng, None)
+                token = credited = self._choose(logits, rng, None)
                 if (
                     constraint is not None
                     and token is not None
                     and not vocab.is_eog(token)
                     and not constraint.allows(piece(token))
                 ):
-                    token = self._choose_grounded(logits, token, constraint, rng)
+                    token, credited = self._choose_grounded(logits, token, constraint, rng)
             logprob = None
             if trace is not None and token is not None:
-                logprob = sampling.logprob(logits, token)
+                logprob = sampling.logprob(logits, token if credited is None else credited)
             # The chosen token is in the KV cache already, with its logits: a guess was right.
             evaluated = bool(ahead) and token == ahead[0]
             drafted = evaluated and guess is None  # ... drafted from the prompt
@@ -210,7 +210,7 @@ class DecodeLoop:
 
     def _choose_grounded(
         self, logits: FloatArray, token: int, constraint: Constraint, rng: np.random.Generator
-    ) -> int:
+    ) -> tuple[int, int]:
         return sampling.choose_grounded(
             logits,
             token,

@@ -50,6 +50,10 @@ class Constraint(Protocol):
         """Whether ``piece`` closes the current value empty."""
         ...
 
+    def respelled(self, piece: bytes) -> bytes | None:
+        """``piece`` as the text spells it, if it was refused only for the case of letters."""
+        ...
+
     def blank_continuations(self, piece: bytes) -> list[bytes]:
         """The text's own line break to write where the model's ``piece`` has a blank."""
         ...

@@ -195,18 +195,30 @@ def choose_grounded(
     pieces: PieceIndex,
     piece: Callable[[int], bytes],
     again: Callable[[], int | None],
-) -> int:
-    """The token to write when ``constraint`` refused the model's choice ``token``.
+) -> tuple[int, int]:
+    """The token to write when ``constraint`` refused the model's choice ``token``, and the
+    token whose probability it is credited with.
 
-    A refused first choice for a value that may be left out closes it empty (the best such
-    token by logit); a refused blank where the text breaks the line is written as the
-    text's line break (``Grounding.blank_continuations``); otherwise the choice is made
-    again under both constraints (``again``: a draw from the grammar's distribution followed
+    A choice refused only for the case of its letters is written in the text's case (the
+    longest token spelling the start of ``Grounding.respelled`` that the grammar admits) and
+    credited with the model's own choice: the model chose those letters. A refused first
+    choice for a value that may be left out closes it empty (the best such token by logit);
+    a refused blank where the text breaks the line is written as the text's line break
+    (``Grounding.blank_continuations``); otherwise the choice is made again under both
+    constraints (``again``: a draw from the grammar's distribution followed
     by a draw from the narrower one, when the first is refused, is a draw from the narrower
     one). If nothing satisfies both, the grammar alone decides: the constraint never makes a
     document impossible.
     """
     text = piece(token)
+    respelled = constraint.respelled(text)
+    if respelled is not None:
+        spellings = np.array(pieces.prefix_ids(respelled), dtype=np.int32)
+        admitted = spellings[checks.grammar_allows(spellings)] if len(spellings) else spellings
+        kept = [int(t) for t in admitted if not checks.banned(int(t))]
+        kept = [t for t in kept if constraint.allows(piece(t))]
+        if kept:
+            return max(kept, key=lambda t: (len(piece(t)), logits[t], -t)), token
     constraint.refused(text)
 
     def best(ids: IntArray, keep: Callable[[bytes], bool]) -> int | None:
@@ -218,16 +230,16 @@ def choose_grounded(
     if constraint.would_abstain(text):
         closer = best(pieces.sensitive, constraint.closes_empty)
         if closer is not None:
-            return closer
+            return closer, closer
     blanks = constraint.blank_continuations(text)
     if blanks:
         # The line break's escape is two bytes: only pieces that spell all of it.
         spelled = {t for ahead in blanks for t in pieces.prefix_ids(ahead) if len(piece(t)) >= 2}
-        respelled = best(np.array(sorted(spelled), dtype=np.int32), constraint.allows)
-        if respelled is not None:
-            return respelled
+        line_break = best(np.array(sorted(spelled), dtype=np.int32), constraint.allows)
+        if line_break is not None:
+            return line_break, line_break
     chosen = again()
-    return token if chosen is None else chosen
+    return (token, token) if chosen is None else (chosen, chosen)
 
 
 def logprob(logits: FloatArray, token: int) -> float:

@@ -204,6 +204,16 @@ def test_the_library_returns_evidence_too(smol: Generator) -> None:
     assert library_extract(text, NAME_CITY, model=smol) == shown["data"]
 
 
+def test_a_value_the_text_writes_in_another_case_is_kept_in_the_texts(smol: Generator) -> None:
+    from qwenjson import extract as library_extract
+
+    # SmolLM2 capitalises "London"; refused for its case alone, the city was closed empty.
+    text = "hello this is john, calling from london"
+    shown = library_extract(text, NAME_CITY, model=smol, evidence=True)
+    assert shown["data"] == {"name": "john", "city": "london"}
+    _check_evidence(text, shown)
+
+
 RECEIPT = {
     "type": "object",
     "properties": {

@@ -309,6 +309,65 @@ def test_a_value_outside_the_text_is_refused(text: str, value: str) -> None:
     assert allowed == _is_span(text, value)
 
 
+def test_a_value_refused_only_for_its_case_is_respelled_as_the_text_has_it() -> None:
+    text = "Tom, 1: play greg raposo songs from the ÉCOLE"
+    g = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "Tom", "age": 1, "city": "')
+    assert g.respelled(b"Greg") == b"greg"
+    assert g.respelled(b"Greg Rap") == b"greg rap"
+    assert g.respelled("École".encode()) == "ÉCOLE".encode()
+    assert g.respelled(b"greg") is None  # not refused at all
+    assert g.respelled(b"Paris") is None  # not in the text in any case
+    assert g.respelled(b"Gregory") is None
+    assert g.respelled(b'Greg", "') == b'greg", "'
+    assert g.respelled(b'Gre"') is None  # "gre" would cut a word
+    assert _feed(g, "greg raposo")
+    assert g.respelled(b" Songs") == b" songs"
+    assert g.respelled(b'"') is None  # closing is no case matter
+    g2 = Grounding(SourceText("Tom plays greg"), grounding_rules(PERSON))
+    assert _feed(g2, '{"name": "Tom", "age": ')
+    assert g2.respelled(b"GREG") is None  # not in a grounded string
+
+
+CASED = list('aAbB éÉ,"中')
+
+
+def _respellings(text: str, value: str) -> set[str]:
+    """The slow, obvious oracle: the starts of spans of ``text`` equal to ``value`` up to case
+    (a token is the start of a value, not all of it)."""
+    n = len(value)
+    return {
+        text[i : i + n]
+        for i in range(len(text) - n + 1)
+        if text[i : i + n].lower() == value.lower()
+        and any(_starts_span(text, i, j) for j in range(i + n, len(text) + 1))
+    }
+
+
+def _starts_span(text: str, i: int, j: int) -> bool:
+    """Whether ``text[i:j]`` cuts no word at either end."""
+    if i > 0 and _word(text[i - 1]) and _word(text[i]):
+        return False
+    return not (j < len(text) and _word(text[j - 1]) and _word(text[j]))
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from(CASED), min_size=1, max_size=12),
+    value=st.text(alphabet=st.sampled_from(CASED), min_size=1, max_size=5),
+)
+def test_a_respelling_starts_a_span_of_the_text_equal_up_to_case(text: str, value: str) -> None:
+    g = Grounding(SourceText(text), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "')
+    piece = json.dumps(value, ensure_ascii=False)[1:-1].encode()
+    got = g.respelled(piece)
+    found = _respellings(text, value)
+    if value in found or not found:
+        assert got is None
+    if got is not None:
+        assert json.loads(b'"' + got + b'"') in found
+        assert g.allows(got)
+
+
 def test_leaf_spans_point_at_each_scalar() -> None:
     raw = '{"a": "x", "b": [1, true, {"c": null}], "d": "q\\"r"}'
     spans = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -139,6 +141,9 @@ class FakeConstraint:
     def blank_continuations(self, piece: bytes) -> list[bytes]:
         return []
 
+    def respelled(self, piece: bytes) -> bytes | None:
+        return None
+
     def allows(self, piece: bytes) -> bool:
         return True
 
@@ -152,29 +157,56 @@ def test_a_refused_first_choice_closes_the_value_empty_or_is_chosen_again(abstai
     got = choose_grounded(
         logits,
         1,
-        constraint,
+        constraint,  # type: ignore[arg-type]
         checks,
         index,
         PIECES.__getitem__,
-        lambda: 6,  # type: ignore[arg-type]
+        lambda: 6,
     )
-    assert got == (3 if abstain else 6)  # of the closers '"' and '",', the higher logit
+    # Of the closers '"' and '",', the higher logit; either way credited with its own logit.
+    assert got == ((3, 3) if abstain else (6, 6))
     assert constraint.refusals == [b"a"]
 
 
-def test_a_refused_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> None:
+def _refused_in(
+    text: str, written: bytes, pieces: list[bytes], logits: list[float]
+) -> tuple[Any, FakeChecks, npt.NDArray[np.float32], Callable[[], tuple[int, int]]]:
+    """A grounding of ``text`` for one field ``a`` after ``written``, and the choice made
+    when it refuses the model's token 0 (any other token the grammar admits is 5)."""
     from qwenjson.grounding import Grounding, SourceText, grounding_rules
 
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    grounding = Grounding(SourceText("LOT 3,\nSHAH"), grounding_rules(schema))
-    grounding.accept(b'{"a": "LOT 3,')
-    pieces = [b" SHAH", b"\\", b"\\n", b"\\nSH", b'"', b"x"]
+    grounding = Grounding(SourceText(text), grounding_rules(schema))
+    grounding.accept(written)
     index = index_pieces(len(pieces), pieces.__getitem__, lambda t: False)
+    row = np.array(logits, dtype=np.float32)
+    checks = FakeChecks(np.ones(len(pieces), dtype=np.bool_))
+
+    def choice() -> tuple[int, int]:
+        return choose_grounded(row, 0, grounding, checks, index, pieces.__getitem__, lambda: 5)
+
+    return grounding, checks, row, choice
+
+
+def test_a_refused_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> None:
     # The model wants " SHAH"; the text breaks the line there. Of the pieces spelling the
     # text's escaped line break whole ("\\" alone doesn't), the one with the higher logit.
-    logits = np.array([9, 8, 1, 3, 7, 0], dtype=np.float32)
-    checks = FakeChecks(np.ones(len(pieces), dtype=np.bool_))
-    got = choose_grounded(logits, 0, grounding, checks, index, pieces.__getitem__, lambda: 5)
-    assert got == 3
+    pieces = [b" SHAH", b"\\", b"\\n", b"\\nSH", b'"', b"x"]
+    _, _, logits, choice = _refused_in("LOT 3,\nSHAH", b'{"a": "LOT 3,', pieces, [9, 8, 1, 3, 7, 0])
+    assert choice() == (3, 3)
     logits[2] = 4.0
-    assert choose_grounded(logits, 0, grounding, checks, index, pieces.__getitem__, lambda: 5) == 2
+    assert choice() == (2, 2)
+
+
+def test_a_choice_refused_for_its_case_is_written_in_the_texts_case() -> None:
+    pieces = [b"Greg", b"g", b"gr", b"greg", b'"', b"x"]
+    grounding, checks, _, choice = _refused_in(
+        "play greg raposo songs", b'{"a": "', pieces, [9, 5, 4, 1, 8, 0]
+    )
+    # Not closed empty (its first choice is in the text, in another case): the longest piece
+    # spelling the text's "greg", credited with the model's own "Greg".
+    assert choice() == (3, 0)
+    checks.grammar[3] = False  # the grammar refuses "greg": the next longest
+    assert choice() == (2, 0)
+    grounding.accept(b"greg")
+    assert grounding.records == [] and grounding.allows(b'"')
