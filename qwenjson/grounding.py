@@ -32,6 +32,7 @@ import numpy as np
 from qwenjson.fields import GROUNDED_KEY, FieldRule, Path, Pattern, grounding_rules, required_keys
 from qwenjson.readings import Readings
 from qwenjson.source import SourceText
+from qwenjson.utf8 import characters, other_cases
 
 __all__ = [
     "GROUNDED_KEY",
@@ -52,34 +53,6 @@ _NUMBER_START = b"-0123456789"
 # digits until the token budget ran out (a 300-digit "total", 470 s). A longer number is
 # refused here (never by the grammar: if the schema needs one, the grammar alone decides).
 _MAX_NUMBER_BYTES = 24
-
-
-def _characters(piece: bytes) -> list[bytes]:
-    """``piece`` cut into UTF-8 characters (a byte that doesn't decode stands alone: a token
-    may end inside a character)."""
-    out: list[bytes] = []
-    i = 0
-    while i < len(piece):
-        lead = piece[i]
-        size = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        char = piece[i : i + size]
-        try:
-            char.decode("utf-8")
-        except UnicodeDecodeError:
-            char = piece[i : i + 1]
-        out.append(char)
-        i += len(char)
-    return out
-
-
-def _other_cases(char: bytes) -> list[bytes]:
-    """The other cases of one UTF-8 character that are one character too (``İ`` lowers to two)."""
-    try:
-        c = char.decode("utf-8")
-    except UnicodeDecodeError:
-        return []
-    others = dict.fromkeys((c.lower(), c.upper()))
-    return [v.encode("utf-8") for v in others if v != c and len(v) == 1]
 
 
 # -- the constraint --------------------------------------------------------------------------------
@@ -313,7 +286,7 @@ class Grounding:
         twin = self.fork()
         out = bytearray()
         changed = False
-        for char in _characters(piece):
+        for char in characters(piece):
             if twin.fork()._feed(char):
                 twin._feed(char, force=True)
                 out += char
@@ -321,7 +294,7 @@ class Grounding:
             o = twin._open
             if o is None or o.number or o.free or o.rule.kind != "text" or twin._esc:
                 return None
-            for other in _other_cases(char):
+            for other in other_cases(char):
                 if twin.fork()._feed(other):
                     twin._feed(other, force=True)
                     out += other

@@ -1,8 +1,9 @@
-"""UTF-8 boundaries for forced text: where a character ends, and one character per lead byte."""
+"""UTF-8 boundaries: where a character ends (forced text), one character per lead byte, a
+piece cut into characters and a character's other cases (grounded values respelled)."""
 
 from __future__ import annotations
 
-__all__ = ["REPRESENTATIVE", "utf8_prefix"]
+__all__ = ["REPRESENTATIVE", "characters", "other_cases", "utf8_prefix"]
 
 
 def utf8_prefix(data: bytes) -> bytes:
@@ -36,3 +37,31 @@ def _representatives() -> dict[int, bytes]:
 # Stands for "any character starting with this byte" when a token boundary is judged
 # (``forced.ForcedText.stable_end``).
 REPRESENTATIVE = _representatives()
+
+
+def characters(piece: bytes) -> list[bytes]:
+    """``piece`` cut into UTF-8 characters (a byte that doesn't decode stands alone: a token
+    may end inside a character)."""
+    out: list[bytes] = []
+    i = 0
+    while i < len(piece):
+        lead = piece[i]
+        size = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        char = piece[i : i + size]
+        try:
+            char.decode("utf-8")
+        except UnicodeDecodeError:
+            char = piece[i : i + 1]
+        out.append(char)
+        i += len(char)
+    return out
+
+
+def other_cases(char: bytes) -> list[bytes]:
+    """The other cases of one UTF-8 character that are one character too (``İ`` lowers to two)."""
+    try:
+        c = char.decode("utf-8")
+    except UnicodeDecodeError:
+        return []
+    others = dict.fromkeys((c.lower(), c.upper()))
+    return [v.encode("utf-8") for v in others if v != c and len(v) == 1]

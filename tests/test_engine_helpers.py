@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qwenjson.engine import default_threads
 from qwenjson.kvcache import default_cache_dir
 from qwenjson.utf8 import REPRESENTATIVE as _REPRESENTATIVE
+from qwenjson.utf8 import characters, other_cases
 from qwenjson.utf8 import utf8_prefix as _utf8_prefix
 
 
@@ -50,3 +53,19 @@ def test_default_threads_use_the_cores_we_may_run_on() -> None:
 def test_default_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     assert str(default_cache_dir()) == "/somewhere/qwenjson/kv"
+
+
+@given(st.binary(max_size=24) | st.text(max_size=8).map(str.encode))
+def test_characters_cut_a_piece_into_whole_characters_and_stray_bytes(piece: bytes) -> None:
+    chars = characters(piece)
+    assert b"".join(chars) == piece
+    for char in chars:
+        if len(char) > 1:
+            assert len(char.decode("utf-8")) == 1  # multi-byte only when it is one character
+
+
+def test_other_cases_are_single_characters() -> None:
+    assert other_cases(b"a") == [b"A"]
+    assert other_cases("É".encode()) == ["é".encode()]
+    assert other_cases("ß".encode()) == []  # upper case "SS" is two
+    assert other_cases("中".encode()) == [] and other_cases(b"\xe4") == []
