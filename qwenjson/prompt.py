@@ -52,6 +52,12 @@ def system_message(schema: Mapping[str, Any] | bool, instruction: str | None = N
     describer = _Describer(root)
     kind = "object" if _types(describer.deref(root)) == ["object"] else "value"
     parts = [SYSTEM_INTRO.format(kind=kind)]
+    # The schema's own word on what the whole is ("Named entities mentioned in a news article
+    # excerpt"). scripts/quality.py without it and with it: overall 35.3% -> 35.7%, news NER
+    # 21.3 -> 26.6, résumés 29.9 -> 31.6, voice commands 27.7 -> 25.8, Chinese NER 9.8 -> 8.2.
+    about = describer.deref(root).get("description")
+    if isinstance(about, str) and about.strip():
+        parts.append(" ".join(about.split()))
     if instruction:
         parts.append("Task: " + instruction.strip())
     lines = describer.describe_root()

@@ -83,3 +83,10 @@ def test_boolean_and_empty_schemas_still_give_a_message() -> None:
     for schema in (True, {}, {"anyOf": [{"type": "string"}, {"type": "null"}]}):
         text = system_message(schema)
         assert text.startswith("Extract data") and text.endswith(RULES)
+
+
+def test_the_schemas_own_description_of_the_whole_follows_the_first_line() -> None:
+    schema = {**PERSON, "description": "A person named\n  in a short   note."}
+    paragraphs = system_message(schema, "Skip titles.").split("\n\n")
+    assert paragraphs[1:3] == ["A person named in a short note.", "Task: Skip titles."]
+    assert system_message(PERSON).split("\n\n")[1].startswith(FIELDS_HEADER)
