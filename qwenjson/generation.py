@@ -54,6 +54,10 @@ class Constraint(Protocol):
         """``piece`` as the text spells it, if it was refused only for the case of letters."""
         ...
 
+    def case_changed(self) -> None:
+        """The next piece written is ``respelled``'s spelling of the model's choice."""
+        ...
+
     def blank_continuations(self, piece: bytes) -> list[bytes]:
         """The text's own line break to write where the model's ``piece`` has a blank."""
         ...

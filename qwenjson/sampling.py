@@ -201,7 +201,8 @@ def choose_grounded(
 
     A choice refused only for the case of its letters is written in the text's case (the
     longest token spelling the start of ``Grounding.respelled`` that the grammar admits) and
-    credited with the model's own choice: the model chose those letters. A refused first
+    credited with the model's own choice: the model chose those letters (the value then keeps
+    a source only while the model stays with the text: ``case_changed``). A refused first
     choice for a value that may be left out closes it empty (the best such token by logit);
     a refused blank where the text breaks the line is written as the text's line break
     (``Grounding.blank_continuations``); otherwise the choice is made again under both
@@ -211,13 +212,16 @@ def choose_grounded(
     document impossible.
     """
     text = piece(token)
-    respelled = constraint.respelled(text)
+    # The text's own line break, where it has one, before another occurrence in another case.
+    blanks = constraint.blank_continuations(text)
+    respelled = None if blanks else constraint.respelled(text)
     if respelled is not None:
         spellings = np.array(pieces.prefix_ids(respelled), dtype=np.int32)
         admitted = spellings[checks.grammar_allows(spellings)] if len(spellings) else spellings
         kept = [int(t) for t in admitted if not checks.banned(int(t))]
         kept = [t for t in kept if constraint.allows(piece(t))]
         if kept:
+            constraint.case_changed()
             return max(kept, key=lambda t: (len(piece(t)), logits[t], -t)), token
     constraint.refused(text)
 
@@ -231,7 +235,6 @@ def choose_grounded(
         closer = best(pieces.sensitive, constraint.closes_empty)
         if closer is not None:
             return closer, closer
-    blanks = constraint.blank_continuations(text)
     if blanks:
         # The line break's escape is two bytes: only pieces that spell all of it.
         spelled = {t for ahead in blanks for t in pieces.prefix_ids(ahead) if len(piece(t)) >= 2}

@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from qwenjson.evidence import annotate, leaf_spans
@@ -324,9 +324,75 @@ def test_a_value_refused_only_for_its_case_is_respelled_as_the_text_has_it() -> 
     assert _feed(g, "greg raposo")
     assert g.respelled(b" Songs") == b" songs"
     assert g.respelled(b'"') is None  # closing is no case matter
-    g2 = Grounding(SourceText("Tom plays greg"), grounding_rules(PERSON))
-    assert _feed(g2, '{"name": "Tom", "age": ')
-    assert g2.respelled(b"GREG") is None  # not in a grounded string
+    # A choice that leads nowhere is taken back: "Gre" fits "Great" before "greg".
+    g2 = Grounding(SourceText("Great, play greg raposo"), grounding_rules(PERSON))
+    assert _feed(g2, '{"name": "')
+    assert g2.respelled(b"Greg") == b"greg"
+
+
+@pytest.mark.parametrize(
+    ("then", "written", "status"),
+    [
+        (b" Greg", b"", "grounded"),  # respelled: the model stays with the text
+        (b" Beatles", b' greg"', "unsupported"),  # refused inside: it meant something else
+        (b'", "nick": "Zed', b'"', "grounded"),  # refused after the value: not its matter
+    ],
+)
+def test_a_respelled_value_keeps_its_source_while_the_model_stays_with_the_text(
+    then: bytes, written: bytes, status: str
+) -> None:
+    g = Grounding(SourceText("Tom: play the greg raposo songs, 1"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "Tom", "age": 1, "city": "')
+    assert g.respelled(b"The") == b"the"
+    g.case_changed()
+    g.accept(b"the")
+    respelled = g.respelled(then)
+    if respelled is None:
+        assert not g.allows(then)
+        g.refused(then)
+    else:
+        g.case_changed()
+    assert _feed(g, (written if respelled is None else respelled + b'"').decode())
+    assert g.records[-1].path == ("city",) and g.records[-1].status == status
+
+
+@pytest.mark.parametrize(
+    ("then", "status"),
+    [(b" Beatles", "unsupported"), (b"ir", "grounded"), (b" Greg", "grounded")],
+)
+def test_a_value_respelled_as_it_opens_is_watched_too(then: bytes, status: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "band": {"type": "string"}},
+    }
+    g = Grounding(SourceText("Tom: play the greg raposo songs"), grounding_rules(schema))
+    g.accept(b'{"name": "Tom", "band":')
+    assert g.respelled(b' "The') == b' "the'  # the piece opens the value
+    g.case_changed()
+    g.accept(b' "the')
+    respelled = g.respelled(then)
+    if respelled is not None:
+        g.case_changed()
+        g.accept(respelled)
+    else:
+        # " Beatles": a word of its own; "ir" ("Their"): inside a word, which proves less.
+        assert not g.allows(then)
+        g.refused(then)
+        g.accept(b" greg")
+    g.accept(b'"}')
+    assert g.records[-1].path == ("band",) and g.records[-1].status == status
+
+
+def test_a_respelled_value_broken_where_the_text_breaks_the_line_keeps_its_source() -> None:
+    g = Grounding(SourceText("Tom: LOT 3,\nSHAH ROAD, 1"), grounding_rules(PERSON))
+    assert _feed(g, '{"name": "Tom", "age": 1, "city": "')
+    assert g.respelled(b"Lot") == b"LOT"
+    g.case_changed()
+    g.accept(b"LOT 3,")
+    assert not g.allows(b" Shah") and g.blank_continuations(b" Shah")
+    g.refused(b" Shah")  # then written as the text's line break
+    assert _feed(g, '\\nSHAH ROAD"}')
+    assert g.records[-1].path == ("city",) and g.records[-1].status == "grounded"
 
 
 CASED = list('aAbB éÉ,"中')
@@ -355,6 +421,7 @@ def _starts_span(text: str, i: int, j: int) -> bool:
     text=st.text(alphabet=st.sampled_from(CASED), min_size=1, max_size=12),
     value=st.text(alphabet=st.sampled_from(CASED), min_size=1, max_size=5),
 )
+@example(text="Aa ab", value="Ab")  # "A" fits "Aa" first: only going back finds "ab"
 def test_a_respelling_starts_a_span_of_the_text_equal_up_to_case(text: str, value: str) -> None:
     g = Grounding(SourceText(text), grounding_rules(PERSON))
     assert _feed(g, '{"name": "')
@@ -363,6 +430,8 @@ def test_a_respelling_starts_a_span_of_the_text_equal_up_to_case(text: str, valu
     found = _respellings(text, value)
     if value in found or not found:
         assert got is None
+    else:
+        assert got is not None
     if got is not None:
         assert json.loads(b'"' + got + b'"') in found
         assert g.allows(got)

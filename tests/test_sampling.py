@@ -144,6 +144,9 @@ class FakeConstraint:
     def respelled(self, piece: bytes) -> bytes | None:
         return None
 
+    def case_changed(self) -> None:
+        raise AssertionError("nothing was respelled")
+
     def allows(self, piece: bytes) -> bool:
         return True
 
@@ -208,5 +211,35 @@ def test_a_choice_refused_for_its_case_is_written_in_the_texts_case() -> None:
     assert choice() == (3, 0)
     checks.grammar[3] = False  # the grammar refuses "greg": the next longest
     assert choice() == (2, 0)
-    grounding.accept(b"greg")
-    assert grounding.records == [] and grounding.allows(b'"')
+    grounding.accept(b'greg"}')
+    assert [r.status for r in grounding.records] == ["grounded"]  # not marked as refused
+
+
+def test_a_respelled_value_the_model_then_leaves_has_no_source() -> None:
+    pieces = [b"The", b"the", b" Beatles", b'"', b"x", b" greg"]
+    grounding, _, _, choice = _refused_in(
+        "play the greg raposo songs", b'{"a": "', pieces, [9, 1, 0, 8, 0, 5]
+    )
+    assert choice() == (1, 0)
+    grounding.accept(b"the")
+    # "The Beatles", said the model: " Beatles" is refused inside the respelled value.
+    assert choose_grounded(
+        np.array([0, 0, 9, 1, 0, 5], dtype=np.float32),
+        2,
+        grounding,
+        FakeChecks(np.ones(len(pieces), dtype=np.bool_)),
+        index_pieces(len(pieces), pieces.__getitem__, lambda t: False),
+        pieces.__getitem__,
+        lambda: 5,
+    ) == (5, 5)
+    grounding.accept(b' greg"}')
+    assert [r.status for r in grounding.records] == ["unsupported"]
+
+
+def test_a_blank_where_the_text_breaks_the_line_is_not_respelled_elsewhere() -> None:
+    # " Raposo" fits " raposo" in another case, but here the text breaks the line: the break.
+    pieces = [b" Raposo", b"\\n", b" raposo", b'"', b"x"]
+    _, _, _, choice = _refused_in(
+        "greg\nRaposo, greg raposo", b'{"a": "greg', pieces, [9, 3, 8, 1, 0]
+    )
+    assert choice() == (1, 1)
