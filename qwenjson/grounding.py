@@ -12,6 +12,8 @@ Abstaining instead of inventing: when the model's own first choice for a grounde
 refused (it "wanted" something the text doesn't contain), a field that may be absent is closed
 empty instead (the caller then leaves it out, sets it to null, or drops the list item: see
 ``FieldRule.abstain``); a required one gets the best grounded value and is marked unsupported.
+A choice refused only for the case of its letters is written in the text's case instead
+(``Grounding.respelled``).
 
 A list that repeats an item it already holds is ended there (the next ``,`` is refused): the
 0.5B otherwise loops, writing the same span dozens of times until the budget runs out. Items
