@@ -212,24 +212,25 @@ def choose_grounded(
     document impossible.
     """
     text = piece(token)
+
+    def best(ids: IntArray, keep: Callable[[bytes], bool], longest: bool = False) -> int | None:
+        """The highest-logit token of ``ids`` (the longest first, if ``longest``) the grammar
+        admits and ``keep`` accepts. ``ids`` come from ``pieces``: no banned token."""
+        admitted = [int(t) for t in ids[checks.grammar_allows(ids)]] if len(ids) else []
+        kept = [t for t in admitted if keep(piece(t))]
+        rank = [((len(piece(t)) if longest else 0), logits[t], -t, t) for t in kept]
+        return max(rank)[-1] if rank else None
+
     # The text's own line break, where it has one, before another occurrence in another case.
     blanks = constraint.blank_continuations(text)
     respelled = None if blanks else constraint.respelled(text)
     if respelled is not None:
-        spellings = np.array(pieces.prefix_ids(respelled), dtype=np.int32)
-        admitted = spellings[checks.grammar_allows(spellings)] if len(spellings) else spellings
-        kept = [int(t) for t in admitted if not checks.banned(int(t))]
-        kept = [t for t in kept if constraint.allows(piece(t))]
-        if kept:
+        ids = np.array(pieces.prefix_ids(respelled), dtype=np.int32)
+        spelling = best(ids, constraint.allows, longest=True)
+        if spelling is not None:
             constraint.case_changed()
-            return max(kept, key=lambda t: (len(piece(t)), logits[t], -t)), token
+            return spelling, token
     constraint.refused(text)
-
-    def best(ids: IntArray, keep: Callable[[bytes], bool]) -> int | None:
-        """The highest-logit token of ``ids`` the grammar admits and ``keep`` accepts."""
-        admitted = [int(t) for t in ids[checks.grammar_allows(ids)]] if len(ids) else []
-        kept = [t for t in admitted if keep(piece(t))]
-        return max(kept, key=lambda t: (logits[t], -t)) if kept else None
 
     if constraint.would_abstain(text):
         closer = best(pieces.sensitive, constraint.closes_empty)
