@@ -230,7 +230,7 @@ class Grounding:
     def would_abstain(self, piece: bytes) -> bool:
         """Whether the refused ``piece`` is a first choice for a value that may be left out:
         refused before any of that value's content was accepted."""
-        refused_in = self.fork()._first_refusal(piece)
+        refused_in = self._first_refusal(piece)
         # A number can't be closed empty: it is written from the readings, and evidence
         # takes out one the model didn't choose.
         if refused_in is None or refused_in.number:
@@ -258,7 +258,7 @@ class Grounding:
             if not self.blank_continuations(piece):
                 o.refused_first = True
             return
-        refused_in = self.fork()._first_refusal(piece)
+        refused_in = self._first_refusal(piece)
         if refused_in is None:
             return
         if o is None:
@@ -266,39 +266,40 @@ class Grounding:
         elif refused_in.out_start == o.out_start:  # not a value the piece opens after this one
             o.refused_first = True
 
+    def _refusal(self, piece: bytes) -> tuple[_Open | None, bool, _Open | None] | None:
+        """Feed ``piece`` byte by byte into a fork; where it is refused, the value open before
+        that byte, whether it was still empty, and the value open after it (None: accepted)."""
+        twin = self.fork()
+        for byte in piece:
+            before = twin._open
+            empty = before is not None and not before.content
+            ok = twin._step(byte)
+            after = twin._open
+            if ok and after is not None and after.content and not twin._esc:
+                ok = after.holds()
+            if not ok:
+                return before, empty, after
+        return None
+
     def _refused_inside(self, piece: bytes) -> bool:
         """Whether ``piece`` is refused at a byte of the value open now (its content or its
         closing quote), not after it."""
-        twin = self.fork()
-        start = twin._open
-        for byte in piece:
-            inside = twin._open is start
-            ok = twin._step(byte)
-            if ok and twin._open is start and start is not None and start.content:
-                ok = twin._esc or start.holds()
-            if not ok:
-                return inside
-            if not inside:
-                return False
-        return False
+        found, o = self._refusal(piece), self._open
+        before = found[0] if found is not None else None
+        return before is not None and o is not None and before.out_start == o.out_start
 
     def _first_refusal(self, piece: bytes) -> _Open | None:
-        """Feed ``piece`` byte by byte; the grounded value it is refused in while still empty
-        (its first choice), else None (accepted, or refused elsewhere)."""
-        for byte in piece:
-            before = self._open
-            empty = before is not None and not before.content
-            ok = self._step(byte)
-            after = self._open
-            if ok and after is not None and after.content and not self._esc:
-                ok = after.holds()
-            if not ok:
-                if empty:
-                    return before
-                # A number opens with its first byte: refused there, it was the first choice.
-                if before is None and after is not None and after.number:
-                    return after if len(after.content) == 1 else None
-                return None
+        """The grounded value ``piece`` is refused in while still empty (its first choice),
+        else None (accepted, or refused elsewhere)."""
+        found = self._refusal(piece)
+        if found is None:
+            return None
+        before, empty, after = found
+        if empty:
+            return before
+        # A number opens with its first byte: refused there, it was the first choice.
+        if before is None and after is not None and after.number:
+            return after if len(after.content) == 1 else None
         return None
 
     def respelled(self, piece: bytes) -> bytes | None:
