@@ -15,25 +15,15 @@ empty instead (the caller then leaves it out, sets it to null, or drops the list
 A choice refused only for the case of its letters is written in the text's case instead
 (``Grounding.respelled``).
 
-A list that repeats an item it already holds is ended there (the next ``,`` is refused): the
-0.5B otherwise loops, writing the same span dozens of times until the budget runs out. Items
-that are objects or lists count too when a grounded value can sit inside them: SmolLM2 under
-``--each -s 'name: full name of a person'`` wrote ``{"name": "Keller"}`` 30 times for a
-paragraph naming two people (``scripts/bench_long_memory.py``'s short text: 34 items).
+The byte machine underneath (paths, spans, records, ended lists) is
+``qwenjson.span_tracker``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-
-import numpy as np
-
-from qwenjson.fields import GROUNDED_KEY, FieldRule, Path, Pattern, grounding_rules, required_keys
-from qwenjson.readings import Readings
+from qwenjson.fields import GROUNDED_KEY, FieldRule, grounding_rules, required_keys
 from qwenjson.source import SourceText
+from qwenjson.span_tracker import OpenValue, SpanTracker, ValueRecord
 from qwenjson.utf8 import characters, other_cases
 
 __all__ = [
@@ -46,186 +36,10 @@ __all__ = [
     "required_keys",
 ]
 
-_QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
-_SPACE = b" \t\r\n"
-_ENDS_SCALAR = b' \t\r\n",:{}[]'
-_NUMBER_START = b"-0123456789"
-# The longest number written: a double needs at most 24 characters ("-1.2345678901234567e-308")
-# and an int64 20. Measured on the dev set's receipts: the 0.5B, unsure of a total, wrote
-# digits until the token budget ran out (a 300-digit "total", 470 s). A longer number is
-# refused here (never by the grammar: if the schema needs one, the grammar alone decides).
-_MAX_NUMBER_BYTES = 24
 
-
-# -- the constraint --------------------------------------------------------------------------------
-
-
-@dataclass
-class ValueRecord:
-    """One grounded string as generated: where it sits in the output and in the input.
-
-    ``status``: ``grounded`` (a span the model chose), ``abstained`` (closed empty: no source),
-    ``unsupported`` (the model's first choice was refused and a required field got the best
-    grounded value instead; its ``span`` is where that value occurs, not a source).
-    """
-
-    path: Path
-    out_start: int  # byte offset of the opening quote in the output
-    out_end: int  # byte offset just past the closing quote
-    status: Literal["grounded", "abstained", "unsupported"]
-    span: tuple[int, int] | None
-    rule: FieldRule
-
-
-class _Frame:
-    """One open object or array; ``seen`` holds the items a list has written (strings' content,
-    and the whole text of object or list items that hold grounded values: ``item``)."""
-
-    __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen")
-
-    def __init__(self, kind: int) -> None:
-        self.kind = kind  # ord("{") or ord("[")
-        self.key: str | None = None
-        self.index = 0
-        self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
-        self.seen: frozenset[bytes] = frozenset()
-        self.ended = False  # a list that repeated an item: only its end may follow
-        self.keys: frozenset[str] = frozenset()  # an object's keys written so far
-        # This frame's output text so far, when it is a list item to compare with the others.
-        self.item: bytes | None = None
-
-    def copy(self) -> _Frame:
-        twin = _Frame.__new__(_Frame)
-        twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
-        twin.seen, twin.ended, twin.keys, twin.item = self.seen, self.ended, self.keys, self.item
-        return twin
-
-
-@dataclass
-class _Open:
-    """The grounded value being written: a string's content, or a number's bytes.
-
-    ``free``: not checked (a date or number whose text has none to read: the grammar alone
-    decides, and evidence finds no source)."""
-
-    path: Path
-    rule: FieldRule
-    out_start: int
-    source: SourceText | Readings
-    content: bytearray = field(default_factory=bytearray)
-    refused_first: bool = False
-    case_changed: bool = False
-    number: bool = False
-    free: bool = False
-
-    def copy(self) -> _Open:
-        return replace(self, content=bytearray(self.content))
-
-    def holds(self) -> bool:
-        """Whether the content so far can still grow into a value."""
-        return self.free or self.source.has(bytes(self.content))
-
-
-class Grounding:
-    """The span constraint, fed the output bytes as the engine emits them.
-
-    ``allows(piece)`` says whether a token's bytes may come next (the grammar is checked
-    separately; a token both admit is allowed); ``accept(piece)`` commits them. Forked copies
-    (``fork``) check drafts without touching this one.
-    """
-
-    def __init__(
-        self,
-        source: SourceText,
-        rules: Mapping[Pattern, FieldRule],
-        required: Mapping[Pattern, tuple[str, ...]] | None = None,
-    ) -> None:
-        self.source = source
-        self.rules = dict(rules)
-        self.required = dict(required or {})
-        self.records: list[ValueRecord] = []
-        self.dedupe = True
-        # The path patterns under which some value is grounded (a list item under one of them
-        # is checked for repeats as a whole).
-        self._grounded_under = frozenset(
-            pattern[:k]
-            for pattern, rule in self.rules.items()
-            if rule.grounded
-            for k in range(len(pattern) + 1)
-        )
-        self._stack: list[_Frame] = []
-        self._capturing = 0  # frames in the stack with an ``item`` being recorded
-        self._pos = 0  # output bytes accepted so far
-        self._in_str = False
-        self._is_key = False
-        self._esc = False
-        self._buf = bytearray()  # the current key, or string item of a list
-        self._scalar = 0  # bytes of the number (or literal) being written
-        self._open: _Open | None = None
-        self._refusal_pending = False
-        self._case_pending = False
-        self._log = True  # forks keep no records
-
-    # -- forks -------------------------------------------------------------------------------------
-
-    def fork(self) -> Grounding:
-        """An independent copy of the state (no records)."""
-        twin = Grounding.__new__(Grounding)
-        twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
-        twin.required, twin._grounded_under = self.required, self._grounded_under
-        twin._capturing = self._capturing
-        twin.records = []
-        twin._stack = [f.copy() for f in self._stack]
-        twin._pos, twin._in_str, twin._is_key, twin._esc = (
-            self._pos,
-            self._in_str,
-            self._is_key,
-            self._esc,
-        )
-        twin._buf = bytearray(self._buf)
-        twin._scalar = self._scalar
-        twin._open = None if self._open is None else self._open.copy()
-        twin._refusal_pending = twin._case_pending = False
-        twin._log = False
-        return twin
-
-    # -- what the engine asks ----------------------------------------------------------------------
-
-    @property
-    def in_grounded(self) -> bool:
-        """Whether a grounded value's content is being written."""
-        return self._open is not None
-
-    def allows(self, piece: bytes) -> bool:
-        """Whether ``piece`` may come next."""
-        if not piece:
-            return True
-        o = self._open
-        if (
-            o is not None
-            and not o.number
-            and not self._esc
-            and _QUOTE not in piece
-            and _BACKSLASH not in piece
-        ):
-            return o.free or o.source.has(bytes(o.content) + piece)  # the common case, no fork
-        if (
-            o is None
-            and not self._in_str
-            and _QUOTE not in piece
-            and _COMMA not in piece
-            and self._scalar + len(piece) <= _MAX_NUMBER_BYTES
-            and (self._scalar > 0 or not any(b in _NUMBER_START for b in piece))
-        ):
-            return True
-        if o is None and self._in_str and _QUOTE not in piece and _BACKSLASH not in piece:
-            return True
-        return self.fork()._feed(piece)
-
-    def accept(self, piece: bytes) -> None:
-        """Commit ``piece`` (already allowed, or forced by the grammar)."""
-        self._feed(piece, force=True)
-        self._refusal_pending = self._case_pending = False
+class Grounding(SpanTracker):
+    """The span constraint, with what the engine asks when the model's own choice is refused:
+    abstain (``would_abstain``, ``closes_empty``, ``refused``) or respell (``respelled``)."""
 
     def would_abstain(self, piece: bytes) -> bool:
         """Whether the refused ``piece`` is a first choice for a value that may be left out:
@@ -266,7 +80,7 @@ class Grounding:
         elif refused_in.out_start == o.out_start:  # not a value the piece opens after this one
             o.refused_first = True
 
-    def _refusal(self, piece: bytes) -> tuple[_Open | None, bool, _Open | None] | None:
+    def _refusal(self, piece: bytes) -> tuple[OpenValue | None, bool, OpenValue | None] | None:
         """Feed ``piece`` byte by byte into a fork; where it is refused, the value open before
         that byte, whether it was still empty, and the value open after it (None: accepted)."""
         twin = self.fork()
@@ -288,7 +102,7 @@ class Grounding:
         before = found[0] if found is not None else None
         return before is not None and o is not None and before.out_start == o.out_start
 
-    def _first_refusal(self, piece: bytes) -> _Open | None:
+    def _first_refusal(self, piece: bytes) -> OpenValue | None:
         """The grounded value ``piece`` is refused in while still empty (its first choice),
         else None (accepted, or refused elsewhere)."""
         found = self._refusal(piece)
@@ -363,217 +177,3 @@ class Grounding:
             for ahead in o.source.continuations(bytes(o.content), 48)
             if ahead[:2] in (b"\\n", b"\\r", b"\\t")
         ]
-
-    def refine(
-        self,
-        mask: Any,
-        piece: Callable[[int], bytes],
-        prefix_ids: Callable[[bytes], list[int]],
-        sensitive: Any,
-    ) -> Any:
-        """``mask`` (a boolean array over the vocabulary) narrowed to the tokens allowed here.
-
-        Inside a grounded value only the tokens that spell the text's next bytes from a place
-        the content occurs, or that hold a quote (``sensitive``), can pass, so only those are
-        checked. Elsewhere (or in a number, or a value left free) every token the grammar admits
-        is checked: a number's first byte can be refused besides quotes and commas.
-        """
-        out = mask.copy()
-        o = self._open
-        if o is None or o.number or o.free:
-            for admitted in np.flatnonzero(mask):
-                if not self.allows(piece(int(admitted))):
-                    out[admitted] = False
-            return out
-        out[:] = False
-        candidates: set[int] = {int(t) for t in sensitive}
-        for ahead in o.source.continuations(bytes(o.content), 48):
-            candidates.update(prefix_ids(ahead))
-        for t in candidates:
-            if mask[t] and self.allows(piece(t)):
-                out[t] = True
-        return out
-
-    def closing_reserve(self) -> int:
-        """Tokens the document needs at least to close from here, beyond the brackets: the
-        required members of open objects not written yet (``, "key": []``, at two bytes a
-        token, rounded up, measured as an upper bound for Qwen2's tokenizer on ASCII keys
-        and CJK keys at three bytes a character). Budget steering reserves them."""
-        cost = 0
-        for depth, frame in enumerate(self._stack):
-            if frame.kind != 0x7B:
-                continue
-            pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack[:depth])
-            for key in self.required.get(pattern, ()):
-                if key not in frame.keys and key != frame.key:
-                    cost += (len(json.dumps(key, ensure_ascii=False).encode()) + 8) // 2
-        return cost
-
-    # -- the byte machine --------------------------------------------------------------------------
-
-    def _feed(self, piece: bytes, force: bool = False) -> bool:
-        for byte in piece:
-            if not self._step(byte) and not force:
-                return False
-        o = self._open
-        return force or o is None or o.holds()
-
-    def _path(self) -> Path:
-        return tuple((f.key or "") if f.kind == 0x7B else f.index for f in self._stack)
-
-    def _rule(self, path: Path) -> FieldRule | None:
-        pattern = tuple(None if isinstance(p, int) else p for p in path)
-        return self.rules.get(pattern)
-
-    def _step(self, byte: int) -> bool:
-        """Take one output byte; False if the constraint refuses it (state then undefined)."""
-        self._pos += 1
-        if self._capturing:
-            for frame in self._stack:
-                if frame.item is not None:
-                    frame.item += bytes((byte,))
-        if self._in_str:
-            return self._string_byte(byte)
-        o = self._open
-        if o is not None and o.number and byte in _ENDS_SCALAR:
-            self._open = None
-            closed = self._close(o, bytes(o.content), self._pos - 1)
-            return self._structure(byte) and closed
-        return self._structure(byte)
-
-    def _structure(self, byte: int) -> bool:
-        top = self._stack[-1] if self._stack else None
-        if byte in _ENDS_SCALAR:
-            self._scalar = 0
-        if byte in _SPACE:
-            return True
-        if byte == _QUOTE:
-            self._in_str, self._esc = True, False
-            self._buf.clear()
-            if top is not None and top.kind == 0x7B and top.phase == 0:
-                self._is_key = True
-                return True
-            self._is_key = False
-            self._start_value(number=False)
-            return True
-        if byte == _COMMA:
-            if top is None:
-                return True
-            if top.kind == 0x5B:
-                top.index += 1
-                top.phase = 2
-            else:
-                top.phase = 0
-            return not top.ended
-        if byte == 0x3A:  # colon
-            if top is not None:
-                top.phase = 2
-            return True
-        if byte in b"{[":
-            frame = _Frame(byte)
-            if top is not None and top.kind == 0x5B and self.dedupe:
-                # The item's own pattern: the list's frame already stands for its index.
-                pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack)
-                if pattern in self._grounded_under:
-                    frame.item = bytes((byte,))
-                    self._capturing += 1
-            self._stack.append(frame)
-            if byte == 0x5B:
-                frame.phase = 2
-            return True
-        if byte in b"}]":
-            if self._stack:
-                done = self._stack.pop()
-                if done.item is not None:
-                    self._capturing -= 1
-                    if self._stack:
-                        self._seen_item(self._stack[-1], done.item)
-            if self._stack:
-                self._stack[-1].phase = 3
-            return True
-        if top is not None:
-            top.phase = 3  # a number, true, false or null
-        self._scalar += 1
-        if self._scalar == 1 and byte in _NUMBER_START:
-            self._start_value(number=True)
-        if self._open is not None:
-            self._open.content.append(byte)
-        return self._scalar <= _MAX_NUMBER_BYTES
-
-    def _start_value(self, number: bool) -> None:
-        """Open the value starting here if its field is grounded: a string (its content comes
-        next) or a number (this is its first byte)."""
-        path = self._path()
-        rule = self._rule(path)
-        if rule is None or not rule.grounded or number != (rule.kind in ("number", "integer")):
-            return
-        source = self.source.values(rule.kind)
-        self._open = _Open(
-            path,
-            rule,
-            self._pos - 1,
-            source,
-            refused_first=self._refusal_pending,
-            case_changed=self._case_pending,
-            number=number,
-        )
-        self._open.free = not source
-        self._refusal_pending = self._case_pending = False
-
-    def _string_byte(self, byte: int) -> bool:
-        o = self._open
-        if self._esc:
-            self._esc = False
-        elif byte == _BACKSLASH:
-            self._esc = True
-        elif byte == _QUOTE:
-            self._in_str = False
-            return self._close_string()
-        if o is not None:
-            o.content.append(byte)
-        else:
-            self._buf.append(byte)
-        return True
-
-    def _close_string(self) -> bool:
-        top = self._stack[-1] if self._stack else None
-        if self._is_key:
-            if top is not None:
-                try:
-                    top.key = json.loads(b'"' + bytes(self._buf) + b'"')
-                except ValueError:
-                    top.key = self._buf.decode("utf-8", "replace")
-                top.keys = top.keys | {top.key or ""}
-                top.phase = 1
-            return True
-        o = self._open
-        self._open = None
-        content = bytes(o.content) if o is not None else bytes(self._buf)
-        if top is not None:
-            top.phase = 3
-            if top.kind == 0x5B and self.dedupe and content:
-                self._seen_item(top, content)
-        if o is None:
-            return True
-        return self._close(o, content, self._pos)
-
-    @staticmethod
-    def _seen_item(lst: _Frame, item: bytes) -> None:
-        """``item`` was written into the list ``lst``: a repeat ends the list."""
-        if item in lst.seen:
-            lst.ended = True
-        lst.seen = lst.seen | {item}
-
-    def _close(self, o: _Open, content: bytes, out_end: int) -> bool:
-        """Record the value ``o`` ending at ``out_end``; False if it may not end here (not a
-        whole span or reading, or empty where the field can't be left out)."""
-        span = o.source.span(content) if content else None
-        status: Literal["grounded", "abstained", "unsupported"]
-        if not content:
-            ok, status = o.rule.abstain != "none", "abstained"
-        else:
-            ok = span is not None or o.free
-            status = "unsupported" if o.refused_first or span is None else "grounded"
-        if self._log:
-            self.records.append(ValueRecord(o.path, o.out_start, out_end, status, span, o.rule))
-        return ok
