@@ -16,6 +16,7 @@ import typer
 
 from qwenjson import console, deadline
 from qwenjson.errors import ModelError, QwenJsonError, UsageError
+from qwenjson.fields import ABSTAIN_BELOW
 
 __all__ = ["MAX_THREADS", "ModelOpt", "SchemaOpt", "extract"]
 
@@ -137,6 +138,18 @@ def extract(
             "doesn't contain.",
         ),
     ] = False,
+    abstain_below: Annotated[
+        float,
+        typer.Option(
+            "--abstain-below",
+            min=0.0,
+            max=1.0,
+            metavar="P",
+            help="Leave out an optional value copied from the text (null where the field is "
+            "nullable) when the model's confidence in it is below P, as if the text had none. "
+            "0 keeps them all. List items are kept.",
+        ),
+    ] = ABSTAIN_BELOW,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
     offline: Annotated[
         bool,
@@ -358,6 +371,7 @@ def extract(
         grounding=grounding,
         evidence=evidence,
         require_evidence=require_evidence,
+        abstain_below=abstain_below,
     )
     record = RecordOptions(
         each=each,

@@ -13,7 +13,9 @@ what produced them:
   model was made to write instead of its own first choice gets the low probability it gave it.
 * **abstention**: a value the text has no source for is taken out where the schema lets it go:
   an optional member is left out, a nullable one becomes null, a list item is dropped (the
-  rules come from ``qwenjson.grounding.grounding_rules``). If the document would no longer
+  rules come from ``qwenjson.grounding.grounding_rules``). So is an optional or nullable
+  grounded text value the model wrote with a confidence below ``abstain_below``: the model
+  was unsure that this span belongs under this field. If the document would no longer
   validate, it is kept whole.
 """
 
@@ -33,7 +35,7 @@ from qwenjson.grounding import ValueRecord
 from qwenjson.pointer import to_pointer
 from qwenjson.source import SourceText
 
-__all__ = ["Annotated", "annotate", "leaf_spans"]
+__all__ = ["Annotated", "annotate", "leaf_spans", "unsure"]
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,12 @@ def annotate(
     rules: Mapping[Pattern, FieldRule],
     validator: Validator,
     abstain: bool = True,
+    abstain_below: float = 0.0,
 ) -> Annotated:
-    """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text."""
+    """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
+
+    ``abstain_below``: an optional or nullable grounded text value (not a list item) with a
+    lower confidence is abstained from, as one with no source is."""
     raw_bytes = raw.encode("utf-8")
     by_start = {r.out_start: r for r in records}
     leaves = leaf_spans(raw_bytes)
@@ -188,8 +194,13 @@ def annotate(
             info = meta.get(old)
             if info is not None and not isinstance(node, dict | list):
                 span, conf, missing, rule = info
-                # An empty grounded string is an abstention; so is a value with no source.
-                empty = rule is not None and ((node == "" and rule.grounded) or missing)
+                # An empty grounded string is an abstention; so is a value with no source, and
+                # an unsure one (``unsure``).
+                empty = rule is not None and (
+                    (node == "" and rule.grounded)
+                    or missing
+                    or unsure(node, conf, rule, abstain_below)
+                )
                 if drop and empty and rule is not None and rule.abstain in ("omit", "item"):
                     return False, None
                 if drop and empty and rule is not None and rule.abstain == "null":
@@ -229,6 +240,20 @@ def annotate(
     if abstain and result != data and not validator.is_valid(result):
         result, evidence, confidence, unsupported = build(False)
     return Annotated(result, evidence, confidence, tuple(unsupported))
+
+
+def unsure(node: Any, confidence: float, rule: FieldRule, below: float) -> bool:
+    """Whether ``node`` is a grounded text value the schema lets go that the model wrote with a
+    confidence under ``below``. List items are kept: a list is scored by its items together,
+    and dropping the unsure ones lowered every measured score (see ``ExtractOptions``)."""
+    return (
+        isinstance(node, str)
+        and node != ""
+        and rule.grounded
+        and rule.kind == "text"
+        and rule.abstain in ("omit", "null")
+        and confidence < below
+    )
 
 
 def _grounded_within(

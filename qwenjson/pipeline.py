@@ -21,6 +21,7 @@ from jsonschema.protocols import Validator
 
 from qwenjson.errors import InputError, ModelError, NoValidOutputError
 from qwenjson.evidence import annotate
+from qwenjson.fields import ABSTAIN_BELOW
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
 from qwenjson.labeling import Scorer, entity_lists, relabel
@@ -63,6 +64,9 @@ class ExtractOptions:
     evidence: bool = False
     # A value that needs a source in the text and has none fails the extraction (exit 5).
     require_evidence: bool = False
+    # An optional (or nullable) grounded text value with a lower confidence is left out (or
+    # null), as one the text has no source for (``--abstain-below``).
+    abstain_below: float = ABSTAIN_BELOW
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ class Extractor:
             rules=self.rules,
             validator=validator,
             abstain=not opts.keep_empty,
+            abstain_below=opts.abstain_below,
         )
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):

@@ -456,7 +456,9 @@ class Qwenjson:
 
     name = "qwenjson"
 
-    def __init__(self, model: Path, threads: int, cache_dir: Path) -> None:
+    def __init__(
+        self, model: Path, threads: int, cache_dir: Path, abstain_below: float | None = None
+    ) -> None:
         from qwenjson.pipeline import ExtractOptions, open_model
 
         self.generator = open_model(model, threads=threads, n_ctx=N_CTX, cache_dir=cache_dir)
@@ -464,6 +466,8 @@ class Qwenjson:
         # only adds the maps beside the document).
         known = {f.name for f in dataclasses.fields(ExtractOptions)}
         extra: dict[str, Any] = {"evidence": True} if "evidence" in known else {}
+        if abstain_below is not None:
+            extra["abstain_below"] = abstain_below
         self.options = ExtractOptions(**extra)
         self.extractors: dict[str, Any] = {}
 
@@ -743,6 +747,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="per-case records (JSON lines)")
     parser.add_argument("--gold", action="store_true", help="score the gold (sanity check)")
     parser.add_argument(
+        "--abstain-below",
+        type=float,
+        metavar="P",
+        help="qwenjson's --abstain-below (default: the library's); 0 keeps every value, for "
+        "scripts/abstain_threshold.py",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         nargs="+",
@@ -839,7 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="quality-kv-") as cache_dir:
                 systems: list[Callable[[], System]] = [
-                    lambda: Qwenjson(args.model, args.threads, Path(cache_dir))
+                    lambda: Qwenjson(args.model, args.threads, Path(cache_dir), args.abstain_below)
                 ]
                 if not args.no_anchor:
                     systems.append(lambda: Anchor(args.model, args.threads))

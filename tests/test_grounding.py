@@ -4,6 +4,7 @@ what abstention and evidence make of a finished document."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import jsonschema
@@ -452,7 +453,11 @@ def test_leaf_spans_point_at_each_scalar() -> None:
 
 
 def _annotated(
-    text: str, raw: str, schema: dict[str, Any], trace: tuple[TokenTrace, ...] = ()
+    text: str,
+    raw: str,
+    schema: dict[str, Any],
+    trace: tuple[TokenTrace, ...] = (),
+    abstain_below: float = 0.0,
 ) -> Any:
     rules = grounding_rules(schema)
     g = Grounding(SourceText(text), rules)
@@ -465,6 +470,7 @@ def _annotated(
         trace=trace,
         rules=rules,
         validator=jsonschema.Draft202012Validator(schema),
+        abstain_below=abstain_below,
     )
 
 
@@ -474,6 +480,32 @@ def test_abstention_leaves_out_nulls_and_drops_items() -> None:
     assert found.data == {"name": "Tom", "age": 7, "nick": None, "hobbies": ["bees"]}
     assert found.evidence == {"/name": [0, 3], "/age": [5, 6], "/nick": None, "/hobbies/0": [8, 12]}
     assert found.unsupported == ()
+
+
+def _unsure_everywhere(raw: str, logprob: float) -> tuple[TokenTrace, ...]:
+    """A trace in which the model gave every value of ``raw`` (a flat one-line document) the
+    probability ``exp(logprob)``; the rest (keys, brackets) forced."""
+    return tuple(TokenTrace(leaf.start, leaf.end, logprob) for leaf in leaf_spans(raw.encode()))
+
+
+def test_an_unsure_optional_value_is_abstained_from_as_one_with_no_source() -> None:
+    text = "Tom from Oslo, aka Tommy, 7, likes bees"
+    raw = '{"name": "Tom", "age": 7, "city": "Oslo", "nick": "Tommy", "hobbies": ["bees"]}'
+    unsure = _unsure_everywhere(raw, math.log(0.15))
+    found = _annotated(text, raw, PERSON, unsure, abstain_below=0.2)
+    # The optional city goes, the required nullable nick is null; the required name, the
+    # number and the list item stay (each with its low confidence).
+    assert found.data == {"name": "Tom", "age": 7, "nick": None, "hobbies": ["bees"]}
+    assert found.confidence == {"/name": 0.15, "/age": 0.15, "/nick": 0.15, "/hobbies/0": 0.15}
+    assert found.evidence["/nick"] is None
+    assert found.unsupported == ()
+    # At or above the threshold, or with it at 0, every value stays.
+    sure = _unsure_everywhere(raw, math.log(0.2))
+    assert _annotated(text, raw, PERSON, sure, abstain_below=0.2).data == json.loads(raw)
+    assert _annotated(text, raw, PERSON, unsure).data == json.loads(raw)
+    # A value the schema can't let go stays however unsure.
+    schema = {**PERSON, "minProperties": 5}
+    assert _annotated(text, raw, schema, unsure, abstain_below=0.2).data == json.loads(raw)
 
 
 def test_numbers_the_text_lacks_are_unsupported_or_left_out() -> None:

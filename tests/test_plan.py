@@ -48,6 +48,7 @@ CHANGED: dict[str, Any] = {
     "grounding": False,
     "evidence": True,
     "require_evidence": True,
+    "abstain_below": 0.5,
     "each": True,
     "truncate": "head",
     "chunks": False,
