@@ -145,9 +145,10 @@ def extract(
             min=0.0,
             max=1.0,
             metavar="P",
-            help="Leave out an optional value copied from the text (null where the field is "
-            "nullable) when the model's confidence in it is below P, as if the text had none. "
-            "0 keeps them all. List items are kept.",
+            help="Leave out an optional string copied from the text (a required, nullable one "
+            "becomes null) when the model's confidence in it is below P, as if the text had "
+            "none. 0 keeps them all, as --keep-empty does. The strings of a list of strings, "
+            "dates and numbers are kept.",
         ),
     ] = ABSTAIN_BELOW,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,

@@ -15,8 +15,9 @@ what produced them:
   an optional member is left out, a nullable one becomes null, a list item is dropped (the
   rules come from ``qwenjson.grounding.grounding_rules``). So is an optional or nullable
   grounded text value the model wrote with a confidence below ``abstain_below``: the model
-  was unsure that this span belongs under this field. If the document would no longer
-  validate, it is kept whole.
+  was unsure that this span belongs under this field (it claims no words from other fields).
+  If the document would no longer validate, the unsure values come back; if it still
+  wouldn't, it is kept whole.
 """
 
 from __future__ import annotations
@@ -170,8 +171,15 @@ def annotate(
     # under every entity type of a schema, or a person's surname under "city". Where grounded
     # values of two fields overlap, the one the model gave the higher probability keeps it
     # (ties: the first), the other takes another occurrence or has no source.
+    # A value to be abstained from as unsure (``unsure``) claims no words: the field it would
+    # have taken them from keeps them.
+    doubtful = {
+        path
+        for path, (_, conf, _, rule, _) in found.items()
+        if abstain and rule is not None and unsure(values[path], conf, rule, abstain_below)
+    }
     owners: list[tuple[int, int, Pattern]] = []
-    contested = [p for p, f in found.items() if f[4] and f[0] is not None]
+    contested = [p for p, f in found.items() if f[4] and f[0] is not None and p not in doubtful]
     for path in sorted(contested, key=lambda p: -found[p][1]):
         span, conf, needs, rule, content = found[path]
         assert span is not None
@@ -185,7 +193,9 @@ def annotate(
         missing = needs_source and span is None and value not in ("", None)
         meta[path] = ([span[0], span[1]] if span else None, conf, missing, rule)
 
-    def build(drop: bool) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
+    def build(
+        drop: bool, doubt: bool
+    ) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
         evidence: dict[str, list[int] | None] = {}
         confidence: dict[str, float] = {}
         unsupported: list[str] = []
@@ -195,11 +205,9 @@ def annotate(
             if info is not None and not isinstance(node, dict | list):
                 span, conf, missing, rule = info
                 # An empty grounded string is an abstention; so is a value with no source, and
-                # an unsure one (``unsure``).
+                # an unsure one (``doubt``).
                 empty = rule is not None and (
-                    (node == "" and rule.grounded)
-                    or missing
-                    or unsure(node, conf, rule, abstain_below)
+                    (node == "" and rule.grounded) or missing or (doubt and old in doubtful)
                 )
                 if drop and empty and rule is not None and rule.abstain in ("omit", "item"):
                     return False, None
@@ -236,9 +244,13 @@ def annotate(
         _, result = walk(data, (), ())
         return result, evidence, confidence, unsupported
 
-    result, evidence, confidence, unsupported = build(abstain)
+    # If the document would no longer validate, the unsure values come back first (a higher
+    # threshold never restores a value with no source), then everything.
+    result, evidence, confidence, unsupported = build(abstain, abstain)
     if abstain and result != data and not validator.is_valid(result):
-        result, evidence, confidence, unsupported = build(False)
+        result, evidence, confidence, unsupported = build(True, False)
+        if result != data and not validator.is_valid(result):
+            result, evidence, confidence, unsupported = build(False, False)
     return Annotated(result, evidence, confidence, tuple(unsupported))
 
 

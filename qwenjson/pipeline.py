@@ -19,7 +19,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.errors import InputError, ModelError, NoValidOutputError
+from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
 from qwenjson.fields import ABSTAIN_BELOW
 from qwenjson.generation import GenerationResult, Generator, Message
@@ -67,6 +67,11 @@ class ExtractOptions:
     # An optional (or nullable) grounded text value with a lower confidence is left out (or
     # null), as one the text has no source for (``--abstain-below``).
     abstain_below: float = ABSTAIN_BELOW
+
+    def __post_init__(self) -> None:
+        # The CLI checks its option; the library and a cluster's options come here unchecked.
+        if not 0.0 <= self.abstain_below <= 1.0:
+            raise UsageError(f"abstain_below must be from 0 to 1, not {self.abstain_below!r}")
 
 
 @dataclass(frozen=True)

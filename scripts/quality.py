@@ -466,7 +466,7 @@ class Qwenjson:
         # only adds the maps beside the document).
         known = {f.name for f in dataclasses.fields(ExtractOptions)}
         extra: dict[str, Any] = {"evidence": True} if "evidence" in known else {}
-        if abstain_below is not None:
+        if abstain_below is not None and "abstain_below" in known:
             extra["abstain_below"] = abstain_below
         self.options = ExtractOptions(**extra)
         self.extractors: dict[str, Any] = {}

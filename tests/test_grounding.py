@@ -13,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from qwenjson.evidence import annotate, leaf_spans
+from qwenjson.fields import Path
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules, required_keys
 
@@ -506,6 +507,71 @@ def test_an_unsure_optional_value_is_abstained_from_as_one_with_no_source() -> N
     # A value the schema can't let go stays however unsure.
     schema = {**PERSON, "minProperties": 5}
     assert _annotated(text, raw, schema, unsure, abstain_below=0.2).data == json.loads(raw)
+
+
+def _trace_of(raw: str, logprobs: dict[Path, float]) -> tuple[TokenTrace, ...]:
+    """A trace giving the values of ``raw`` at the paths named these log-probabilities."""
+    return tuple(
+        TokenTrace(leaf.start, leaf.end, logprobs[leaf.path])
+        for leaf in leaf_spans(raw.encode())
+        if leaf.path in logprobs
+    )
+
+
+def test_only_optional_copied_text_is_abstained_from_as_unsure() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "born": {"type": "string", "format": "date"},  # read from the text, not a span
+            "note": {"type": "string", "x-grounded": False},  # written by the model
+            "city": {"type": "string"},
+        },
+    }
+    raw = '{"born": "2018-03-23", "note": "a note", "city": "Oslo"}'
+    unsure = _trace_of(raw, {("born",): -3.0, ("note",): -3.0, ("city",): -3.0})
+    found = _annotated("Oslo, 23/03/2018", raw, schema, unsure, abstain_below=0.2)
+    assert found.data == {"born": "2018-03-23", "note": "a note"}
+
+
+@pytest.mark.parametrize("below", [-0.1, 1.5, math.nan])
+def test_a_threshold_outside_0_to_1_is_a_usage_error(below: float) -> None:
+    from qwenjson.errors import UsageError
+    from qwenjson.pipeline import ExtractOptions
+
+    with pytest.raises(UsageError, match="abstain_below must be from 0 to 1"):
+        ExtractOptions(abstain_below=below)
+
+
+def test_unsure_values_come_back_before_any_other_abstention_does() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}},
+        "minProperties": 2,
+    }
+    raw = '{"a": "Tom", "b": "Oslo", "c": "Paris"}'
+    unsure_b = _trace_of(raw, {("b",): math.log(0.1)})
+    # "Paris" has no source: it goes at any threshold. Without "b" too the document would be
+    # too small, so "b" comes back, not "Paris".
+    for below in (0.0, 0.2):
+        found = _annotated("Tom from Oslo", raw, schema, unsure_b, abstain_below=below)
+        assert found.data == {"a": "Tom", "b": "Oslo"}
+        assert found.unsupported == ()
+
+
+def test_an_unsure_value_claims_no_words_from_another_field() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "places": {"type": "array", "items": {}}},
+    }
+    schema["properties"]["places"]["items"] = {"type": "string"}
+    raw = '{"city": "Oslo", "places": ["Oslo"]}'
+    trace = _trace_of(raw, {("city",): math.log(0.15), ("places", 0): math.log(0.1)})
+    # The surer city keeps "Oslo" from the list ...
+    assert _annotated("I live in Oslo", raw, schema, trace).data == {"city": "Oslo", "places": []}
+    # ... unless it is dropped as unsure: then the list keeps it.
+    found = _annotated("I live in Oslo", raw, schema, trace, abstain_below=0.2)
+    assert found.data == {"places": ["Oslo"]}
+    assert found.evidence == {"/places/0": [10, 14]}
 
 
 def test_numbers_the_text_lacks_are_unsupported_or_left_out() -> None:
