@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import qwenjson.dsl
 from qwenjson.dsl import DRAFT_2020_12, DslError, parse_dsl, schema_to_dsl
 from qwenjson.errors import EXIT_SCHEMA, SchemaError
+from qwenjson.fields import grounding_rules
 
 S = {"type": "string"}
 I = {"type": "integer"}  # noqa: E741 (I is the integer schema here, not a lookalike of 1)
@@ -433,6 +434,15 @@ ERRORS: list[tuple[str, str]] = [
     ),
     ("mood a|b 1..2", "a range can't apply to an enum at column 10\nmood a|b 1..2\n         ^"),
     ("a, a int", "duplicate field name 'a' at column 4\na, a int\n   ^"),
+    (
+        "s str derived",
+        "'derived' follows int, float or date only (a string the model writes itself is "
+        "'text') at column 7\ns str derived\n      ^",
+    ),
+    (
+        "e email derived",
+        "'derived' follows int, float or date only at column 9\ne email derived\n        ^",
+    ),
     ("m a|b|a", "duplicate enum value a at column 7\nm a|b|a\n      ^"),
     ("tags []", "expected a type inside '[ ]', such as [str] at column 7\ntags []\n      ^"),
     ("tags [str", "expected ']', found the end at column 10\ntags [str\n         ^"),
@@ -667,12 +677,14 @@ class Prim:
     low: int | float | None = None
     high: int | float | None = None
     nullable: bool = False
+    grounded: bool | None = None  # "x-grounded": text/quote on strings, derived on numbers
 
 
 @dataclass(frozen=True)
 class Format:
     name: str  # the DSL name
     nullable: bool = False
+    derived: bool = False  # dates only
 
 
 @dataclass(frozen=True)
@@ -719,10 +731,13 @@ def build(spec: Any) -> dict[str, Any]:
             schema[keys[0]] = spec.low
         if keys and spec.high is not None:
             schema[keys[1]] = spec.high
+        if spec.grounded is not None:
+            schema["x-grounded"] = spec.grounded
         return schema
     if isinstance(spec, Format):
         fmt = FORMATS[spec.name]
-        return {"type": ["string", "null"] if spec.nullable else "string", "format": fmt}
+        schema = {"type": ["string", "null"] if spec.nullable else "string", "format": fmt}
+        return {**schema, "x-grounded": False} if spec.derived else schema
     if isinstance(spec, Enum):
         types: list[str] = []
         for v in spec.values:
@@ -787,10 +802,14 @@ def render(spec: Any, data: st.DataObject, multi_line: bool) -> str:
     """DSL text for a spec, in styles drawn at random (aliases, spacing, quoting, layout)."""
     if isinstance(spec, Prim):
         name = data.draw(st.sampled_from([SHORT[spec.kind], spec.kind]))
+        if spec.kind == "string" and spec.grounded is not None:
+            name = "quote" if spec.grounded else "text"
         text = name + ("|null" if spec.nullable else "")
+        if spec.kind != "string" and spec.grounded is False:
+            text += " derived"
         return text + render_range(spec.low, spec.high)
     if isinstance(spec, Format):
-        return spec.name + ("|null" if spec.nullable else "")
+        return spec.name + ("|null" if spec.nullable else "") + (" derived" if spec.derived else "")
     if isinstance(spec, Enum):
         if len(spec.values) == 1:
             return json.dumps(spec.values[0])
@@ -885,12 +904,21 @@ enums = (
     .map(lambda vs: Enum(tuple(vs)))
 )
 
+derived = st.sampled_from([None, False])
 prims = st.one_of(
-    st.builds(lambda r, n: Prim("integer", r[0], r[1], n), ranges_int, st.booleans()),
-    st.builds(lambda r, n: Prim("number", r[0], r[1], n), ranges_num, st.booleans()),
-    st.builds(lambda r, n: Prim("string", r[0], r[1], n), ranges_len, st.booleans()),
+    st.builds(
+        lambda r, n, g: Prim("integer", r[0], r[1], n, g), ranges_int, st.booleans(), derived
+    ),
+    st.builds(lambda r, n, g: Prim("number", r[0], r[1], n, g), ranges_num, st.booleans(), derived),
+    st.builds(
+        lambda r, n, g: Prim("string", r[0], r[1], n, g),
+        ranges_len,
+        st.booleans(),
+        st.sampled_from([None, False, True]),
+    ),
     st.builds(lambda n: Prim("boolean", nullable=n), st.booleans()),
     st.builds(Format, st.sampled_from(sorted(FORMATS)), st.booleans()),
+    st.builds(lambda n: Format("date", n, derived=True), st.booleans()),
 )
 
 
@@ -1032,3 +1060,26 @@ def test_text_and_quote_say_how_extract_writes_a_string() -> None:
     assert props["code"] == {"type": "string", "x-grounded": True, "minLength": 1, "maxLength": 20}
     assert props["kind"] == {"type": "string", "enum": ["text", "image"]}
     assert props["tags"]["items"] == {"type": "string", "x-grounded": True}
+    # and back: the renderer says them with the same words (and quotes them as enum values)
+    again = 'summary text, code quote 1..20, kind "text"|image, tags [quote]'
+    assert schema_to_dsl(schema) == again
+
+
+def test_derived_marks_a_number_or_date_the_model_works_out() -> None:
+    text = "n int derived 0.., total float|null derived, due date derived, derived? int"
+    schema = parse_dsl(text)
+    assert isinstance(schema, dict)
+    props = schema["properties"]
+    assert props["n"] == {"type": "integer", "x-grounded": False, "minimum": 0}
+    assert props["total"] == {"type": ["number", "null"], "x-grounded": False}
+    assert props["due"] == {"type": "string", "format": "date", "x-grounded": False}
+    assert props["derived"] == {"type": "integer"}  # only a marker after a type
+    assert schema_to_dsl(schema) == text
+    # and extract reads it: those values need no source in the text
+    rules = grounding_rules(schema)
+    assert [rules[(name,)].grounded for name in props] == [False, False, False, True]
+    # what the syntax can't say is not rendered
+    number_quoted = {"type": "integer", "x-grounded": True}
+    email_derived = {"type": "string", "format": "email", "x-grounded": False}
+    for sub in (number_quoted, email_derived):
+        assert schema_to_dsl(obj({"a": sub})) is None

@@ -21,7 +21,7 @@ Grammar (EBNF; spaces and tabs between tokens are ignored; NEWLINE is a line bre
     field       = name [ "?" ] [ typed ] [ ":" description ] ;
     name        = WORD | NUMBER | STRING ;
     typed       = type [ range ] | range ;               (* a bare range means str *)
-    type        = base [ "|" "null" ] | enum ;
+    type        = base [ "|" "null" ] [ "derived" ] | enum ;   (* derived: int, float, date *)
     base        = "str" | "int" | "float" | "bool" | "text" | "quote"
                 | "string" | "integer" | "number" | "boolean"
                 | "date" | "time" | "datetime" | "email" | "uri" | "url" | "uuid"
@@ -57,6 +57,10 @@ Meaning:
 - ``text`` and ``quote`` are strings that ``extract`` writes in its own words (a summary) or
   copies from the input: ``"x-grounded": false`` or ``true`` (without either, extract decides
   by the field, see ``qwenjson.grounding``). ``summary text, code quote 1..20``.
+- ``derived`` after ``int``, ``float`` or ``date`` (and ``|null``) marks a value the model
+  works out rather than reads from the text: ``"x-grounded": false`` (extract otherwise takes
+  numbers and dates only as the text says them, so a count of items the text lists one by one
+  could not be written). ``items int derived 0..``, ``due date|null derived``.
 - ``T|null`` also allows null.
 - A range ``lo..hi`` is inclusive and either end may be left open. It bounds the value of
   ``int`` (integer bounds) and ``float``, the length of ``str`` and the length of lists

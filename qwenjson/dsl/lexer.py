@@ -40,6 +40,11 @@ FORMAT_NAMES: Final[Mapping[str, str]] = {
 # Strings that say how extract writes them (``qwenjson.grounding``): ``text`` is written by
 # the model (a summary), ``quote`` is copied from the input.
 GROUNDING_NAMES: Final[Mapping[str, bool]] = {"text": False, "quote": True}
+# After a number or date type: a value the model works out rather than reads from the text
+# ("x-grounded": false). Numbers and dates are otherwise read from the text (a count of items
+# the text lists one by one is in it nowhere).
+DERIVED: Final = "derived"
+DERIVABLE: Final = frozenset({"integer", "number", "date"})
 FORMAT_DSL_NAMES: Final[Mapping[str, str]] = {
     "date": "date",
     "time": "time",

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from qwenjson.dsl.lexer import (
     CLOSERS,
+    DERIVABLE,
+    DERIVED,
     DRAFT_2020_12,
     EOF,
     FORMAT_NAMES,
@@ -195,6 +197,13 @@ class _Parser:
                     f'"{tok.text}"|null|…',
                     more.start,
                 )
+        marker = self.peek()
+        if marker.kind == WORD and marker.text == DERIVED:
+            if kind not in DERIVABLE:
+                hint = " (a string the model writes itself is 'text')" if kind == "string" else ""
+                raise self.fail(f"'{DERIVED}' follows int, float or date only{hint}", marker.start)
+            self.advance()
+            schema["x-grounded"] = False
         return schema, kind
 
     def starts_enum(self, tok: Token) -> bool:

@@ -10,6 +10,8 @@ from typing import Any
 
 from qwenjson.dsl.lexer import (
     CLOSERS,
+    DERIVABLE,
+    DERIVED,
     DRAFT_2020_12,
     DSL_NAMES,
     FORMAT_DSL_NAMES,
@@ -100,6 +102,7 @@ def _render_typed(schema: Mapping[str, Any]) -> str:
         raise _NotRepresentable
     rest = dict(schema)
     del rest["type"]
+    grounded = rest.pop("x-grounded", None)
     range_type = schema_type
     if schema_type == "string" and "format" in rest:
         range_type = "format"  # no range with a format
@@ -117,14 +120,22 @@ def _render_typed(schema: Mapping[str, Any]) -> str:
         if not isinstance(items, Mapping) or "description" in items:
             raise _NotRepresentable
         text = "[" + _render_typed(items) + "]"
+    elif schema_type == "string" and isinstance(grounded, bool):
+        text = next(name for name, value in GROUNDING_NAMES.items() if value is grounded)
+        grounded = None  # said by the type's name
     elif schema_type in DSL_NAMES:
         text = DSL_NAMES[schema_type]
     else:
         raise _NotRepresentable
     if rest:
         raise _NotRepresentable
+    derivable = schema_type in DERIVABLE or (range_type == "format" and text in DERIVABLE)
+    if grounded is not None and not (grounded is False and derivable):
+        raise _NotRepresentable
     if nullable:
         text += "|null"
+    if grounded is False:
+        text += " " + DERIVED
     return text + _render_range(schema, range_type)
 
 
