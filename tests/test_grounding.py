@@ -459,6 +459,7 @@ def _annotated(
     schema: dict[str, Any],
     trace: tuple[TokenTrace, ...] = (),
     abstain_below: float = 0.0,
+    abstain: bool = True,
 ) -> Any:
     rules = grounding_rules(schema)
     g = Grounding(SourceText(text), rules)
@@ -471,6 +472,7 @@ def _annotated(
         trace=trace,
         rules=rules,
         validator=jsonschema.Draft202012Validator(schema),
+        abstain=abstain,
         abstain_below=abstain_below,
     )
 
@@ -531,6 +533,28 @@ def test_only_optional_copied_text_is_abstained_from_as_unsure() -> None:
     unsure = _trace_of(raw, {("born",): -3.0, ("note",): -3.0, ("city",): -3.0})
     found = _annotated("Oslo, 23/03/2018", raw, schema, unsure, abstain_below=0.2)
     assert found.data == {"born": "2018-03-23", "note": "a note"}
+
+
+def test_unsure_members_of_nested_objects_and_of_list_items_go_too() -> None:
+    member = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "city": {"type": "string"}},
+        "required": ["name"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {"boss": member, "staff": {"type": "array", "items": member}},
+    }
+    raw = '{"boss": {"name": "Ann", "city": "Oslo"}, "staff": [{"name": "Bo", "city": "Rome"}]}'
+    text = "Ann (Oslo) and Bo (Rome)"
+    low = math.log(0.1)
+    every = {("boss", "name"): low, ("boss", "city"): low}
+    every |= {("staff", 0, "name"): low, ("staff", 0, "city"): low}
+    found = _annotated(text, raw, schema, _trace_of(raw, every), abstain_below=0.2)
+    assert found.data == {"boss": {"name": "Ann"}, "staff": [{"name": "Bo"}]}
+    # Abstention off (what --keep-empty asks for): nothing goes.
+    kept = _annotated(text, raw, schema, _trace_of(raw, every), abstain_below=0.2, abstain=False)
+    assert kept.data == json.loads(raw)
 
 
 @pytest.mark.parametrize("below", [-0.1, 1.5, math.nan])
