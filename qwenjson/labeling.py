@@ -86,7 +86,7 @@ def relabel(
         return found
     present = [name for name in lists if isinstance(data.get(name), list)]
     at = [(name, i) for name in present for i in range(len(data[name]))]
-    items = [data[n][i] for n, i in at if isinstance(data[n][i], str) and data[n][i]]
+    items = [data[n][i] for n, i in at if _typed(data[n][i])]
     if len(present) < 2 or not items:
         return found
     best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
@@ -94,7 +94,7 @@ def relabel(
     keep: dict[str, tuple[str, int]] = {}
     for name, i in at:
         item = data[name][i]
-        if not (isinstance(item, str) and item):
+        if not _typed(item):
             continue
         held = keep.get(item)
         sourced = evidence.get(to_pointer((name, i))) is not None
@@ -106,7 +106,7 @@ def relabel(
         out[name] = []
     for name, i in at:
         item = data[name][i]
-        if isinstance(item, str) and item:
+        if _typed(item):
             if keep[item] != (name, i):
                 continue
             target = best[item]
@@ -127,6 +127,11 @@ def relabel(
         {new: found.confidence[old] for new, old in rekey(found.confidence)},
         tuple(new for new, _ in rekey(found.unsupported)),
     )
+
+
+def _typed(item: Any) -> bool:
+    """Whether a list item is typed again: a non-empty string (others stay where they are)."""
+    return isinstance(item, str) and item != ""
 
 
 def _nothing() -> None:
