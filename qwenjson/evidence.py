@@ -171,16 +171,17 @@ def annotate(
     # under every entity type of a schema, or a person's surname under "city". Where grounded
     # values of two fields overlap, the one the model gave the higher probability keeps it
     # (ties: the first), the other takes another occurrence or has no source.
-    # A value to be abstained from as unsure (``unsure``) claims no words: the field it would
-    # have taken them from keeps them.
+    # A value to be abstained from as unsure (``unsure``) claims words last: the field it would
+    # have taken them from keeps them, and if the value comes back (the fallback below) where
+    # its words are another field's, it has no source.
     doubtful = {
         path
         for path, (_, conf, _, rule, _) in found.items()
         if abstain and rule is not None and unsure(values[path], conf, rule, abstain_below)
     }
     owners: list[tuple[int, int, Pattern]] = []
-    contested = [p for p, f in found.items() if f[4] and f[0] is not None and p not in doubtful]
-    for path in sorted(contested, key=lambda p: -found[p][1]):
+    contested = [p for p, f in found.items() if f[4] and f[0] is not None]
+    for path in sorted(contested, key=lambda p: (p in doubtful, -found[p][1])):
         span, conf, needs, rule, content = found[path]
         assert span is not None
         span = _unowned(source, content, span, _pattern(path), owners)

@@ -443,6 +443,19 @@ ERRORS: list[tuple[str, str]] = [
         "e email derived",
         "'derived' follows int, float or date only at column 9\ne email derived\n        ^",
     ),
+    (
+        "b bool derived",
+        "'derived' follows int, float or date only at column 8\nb bool derived\n       ^",
+    ),
+    (
+        "l [int] derived",
+        "'derived' follows int, float or date only at column 9\nl [int] derived\n        ^",
+    ),
+    (
+        "n int 0.. derived",
+        "'derived' goes right after int, float or date and their '|null', before a range: "
+        "n int|null derived 0.. at column 11\nn int 0.. derived\n          ^",
+    ),
     ("m a|b|a", "duplicate enum value a at column 7\nm a|b|a\n      ^"),
     ("tags []", "expected a type inside '[ ]', such as [str] at column 7\ntags []\n      ^"),
     ("tags [str", "expected ']', found the end at column 10\ntags [str\n         ^"),
@@ -1079,7 +1092,12 @@ def test_derived_marks_a_number_or_date_the_model_works_out() -> None:
     rules = grounding_rules(schema)
     assert [rules[(name,)].grounded for name in props] == [False, False, False, True]
     # what the syntax can't say is not rendered
-    number_quoted = {"type": "integer", "x-grounded": True}
-    email_derived = {"type": "string", "format": "email", "x-grounded": False}
-    for sub in (number_quoted, email_derived):
-        assert schema_to_dsl(obj({"a": sub})) is None
+    unsayable = [
+        {"type": "integer", "x-grounded": True},
+        {"type": "string", "format": "email", "x-grounded": False},
+        {"type": "boolean", "x-grounded": False},
+        {"type": "array", "items": {"type": "string"}, "x-grounded": False},
+        {"type": "string", "x-grounded": None},  # not dropped: the syntax says true or false
+    ]
+    for sub in unsayable:
+        assert schema_to_dsl(obj({"a": sub})) is None, sub

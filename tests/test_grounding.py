@@ -596,6 +596,25 @@ def test_an_unsure_value_claims_no_words_from_another_field() -> None:
     found = _annotated("I live in Oslo", raw, schema, trace, abstain_below=0.2)
     assert found.data == {"places": ["Oslo"]}
     assert found.evidence == {"/places/0": [10, 14]}
+    # With abstention off, nothing is unsure: the surer city keeps the words again.
+    off = _annotated("I live in Oslo", raw, schema, trace, abstain_below=0.2, abstain=False)
+    assert off.evidence == {"/city": [10, 14], "/places/0": None}
+
+
+def test_an_unsure_value_brought_back_for_validity_has_no_words_another_field_owns() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "city": {"type": "string"}},
+        "minProperties": 2,
+    }
+    raw = '{"name": "Oslo", "city": "Oslo"}'
+    trace = _trace_of(raw, {("name",): math.log(0.9), ("city",): math.log(0.1)})
+    for below in (0.0, 0.2):
+        found = _annotated("Oslo", raw, schema, trace, abstain_below=below)
+        # Kept whole for validity, the city has no source at any threshold.
+        assert found.data == json.loads(raw)
+        assert found.evidence == {"/name": [0, 4], "/city": None}
+        assert found.unsupported == ("/city",)
 
 
 def test_numbers_the_text_lacks_are_unsupported_or_left_out() -> None:

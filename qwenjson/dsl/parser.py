@@ -97,6 +97,12 @@ class _Parser:
             if not optional:
                 required.append(name)
             after = self.peek()
+            if after.kind == WORD and after.text == DERIVED:
+                raise self.fail(
+                    f"'{DERIVED}' goes right after int, float or date and their '|null', before "
+                    f"a range: n int|null {DERIVED} 0..",
+                    after.start,
+                )
             if after.kind not in (",", NEWLINE, EOF) and after.kind != closer:
                 ends = f"',', a line break or {closer!r}" if closer else "',' or a line break"
                 raise self.fail(

@@ -103,6 +103,8 @@ def _render_typed(schema: Mapping[str, Any]) -> str:
     rest = dict(schema)
     del rest["type"]
     grounded = rest.pop("x-grounded", None)
+    if "x-grounded" in schema and not isinstance(grounded, bool):
+        raise _NotRepresentable  # the syntax says true or false, never another value
     range_type = schema_type
     if schema_type == "string" and "format" in rest:
         range_type = "format"  # no range with a format
