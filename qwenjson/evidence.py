@@ -15,7 +15,8 @@ what produced them:
   an optional member is left out, a nullable one becomes null, a list item is dropped (the
   rules come from ``qwenjson.grounding.grounding_rules``). So is an optional or nullable
   grounded text value the model wrote with a confidence below ``abstain_below``: the model
-  was unsure that this span belongs under this field (it claims no words from other fields).
+  was unsure that this span belongs under this field (it claims words only after every other
+  field has).
   If the document would no longer validate, the unsure values come back; if it still
   wouldn't, it is kept whole.
 """
