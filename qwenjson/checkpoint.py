@@ -133,9 +133,12 @@ class Checkpoint:
                     "earlier qwenjson, which named jobs another way, so it can't be resumed; "
                     "delete it to start over, or use another file"
                 )
+            # An upgrade can cause this too: a new option is part of every job's name, and its
+            # default may change what a record prints (``Plan.fingerprint``).
             raise UsageError(
                 f"--checkpoint {name!r} belongs to a different job (the schema, model or "
-                "options differ): delete it to start over, or use another file"
+                "options differ, or it was written by a qwenjson with other options): delete "
+                "it to start over, or use another file"
             )
         resume = Resume()
         for number, line in enumerate(lines[1:], 2):
