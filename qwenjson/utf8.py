@@ -6,6 +6,12 @@ from __future__ import annotations
 __all__ = ["REPRESENTATIVE", "characters", "other_cases", "utf8_prefix"]
 
 
+def _size(lead: int) -> int:
+    """The length of the UTF-8 character a lead byte starts (1 for ASCII, and for a byte that
+    can't lead: a continuation byte standing alone)."""
+    return 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+
+
 def utf8_prefix(data: bytes) -> bytes:
     """``data`` without an incomplete UTF-8 character at its end."""
     end = len(data)
@@ -13,8 +19,7 @@ def utf8_prefix(data: bytes) -> bytes:
         byte = data[end - back]
         if byte & 0xC0 == 0x80:
             continue  # a continuation byte: keep looking for the lead
-        need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
-        return data if back >= need else data[: end - back]
+        return data if back >= _size(byte) else data[: end - back]
     return data
 
 
@@ -23,8 +28,7 @@ def _representatives() -> dict[int, bytes]:
     table = {b: bytes([b]) for b in range(1, 0x80)}
     for lead in range(0xC2, 0xF5):
         for second in (0x80, 0x90, 0xA0, 0xB8):
-            size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-            candidate = bytes([lead, second]) + b"\x80" * (size - 2)
+            candidate = bytes([lead, second]) + b"\x80" * (_size(lead) - 2)
             try:
                 candidate.decode("utf-8")
             except UnicodeDecodeError:
@@ -45,9 +49,7 @@ def characters(piece: bytes) -> list[bytes]:
     out: list[bytes] = []
     i = 0
     while i < len(piece):
-        lead = piece[i]
-        size = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        char = piece[i : i + size]
+        char = piece[i : i + _size(piece[i])]
         try:
             char.decode("utf-8")
         except UnicodeDecodeError:
