@@ -34,10 +34,6 @@ from qwenjson.fields import FieldRule, Pattern, grounding_rules
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def _parts(pointer: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
-
-
 def abstained(
     document: Any, confidence: dict[str, float], rules: dict[Pattern, FieldRule], below: float
 ) -> Any:
@@ -45,14 +41,15 @@ def abstained(
     out = json.loads(json.dumps(document))
     # Only object members go (never list items), so a removal moves no other pointer.
     for pointer in confidence:
-        parts = _parts(pointer)
+        *path, last = quality.pointer_parts(pointer)
         parent = out
-        for part in parts[:-1]:
+        pattern: list[str | None] = []  # list indices as None, as the rules have them
+        for part in path:
+            pattern.append(None if isinstance(parent, list) else part)
             parent = parent[int(part)] if isinstance(parent, list) else parent[part]
         if not isinstance(parent, dict):
             continue  # list items are never taken out
-        last = parts[-1]
-        rule = rules.get(_pattern(out, parts))
+        rule = rules.get((*pattern, last))
         if rule is None or not unsure(parent.get(last), confidence[pointer], rule, below):
             continue
         if rule.abstain == "omit":
@@ -60,20 +57,6 @@ def abstained(
         elif rule.abstain == "null":
             parent[last] = None
     return out
-
-
-def _pattern(document: Any, parts: list[str]) -> Pattern:
-    """The path pattern of ``parts`` in ``document``: list indices as None."""
-    pattern: list[str | None] = []
-    node = document
-    for part in parts:
-        if isinstance(node, list):
-            pattern.append(None)
-            node = node[int(part)]
-        else:
-            pattern.append(part)
-            node = node[part] if isinstance(node, dict) and part in node else None
-    return tuple(pattern)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

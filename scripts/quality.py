@@ -300,7 +300,8 @@ def score_text(output: str, gold: Json, checker: Validator, text: str) -> Score:
 # -- calibration ---------------------------------------------------------------------------------
 
 
-def _pointer_parts(pointer: str) -> list[str]:
+def pointer_parts(pointer: str) -> list[str]:
+    """A JSON pointer's reference tokens, unescaped."""
     if not pointer:
         return []
     from qwenjson.pointer import unescape_token
@@ -321,7 +322,7 @@ def confidence_pairs(
     for pointer, p in confidence.items():
         node, keys, in_list = document, [], False
         try:
-            for part in _pointer_parts(pointer):
+            for part in pointer_parts(pointer):
                 in_list = isinstance(node, list)
                 node = node[int(part)] if in_list else node[part]
                 if not in_list:
