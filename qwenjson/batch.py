@@ -336,7 +336,7 @@ class _Batch:
     def _resume(self) -> Resume:
         if self.checkpoint is None:
             return Resume()
-        resume = self.checkpoint.open()
+        resume = self.checkpoint.open(self.output.mark(), self.errors.mark())
         self.report.failed = resume.failed
         for fd, mark, what in (
             (self.output.fd, resume.output, "stdout"),

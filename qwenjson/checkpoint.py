@@ -85,8 +85,13 @@ class Checkpoint:
         self.job = job
         self.fd: int | None = None
 
-    def open(self) -> Resume:
+    def open(self, output: FileMark | None = None, errors: FileMark | None = None) -> Resume:
         """Lock (or create) the checkpoint, refuse one from another job, return where to resume.
+
+        ``output`` / ``errors``: the regular files written to and their sizes now. A new
+        checkpoint's header records them, so that what the first record in flight printed
+        before a kill is cut off on the rerun, as for any later record (without them it
+        stayed, and the record was printed twice).
 
         The lock (``flock``, released by the kernel even after kill -9) keeps a second run of
         the same job, say a cron job that overran its interval, from writing alongside.
@@ -141,6 +146,9 @@ class Checkpoint:
                 "it to start over, or use another file"
             )
         resume = Resume()
+        if isinstance(header, dict):  # older headers have no marks: nothing to cut back to
+            resume.output = _mark_from(header.get("out"))
+            resume.errors = _mark_from(header.get("errors"))
         for number, line in enumerate(lines[1:], 2):
             try:
                 entry = jsonstrict.loads(line)
@@ -171,6 +179,8 @@ class Checkpoint:
                     "qwenjson_checkpoint": CHECKPOINT_VERSION,
                     "job": self.job,
                     "fingerprint": FINGERPRINT_KIND,
+                    "out": _mark_to(output),
+                    "errors": _mark_to(errors),
                 }
                 write_all(self.fd, (json.dumps(head) + "\n").encode())
                 os.fsync(self.fd)

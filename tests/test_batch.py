@@ -530,6 +530,46 @@ def test_output_written_after_the_last_checkpoint_is_cut_off_and_redone(tmp_path
     assert names == ["a", "b", "c"]
 
 
+def test_output_of_the_first_record_in_flight_is_cut_off_too(tmp_path: Path) -> None:
+    # The file held another job's lines before; the kill came before any record was logged.
+    (tmp_path / "out.jsonl").write_bytes(b'{"old":1}\n')
+    data = b"a\nb\n"
+    first, _ = batch_to_file(tmp_path, data, FakeModel(crash_at("a")))
+    assert isinstance(first, Crash)
+    with (tmp_path / "out.jsonl").open("ab") as f:
+        f.write(b'{"name":"a","age":1}\n{"na')
+    report, notices = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
+    assert report.succeeded == 2 and report.resumed == 0
+    assert notices == [
+        "stdout: removed 25 bytes written after the last checkpoint "
+        "(the record in flight is done again)"
+    ]
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert lines == ['{"old":1}', '{"name":"a","age":1}', '{"name":"b","age":1}']
+
+
+def test_each_items_of_a_first_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
+    data = b"A B C D E\n"
+
+    def answer(text: str, _: int) -> str:
+        return items_answer(text.split())
+
+    fake = FakeModel(answer)
+
+    def kill_mid_record() -> None:
+        if len(fake.events) > 30:
+            raise Crash()
+
+    fake.on_chunk = kill_mid_record
+    first, _ = batch_to_file(tmp_path, data, fake, each=True)
+    assert isinstance(first, Crash)
+    partial = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert 0 < len(partial) < 5  # some of the items were out already
+    batch_to_file(tmp_path, data, FakeModel(answer), each=True)
+    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert names == ["A", "B", "C", "D", "E"]
+
+
 def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
     data = b"A B\nC D E\n"
 
