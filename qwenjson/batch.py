@@ -358,7 +358,12 @@ class _Batch:
             with output_errors("stdout"):
                 os.fdatasync(self.output.fd)
         self.errors.sync()
-        if piece is not None:
-            self.checkpoint.commit_piece(line_no, digest, *piece, out_mark, self.errors.mark())
-            return
-        self.checkpoint.commit(line_no, digest, self.report.failed, out_mark, self.errors.mark())
+        # A log line that can't be written (disk full) is an output failure, exit 9: the
+        # record's output is there but not logged, so a rerun cuts it off and does it again.
+        with output_errors("the --checkpoint file"):
+            if piece is not None:
+                self.checkpoint.commit_piece(line_no, digest, *piece, out_mark, self.errors.mark())
+                return
+            self.checkpoint.commit(
+                line_no, digest, self.report.failed, out_mark, self.errors.mark()
+            )

@@ -15,7 +15,7 @@ EXIT_NO_VALID_OUTPUT = 5  # the model produced no document that passes validatio
 EXIT_INPUT = 6  # input text empty, not UTF-8, or too long for the context
 EXIT_TIMEOUT = 7  # --timeout ran out
 EXIT_SOME_RECORDS_FAILED = 8  # a --jsonl batch finished, but some records failed
-EXIT_OUTPUT = 9  # stdout or --errors can't be written (disk full, closed, read-only)
+EXIT_OUTPUT = 9  # stdout, --errors or --checkpoint can't be written (disk full, closed, …)
 EXIT_CLUSTER = 10  # --ray: Ray not installed, the cluster unreachable, its workers gone
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -92,7 +92,7 @@ class NoValidOutputError(QwenJsonError):
 
 
 class OutputError(QwenJsonError):
-    """Writing the output failed: stdout or the ``--errors`` file (disk full, closed).
+    """Writing the output failed: stdout, the ``--errors`` file or the checkpoint (disk full).
 
     ``stdout`` says whether stdout itself is the stream that failed.
     """

@@ -26,10 +26,12 @@ from qwenjson.checkpoint import Checkpoint
 from qwenjson.errors import (
     EXIT_INPUT,
     EXIT_NO_VALID_OUTPUT,
+    EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
     EXIT_TIMEOUT,
     InputError,
     NoValidOutputError,
+    OutputError,
     TimeoutExpired,
     UsageError,
 )
@@ -568,6 +570,34 @@ def test_each_items_of_a_first_unfinished_record_are_not_duplicated(tmp_path: Pa
     batch_to_file(tmp_path, data, FakeModel(answer), each=True)
     names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert names == ["A", "B", "C", "D", "E"]
+
+
+def test_a_checkpoint_that_cant_be_written_is_an_output_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    opened: list[int] = []
+    real_open, real_fsync = Checkpoint.open, os.fsync
+
+    def open_then_note(self: Checkpoint, *args: Any) -> Any:
+        resume = real_open(self, *args)
+        opened.append(self.fd or -1)
+        return resume
+
+    def full_disk(fd: int) -> None:
+        if fd in opened:  # the log lines after the header
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(Checkpoint, "open", open_then_note)
+    monkeypatch.setattr(os, "fsync", full_disk)
+    failed, _ = batch_to_file(tmp_path, b"a\nb\n", FakeModel(lambda t, _: person(t)))
+    assert isinstance(failed, OutputError) and failed.exit_code == EXIT_OUTPUT
+    assert str(failed) == "cannot write the --checkpoint file: No space left on device"
+    # Stopped at the first record: its output is there, and the rerun cuts it off.
+    assert (tmp_path / "out.jsonl").read_text() == '{"name":"a","age":1}\n'
 
 
 def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
