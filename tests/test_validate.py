@@ -11,6 +11,7 @@ from qwenjson.validate import (
     check_metaschema,
     drop_empty_strings,
     make_validator,
+    read_schema,
     validation_errors,
 )
 
@@ -51,6 +52,13 @@ def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> 
         assert validation_errors(value, validator) == [], value
     for value in bad:
         assert validation_errors(value, validator), value
+
+
+@pytest.mark.parametrize("source", ["name, age\udcff int", '{"type": "\udcff"}'])
+def test_an_inline_schema_that_isnt_utf8_names_the_byte(source: str) -> None:
+    # What Python makes of `qwenjson extract -s $'name, age\xff int'`.
+    with pytest.raises(SchemaError, match=r"^the inline schema is not UTF-8 text \(byte 0xff at"):
+        read_schema(source)
 
 
 def test_errors_are_json_pointers() -> None:
