@@ -340,6 +340,8 @@ def extract(
     for name, value in batch_only.items():
         if value is not None and not jsonl:
             raise UsageError(f"{name} needs --jsonl")
+    if into != "extracted" and field is None:
+        raise UsageError("--into needs --field (without it, a line is the text itself)")
     cli_drivers.check_ray_options(ray, ray_actors, unordered, jsonl, checkpoint)
     if errors_file is not None and on_error not in (None, "record"):
         raise UsageError("--errors needs --on-error record")

@@ -753,6 +753,10 @@ def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -
             "--pretty can't be used with --jsonl or --each (one document per line)",
         ),
         (["--jsonl", "--errors", "e", "--on-error", "skip"], "--errors needs --on-error record"),
+        (
+            ["--jsonl", "--into", "doc"],
+            "--into needs --field (without it, a line is the text itself)",
+        ),
     ],
 )
 def test_cli_option_combinations_that_make_no_sense_exit_2(
