@@ -252,7 +252,7 @@ def extract(
             "--chunks/--no-chunks",
             help="A text longer than the context is split at paragraphs or sentences into "
             "overlapping pieces, each extracted, the results merged: with --each every item "
-            "once, in order; otherwise each field from the first piece that has a source for it "
+            "once, in order; otherwise each field from the piece the model was surest of "
             "(README: Long texts). --no-chunks refuses such a text (exit 6).",
         ),
     ] = True,
