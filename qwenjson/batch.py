@@ -336,6 +336,12 @@ class _Batch:
     def _resume(self) -> Resume:
         if self.checkpoint is None:
             return Resume()
+        # A new checkpoint's header records the files' sizes: what they count is made durable
+        # first (output first, then the log that says it is there).
+        if self.output.fd is not None and self.output.mark() is not None:
+            with output_errors("stdout"):
+                os.fdatasync(self.output.fd)
+        self.errors.sync()
         resume = self.checkpoint.open(self.output.mark(), self.errors.mark())
         self.report.failed = resume.failed
         for fd, mark, what in (

@@ -15,7 +15,7 @@ from typing import Any
 
 from qwenjson import jsonstrict
 from qwenjson.chunking import Piece
-from qwenjson.errors import UsageError
+from qwenjson.errors import OutputError, UsageError
 from qwenjson.merging import Found
 from qwenjson.stream import FileMark, file_mark
 
@@ -145,10 +145,19 @@ class Checkpoint:
                 "options differ, or it was written by a qwenjson with other options): delete "
                 "it to start over, or use another file"
             )
-        resume = Resume()
-        if isinstance(header, dict):  # older headers have no marks: nothing to cut back to
-            resume.output = _mark_from(header.get("out"))
-            resume.errors = _mark_from(header.get("errors"))
+        # A new checkpoint starts from the files as they are; an older header has no marks
+        # (nothing to cut back to).
+        resume = Resume(output=output, errors=errors)
+        if isinstance(header, dict):
+            try:
+                resume.output = _mark_from(header.get("out"))
+                resume.errors = _mark_from(header.get("errors"))
+            except (ValueError, TypeError) as e:
+                self.close()
+                raise UsageError(
+                    f"--checkpoint {name!r} is damaged at line 1 ({type(e).__name__}: {e}): "
+                    "delete it to start over, or use another file"
+                ) from e
         for number, line in enumerate(lines[1:], 2):
             try:
                 entry = jsonstrict.loads(line)
@@ -185,8 +194,9 @@ class Checkpoint:
                 write_all(self.fd, (json.dumps(head) + "\n").encode())
                 os.fsync(self.fd)
                 _fsync_dir(self.path.parent)
-        except OSError as e:
-            raise UsageError(f"can't write --checkpoint {name!r}: {e.strerror}") from e
+        except OSError as e:  # disk full: an output failure, as for the lines after it
+            self.close()
+            raise OutputError(f"cannot write the --checkpoint file {name!r}: {e.strerror}") from e
         return resume
 
     def commit(

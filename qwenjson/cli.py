@@ -32,14 +32,14 @@ from qwenjson.stream import output_errors, signals_held
 
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
-JSON, not a valid JSON Schema, or uses a keyword qwenjson can't enforce); 4 model (unknown,
+UTF-8, not JSON, not a valid JSON Schema, or a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
 validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
 the context with --no-chunks, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch
-failed (each reported with its line); 9 cannot write stdout or --errors (disk full, closed); 10
---ray: Ray not installed, the cluster unreachable or out of workers (a record whose worker died 3
-times fails with 10 too); 130 interrupted (SIGINT); 141 stdout closed early (SIGPIPE, e.g.
-| head); 143 terminated (SIGTERM).
+failed (each reported with its line, unless --on-error skip); 9 cannot write stdout, --errors or
+--checkpoint (disk full, closed); 10 --ray: Ray not installed, the cluster unreachable or out of
+workers (a record whose worker died 3 times fails with 10 too); 130 interrupted (SIGINT); 141
+stdout closed early (SIGPIPE, e.g. | head); 143 terminated (SIGTERM).
 """
 
 app = typer.Typer(

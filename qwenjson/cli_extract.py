@@ -431,13 +431,10 @@ def extract(
 def _check_utf8(name: str, value: str | None) -> None:
     """Refuse an argument with bytes that aren't UTF-8 (Python keeps them as lone surrogates,
     which can reach neither the model nor stdout)."""
-    if value is None:
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        byte = ord(value[e.start]) & 0xFF
-        raise UsageError(f"{name} is not UTF-8 text (byte 0x{byte:02x} at {e.start})") from None
+    from qwenjson.utf8 import not_utf8
+
+    if value is not None and (bad := not_utf8(value)):
+        raise UsageError(f"{name} is not UTF-8 text ({bad})")
 
 
 def _total_timeout_expired(seconds: float | None) -> QwenJsonError:

@@ -1,9 +1,10 @@
 """UTF-8 boundaries: where a character ends (forced text), one character per lead byte, a
-piece cut into characters and a character's other cases (grounded values respelled)."""
+piece cut into characters and a character's other cases (grounded values respelled); and what
+is wrong with a command-line argument that isn't UTF-8."""
 
 from __future__ import annotations
 
-__all__ = ["REPRESENTATIVE", "characters", "other_cases", "utf8_prefix"]
+__all__ = ["REPRESENTATIVE", "characters", "not_utf8", "other_cases", "utf8_prefix"]
 
 
 def _size(lead: int) -> int:
@@ -67,3 +68,18 @@ def other_cases(char: bytes) -> list[bytes]:
         return []
     others = dict.fromkeys((c.lower(), c.upper()))
     return [v.encode("utf-8") for v in others if v != c and len(v) == 1]
+
+
+def not_utf8(text: str) -> str | None:
+    """Where ``text`` can't be written as UTF-8, said for a user ("byte 0xff at byte 6"), or
+    None. Bytes of a command line that aren't UTF-8 reach Python as lone surrogates U+DC80 to
+    U+DCFF (``surrogateescape``): the byte is named, at its offset among the argument's bytes.
+    Any other lone surrogate (a library caller's string) is named as such."""
+    for i, char in enumerate(text):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            at = len(text[:i].encode("utf-8"))
+            if 0xDC80 <= code <= 0xDCFF:
+                return f"byte 0x{code & 0xFF:02x} at byte {at}"
+            return f"a lone surrogate U+{code:04X} at byte {at}"
+    return None

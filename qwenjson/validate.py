@@ -25,6 +25,7 @@ from referencing import Registry
 
 from qwenjson import deadline, jsonstrict
 from qwenjson.errors import SchemaError, TimeoutExpired
+from qwenjson.utf8 import not_utf8
 
 Schema = dict[str, Any] | bool
 
@@ -58,12 +59,9 @@ def read_schema(source: str | Path) -> Schema:
         except UnicodeDecodeError as e:
             raise SchemaError(f"schema file {str(path)!r} is not UTF-8 text") from e
         origin = str(path)
-    elif isinstance(source, str) and not _utf8(source):
-        # A command line's bytes that aren't UTF-8 arrive as lone surrogates ("\udcff"):
-        # name the byte, rather than a character no one typed.
-        at = next(i for i, c in enumerate(source) if not _utf8(c))
-        byte = ord(source[at]) & 0xFF
-        raise SchemaError(f"the inline schema is not UTF-8 text (byte 0x{byte:02x} at {at})")
+    elif isinstance(source, str) and not _looks_like_path(source) and (bad := not_utf8(source)):
+        # Name the byte, rather than report a character no one typed.
+        raise SchemaError(f"the inline schema is not UTF-8 text ({bad})")
     elif isinstance(source, str) and (
         source.lstrip()[:1] in ("{", "[") or source in ("true", "false")
     ):
@@ -73,14 +71,6 @@ def read_schema(source: str | Path) -> Schema:
     else:
         return _concise_schema(str(source))
     return parse_schema_text(text, origin)
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _exists(path: Path) -> bool:

@@ -596,8 +596,75 @@ def test_a_checkpoint_that_cant_be_written_is_an_output_failure(
     failed, _ = batch_to_file(tmp_path, b"a\nb\n", FakeModel(lambda t, _: person(t)))
     assert isinstance(failed, OutputError) and failed.exit_code == EXIT_OUTPUT
     assert str(failed) == "cannot write the --checkpoint file: No space left on device"
-    # Stopped at the first record: its output is there, and the rerun cuts it off.
+    # Stopped at the first record, whose output is there (its log line may be too: only the
+    # fsync failed).
     assert (tmp_path / "out.jsonl").read_text() == '{"name":"a","age":1}\n'
+
+
+def test_a_first_run_into_a_file_opened_read_write_appends_and_resumes(tmp_path: Path) -> None:
+    # `qwenjson … 1<>out.jsonl`: no O_APPEND, the offset at 0, a line there already.
+    import os
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"old":"' + b"x" * 40 + b'"}\n')
+    data = b"A B C D E\n"
+
+    def answer(text: str, _: int) -> str:
+        return items_answer(text.split())
+
+    def run(fake: FakeModel) -> None:
+        ckpt = Checkpoint(tmp_path / "ckpt", "job")
+        fd = os.open(out, os.O_RDWR)
+        try:
+            with os.fdopen(fd, "r+b", buffering=0) as f:
+                run_batch(
+                    lines_of(data), runner(fake, each=True), output=LineOutput(f), checkpoint=ckpt
+                )
+        except Crash:
+            pass
+        finally:
+            ckpt.close()
+
+    fake = FakeModel(answer)
+
+    def kill_mid_record() -> None:
+        if len(fake.events) > 30:
+            raise Crash()
+
+    fake.on_chunk = kill_mid_record
+    run(fake)
+    run(FakeModel(answer))
+    lines = out.read_text().splitlines()
+    assert lines[0] == '{"old":"' + "x" * 40 + '"}'
+    assert [json.loads(x)["name"] for x in lines[1:]] == ["A", "B", "C", "D", "E"]
+
+
+def test_a_damaged_mark_in_the_header_is_refused_as_damage(tmp_path: Path) -> None:
+    from qwenjson.checkpoint import CHECKPOINT_VERSION, FINGERPRINT_KIND
+
+    head = {"qwenjson_checkpoint": CHECKPOINT_VERSION, "job": "job"}
+    head |= {"fingerprint": FINGERPRINT_KIND, "out": [1, None, 3]}
+    (tmp_path / "ckpt").write_text(json.dumps(head) + "\n")
+    with pytest.raises(UsageError, match=r"is damaged at line 1 \(TypeError"):
+        Checkpoint(tmp_path / "ckpt", "job").open()
+
+
+def test_a_checkpoint_header_that_cant_be_written_is_an_output_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OutputError) as e:
+        Checkpoint(tmp_path / "ckpt", "job").open()
+    assert e.value.exit_code == EXIT_OUTPUT
+    assert str(e.value) == (
+        f"cannot write the --checkpoint file {str(tmp_path / 'ckpt')!r}: No space left on device"
+    )
 
 
 def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:

@@ -54,11 +54,20 @@ def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> 
         assert validation_errors(value, validator), value
 
 
-@pytest.mark.parametrize("source", ["name, age\udcff int", '{"type": "\udcff"}'])
-def test_an_inline_schema_that_isnt_utf8_names_the_byte(source: str) -> None:
-    # What Python makes of `qwenjson extract -s $'name, age\xff int'`.
-    with pytest.raises(SchemaError, match=r"^the inline schema is not UTF-8 text \(byte 0xff at"):
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        # What Python makes of `qwenjson extract -s $'name, age\xff int'`.
+        ("name, age\udcff int", "byte 0xff at byte 9"),
+        ('{"type": "\udcc0"}', "byte 0xc0 at byte 10"),
+        ("名前\udcff int", "byte 0xff at byte 6"),  # a byte offset, not a character index
+        ("name \ud800 int", "a lone surrogate U+D800 at byte 5"),  # a library caller's string
+    ],
+)
+def test_an_inline_schema_that_isnt_utf8_names_the_byte(source: str, said: str) -> None:
+    with pytest.raises(SchemaError) as e:
         read_schema(source)
+    assert str(e.value) == f"the inline schema is not UTF-8 text ({said})"
 
 
 def test_errors_are_json_pointers() -> None:
