@@ -272,9 +272,16 @@ def _mark_to(mark: FileMark | None) -> list[int] | None:
 
 
 def _mark_from(value: Any) -> FileMark | None:
-    if not isinstance(value, list) or len(value) != 3:
+    """A logged mark; None when none was logged (not a regular file). ValueError when it is
+    damaged: a size below 0 would reach ``ftruncate``."""
+    if value is None:
         return None
-    return FileMark(int(value[0]), int(value[1]), int(value[2]))
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError(f"a file mark is three numbers, not {value!r:.40}")
+    mark = FileMark(int(value[0]), int(value[1]), int(value[2]))
+    if mark.size < 0:
+        raise ValueError(f"a file size below 0 ({mark.size})")
+    return mark
 
 
 def _fsync_dir(path: Path) -> None:
@@ -293,6 +300,8 @@ def _fsync_dir(path: Path) -> None:
 def reconcile(fd: int | None, recorded: FileMark | None, what: str) -> str | None:
     """Bring a regular output file back to its size at the last checkpoint; say what was done."""
     now = file_mark(fd)
+    if fd is not None and now is not None and recorded is None:
+        _to_end(fd)  # a header from before marks were logged: nothing to undo, nothing to overwrite
     if fd is None or now is None or recorded is None or not now.same_file(recorded):
         return None  # a pipe, or a file other than the one checkpointed: nothing to undo
     if now.size < recorded.size:
@@ -308,9 +317,13 @@ def reconcile(fd: int | None, recorded: FileMark | None, what: str) -> str | Non
             f"{what}: removed {now.size - recorded.size} bytes written after the last "
             "checkpoint (the record in flight is done again)"
         )
+    _to_end(fd)
+    return said
+
+
+def _to_end(fd: int) -> None:
     if _fd_flags(fd) & os.O_APPEND == 0:
         os.lseek(fd, 0, os.SEEK_END)  # `1<>file`: write after what is kept, not over it
-    return said
 
 
 def _fd_flags(fd: int) -> int:

@@ -74,12 +74,12 @@ def not_utf8(text: str) -> str | None:
     """Where ``text`` can't be written as UTF-8, said for a user ("byte 0xff at byte 6"), or
     None. Bytes of a command line that aren't UTF-8 reach Python as lone surrogates U+DC80 to
     U+DCFF (``surrogateescape``): the byte is named, at its offset among the argument's bytes.
-    Any other lone surrogate (a library caller's string) is named as such."""
+    Any other surrogate (in a library caller's string) is named as one."""
     for i, char in enumerate(text):
         code = ord(char)
         if 0xD800 <= code <= 0xDFFF:
             at = len(text[:i].encode("utf-8"))
             if 0xDC80 <= code <= 0xDCFF:
                 return f"byte 0x{code & 0xFF:02x} at byte {at}"
-            return f"a lone surrogate U+{code:04X} at byte {at}"
+            return f"a surrogate code point U+{code:04X} at byte {at}"
     return None

@@ -59,8 +59,9 @@ def read_schema(source: str | Path) -> Schema:
         except UnicodeDecodeError as e:
             raise SchemaError(f"schema file {str(path)!r} is not UTF-8 text") from e
         origin = str(path)
-    elif isinstance(source, str) and not _looks_like_path(source) and (bad := not_utf8(source)):
-        # Name the byte, rather than report a character no one typed.
+    elif isinstance(source, str) and (bad := not_utf8(source)) and not _looks_like_path(source):
+        # Name the byte, rather than report a character no one typed (a missing file's name
+        # is reported as such below).
         raise SchemaError(f"the inline schema is not UTF-8 text ({bad})")
     elif isinstance(source, str) and (
         source.lstrip()[:1] in ("{", "[") or source in ("true", "false")
@@ -81,7 +82,13 @@ def _exists(path: Path) -> bool:
 
 
 def _looks_like_path(source: str) -> bool:
-    return source.endswith((".json", ".JSON")) or "/" in source or "\\" in source
+    """A file name rather than schema text: not JSON, and ``.json`` at the end, or a ``/`` with
+    no blank or comma (which the concise syntax has between fields)."""
+    if source.lstrip()[:1] in ("{", "["):
+        return False
+    if source.endswith((".json", ".JSON")):
+        return True
+    return ("/" in source or "\\" in source) and not any(c.isspace() or c == "," for c in source)
 
 
 def _concise_schema(source: str) -> Schema:

@@ -639,14 +639,49 @@ def test_a_first_run_into_a_file_opened_read_write_appends_and_resumes(tmp_path:
     assert [json.loads(x)["name"] for x in lines[1:]] == ["A", "B", "C", "D", "E"]
 
 
-def test_a_damaged_mark_in_the_header_is_refused_as_damage(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mark", "why"),
+    [
+        ([1, None, 3], "TypeError"),
+        ([1, 2, -1], "ValueError: a file size below 0 (-1)"),  # would reach ftruncate
+        ("123", "ValueError: a file mark is three numbers"),
+    ],
+)
+def test_a_damaged_mark_in_the_header_is_refused_as_damage(
+    tmp_path: Path, mark: Any, why: str
+) -> None:
     from qwenjson.checkpoint import CHECKPOINT_VERSION, FINGERPRINT_KIND
 
     head = {"qwenjson_checkpoint": CHECKPOINT_VERSION, "job": "job"}
-    head |= {"fingerprint": FINGERPRINT_KIND, "out": [1, None, 3]}
+    head |= {"fingerprint": FINGERPRINT_KIND, "out": mark}
     (tmp_path / "ckpt").write_text(json.dumps(head) + "\n")
-    with pytest.raises(UsageError, match=r"is damaged at line 1 \(TypeError"):
+    with pytest.raises(UsageError, match=rf"is damaged at line 1 \({re.escape(why)}"):
         Checkpoint(tmp_path / "ckpt", "job").open()
+
+
+def test_a_header_without_marks_never_writes_over_a_read_write_output(tmp_path: Path) -> None:
+    # A checkpoint begun before headers had marks, no record done yet; then `1<>out.jsonl`.
+    import os
+
+    from qwenjson.checkpoint import CHECKPOINT_VERSION, FINGERPRINT_KIND
+
+    head = {"qwenjson_checkpoint": CHECKPOINT_VERSION, "job": "job"}
+    (tmp_path / "ckpt").write_text(json.dumps(head | {"fingerprint": FINGERPRINT_KIND}) + "\n")
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"old":1}\n')
+    fd = os.open(out, os.O_RDWR)
+    ckpt = Checkpoint(tmp_path / "ckpt", "job")
+    try:
+        with os.fdopen(fd, "r+b", buffering=0) as f:
+            run_batch(
+                lines_of(b"a\n"),
+                runner(FakeModel(lambda t, _: person(t))),
+                output=LineOutput(f),
+                checkpoint=ckpt,
+            )
+    finally:
+        ckpt.close()
+    assert out.read_text().splitlines() == ['{"old":1}', '{"name":"a","age":1}']
 
 
 def test_a_checkpoint_header_that_cant_be_written_is_an_output_failure(

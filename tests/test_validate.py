@@ -61,13 +61,24 @@ def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> 
         ("name, age\udcff int", "byte 0xff at byte 9"),
         ('{"type": "\udcc0"}', "byte 0xc0 at byte 10"),
         ("名前\udcff int", "byte 0xff at byte 6"),  # a byte offset, not a character index
-        ("name \ud800 int", "a lone surrogate U+D800 at byte 5"),  # a library caller's string
+        ("name \ud800 int", "a surrogate code point U+D800 at byte 5"),  # a library caller's
+        # A "/" in schema text (a $schema URL, a description) doesn't make it a file name.
+        (
+            '{"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "caf\udce9"}',
+            "byte 0xe9 at byte 73",
+        ),
+        ("caf\udce9, bio: home/work", "byte 0xe9 at byte 3"),
     ],
 )
 def test_an_inline_schema_that_isnt_utf8_names_the_byte(source: str, said: str) -> None:
     with pytest.raises(SchemaError) as e:
         read_schema(source)
     assert str(e.value) == f"the inline schema is not UTF-8 text ({said})"
+
+
+def test_a_missing_file_whose_name_isnt_utf8_is_reported_missing() -> None:
+    with pytest.raises(SchemaError, match=r"^schema file '/nonexistent/x\\udcff.json' not found"):
+        read_schema("/nonexistent/x\udcff.json")
 
 
 def test_errors_are_json_pointers() -> None:
