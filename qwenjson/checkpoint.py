@@ -300,10 +300,13 @@ def _fsync_dir(path: Path) -> None:
 def reconcile(fd: int | None, recorded: FileMark | None, what: str) -> str | None:
     """Bring a regular output file back to its size at the last checkpoint; say what was done."""
     now = file_mark(fd)
-    if fd is not None and now is not None and recorded is None:
-        _to_end(fd)  # a header from before marks were logged: nothing to undo, nothing to overwrite
-    if fd is None or now is None or recorded is None or not now.same_file(recorded):
-        return None  # a pipe, or a file other than the one checkpointed: nothing to undo
+    if fd is None or now is None:
+        return None  # a pipe: nothing to undo
+    if recorded is None or not now.same_file(recorded):
+        # A header from before marks were logged, or a file other than the one checkpointed:
+        # nothing of it to undo, and nothing to write over.
+        _to_end(fd)
+        return None
     if now.size < recorded.size:
         raise UsageError(
             f"{what} is the file the checkpoint wrote to, but it is shorter now ({now.size} < "

@@ -59,7 +59,7 @@ def read_schema(source: str | Path) -> Schema:
         except UnicodeDecodeError as e:
             raise SchemaError(f"schema file {str(path)!r} is not UTF-8 text") from e
         origin = str(path)
-    elif isinstance(source, str) and (bad := not_utf8(source)) and not _looks_like_path(source):
+    elif isinstance(source, str) and (bad := not_utf8(source)) and not _plainly_a_path(source):
         # Name the byte, rather than report a character no one typed (a missing file's name
         # is reported as such below).
         raise SchemaError(f"the inline schema is not UTF-8 text ({bad})")
@@ -82,8 +82,13 @@ def _exists(path: Path) -> bool:
 
 
 def _looks_like_path(source: str) -> bool:
-    """A file name rather than schema text: not JSON, and ``.json`` at the end, or a ``/`` with
-    no blank or comma (which the concise syntax has between fields)."""
+    return source.endswith((".json", ".JSON")) or "/" in source or "\\" in source
+
+
+def _plainly_a_path(source: str) -> bool:
+    """A file name rather than schema text, even with bytes that aren't UTF-8: not JSON, and
+    ``.json`` at the end, or a ``/`` with no blank or comma (which the concise syntax has
+    between fields, and a ``$schema`` URL or a description may have)."""
     if source.lstrip()[:1] in ("{", "["):
         return False
     if source.endswith((".json", ".JSON")):

@@ -659,6 +659,26 @@ def test_a_damaged_mark_in_the_header_is_refused_as_damage(
         Checkpoint(tmp_path / "ckpt", "job").open()
 
 
+def test_a_read_write_output_other_than_the_checkpointed_one_is_written_after(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from qwenjson.checkpoint import reconcile
+    from qwenjson.stream import file_mark
+
+    (tmp_path / "a").write_bytes(b"A\n")
+    (tmp_path / "b").write_bytes(b"B\n")
+    with (tmp_path / "a").open("rb") as a:
+        recorded = file_mark(a.fileno())
+    fd = os.open(tmp_path / "b", os.O_RDWR)  # `1<>b`, where the checkpoint recorded a
+    try:
+        assert reconcile(fd, recorded, "stdout") is None
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 2  # after b's line, not over it
+    finally:
+        os.close(fd)
+
+
 def test_a_header_without_marks_never_writes_over_a_read_write_output(tmp_path: Path) -> None:
     # A checkpoint begun before headers had marks, no record done yet; then `1<>out.jsonl`.
     import os

@@ -76,9 +76,17 @@ def test_an_inline_schema_that_isnt_utf8_names_the_byte(source: str, said: str) 
     assert str(e.value) == f"the inline schema is not UTF-8 text ({said})"
 
 
-def test_a_missing_file_whose_name_isnt_utf8_is_reported_missing() -> None:
-    with pytest.raises(SchemaError, match=r"^schema file '/nonexistent/x\\udcff.json' not found"):
-        read_schema("/nonexistent/x\udcff.json")
+@pytest.mark.parametrize("name", ["/nonexistent/x\udcff.json", "/nonexistent/x\udcff"])
+def test_a_missing_file_whose_name_isnt_utf8_is_reported_missing(name: str) -> None:
+    with pytest.raises(SchemaError) as e:
+        read_schema(name)
+    assert str(e.value) == f"schema file {name!r} not found"
+
+
+def test_a_missing_file_whose_name_has_a_blank_is_reported_missing() -> None:
+    with pytest.raises(SchemaError) as e:
+        read_schema("/nonexistent/my dir/s")
+    assert str(e.value) == "schema file '/nonexistent/my dir/s' not found"
 
 
 def test_errors_are_json_pointers() -> None:
