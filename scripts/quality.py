@@ -816,6 +816,7 @@ def print_strings_diagnostic(cases: Sequence[Case], runs: Sequence[Run]) -> None
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_rules()
+    results: dict[str, list[Run]]  # by system: read back (--report) or run here
     if args.report:
         results = report(args.report, args.corpus)
         ids = {r.id for runs in results.values() for r in runs}
@@ -842,7 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.gold:
         log(f"qwenjson from {qwenjson.__file__}; {len(cases)} cases")
     checkers = Checkers()
-    results: dict[str, list[Run]] = {}
+    results = {}
     load = os.getloadavg()
     out = args.out.open("w", encoding="utf-8") if args.out else None
     try:
