@@ -336,13 +336,8 @@ class _Batch:
     def _resume(self) -> Resume:
         if self.checkpoint is None:
             return Resume()
-        # A new checkpoint's header records the files' sizes: what they count is made durable
-        # first (output first, then the log that says it is there).
-        if self.output.fd is not None and self.output.mark() is not None:
-            with output_errors("stdout"):
-                os.fdatasync(self.output.fd)
-        self.errors.sync()
-        resume = self.checkpoint.open(self.output.mark(), self.errors.mark())
+        # A new checkpoint's header records the files' sizes, as each log line does.
+        resume = self.checkpoint.open(*self._durable())
         self.report.failed = resume.failed
         for fd, mark, what in (
             (self.output.fd, resume.output, "stdout"),
@@ -357,19 +352,24 @@ class _Batch:
         """Log the record (or with ``piece``, one piece of it) as done."""
         if self.checkpoint is None:
             return
-        # Output first and durable, then the log that says it is there: a crash in between
-        # can only leave output that the next run cuts off (regular files) or repeats (pipes).
+        out_mark, errors_mark = self._durable()
+        # A log line that can't be written (disk full) is an output failure, exit 9: the
+        # record's output is there, and unless its line made it to the log (only the fsync
+        # failed), a rerun cuts it off and does it again.
+        with output_errors("the --checkpoint file"):
+            if piece is not None:
+                self.checkpoint.commit_piece(line_no, digest, *piece, out_mark, errors_mark)
+                return
+            self.checkpoint.commit(line_no, digest, self.report.failed, out_mark, errors_mark)
+
+    def _durable(self) -> tuple[FileMark | None, FileMark | None]:
+        """Make what was written durable; the output's and the errors file's marks now.
+
+        Output first and durable, then the log that says it is there: a crash in between can
+        only leave output that the next run cuts off (regular files) or repeats (pipes)."""
         out_mark = self.output.mark()
         if out_mark is not None and self.output.fd is not None:
             with output_errors("stdout"):
                 os.fdatasync(self.output.fd)
         self.errors.sync()
-        # A log line that can't be written (disk full) is an output failure, exit 9: the
-        # record's output is there but not logged, so a rerun cuts it off and does it again.
-        with output_errors("the --checkpoint file"):
-            if piece is not None:
-                self.checkpoint.commit_piece(line_no, digest, *piece, out_mark, self.errors.mark())
-                return
-            self.checkpoint.commit(
-                line_no, digest, self.report.failed, out_mark, self.errors.mark()
-            )
+        return out_mark, self.errors.mark()

@@ -89,11 +89,9 @@ def _plainly_a_path(source: str) -> bool:
     """A file name rather than schema text, even with bytes that aren't UTF-8: not JSON, and
     ``.json`` at the end, or a ``/`` with no blank or comma (which the concise syntax has
     between fields, and a ``$schema`` URL or a description may have)."""
-    if source.lstrip()[:1] in ("{", "["):
+    if source.lstrip()[:1] in ("{", "[") or not _looks_like_path(source):
         return False
-    if source.endswith((".json", ".JSON")):
-        return True
-    return ("/" in source or "\\" in source) and not any(c.isspace() or c == "," for c in source)
+    return source.endswith((".json", ".JSON")) or not any(c.isspace() or c == "," for c in source)
 
 
 def _concise_schema(source: str) -> Schema:
