@@ -550,25 +550,35 @@ def test_output_of_the_first_record_in_flight_is_cut_off_too(tmp_path: Path) -> 
     assert lines == ['{"old":1}', '{"name":"a","age":1}', '{"name":"b","age":1}']
 
 
-def test_each_items_of_a_first_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
-    data = b"A B C D E\n"
+def each_killed_then_rerun(
+    tmp_path: Path, data: bytes, kill_now: Callable[[FakeModel], bool]
+) -> tuple[list[str], list[str]]:
+    """An ``--each`` batch of ``data`` (one item per word) killed at the first chunk where
+    ``kill_now`` says so, then rerun: the lines out after the kill, the names after the rerun."""
 
     def answer(text: str, _: int) -> str:
         return items_answer(text.split())
 
     fake = FakeModel(answer)
 
-    def kill_mid_record() -> None:
-        if len(fake.events) > 30:
+    def kill() -> None:
+        if kill_now(fake):
             raise Crash()
 
-    fake.on_chunk = kill_mid_record
+    fake.on_chunk = kill
     first, _ = batch_to_file(tmp_path, data, fake, each=True)
     assert isinstance(first, Crash)
     partial = (tmp_path / "out.jsonl").read_text().splitlines()
-    assert 0 < len(partial) < 5  # some of the items were out already
     batch_to_file(tmp_path, data, FakeModel(answer), each=True)
-    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    return partial, [json.loads(x)["name"] for x in lines]
+
+
+def test_each_items_of_a_first_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
+    partial, names = each_killed_then_rerun(
+        tmp_path, b"A B C D E\n", lambda fake: len(fake.events) > 30
+    )
+    assert 0 < len(partial) < 5  # some of the items were out already
     assert names == ["A", "B", "C", "D", "E"]
 
 
@@ -723,25 +733,12 @@ def test_a_checkpoint_header_that_cant_be_written_is_an_output_failure(
 
 
 def test_each_items_of_an_unfinished_record_are_not_duplicated(tmp_path: Path) -> None:
-    data = b"A B\nC D E\n"
-
-    def answer(text: str, _: int) -> str:
-        return items_answer(text.split())
-
-    fake = FakeModel(answer)
-
-    def kill_mid_second_record() -> None:
+    def mid_second_record(fake: FakeModel) -> bool:
         # About 30 chunks for the second record: stop two thirds of the way through.
-        if fake.users[-1] == "C D E" and len(fake.events) - fake.events.index("return") > 20:
-            raise Crash()
+        return fake.users[-1] == "C D E" and len(fake.events) - fake.events.index("return") > 20
 
-    fake.on_chunk = kill_mid_second_record
-    first, _ = batch_to_file(tmp_path, data, fake, each=True)
-    assert isinstance(first, Crash)
-    partial = (tmp_path / "out.jsonl").read_text().splitlines()
+    partial, names = each_killed_then_rerun(tmp_path, b"A B\nC D E\n", mid_second_record)
     assert len(partial) > 2  # some of the second record's items were out already
-    batch_to_file(tmp_path, data, FakeModel(answer), each=True)
-    names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert names == ["A", "B", "C", "D", "E"]
 
 
