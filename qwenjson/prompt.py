@@ -4,6 +4,15 @@ Measured on Qwen2 0.5B: given a raw JSON Schema, the model sometimes copies the 
 filling it in. So the system message describes the fields in plain words (name, type, whether
 required, description, allowed values); the grammar takes care of syntax. The input text is the
 user message, unchanged; the engine renders both with the model's own chat template.
+
+Three other prompts scored lower with ``scripts/quality.py --no-anchor`` on the bench model (a
+code model, Qwen2.5-Coder 0.5B), against 36.6% for this one: the schema as a commented JSON
+skeleton (``"album"?: string,  // album name``), 33.8%, lower on 6 of the 7 sources; a worked
+example before the text (a user turn joining the example values the descriptions give, "如
+杭州市", "e.g. '61'", and the assistant's JSON of them), Chinese addresses 11.4% against 13.0%
+(the model still puts the address's pieces under the fields in schema order); and receipts
+with their line breaks turned into blanks (an address's lines would read as one), 47.5%
+against 61.2% on the receipts.
 """
 
 from __future__ import annotations
