@@ -9,6 +9,10 @@ Nothing in a file is trusted before all of that checks out: a truncated, corrupt
 foreign file is ignored (and replaced by the next save). Writes go to a temporary file in the
 same directory and are renamed into place, so readers never see half a file and concurrent
 writers each install a whole one.
+
+The directory is kept to the ``_KEEP_FILES`` prefixes used last; only files with the names this
+module gives (``<64 hex digits>.kv``, and temporary files an hour old: a killed writer's) are
+ever deleted, since ``--cache-dir`` may name a directory that holds other files.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import re
+import stat
 import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,11 @@ __all__ = ["PrefixCache", "default_cache_dir"]
 _MAGIC = b"QJKV\x01\n"
 # magic, key (64 hex chars), token count, payload length, payload sha256
 _HEADER = struct.Struct("<6s64sIQ32s")
-_KEEP_FILES = 32  # the most recently written prefixes kept per directory
+_KEEP_FILES = 32  # the prefixes used last kept per directory
+_OWN_NAME = re.compile(r"[0-9a-f]{64}\.kv")
+_TMP_PREFIX, _TMP_SUFFIX = ".qwenjson-kv-", ".tmp"
+# A temporary file older than this is a killed writer's: a save takes seconds at most.
+_STALE_TMP_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
@@ -66,9 +77,9 @@ class PrefixCache:
 
         On False the KV cache is left empty.
         """
-        try:
-            data = self.path(key).read_bytes()
-        except OSError:
+        path = self.path(key)
+        data = _read_regular(path)
+        if data is None:
             return False
         expected_tokens = _tokens_bytes(tokens)
         if len(data) < _HEADER.size + len(expected_tokens):
@@ -95,6 +106,9 @@ class PrefixCache:
         if ll.llama_memory_seq_pos_max(mem, 0) != len(tokens) - 1:
             ll.llama_memory_clear(mem, True)
             return False
+        # Used now: pruning goes by last use, so a prefix every run loads stays.
+        with contextlib.suppress(OSError):
+            os.utime(path)
         return True
 
     def save(self, ctx: Any, key: str, tokens: list[int]) -> bool:
@@ -116,7 +130,7 @@ class PrefixCache:
         tmp: str | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".kv")
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
             with os.fdopen(fd, "wb") as f:
                 f.write(header)
                 f.write(_tokens_bytes(tokens))
@@ -135,12 +149,46 @@ class PrefixCache:
         return True
 
     def _prune(self) -> None:
-        # Keep the directory bounded: a long-lived cache sees many schemas.
+        """Keep the directory bounded (a long-lived cache sees many schemas), deleting only
+        files this module names: another program's ``screen.kv`` beside them stays."""
+        own: list[tuple[float, Path]] = []
+        now = time.time()
         try:
-            files = sorted(
-                self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime, reverse=True
-            )
-            for old in files[_KEEP_FILES:]:
-                old.unlink()
+            entries = list(os.scandir(self.directory))
         except OSError:
-            pass
+            return
+        for entry in entries:
+            # A file that vanished or can't be read is another process's business.
+            with contextlib.suppress(OSError):
+                if _OWN_NAME.fullmatch(entry.name):
+                    own.append((entry.stat().st_mtime, Path(entry.path)))
+                elif (
+                    entry.name.startswith(_TMP_PREFIX)
+                    and entry.name.endswith(_TMP_SUFFIX)
+                    and now - entry.stat().st_mtime > _STALE_TMP_SECONDS
+                ):
+                    os.unlink(entry.path)
+        own.sort(key=lambda item: item[0], reverse=True)
+        for _, old in own[_KEEP_FILES:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (not a FIFO someone put there, whose read
+    would block the run), else None; None on any error too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # the file object closes it
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)

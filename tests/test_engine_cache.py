@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +52,8 @@ def run(
 
 
 def kv_files(cache_dir: Path) -> list[Path]:
-    return sorted(cache_dir.glob("*.kv"))
+    """The cache's own files (``<64 hex>.kv``); other files in the directory are not its."""
+    return sorted(p for p in cache_dir.glob("*.kv") if re.fullmatch(r"[0-9a-f]{64}\.kv", p.name))
 
 
 def test_second_run_loads_the_prefix_and_gives_the_same_output(tmp_path: Path) -> None:
@@ -180,7 +183,69 @@ def test_concurrent_writers_leave_one_good_file(tmp_path: Path) -> None:
     assert len(texts) == 1
     assert "miss" in {what for _, what in results}
     assert len(kv_files(tmp_path)) == 1
-    assert not [p for p in tmp_path.iterdir() if p.suffix != ".kv"]  # no temporary files left
+    assert sorted(tmp_path.iterdir()) == kv_files(tmp_path)  # no temporary files left
     text, what = run(tmp_path, sha=None)
     assert what == "hit"
     assert text in texts
+
+
+def test_pruning_deletes_only_the_caches_own_files(tmp_path: Path) -> None:
+    # --cache-dir may name a directory with other programs' files, ".kv" ones among them.
+    hour_ago = time.time() - 3600
+    foreign = [tmp_path / f"screen{i:02}.kv" for i in range(40)]
+    for path in foreign:
+        path.write_text("#:kivy 2.0\n")
+        os.utime(path, (hour_ago, hour_ago))
+    old = [tmp_path / f"{i:064x}.kv" for i in range(40)]  # the cache's names, stale states
+    for i, path in enumerate(old):
+        path.write_bytes(b"stale")
+        os.utime(path, (hour_ago + i, hour_ago + i))
+    killed = tmp_path / ".qwenjson-kv-killed.tmp"  # a writer killed two hours ago
+    killed.write_bytes(b"half")
+    os.utime(killed, (hour_ago - 3600, hour_ago - 3600))
+    writing = tmp_path / ".qwenjson-kv-writing.tmp"  # another process writing now
+    writing.write_bytes(b"half")
+    _, what = run(tmp_path)
+    assert what == "miss"
+    assert all(path.exists() for path in foreign)
+    kept = kv_files(tmp_path)
+    assert len(kept) == 32
+    assert set(old[-31:]) <= set(kept)  # the newest of the old ones, beside the new file
+    assert not killed.exists()
+    assert writing.exists()
+
+
+def test_a_hit_counts_as_use_for_pruning(tmp_path: Path) -> None:
+    run(tmp_path)
+    [path] = kv_files(tmp_path)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert run(tmp_path)[1] == "hit"
+    assert path.stat().st_mtime > time.time() - 600
+
+
+def test_a_fifo_in_place_of_the_file_is_not_waited_on(tmp_path: Path) -> None:
+    # Reading a FIFO blocks until someone writes to it; the run must not hang on one.
+    expected, _ = run(tmp_path)
+    [path] = kv_files(tmp_path)
+    path.unlink()
+    os.mkfifo(path)
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from tests.test_engine_cache import run
+        text, what = run(Path({str(tmp_path)!r}))
+        print(what)
+        print(text)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    what, text = proc.stdout.splitlines()
+    assert what == "miss"
+    assert text == expected
