@@ -24,6 +24,7 @@ from qwenjson.errors import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
+    ModelError,
     OutputError,
     QwenJsonError,
     UsageError,
@@ -172,6 +173,9 @@ def pull(
     from qwenjson.hub import pull as hub_pull
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
+    if name is not None and not name.strip():
+        # `qwenjson pull "$MODEL"` with MODEL unset: not a request for the default model.
+        raise ModelError("the model name is empty: give a registry name or hf:REPO/FILE")
     ref = resolve_model(name or DEFAULT_MODEL)
     if ref.spec is None:
         raise UsageError(

@@ -273,7 +273,14 @@ def _pull_online(
         headers.pop("authorization", None)  # never hand the token to a CDN
 
     with _lock_showing_progress(lock, blob, size, progress):
-        if corrupt is not None and corrupt.exists():
+        # Judged corrupt before the lock: another pull may have repaired it meanwhile (two
+        # cron jobs after a weekly recheck), and its good copy must not be deleted. Hashed
+        # again, not looked up: bit rot leaves the record of the good file standing.
+        if (
+            corrupt is not None
+            and corrupt.exists()
+            and not _matches(corrupt, expected, size, recheck=True)
+        ):
             _discard(corrupt)
         if blob.exists() and not _matches(blob, expected, size):
             blob.unlink()
@@ -315,6 +322,13 @@ def _lock_showing_progress(
                     # OSError: the download hasn't started yet, or has finished (renamed).
                     with contextlib.suppress(OSError):
                         progress(partial.stat().st_size, size)
+            # After Timeout, which is an OSError too: a cache another user owns, a read-only disk.
+            except OSError as exc:
+                raise ModelError(
+                    f"cannot lock {lock} to download the model: {exc.strerror or exc}; the "
+                    "model cache must be writable to download (or point HF_HUB_CACHE at a "
+                    "writable directory)"
+                ) from exc
         yield
 
 

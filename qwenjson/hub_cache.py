@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from qwenjson.errors import ModelError
 from qwenjson.registry import ModelSpec
@@ -50,8 +51,21 @@ def hub_cache_dir() -> Path:
 
 
 def hub_endpoint() -> str:
-    """The hub to talk to: HF_ENDPOINT, else huggingface.co."""
-    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
+    """The hub to talk to: HF_ENDPOINT, else huggingface.co. A value that is not an http(s)
+    URL is a ModelError here, before huggingface_hub (which parses it when imported) sees it."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
+    try:
+        parts = urlsplit(endpoint)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a port that isn't a number
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ModelError(
+            f"HF_ENDPOINT={endpoint!r} is not an http(s) URL of a hub "
+            "(e.g. https://huggingface.co or http://127.0.0.1:8080); fix or unset it"
+        )
+    return endpoint
 
 
 def offline_requested(offline: bool = False) -> bool:

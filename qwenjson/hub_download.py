@@ -175,14 +175,46 @@ def _fetch_into(
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise _disk_full(partial, exc) from exc
         if exc.errno is None:
-            # http_get's consistency check: the server sent fewer bytes than it announced.
+            # http_get's consistency check: the server sent fewer bytes than it announced,
+            # or more than the file has (a CDN answering a Range request with the whole file).
             got = partial.stat().st_size if partial.exists() else 0
+            if size is not None and got > size:
+                partial.unlink(missing_ok=True)
+                raise _TooLong(resume) from exc
             raise ModelError(
                 f"the download stopped at {format_size(got)} of {format_size(size)}; "
                 "run the command again to resume it"
             ) from exc
         raise ModelError(f"cannot write {partial}: {exc.strerror or exc}") from exc
     return resume, sink.hasher.hexdigest()
+
+
+class _TooLong(Exception):
+    """The server sent more bytes than the file has; the partial file is deleted."""
+
+    def __init__(self, resumed: int) -> None:
+        super().__init__(resumed)
+        self.resumed = resumed
+
+
+def _fetch_from_zero_once_more(
+    url: str,
+    partial: Path,
+    size: int | None,
+    headers: dict[str, str],
+    progress: ProgressCallback | None,
+    label: str,
+) -> tuple[int, str]:
+    """``_fetch_into`` for a download whose resume went wrong, ``partial`` deleted: a server
+    that sends too much from zero too is an error."""
+    partial.unlink(missing_ok=True)
+    try:
+        return _fetch_into(url, partial, size, headers, progress)
+    except _TooLong as exc:
+        raise ModelError(
+            f"the server sent more than the {format_size(size)} of {label}; the partial "
+            "download was deleted. Try again later, or check HF_ENDPOINT and proxies"
+        ) from exc
 
 
 def _download_blob(
@@ -195,12 +227,16 @@ def _download_blob(
     label: str,
 ) -> None:
     partial = _partial_path(blob)
-    resumed, digest = _fetch_into(url, partial, size, headers, progress)
+    try:
+        resumed, digest = _fetch_into(url, partial, size, headers, progress)
+    except _TooLong:
+        # A resume the server answered with the whole file (206 and every byte from 0):
+        # once more from zero, which needs no Range.
+        resumed, digest = _fetch_from_zero_once_more(url, partial, size, headers, progress, label)
     if digest != expected and resumed:
         # The kept prefix may itself be bad (a previous server sent wrong bytes): once more
         # from zero before calling the download corrupt.
-        partial.unlink(missing_ok=True)
-        resumed, digest = _fetch_into(url, partial, size, headers, progress)
+        resumed, digest = _fetch_from_zero_once_more(url, partial, size, headers, progress, label)
     if digest != expected:
         partial.unlink(missing_ok=True)
         raise ModelError(

@@ -10,7 +10,8 @@ It answers what huggingface_hub asks when it downloads a file:
 
 No Xet headers are sent, so huggingface_hub takes the plain HTTP path. Switches on the server
 object make it misbehave: cut the connection after N bytes, stall, send wrong bytes, answer
-404/500, ignore Range. Every request is logged with its Range and Authorization headers.
+404/500, ignore Range, or answer it with the whole file. Every request is logged with its Range
+and Authorization headers.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class FakeHub:
     release: threading.Event = field(default_factory=threading.Event)
     corrupt: bool = False  # flip one byte in the middle of every file served
     ignore_range: bool = False  # answer Range requests with 200 and the whole file
+    # Answer Range requests with 206 and a Content-Range, but send the whole file (a broken CDN).
+    range_from_zero: bool = False
     head_status: int | None = None  # answer resolve HEADs with this status
     get_status: int | None = None  # answer file GETs with this status
     # File GETs wait (up to 30 s) until this many resolve HEADs have arrived.
@@ -288,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(request.range.split("=", 1)[1].split("-", 1)[0])
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = memoryview(data)[start:]
+        body = memoryview(data)[0 if state.range_from_zero else start :]
         self._send_head(request, status, headers, len(body))
         if head:
             return

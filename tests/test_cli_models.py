@@ -95,6 +95,32 @@ def test_pull_wrong_bytes_fails_and_prints_no_path(
     assert "checksum mismatch" in r.err
 
 
+def test_pull_with_a_malformed_hf_endpoint_is_one_clear_error(
+    user_registry: Path, fake_hub: FakeHub
+) -> None:
+    # huggingface_hub parses HF_ENDPOINT when it is imported and prints its own line when it
+    # can't: the value is refused before that, as a model error.
+    env = dict(os.environ, HF_ENDPOINT="http://[bad")
+    r = _qwenjson("pull", "smol", stdin=b"", env=env)
+    assert (r.returncode, r.stdout) == (EXIT_MODEL, b"")
+    assert r.stderr.decode().splitlines() == [
+        "Error: HF_ENDPOINT='http://[bad' is not an http(s) URL of a hub (e.g. "
+        "https://huggingface.co or http://127.0.0.1:8080); fix or unset it"
+    ]
+    assert fake_hub.log == []
+
+
+@pytest.mark.parametrize("name", ["", " "])
+def test_pull_of_an_empty_name_is_refused_not_the_default(
+    run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub, name: str
+) -> None:
+    # `qwenjson pull "$MODEL"` with MODEL unset, as `extract --model ""` is refused too.
+    r = run("pull", name)
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert r.err.startswith("Error: the model name is empty")
+    assert fake_hub.log == []
+
+
 def test_pull_unknown_name_suggests_the_closest(run: Callable[..., Run], hf_env: Path) -> None:
     r = run("pull", "qwen2.5-0.5b-instrct")
     assert (r.code, r.out) == (EXIT_MODEL, "")

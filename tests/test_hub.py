@@ -215,6 +215,23 @@ def test_server_that_ignores_range_still_gives_a_verified_file(
     assert fake_hub.data_gets()[-1].status == 200
 
 
+def test_a_resume_answered_with_the_whole_file_starts_over(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # A CDN that says 206 to "bytes=N-" but sends every byte from 0: more than the file has.
+    fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = CUT, 1, 500
+    with pytest.raises(ModelError):
+        hub.pull(make_spec(smol_sha))
+    fake_hub.drop_after = fake_hub.status_after_drops = None
+    fake_hub.range_from_zero = True
+    path = hub.pull(make_spec(smol_sha, len(smol_bytes)))
+    assert path.read_bytes() == smol_bytes
+    resumed, again = fake_hub.data_gets()[-2:]
+    assert resumed.range is not None and resumed.status == 206
+    assert again.range is None and again.status == 200
+    assert partials(hf_env) == []
+
+
 # -- verification -----------------------------------------------------------------------------
 
 
@@ -278,6 +295,57 @@ def test_corrupted_cache_is_not_used_and_pull_repairs_it(
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert hub.pull(spec).read_bytes() == smol_bytes
     assert len(fake_hub.data_gets()) == 2
+
+
+def test_a_copy_another_pull_repaired_meanwhile_is_kept(
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two pulls find the cached file corrupt; the first repairs it while the second waits for
+    # the lock. The second must then use the repaired file, not delete it and download again.
+    spec = make_spec(smol_sha)
+    blob = hub.pull(spec).resolve()
+    damaged = bytearray(smol_bytes)
+    damaged[1000] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    online = hub._pull_online
+
+    def repaired_by_another_pull(*args: object, **kwargs: object) -> Path:
+        tmp = blob.with_name(blob.name + ".other")
+        tmp.write_bytes(smol_bytes)
+        os.replace(tmp, blob)
+        return online(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hub, "_pull_online", repaired_by_another_pull)
+    path = hub.pull(spec)
+    assert path.read_bytes() == smol_bytes
+    assert len(fake_hub.data_gets()) == 1  # the first download only
+
+
+def test_a_lock_that_cannot_be_taken_is_a_model_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    # As a shared cache another user owns would refuse it (root ignores permissions, so a
+    # directory where the lock file goes stands in for that).
+    lock = hf_env / ".locks" / storage(hf_env).name / f"{smol_sha}.lock"
+    lock.mkdir(parents=True)
+    with pytest.raises(ModelError, match="cannot lock"):
+        hub.pull(make_spec(smol_sha))
+    assert fake_hub.data_gets() == []
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://[bad", "localhost:8080", "ftp://mirror", "http://h:x"]
+)
+def test_an_hf_endpoint_that_is_no_url_is_a_model_error(
+    hf_env: Path, smol_sha: str, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(ModelError, match=r"HF_ENDPOINT=.* is not an http\(s\) URL"):
+        hub.pull(make_spec(smol_sha))
 
 
 # -- offline ----------------------------------------------------------------------------------
