@@ -202,13 +202,18 @@ def test_killed_pull_resumes_in_the_next_process(
     assert last.range == f"bytes={kept}-"
 
 
-def test_server_that_ignores_range_still_gives_a_verified_file(
-    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
-) -> None:
+def leave_a_partial_download(fake_hub: FakeHub, smol_sha: str) -> None:
+    """A pull cut at ``CUT`` bytes, then refused (500): its partial file stays for a resume."""
     fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = CUT, 1, 500
     with pytest.raises(ModelError):
         hub.pull(make_spec(smol_sha))
     fake_hub.drop_after = fake_hub.status_after_drops = None
+
+
+def test_server_that_ignores_range_still_gives_a_verified_file(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    leave_a_partial_download(fake_hub, smol_sha)
     fake_hub.ignore_range = True
     path = hub.pull(make_spec(smol_sha))
     assert path.read_bytes() == smol_bytes
@@ -219,10 +224,7 @@ def test_a_resume_answered_with_the_whole_file_starts_over(
     hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
 ) -> None:
     # A CDN that says 206 to "bytes=N-" but sends every byte from 0: more than the file has.
-    fake_hub.drop_after, fake_hub.drops, fake_hub.status_after_drops = CUT, 1, 500
-    with pytest.raises(ModelError):
-        hub.pull(make_spec(smol_sha))
-    fake_hub.drop_after = fake_hub.status_after_drops = None
+    leave_a_partial_download(fake_hub, smol_sha)
     fake_hub.range_from_zero = True
     path = hub.pull(make_spec(smol_sha, len(smol_bytes)))
     assert path.read_bytes() == smol_bytes
