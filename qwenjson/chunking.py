@@ -78,7 +78,10 @@ def piece_end(text: str, count: Counter, start: int, budget: int) -> int:
 
 def next_start(text: str, count: Counter, piece: Piece, overlap: int) -> int:
     """Where the piece after ``piece`` starts: the first sentence start (else word start) among
-    the last ``overlap`` tokens of ``piece`` (at most half of it); its end when there is none."""
+    the last ``overlap`` tokens of ``piece`` (at most half of it). When there is none: the
+    piece's end if the piece ended at a blank (no word is cut), else the start of those last
+    ``overlap`` tokens, so that a word the cut went through (Chinese, which has no blanks, or
+    one giant word) is whole in the next piece."""
     # At most half of the piece (one shortened to fit --max-tokens can be short).
     overlap = min(overlap, count(text[piece.start : piece.end]) // 2)
     if overlap <= 0:
@@ -96,7 +99,15 @@ def next_start(text: str, count: Counter, piece: Piece, overlap: int) -> int:
         found = _first_end(boundary, text, lo, piece.end)
         if found is not None:
             return found
-    return piece.end
+    return piece.end if _after_boundary(text, piece.end) else lo
+
+
+def _after_boundary(text: str, at: int) -> bool:
+    """Whether ``at`` is right after a place a piece may end (``piece_end``'s boundaries)."""
+    # A boundary match is short: a sentence end and its quotes, a run of blanks (of which a
+    # piece may end inside, hence the match is only asked to end at ``at``).
+    window = max(0, at - 64)
+    return any(_last_end(b, text, window, at) == at for b in (_PARAGRAPH, _SENTENCE, _BLANK))
 
 
 def _longest_fit(text: str, count: Counter, start: int, reach: int, budget: int) -> int:

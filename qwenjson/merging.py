@@ -14,7 +14,8 @@ document order, the first piece's document first:
   holds when the two are equal once normalised (case, width and blanks), or when the first
   leaf both ground comes from overlapping spans of the text (the same person seen in two
   overlapping pieces, once as "Ann" and once as "Ann Lee");
-* other values: the first piece's (with ``confident``, the surest piece's).
+* other values: the first piece's (with ``confident``, the surest piece's among those with a
+  source in the text, when one has; a null the model abstained to has none).
 
 The merged document is validated after each piece. When a piece's additions together break it
 (``maxItems``, ``oneOf``, …), they are applied one at a time, each kept only if the document
@@ -236,10 +237,22 @@ class Merger:
                     taken.append(item)
             for item in _in_text_order(found, taken):
                 yield _Append(path, item)
-        elif not _has(found.unsupported, to_pointer(source)) and (
-            self._has_unsupported(path) or (self.confident and self._surer(found, path, source))
-        ):
+        elif not _has(found.unsupported, to_pointer(source)) and self._better(found, path, source):
             yield _Set(path, source)
+
+    def _better(self, found: Found, path: PathT, source: PathT) -> bool:
+        """Whether the piece's value at ``source`` replaces ours at ``path``: ours has no source
+        where it needs one; or (``confident``) the piece's has a source in the text and ours
+        has none (a null the model abstained to, whatever it was sure of), or both have one
+        (or neither has) and the piece's is surer."""
+        if self._has_unsupported(path):
+            return True
+        if not self.confident:
+            return False
+        theirs, ours = _grounded(found.evidence, source), _grounded(self.evidence, path)
+        if bool(theirs) != bool(ours):
+            return bool(theirs)
+        return self._surer(found, path, source)
 
     def _surer(self, found: Found, path: PathT, source: PathT) -> bool:
         """Whether the piece's scalar at ``source`` has a higher confidence than ours."""
@@ -311,8 +324,9 @@ class Merger:
                 k: v for k, v in self._held.items() if k[: len(change.path)] != change.path
             }
             path = change.path
-            parent = _at(self.data, path[:-1])
-            if path[-1] in parent:
+            if not path:  # the whole document (a schema whose root is a string, say)
+                self.data = value
+            elif path[-1] in (parent := _at(self.data, path[:-1])):
                 parent[path[-1]] = value
             else:
                 order = _schema_order(self.validator.schema, path[:-1])

@@ -84,6 +84,17 @@ def test_chinese_ends_at_its_own_punctuation_or_any_character() -> None:
     pieces = pieces_of(plain, budget=100, overlap=10)
     check_cover(plain, pieces, 100, 10)
     assert [p.end - p.start for p in pieces[:-1]] == [100] * (len(pieces) - 1)
+    # A cut through a word (any character boundary may be one) is overlapped all the same.
+    assert [a.end - b.start for a, b in itertools.pairwise(pieces)] == [10] * (len(pieces) - 1)
+
+
+def test_a_name_cut_at_a_piece_end_in_chinese_is_whole_in_the_next() -> None:
+    text = "他们说" * 20 + "王小明" + "今天来了" * 40  # no sentence end, no blank
+    pieces = pieces_of(text, budget=62, overlap=7)
+    check_cover(text, pieces, 62, 7)
+    at = text.index("王小明")
+    assert any(p.start < at < p.end < at + 3 for p in pieces)  # the cut goes through the name
+    assert any(p.start <= at and at + 3 <= p.end for p in pieces)
 
 
 def test_a_long_text_is_never_tokenized_whole() -> None:
@@ -108,6 +119,21 @@ def test_a_long_text_is_never_tokenized_whole() -> None:
 def test_any_text_is_covered(text: str, budget: int) -> None:
     pieces = pieces_of(text, budget, budget // 4)
     check_cover(text, pieces, budget, budget // 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet="字王明，、", min_size=1, max_size=600),
+    st.integers(min_value=8, max_value=60),
+)
+def test_a_piece_cut_inside_a_word_is_overlapped(text: str, budget: int) -> None:
+    overlap = budget // 4
+    pieces = pieces_of(text, budget, overlap)
+    check_cover(text, pieces, budget, overlap)
+    for a, b in itertools.pairwise(pieces):
+        # No blank, no sentence end: every cut may go through a word, so the next piece repeats
+        # the last ``overlap`` tokens (those of a piece shortened below twice that: half).
+        assert words(text[b.start : a.end]) == min(overlap, words(text[a.start : a.end]) // 2)
 
 
 # -- merging ----------------------------------------------------------------------------------
@@ -219,6 +245,45 @@ def test_with_confident_a_field_comes_from_the_piece_the_model_was_surest_of() -
     first.add(Found({"name": "Intro"}, {"/name": [0, 5]}, {"/name": 0.2}))
     first.add(Found({"name": "Ann"}, {"/name": [50, 53]}, {"/name": 0.9}))
     assert first.data == {"name": "Intro"}
+
+
+CONTACT = {
+    "type": "object",
+    "properties": {
+        "city": {"type": ["string", "null"]},
+        "phones": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
+    "required": ["city", "phones"],
+}
+
+
+@pytest.mark.parametrize("grounded_first", [True, False])
+def test_a_null_the_model_abstained_to_yields_to_a_grounded_value(grounded_first: bool) -> None:
+    # A piece with no source for the city gives null (abstained), keeping the confidence of
+    # what it was sure of; a null list has no confidence at all. Neither has a source.
+    empty = Found({"city": None, "phones": None}, {"/city": None, "/phones": None}, {"/city": 0.95})
+    grounded = Found(
+        {"city": "Oslo", "phones": ["555"]},
+        {"/city": [13, 17], "/phones/0": [30, 33]},
+        {"/city": 0.6, "/phones/0": 0.7},
+    )
+    merger = Merger(make_validator(CONTACT), confident=True)
+    for found in (grounded, empty) if grounded_first else (empty, grounded):
+        merger.add(found)
+    assert merger.data == {"city": "Oslo", "phones": ["555"]}
+    assert merger.evidence == {"/city": [13, 17], "/phones/0": [30, 33]}
+    make_validator(CONTACT).validate(merger.data)
+
+
+@pytest.mark.parametrize("root", [{"type": "string"}, {"type": ["integer", "array"]}])
+def test_a_document_that_is_one_scalar_is_merged_as_a_field(root: dict[str, Any]) -> None:
+    # The whole document is the value: a later piece that grounds it replaces it.
+    first = "Intro" if root["type"] == "string" else 7
+    merger = Merger(make_validator(root), confident=True)
+    merger.add(Found(first, {"": [0, 5]}, {"": 0.2}, ("",)))
+    merger.add(Found(first, {"": [40, 45]}, {"": 0.9}))
+    assert merger.data == first and merger.evidence == {"": [40, 45]}
+    assert merger.unsupported_in() == []
 
 
 def test_a_member_from_a_later_piece_goes_where_the_schema_puts_it() -> None:
