@@ -72,7 +72,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Bad:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
-            return _Bad(f"duplicate key {json.dumps(key, ensure_ascii=False)}")
+            # ASCII escapes: the message goes to an --errors file, which a lone surrogate
+            # can't be written to.
+            return _Bad(f"duplicate key {_shown(key)}")
         seen.add(key)
     return obj  # unreachable: a shorter dict means a repeated key
 

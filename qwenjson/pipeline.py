@@ -29,6 +29,7 @@ from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
+from qwenjson.utf8 import bad_byte
 from qwenjson.validate import (
     Schema,
     check_metaschema,
@@ -107,7 +108,7 @@ def decode_input(data: bytes, origin: str = "stdin") -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(
-            f"{origin} is not UTF-8 text (invalid byte 0x{data[e.start]:02x} at offset {e.start}); "
+            f"{origin} is not UTF-8 text ({bad_byte(data, bom=True)}); "
             "convert it first, e.g. with iconv -f GBK -t UTF-8"
         ) from e
     return check_text(text)

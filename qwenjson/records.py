@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Literal
 from qwenjson import jsonstrict
 from qwenjson.errors import InputError
 from qwenjson.stream import file_mark
+from qwenjson.utf8 import bad_byte
 
 __all__ = [
     "MAX_INPUT_BYTES",
@@ -73,12 +74,12 @@ def parse_record(
     that isn't a strict JSON object with that field holding a string (NaN, 1e400, a lone
     surrogate or a duplicate key would reach stdout as a line that isn't JSON, or not at all).
     """
+    if len(raw) > MAX_INPUT_BYTES:  # ``read_lines`` cut it there, and skipped the rest
+        raise _too_large("the line")
     try:
         line = raw.decode("utf-8-sig" if first else "utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(
-            f"not UTF-8 text (invalid byte 0x{raw[e.start]:02x} at offset {e.start})"
-        ) from e
+        raise InputError(f"not UTF-8 text ({bad_byte(raw, bom=first)})") from e
     if not line.strip():
         raise InputError("empty line")
     if options.field is None:
@@ -180,13 +181,34 @@ def read_bounded(stream: BinaryIO, what: str) -> bytes:
 def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
     """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
 
-    A line longer than ``MAX_INPUT_BYTES`` is an InputError: the stream isn't JSONL.
+    A line longer than ``MAX_INPUT_BYTES`` is yielded cut to ``MAX_INPUT_BYTES + 1`` bytes, the
+    rest of it read and dropped, so that ``parse_record`` fails that record alone (with
+    ``--on-error record`` the batch goes on). Past ``_SKIP_BYTES`` without a line end the
+    stream isn't JSONL (``/dev/zero``): an InputError.
     """
     readline = getattr(stream, "readline", None)
     lines = iter(lambda: readline(MAX_INPUT_BYTES + 1), b"") if readline else iter(stream)
     for line_no, raw in enumerate(lines, 1):
-        if len(raw) > MAX_INPUT_BYTES:
-            raise _too_large(f"line {line_no}")
-        if raw.endswith(b"\n"):
+        ended = raw.endswith(b"\n")
+        if ended:
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if len(raw) > MAX_INPUT_BYTES:
+            if readline is not None and not ended:
+                _skip_line(readline, f"line {line_no}")
+            raw = raw[: MAX_INPUT_BYTES + 1]
         yield raw
+
+
+# How much of an over-long line is read past its first ``MAX_INPUT_BYTES`` looking for its end.
+_SKIP_BYTES = 8 * MAX_INPUT_BYTES
+
+
+def _skip_line(readline: Callable[[int], bytes], what: str) -> None:
+    """Read up to the end of the current line (or of the stream), in blocks of 1 MiB."""
+    skipped = 0
+    while skipped <= _SKIP_BYTES:
+        block = readline(1 << 20)
+        if not block or block.endswith(b"\n"):
+            return
+        skipped += len(block)
+    raise _too_large(what)

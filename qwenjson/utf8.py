@@ -1,10 +1,19 @@
 """UTF-8 boundaries: where a character ends (forced text), one character per lead byte, a
 piece cut into characters and a character's other cases (grounded values respelled); and what
-is wrong with a command-line argument that isn't UTF-8."""
+is wrong with a command-line argument, or input bytes, that aren't UTF-8."""
 
 from __future__ import annotations
 
-__all__ = ["REPRESENTATIVE", "characters", "not_utf8", "other_cases", "utf8_prefix"]
+import codecs
+
+__all__ = [
+    "REPRESENTATIVE",
+    "bad_byte",
+    "characters",
+    "not_utf8",
+    "other_cases",
+    "utf8_prefix",
+]
 
 
 def _size(lead: int) -> int:
@@ -68,6 +77,18 @@ def other_cases(char: bytes) -> list[bytes]:
         return []
     others = dict.fromkeys((c.lower(), c.upper()))
     return [v.encode("utf-8") for v in others if v != c and len(v) == 1]
+
+
+def bad_byte(data: bytes, *, bom: bool = False) -> str | None:
+    """Where ``data`` isn't UTF-8, said for a user ("invalid byte 0xff at offset 5", offsets
+    counted in ``data`` as given, a BOM included), or None. ``bom``: a leading UTF-8 BOM is
+    allowed (the caller drops it when decoding)."""
+    body = data[len(codecs.BOM_UTF8) :] if bom and data.startswith(codecs.BOM_UTF8) else data
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"invalid byte 0x{body[e.start]:02x} at offset {e.start + len(data) - len(body)}"
+    return None
 
 
 def not_utf8(text: str) -> str | None:

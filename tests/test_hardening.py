@@ -202,6 +202,35 @@ def test_row7_a_lone_surrogate_fails_its_record_and_the_batch_goes_on(tmp_path: 
     assert len(r.out.splitlines()) == 1  # line 3 was done
 
 
+def test_a_line_over_32_mib_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
+    records = b"Ann is here\n" + b"x" * (33 << 20) + b"\r\nBob is here\n"
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--on-error", "record", stdin=records)
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 2: the line is larger than 32 MiB")
+    assert len(r.out.splitlines()) == 2  # lines 1 and 3
+
+
+def test_a_duplicate_key_that_is_a_lone_surrogate_goes_to_the_errors_file(tmp_path: Path) -> None:
+    # The message is written to --errors as UTF-8, which can't hold the surrogate itself.
+    records = b'{"\\ud800":1,"\\ud800":2,"text":"Ann"}\n{"text":"Bob is here"}\n'
+    r = qwenjson(
+        tmp_path, *EXTRACT, "--jsonl", "--field", "text", "--errors", "e.jsonl", stdin=records
+    )
+    check(r, EXIT_SOME_RECORDS_FAILED, "")
+    assert len(r.out.splitlines()) == 1
+    [error] = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert error["line"] == 1
+    assert error["error"].startswith('not strict JSON: duplicate key "\\ud800"')
+
+
+@pytest.mark.parametrize("batch", [(), ("--jsonl",)], ids=["document", "jsonl"])
+def test_a_bad_byte_after_a_bom_is_named_at_its_own_offset(
+    tmp_path: Path, batch: tuple[str, ...]
+) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, *batch, stdin=b"\xef\xbb\xbfab\xffcd\n")
+    code = EXIT_SOME_RECORDS_FAILED if batch else EXIT_INPUT
+    check(r, code, r"not UTF-8 text \(invalid byte 0xff at offset 5\)")
+
+
 def _checkpointed(tmp: Path, lines: bytes) -> Result:
     return qwenjson(
         tmp,
