@@ -27,6 +27,7 @@ from qwenjson.errors import (
     ModelError,
     OutputError,
     QwenJsonError,
+    SchemaError,
     UsageError,
 )
 from qwenjson.stream import output_errors, signals_held
@@ -144,7 +145,10 @@ def schema_dsl(
     Example: qwenjson schema dsl 'name, age int 0..150, tags [str], mood? happy|sad'
     """
     from qwenjson.dsl import parse_dsl
+    from qwenjson.utf8 import not_utf8
 
+    if bad := not_utf8(text):  # as `schema check` and -s say it, rather than crash writing it
+        raise SchemaError(f"the concise schema is not UTF-8 text ({bad})")
     write_document(json.dumps(parse_dsl(text), ensure_ascii=False, indent=2))
 
 

@@ -97,14 +97,19 @@ def _plainly_a_path(source: str) -> bool:
 def _concise_schema(source: str) -> Schema:
     """The concise syntax (``'name, age int 0..150'``), compiled to a JSON Schema.
 
-    Text that isn't the concise syntax but looks like a path is reported as a missing file.
+    Text that isn't the concise syntax but is plainly a path (``schemas/person.json``) is
+    reported as a missing file; other text keeps the syntax error, which names the column
+    (``born: dd/mm/yyyy, age: int`` has a ``/`` but is no path).
     """
     from qwenjson.dsl import DslError, parse_dsl
 
     try:
         schema: Schema = parse_dsl(source)
     except DslError:
-        if _looks_like_path(source):
+        # A path with a blank in it ("/mnt/my dir/s.schema") is a path still when it starts
+        # like one and has no comma (between fields, never in a file name one types).
+        starts_like_a_path = source.startswith(("/", "./", "../", "~/")) and "," not in source
+        if _plainly_a_path(source) or starts_like_a_path:
             raise SchemaError(f"schema file {source!r} not found") from None
         raise
     return schema

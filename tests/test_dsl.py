@@ -36,6 +36,10 @@ def top(properties: dict[str, Any], required: list[str] | None = None) -> dict[s
 
 
 GOLDEN: list[tuple[str, dict[str, Any]]] = [
+    # Digits with a leading zero are a code, as in JSON, not a number that loses its zeros.
+    ("zip 007|008", top({"zip": {"type": "string", "enum": ["007", "008"]}})),
+    ("born: date of birth", top({"born": S | {"description": "date of birth"}})),
+    ("a: in [0, 1], b", top({"a": S | {"description": "in [0, 1]"}, "b": S})),
     # llm's forms
     ("name", top({"name": S})),
     ("name, age int", top({"name": S, "age": I})),
@@ -492,6 +496,48 @@ ERRORS: list[tuple[str, str]] = [
         "name\n  age int ..",
         "expected a number after '..' at line 2, column 13\n  age int ..\n" + " " * 12 + "^",
     ),
+    # A bracket a one-line description leaves open would hide the fields after it.
+    (
+        "score float: in [0, 1), label, page int",
+        "'[' is not closed in this description (which would run to the end of the line): close "
+        'it, or quote the description ("…") at column 17\n'
+        "score float: in [0, 1), label, page int\n" + " " * 16 + "^",
+    ),
+    # A type written after ':' is a mistake, not a description ("born: date of birth" is one).
+    *(
+        (
+            f"{name}: {typed}",
+            f"{typed!r} after ':' would be a description, not a type: write '{name} {typed}' "
+            f"for a typed field, or quote the description at column {len(name) + 3}\n"
+            f"{name}: {typed}\n" + " " * (len(name) + 2) + "^",
+        )
+        for name, typed in (
+            ("age", "int 0..150"),
+            ("age", "int|null"),
+            ("born", "date"),
+            ("tags", "[str]"),
+            ("x", "text"),
+        )
+    ),
+    (
+        "a int -007..5",
+        "number -007 has a leading zero (quote it as text) at column 7\na int -007..5\n      ^",
+    ),
+    (
+        "x int 0.." + "9" * 5000,
+        "number 99999999999999999999… has too many digits at column 10\nx int 0.."
+        + "9" * 5000
+        + "\n"
+        + " " * 9
+        + "^",
+    ),
+    ('a "\\ud800"', 'a lone surrogate (a schema must be UTF-8 text) at column 3\na "\\ud800"\n  ^'),
+    # A CRLF line's carriage return is not a column of its own.
+    (
+        "a int|\r\nb",
+        "only 'null' can follow '|' after a type (for an enum, quote the values) "
+        "at line 1, column 7\na int|\n      ^",
+    ),
     # Wide characters take two cells: the caret still lands under the mistake.
     (
         "姓名, 年龄 integr",
@@ -501,7 +547,7 @@ ERRORS: list[tuple[str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), ERRORS, ids=[t for t, _ in ERRORS])
+@pytest.mark.parametrize(("text", "message"), ERRORS, ids=[t[:60] for t, _ in ERRORS])
 def test_errors_point_at_the_place(text: str, message: str) -> None:
     with pytest.raises(DslError) as info:
         parse_dsl(text)
@@ -862,7 +908,8 @@ def render_field(f: Field, data: st.DataObject, multi_line: bool) -> str:
         d = f.description
         raw_ok = (
             (SAFE_RAW.fullmatch(d.replace(",", "")) and (multi_line or "," not in d))
-            and d not in KEYWORDS
+            # A type, format or grounding word first may read as a type written after ':'.
+            and d.split(" ")[0] not in KEYWORDS | set(FORMATS) | {"text", "quote", "derived"}
             and not d.startswith(",")
             and not d.endswith(",")
         )

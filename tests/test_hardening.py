@@ -202,6 +202,11 @@ def test_row7_a_lone_surrogate_fails_its_record_and_the_batch_goes_on(tmp_path: 
     assert len(r.out.splitlines()) == 1  # line 3 was done
 
 
+def test_schema_dsl_of_an_argument_that_isnt_utf8_names_the_byte(tmp_path: Path) -> None:
+    r = qwenjson(tmp_path, "schema", "dsl", "a: caf\udce9")  # the byte 0xe9, as argv gives it
+    check(r, EXIT_SCHEMA, r"the concise schema is not UTF-8 text \(byte 0xe9 at byte 6\)")
+
+
 def test_a_line_over_32_mib_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
     records = b"Ann is here\n" + b"x" * (33 << 20) + b"\r\nBob is here\n"
     r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--on-error", "record", stdin=records)

@@ -83,6 +83,13 @@ def test_a_missing_file_whose_name_isnt_utf8_is_reported_missing(name: str) -> N
     assert str(e.value) == f"schema file {name!r} not found"
 
 
+def test_concise_syntax_with_a_slash_keeps_its_own_error() -> None:
+    # A date pattern, a URL or "and/or" in a description is no file name: the column is told.
+    with pytest.raises(SchemaError) as e:
+        read_schema("born: dd/mm/yyyy, age: int")
+    assert str(e.value).startswith("'int' after ':' would be a description, not a type")
+
+
 def test_a_missing_file_whose_name_has_a_blank_is_reported_missing() -> None:
     with pytest.raises(SchemaError) as e:
         read_schema("/nonexistent/my dir/s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class DslError(SchemaError):
         # An error at the very end points just after the last visible character, not at an
         # empty line after a trailing newline.
         offset = min(offset, len(text.rstrip()))
+        # Nor at the line break of a CRLF line: at its carriage return, the line's end.
+        while offset > 0 and text[offset - 1] == "\r" and text[offset : offset + 1] in ("\n", ""):
+            offset -= 1
         line_start = text.rfind("\n", 0, offset) + 1
         line_end = text.find("\n", offset)
         if line_end == -1:
@@ -222,7 +226,15 @@ def scan_number(text: str, start: int) -> Token:
             return scan_word(text, start)  # "1080p", "2nd_place": a word that starts with digits
         raise DslError(f"unexpected character {text[pos]!r} after a number", text, pos)
     source = text[start:pos]
-    value: int | float = int(source) if integral else float(source)
+    digits = source.lstrip("-")
+    if integral and len(digits) > 1 and digits[0] == "0":
+        if text[start] != "-":
+            return scan_word(text, start)  # "02134", "007": a code, not a number (JSON's rule)
+        raise DslError(f"number {source} has a leading zero (quote it as text)", text, start)
+    try:
+        value: int | float = int(source) if integral else float(source)
+    except ValueError:  # Python's limit on the digits of an int (4300)
+        raise DslError(f"number {source[:20]}… has too many digits", text, start) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise DslError(f"number {source} is out of range", text, start)
     return Token(NUMBER, start, pos, source, value)
@@ -240,6 +252,8 @@ def scan_string(text: str, start: int) -> Token:
                 value = json.loads(source, strict=False)
             except json.JSONDecodeError as exc:
                 raise DslError(f"bad escape in string: {exc.msg}", text, start + exc.pos) from None
+            if any(_surrogate(c) for c in value):  # "\ud800": a schema must be UTF-8 text
+                raise DslError(_SURROGATE_PROBLEM, text, start)
             return Token(STRING, start, pos + 1, source, value)
         elif ch == "\n":
             break
@@ -248,23 +262,43 @@ def scan_string(text: str, start: int) -> Token:
     raise DslError('unterminated string (a closing " is missing)', text, start)
 
 
+_SURROGATE_PROBLEM = "a lone surrogate (a schema must be UTF-8 text)"
+
+
+def _surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udfff"
+
+
 def read_raw(text: str, pos: int, commas_end: bool) -> tuple[str, int]:
-    """Read a RAW description from ``pos``: return its stripped text and where it stopped."""
-    depth = 0
+    """Read a RAW description from ``pos``: return its stripped text and where it stopped.
+
+    A comma inside brackets doesn't end it (``in [0, 1]``); where commas end descriptions, a
+    bracket left open would hide every later field of the line in the description, so it is
+    refused (quote such a description)."""
+    opened: list[int] = []  # where each bracket still open was opened
     end = pos
     while end < len(text):
         ch = text[end]
         if ch == "\n":
             break
         if ch in OPENERS:
-            depth += 1
+            opened.append(end)
         elif ch in CLOSERS:
-            if depth == 0:
+            if not opened:
                 break
-            depth -= 1
-        elif ch in COMMAS and commas_end and depth == 0:
+            opened.pop()
+        elif ch in COMMAS and commas_end and not opened:
             break
+        elif _surrogate(ch):
+            raise DslError(_SURROGATE_PROBLEM, text, end)
         end += 1
+    if opened and commas_end:
+        raise DslError(
+            f"{text[opened[0]]!r} is not closed in this description (which would run to the end "
+            'of the line): close it, or quote the description ("…")',
+            text,
+            opened[0],
+        )
     return text[pos:end].strip(), end
 
 
@@ -291,3 +325,20 @@ def enum_type(values: list[object]) -> str | list[str]:
 def value_type(value: object) -> str:
     # A number written with a point or an exponent stays "number", as written (1.0 too).
     return "number" if isinstance(value, float) else json_type_of(value)
+
+
+_TYPE_WORD = re.compile(r"(\[\s*)?([\w-]+)\s*(.*)", re.DOTALL)
+
+
+def looks_typed(description: str) -> bool:
+    """Whether a description reads as a type the user meant (``age: int 0..150``, ``born:
+    date``, ``tags: [str]``, ``mood: str|null``): a type, format or grounding name alone, in
+    brackets, or followed by a range, ``|`` or ``?``. ``born: date of birth`` is a description."""
+    m = _TYPE_WORD.fullmatch(description)
+    if m is None or m.group(2) not in _TYPE_WORDS:
+        return False
+    bracket, rest = m.group(1), m.group(3)
+    return bool(bracket) or not rest or rest[0] in "|?]" or re.match(r"-?\d|\.\.", rest) is not None
+
+
+_TYPE_WORDS = frozenset(TYPE_NAMES) | frozenset(FORMAT_NAMES) | frozenset(GROUNDING_NAMES)

@@ -26,6 +26,7 @@ from qwenjson.dsl.lexer import (
     Token,
     describe,
     enum_type,
+    looks_typed,
     read_raw,
     scan,
     skip_spaces,
@@ -142,7 +143,7 @@ class _Parser:
         value, end = read_raw(self.text, start, commas_end=one_line)
         if not value:
             raise self.fail("expected a description after ':'", colon.end)
-        if value in TYPE_NAMES:
+        if looks_typed(value):
             raise self.fail(
                 f"{value!r} after ':' would be a description, not a type: write "
                 f"'{name} {value}' for a typed field, or quote the description",

@@ -25,6 +25,7 @@ from qwenjson.dsl.lexer import (
     WORD,
     DslError,
     enum_type,
+    looks_typed,
     read_raw,
     scan,
     value_type,
@@ -215,10 +216,10 @@ def _render_description(text: str, one_line: bool) -> str:
         text
         and text == text.strip()
         and not text.startswith('"')
-        and text not in TYPE_NAMES
+        and not looks_typed(text)
+        and _balanced(text)  # before read_raw, which refuses a bracket left open
+        and not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in text)
         and read_raw(text, 0, commas_end=one_line) == (text, len(text))
-        and _balanced(text)
-        and not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
     ):
         return text
     return json.dumps(text, ensure_ascii=False)
