@@ -87,20 +87,24 @@ def parse_record(
     try:
         obj = jsonstrict.loads(line)
     except json.JSONDecodeError as e:
-        raise InputError(f"not a JSON object ({e.msg} at column {e.colno})") from e
+        # json's "Unterminated string starting at" already ends in "at".
+        where = "column" if e.msg.endswith(" at") else "at column"
+        raise InputError(f"not a JSON object ({e.msg} {where} {e.colno})") from e
     except jsonstrict.JsonValueError as e:
         raise InputError(f"not strict JSON: {e}") from e
     if not isinstance(obj, dict):
-        raise InputError(f"not a JSON object (a {_json_type(obj)})")
+        raise InputError(f"not a JSON object ({_a(_json_type(obj))})")
     name, into = options.field, options.into
     if name not in obj:
         raise InputError(f"no field {name!r} in the record")
     text = obj[name]
     if not isinstance(text, str):
-        raise InputError(f"field {name!r} is a {_json_type(text)}, not a string")
+        raise InputError(f"field {name!r} is {_a(_json_type(text))}, not a string")
     if not text.strip():
         raise InputError(f"field {name!r} is empty")
-    rest = {k: v for k, v in obj.items() if k != name}
+    # The record's other members go out as they came in: its numbers as written (0.1 stays
+    # 0.10, -0 stays -0, 12345678901234567890.5 keeps its digits), not as Python reads them.
+    rest = {k: v for k, v in _exact(line).items() if k != name}
     added = (into, "evidence", "confidence") if options.evidence else (into,)
     for key in added:
         if key in rest:
@@ -109,15 +113,46 @@ def parse_record(
     def shape(document: str) -> str:
         if options.evidence:
             wrapped = json.loads(document)
-            out = {**rest, into: wrapped["data"]}
-            out |= {"evidence": wrapped["evidence"], "confidence": wrapped["confidence"]}
-            return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-        # The document is already compact JSON; splice it in rather than parse it again.
-        head = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))[:-1]
-        sep = "," if rest else ""
-        return f"{head}{sep}{json.dumps(into, ensure_ascii=False)}:{document}}}"
+            added = {into: wrapped["data"]}
+            added |= {"evidence": wrapped["evidence"], "confidence": wrapped["confidence"]}
+            tail = json.dumps(added, ensure_ascii=False, separators=(",", ":"))[1:]
+        else:
+            # The document is already compact JSON; splice it in rather than parse it again.
+            tail = f"{json.dumps(into, ensure_ascii=False)}:{document}}}"
+        head = _dumps_exact(rest)[:-1]
+        return f"{head}{',' if rest else ''}{tail}"
 
     return text, shape
+
+
+class _Number:
+    """A JSON number kept as its text, so that writing it back changes nothing."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _exact(line: str) -> dict[str, Any]:
+    """The object on ``line`` (already read strictly) with its numbers as ``_Number``."""
+    value: dict[str, Any] = json.loads(line, parse_float=_Number, parse_int=_Number)
+    return value
+
+
+def _dumps_exact(value: Any) -> str:
+    """Compact JSON of a value from ``_exact``: numbers as they were written. (``json.dumps``
+    writes a float as Python's shortest repr and offers no hook for a number's own text.)"""
+    if isinstance(value, _Number):
+        return value.text
+    if isinstance(value, dict):
+        members = (
+            f"{json.dumps(k, ensure_ascii=False)}:{_dumps_exact(v)}" for k, v in value.items()
+        )
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dumps_exact(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _same(document: str) -> str:
@@ -126,6 +161,10 @@ def _same(document: str) -> str:
 
 def _indented(document: str) -> str:
     return json.dumps(json.loads(document), ensure_ascii=False, indent=2)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def _json_type(value: Any) -> str:

@@ -207,6 +207,17 @@ def test_schema_dsl_of_an_argument_that_isnt_utf8_names_the_byte(tmp_path: Path)
     check(r, EXIT_SCHEMA, r"the concise schema is not UTF-8 text \(byte 0xe9 at byte 6\)")
 
 
+@pytest.mark.parametrize("evidence", [(), ("--evidence",)], ids=["plain", "evidence"])
+def test_the_records_other_numbers_go_out_as_written(
+    tmp_path: Path, evidence: tuple[str, ...]
+) -> None:
+    kept = '"p":0.30000000000000000001,"e":1E2,"z":-0,"n":[-0.0,1.50,{"b":12345678901234567890.5}]'
+    records = ('{"text":"Ann is here",' + kept + "}\n").encode()
+    r = qwenjson(tmp_path, *EXTRACT, *evidence, "--jsonl", "--field", "text", stdin=records)
+    check(r, EXIT_OK, "")
+    assert r.out.decode().startswith("{" + kept + ',"extracted":{')
+
+
 def test_a_line_over_32_mib_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
     records = b"Ann is here\n" + b"x" * (33 << 20) + b"\r\nBob is here\n"
     r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--on-error", "record", stdin=records)
