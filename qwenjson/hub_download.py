@@ -244,5 +244,12 @@ def _download_blob(
             f"{digest}. The file was deleted and will not be used; try again, and if it "
             "persists the file on the hub differs from the one the registry pins"
         )
-    os.replace(partial, blob)
+    # On disk before it is named: a power cut after the rename must not leave a verified
+    # name over lost bytes (its record is trusted for a week, an SD card in a Pi).
+    try:
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, blob)
+    except OSError as exc:
+        raise ModelError(f"cannot store the download as {blob}: {exc.strerror or exc}") from exc
     _remember_verified(blob, expected)

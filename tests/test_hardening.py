@@ -218,6 +218,12 @@ def test_the_records_other_numbers_go_out_as_written(
     assert r.out.decode().startswith("{" + kept + ',"extracted":{')
 
 
+def test_a_jsonl_input_with_no_lines_is_no_records(tmp_path: Path) -> None:
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", stdin=b"")
+    check(r, EXIT_OK, "")
+    assert (r.out, r.err) == (b"", "")
+
+
 def test_a_line_over_32_mib_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
     records = b"Ann is here\n" + b"x" * (33 << 20) + b"\r\nBob is here\n"
     r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--on-error", "record", stdin=records)
