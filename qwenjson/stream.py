@@ -22,28 +22,46 @@ from qwenjson.errors import OutputError
 __all__ = ["FileMark", "ItemScanner", "LineOutput", "output_errors", "signals_held"]
 
 # SIGALRM: a time limit (qwenjson.deadline) waits too, like Ctrl-C.
-_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+_HELD: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+
+
+_pending: list[int] = []  # signals that arrived in a held block, in order
+_holding = False
+
+
+def _defer(signum: int, frame: object) -> None:
+    _pending.append(signum)
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGALRM for the block: they are delivered, in order, when it ends.
 
-    Only the main thread can change the signal mask in a way that matters to Python's handlers;
-    elsewhere (or on platforms without ``pthread_sigmask``) the block runs unprotected.
-    """
+    By their handlers, not the signal mask: a mask set in the main thread doesn't stop the
+    kernel from handing the signal to another thread (llama.cpp's, Ray's), and Python then
+    runs the handler in the main thread at once, inside the block. So for the block each
+    signal's handler only notes it, and each one noted is raised again after the handlers are
+    back. Only the main thread can set handlers; elsewhere the block runs unprotected, as it
+    does for a signal whose handler Python didn't install (it can't be put back)."""
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
+    global _holding
+    if _holding or threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    held = [sig for sig in _HELD if signal.getsignal(sig) is not None]
+    previous = {sig: signal.signal(sig, _defer) for sig in held}
+    _holding = True
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _holding = False
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        pending = list(dict.fromkeys(_pending))  # each once, in the order they came
+        _pending.clear()
+        for sig in pending:
+            signal.raise_signal(sig)
 
 
 @dataclass(frozen=True)

@@ -811,6 +811,25 @@ def test_signals_are_held_while_a_line_is_written(tmp_path: Path) -> None:
     assert r.stdout == b'{"whole":true}\n|handled'
 
 
+def test_signals_are_held_when_another_thread_takes_them(tmp_path: Path) -> None:
+    # With the main thread's mask alone, the kernel hands the signal to another thread (as
+    # llama.cpp and Ray start), and Python ran the handler inside the block at once.
+    code = (
+        "import os, signal, sys, threading, time\n"
+        "from qwenjson.stream import signals_held\n"
+        "stop = threading.Event()\n"
+        "threading.Thread(target=stop.wait, daemon=True).start()\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (print('handled', flush=True), sys.exit(3)))\n"
+        "with signals_held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.3)\n"
+        "    print('block ended', flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert (r.returncode, r.stdout) == (3, b"block ended\nhandled\n")  # in order: SIGTERM first
+
+
 # -- the command line (fake model) ----------------------------------------------------------------
 
 
