@@ -15,13 +15,11 @@ from typing import Annotated, Literal
 import typer
 
 from qwenjson import console, deadline
+from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import ModelError, QwenJsonError, UsageError
 from qwenjson.fields import ABSTAIN_BELOW
 
 __all__ = ["MAX_THREADS", "ModelOpt", "SchemaOpt", "extract"]
-
-# llama.cpp's own limit (GGML_MAX_N_THREADS): more and it crashes (SIGSEGV) instead of refusing.
-MAX_THREADS = 512
 
 
 SchemaOpt = Annotated[

@@ -19,6 +19,9 @@ import os
 import time
 from collections.abc import Sequence
 
+# llama.cpp's own limit (GGML_MAX_N_THREADS): more and it crashes (SIGSEGV) instead of refusing.
+# --threads and the library's extract(threads=) both stop here.
+MAX_THREADS = 512
 _MIN_WINDOW_S = 0.1  # shorter windows hold too few clock ticks (10 ms each) to judge
 
 

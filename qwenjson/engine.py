@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import llama_cpp.llama_cpp as ll
 import numpy as np
@@ -54,6 +55,9 @@ from qwenjson.kvcache import PrefixCache
 from qwenjson.kvstate import KVState
 from qwenjson.stats import GenerationStats
 from qwenjson.vocab import Vocabulary
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["CHATML_TEMPLATE", "Engine", "GenerationStats", "default_threads"]
 
@@ -99,10 +103,27 @@ def default_threads() -> tuple[int, int]:
 _SCORE_SLICE = 256
 
 
+def _one_at_a_time(
+    method: Callable[Concatenate[Engine, P], R],
+) -> Callable[Concatenate[Engine, P], R]:
+    """``method`` with the engine's turn held, on an open engine: threads that share one take
+    turns (llama.cpp aborts when two use its context at once), and a closed one is a
+    ModelError (its model's memory is freed)."""
+
+    @functools.wraps(method)
+    def in_turn(self: Engine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._turn:
+            self._open()
+            return method(self, *args, **kwargs)
+
+    return in_turn
+
+
 class Engine:
     """A GGUF model on llama.cpp that generates text under a GBNF grammar.
 
-    Satisfies ``qwenjson.generation.Generator``. Not thread-safe: one generation at a time.
+    Satisfies ``qwenjson.generation.Generator``. One generation at a time: threads that share
+    an engine take turns (llama.cpp's context aborts the process when two use it at once).
 
     Example::
 
@@ -147,6 +168,7 @@ class Engine:
         if not model:
             raise ModelError(f"llama.cpp could not load {path} (damaged or unsupported GGUF?)")
         self._model = model
+        self._turn = threading.RLock()  # held by the generation or scoring running now
         self._vocab = Vocabulary(model)
         self._n_vocab = self._vocab.n_vocab
 
@@ -245,8 +267,15 @@ class Engine:
         """The vocabulary size."""
         return self._n_vocab
 
+    def _open(self) -> None:
+        # The vocabulary and the chat template point into the model: used after close() they
+        # would read freed memory (a segfault, not an error).
+        if self._model is None:
+            raise ModelError("the model has been closed")
+
     def tokenize(self, text: bytes, *, special: bool = False, add_bos: bool = False) -> list[int]:
         """Tokens for ``text``; ``special`` parses special-token text such as ``<|im_start|>``."""
+        self._open()
         return self._vocab.tokenize(text, special=special, add_bos=add_bos)
 
     def count_tokens(self, text: str) -> int:
@@ -263,11 +292,13 @@ class Engine:
 
     def render_chat(self, messages: Sequence[Message]) -> str:
         """The prompt for ``messages`` in the model's own chat template, ready for the reply."""
+        self._open()
         return self._chat.render(messages)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """The tokens of the rendered prompt (BOS if the model wants one): see
         ``ChatTemplate.prompt_tokens`` for why contents are tokenized apart."""
+        self._open()
         return self._chat.prompt_tokens(messages)
 
     # -- the parts, as tests and scripts reach them (the loop itself uses the parts directly) -----
@@ -326,6 +357,7 @@ class Engine:
 
     # -- generation --------------------------------------------------------------------------------
 
+    @_one_at_a_time
     def generate(
         self,
         messages: Sequence[Message],
@@ -406,6 +438,7 @@ class Engine:
             trace=tuple(traced or ()),
         )
 
+    @_one_at_a_time
     def continuation_logprobs(
         self,
         messages: Sequence[Message],

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qwenjson.cpu import MAX_THREADS
+from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, open_model
 from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
@@ -51,6 +53,14 @@ def extract(
     one per item), ``data`` an instance of the class when one was given. Raises a
     ``QwenJsonError`` subclass on failure.
     """
+    if threads is not None and not (
+        isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= MAX_THREADS
+    ):  # as --threads is checked: llama.cpp crashes on 100000
+        raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+    ):
+        raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
     schema_value, cls = schema_of(schema)
     record = RecordOptions(**{k: options.pop(k) for k in _RECORD_OPTIONS & options.keys()})
     opts = ExtractOptions(**options)
@@ -88,6 +98,12 @@ def _shaped(value: Any, cls: Any, evidence: bool) -> Any:
     """``value`` as the caller's class (``model_validate``), when one was given."""
     if cls is None:
         return value
-    if evidence:
-        return {**value, "data": cls.model_validate(value["data"])}
-    return cls.model_validate(value)
+    try:
+        if evidence:
+            return {**value, "data": cls.model_validate(value["data"])}
+        return cls.model_validate(value)
+    except ValueError as e:  # pydantic's ValidationError: a validator the schema doesn't carry
+        raise NoValidOutputError(
+            f"the document is valid for the schema, but {cls.__name__} refused it: "
+            + " ".join(str(e).split())
+        ) from e

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +71,25 @@ class ExtractOptions:
     abstain_below: float = ABSTAIN_BELOW
 
     def __post_init__(self) -> None:
-        # The CLI checks its option; the library and a cluster's options come here unchecked.
-        if not 0.0 <= self.abstain_below <= 1.0:
-            raise UsageError(f"abstain_below must be from 0 to 1, not {self.abstain_below!r}")
+        # The CLI checks its options; the library and a cluster's options come here unchecked,
+        # and some values crash llama.cpp (a NaN temperature draws a token the grammar forbids).
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        def count(value: object, least: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+        t, p, a = self.temperature, self.top_p, self.abstain_below
+        for ok, what in (
+            (count(self.max_tokens, 1), "max_tokens must be a whole number ≥ 1"),
+            (count(self.retries, 0), "retries must be a whole number ≥ 0"),
+            (count(self.seed, 0), "seed must be a whole number ≥ 0"),
+            (number(t) and math.isfinite(t) and t >= 0, "temperature must be a number ≥ 0"),
+            (number(p) and 0 < p <= 1, "top_p must be a number above 0 and at most 1"),
+            (number(a) and 0 <= a <= 1, "abstain_below must be from 0 to 1"),
+        ):
+            if not ok:
+                raise UsageError(what)
 
 
 @dataclass(frozen=True)

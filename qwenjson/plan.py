@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from jsonschema.protocols import Validator
 
-from qwenjson.errors import SchemaError
+from qwenjson.errors import SchemaError, UsageError
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, PreparedSchema, prepare_schema
 from qwenjson.prompt import system_message
@@ -58,6 +58,19 @@ class RecordOptions:
     chunks: bool = True
     chunk_tokens: int | None = None
     chunk_overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        # As the CLI's options are checked (the library's come here unchecked).
+        if self.truncate not in (None, "head", "tail"):
+            raise UsageError(f"truncate must be 'head' or 'tail', not {self.truncate!r}")
+        for name, value, least in (
+            ("chunk_tokens", self.chunk_tokens, 16),
+            ("chunk_overlap", self.chunk_overlap, 0),
+        ):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < least
+            ):
+                raise UsageError(f"{name} must be a whole number ≥ {least}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -281,6 +294,11 @@ def schema_of(source: Any) -> tuple[Schema, Any]:
         return source, None
     if isinstance(source, Mapping):
         return dict(source), None
+    if isinstance(source, Path) and not source.is_file():
+        # A Path is a file the caller means, never concise text: Path("person") would
+        # otherwise be the schema of one field named "person".
+        what = "not a regular file" if source.exists() else "not found"
+        raise SchemaError(f"schema file {str(source)!r} {what}")
     if isinstance(source, str | Path):
         return read_schema(source), None
     raise SchemaError(

@@ -93,7 +93,11 @@ def choose(
     argument holds for the intersection.
     """
     n_vocab = len(logits)
-    if temperature <= 0.0:
+    # A temperature so small that logits / T overflows (1e-320) is greedy: its softmax is the
+    # argmax. (NaN weights would draw a token the grammar forbids, and llama.cpp aborts.)
+    with np.errstate(over="ignore", divide="ignore"):
+        cold = temperature <= 0.0 or not np.isfinite(np.max(np.abs(logits)) / temperature)
+    if cold:
         best = int(np.argmax(logits))
         if checks.allows(best) and checks.passes(best):
             return best

@@ -142,6 +142,27 @@ def test_library_extract_on_real_model() -> None:
     assert isinstance(person, dict) and isinstance(person["name"], str)
 
 
+def test_threads_sharing_an_engine_take_turns_and_a_closed_one_is_an_error() -> None:
+    # Two threads on one llama.cpp context aborted the process (GGML_ASSERT); after close()
+    # the tokenizer read freed memory (a segfault).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qwenjson import extract
+    from qwenjson.engine import Engine
+    from qwenjson.errors import ModelError
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    texts = ["My name is Ada Lovelace.", "I am Alan Turing.", "Grace Hopper here.", "Bo Li."]
+    with Engine(MODEL, n_ctx=1024, n_threads=1) as engine:
+        alone = [extract(t, schema, model=engine, max_tokens=40) for t in texts]
+        with ThreadPoolExecutor(4) as pool:
+            one = lambda t: extract(t, schema, model=engine, max_tokens=40)  # noqa: E731
+            together = list(pool.map(one, texts))
+    assert together == alone
+    with pytest.raises(ModelError, match="closed"):
+        extract(texts[0], schema, model=engine)
+
+
 @pytest.fixture(scope="module")
 def qwen_model(shared_dir: Path) -> Path:
     """The real Qwen2 0.5B Q4_K_M (assembled from PyPI by ../shared/models/get-bench-model.sh)."""

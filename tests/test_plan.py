@@ -18,7 +18,7 @@ import pytest
 
 from qwenjson import cli, pipeline
 from qwenjson.checkpoint import Checkpoint
-from qwenjson.errors import EXIT_SCHEMA, SchemaError, UsageError
+from qwenjson.errors import EXIT_SCHEMA, NoValidOutputError, SchemaError, UsageError
 from qwenjson.library import extract
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.plan import Layout, Plan, RecordOptions, plan_for, prepare_job, schema_of
@@ -328,6 +328,50 @@ def test_extract_refuses_what_is_not_a_schema() -> None:
     with pytest.raises(SchemaError, match="not a valid JSON Schema"):
         extract("x", {"type": 5}, model=FakeModel(answer))
     assert schema_of(True) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("temperature", float("nan")),  # drew a token the grammar forbids: llama.cpp aborted
+        ("temperature", -1.0),
+        ("threads", 100_000),  # llama.cpp segfaults
+        ("threads", 0),
+        ("retries", -1),
+        ("max_tokens", -5),
+        ("seed", -1),
+        ("top_p", 0.0),
+        ("abstain_below", "0.3"),
+        ("timeout", "5"),
+        ("timeout", 0),
+        ("truncate", "middle"),
+        ("chunk_tokens", 1),
+        ("chunk_overlap", -1),
+    ],
+)
+def test_extract_refuses_options_the_command_line_would(option: str, value: Any) -> None:
+    fake = FakeModel(answer)
+    with pytest.raises(UsageError, match=option):
+        extract("Ann is 3", PERSON, model=fake, **{option: value})
+    assert fake.calls == []
+
+
+def test_a_path_is_a_file_never_concise_text(tmp_path: Path) -> None:
+    # Path("person") read as concise text was the schema of one field named "person".
+    with pytest.raises(SchemaError, match=r"schema file '.*person' not found"):
+        extract("Ann is 3", tmp_path / "person", model=FakeModel(answer))
+    with pytest.raises(SchemaError, match="not a regular file"):
+        extract("Ann is 3", tmp_path, model=FakeModel(answer))
+
+
+def test_a_class_that_refuses_the_valid_document_is_no_valid_output() -> None:
+    class Picky(Person):
+        @classmethod
+        def model_validate(cls, data: Any) -> Person:
+            raise ValueError("1 validation error for Picky\nage\n  must be over 18")
+
+    with pytest.raises(NoValidOutputError, match="Picky refused it: 1 validation error"):
+        extract("Ann is 3", Picky, model=FakeModel(answer))
 
 
 def test_extract_with_a_real_pydantic_model() -> None:

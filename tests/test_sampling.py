@@ -44,6 +44,15 @@ def test_greedy_choice_equals_the_full_mask_argmax(seed: int) -> None:
     assert got == oracle(logits, checks.allowed())
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_a_temperature_too_small_to_divide_by_is_greedy(seed: int) -> None:
+    # logits / 1e-320 overflows: its softmax weights were NaN, and the draw then picked a token
+    # the grammar forbids (llama.cpp aborted). Its limit, the argmax, is what it means.
+    logits, checks = random_case(seed)
+    got = choose(logits, checks, 1e-320, 1.0, np.random.default_rng(0), GenerationStats())
+    assert got == oracle(logits, checks.allowed())
+
+
 def test_greedy_checks_only_the_argmax_when_the_grammar_admits_it() -> None:
     logits = np.array([0.0, 5.0, 1.0, 2.0], dtype=np.float32)
     checks = FakeChecks(np.ones(4, dtype=np.bool_))
