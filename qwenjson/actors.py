@@ -44,6 +44,7 @@ from qwenjson.executor import RecordSink, RecordTask
 from qwenjson.merging import Found
 from qwenjson.pipeline import open_model
 from qwenjson.plan import Plan, model_sha256
+from qwenjson.registry import ModelSpec
 from qwenjson.runner import Limits, Runner, TotalTimeoutExpired
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class WorkerSpec:
     plan: Plan
     model: str | None = None  # registry name or hf: (each node pulls it), or an absolute path
     model_is_path: bool = False
+    # For a name: the driver's registry entry for it, which each node pulls as it is (a node
+    # lacks the driver's QWENJSON_MODELS_FILE, and its own could name another file).
+    entry: ModelSpec | None = None
     offline: bool = False
     threads: int = 1  # llama.cpp threads per actor, and the CPUs Ray reserves for it
     prompt_threads: int | None = None
@@ -150,7 +154,7 @@ def _load(spec: WorkerSpec, node: str) -> Runner:
     if spec.cache:
         cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
     generator = open_model(
-        spec.model,
+        spec.entry or spec.model,
         offline=spec.offline,
         threads=spec.threads,
         prompt_threads=spec.prompt_threads,
@@ -487,5 +491,10 @@ def worker_spec(
     if ref.path is not None:
         name = os.path.abspath(ref.path)
     return WorkerSpec(
-        plan, model=name, model_is_path=ref.path is not None, threads=threads, **engine
+        plan,
+        model=name,
+        model_is_path=ref.path is not None,
+        entry=ref.spec if ref.path is None else None,
+        threads=threads,
+        **engine,
     )

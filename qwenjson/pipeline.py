@@ -28,6 +28,7 @@ from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
+from qwenjson.registry import ModelSpec
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
 from qwenjson.utf8 import bad_byte
@@ -314,7 +315,7 @@ def _feedback(bad_output: str, errors: list[str]) -> list[Message]:
 
 
 def open_model(
-    model: str | Path | None,
+    model: str | Path | ModelSpec | None,
     *,
     offline: bool = False,
     threads: int | None = None,
@@ -330,15 +331,23 @@ def open_model(
 
     With ``cache_dir``, the KV state of the prompt prefix (system message and schema) is kept
     there between runs, keyed by the model's sha256 (from the registry, when known).
+
+    ``model`` may be a registry entry resolved elsewhere (a Ray driver's, whose
+    ``QWENJSON_MODELS_FILE`` a node doesn't have): that exact file is pulled and checked.
     """
     from qwenjson.engine import Engine
-    from qwenjson.hub import ensure_model
+    from qwenjson.hub import check_gguf, ensure_model, pull
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
-    ref = str(model or DEFAULT_MODEL)
-    path = ensure_model(ref, offline=offline, progress=progress)
-    spec = resolve_model(ref).spec
-    sha256 = spec.sha256 if spec is not None and spec.sha256 else None
+    if isinstance(model, ModelSpec):
+        path = pull(model, offline=offline, progress=progress)
+        check_gguf(path)
+        sha256 = model.sha256 or None
+    else:
+        ref = str(model or DEFAULT_MODEL)
+        path = ensure_model(ref, offline=offline, progress=progress)
+        spec = resolve_model(ref).spec
+        sha256 = spec.sha256 if spec is not None and spec.sha256 else None
     return Engine(
         path,
         n_ctx=n_ctx,

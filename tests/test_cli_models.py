@@ -234,6 +234,34 @@ def test_models_with_a_malformed_user_registry_names_file_and_line(
 # -- extract pulls on first use ---------------------------------------------------------------
 
 
+@pytest.mark.model
+def test_a_ray_node_loads_the_drivers_registry_entry_not_its_own(
+    user_registry: Path,
+    fake_hub: FakeHub,
+    hf_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smol_sha: str,
+) -> None:
+    # A node lacks the driver's QWENJSON_MODELS_FILE (Ray doesn't pass the environment on),
+    # or has one naming another file: the name was looked up again there.
+    from qwenjson.actors import _load, worker_spec
+    from qwenjson.pipeline import ExtractOptions
+    from qwenjson.plan import Plan
+    from tests.helpers import REAL_PERSON
+
+    spec = worker_spec(Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=8)), model="smol")
+    other = tmp_path / "node-models.toml"
+    other.write_text('["smol"]\nrepo = "nobody/nothing"\nfile = "x.gguf"\nsha256 = ""\n')
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(other))
+    runner = _load(spec, "node-1")
+    try:
+        assert runner.plan.model_sha256 == smol_sha
+    finally:
+        runner.extractor.generator.close()
+    assert all("nobody" not in r.path for r in fake_hub.log)
+
+
 def _qwenjson(*args: str, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return qwenjson(*args, stdin=stdin, env=env, timeout=600)
 
