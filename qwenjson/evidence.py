@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.pointer import to_pointer
-from qwenjson.source import SourceText
+from qwenjson.source import SourceText, may_cut
 
 __all__ = ["Annotated", "annotate", "leaf_spans", "unsure"]
 
@@ -239,7 +239,7 @@ def annotate(
                     if drop and isinstance(sub, dict | list):
                         if sub in node[:i] and _grounded_within(meta, (*old, i)):
                             continue
-                    elif drop and sub in items and (*old, i) in meta:
+                    elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
                         continue
                     keep, value = walk(sub, (*old, i), (*new, len(items)))
                     if keep:
@@ -272,6 +272,16 @@ def unsure(node: Any, confidence: float, rule: FieldRule, below: float) -> bool:
         and rule.abstain in ("omit", "null")
         and confidence < below
     )
+
+
+def _ended_list_at(
+    meta: Mapping[Path, tuple[list[int] | None, float, bool, FieldRule | None]], at: Path
+) -> bool:
+    """Whether the list item at ``at`` is one whose repeat ``Grounding`` ends a list on: a
+    grounded string (a repeated number or boolean is data: scores 90, 85, 90)."""
+    info = meta.get(at)
+    rule = info[3] if info is not None else None
+    return rule is not None and rule.grounded and rule.kind == "text"
 
 
 def _grounded_within(
@@ -331,6 +341,13 @@ def _confidence(trace: Sequence[TokenTrace], start: int, end: int) -> float:
     return round(math.exp(total), 4)
 
 
+def _all_places(haystack: str, needle: str) -> Iterator[int]:
+    at = haystack.find(needle)
+    while at >= 0:
+        yield at
+        at = haystack.find(needle, at + 1)
+
+
 def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
     """Where a value that wasn't grounded while generated occurs in the text, if anywhere."""
     text, offset = source.text, source.offset
@@ -338,11 +355,16 @@ def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
         for haystack, needle in ((text, value), (text.casefold(), value.casefold())):
             if len(haystack) != len(text):
                 continue  # casefolding changed lengths: offsets would not map back
-            at = haystack.find(needle, max(0, after - offset))
-            if at < 0:
-                at = haystack.find(needle)
+            # Whole words only, as a grounded value's source: an enum label "happy" has none
+            # in "unhappy". The match's own length: "Hauptstraße" casefolds longer.
+            places = [
+                at
+                for at in _all_places(haystack, needle)
+                if may_cut(text, at) and may_cut(text, at + len(needle))
+            ]
+            at = next((a for a in places if a >= after - offset), places[0] if places else -1)
             if at >= 0:
-                return at + offset, at + offset + len(value)
+                return at + offset, at + offset + len(needle)
         return None
     if _is_number(value):
         # The numbers as a grounded number reads them (``12,50``, ``1,234.50``, a sign only

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,6 +81,10 @@ _NUMBER = re.compile(
 )
 
 
+def _ascii_digits(digits: str) -> str:
+    return digits if digits.isascii() else "".join(str(unicodedata.decimal(d)) for d in digits)
+
+
 def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     """The numbers of ``text`` as JSON number literals: ``RM1,234.50`` reads as ``1234.50``
     and ``1234.5`` (both spellings of one value), ``12,50`` as ``12.50`` and ``12.5``. With
@@ -87,8 +92,10 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     found: list[Reading] = []
     for m in _NUMBER.finditer(text):
         sign = "-" if m.group("sign") else ""
-        whole = m.group("int").replace(",", "").lstrip("0") or "0"
+        # ASCII digits for JSON, whatever digits the text uses (fullwidth ３ in Chinese text).
+        whole = _ascii_digits(m.group("int").replace(",", "")).lstrip("0") or "0"
         frac = m.group("frac") or m.group("cents")
+        frac = None if frac is None else _ascii_digits(frac)
         span = (m.start() + offset, m.end() + offset)
         spellings: list[str] = []
         if frac is None:

@@ -28,6 +28,35 @@ def _in_word(char: str) -> bool:
     return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
 
 
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _regional(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"  # the letters flags are made of
+
+
+def may_cut(text: str, i: int) -> bool:
+    """Whether a value may start or end between ``text[i - 1]`` and ``text[i]``: not inside a
+    word, nor inside what a reader sees as one character (before a combining mark, a variation
+    selector or a skin tone, beside a joiner, between the two letters of a flag): "José" in
+    decomposed form has no value "Jose", a family emoji no value "👨"."""
+    if i <= 0 or i >= len(text):
+        return True
+    before, after = text[i - 1], text[i]
+    if _in_word(before) and _in_word(after):
+        return False
+    if unicodedata.category(after)[0] == "M" or after in _JOINERS or before in _JOINERS:
+        return False
+    if "\ufe00" <= after <= "\ufe0f" or "\U0001f3fb" <= after <= "\U0001f3ff":
+        return False
+    if _regional(before) and _regional(after):
+        run = 0
+        while i - 1 - run >= 0 and _regional(text[i - 1 - run]):
+            run += 1
+        return run % 2 == 0  # after a whole flag, not inside one
+    return True
+
+
 class SourceText:
     """The input text as JSON string content, with where each of its characters starts.
 
@@ -46,7 +75,7 @@ class SourceText:
         self._index: dict[int, int] = {}
         pos = 0
         for i, piece in enumerate(pieces):
-            if i == 0 or not (_in_word(text[i - 1]) and _in_word(text[i])):
+            if may_cut(text, i):
                 self._index[pos] = i
             pos += len(piece)
         self._index[pos] = len(pieces)
