@@ -345,6 +345,28 @@ def extract(
         raise UsageError("--errors needs --on-error record")
     if not chunks and (chunk_tokens is not None or chunk_overlap is not None):
         raise UsageError("--chunk-tokens and --chunk-overlap can't be used with --no-chunks")
+    if truncate is not None and (chunk_tokens is not None or chunk_overlap is not None):
+        raise UsageError(
+            "--chunk-tokens and --chunk-overlap can't be used with --truncate (the text is cut "
+            "to fit, not read in pieces)"
+        )
+    from qwenjson.pieces import DEFAULT_PIECE_TOKENS
+
+    if chunk_overlap is not None and chunk_overlap >= (chunk_tokens or DEFAULT_PIECE_TOKENS) // 2:
+        # Checked here once, not per record of a batch (each would fail with exit 8).
+        raise UsageError(
+            f"--chunk-overlap {chunk_overlap} must be less than half a piece "
+            f"({chunk_tokens or DEFAULT_PIECE_TOKENS} tokens; --chunk-tokens sets it)"
+        )
+    if max_tokens >= ctx:
+        raise UsageError(
+            f"--max-tokens {max_tokens} leaves no room in a context of {ctx} tokens for the "
+            "prompt and the text: lower it, or raise --ctx"
+        )
+    if evidence and field is not None and into in ("evidence", "confidence"):
+        raise UsageError(f"--into {into} would be overwritten by --evidence's own {into!r} key")
+    if no_cache and cache_dir is not None:
+        raise UsageError("--cache-dir can't be used with --no-cache")
     if pretty and (jsonl or each):
         raise UsageError("--pretty can't be used with --jsonl or --each (one document per line)")
     if model is not None and not model.strip():

@@ -897,6 +897,26 @@ def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -
             ["--jsonl", "--into", "doc"],
             "--into needs --field (without it, a line is the text itself)",
         ),
+        (
+            ["--truncate", "head", "--chunk-tokens", "64"],
+            "--chunk-tokens and --chunk-overlap can't be used with --truncate (the text is cut "
+            "to fit, not read in pieces)",
+        ),
+        (  # checked once, not as a failure of every record (exit 8)
+            ["--jsonl", "--chunk-overlap", "200"],
+            "--chunk-overlap 200 must be less than half a piece (256 tokens; --chunk-tokens "
+            "sets it)",
+        ),
+        (
+            ["--ctx", "256"],
+            "--max-tokens 1024 leaves no room in a context of 256 tokens for the prompt and "
+            "the text: lower it, or raise --ctx",
+        ),
+        (
+            ["--jsonl", "--field", "text", "--evidence", "--into", "evidence"],
+            "--into evidence would be overwritten by --evidence's own 'evidence' key",
+        ),
+        (["--no-cache", "--cache-dir", "d"], "--cache-dir can't be used with --no-cache"),
     ],
 )
 def test_cli_option_combinations_that_make_no_sense_exit_2(
