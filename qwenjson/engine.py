@@ -396,7 +396,7 @@ class Engine:
         )
         try:
             t0 = time.perf_counter()
-            shared = self._disk_prefix_len(messages, tokens)
+            shared = self._shared_prefix_len(messages, tokens)
             lead, whole, held = self._forced_start(gram, max_tokens)
             # Text the grammar forces before the model has any choice (``{"name":"`` with
             # fixed keys) is evaluated with the prompt, in the same batches.
@@ -406,10 +406,14 @@ class Engine:
                 if self.draft_from_prompt and self._can_probe
                 else None
             )
+            # The reply's start is a part of its own: what the prompt's state is doesn't depend
+            # on it (``KVState.prefill``), and scoring after this (``continuation_logprobs``)
+            # keeps the prompt.
+            cuts = (len(tokens),)
             if guess is None:
-                self._state().prefill(tokens + lead, shared)
+                self._state().prefill(tokens + lead, shared, cuts=cuts)
             else:
-                self._state().prefill(tokens + lead + [guess], shared, outputs=2)
+                self._state().prefill(tokens + lead + [guess], shared, outputs=2, cuts=cuts)
             stats.model_ms = 0.0  # from here on: the decode steps only
             t1 = time.perf_counter()
             traced: list[TokenTrace] | None = [] if trace else None
@@ -462,7 +466,9 @@ class Engine:
         generation_stats = self.last_stats
         self.last_stats = GenerationStats(prompt_tokens=len(base))
         try:
-            self._state().prefill(base, self._disk_prefix_len(messages, prompt))
+            self._state().prefill(
+                base, self._shared_prefix_len(messages, prompt), cuts=(len(prompt),)
+            )
             first = self._logits(-1).copy()
             scores: list[float] = []
             for ids in tail_ids:

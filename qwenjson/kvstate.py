@@ -48,6 +48,9 @@ class KVState:
         self._model_key = model_key
         self._stats = stats
         self.tokens: list[int] = []  # the tokens whose state sits in the KV cache (sequence 0)
+        # Where the parts ``prefill`` built the KV state from end (and 0): only the state up to
+        # one of these is what a fresh evaluation of the same parts would give.
+        self._built: set[int] = {0}
 
     def close(self) -> None:
         """Free the batch and the context (idempotent)."""
@@ -72,8 +75,10 @@ class KVState:
             # Some memory types can't drop a partial sequence; start over.
             ll.llama_memory_clear(self._mem, True)
             self.tokens = []
+            self._built = {0}
             return
         del self.tokens[n:]
+        self._built = {b for b in self._built if b <= n}
 
     def take_back(self, n: int) -> None:
         """Drop the KV state of the last ``n`` tokens, mid-generation (a guess that was wrong)."""
@@ -112,6 +117,7 @@ class KVState:
                 # The cache may hold part of the batch: nothing in it can be trusted now.
                 ll.llama_memory_clear(self._mem, True)
                 self.tokens = []
+                self._built = {0}
                 raise ModelError(f"llama_decode failed (code {rc})")
             self.tokens.extend(chunk)
 
@@ -120,22 +126,35 @@ class KVState:
         ptr = ll.llama_get_logits_ith(self.live_ctx(), row)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def prefill(self, tokens: list[int], shared: int, outputs: int = 1) -> None:
-        """Bring the KV cache to ``tokens`` with logits for the last ``outputs`` of them,
-        reusing what it can: the common prefix in memory, else the first ``shared`` tokens
-        from the disk cache."""
+    def prefill(
+        self, tokens: list[int], shared: int, outputs: int = 1, *, cuts: Sequence[int] = ()
+    ) -> None:
+        """Bring the KV cache to ``tokens`` with logits for the last ``outputs`` of them.
+
+        The tokens are evaluated in parts, each from its own first token: the prefix every
+        text shares (``shared``), then one part per ``cuts`` position (the prompt's end, say).
+        Only whole parts that were built the same way are kept from an earlier evaluation, or
+        the prefix from the disk cache. So a text's KV state never depends on what the process
+        evaluated before: llama.cpp's arithmetic depends on which rows share a batch, and a
+        record that reused a longer common prefix with the record before gave another
+        document than the same record run alone (or resumed from a checkpoint)."""
         stats = self._stats()
-        keep = 0
+        limit = len(tokens) - outputs  # tokens with logits are always evaluated
+        ends = sorted({b for b in (shared, *cuts) if 0 < b <= limit} | {len(tokens)})
+        common = 0
         for a, b in zip(self.tokens, tokens, strict=False):
             if a != b:
                 break
-            keep += 1
-        keep = min(keep, len(tokens) - outputs)  # tokens with logits are always evaluated
+            common += 1
+        keep = 0
+        for end in ends:
+            if end > min(common, limit) or end not in self._built:
+                break
+            keep = end
         self.forget_from(keep)
         keep = len(self.tokens)
-        shared = min(shared, len(tokens) - outputs)
         cache = self._prefix_cache
-        if cache is not None and shared >= _MIN_CACHED_PREFIX and keep < shared:
+        if cache is not None and shared >= _MIN_CACHED_PREFIX and keep < shared <= limit:
             prefix = tokens[:shared]
             key = cache.key(self._model_key(), prefix)
             self.forget_from(0)
@@ -148,4 +167,11 @@ class KVState:
                 cache.save(self.live_ctx(), key, prefix)
             keep = shared
         stats.reused_tokens = keep
-        self.decode(tokens[keep:], outputs=outputs)
+        start = keep
+        for end in ends:
+            if end <= keep:
+                continue
+            last = end == len(tokens)
+            self.decode(tokens[start:end], logits=last, outputs=outputs if last else 1)
+            start = end
+        self._built = {0, *ends}

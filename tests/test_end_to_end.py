@@ -163,6 +163,32 @@ def test_threads_sharing_an_engine_take_turns_and_a_closed_one_is_an_error() -> 
         extract(texts[0], schema, model=engine)
 
 
+def test_a_record_gives_the_same_document_after_others_as_alone() -> None:
+    # llama.cpp's arithmetic depends on which tokens share a batch: reusing the longest common
+    # prefix with the record before made a record's document depend on it, so a run resumed
+    # from a checkpoint (or a record on another Ray actor) could print another document.
+    from qwenjson import extract
+    from qwenjson.engine import Engine
+
+    people = [("Mei Wong", "director"), ("Carlos Diaz", "designer"), ("Lena Fischer", "analyst")]
+    people += [("Ivan Petrov", "manager"), ("Ana Silva", "engineer"), ("Tom Berg", "editor")]
+    said = "The quarterly results were discussed at length in meeting {}, with several items."
+    texts = [
+        "with several items.\n\n" * (i > 0)
+        + f"{name} works as the {role} of the team. "
+        + said.format(i)
+        for i, (name, role) in enumerate(people)
+    ]
+    schema = "people [{name, role}]"
+    with Engine(MODEL, n_ctx=2048, n_threads=1) as engine:
+        together = [extract(t, schema, model=engine, max_tokens=120) for t in texts]
+    alone = []
+    for text in texts:
+        with Engine(MODEL, n_ctx=2048, n_threads=1) as engine:
+            alone.append(extract(text, schema, model=engine, max_tokens=120))
+    assert together == alone
+
+
 @pytest.fixture(scope="module")
 def qwen_model(shared_dir: Path) -> Path:
     """The real Qwen2 0.5B Q4_K_M (assembled from PyPI by ../shared/models/get-bench-model.sh)."""

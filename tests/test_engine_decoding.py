@@ -377,7 +377,9 @@ def _copy(*, drafts: bool, fast_forward: bool, temperature: float = 0.0) -> tupl
         drafts=drafts,
         fast_forward=fast_forward,
         temperature=temperature,
-        seed=3,
+        # A seed whose samples copy the prompt at 0.7 (so drafts are made), with and without
+        # fast-forward; 3 was one until the prompt's parts were evaluated apart (KVState).
+        seed=5,
     )
     return text, stats
 

@@ -66,7 +66,17 @@ def test_each_person_of_a_long_text_once_in_order_with_evidence() -> None:
         start, end = item["evidence"]["/name"]
         assert TEAM[start:end] == item["data"]["name"]
     # Without --chunks the same text is refused, as before.
-    refused = extract("--each", "-s", PERSON, "--no-chunks", "--ctx", "512", stdin=TEAM.encode())
+    refused = extract(
+        "--each",
+        "-s",
+        PERSON,
+        "--no-chunks",
+        "--ctx",
+        "512",
+        "--max-tokens",
+        "448",
+        stdin=TEAM.encode(),
+    )
     assert refused.returncode == 6 and b"too long" in refused.stderr
 
 
