@@ -327,12 +327,6 @@ class Engine:
     def _shared_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
         return self._chat.shared_prefix_len(messages, tokens)
 
-    def _disk_prefix_len(self, messages: Sequence[Message], tokens: list[int]) -> int:
-        """The tokens of the prompt prefix the disk cache keeps for ``messages`` (0: no cache)."""
-        if self._prefix_cache is None:
-            return 0
-        return self._chat.shared_prefix_len(messages, tokens)
-
     def _init_grammar(self, grammar: str) -> Any:
         return parse_grammar(self._vocab, grammar)
 
