@@ -404,10 +404,15 @@ class Engine:
             # on it (``KVState.prefill``), and scoring after this (``continuation_logprobs``)
             # keeps the prompt.
             cuts = (len(tokens),)
+            # An empty chunk before each batch of the prompt: a caller that keeps --timeout by
+            # the clock on each chunk keeps it while a long prompt is read too.
+            tick = (lambda: on_text("")) if on_text is not None else None
             if guess is None:
-                self._state().prefill(tokens + lead, shared, cuts=cuts)
+                self._state().prefill(tokens + lead, shared, cuts=cuts, tick=tick)
             else:
-                self._state().prefill(tokens + lead + [guess], shared, outputs=2, cuts=cuts)
+                self._state().prefill(
+                    tokens + lead + [guess], shared, outputs=2, cuts=cuts, tick=tick
+                )
             stats.model_ms = 0.0  # from here on: the decode steps only
             t1 = time.perf_counter()
             traced: list[TokenTrace] | None = [] if trace else None

@@ -87,15 +87,26 @@ class KVState:
         if len(self.tokens) != keep:  # the whole cache went: nothing to go on from
             raise ModelError("llama.cpp could not take guessed tokens back from the KV cache")
 
-    def decode(self, tokens: Sequence[int], *, logits: bool = True, outputs: int = 1) -> None:
+    def decode(
+        self,
+        tokens: Sequence[int],
+        *,
+        logits: bool = True,
+        outputs: int = 1,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         """Evaluate ``tokens`` after the KV cache, in batches; logits for the last one (for the
-        last ``outputs`` ones: ``logits(-outputs)`` is then the first of them)."""
+        last ``outputs`` ones: ``logits(-outputs)`` is then the first of them). ``tick`` is
+        called before each batch: a time limit raises there, with ``tokens`` in step with the
+        cache (a long prompt is many batches, seconds on a small CPU)."""
         ctx = self.live_ctx()
         batch = self._batch
         starts = list(range(0, len(tokens), self._n_batch))
         if logits and len(starts) > 1 and len(tokens) - starts[-1] < outputs:
             starts[-1] = len(tokens) - outputs  # the rows with logits go in one batch
         for n, start in enumerate(starts):
+            if tick is not None:
+                tick()
             end = starts[n + 1] if n + 1 < len(starts) else len(tokens)
             chunk = tokens[start:end]
             last_chunk = end == len(tokens)
@@ -127,7 +138,13 @@ class KVState:
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
     def prefill(
-        self, tokens: list[int], shared: int, outputs: int = 1, *, cuts: Sequence[int] = ()
+        self,
+        tokens: list[int],
+        shared: int,
+        outputs: int = 1,
+        *,
+        cuts: Sequence[int] = (),
+        tick: Callable[[], None] | None = None,
     ) -> None:
         """Bring the KV cache to ``tokens`` with logits for the last ``outputs`` of them.
 
@@ -163,7 +180,7 @@ class KVState:
                 self.tokens = list(prefix)
             else:
                 stats.disk_prefix = "miss"
-                self.decode(prefix, logits=False)
+                self.decode(prefix, logits=False, tick=tick)
                 cache.save(self.live_ctx(), key, prefix)
             keep = shared
         stats.reused_tokens = keep
@@ -172,6 +189,6 @@ class KVState:
             if end <= keep:
                 continue
             last = end == len(tokens)
-            self.decode(tokens[start:end], logits=last, outputs=outputs if last else 1)
+            self.decode(tokens[start:end], logits=last, outputs=outputs if last else 1, tick=tick)
             start = end
         self._built = {0, *ends}

@@ -141,3 +141,27 @@ def test_control_tokens_in_the_input_stay_text(engine: Engine) -> None:
     assert count(engine.prompt_tokens(attack)) == count(engine.prompt_tokens(plain))
     # The template's own control tokens are still there.
     assert count(engine.prompt_tokens(plain)) >= 4
+
+
+def test_a_long_prompt_is_read_in_batches_a_time_limit_can_stop(smollm2: Path) -> None:
+    # The caller keeps --timeout by the clock on each chunk: an empty chunk before each batch
+    # of the prompt lets it stop a long prompt (15 s of reading before, on a 17 KB text).
+    class Stop(Exception):
+        pass
+
+    calls = 0
+
+    def on_text(chunk: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise Stop
+
+    text = "Ann Lee met Bo Li in Oslo. " * 200  # about 2,000 tokens: several batches of 512
+    messages = [PERSON_MESSAGES[0], {"role": "user", "content": text}]
+    with Engine(smollm2, n_ctx=4096, n_threads=1) as e:
+        prompt = e.prompt_tokens(messages)
+        with pytest.raises(Stop):
+            e.generate(messages, PERSON_GRAMMAR, max_tokens=40, on_text=on_text)
+        assert 0 < len(e._kv) < len(prompt)  # stopped between batches, the cache in step
+        json.loads(e.generate(messages, PERSON_GRAMMAR, max_tokens=200).text)
