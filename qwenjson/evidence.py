@@ -34,6 +34,7 @@ from jsonschema.protocols import Validator
 from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
+from qwenjson.jsontypes import is_number
 from qwenjson.pointer import to_pointer
 from qwenjson.source import SourceText, may_cut
 
@@ -158,7 +159,7 @@ def annotate(
         else:
             span = _find(source, value, last_start)
             # A field marked ``x-grounded: false`` needs none, a number anywhere else does.
-            needs_source = rule.grounded if rule is not None else _is_number(value)
+            needs_source = rule.grounded if rule is not None else is_number(value)
         if span is not None:
             last_start = span[0]
         found[leaf.path] = (
@@ -329,10 +330,6 @@ def _value_at(data: Any, path: Path) -> Any:
     return data
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _confidence(trace: Sequence[TokenTrace], start: int, end: int) -> float:
     total = 0.0
     for piece in trace:
@@ -366,7 +363,7 @@ def _find(source: SourceText, value: Any, after: int) -> tuple[int, int] | None:
             if at >= 0:
                 return at + offset, at + offset + len(needle)
         return None
-    if _is_number(value):
+    if is_number(value):
         # The numbers as a grounded number reads them (``12,50``, ``1,234.50``, a sign only
         # where it isn't a dash), so both ways find the same places; read once per text.
         best: tuple[int, int] | None = None

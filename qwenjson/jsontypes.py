@@ -30,6 +30,21 @@ def json_type_of(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
+def is_number(value: Any) -> bool:
+    """A number as Python holds one: an int or a float, not a bool (which is an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_whole_number(value: Any, least: int, most: int | None = None) -> bool:
+    """An int, not a bool, from ``least`` to ``most`` (no upper bound: None)."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and least <= value
+        and (most is None or value <= most)
+    )
+
+
 def type_allows(types: set[str] | None, value: Any) -> bool:
     """Does a ``type`` keyword (as a set of names; None: absent) admit ``value``?"""
     if types is None:

@@ -19,6 +19,7 @@ from typing import Any
 from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.generation import Generator
+from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.pipeline import ExtractOptions, open_model
 from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
 from qwenjson.runner import Limits, Runner
@@ -53,13 +54,10 @@ def extract(
     one per item), ``data`` an instance of the class when one was given. Raises a
     ``QwenJsonError`` subclass on failure.
     """
-    if threads is not None and not (
-        isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= MAX_THREADS
-    ):  # as --threads is checked: llama.cpp crashes on 100000
+    # As --threads is checked: llama.cpp crashes on 100000.
+    if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
         raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
-    ):
+    if timeout is not None and not (is_number(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
     schema_value, cls = schema_of(schema)
     record = RecordOptions(**{k: options.pop(k) for k in _RECORD_OPTIONS & options.keys()})

@@ -25,6 +25,7 @@ from qwenjson.evidence import annotate
 from qwenjson.fields import ABSTAIN_BELOW
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
+from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
 from qwenjson.prompt import system_message
@@ -74,20 +75,14 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         # The CLI checks its options; the library and a cluster's options come here unchecked,
         # and some values crash llama.cpp (a NaN temperature draws a token the grammar forbids).
-        def number(value: object) -> bool:
-            return isinstance(value, int | float) and not isinstance(value, bool)
-
-        def count(value: object, least: int) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
         t, p, a = self.temperature, self.top_p, self.abstain_below
         for ok, what in (
-            (count(self.max_tokens, 1), "max_tokens must be a whole number ≥ 1"),
-            (count(self.retries, 0), "retries must be a whole number ≥ 0"),
-            (count(self.seed, 0), "seed must be a whole number ≥ 0"),
-            (number(t) and math.isfinite(t) and t >= 0, "temperature must be a number ≥ 0"),
-            (number(p) and 0 < p <= 1, "top_p must be a number above 0 and at most 1"),
-            (number(a) and 0 <= a <= 1, "abstain_below must be from 0 to 1"),
+            (is_whole_number(self.max_tokens, 1), "max_tokens must be a whole number ≥ 1"),
+            (is_whole_number(self.retries, 0), "retries must be a whole number ≥ 0"),
+            (is_whole_number(self.seed, 0), "seed must be a whole number ≥ 0"),
+            (is_number(t) and math.isfinite(t) and t >= 0, "temperature must be a number ≥ 0"),
+            (is_number(p) and 0 < p <= 1, "top_p must be a number above 0 and at most 1"),
+            (is_number(a) and 0 <= a <= 1, "abstain_below must be from 0 to 1"),
         ):
             if not ok:
                 raise UsageError(what)

@@ -24,6 +24,7 @@ from jsonschema.protocols import Validator
 
 from qwenjson.errors import SchemaError, UsageError
 from qwenjson.generation import Generator
+from qwenjson.jsontypes import is_whole_number
 from qwenjson.pipeline import ExtractOptions, PreparedSchema, prepare_schema
 from qwenjson.prompt import system_message
 from qwenjson.validate import Schema, check_metaschema, make_validator, read_schema
@@ -67,9 +68,7 @@ class RecordOptions:
             ("chunk_tokens", self.chunk_tokens, 16),
             ("chunk_overlap", self.chunk_overlap, 0),
         ):
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < least
-            ):
+            if value is not None and not is_whole_number(value, least):
                 raise UsageError(f"{name} must be a whole number ≥ {least}, not {value!r}")
 
 
