@@ -63,6 +63,11 @@ class Checks(Protocol):
         ...
 
 
+# The least temperature at which logits / T stays finite for every float32 logit (float32's
+# largest over float64's largest, about 1.9e-270): one comparison, not a scan per token.
+_COLDEST = float(np.finfo(np.float32).max) / float(np.finfo(np.float64).max)
+
+
 def choose(
     logits: FloatArray,
     checks: Checks,
@@ -93,11 +98,10 @@ def choose(
     argument holds for the intersection.
     """
     n_vocab = len(logits)
-    # A temperature so small that logits / T overflows (1e-320) is greedy: its softmax is the
-    # argmax. (NaN weights would draw a token the grammar forbids, and llama.cpp aborts.)
-    with np.errstate(over="ignore", divide="ignore"):
-        cold = temperature <= 0.0 or not np.isfinite(np.max(np.abs(logits)) / temperature)
-    if cold:
+    # A temperature so small that logits / T may overflow (1e-320), or NaN, is greedy: the
+    # softmax's limit is the argmax. (NaN weights would draw a token the grammar forbids, and
+    # llama.cpp aborts.)
+    if not temperature >= _COLDEST:
         best = int(np.argmax(logits))
         if checks.allows(best) and checks.passes(best):
             return best
