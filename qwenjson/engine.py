@@ -393,7 +393,7 @@ class Engine:
             shared = self._shared_prefix_len(messages, tokens)
             lead, whole, held = self._forced_start(gram, max_tokens)
             # Text the grammar forces before the model has any choice (``{"name":"`` with
-            # fixed keys) is evaluated with the prompt, in the same batches.
+            # fixed keys) is evaluated in the same prefill as the prompt, as its last part.
             guess = held if held is not None and self._lead_guess(held) else None
             lookup = (
                 PromptLookup(tokens, [self.piece(t) for t in tokens], self._draftable)

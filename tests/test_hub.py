@@ -277,6 +277,15 @@ def test_hub_serving_another_file_than_pinned_downloads_nothing(
     assert fake_hub.data_gets() == []
 
 
+def damaged_after_a_pull(spec: ModelSpec, good: bytes) -> Path:
+    """The blob of a pulled ``spec``, then one of its bytes flipped; returned."""
+    blob = hub.pull(spec).resolve()
+    damaged = bytearray(good)
+    damaged[1000] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    return blob
+
+
 def test_corrupted_cache_is_not_used_and_pull_repairs_it(
     hf_env: Path,
     fake_hub: FakeHub,
@@ -285,11 +294,7 @@ def test_corrupted_cache_is_not_used_and_pull_repairs_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = make_spec(smol_sha)
-    path = hub.pull(spec)
-    blob = path.resolve()
-    damaged = bytearray(smol_bytes)
-    damaged[1000] ^= 0xFF
-    blob.write_bytes(bytes(damaged))
+    damaged_after_a_pull(spec, smol_bytes)
     assert hub.local_path(spec) is None
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError, match="fails verification"):
@@ -309,10 +314,7 @@ def test_a_copy_another_pull_repaired_meanwhile_is_kept(
     # Two pulls find the cached file corrupt; the first repairs it while the second waits for
     # the lock. The second must then use the repaired file, not delete it and download again.
     spec = make_spec(smol_sha)
-    blob = hub.pull(spec).resolve()
-    damaged = bytearray(smol_bytes)
-    damaged[1000] ^= 0xFF
-    blob.write_bytes(bytes(damaged))
+    blob = damaged_after_a_pull(spec, smol_bytes)
     online = hub._pull_online
 
     def repaired_by_another_pull(*args: object, **kwargs: object) -> Path:
