@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import importlib
 import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import jsonschema
 from jsonschema import FormatChecker
@@ -25,6 +25,7 @@ from referencing import Registry
 
 from qwenjson import deadline, jsonstrict
 from qwenjson.errors import SchemaError, TimeoutExpired
+from qwenjson.schema.formats import EXACT_FORMATS, format_checker
 from qwenjson.utf8 import not_utf8
 
 Schema = dict[str, Any] | bool
@@ -198,6 +199,35 @@ def ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(to_python_regex(pattern))
 
 
+class _EcmaSearch:
+    """Stands in for the ``re`` module inside jsonschema's ``_utils`` and ``_legacy_keywords``.
+
+    There its one use is ``re.search(pattern, key)``: which keys ``patternProperties`` matched,
+    so that ``unevaluatedProperties`` counts them as evaluated. JSON Schema means ECMA-262 there
+    as everywhere (with Python's ``re`` the key "৪" was evaluated by ``^\\d$`` and slipped past
+    both keywords, and ``^\\p{L}+$`` raised re.error). Replacing the module name beats a copy of
+    the library's ~90 lines that decide what is evaluated, which follow each draft closely. A
+    pattern the translator refuses (never one of a schema qwenjson accepted) keeps Python's
+    meaning, so other users of jsonschema in the process see no new error.
+    """
+
+    def search(self, pattern: str, string: str, flags: int = 0) -> re.Match[str] | None:
+        if flags:
+            return re.search(pattern, string, flags)
+        try:
+            regex = ecma_regex(pattern)
+        except SchemaError:
+            return re.search(pattern, string)
+        return regex.search(string)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+
+for _name in ("jsonschema._utils", "jsonschema._legacy_keywords"):
+    setattr(importlib.import_module(_name), "re", _EcmaSearch())  # noqa: B010 (a module's name)
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
@@ -338,27 +368,41 @@ _pointer = jsonstrict.json_pointer
 
 # jsonschema checks only the formats whose optional packages are installed; it silently passes
 # the rest (date-time, time, duration, uri, hostname without extras). Failing closed means
-# checking them ourselves, with the standard library.
+# checking them ourselves: the exact formats by their grammar, the others with the standard
+# library.
 FORMAT_CHECKER = FormatChecker()
 
+# Matched whole (fullmatch: "$" would also match before a final newline) and ASCII only ("\d"
+# would take ४ and int() would read it).
 _DATE_TIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$")
-_DURATION = re.compile(
-    r"^P(?:(?:\d+Y(?:\d+M(?:\d+D)?)?|\d+M(?:\d+D)?|\d+D)(?:T(?:\d+H(?:\d+M(?:\d+S)?)?|\d+M(?:\d+S)?|\d+S))?"
-    r"|T(?:\d+H(?:\d+M(?:\d+S)?)?|\d+M(?:\d+S)?|\d+S)|\d+W)$"
-)
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
-_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$")
+_TIME = re.compile(r"(\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))", re.ASCII)
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", re.ASCII)
+
+
+def _check_exactly_as_the_grammar(fmt: str) -> None:
+    check = format_checker(fmt)
+    assert check is not None
+
+    @FORMAT_CHECKER.checks(fmt)
+    def _conforms(value: object) -> bool:
+        return not isinstance(value, str) or check(value)
+
+
+# The formats the grammar enforces exactly are checked by the grammar's own language: a value
+# validated afterwards (a format beside a pattern) meets the same rule as one generated under
+# it. jsonschema's checkers differ (email is any text with an "@"; iri, uri-template and
+# relative-json-pointer need packages not installed, and pass everything without them).
+for _fmt in sorted(EXACT_FORMATS):
+    _check_exactly_as_the_grammar(_fmt)
 
 
 @FORMAT_CHECKER.checks("date-time")
 def _is_date_time(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    m = _DATE_TIME.match(value)
+    m = _DATE_TIME.fullmatch(value)
     if not m:
         return False
     try:
@@ -385,13 +429,8 @@ def _time_fields_ok(hour: int, minute: int, second: int, offset: str) -> bool:
 def _is_time(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    m = _TIME.match(value)
+    m = _TIME.fullmatch(value)
     return bool(m) and _time_fields_ok(int(m[1]), int(m[2]), int(m[3]), m[5])  # type: ignore[index]
-
-
-@FORMAT_CHECKER.checks("duration")
-def _is_duration(value: object) -> bool:
-    return not isinstance(value, str) or bool(_DURATION.match(value))
 
 
 @FORMAT_CHECKER.checks("hostname")
@@ -405,7 +444,7 @@ def _is_hostname(value: object) -> bool:
 
 
 def _is_host_label(label: str) -> bool:
-    if not _HOST_LABEL.match(label):
+    if not _HOST_LABEL.fullmatch(label):
         return False
     if label[2:4] != "--":
         return True
@@ -417,40 +456,6 @@ def _is_host_label(label: str) -> bool:
     except UnicodeError:
         return False
     return True
-
-
-@FORMAT_CHECKER.checks("uri")
-def _is_uri(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    if not _URI_CHARS.match(value):
-        return False
-    scheme = value.split(":", 1)[0] if ":" in value else ""
-    if not scheme or not _SCHEME.match(scheme):
-        return False
-    try:
-        urlsplit(value)
-    except ValueError:
-        return False
-    return True
-
-
-@FORMAT_CHECKER.checks("uri-reference")
-def _is_uri_reference(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    try:
-        urlsplit(value)
-    except ValueError:
-        return False
-    return bool(_URI_CHARS.match(value))
-
-
-@FORMAT_CHECKER.checks("json-pointer")
-def _is_json_pointer(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    return value == "" or (value.startswith("/") and not re.search(r"~[^01]|~$", value))
 
 
 @FORMAT_CHECKER.checks("regex")

@@ -39,6 +39,20 @@ from qwenjson.validate import (
         ),
         ({"format": "uri"}, ["https://example.com/a?b#c"], ["//no-scheme", "http://a b"]),
         ({"format": "regex"}, ["^\\p{L}+$"], ["(unclosed"]),
+        # Whole values in ASCII digits: no final newline, no ४ read as 4 by int().
+        ({"format": "date-time"}, ["2024-01-01T00:00:00Z"], ["2024-01-01T00:00:00Z\n"]),
+        ({"format": "date-time"}, [], ["२०२४-01-01T00:00:00Z"]),
+        ({"format": "time"}, [], ["00:00:00Z\n", "००:00:00Z"]),
+        ({"format": "hostname"}, [], ["example.com\n"]),
+        # Beside a pattern a format is checked after generation: by the grammar's language.
+        (
+            {"pattern": "^[\\s\\S]*$", "format": "relative-json-pointer"},
+            ["0/a", "1#"],
+            ["not a pointer", "0\n"],
+        ),
+        ({"pattern": "^[\\s\\S]*$", "format": "uri-template"}, ["/a/{b}"], ["{a"]),
+        ({"pattern": "^[\\s\\S]*$", "format": "iri"}, ["http://é.example/ü"], ["é", "http://a b"]),
+        ({"pattern": "^[\\s\\S]*$", "format": "email"}, ["a@b"], ["a@@b", "@"]),
         (
             {"patternProperties": {"^\\d$": {"type": "integer"}}, "additionalProperties": False},
             [{"1": 1}],
@@ -47,6 +61,41 @@ from qwenjson.validate import (
     ],
 )
 def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> None:
+    _check(schema, good, bad)
+
+
+@pytest.mark.parametrize(
+    ("schema", "good", "bad"),
+    [
+        # unevaluatedProperties counts the keys patternProperties matched, in ECMA's sense too.
+        (
+            {"patternProperties": {"^\\d$": {}}, "unevaluatedProperties": False},
+            [{"1": "x"}],
+            [{"৪": "x"}],
+        ),
+        (
+            {"patternProperties": {"^\\p{L}+$": {}}, "unevaluatedProperties": False},
+            [{"é": 1}],
+            [{"1": 1}],
+        ),
+        (
+            {
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
+                "allOf": [{"patternProperties": {"^\\w$": {}}}],
+                "unevaluatedProperties": False,
+            },
+            [{"a": 1}],
+            [{"é": 1}],
+        ),
+    ],
+)
+def test_unevaluated_properties_read_patterns_as_ecma(
+    schema: dict[str, Any], good: list[Any], bad: list[Any]
+) -> None:
+    _check(schema, good, bad)
+
+
+def _check(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> None:
     validator = make_validator(schema)
     for value in good:
         assert validation_errors(value, validator) == [], value

@@ -25,23 +25,27 @@ is registered); relative-json-pointer has no index manipulation (``0+1/a``).
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 
 from qwenjson.schema.gbnf import (
+    Alt,
     CharClass,
     Expr,
     Group,
     Literal,
     Ref,
     Repeat,
+    Seq,
     alt,
     json_escape_content,
     repeat,
     seq,
 )
-from qwenjson.schema.regex import regex_grammar
+from qwenjson.schema.regex import regex_grammar, to_python_regex
 
-__all__ = ["EXACT_FORMATS", "FORMATS", "format_grammar", "format_to_gbnf"]
+__all__ = ["EXACT_FORMATS", "FORMATS", "format_checker", "format_grammar", "format_to_gbnf"]
 
 # Formats whose grammar accepts exactly the valid strings (see the module docstring).
 EXACT_FORMATS: frozenset[str] = frozenset(
@@ -323,13 +327,11 @@ _JSON_POINTER = "(?:/(?:[^~/]|~[01])*)*"
 
 
 def _json_pointer(b: _Builder) -> Ref:
-    return _from_regex(b, "json-pointer", f"^{_JSON_POINTER}$")
+    return _from_regex(b, "json-pointer", _REGEX_FORMATS["json-pointer"])
 
 
 def _relative_json_pointer(b: _Builder) -> Ref:
-    # A non-negative integer, then "#" or a JSON pointer. (The index manipulation of the draft,
-    # "0+1/…", is left out: Python's checker in jsonschema rejects it.)
-    return _from_regex(b, "relative-json-pointer", f"^(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})$")
+    return _from_regex(b, "relative-json-pointer", _REGEX_FORMATS["relative-json-pointer"])
 
 
 # RFC 6570 level 4. Literals: ASCII but controls, space, "\"<>\\^`{|}" (and "%" only as
@@ -345,7 +347,18 @@ _URI_TEMPLATE = f"^(?:{_UT_LITERAL}|\\{{[+#./;?&=,!@|]?{_UT_VARSPEC}(?:,{_UT_VAR
 
 
 def _uri_template(b: _Builder) -> Ref:
-    return _from_regex(b, "uri-template", _URI_TEMPLATE)
+    return _from_regex(b, "uri-template", _REGEX_FORMATS["uri-template"])
+
+
+# The formats written as ECMA-262 regexes over the decoded text (the regex translator adds the
+# JSON escapes). Relative-json-pointer: a non-negative integer, then "#" or a JSON pointer (the
+# index manipulation of the draft, "0+1/…", is left out: Python's checker in jsonschema rejects
+# it).
+_REGEX_FORMATS: dict[str, str] = {
+    "json-pointer": f"^{_JSON_POINTER}$",
+    "relative-json-pointer": f"^(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})$",
+    "uri-template": _URI_TEMPLATE,
+}
 
 
 def _uuid(b: _Builder) -> Ref:
@@ -396,3 +409,51 @@ def format_grammar(fmt: str, prefix: str) -> tuple[Expr, dict[str, Expr]] | None
         return None
     b = _Builder(prefix)
     return build(b), b.rules
+
+
+def format_checker(fmt: str) -> Callable[[str], bool] | None:
+    """For a format of :data:`EXACT_FORMATS`, a test of a decoded string that accepts exactly
+    what the format's grammar accepts (None for the others).
+
+    Validation after generation uses it where the grammar could not enforce the format (beside
+    a ``pattern``, only one of them is compiled), so that checking afterwards is neither looser
+    nor stricter than generating under the grammar would have been. The regex is the grammar
+    itself: the rules inlined (none of these is recursive), matched against the text as the
+    grammar spells it (``json_escape_content``); the regex formats use their ECMA source.
+    """
+    if fmt not in EXACT_FORMATS:
+        return None
+    return _checker(fmt)
+
+
+@functools.cache
+def _checker(fmt: str) -> Callable[[str], bool]:
+    source = _REGEX_FORMATS.get(fmt)
+    if source is not None:
+        found = re.compile(to_python_regex(source)).search
+        return lambda text: found(text) is not None
+    b = _Builder("fmt-")
+    top = FORMATS[fmt](b)
+    whole = re.compile(_as_regex(top, b.rules, ()))
+    return lambda text: whole.fullmatch(json_escape_content(text)) is not None
+
+
+def _as_regex(expr: Expr, rules: dict[str, Expr], inside: tuple[str, ...]) -> str:
+    """``expr`` as a Python regex over the JSON-encoded text, the rules it uses inlined."""
+    if isinstance(expr, Literal):
+        return re.escape(expr.text)
+    if isinstance(expr, CharClass):
+        # GBNF class bodies use escapes Python's re reads the same way (\x2D, \u00A0, \U…).
+        return ("[^" if expr.negated else "[") + expr.body + "]"
+    if isinstance(expr, Ref):
+        if expr.name in inside:
+            raise ValueError(f"format rule {expr.name} is recursive")
+        return f"(?:{_as_regex(rules[expr.name], rules, (*inside, expr.name))})"
+    if isinstance(expr, Seq):
+        return "".join(f"(?:{_as_regex(e, rules, inside)})" for e in expr.items)
+    if isinstance(expr, Alt):
+        return "(?:" + "|".join(_as_regex(e, rules, inside) for e in expr.items) + ")"
+    if isinstance(expr, Group):
+        return f"(?:{_as_regex(expr.item, rules, inside)})"
+    hi = "" if expr.hi is None else str(expr.hi)
+    return f"(?:{_as_regex(expr.item, rules, inside)}){{{expr.lo},{hi}}}"
