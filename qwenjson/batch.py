@@ -302,7 +302,10 @@ class _Batch:
                     f"{line_no}): delete the checkpoint to start over"
                 )
             try:
-                text, shape = parse_record(raw, self.options, first=line_no == 1)
+                # A document (one text, checkpointed) had its BOM taken when it was read: a
+                # second one is the text's own.
+                first = line_no == 1 and not self.options.document
+                text, shape = parse_record(raw, self.options, first=first)
             except QwenJsonError as e:
                 yield RecordTask(line_no, "", digest, error=e)
                 continue

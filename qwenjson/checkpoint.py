@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ CHECKPOINT_VERSION = 2
 # The header's "fingerprint": how the job was identified. Absent: a hand-written list of
 # options (before ``Plan``), so the fingerprints can't match: say so rather than "another job".
 FINGERPRINT_KIND = "plan-1"
+
+
+# How every header this version writes begins (``json.dumps`` of a dict whose first key is this).
+_HEADER_START = b'{"qwenjson_checkpoint": '
 
 
 def _read_all(fd: int) -> bytes:
@@ -103,6 +108,10 @@ class Checkpoint:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise UsageError(f"can't open --checkpoint {name!r}: {e.strerror}") from e
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            # /dev/zero would be read without end, /dev/null never resume anything.
+            self.close()
+            raise UsageError(f"--checkpoint {name!r} is not a regular file")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -120,7 +129,13 @@ class Checkpoint:
             header = json.loads(lines[0]) if lines else None
         except json.JSONDecodeError:
             header = None
-        if lines and (not isinstance(header, dict) or "qwenjson_checkpoint" not in header):
+        # No whole line: new, or a kill while the header was written (its start is all there
+        # is). Any other text is someone's file, never cut to nothing (a JSON file written
+        # without a final newline was).
+        partial_header = not lines and _HEADER_START.startswith(data[: len(_HEADER_START)])
+        if (data and not lines and not partial_header) or (
+            lines and (not isinstance(header, dict) or "qwenjson_checkpoint" not in header)
+        ):
             self.close()
             raise UsageError(f"--checkpoint {name!r} is not a qwenjson checkpoint")
         version = header.get("qwenjson_checkpoint") if isinstance(header, dict) else None

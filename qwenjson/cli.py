@@ -30,7 +30,7 @@ from qwenjson.errors import (
     SchemaError,
     UsageError,
 )
-from qwenjson.stream import output_errors, signals_held
+from qwenjson.stream import output_errors, signals_held, write_whole
 
 EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
@@ -78,8 +78,7 @@ def write_document(text: str) -> None:
     data = (text + "\n").encode("utf-8")
     with signals_held(), output_errors("stdout"):  # stdout never ends in a partial line
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_whole(sys.stdout.buffer, data)
 
 
 @app.command()

@@ -23,7 +23,21 @@ from rich.progress import (
 )
 from rich.text import Text
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Diagnostics(Console):
+    """Rich's console for stderr, but a reader of stderr that goes away only silences it.
+
+    Rich's default on a broken pipe points *stdout* at /dev/null and exits 1: a batch whose
+    log was piped to ``head -1`` stopped after two records, and its data went nowhere. The
+    data on stdout matters more than the messages: the run carries on quietly, and its exit
+    code still says what happened.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
+stderr = _Diagnostics(stderr=True, highlight=False, soft_wrap=True)
 
 ProgressCallback = Callable[[int, int | None], None]
 

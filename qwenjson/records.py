@@ -226,7 +226,9 @@ def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
     stream isn't JSONL (``/dev/zero``): an InputError.
     """
     readline = getattr(stream, "readline", None)
-    lines = iter(lambda: readline(MAX_INPUT_BYTES + 1), b"") if readline else iter(stream)
+    # Two bytes past the limit: a line of exactly MAX_INPUT_BYTES is read with its "\r\n" (with
+    # one, it stopped at the "\r" and counted as too long where the same line with "\n" wasn't).
+    lines = iter(lambda: readline(MAX_INPUT_BYTES + 2), b"") if readline else iter(stream)
     for line_no, raw in enumerate(lines, 1):
         ended = raw.endswith(b"\n")
         if ended:

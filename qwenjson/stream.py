@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import signal
 import stat
 import sys
@@ -134,9 +135,28 @@ class LineOutput:
         with output_errors("stdout" if self._given is None else "the output"):
             if self._given is None:
                 sys.stdout.flush()  # anything printed through the text layer goes first
-            out = self.stream
-            out.write(data)
-            out.flush()
+            write_whole(self.stream, data)
+
+
+def write_whole(out: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to ``out`` and flush it.
+
+    Under ``python -u`` or ``PYTHONUNBUFFERED=1`` (many containers set it) stdout's buffer is a
+    raw file, whose ``write`` may take only part of the data and say so: a full disk took 985
+    of 1037 bytes without an error, and a signal interrupting a write to a full pipe ended it
+    early. The rest is written until all is, or the write raises.
+    """
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        if n is None:  # a non-blocking descriptor that can take nothing now
+            fd = stream_fd(out)
+            if fd is None:
+                break  # a file-like object that doesn't count what it takes: it took it all
+            select.select([], [fd], [])
+            continue
+        view = view[n:]
+    out.flush()
 
 
 @contextmanager

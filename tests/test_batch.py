@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import jsonschema
 import pytest
@@ -38,7 +41,7 @@ from qwenjson.errors import (
 from qwenjson.generation import GenerationResult
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.plan import RecordOptions, each_schema, job_fingerprint, plan_for, prepare_job
-from qwenjson.records import BatchOptions, parse_record, read_lines
+from qwenjson.records import MAX_INPUT_BYTES, BatchOptions, parse_record, read_lines
 from qwenjson.runner import Limits, Runner, TotalTimeoutExpired, fit_to_context
 from qwenjson.stream import ItemScanner, LineOutput
 from tests.fakes import FakeModel
@@ -761,6 +764,25 @@ def test_checkpoint_refuses_another_job_a_changed_input_and_a_truncated_output(
     (tmp_path / "ckpt").write_text("hello\n")
     foreign, _ = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
     assert isinstance(foreign, UsageError) and "not a qwenjson checkpoint" in str(foreign)
+    # Without a final newline too (json.dump writes none): refused, never cut to nothing.
+    (tmp_path / "ckpt").write_text('{"api_key": "keep me"}')
+    foreign, _ = batch_to_file(tmp_path, data, FakeModel(lambda t, _: person(t)))
+    assert isinstance(foreign, UsageError) and "not a qwenjson checkpoint" in str(foreign)
+    assert (tmp_path / "ckpt").read_text() == '{"api_key": "keep me"}'
+
+
+def test_a_checkpoint_killed_while_its_header_was_written_starts_again(tmp_path: Path) -> None:
+    (tmp_path / "ckpt").write_bytes(b'{"qwenjson_checkpoint": 2, "jo')
+    fake = FakeModel(lambda t, _: person(t))
+    report, _ = batch_to_file(tmp_path, b"a\n", fake)
+    assert fake.users == ["a"] and report.resumed == 0
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_checkpoint_must_be_a_regular_file(device: str) -> None:
+    # /dev/zero was read until memory ran out; /dev/null never resumed anything.
+    with pytest.raises(UsageError, match="is not a regular file"):
+        Checkpoint(Path(device), "job").open()
 
 
 def test_a_checkpoint_in_use_by_another_run_is_refused(tmp_path: Path) -> None:
@@ -1173,3 +1195,68 @@ def test_real_truncate_fits_a_long_input_into_the_context(keep: str) -> None:
     )
     assert (refused.returncode, refused.stdout) == (EXIT_INPUT, b"")
     assert f"(the text {before})" in refused.stderr.decode()
+
+
+def test_a_raw_stdout_that_takes_part_of_a_line_gets_the_rest() -> None:
+    # Under PYTHONUNBUFFERED=1 stdout's buffer is a raw file: a write may take part of the data
+    # (a full disk, a signal, a non-blocking pipe) and say so. A real pipe in non-blocking mode
+    # takes at most its capacity per write and nothing (None) while full.
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    raw = io.FileIO(write_fd, "wb", closefd=True)
+    line = "x" * 300_000
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read_fd, 7_000):
+            got.extend(chunk)
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        LineOutput(cast(BinaryIO, raw)).write_line(line)
+    finally:
+        raw.close()
+        reader.join()
+        os.close(read_fd)
+    assert got == (line + "\n").encode()
+
+
+def test_a_batch_carries_on_when_its_log_reader_goes_away() -> None:
+    # `qwenjson … 2> >(head -1)`: stderr's reader leaves after the first message. Rich's default
+    # pointed stdout at /dev/null and exited 1; the records still to come must reach stdout.
+    lines = "\n".join(['{"text": ""}', *(json.dumps({"text": t}) for t in TEXTS[:2])]) + "\n"
+    proc = subprocess.Popen(
+        qwenjson_argv("--jsonl", "--field", "text", "--on-error", "record"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    proc.stderr.close()  # gone before the first message
+    out, _ = proc.communicate(lines.encode(), timeout=300)
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    assert proc.returncode == 8  # one record failed; the message could not be shown
+    assert len(records) == 2
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"])
+def test_a_line_of_exactly_the_limit_is_read_whole_with_either_line_end(end: bytes) -> None:
+    limit = MAX_INPUT_BYTES
+    lines = list(read_lines(io.BytesIO(b"x" * limit + end + b"x" * (limit + 1) + end + b"y\n")))
+    assert [len(line) for line in lines] == [limit, limit + 1, 1]  # the second one is refused
+
+
+def test_a_checkpointed_document_keeps_a_second_bom(tmp_path: Path) -> None:
+    # The reader took the first BOM; parsing the document again for the checkpoint took the
+    # second, so the model saw other text with --checkpoint than without.
+    fake = FakeModel(lambda t, _: person(t))
+    run_batch(
+        ["\ufeffAnn".encode()],
+        runner(fake),
+        BatchOptions(document=True),
+        output=LineOutput(io.BytesIO()),
+        checkpoint=Checkpoint(tmp_path / "ckpt", "job"),
+    )
+    assert fake.users == ["\ufeffAnn"]
