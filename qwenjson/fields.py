@@ -6,6 +6,7 @@ the span constraint (``qwenjson.grounding``) and abstention (``qwenjson.evidence
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "Pattern",
     "grounding_rules",
     "required_keys",
+    "value_floors",
 ]
 
 GROUNDED_KEY = "x-grounded"
@@ -113,12 +115,64 @@ def required_keys(schema: Mapping[str, Any] | bool) -> dict[Pattern, tuple[str, 
     return _Walker(schema, True).required
 
 
+def value_floors(schema: Mapping[str, Any] | bool) -> dict[Pattern, int]:
+    """The bytes of the shortest JSON value each path pattern of ``schema`` allows (``{"x":
+    ""}`` for an object that requires a string ``x``; the shortest of an ``enum``), for the
+    budget to reserve what closing a document really costs (``SpanTracker.closing_reserve``)."""
+    return _Walker(schema, True).floors
+
+
+def _floor(root: Mapping[str, Any], node: Any, depth: int) -> int:
+    """Bytes of the shortest value ``node`` allows, written as qwenjson's grammar writes it
+    (", " and ": " between members); 1 where the schema says too little to tell (``0``)."""
+    node = follow_local_refs(root, node)
+    if depth > _MAX_RULE_DEPTH or not isinstance(node, Mapping):
+        return 1
+    if "const" in node:
+        return _json_bytes(node["const"])
+    enum = node.get("enum")
+    if isinstance(enum, list) and enum:
+        return min(_json_bytes(v) for v in enum)
+    for key in ("anyOf", "oneOf"):
+        branches = node.get(key)
+        if isinstance(branches, list) and branches:
+            return min(_floor(root, b, depth + 1) for b in branches)
+    floors = [_type_floor(root, node, t, depth) for t in _types(node)]
+    return min(floors, default=1)
+
+
+def _type_floor(root: Mapping[str, Any], node: Mapping[str, Any], t: str, depth: int) -> int:
+    if t == "string":
+        least = node.get("minLength")
+        return 2 + (least if isinstance(least, int) and not isinstance(least, bool) else 0)
+    if t in ("boolean", "null"):
+        return 4
+    if t == "object":
+        props = node.get("properties")
+        props = props if isinstance(props, Mapping) else {}
+        required = node.get("required")
+        names = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
+        members = [_json_bytes(k) + 2 + _floor(root, props.get(k, True), depth + 1) for k in names]
+        return 2 + sum(members) + 2 * max(len(members) - 1, 0)
+    if t == "array":
+        least = node.get("minItems")
+        n = least if isinstance(least, int) and not isinstance(least, bool) else 0
+        item = _floor(root, node.get("items", True), depth + 1) if n else 0
+        return 2 + n * item + 2 * max(n - 1, 0)
+    return 1  # a number
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
 class _Walker:
     def __init__(self, root: Mapping[str, Any] | bool, default: bool) -> None:
         self.root: Mapping[str, Any] = root if isinstance(root, Mapping) else {}
         self.default = default
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
+        self.floors: dict[Pattern, int] = {}
         if isinstance(root, Mapping):
             self.walk(root, (), "none", None, 0)
 
@@ -130,6 +184,7 @@ class _Walker:
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
+        self.floors[pattern] = _floor(self.root, node, depth)
         types = _types(node)
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain

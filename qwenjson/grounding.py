@@ -21,7 +21,13 @@ The byte machine underneath (paths, spans, records, ended lists) is
 
 from __future__ import annotations
 
-from qwenjson.fields import GROUNDED_KEY, FieldRule, grounding_rules, required_keys
+from qwenjson.fields import (
+    GROUNDED_KEY,
+    FieldRule,
+    grounding_rules,
+    required_keys,
+    value_floors,
+)
 from qwenjson.source import SourceText
 from qwenjson.span_tracker import OpenValue, SpanTracker, ValueRecord
 from qwenjson.utf8 import characters, other_cases
@@ -34,6 +40,7 @@ __all__ = [
     "ValueRecord",
     "grounding_rules",
     "required_keys",
+    "value_floors",
 ]
 
 

@@ -24,7 +24,13 @@ from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageErr
 from qwenjson.evidence import annotate
 from qwenjson.fields import ABSTAIN_BELOW
 from qwenjson.generation import GenerationResult, Generator, Message
-from qwenjson.grounding import Grounding, SourceText, grounding_rules, required_keys
+from qwenjson.grounding import (
+    Grounding,
+    SourceText,
+    grounding_rules,
+    required_keys,
+    value_floors,
+)
 from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
@@ -159,6 +165,7 @@ class Extractor:
         self.options = options or ExtractOptions()
         self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
         self.required = required_keys(self.prepared.schema)
+        self.floors = value_floors(self.prepared.schema)
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -191,7 +198,7 @@ class Extractor:
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
-            grounding = Grounding(source, self.rules, self.required)
+            grounding = Grounding(source, self.rules, self.required, self.floors)
             result = self.generator.generate(
                 messages,
                 self.prepared.compiled.grammar,

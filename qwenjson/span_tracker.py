@@ -120,10 +120,12 @@ class SpanTracker:
         source: SourceText,
         rules: Mapping[Pattern, FieldRule],
         required: Mapping[Pattern, tuple[str, ...]] | None = None,
+        floors: Mapping[Pattern, int] | None = None,
     ) -> None:
         self.source = source
         self.rules = dict(rules)
         self.required = dict(required or {})
+        self.floors = dict(floors or {})  # ``fields.value_floors``
         self.records: list[ValueRecord] = []
         self.dedupe = True
         # The path patterns under which some value is grounded (a list item under one of them
@@ -156,6 +158,7 @@ class SpanTracker:
         twin = type(self).__new__(type(self))
         twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
         twin.required, twin._grounded_under = self.required, self._grounded_under
+        twin.floors = self.floors
         twin._capturing = self._capturing
         twin.records = []
         twin._stack = [f.copy() for f in self._stack]
@@ -241,18 +244,25 @@ class SpanTracker:
         return out
 
     def closing_reserve(self) -> int:
-        """Tokens the document needs at least to close from here, beyond the brackets: the
-        required members of open objects not written yet (``, "key": []``, at two bytes a
-        token, rounded up, measured as an upper bound for Qwen2's tokenizer on ASCII keys
-        and CJK keys at three bytes a character). Budget steering reserves them."""
+        """Tokens the document needs at least to close from here, beyond the open brackets:
+        the required members of open objects not written yet (``, "key": VALUE`` with the
+        shortest value the schema allows: ``""``, an enum's shortest label, an object with its
+        own required members), and the value of a key just written, at two bytes a token,
+        rounded up (measured as an upper bound for Qwen2's tokenizer on ASCII keys and CJK
+        keys at three bytes a character). Budget steering reserves them."""
         cost = 0
+        top = len(self._stack) - 1
         for depth, frame in enumerate(self._stack):
             if frame.kind != 0x7B:
                 continue
             pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack[:depth])
             for key in self.required.get(pattern, ()):
                 if key not in frame.keys and key != frame.key:
-                    cost += (len(json.dumps(key, ensure_ascii=False).encode()) + 8) // 2
+                    name = len(json.dumps(key, ensure_ascii=False).encode())
+                    cost += (name + 6 + self.floors.get((*pattern, key), 2)) // 2
+            if depth == top and frame.phase in (1, 2) and not self._in_str:
+                # A key written, its value not begun (one begun is open: a frame or a string).
+                cost += (self.floors.get((*pattern, frame.key or ""), 1) + 1) // 2
         return cost
 
     # -- the byte machine --------------------------------------------------------------------------

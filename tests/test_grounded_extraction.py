@@ -282,3 +282,28 @@ def test_dates_and_numbers_are_read_from_the_text(
         if pointer[1:] in result.data:
             start, end = result.evidence[pointer]
             assert float(text[start:end].replace(",", "")) == result.data[pointer[1:]]
+
+
+def test_the_budget_keeps_room_for_a_required_object_still_to_come() -> None:
+    # The four required members of "details" were not reserved until "details" opened: the
+    # long title ate the budget and the document was not complete after 70 tokens (exit 5).
+    names = [f"{n}_long_property_name" for n in ("first", "second", "third", "fourth")]
+    details = {
+        "type": "object",
+        "properties": {n: {"type": "string"} for n in names},
+        "required": names,
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "details": details},
+        "required": ["title", "details"],
+        "additionalProperties": False,
+    }
+    text = (
+        b"The report titled Quarterly Results for the big annual meeting of the company in the "
+        b"city of Springfield was written by John Smith and Mary Jones and Peter Brown."
+    )
+    r = extract("-s", json.dumps(schema), "--max-tokens", "70", "--no-cache", stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    assert set(json.loads(r.stdout)["details"]) == set(names)

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from qwenjson.evidence import annotate, leaf_spans
 from qwenjson.fields import Path
 from qwenjson.generation import TokenTrace
-from qwenjson.grounding import FieldRule, Grounding, SourceText, grounding_rules, required_keys
+from qwenjson.grounding import (
+    FieldRule,
+    Grounding,
+    SourceText,
+    grounding_rules,
+    required_keys,
+    value_floors,
+)
 
 PERSON: dict[str, Any] = {
     "type": "object",
@@ -714,16 +721,44 @@ def test_the_closing_reserve_counts_required_members_still_to_come() -> None:
         },
         "required": ["a", "inner", "公司"],
     }
-    g = Grounding(SourceText("t"), grounding_rules(schema), required_keys(schema))
+    g = Grounding(
+        SourceText("t"), grounding_rules(schema), required_keys(schema), value_floors(schema)
+    )
     assert g.closing_reserve() == 0  # nothing open yet
     g.accept(b'{"a": ["t"')
-    # ', "inner": {}' and ', "公司": []' still to come (the inner object's own members are
-    # counted once it opens).
-    assert g.closing_reserve() == (len('"inner"') + 8) // 2 + (len('"公司"'.encode()) + 8) // 2
-    g.accept(b'], "inner": {"x": 1')
-    assert g.closing_reserve() == (len('"公司"'.encode()) + 8) // 2 + (len('"y"') + 8) // 2
+    # ', "inner": {"x": 0, "y": 0}' and ', "公司": []' still to come, at two bytes a token
+    # (and one more for rounding, as before the floors).
+    inner = len(b', "inner": {"x": 0, "y": 0}')
+    company = len(', "公司": []'.encode())
+    assert g.closing_reserve() == (inner + 2) // 2 + (company + 2) // 2
+    g.accept(b'], "inner"')
+    # The key is written: its value, the object with its own members, still to come.
+    assert g.closing_reserve() == (len(b'{"x": 0, "y": 0}') + 1) // 2 + (company + 2) // 2
+    g.accept(b': {"x": 1')
+    assert g.closing_reserve() == (company + 2) // 2 + (len(b', "y": 0') + 2) // 2
     g.accept(', "y": 2}, "公司": ['.encode())
     assert g.closing_reserve() == 0
+
+
+def test_value_floors_are_the_shortest_values_the_schema_allows() -> None:
+    label = {"enum": ["a long category label", "short", 1234567]}
+    schema = {
+        "type": "object",
+        "properties": {
+            "c": label,
+            "s": {"type": "string", "minLength": 3},
+            "l": {"type": "array", "items": label, "minItems": 2},
+            "o": {"type": ["object", "null"], "properties": {"k": label}, "required": ["k"]},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        },
+    }
+    floors = value_floors(schema)
+    assert floors[("c",)] == len(b'"short"')
+    assert floors[("s",)] == len(b'"abc"')
+    assert floors[("l",)] == len(b'["short", "short"]')
+    assert floors[("o",)] == len(b"null")
+    assert floors[("n",)] == len(b"0")
+    assert floors[()] == len(b"{}")
 
 
 def test_a_blank_where_the_text_breaks_the_line_is_written_as_the_break() -> None:
