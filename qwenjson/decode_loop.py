@@ -133,13 +133,16 @@ class DecodeLoop:
                 token = credited = self._choose_closing(logits, depth.in_string)
             if token is None:
                 token = credited = self._choose(logits, rng, None)
-                if (
-                    constraint is not None
-                    and token is not None
-                    and not vocab.is_eog(token)
-                    and not constraint.allows(piece(token))
-                ):
-                    token, credited = self._choose_grounded(logits, token, constraint, rng)
+                if constraint is not None and token is not None and not vocab.is_eog(token):
+                    if not constraint.allows(piece(token)):
+                        token, credited = self._choose_grounded(logits, token, constraint, rng)
+                    elif self._settings.top_p < 1.0 and self._settings.temperature > 0.0:
+                        # A nucleus is no longer one after rejection: drawing from the
+                        # grammar's nucleus, then (if refused) from the narrower one, is not a
+                        # draw from the narrower nucleus. The first draw only tells whether
+                        # the model wanted something the text lacks; the choice is made
+                        # under both constraints.
+                        token = credited = self._choose(logits, rng, constraint)
             logprob = None
             if trace is not None and token is not None:
                 logprob = sampling.logprob(logits, token if credited is None else credited)

@@ -35,7 +35,9 @@ IntArray = npt.NDArray[np.int32]
 _MAX_REJECTED_DRAWS = 8
 # Greedy: after the argmax is rejected, check this many next-best candidates in one grammar call.
 _GREEDY_CANDIDATES = 64
-# Longer pieces than this are rare, and a span check covers them anyway.
+# Pieces are looked up by prefix up to this length; the few longer ones (SmolLM2 has runs of
+# "#", "=" or blanks up to 81 bytes) are always checked, as ``sensitive`` ones are, so the full
+# mask refuses none the span check allows.
 _LONGEST_PIECE = 48
 
 
@@ -151,8 +153,9 @@ def choose(
 
 @dataclass(frozen=True)
 class PieceIndex:
-    """Tokens by their text, and the ones holding a quote or a comma (the only ones a span
-    constraint can refuse outside a value). Banned and empty pieces are left out."""
+    """Tokens by their text, and the ones every mask checks (``sensitive``): those holding a
+    quote or a comma (the only ones a span constraint can refuse outside a value) and those
+    longer than ``prefix_ids`` looks. Banned and empty pieces are left out."""
 
     by_piece: dict[bytes, list[int]]
     sensitive: IntArray
@@ -176,7 +179,7 @@ def index_pieces(
         if not text or banned(t):
             continue
         by_piece.setdefault(text, []).append(t)
-        if b'"' in text or b"," in text:
+        if b'"' in text or b"," in text or len(text) > _LONGEST_PIECE:
             sensitive.append(t)
     return PieceIndex(by_piece, np.array(sensitive, dtype=np.int32))
 
@@ -216,8 +219,9 @@ def choose_grounded(
     (``Grounding.blank_continuations``); otherwise the choice is made again under both
     constraints (``again``: a draw from the grammar's distribution followed
     by a draw from the narrower one, when the first is refused, is a draw from the narrower
-    one). If nothing satisfies both, the grammar alone decides: the constraint never makes a
-    document impossible.
+    one; at ``top_p`` below 1 it is not, and the decode loop draws under both whatever the
+    first draw was). If nothing satisfies both, the grammar alone decides: the constraint never
+    makes a document impossible.
     """
     text = piece(token)
 

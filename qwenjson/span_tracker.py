@@ -223,9 +223,10 @@ class SpanTracker:
         """``mask`` (a boolean array over the vocabulary) narrowed to the tokens allowed here.
 
         Inside a grounded value only the tokens that spell the text's next bytes from a place
-        the content occurs, or that hold a quote (``sensitive``), can pass, so only those are
-        checked. Elsewhere (or in a number, or a value left free) every token the grammar admits
-        is checked: a number's first byte can be refused besides quotes and commas.
+        the content occurs, or that hold a quote (``sensitive``, with the longest pieces), can
+        pass, so only those are checked. Elsewhere (or in a number, or a value left free) every
+        token the grammar admits is checked: a number's first byte can be refused besides quotes
+        and commas.
         """
         out = mask.copy()
         o = self._open

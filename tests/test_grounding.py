@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from qwenjson.grounding import (
     required_keys,
     value_floors,
 )
+from qwenjson.sampling import index_pieces, narrowed
 
 PERSON: dict[str, Any] = {
     "type": "object",
@@ -812,3 +814,20 @@ def test_a_derived_number_is_found_as_the_readings_read_it() -> None:
     found = _annotated(text, '{"price": 12.5, "total": 1234.5}', prices)
     assert found.evidence == {"/price": [6, 11], "/total": [17, 25]}
     assert text[6:11] == "12,50" and text[17:25] == "1,234.50"
+
+
+def test_the_narrowed_mask_is_what_the_span_check_allows_for_pieces_of_any_length() -> None:
+    # The oracle: every piece put to ``allows`` one by one. The narrowed mask looks pieces up by
+    # prefix up to 48 bytes; a longer one the text spells (SmolLM2 has "#" runs of 64 bytes)
+    # was refused by the mask though the span check allows it.
+    text = "Title " + "#" * 70 + ' "end"'
+    schema = {"type": "object", "properties": {"v": {"type": "string"}}, "required": ["v"]}
+    pieces = [b"#", b"#" * 16, b"#" * 48, b"#" * 49, b"#" * 64, b"#" * 71, b'"', b"x" * 60, b"T"]
+    pieces += [b"#" * 70 + b" ", b'", "', b"end"]
+    index = index_pieces(len(pieces), pieces.__getitem__, lambda t: False)
+    for written in (b'{"v": "Title ', b'{"v": "Title ##', b'{"v": "', b'{"v": "Title ' + b"#" * 70):
+        g = Grounding(SourceText(text), grounding_rules(schema), required_keys(schema))
+        g.accept(written)
+        every = np.ones(len(pieces), dtype=bool)
+        mask = narrowed(every, g, pieces.__getitem__, lambda: index)
+        assert mask.tolist() == [g.allows(p) for p in pieces], written
