@@ -3,11 +3,13 @@ reject under the compiled grammar, and what the keyword report says about them."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from qwenjson.schema import check_schema, compile
+from qwenjson.validate import make_validator, validation_errors
 from tests.grammar_engine import accepts, grammar_error
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
@@ -436,3 +438,76 @@ def test_x_grounded_is_an_annotation_extract_reads() -> None:
     uses = check_schema({"type": "string", "x-grounded": False})
     (use,) = [u for u in uses if u.keyword == "x-grounded"]
     assert use.status == "annotation" and "extract" in use.note
+
+
+# Each: a schema, a document, and whether it is compiled for extract (closed objects). The
+# oracle is validation: a valid document is one the grammar accepts; an invalid one the grammar
+# refuses, or the schema is reported as checked after generation (needs_validation).
+AGREEMENT = [
+    # A patternProperties key that spells a declared name took the pattern's schema alone.
+    (
+        {
+            "properties": {"xa": {"type": "integer"}},
+            "patternProperties": {"^x": {}},
+            "additionalProperties": False,
+        },
+        ['{"xa":1}', '{"xb":"s"}', '{"xa":"s"}'],
+        False,
+    ),
+    # One allOf part's additionalProperties applies to keys only another part's patterns match.
+    (
+        {
+            "allOf": [
+                {"patternProperties": {"^x": {"type": "string"}}},
+                {"additionalProperties": False},
+            ]
+        },
+        ['{"xa":"s"}', "{}"],
+        False,
+    ),
+    # A propertyNames enum meets its sibling keywords too.
+    ({"propertyNames": {"enum": ["a", "bb"], "maxLength": 1}}, ['{"a":1}', '{"bb":1}'], False),
+    # Patterns are ECMA-262 in the compiler as in validation (\w is ASCII; U+FEFF is \s).
+    (
+        {"properties": {"é": {}}, "patternProperties": {"^\\w+$": {"type": "integer"}}},
+        ['{"é":"x"}', '{"a":1}', '{"a":"x"}'],
+        False,
+    ),
+    ({"enum": ["é", "a"], "pattern": "^\\w$"}, ['"a"', '"é"'], False),
+    ({"enum": ["\ufeff", "x"], "pattern": "^\\s$"}, ['"\ufeff"', '"x"'], False),
+    # Extract's closed objects still let in a name a keyword checked afterwards requires.
+    (
+        {
+            "type": "object",
+            "properties": {"a": {"type": "string"}},
+            "required": ["a"],
+            "dependentRequired": {"a": ["b"]},
+        },
+        ['{"a":"x","b":1}'],
+        True,
+    ),
+    (
+        {
+            "type": "object",
+            "properties": {"kind": {"const": "x"}},
+            "required": ["kind"],
+            "if": {"properties": {"kind": {"const": "x"}}},
+            "then": {"required": ["extra"]},
+        },
+        ['{"kind":"x","extra":1}'],
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("schema", "texts", "closed"), AGREEMENT)
+def test_the_grammar_agrees_with_validation(schema: Any, texts: list[str], closed: bool) -> None:
+    compiled = compile(schema, closed_objects=closed)
+    validator = make_validator(schema)
+    for text in texts:
+        valid = not validation_errors(json.loads(text), validator)
+        accepted = accepts(compiled.grammar, text)
+        if valid:
+            assert accepted, text
+        else:
+            assert not accepted or compiled.needs_validation, text

@@ -23,6 +23,7 @@ from qwenjson.schema.flat import (
 )
 from qwenjson.schema.flatten import Flattener
 from qwenjson.schema.gbnf import Expr, Literal, alt, trie_alternation
+from qwenjson.schema.regex_syntax import to_python_regex
 
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
 MAX_ALTERNATIVES_PRODUCT = 64
@@ -221,12 +222,12 @@ def scalar_fits(f: Flat, value: Any) -> bool:
 
 
 def _unsure(pattern: str) -> bool:
-    # Python's re may read an ECMA pattern differently (or not at all): then assume a match.
+    # A pattern the ECMA translator can't read (``py_search`` matches nothing): assume a match.
     try:
-        re.compile(pattern)
-    except re.error:
+        re.compile(to_python_regex(pattern))
+    except (SchemaError, re.error):
         return True
-    return "\\p" in pattern or "\\u" in pattern
+    return False
 
 
 def _intervals_apart(x: Flat, y: Flat) -> bool:

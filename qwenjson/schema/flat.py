@@ -4,6 +4,7 @@ with the small value helpers the keyword families share.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -13,6 +14,7 @@ from typing import Any
 from qwenjson.errors import SchemaError
 from qwenjson.jsontypes import json_equal
 from qwenjson.schema.keywords import child_pointer
+from qwenjson.schema.regex_syntax import to_python_regex
 
 # Repetition counts above this stay out of the grammar: llama.cpp expands `x{m,n}` into about
 # n rules, so big bounds become `*` (a superset) and jsonschema checks them afterwards.
@@ -69,6 +71,9 @@ class Flat:
     property_names: list[Node] = field(default_factory=list)
     # Objects/arrays: did any merged schema constrain them (so the generic rule won't do)?
     object_constrained: bool = False
+    # Keywords checked after generation may require names ``properties`` doesn't declare
+    # (dependentRequired, dependentSchemas, dependencies, then, else).
+    may_require_undeclared: bool = False
     array_constrained: bool = False
 
     def copy(self) -> Flat:
@@ -114,12 +119,19 @@ def has_surrogate(text: str) -> bool:
 
 
 def py_search(pattern: str, text: str) -> bool:
-    # Python's re is close to ECMA for the patterns schemas use; a pattern it can't read
-    # matches nothing here (the grammar stays a superset via additional members).
+    """Whether ECMA-262 ``pattern`` matches in ``text``, as validation will decide it (Python's
+    own reading let ``^\\w+$`` claim the key "é" and ``\\s`` miss U+FEFF). A pattern the
+    translator can't read matches nothing here (the grammar stays a superset via additional
+    members)."""
     try:
-        return re.search(pattern, text) is not None
-    except re.error:
+        return _compiled(pattern).search(text) is not None
+    except (SchemaError, re.error):
         return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(to_python_regex(pattern))
 
 
 def canonical_json(value: Any, separators: tuple[str, str] = (",", ":")) -> list[str]:

@@ -42,6 +42,8 @@ from qwenjson.schema.regex import regex_grammar
 from qwenjson.schema.strings import StringRules
 
 _OBJECT_KEYWORDS = grammar_keywords("object")
+# Keywords checked after generation that can require a name ``properties`` doesn't declare.
+_MAY_REQUIRE = frozenset({"dependentRequired", "dependentSchemas", "dependencies", "then", "else"})
 # patternProperties regexes that match every string (JSON Schema regexes are unanchored).
 _UNIVERSAL_PATTERNS = frozenset({"", ".*", "^.*", ".*$", "(.*)"})
 # A key no string matches: _names_key's answer when no name is allowed.
@@ -79,6 +81,7 @@ class ObjectRules(StringRules):
         f.min_props = r.count("minProperties") or 0
         f.max_props = r.count("maxProperties")
         f.object_constrained = not _OBJECT_KEYWORDS.isdisjoint(s)
+        f.may_require_undeclared = not _MAY_REQUIRE.isdisjoint(s)
 
         if "propertyNames" in s:
             f.property_names = [self._sub(node, s["propertyNames"], "propertyNames")]
@@ -102,9 +105,26 @@ class ObjectRules(StringRules):
         m.additional = a.additional + b.additional
         for pat, subs in b.pattern_props.items():
             m.pattern_props[pat] = m.pattern_props.get(pat, []) + subs
+        # A key one side's pattern matches is, for the other side, an additional one (unless a
+        # pattern of that side matches it too): that side's additionalProperties applies. The
+        # grammar can say so when that side has no patterns; otherwise validation checks it.
+        for x, y in ((a, b), (b, a)):
+            for pat in y.pattern_props:
+                if not x.additional or pat in x.pattern_props:
+                    continue
+                if x.pattern_props:
+                    self.mark(
+                        m.pointer,
+                        "additionalProperties",
+                        "validated-after",
+                        "beside another part's patternProperties",
+                    )
+                else:
+                    m.pattern_props[pat] = m.pattern_props[pat] + x.additional
         m.min_props = max(a.min_props, b.min_props)
         m.max_props = min_opt(a.max_props, b.max_props)
         m.object_constrained = a.object_constrained or b.object_constrained
+        m.may_require_undeclared = a.may_require_undeclared or b.may_require_undeclared
         m.property_names = a.property_names + b.property_names
 
     def _gen_object(self, f: Flat, node: Node) -> Expr:
@@ -223,10 +243,17 @@ class ObjectRules(StringRules):
                 add_value = self.visit(self._all(f.additional))
             except Unsatisfiable:
                 add_value = None
-        elif self.closed_objects and declared and f.min_props <= len(declared):
+        elif (
+            self.closed_objects
+            and declared
+            and f.min_props <= len(declared)
+            and not f.may_require_undeclared
+        ):
             # Generation profile: where the schema says nothing about undeclared properties, a
             # small model given the freedom invents keys ("description", "notes", …) and can
-            # loop on them. Leaving them out keeps the grammar a subset of the valid documents.
+            # loop on them. Leaving them out keeps the grammar a subset of the valid documents
+            # (not where a keyword checked afterwards may require an undeclared name: every
+            # document would then fail).
             add_value = None
         members: list[Expr] = []
         if f.pattern_props:
@@ -288,7 +315,12 @@ class ObjectRules(StringRules):
             )
             return None
         if names.enum is not None:
-            keys = [v for v in names.enum if isinstance(v, str) and v not in declared]
+            # The enum's names that also meet the sibling keywords (maxLength, pattern...).
+            keys = [
+                v
+                for v in names.enum
+                if isinstance(v, str) and v not in declared and _name_fits(stringish, v)
+            ]
             self.mark(f.pointer, "propertyNames", "enforced", "names from the enum")
             keys = [k for k in keys if not has_surrogate(k)]
             if not keys:
@@ -332,6 +364,10 @@ class ObjectRules(StringRules):
             if key is None:
                 exact = False
                 key = STRING
+            elif pat not in _UNIVERSAL_PATTERNS and any(py_search(pat, n) for n in declared):
+                # The pattern's key can spell a declared name, under the pattern's schema
+                # alone: the declared one's is checked after generation.
+                exact = False
             members.append(seq(key, self.colon, value))
         if any(p in _UNIVERSAL_PATTERNS for p in values):
             add_value = None  # every key matches a pattern: additionalProperties never applies
