@@ -475,6 +475,25 @@ AGREEMENT = [
     ),
     ({"enum": ["é", "a"], "pattern": "^\\w$"}, ['"a"', '"é"'], False),
     ({"enum": ["\ufeff", "x"], "pattern": "^\\s$"}, ['"\ufeff"', '"x"'], False),
+    # $dynamicRef lands where the dynamic scope says: any anchor of that name in the grammar
+    # (it resolved to the nearest one, and the valid ["a"] could not be written).
+    (
+        {
+            "$id": "https://example.com/root",
+            "$ref": "list",
+            "$defs": {
+                "foo": {"$dynamicAnchor": "items", "type": "string"},
+                "list": {
+                    "$id": "list",
+                    "type": "array",
+                    "items": {"$dynamicRef": "#items"},
+                    "$defs": {"items": {"$dynamicAnchor": "items", "type": "integer"}},
+                },
+            },
+        },
+        ['["a"]', "[1]"],
+        False,
+    ),
     # Extract's closed objects still let in a name a keyword checked afterwards requires.
     (
         {

@@ -56,7 +56,16 @@ class Flattener(CompilerCore):
                 continue
             if not isinstance(ref, str):
                 raise SchemaError(f"{ref_kw} must be a string", child_pointer(node.pointer, ref_kw))
-            target = self.index.resolve(ref, node.base, child_pointer(node.pointer, ref_kw))
+            at = child_pointer(node.pointer, ref_kw)
+            target = self.index.resolve(ref, node.base, at)
+            targets = self.index.dynamic_targets(ref_kw, ref, target)
+            if len(targets) > 1:
+                # Which one applies depends on the dynamic scope: any of them (anyOf), and
+                # validation decides (the keyword is checked after generation).
+                flat.groups.append(
+                    ("anyOf", [Node(t.schema, t.pointer, t.base, t.pointer) for t in targets], at)
+                )
+                break
             parts.append(Node(target.schema, target.pointer, target.base, target.pointer))
             if self.dialect.ref_hides_siblings:
                 flat = Flat(node.pointer)  # siblings of $ref are ignored in draft 7 and earlier

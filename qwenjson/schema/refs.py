@@ -62,6 +62,9 @@ class RefIndex:
         self.anchors: dict[tuple[str, str], str] = {}  # (URI, anchor name) → pointer
         self.bases: dict[str, str] = {}  # pointer → base URI of that subschema
         self.nodes: list[tuple[str, Any]] = []  # every subschema, in document order
+        # Where each `$dynamicAnchor` name is, and the resources with `$recursiveAnchor: true`.
+        self.dynamic_anchors: dict[str, list[str]] = {}
+        self.recursive_anchors: list[str] = []
         self._walk()
 
     def _walk(self) -> None:
@@ -98,7 +101,33 @@ class RefIndex:
             anchor = node.get(key)
             if isinstance(anchor, str):
                 self.anchors.setdefault((base, anchor), pointer)
+        dynamic = node.get("$dynamicAnchor")
+        if isinstance(dynamic, str):
+            self.dynamic_anchors.setdefault(dynamic, []).append(pointer)
+        if node.get("$recursiveAnchor") is True:
+            self.recursive_anchors.append(pointer)
         return base
+
+    def dynamic_targets(self, keyword: str, ref: str, target: Target) -> list[Target]:
+        """Every schema a `$dynamicRef` or `$recursiveRef` may land on, depending on the
+        dynamic scope when the instance is validated (``target``: its static landing place).
+
+        The grammar can't follow the dynamic scope; a document may take any of them (and
+        validation decides). Only ``target`` when the reference is static after all: the
+        landing place has no dynamic anchor of that name (`$dynamicRef`'s bookend), or
+        `$recursiveAnchor` isn't true there."""
+        landing = target.schema if isinstance(target.schema, dict) else {}
+        if keyword == "$dynamicRef":
+            name = urldefrag(ref)[1]
+            if not name or name.startswith("/") or landing.get("$dynamicAnchor") != name:
+                return [target]
+            pointers = self.dynamic_anchors.get(name, [])
+        elif keyword == "$recursiveRef" and landing.get("$recursiveAnchor") is True:
+            pointers = self.recursive_anchors
+        else:
+            return [target]
+        found = [Target(self._lookup(p), p, self.base_of(p)) for p in pointers]
+        return found if len(found) > 1 else [target]
 
     def base_of(self, pointer: str) -> str:
         """Base URI of the subschema at ``pointer`` (the document's if the walk missed it)."""
