@@ -180,13 +180,18 @@ _NO_REMOTE: Registry[Any] = Registry()
 
 @functools.cache
 def _ecma_validator(cls: type[Validator]) -> type[Validator]:
+    keywords = {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    }
+    if "dependencies" not in cls.VALIDATORS:
+        # Draft 2019-09 split it into dependentRequired and dependentSchemas, and jsonschema's
+        # newer validators ignore it; the compiler still reads it as checked after generation
+        # (the suite's optional dependencies-compatibility), so it is: draft 7's meaning.
+        keywords["dependencies"] = jsonschema.Draft7Validator.VALIDATORS["dependencies"]
     extended = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-        cls,
-        {
-            "pattern": _pattern,
-            "patternProperties": _pattern_properties,
-            "additionalProperties": _additional_properties,
-        },
+        cls, keywords
     )
     return cast(type[Validator], extended)
 

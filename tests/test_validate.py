@@ -78,6 +78,23 @@ def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> 
             [{"é": 1}],
             [{"1": 1}],
         ),
+        # The compiler reports `dependencies` as checked after generation in every draft.
+        (
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "dependencies": {"a": ["b"]},
+            },
+            [{"a": 1, "b": 2}, {"b": 2}],
+            [{"a": 1}],
+        ),
+        (
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "dependencies": {"a": {"required": ["c"]}},
+            },
+            [{"a": 1, "c": 2}],
+            [{"a": 1}],
+        ),
         (
             {
                 "$schema": "https://json-schema.org/draft/2019-09/schema",
@@ -89,7 +106,7 @@ def test_validation(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> 
         ),
     ],
 )
-def test_unevaluated_properties_read_patterns_as_ecma(
+def test_keywords_mean_what_the_compiler_reports(
     schema: dict[str, Any], good: list[Any], bad: list[Any]
 ) -> None:
     _check(schema, good, bad)
