@@ -24,7 +24,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry
 
 from qwenjson import deadline, jsonstrict
-from qwenjson.errors import SchemaError, TimeoutExpired
+from qwenjson.errors import SchemaError, TimeoutExpired, UnsupportedKeywordError
 from qwenjson.schema.formats import EXACT_FORMATS, format_checker
 from qwenjson.utf8 import not_utf8
 
@@ -159,7 +159,27 @@ def check_metaschema(schema: Schema) -> None:
         raise SchemaError("not a usable JSON Schema: nested too deeply to check") from None
     except JsonSchemaSchemaError as e:
         pointer = _pointer(e.absolute_path)
+        if e.validator == "format" and e.validator_value == "regex":
+            _refuse_valid_regex(e.instance, pointer)
         raise SchemaError(f"not a valid JSON Schema: {e.message}", pointer) from e
+
+
+def _refuse_valid_regex(pattern: object, pointer: str) -> None:
+    """A pattern that is valid ECMA-262 but that Python's re can't run (a look-behind of
+    varying width) is unsupported, not invalid: say which and why."""
+    from qwenjson.schema.regex import is_ecma_regex
+
+    if not isinstance(pattern, str) or not is_ecma_regex(pattern):
+        return
+    try:
+        ecma_regex(pattern)
+    except SchemaError as why:
+        reason = why.message.rsplit(": ", 1)[-1]  # re's own words, e.g. "look-behind requires…"
+        raise UnsupportedKeywordError(
+            "pattern",
+            pointer,
+            f"{pattern!r} is valid ECMA-262, but Python's re can't run it ({reason})",
+        ) from None
 
 
 def make_validator(schema: Schema) -> Validator:

@@ -271,3 +271,12 @@ def test_a_long_chain_of_dependencies_stays_valid_and_bounded() -> None:
     out = drop_empty_strings(dict.fromkeys(names, ""), v)
     assert not validation_errors(out, v)
     assert "a39" not in out and list(out) == names[: len(out)]
+
+
+def test_a_valid_regex_python_cant_run_is_unsupported_not_invalid() -> None:
+    with pytest.raises(SchemaError) as e:
+        check_metaschema({"type": "string", "pattern": "(?<=a+)b"})
+    assert str(e.value).startswith("unsupported schema keyword 'pattern': '(?<=a+)b' is valid")
+    assert "look-behind requires fixed-width pattern" in str(e.value)
+    with pytest.raises(SchemaError, match="not a valid JSON Schema"):
+        check_metaschema({"type": "string", "pattern": "(unclosed"})
