@@ -36,7 +36,8 @@ EXIT_CODES_HELP = """\
 Exit codes: 0 ok; 1 internal error (a bug: please report it); 2 usage; 3 schema (missing, not
 UTF-8, not JSON, not a valid JSON Schema, or a keyword qwenjson can't enforce); 4 model (unknown,
 missing, not a GGUF, download or checksum failed); 5 no valid output (the model's answer failed
-validation after all retries, or ran out of --max-tokens); 6 input (empty, not UTF-8, longer than
+validation after all retries, or ran out of --max-tokens, or --require-evidence found a value
+with no source); 6 input (empty, not UTF-8, an --input file missing or unreadable, longer than
 the context with --no-chunks, larger than 32 MiB); 7 timeout; 8 some records of a --jsonl batch
 failed (each reported with its line, unless --on-error skip); 9 cannot write stdout, --errors or
 --checkpoint (disk full, closed); 10 --ray: Ray not installed, the cluster unreachable or out of
@@ -99,7 +100,8 @@ def schema_check(
     file: Annotated[str, typer.Argument(help="Schema file, inline JSON, or concise syntax.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """List each keyword with its JSON pointer: enforced, validated-after or unsupported.
+    """List each keyword with its JSON pointer: enforced, validated-after, annotation or
+    unsupported.
 
     Exits 3 when any keyword is unsupported.
 
@@ -200,6 +202,10 @@ def _downloaded_cell(row: dict[str, Any]) -> str:
     part, size = row["partial_bytes"], row["size"]
     if part is not None and size:
         return f"partly ({min(99, part * 100 // size)}%)"
+    if part:
+        from qwenjson.hub import format_size
+
+        return f"partly ({format_size(part)})"  # a model of your own whose size isn't given
     return "no"
 
 

@@ -22,6 +22,14 @@ from qwenjson.fields import ABSTAIN_BELOW
 __all__ = ["MAX_THREADS", "ModelOpt", "SchemaOpt", "extract"]
 
 
+def nonempty_path(value: str) -> Path:
+    """A path option's value; the empty string is refused (exit 2): an unset variable in a cron
+    line (``--checkpoint "$CKPT"``) would otherwise name the current directory."""
+    if not value:
+        raise typer.BadParameter("empty (an unset variable?): give a path")
+    return Path(value)
+
+
 SchemaOpt = Annotated[
     str,
     typer.Option(
@@ -49,7 +57,12 @@ def extract(
     model: ModelOpt = None,
     input_file: Annotated[
         Path | None,
-        typer.Option("--input", "-i", help="Read the text from FILE instead of stdin."),
+        typer.Option(
+            "--input",
+            "-i",
+            parser=nonempty_path,
+            help="Read the text from FILE instead of stdin.",
+        ),
     ] = None,
     instruction: Annotated[
         str | None,
@@ -87,6 +100,7 @@ def extract(
     cache_dir: Annotated[
         Path | None,
         typer.Option(
+            parser=nonempty_path,
             help="Keep the evaluated prompt prefix here, so the next run skips it. "
             "[default: ~/.cache/qwenjson/kv]",
             show_default=False,
@@ -193,8 +207,9 @@ def extract(
         Literal["record", "skip", "stop"] | None,
         typer.Option(
             help="With --jsonl, a failed record: 'record' (the default) reports it and goes "
-            "on, 'skip' goes on silently, 'stop' ends the batch with that record's exit code. "
-            "A batch in which any record failed exits 8.",
+            "on, 'skip' goes on without a message per record (the count is reported at the end), "
+            "'stop' ends the batch with that record's exit code. A batch in which any record "
+            "failed exits 8.",
             show_default=False,
         ),
     ] = None,
@@ -203,6 +218,7 @@ def extract(
         typer.Option(
             "--errors",
             metavar="FILE",
+            parser=nonempty_path,
             help="With --on-error record: append one JSON object per failed record "
             '({"line": N, "error": "...", "exit_code": K}) to FILE instead of writing '
             "'Error: line N: ...' on stderr.",
@@ -212,6 +228,7 @@ def extract(
         Path | None,
         typer.Option(
             metavar="FILE",
+            parser=nonempty_path,
             help="Log finished records (with --jsonl) and finished pieces of a text longer than "
             "the context in FILE; a rerun after a crash or kill -9 goes on from there and "
             "duplicates nothing: the output is the same as an uninterrupted run's. Append stdout "
@@ -340,6 +357,9 @@ def extract(
             raise UsageError(f"{name} needs --jsonl")
     if into != "extracted" and field is None:
         raise UsageError("--into needs --field (without it, a line is the text itself)")
+    for name, value in (("--field", field), ("--into", into)):
+        if value == "":
+            raise UsageError(f"{name} is empty (an unset variable?): give a key name")
     cli_drivers.check_ray_options(ray, ray_actors, unordered, jsonl, checkpoint)
     if errors_file is not None and on_error not in (None, "record"):
         raise UsageError("--errors needs --on-error record")

@@ -160,6 +160,12 @@ class Extractor:
         *,
         system: str | None = None,
     ) -> None:
+        if not callable(getattr(generator, "generate", None)):
+            # A model name or path is what ``extract`` takes; here the model is already open.
+            raise UsageError(
+                f"Extractor needs an open model (qwenjson.pipeline.open_model(...)), not "
+                f"{type(generator).__name__} {generator!r:.60}"
+            )
         self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
         self.generator = generator
         self.options = options or ExtractOptions()

@@ -70,6 +70,14 @@ class RecordOptions:
         ):
             if value is not None and not is_whole_number(value, least):
                 raise UsageError(f"{name} must be a whole number ≥ {least}, not {value!r}")
+        pieces = self.chunk_tokens is not None or self.chunk_overlap is not None
+        if pieces and not self.chunks:
+            raise UsageError("chunk_tokens and chunk_overlap can't be used with chunks=False")
+        if pieces and self.truncate is not None:
+            raise UsageError(
+                "chunk_tokens and chunk_overlap can't be used with truncate (the text is cut "
+                "to fit, not split)"
+            )
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def parse_record(
     added = (into, "evidence", "confidence") if options.evidence else (into,)
     for key in added:
         if key in rest:
-            raise InputError(f"the record already has a field {key!r}: choose another --into")
+            fix = "choose another --into" if key == into else "--evidence adds it: rename it"
+            raise InputError(f"the record already has a field {key!r}: {fix}")
 
     def shape(document: str) -> str:
         if options.evidence:

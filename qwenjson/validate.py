@@ -45,6 +45,9 @@ def load_schema(source: str | Path) -> Schema:
 def read_schema(source: str | Path) -> Schema:
     """``load_schema`` without the metaschema check, for a caller that checks once itself
     (``qwenjson.plan.prepare_job``)."""
+    if isinstance(source, str) and not source.strip():
+        # `-s "$SCHEMA"` with the variable unset: Path("") would be the current directory.
+        raise SchemaError("the schema is empty: give a file, inline JSON or concise text")
     path = Path(source)
     text: str
     origin: str

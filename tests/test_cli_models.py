@@ -319,3 +319,12 @@ def test_help_has_an_example(run: Callable[..., Run], command: str) -> None:
     r = run(command, "--help")
     assert r.code == 0
     assert f"Example: qwenjson {command}" in r.out
+
+
+def test_an_interrupted_download_of_a_model_without_a_size_shows_as_partly() -> None:
+    from qwenjson.cli import _downloaded_cell
+    from qwenjson.hub import format_size
+
+    row = {"downloaded": False, "partial_bytes": 31_457_280, "size": None}
+    assert _downloaded_cell(row) == f"partly ({format_size(31_457_280)})"
+    assert _downloaded_cell({**row, "partial_bytes": None}) == "no"

@@ -485,3 +485,30 @@ def test_a_batch_never_writes_into_its_own_input(
     r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "in", *options, redirect=redirect)
     check(r, EXIT_USAGE, message)
     assert (tmp_path / "in").read_bytes() == b"Ann\n\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("-i", ""), EXIT_USAGE, r"'--input' / '-i': empty \(an unset variable\?\)"),
+        (("--cache-dir", ""), EXIT_USAGE, r"'--cache-dir': empty"),
+        (("--checkpoint", ""), EXIT_USAGE, r"'--checkpoint': empty"),
+        (("--jsonl", "--errors", ""), EXIT_USAGE, r"'--errors': empty"),
+        (("--jsonl", "--field", ""), EXIT_USAGE, r"--field is empty"),
+        (("--jsonl", "--field", "t", "--into", ""), EXIT_USAGE, r"--into is empty"),
+    ],
+)
+def test_an_empty_path_or_key_is_refused_not_read_as_here(
+    tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    # `--checkpoint "$CKPT"` with the variable unset named the current directory ('.'), and
+    # `--cache-dir ""` wrote the cache there.
+    r = qwenjson(tmp_path, *EXTRACT, *args, stdin=b'{"t": "Tom"}\n')
+    check(r, code, message)
+    assert r.out == b"" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [("extract", *M, "-s"), ("grammar", "-s"), ("schema", "check")])
+def test_an_empty_schema_is_refused_by_name(tmp_path: Path, command: tuple[str, ...]) -> None:
+    r = qwenjson(tmp_path, *command, "", stdin=b"Tom")
+    check(r, EXIT_SCHEMA, r"the schema is empty")

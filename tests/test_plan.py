@@ -20,7 +20,7 @@ from qwenjson import cli, pipeline
 from qwenjson.checkpoint import Checkpoint
 from qwenjson.errors import EXIT_SCHEMA, NoValidOutputError, SchemaError, UsageError
 from qwenjson.library import extract
-from qwenjson.pipeline import ExtractOptions
+from qwenjson.pipeline import ExtractOptions, Extractor
 from qwenjson.plan import Layout, Plan, RecordOptions, plan_for, prepare_job, schema_of
 from qwenjson.runner import Limits, Runner
 from tests.fakes import FakeModel
@@ -387,3 +387,24 @@ def test_extract_with_a_real_pydantic_model() -> None:
     employee = extract("Ann is 3", Employee, model=fake)
     assert isinstance(employee, Employee) and employee.model_dump() == {"name": "Ann", "age": 3}
     assert '"150"' in fake.calls[0][1]  # the grammar came from model_json_schema(): le=150
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"truncate": "head", "chunk_tokens": 64},
+        {"truncate": "tail", "chunk_overlap": 8},
+        {"chunks": False, "chunk_tokens": 64},
+    ],
+)
+def test_extract_refuses_option_pairs_the_command_line_would(options: dict[str, Any]) -> None:
+    fake = FakeModel(answer)
+    with pytest.raises(UsageError, match="can't be used with"):
+        extract("Ann is 3", PERSON, model=fake, **options)
+    assert fake.calls == []
+
+
+def test_an_extractor_needs_an_open_model() -> None:
+    # The model's name is what extract() takes; the Extractor failed later with AttributeError.
+    with pytest.raises(UsageError, match="needs an open model"):
+        Extractor(PERSON, "qwen2.5-0.5b-instruct")  # type: ignore[arg-type]
