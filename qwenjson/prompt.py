@@ -13,12 +13,18 @@ example before the text (a user turn joining the example values the descriptions
 (the model still puts the address's pieces under the fields in schema order); and receipts
 with their line breaks turned into blanks (an address's lines would read as one), 47.5%
 against 61.2% on the receipts.
+
+The order is the prompt's, not the grammar's: a grammar that lets the optional keys of an
+object come in any order (each once; tried on the addresses' root and the voice commands'
+slots) scored the same, 13.0% and 28.3%, with almost the same documents: the model writes the
+keys in the order this message lists them whatever the grammar allows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from qwenjson.generation import Message
@@ -34,6 +40,76 @@ RULES = (
     "Copy values from the text in their original language; never translate. Omit optional "
     "fields the text doesn't mention; never invent values."
 )
+
+
+@dataclass(frozen=True)
+class Words:
+    """The message's own words (the schema's are quoted as they are), in one language."""
+
+    intro: str  # {kind}: object or value
+    kinds: tuple[str, str]  # "object", "value"
+    fields_header: str
+    required: str
+    optional: str
+    comma: str
+    string: str
+    list_of: str  # {item}
+    task: str
+    rules: str
+
+
+ENGLISH = Words(
+    SYSTEM_INTRO,
+    ("object", "value"),
+    FIELDS_HEADER,
+    "required",
+    "optional",
+    ", ",
+    "string",
+    "list of {item}",
+    "Task: ",
+    RULES,
+)
+# For a schema described in Chinese, the rest of the message in Chinese too. scripts/quality.py
+# --no-anchor on the three Chinese sources, English words against these: CLUENER 5.9 -> 12.7%,
+# résumés 34.9 -> 36.5%, addresses 13.0 -> 12.5% (overall 36.4 -> 37.6%; the English sources
+# unchanged by construction).
+CHINESE = Words(
+    "从用户的文本中抽取数据，输出一个 JSON {kind}。",
+    ("对象", "值"),
+    "字段：",
+    "必填",
+    "可选",
+    "，",
+    "字符串",
+    "{item}列表",
+    "任务：",
+    "值从文本中原样摘录，不要翻译；文本没有提到的可选字段不要输出；不要编造值。",
+)
+
+
+def words_for(schema: Mapping[str, Any] | bool) -> Words:
+    """Chinese words when most letters of the schema's descriptions and titles are Chinese
+    characters, else English."""
+    letters = [c for text in _texts(schema, 0) for c in text if c.isalpha()]
+    chinese = sum("\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" for c in letters)
+    return CHINESE if letters and chinese * 2 >= len(letters) else ENGLISH
+
+
+def _texts(node: Any, depth: int) -> Iterator[str]:
+    """The descriptions and titles anywhere in ``node`` (not property names: they are keys)."""
+    if depth > _MAX_NESTING:
+        return
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("description", "title") and isinstance(value, str):
+                yield value
+            elif key not in ("enum", "const", "examples", "default"):
+                yield from _texts(value, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _texts(item, depth + 1)
+
 
 # A schema is described at most this deep and this long: past that, the grammar still enforces
 # everything, and a 0.5B model gains nothing from a longer prompt.
@@ -58,9 +134,10 @@ def build_messages(
 def system_message(schema: Mapping[str, Any] | bool, instruction: str | None = None) -> str:
     """The system message for ``schema``: what to produce and the fields, in plain words."""
     root = schema if isinstance(schema, Mapping) else {}
-    describer = _Describer(root)
-    kind = "object" if _types(describer.deref(root)) == ["object"] else "value"
-    parts = [SYSTEM_INTRO.format(kind=kind)]
+    words = words_for(root)
+    describer = _Describer(root, words)
+    is_object = _types(describer.deref(root)) == ["object"]
+    parts = [words.intro.format(kind=words.kinds[0] if is_object else words.kinds[1])]
     # The schema's own word on what the whole is ("Named entities mentioned in a news article
     # excerpt"). scripts/quality.py without it and with it: overall 35.3% -> 35.7%, news NER
     # 21.3 -> 26.6, résumés 29.9 -> 31.6, voice commands 27.7 -> 25.8, Chinese NER 9.8 -> 8.2.
@@ -68,11 +145,11 @@ def system_message(schema: Mapping[str, Any] | bool, instruction: str | None = N
     if isinstance(about, str) and about.strip():
         parts.append(" ".join(about.split()))
     if instruction:
-        parts.append("Task: " + instruction.strip())
+        parts.append(words.task + instruction.strip())
     lines = describer.describe_root()
     if lines:
         parts.append("\n".join(lines))
-    parts.append(RULES)
+    parts.append(words.rules)
     return "\n\n".join(parts)
 
 
@@ -92,8 +169,9 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
 class _Describer:
     """Turns a schema into indented plain-language lines."""
 
-    def __init__(self, root: Mapping[str, Any]) -> None:
+    def __init__(self, root: Mapping[str, Any], words: Words = ENGLISH) -> None:
         self.root = root
+        self.words = words
         self.lines: list[str] = []
 
     def deref(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -104,7 +182,7 @@ class _Describer:
     def describe_root(self) -> list[str]:
         root = self.deref(self.root)
         if _types(root) == ["object"] and isinstance(root.get("properties"), Mapping):
-            self.lines.append(FIELDS_HEADER)
+            self.lines.append(self.words.fields_header)
             self._fields(root, indent=0, depth=0)
         else:
             self.lines.append("The value is: " + self._summary(root, indent=0, depth=0))
@@ -122,13 +200,13 @@ class _Describer:
         for name, sub in props.items():
             if len(self.lines) > _MAX_LINES:
                 return
-            flag = "required" if name in required_set else "optional"
+            flag = self.words.required if name in required_set else self.words.optional
             sub_map = self.deref(sub) if isinstance(sub, Mapping) else {}
             line_index = len(self.lines)
             self.lines.append("")  # placeholder: nested fields go after this line
             summary = self._summary(sub_map, indent + 1, depth + 1)
             quoted = json.dumps(name, ensure_ascii=False)
-            self.lines[line_index] = f"{pad}- {quoted}: {summary}, {flag}"
+            self.lines[line_index] = f"{pad}- {quoted}: {summary}{self.words.comma}{flag}"
             desc = sub_map.get("description") or sub_map.get("title")
             if isinstance(desc, str) and desc.strip():
                 self.lines[line_index] += f" — {desc.strip()}"
@@ -168,7 +246,7 @@ class _Describer:
                 extra.append(f"at most {schema['maxLength']} characters")
             if isinstance(schema.get("pattern"), str):
                 extra.append(f"matching /{schema['pattern']}/")
-            return "string" + (f" ({', '.join(extra)})" if extra else "")
+            return self.words.string + (f" ({', '.join(extra)})" if extra else "")
         if t in ("integer", "number"):
             lo, hi = schema.get("minimum"), schema.get("maximum")
             if isinstance(lo, int | float) and isinstance(hi, int | float):
@@ -181,7 +259,8 @@ class _Describer:
         if t == "array":
             items = schema.get("items")
             if isinstance(items, Mapping):
-                return "list of " + self._summary(self.deref(items), indent, depth + 1)
+                item = self._summary(self.deref(items), indent, depth + 1)
+                return self.words.list_of.format(item=item)
             return "list"
         if t == "object":
             if depth < _MAX_DEPTH and isinstance(schema.get("properties"), Mapping):

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwenjson.prompt import FIELDS_HEADER, RULES, build_messages, system_message
+import pytest
+
+from qwenjson.prompt import (
+    CHINESE,
+    ENGLISH,
+    FIELDS_HEADER,
+    RULES,
+    build_messages,
+    system_message,
+    words_for,
+)
 
 PERSON: dict[str, Any] = {
     "type": "object",
@@ -40,7 +50,7 @@ def test_fields_are_listed_in_order_with_type_and_whether_required() -> None:
 def test_enums_consts_nesting_and_refs_are_described() -> None:
     schema = {
         "type": "object",
-        "$defs": {"city": {"type": "string", "title": "城市"}},
+        "$defs": {"city": {"type": "string", "title": "city name"}},
         "properties": {
             "状态": {"enum": ["开", "关"]},
             "kind": {"const": "order"},
@@ -55,7 +65,7 @@ def test_enums_consts_nesting_and_refs_are_described() -> None:
     assert '- "状态": one of "开", "关", optional' in text  # not \\u-escaped
     assert '- "kind": always "order", optional' in text
     assert '- "address": object with fields, optional' in text
-    assert '  - "city": string, required — 城市' in text
+    assert '  - "city": string, required — city name' in text
     assert '  - "zip": string, optional' in text
 
 
@@ -90,3 +100,37 @@ def test_the_schemas_own_description_of_the_whole_follows_the_first_line() -> No
     paragraphs = system_message(schema, "Skip titles.").split("\n\n")
     assert paragraphs[1:3] == ["A person named in a short note.", "Task: Skip titles."]
     assert system_message(PERSON).split("\n\n")[1].startswith(FIELDS_HEADER)
+
+
+def test_a_schema_described_in_chinese_gets_a_chinese_message() -> None:
+    schema = {
+        "type": "object",
+        "description": "从简历中抽取的信息",
+        "properties": {
+            "name": {"type": "string", "description": "本人姓名"},
+            "titles": {"type": "array", "items": {"type": "string"}, "description": "职务"},
+        },
+        "required": ["name"],
+    }
+    text = system_message(schema, "只抽取中文")
+    assert text.split("\n\n") == [
+        "从用户的文本中抽取数据，输出一个 JSON 对象。",
+        "从简历中抽取的信息",
+        "任务：只抽取中文",
+        '字段：\n- "name": 字符串，必填 — 本人姓名\n- "titles": 字符串列表，可选 — 职务',
+        CHINESE.rules,
+    ]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        PERSON,  # no descriptions at all
+        {"type": "object", "properties": {"名字": {"type": "string"}}},  # Chinese keys only
+        {"enum": ["北京", "上海"], "description": "the city"},  # values are not the schema's words
+        {"properties": {"a": {"description": "地址 street address and city"}}},  # mostly English
+    ],
+)
+def test_other_schemas_keep_the_english_message(schema: Any) -> None:
+    assert words_for(schema) is ENGLISH
+    assert system_message(schema).endswith(RULES)
