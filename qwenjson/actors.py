@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 import socket
 import time
@@ -102,10 +103,17 @@ class RecordWorker:
     so the driver can say which node lacks what.
     """
 
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec | bytes, driver_version: str = __version__) -> None:
         self.node = _node_name()
         self.failure: tuple[str, int] | None = None
         self.runner: Runner | None = None
+        if driver_version != __version__:
+            # ``hello`` says which version runs here. Nothing of the driver's is unpickled (its
+            # classes may not exist here) and no model is loaded for a node that can't work.
+            return
+        if isinstance(spec, bytes):
+            spec = pickle.loads(spec)  # cloudpickle's output, which pickle reads
+        assert isinstance(spec, WorkerSpec)
         try:
             self.runner = _load(spec, self.node)
         except QwenJsonError as e:
@@ -185,6 +193,9 @@ class _Slot:
 
     task: RecordTask
     deaths: int = 0
+    # An actor died holding it and another record: which of them killed it is unknown, so it
+    # runs on an actor of its own until it ends (a death then is its own).
+    alone: bool = False
     result: WorkerResult | None = None
     error: QwenJsonError | None = None  # failed without a result (its actors kept dying)
     submitted: float = 0.0
@@ -338,16 +349,30 @@ class RayExecutor:
     # -- actors --
 
     def _start_actor(self) -> None:
-        actor = _Actor(self._remote.remote(self.spec))
+        # The spec as bytes, beside the driver's version: a node that runs another qwenjson says
+        # so before unpickling anything (its classes may differ) or loading a model.
+        spec = self.cluster.ray.cloudpickle.dumps(self.spec)
+        actor = _Actor(self._remote.remote(spec, __version__))
         self.actors.append(actor)
         self.calls[actor.handle.hello.remote()] = (actor, None)
 
+    def _takers(self, slot: _Slot | None = None) -> list[_Actor]:
+        """The actors ``slot`` (any record, if None) may be sent to now: ready, with room, and
+        not running a record that must run alone; a record that must, only to an idle one."""
+        alone = slot is not None and slot.alone
+        return [
+            a
+            for a in self.actors
+            if a.ready
+            and len(a.held) < (1 if alone else IN_FLIGHT)
+            and not (a.held and a.held[0].alone)
+        ]
+
     def _room(self) -> bool:
-        return any(a.ready and len(a.held) < IN_FLIGHT for a in self.actors)
+        return bool(self._takers())
 
     def _send(self, slot: _Slot) -> None:
-        ready = [a for a in self.actors if a.ready and len(a.held) < IN_FLIGHT]
-        actor = min(ready, key=lambda a: len(a.held))
+        actor = min(self._takers(slot), key=lambda a: len(a.held))
         slot.submitted = time.time()
         actor.held.append(slot)
         self.calls[actor.handle.run.remote(slot.task.text, slot.task.finished)] = (actor, slot)
@@ -376,28 +401,33 @@ class RayExecutor:
             actor, slot = self.calls.pop(ref)
             try:
                 value = unwrapped(ray.get, ref)
-            except ray.exceptions.RayActorError as e:
+            except ray.exceptions.RayTaskError:
+                raise  # the worker's code raised something other than a QwenJsonError: a bug
+            except ray.exceptions.RayError as e:
+                # The actor died, or its node did and took the result with it (ObjectLostError,
+                # NodeDiedError...): a cluster fault, and the record is sent again.
                 self._died(actor, e)
                 continue
             if slot is None:
                 self._hello(actor, value)
             else:
                 self._received(actor, slot, value)
-        while self.unsent and self._room():
+        while self.unsent and self._takers(self.unsent[0]):
             self._send(self.unsent.popleft())
 
     def _hello(self, actor: _Actor, hello: dict[str, Any]) -> None:
         actor.node, actor.pid = str(hello["node"]), int(hello["pid"])
-        if hello["failure"] is not None:
-            message, code = hello["failure"]
-            self.close()
-            raise _remote_error(f"on node {actor.node}: {message}", code)
+        # The version first: another qwenjson's failure to load may be that very difference.
         if hello["version"] != __version__:
             self.close()
             raise ClusterError(
                 f"node {actor.node} runs qwenjson {hello['version']}, this machine "
                 f"{__version__}: install the same version on every node"
             )
+        if hello["failure"] is not None:
+            message, code = hello["failure"]
+            self.close()
+            raise _remote_error(f"on node {actor.node}: {message}", code)
         if self.job and hello["fingerprint"] != self.job:
             self.close()
             raise ClusterError(
@@ -410,11 +440,6 @@ class RayExecutor:
     def _received(self, actor: _Actor, slot: _Slot, result: WorkerResult) -> None:
         slot.result, slot.received = result, time.time()
         actor.held.remove(slot)
-        # Deaths charged to a record that then ran to its end were not its doing: an actor can
-        # finish a record and die on the next before its reply leaves (os._exit in test_ray.py,
-        # about 1 run in 5), and the finished one, first without a result, was charged. They
-        # don't count against the pool's replacements either.
-        self.replacements += slot.deaths
         if self.timings is not None:
             self.timings.append(
                 RecordTiming(
@@ -429,17 +454,28 @@ class RayExecutor:
         actor.last_ended = result.ended
 
     def _died(self, actor: _Actor, error: Exception) -> None:
-        """Replace a dead actor; charge its running record, hand its records to the others."""
+        """Replace a dead actor; charge its record if it held one alone, hand its records to
+        the others.
+
+        An actor that held two records may have died on either: it can finish the first and die
+        on the second before the first's reply leaves (os._exit in test_ray.py, about 1 run in
+        5, and then the first was charged: an innocent record failed after three such deaths).
+        So nobody is charged, and each of them runs alone until it ends: a death then is that
+        record's own.
+        """
         if actor not in self.actors:
             return  # its other calls fail too: handled at the first
         self.actors.remove(actor)
+        with contextlib.suppress(Exception):
+            self.cluster.ray.kill(actor.handle)  # gone already, unless only its result was lost
         for ref in [r for r, (a, _) in self.calls.items() if a is actor]:
             del self.calls[ref]
         reason = self.last_death = _reason(error)
         held = list(actor.held)
-        if held:
+        if len(held) == 1:
             held[0].deaths += 1
         for slot in held:
+            slot.alone = True
             if slot.deaths >= MAX_DEATHS:
                 slot.error = ClusterError(
                     f"the worker running this record died {slot.deaths} times ({reason}); "
@@ -448,9 +484,15 @@ class RayExecutor:
             else:
                 self.unsent.append(slot)
         if self.notice is not None:
-            lines = f" (line {held[0].task.line} was running)" if held else ""
+            running = " and ".join(str(slot.task.line) for slot in held)
+            verb = "was" if len(held) == 1 else "were"
+            lines = f" (line {running} {verb} running)" if held else ""
             self.notice(f"a worker on node {actor.node} died{lines}: {reason}")
-        if self.replacements > 0:
+        if len(held) > 1:
+            # Not counted against the pool either: each record is in at most one such death
+            # (it runs alone after it), so these stay as few as the records.
+            self._start_actor()
+        elif self.replacements > 0:
             self.replacements -= 1
             self._start_actor()
 

@@ -112,7 +112,7 @@ class PoisonedWorker(RecordWorker):
 class OtherModelWorker(RecordWorker):
     """A worker as on a node with another model file: its plan's model sha256 is its own."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: WorkerSpec | bytes, driver_version: str) -> None:
+        super().__init__(spec, driver_version)
         assert self.runner is not None
         self.runner.plan = replace(self.runner.plan, model_sha256=f"other-{os.getpid()}")

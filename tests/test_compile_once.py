@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import qwenjson
 from qwenjson import actors, pipeline, plan, validate
 from qwenjson.library import extract
 from qwenjson.schema.compiler import Compiler
@@ -145,3 +146,11 @@ def test_a_ray_actor_runs_the_plan_it_was_sent_without_compiling(
     assert result.error is None
     assert [doc for _, doc in result.events] == ['{"name":"list","age":4}', '{"name":"b","age":2}']
     counts.once(each=True)
+
+
+def test_a_worker_of_another_version_unpickles_nothing() -> None:
+    # The driver's spec may hold classes this version lacks: a node that runs another qwenjson
+    # says so (hello's version) before unpickling it or loading a model.
+    worker = actors.RecordWorker(b"not a pickle of this version's classes", "0.0.0-other")
+    assert (worker.failure, worker.runner) == (None, None)
+    assert worker.hello()["version"] == qwenjson.__version__

@@ -212,9 +212,11 @@ def test_a_record_that_kills_every_worker_fails_alone(
     assert [e.line for e in failed.value.report.errors] == [2]
     assert failed.value.report.errors[0].exit_code == EXIT_CLUSTER
     assert "died 3 times" in shown[0]
-    # Three workers died on it, each replaced. (An actor can finish line 1 and die on line 2
-    # before line 1's reply leaves: then line 1 was charged, and ran again; not counted here.)
+    # Three workers died on it alone, each replaced. (An actor can finish line 1 and die on
+    # line 2 before line 1's reply leaves: that death, with both held, is charged to neither,
+    # and each then runs alone.)
     assert sum("(line 2 was running)" in n for n in notices) == 3, notices
+    assert not any("(line 1 was running)" in n for n in notices), notices
     names = [json.loads(line)["name"] for line in output.getvalue().splitlines()]
     assert names == ["Alice Martin", "Carla Diaz"]
 
