@@ -312,7 +312,16 @@ class RayExecutor:
         waiting: deque[_Slot] = deque()  # taken from the input, not yet finished; input order
         exhausted = False
         while True:
-            while not exhausted and len(waiting) < WINDOW * self.size and self._room():
+            # Records handed back by a death go first: one that must run alone waits for an
+            # actor to go idle, which new records would never let happen.
+            while self.unsent and self._takers(self.unsent[0]):
+                self._send(self.unsent.popleft())
+            while (
+                not exhausted
+                and not self.unsent
+                and len(waiting) < WINDOW * self.size
+                and self._room()
+            ):
                 task = next(source, None)
                 if task is None:
                     exhausted = True

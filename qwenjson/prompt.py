@@ -90,8 +90,13 @@ CHINESE = Words(
 
 def words_for(schema: Mapping[str, Any] | bool) -> Words:
     """Chinese words when most letters of the schema's descriptions and titles are Chinese
-    characters, else English."""
+    characters (and none is kana or Hangul: Japanese and Korean use them too), else English."""
     letters = [c for text in _texts(schema, 0) for c in text if c.isalpha()]
+    if any(
+        "\u3040" <= c <= "\u30ff" or "\uac00" <= c <= "\ud7af" or "\u1100" <= c <= "\u11ff"
+        for c in letters
+    ):
+        return ENGLISH
     chinese = sum("\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" for c in letters)
     return CHINESE if letters and chinese * 2 >= len(letters) else ENGLISH
 

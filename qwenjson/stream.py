@@ -146,16 +146,16 @@ def write_whole(out: BinaryIO, data: bytes) -> None:
     of 1037 bytes without an error, and a signal interrupting a write to a full pipe ended it
     early. The rest is written until all is, or the write raises.
     """
-    view = memoryview(data)
-    while view:
-        n = out.write(view)
-        if n is None:  # a non-blocking descriptor that can take nothing now
+    done = 0
+    while done < len(data):
+        n = out.write(data[done:] if done else data)
+        if n is None:
             fd = stream_fd(out)
-            if fd is None:
-                break  # a file-like object that doesn't count what it takes: it took it all
-            select.select([], [fd], [])
+            if not isinstance(out, io.RawIOBase) or fd is None:
+                break  # a wrapper that doesn't count what it takes: it took it all
+            select.select([], [fd], [])  # a non-blocking raw file that can take nothing now
             continue
-        view = view[n:]
+        done += n
     out.flush()
 
 

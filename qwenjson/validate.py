@@ -12,6 +12,7 @@ import functools
 import importlib
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -203,11 +204,15 @@ _NO_REMOTE: Registry[Any] = Registry()
 
 @functools.cache
 def _ecma_validator(cls: type[Validator]) -> type[Validator]:
-    keywords = {
+    keywords: dict[str, Any] = {
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
     }
+    if "unevaluatedProperties" in cls.VALIDATORS:
+        keywords["unevaluatedProperties"] = _EcmaUnevaluated(
+            cls.VALIDATORS["unevaluatedProperties"]
+        )
     if "dependencies" not in cls.VALIDATORS:
         # Draft 2019-09 split it into dependentRequired and dependentSchemas, and jsonschema's
         # newer validators ignore it; the compiler still reads it as checked after generation
@@ -236,11 +241,15 @@ class _EcmaSearch:
     both keywords, and ``^\\p{L}+$`` raised re.error). Replacing the module name beats a copy of
     the library's ~90 lines that decide what is evaluated, which follow each draft closely. A
     pattern the translator refuses (never one of a schema qwenjson accepted) keeps Python's
-    meaning, so other users of jsonschema in the process see no new error.
+    meaning. Only while one of qwenjson's validators decides ``unevaluatedProperties``
+    (``_ECMA_KEYS``, per thread) does it read ECMA: other users of jsonschema in the process see
+    jsonschema unchanged.
     """
 
     def search(self, pattern: str, string: str, flags: int = 0) -> re.Match[str] | None:
-        if flags:
+        if flags or not getattr(_ECMA_KEYS, "depth", 0):
+            # Outside qwenjson's own validators jsonschema keeps its meaning: its
+            # patternProperties reads Python's re, and what counts as evaluated must agree.
             return re.search(pattern, string, flags)
         try:
             regex = ecma_regex(pattern)
@@ -250,6 +259,28 @@ class _EcmaSearch:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(re, name)
+
+
+_ECMA_KEYS = threading.local()
+
+
+class _EcmaUnevaluated:
+    """``unevaluatedProperties`` as jsonschema's ``original`` decides it, with patterns read as
+    ECMA. A class at module level, not a closure: a plan's validator travels to Ray workers by
+    pickle, and a closure over ``_ECMA_KEYS`` (a thread-local) can't be pickled."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+
+    def __call__(
+        self, validator: Any, value: Any, instance: Any, schema: Any
+    ) -> Iterator[ValidationError]:
+        _ECMA_KEYS.depth = getattr(_ECMA_KEYS, "depth", 0) + 1
+        try:
+            errors = list(self.original(validator, value, instance, schema))
+        finally:
+            _ECMA_KEYS.depth -= 1
+        yield from errors
 
 
 for _name in ("jsonschema._utils", "jsonschema._legacy_keywords"):

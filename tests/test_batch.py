@@ -1260,3 +1260,28 @@ def test_a_checkpointed_document_keeps_a_second_bom(tmp_path: Path) -> None:
         checkpoint=Checkpoint(tmp_path / "ckpt", "job"),
     )
     assert fake.users == ["\ufeffAnn"]
+
+
+def test_a_line_reaches_a_writer_as_bytes_and_a_wrapper_that_counts_nothing_gets_it_once() -> None:
+    # A writer may read what it is given as bytes (it got a memoryview), and a wrapper with a
+    # file descriptor whose write returns None took the line: it was written again and again.
+    read_fd, write_fd = os.pipe()
+    got: list[Any] = []
+
+    class Wrapper:
+        def write(self, data: Any) -> None:
+            got.append(data)
+            data.decode()  # bytes, as written
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return write_fd
+
+    try:
+        LineOutput(cast(BinaryIO, Wrapper())).write_line('{"a": 1}')
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert got == [b'{"a": 1}\n']

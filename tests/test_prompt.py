@@ -134,3 +134,12 @@ def test_a_schema_described_in_chinese_gets_a_chinese_message() -> None:
 def test_other_schemas_keep_the_english_message(schema: Any) -> None:
     assert words_for(schema) is ENGLISH
     assert system_message(schema).endswith(RULES)
+
+
+@pytest.mark.parametrize(
+    "description",
+    ["お客様の氏名と住所", "고객의 이름 名前"],  # Japanese with kana; Korean with hanja
+)
+def test_japanese_and_korean_schemas_keep_the_english_message(description: str) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "description": description}}}
+    assert words_for(schema) is ENGLISH

@@ -280,3 +280,14 @@ def test_a_valid_regex_python_cant_run_is_unsupported_not_invalid() -> None:
     assert "look-behind requires fixed-width pattern" in str(e.value)
     with pytest.raises(SchemaError, match="not a valid JSON Schema"):
         check_metaschema({"type": "string", "pattern": "(unclosed"})
+
+
+def test_plain_jsonschema_keeps_its_own_meaning_beside_qwenjson() -> None:
+    # qwenjson reads patterns as ECMA in its own validators; another library's jsonschema in the
+    # same process must agree with itself (its patternProperties reads Python's re).
+    import jsonschema
+
+    schema = {"patternProperties": {"^\\d$": {"type": "integer"}}, "unevaluatedProperties": False}
+    plain = jsonschema.Draft202012Validator(schema)
+    assert [e.message for e in plain.iter_errors({"৪": 1})] == []
+    assert validation_errors({"৪": 1}, make_validator(schema))  # ECMA: ৪ is not \d
