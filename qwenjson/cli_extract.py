@@ -357,6 +357,10 @@ def extract(
             raise UsageError(f"{name} needs --jsonl")
     if into != "extracted" and field is None:
         raise UsageError("--into needs --field (without it, a line is the text itself)")
+    for name, seconds in (("--timeout", timeout), ("--total-timeout", total_timeout)):
+        if seconds == 0:
+            # As the library refuses it: 0 s can only ever time out.
+            raise UsageError(f"{name} must be above 0 seconds")
     for name, value in (("--field", field), ("--into", into)):
         if value == "":
             raise UsageError(f"{name} is empty (an unset variable?): give a key name")

@@ -496,6 +496,8 @@ def test_a_batch_never_writes_into_its_own_input(
         (("--jsonl", "--errors", ""), EXIT_USAGE, r"'--errors': empty"),
         (("--jsonl", "--field", ""), EXIT_USAGE, r"--field is empty"),
         (("--jsonl", "--field", "t", "--into", ""), EXIT_USAGE, r"--into is empty"),
+        (("--timeout", "0"), EXIT_USAGE, r"--timeout must be above 0 seconds"),
+        (("--total-timeout", "0"), EXIT_USAGE, r"--total-timeout must be above 0 seconds"),
     ],
 )
 def test_an_empty_path_or_key_is_refused_not_read_as_here(
