@@ -119,7 +119,7 @@ def value_floors(schema: Mapping[str, Any] | bool) -> dict[Pattern, int]:
     """The bytes of the shortest JSON value each path pattern of ``schema`` allows (``{"x":
     ""}`` for an object that requires a string ``x``; the shortest of an ``enum``), for the
     budget to reserve what closing a document really costs (``SpanTracker.closing_reserve``)."""
-    return _Walker(schema, True).floors
+    return _Walker(schema, True, floors=True).floors
 
 
 class _Floors:
@@ -190,13 +190,16 @@ def _json_bytes(value: Any) -> int:
 
 
 class _Walker:
-    def __init__(self, root: Mapping[str, Any] | bool, default: bool) -> None:
+    def __init__(
+        self, root: Mapping[str, Any] | bool, default: bool, *, floors: bool = False
+    ) -> None:
         self.root: Mapping[str, Any] = root if isinstance(root, Mapping) else {}
         self.default = default
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
         self.floors: dict[Pattern, int] = {}
-        self._floors = _Floors(self.root)
+        # Worked out only for ``value_floors``: the rules' callers don't read them.
+        self._floors = _Floors(self.root) if floors else None
         if isinstance(root, Mapping):
             self.walk(root, (), "none", None, 0)
 
@@ -208,7 +211,8 @@ class _Walker:
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
-        self.floors[pattern] = self._floors.of(node, depth)
+        if self._floors is not None:
+            self.floors[pattern] = self._floors.of(node, depth)
         types = _types(node)
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain

@@ -27,6 +27,7 @@ from referencing import Registry
 from qwenjson import deadline, jsonstrict
 from qwenjson.errors import SchemaError, TimeoutExpired, UnsupportedKeywordError
 from qwenjson.schema.formats import EXACT_FORMATS, format_checker
+from qwenjson.schema.regex_syntax import ecma_regex
 from qwenjson.utf8 import not_utf8
 
 Schema = dict[str, Any] | bool
@@ -222,14 +223,6 @@ def _ecma_validator(cls: type[Validator]) -> type[Validator]:
         cls, keywords
     )
     return cast(type[Validator], extended)
-
-
-@functools.lru_cache(maxsize=4096)
-def ecma_regex(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled so that ``search`` means what it means in ECMA-262."""
-    from qwenjson.schema.regex import to_python_regex
-
-    return re.compile(to_python_regex(pattern))
 
 
 class _EcmaSearch:

@@ -23,7 +23,7 @@ from qwenjson.schema.flat import (
 )
 from qwenjson.schema.flatten import Flattener
 from qwenjson.schema.gbnf import Expr, Literal, alt, trie_alternation
-from qwenjson.schema.regex_syntax import to_python_regex
+from qwenjson.schema.regex_syntax import ecma_regex
 
 # More anyOf/oneOf combinations than this in one schema node are not distributed.
 MAX_ALTERNATIVES_PRODUCT = 64
@@ -224,7 +224,7 @@ def scalar_fits(f: Flat, value: Any) -> bool:
 def _unsure(pattern: str) -> bool:
     # A pattern the ECMA translator can't read (``py_search`` matches nothing): assume a match.
     try:
-        re.compile(to_python_regex(pattern))
+        ecma_regex(pattern)
     except (SchemaError, re.error):
         return True
     return False

@@ -4,7 +4,6 @@ with the small value helpers the keyword families share.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -14,7 +13,7 @@ from typing import Any
 from qwenjson.errors import SchemaError
 from qwenjson.jsontypes import json_equal
 from qwenjson.schema.keywords import child_pointer
-from qwenjson.schema.regex_syntax import to_python_regex
+from qwenjson.schema.regex_syntax import ecma_regex
 
 # Repetition counts above this stay out of the grammar: llama.cpp expands `x{m,n}` into about
 # n rules, so big bounds become `*` (a superset) and jsonschema checks them afterwards.
@@ -124,14 +123,9 @@ def py_search(pattern: str, text: str) -> bool:
     translator can't read matches nothing here (the grammar stays a superset via additional
     members)."""
     try:
-        return _compiled(pattern).search(text) is not None
+        return ecma_regex(pattern).search(text) is not None
     except (SchemaError, re.error):
         return False
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(to_python_regex(pattern))
 
 
 def canonical_json(value: Any, separators: tuple[str, str] = (",", ":")) -> list[str]:

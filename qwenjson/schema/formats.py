@@ -43,7 +43,8 @@ from qwenjson.schema.gbnf import (
     repeat,
     seq,
 )
-from qwenjson.schema.regex import regex_grammar, to_python_regex
+from qwenjson.schema.regex import regex_grammar
+from qwenjson.schema.regex_syntax import ecma_regex
 
 __all__ = ["EXACT_FORMATS", "FORMATS", "format_checker", "format_grammar", "format_to_gbnf"]
 
@@ -430,7 +431,7 @@ def format_checker(fmt: str) -> Callable[[str], bool] | None:
 def _checker(fmt: str) -> Callable[[str], bool]:
     source = _REGEX_FORMATS.get(fmt)
     if source is not None:
-        found = re.compile(to_python_regex(source)).search
+        found = ecma_regex(source).search
         return lambda text: found(text) is not None
     b = _Builder("fmt-")
     top = FORMATS[fmt](b)

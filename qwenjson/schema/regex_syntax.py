@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
@@ -160,6 +161,14 @@ def to_python_regex(pattern: str) -> str:
     except re.error as exc:
         raise SchemaError(f"invalid regular expression {pattern!r}: {exc}") from None
     return python_pattern
+
+
+@functools.lru_cache(maxsize=4096)
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled so that ``search`` means what it means in ECMA-262: one compiled
+    regex per pattern for the process, shared by the compiler's checks and by validation.
+    Raises :class:`SchemaError` for an invalid pattern (not cached)."""
+    return re.compile(to_python_regex(pattern))
 
 
 # What may follow a backslash in ECMA-262 with the u flag (outside classes; inside, also "-").
