@@ -1087,9 +1087,53 @@ def test_real_mixed_batch_gives_exactly_the_right_outputs_and_errors(tmp_path: P
         assert line == f'{{"id":{row["id"]},"src":"s{row["id"]}","extracted":{alone[text]}}}'
 
 
-@pytest.mark.slow
+class _CountingEngine:
+    """The real engine, counting the text chunks it has generated so far (all calls)."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.chunks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def generate(self, *args: Any, on_text: Callable[[str], None] | None = None, **kw: Any) -> Any:
+        def counted(text: str) -> None:
+            self.chunks += 1
+            if on_text is not None:
+                on_text(text)
+
+        return self._engine.generate(*args, on_text=counted, **kw)
+
+    def close(self) -> None:
+        pass
+
+
+class _FirstWrite(io.BytesIO):
+    """stdout's bytes, and how many chunks the engine had generated at the first write."""
+
+    def __init__(self, engine: _CountingEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.chunks_then: int | None = None
+
+    def write(self, data: Any) -> int:
+        if self.chunks_then is None and len(data):
+            self.chunks_then = self.engine.chunks
+        return super().write(data)
+
+
 @pytest.mark.model
-def test_real_each_prints_items_before_the_document_is_complete() -> None:
+def test_real_each_prints_items_before_the_document_is_complete(
+    smollm2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process, so the order is counted, not timed: the first item reaches stdout while
+    # the engine still has text of the list to generate. (Through a real pipe, records stream
+    # as test_real_jsonl_streams_each_record_while_input_is_still_open shows; a child's first
+    # item against its exit was a race of about 0.5 s on a loaded CI machine.)
+    from qwenjson import cli, pipeline
+    from qwenjson.engine import Engine
+
     item = {
         "type": "object",
         "properties": {"name": {"type": "string", "maxLength": 16}},
@@ -1102,25 +1146,24 @@ def test_real_each_prints_items_before_the_document_is_complete() -> None:
         for last in ("Berg", "Costa", "Wei", "Evans", "Ford")
     ]
     text = "Guests: " + ", ".join(names) + "."
-    argv = qwenjson_argv("--each", schema=item, max_tokens=240)
-    with subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as p:
-        assert p.stdin is not None and p.stdout is not None
-        p.stdin.write(text.encode())
-        p.stdin.close()
-        first = p.stdout.readline()
-        # The list of thirty is far from done when its first item arrives on stdout.
-        still_running = p.poll() is None
-        rest = p.stdout.read()
-        code = p.wait(timeout=300)
-        err = p.stderr.read().decode() if p.stderr else ""
-    assert still_running
-    assert code == 0, err
-    items = [json.loads(x) for x in [first, *rest.splitlines()]]
+    with Engine(smollm2, n_ctx=512, n_threads=1, n_threads_batch=1) as real:
+        engine = _CountingEngine(real)
+        monkeypatch.setattr(pipeline, "open_model", lambda *a, **k: engine)
+        out, err = _FirstWrite(engine), io.BytesIO()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
+        monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, write_through=True))
+        argv = ["extract", "--schema", json.dumps(item), "--each", "--max-tokens", "240"]
+        code = cli.run([*argv, "--ctx", "512", "--no-cache", "-q"])
+    assert code == 0, err.getvalue().decode()
+    items = [json.loads(x) for x in out.getvalue().decode().splitlines()]
     assert len(items) >= 2
     for value in items:
         jsonschema.Draft202012Validator(item).validate(value)
+    assert out.chunks_then is not None and 0 < out.chunks_then < engine.chunks, (
+        out.chunks_then,
+        engine.chunks,
+    )
 
 
 @pytest.mark.model

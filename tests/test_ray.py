@@ -234,6 +234,10 @@ def test_workers_with_other_model_files_are_refused(
         try:
             assert executor.fingerprint()  # the first worker's plan names the job
             with pytest.raises(ClusterError, match="another model file"):
+                # Every worker says hello before the batch: under load the first could
+                # otherwise finish all 20 records before the second has loaded its model.
+                while not all(a.ready for a in executor.actors):
+                    executor._wait()
                 run_batch(lines, executor, BatchOptions(), output=LineOutput(io.BytesIO()))
         finally:
             executor.close()

@@ -7,6 +7,7 @@ Waiting for output is done by reading pipes and files, never by timing assertion
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -67,10 +68,15 @@ def test_kill_9_then_checkpoint_rerun_loses_and_duplicates_nothing(tmp_path: Pat
 
 def test_head_1_closes_the_pipe_and_qwenjson_exits_141_quietly() -> None:
     with running("--jsonl") as p:
-        p.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS))
-        p.stdin.close()
+        p.stdin.write(TEXTS[0].encode() + b"\n")
+        p.stdin.flush()
         first = p.stdout.readline()  # what `head -1` reads, then it exits
         p.stdout.close()
+        # The rest only now, so a record's line is surely written after the reader left (all
+        # of them at once could be written, and the run end, before `head` closed the pipe).
+        with contextlib.suppress(BrokenPipeError):
+            p.stdin.write(b"".join(t.encode() + b"\n" for t in TEXTS[1:]))
+            p.stdin.close()
         code = p.popen.wait(timeout=300)
         err = p.stderr.read()
     assert code == EXIT_SIGPIPE
