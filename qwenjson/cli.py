@@ -12,11 +12,12 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from qwenjson import console, deadline
+from qwenjson import callbacks, console, deadline
 from qwenjson.cli_extract import SchemaOpt
 from qwenjson.cli_extract import extract as _extract
 from qwenjson.errors import (
@@ -70,8 +71,15 @@ class _Terminated(BaseException):
     """Raised by the SIGTERM handler so that cleanup runs and the exit code is 143."""
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise _Terminated()
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if not callbacks.deferred(signum, frame):
+        raise _Terminated()
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt), put off while C calls back into Python."""
+    if not callbacks.deferred(signum, frame):
+        raise KeyboardInterrupt
 
 
 def write_document(text: str) -> None:
@@ -355,4 +363,7 @@ def main() -> NoReturn:
     """Console-script entry point."""
     _hold_closed_std_fds()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Only where Python's own handler is: an ignored SIGINT (a background job) stays ignored.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     sys.exit(run())

@@ -17,11 +17,8 @@ run, so it is a ``limit``.
 Alarms are only armed inside ``alarms()`` (the CLI): a library's caller may own SIGALRM. Outside
 it, and off the main thread, ``limit`` is a no-op and the clock checks between tokens remain.
 
-An error raised inside a Python function that C calls back (llama.cpp's log callback, thousands
-of calls while a model loads) is swallowed by ctypes: it prints "Exception ignored on calling
-ctypes callback function" and goes on, and the limit would be spent. So an alarm that finds
-such a function (marked with ``shield``) on the stack waits, 1 ms at a time, until C has
-returned: the limit fires late by the rest of that C call, which no alarm can cut anyway.
+An alarm that comes while C calls back into Python (llama.cpp's log callback) waits until C has
+returned (``qwenjson.callbacks``): raised there, ctypes would swallow the error.
 """
 
 from __future__ import annotations
@@ -32,14 +29,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import CodeType, FrameType
-from typing import Any, TypeVar
+from types import FrameType
 
+from qwenjson.callbacks import deferred
 from qwenjson.errors import QwenJsonError
 
-__all__ = ["alarms", "budget", "limit", "shield"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["alarms", "budget", "limit"]
 
 
 @dataclass(eq=False)
@@ -51,21 +46,6 @@ class _Limit:
 _active: list[_Limit] = []
 _budgets: list[_Limit] = []
 _enabled = False
-_shielded: set[CodeType] = set()
-
-
-def shield(func: F) -> F:
-    """Mark ``func`` as called back from C (ctypes): an alarm waits until it has returned."""
-    _shielded.add(func.__code__)
-    return func
-
-
-def _in_callback(frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame.f_code in _shielded:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _usable() -> bool:
@@ -82,8 +62,7 @@ def _arm() -> None:
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    if _in_callback(frame):
-        signal.setitimer(signal.ITIMER_REAL, 0.001)  # raised here, ctypes would swallow it
+    if deferred(signum, frame):
         return
     now = time.monotonic()
     due = [e for e in _active if e.at <= now]

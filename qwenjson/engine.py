@@ -41,7 +41,7 @@ import llama_cpp.llama_cpp as ll
 import numpy as np
 import numpy.typing as npt
 
-from qwenjson import deadline, sampling
+from qwenjson import callbacks, sampling
 from qwenjson.buildcheck import model_params
 from qwenjson.chat import CHATML_TEMPLATE, ChatTemplate
 from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
@@ -67,7 +67,7 @@ FloatArray = npt.NDArray[np.float32]
 # -- llama.cpp logging ----------------------------------------------------------------------------
 # llama.cpp and ggml log through one process-wide callback; we drop everything (stderr belongs to
 # the CLI). The ctypes callback must stay referenced while llama.cpp may call it: module global.
-@deadline.shield  # called from C: an error raised in it would be swallowed
+@callbacks.shield  # called from C: a signal's error raised in it would be swallowed
 def _drop_log(level: int, text: bytes | None, user_data: Any) -> None:
     return None
 

@@ -3,7 +3,6 @@ blocked read), nest, and are no-ops outside ``alarms()``."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import time
@@ -89,35 +88,3 @@ def test_validation_of_a_backtracking_pattern_ends_with_the_budget() -> None:
     ):
         validation_errors(SUBJECT, validator)
     assert time.monotonic() - started < 5
-
-
-_COMPARE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-
-
-@deadline.shield
-def _slow_compare(a: int | None, b: int | None) -> int:
-    """Called back by C's qsort, as llama.cpp calls its log callback while a model loads."""
-    end = time.monotonic() + 0.005
-    while time.monotonic() < end:  # Python bytecode running: where a signal's handler runs
-        pass
-    return 0
-
-
-@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "qsort"), reason="needs C's qsort")
-def test_an_alarm_inside_a_callback_from_c_fires_once_c_returns() -> None:
-    # Raised inside the callback, ctypes would print "Exception ignored…" and drop the error,
-    # and the limit would be spent: the sleep after it would run its full 3 s.
-    qsort = ctypes.CDLL(None).qsort
-    items = (ctypes.c_int * 24)()
-    compare = _COMPARE(_slow_compare)
-    started = time.monotonic()
-    with (
-        deadline.alarms(),
-        pytest.raises(TimeoutExpired, match="cut"),
-        deadline.limit(0.05, lambda: TimeoutExpired("cut")),
-    ):
-        qsort(items, len(items), ctypes.sizeof(ctypes.c_int), compare)
-        sorted_at = time.monotonic()
-        time.sleep(3)
-    assert time.monotonic() - sorted_at < 1.0
-    assert sorted_at - started > 0.05  # the alarm came while C was still sorting
