@@ -155,10 +155,13 @@ def schema_dsl(
     """
     from qwenjson.dsl import parse_dsl
     from qwenjson.utf8 import not_utf8
+    from qwenjson.validate import check_metaschema
 
     if bad := not_utf8(text):  # as `schema check` and -s say it, rather than crash writing it
         raise SchemaError(f"the concise schema is not UTF-8 text ({bad})")
-    write_document(json.dumps(parse_dsl(text), ensure_ascii=False, indent=2))
+    schema = parse_dsl(text.removeprefix("\ufeff"))  # a BOM: as -s reads the text
+    check_metaschema(schema)  # what -s would refuse is not printed as a schema either
+    write_document(json.dumps(schema, ensure_ascii=False, indent=2))
 
 
 @app.command()

@@ -123,6 +123,12 @@ def parse_registry(text: str, source: str) -> dict[str, ModelSpec]:
                 f"{where}: table {name!r} has no 'repo' but nested tables: "
                 'model names containing dots must be quoted, like ["qwen2.5-0.5b-instruct"]'
             )
+        if _looks_like_path(name) or name.startswith("hf:") or not name.strip():
+            # --model reads such a name as a file or an hf: reference, never as this entry.
+            raise ModelError(
+                f"{where}: {name!r} can't be a model name: --model would read it as a path or "
+                "hf: reference (no '/', no '.gguf' at the end, no '.' or '~' first, no 'hf:')"
+            )
         specs[name] = _spec_from_table(name, entry, text, source, where)
     return specs
 
@@ -239,7 +245,7 @@ def load_registry() -> dict[str, ModelSpec]:
     if user_file:
         path = Path(user_file).expanduser()
         try:
-            user_text = path.read_text(encoding="utf-8")
+            user_text = path.read_text(encoding="utf-8-sig")  # a BOM, as a schema file may have
         except FileNotFoundError as exc:
             raise ModelError(f"{MODELS_FILE_ENV}={user_file}: no such file") from exc
         except UnicodeDecodeError as exc:

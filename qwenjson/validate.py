@@ -47,6 +47,8 @@ def load_schema(source: str | Path) -> Schema:
 def read_schema(source: str | Path) -> Schema:
     """``load_schema`` without the metaschema check, for a caller that checks once itself
     (``qwenjson.plan.prepare_job``)."""
+    if isinstance(source, str) and source.startswith("\ufeff") and not _exists(Path(source)):
+        source = source[1:]  # `-s "$(cat schema.json)"` of a file with a BOM: read as the file is
     if isinstance(source, str) and not source.strip():
         # `-s "$SCHEMA"` with the variable unset: Path("") would be the current directory.
         raise SchemaError("the schema is empty: give a file, inline JSON or concise text")

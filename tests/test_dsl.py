@@ -1148,3 +1148,50 @@ def test_derived_marks_a_number_or_date_the_model_works_out() -> None:
     ]
     for sub in unsayable:
         assert schema_to_dsl(obj({"a": sub})) is None, sub
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "person {title: Mr., Mrs., Dr. etc., age int 0..150}",
+        "p {title: Mr, Mrs; or Ms, age int}",
+        'a {b: say "x, y", c}',
+    ],
+)
+def test_a_one_line_group_whose_description_hides_a_comma_is_refused(text: str) -> None:
+    # Read as a multi-line group, the description swallowed `age` and extract exited 0.
+    with pytest.raises(DslError, match="ends at the next comma") as e:
+        parse_dsl(text)
+    assert e.value.line == 1
+
+
+def test_a_multi_line_group_keeps_its_descriptions_to_the_end_of_the_line() -> None:
+    got = parse_dsl("p {title: Mr., Mrs.\n age int}")
+    assert got["properties"]["p"] == obj({"title": {**S, "description": "Mr., Mrs."}, "age": I})
+
+
+def test_an_error_not_after_a_description_gets_no_comma_hint() -> None:
+    with pytest.raises(DslError) as e:
+        parse_dsl("a {b: x}, c.d")
+    assert "comma" not in e.value.problem
+
+
+@pytest.mark.parametrize(("text", "dup"), [("a 1|1.0", "1.0"), ("a 1e2|100", "100")])
+def test_numbers_equal_as_json_are_one_enum_value(text: str, dup: str) -> None:
+    with pytest.raises(DslError, match=f"duplicate enum value {re.escape(dup)}"):
+        parse_dsl(text)
+    assert parse_dsl("a 1|true")["properties"]["a"]["enum"] == [1, True]
+
+
+@pytest.mark.parametrize(("text", "hint"), [("due: date?", "due? date"), ("a: str?", "a? str")])
+def test_the_typed_field_hint_parses(text: str, hint: str) -> None:
+    with pytest.raises(DslError, match=re.escape(f"write '{hint}'")):
+        parse_dsl(text)
+    assert parse_dsl(hint)["required"] == []
+
+
+def test_an_inline_schema_with_a_bom_reads_as_its_file_does() -> None:
+    from qwenjson.validate import load_schema
+
+    assert load_schema("\ufeffname, age int") == parse_dsl("name, age int")
+    assert load_schema('\ufeff{"type": "object"}') == {"type": "object"}

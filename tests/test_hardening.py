@@ -207,6 +207,13 @@ def test_schema_dsl_of_an_argument_that_isnt_utf8_names_the_byte(tmp_path: Path)
     check(r, EXIT_SCHEMA, r"the concise schema is not UTF-8 text \(byte 0xe9 at byte 6\)")
 
 
+def test_schema_dsl_prints_no_schema_that_extract_would_refuse(tmp_path: Path) -> None:
+    r = qwenjson(tmp_path, "schema", "dsl", "a int 0.." + "9" * 400)
+    check(r, EXIT_SCHEMA, r"not a usable JSON Schema: an integer of 400 digits")
+    bom = qwenjson(tmp_path, "schema", "dsl", "\ufeffname, age int")  # `"$(cat file)"`
+    assert bom.code == 0 and json.loads(bom.out)["required"] == ["name", "age"]
+
+
 @pytest.mark.parametrize("evidence", [(), ("--evidence",)], ids=["plain", "evidence"])
 def test_the_records_other_numbers_go_out_as_written(
     tmp_path: Path, evidence: tuple[str, ...]

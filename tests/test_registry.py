@@ -297,3 +297,24 @@ def test_unknown_name_with_nothing_close_gives_no_suggestion() -> None:
 )
 def test_closest_name(typed: str, expected: str | None) -> None:
     assert closest_name(typed, sorted(BUILTIN)) == expected
+
+
+@pytest.mark.parametrize("name", ["my/model", "mine.gguf", ".hidden", "~mine", "hf:me"])
+def test_a_name_model_would_read_as_a_path_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Listed, it could never be used: `-m my/model` looks for a file of that name.
+    path = write(tmp_path, f'["{name}"]\nrepo = "a/b"\nfile = "x.gguf"\n')
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
+    with pytest.raises(ModelError, match="can't be a model name") as e:
+        load_registry()
+    assert e.value.exit_code == EXIT_MODEL
+
+
+def test_a_user_registry_with_a_bom_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b'\xef\xbb\xbf["mine"]\nrepo = "a/b"\nfile = "x.gguf"\n')
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
+    assert load_registry()["mine"].repo == "a/b"

@@ -105,6 +105,7 @@ class DslError(SchemaError):
         if line_end == -1:
             line_end = len(text)
         self.problem = problem
+        self.offset = offset
         self.line = text.count("\n", 0, offset) + 1
         self.column = offset - line_start + 1
         self.source_line = text[line_start:line_end].rstrip("\r")

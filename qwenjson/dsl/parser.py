@@ -48,6 +48,7 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.depth = 0
+        self.raw_end: int | None = None  # where the last field's unquoted description ended
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -87,11 +88,16 @@ class _Parser:
                 if not properties:
                     raise self.fail("expected at least one field", tok.start)
                 self.advance()
+                self.raw_end = None  # the group's own field, not one inside it, comes next
                 return properties, required
             if tok.kind == EOF:
                 raise self.fail(f"expected {closer!r} to close the object", tok.start)
             name_tok = tok
-            name, optional, schema = self.field(one_line)
+            after_raw, self.raw_end = self.raw_end, None
+            try:
+                name, optional, schema = self.field(one_line)
+            except DslError as e:
+                raise self._after_description(e, one_line, after_raw) from None
             if name in properties:
                 raise self.fail(f"duplicate field name {name!r}", name_tok.start)
             properties[name] = schema
@@ -110,6 +116,17 @@ class _Parser:
                     f"expected {ends} after field {name!r}, found {describe(after)}",
                     after.start,
                 )
+
+    def _after_description(self, error: DslError, one_line: bool, raw_end: int | None) -> DslError:
+        """``error`` in the field right after an unquoted description of a one-line list: most
+        likely a description with a comma in it (``title: Mr., Mrs.``); say how to keep one."""
+        if not one_line or raw_end is None or error.offset < raw_end:
+            return error
+        hint = (
+            "; a description on a one-line list ends at the next comma (quote it: "
+            '"Mr., Mrs.", or write one field per line)'
+        )
+        return DslError(error.problem + hint, self.text, error.offset)
 
     def field(self, one_line: bool) -> tuple[str, bool, Schema]:
         tok = self.advance()
@@ -141,12 +158,16 @@ class _Parser:
             value: str = tok.value
             return value
         value, end = read_raw(self.text, start, commas_end=one_line)
+        self.raw_end = end
         if not value:
             raise self.fail("expected a description after ':'", colon.end)
         if looks_typed(value):
+            typed = f"{name} {value}"
+            if value.endswith(("?", "？")):  # `due: date?`: the '?' goes after the name
+                typed = f"{name}? {value[:-1].rstrip()}"
             raise self.fail(
                 f"{value!r} after ':' would be a description, not a type: write "
-                f"'{name} {value}' for a typed field, or quote the description",
+                f"'{typed}' for a typed field, or quote the description",
                 start,
             )
         self.pos = end
@@ -259,7 +280,9 @@ class _Parser:
         while True:
             tok = self.advance()
             value = self.enum_value(tok)
-            key = (value_type(value), value)
+            # As JSON Schema compares: 1, 1.0 and 1e0 are one value (True is no number).
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            key = ("number" if numeric else value_type(value), value)
             if key in seen:
                 raise self.fail(f"duplicate enum value {tok.text}", tok.start)
             seen.add(key)
@@ -331,7 +354,10 @@ def _spans_lines(text: str, pos: int) -> bool:
 
     Decides whether commas end descriptions inside it. The group is read as a one-line group
     would be (commas end descriptions, so quoted names after them are tokens); if a line break
-    comes before its ``}``, it is a multi-line group.
+    comes before its ``}``, it is a multi-line group. Where that reading stops at something
+    that is no token (``Mrs.`` after a comma), the rest is counted character by character: a
+    group closed on this line is one-line, and the real parse reports the error there (read
+    as multi-line, the description would swallow the fields after it, and exit 0).
     """
     depth = 1
     try:
@@ -349,7 +375,14 @@ def _spans_lines(text: str, pos: int) -> bool:
             elif tok.kind == ":" and not text.startswith('"', skip_spaces(text, pos)):
                 pos = read_raw(text, pos, commas_end=True)[1]
     except DslError:
-        return True  # the real parse reports the error
+        pass
+    for ch in text[pos:]:
+        if ch == "\n":
+            return True
+        depth += (ch in OPENERS) - (ch in CLOSERS)
+        if depth == 0:
+            return False
+    return True
 
 
 def _object(properties: Schema, required: list[str]) -> Schema:
