@@ -26,7 +26,7 @@ from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
 from qwenjson.validate import drop_empty_strings
 
-__all__ = ["DEFAULT_PIECE_TOKENS", "PieceHooks", "Plan", "plan_pieces", "run_pieces"]
+__all__ = ["DEFAULT_PIECE_TOKENS", "PieceHooks", "PieceRun", "Plan", "plan_pieces", "run_pieces"]
 
 # Most tokens of text in a piece when a text is split and --chunk-tokens is not given. A 0.5B
 # model lists far fewer of a piece's items as the piece grows: scripts/bench_chunks.py on the
@@ -119,50 +119,99 @@ def run_pieces(
     again (not extracted, not emitted), and the next piece starts after the last of them.
     Raises UsageError when they can't be this text's pieces.
     """
-    hooks = hooks or PieceHooks()
-    # One object: a field two pieces give is taken from the one the model was surer of
-    # (bench_chunks.py --field-rule-cases 20, SROIE receipts among news, Qwen2.5 0.5B: right
-    # 15 times of 80 against 8 for the first).
-    merger = Merger(extractor.prepared.validator, confident=not output.each)
-    count = extractor.generator.count_tokens
-    start = index = 0
-    for logged, found in finished:
-        if not (start <= logged.start < logged.end <= len(text) and logged.index >= index):
-            raise UsageError(
-                f"the checkpoint's piece {logged.index + 1} is not one of this text's "
-                "(another text?): delete it to start over"
+    run = PieceRun(extractor, text, plan, emit, output, finished=finished, hooks=hooks)
+    while not run.complete:
+        run.step()
+    return run.finish()
+
+
+class PieceRun:
+    """``run_pieces`` one piece at a time: ``step`` extracts the next piece (merged, its items
+    emitted, ``hooks.done`` told), ``finish`` emits the merged result. The caller may stop
+    between pieces and go on later in the same process (a Ray actor returns after each piece,
+    so the driver can write and log it as a local run does)."""
+
+    def __init__(
+        self,
+        extractor: Extractor,
+        text: str,
+        plan: Plan,
+        emit: Callable[[str], None],
+        output: Output,
+        *,
+        finished: Sequence[tuple[Piece, Found]] = (),
+        hooks: PieceHooks | None = None,
+    ) -> None:
+        self.extractor, self.text, self.plan = extractor, text, plan
+        self.emit, self.output = emit, output
+        self.hooks = hooks = hooks or PieceHooks()
+        # One object: a field two pieces give is taken from the one the model was surer of
+        # (bench_chunks.py --field-rule-cases 20, SROIE receipts among news, Qwen2.5 0.5B:
+        # right 15 times of 80 against 8 for the first).
+        self.merger = Merger(extractor.prepared.validator, confident=not output.each)
+        self._count = extractor.generator.count_tokens
+        self.start = self.index = 0
+        self._replayed_to_end = False
+        for logged, found in finished:
+            if not (
+                self.start <= logged.start < logged.end <= len(text) and logged.index >= self.index
+            ):
+                raise UsageError(
+                    f"the checkpoint's piece {logged.index + 1} is not one of this text's "
+                    "(another text?): delete it to start over"
+                )
+            self.merger.add(found)
+            if logged.end >= len(text):
+                _progress(hooks, text, logged, len(text))
+                self._replayed_to_end = True
+                break
+            self.start = next_start(text, self._count, logged, plan.overlap)
+            self.index = logged.index + 1
+            _progress(hooks, text, logged, self.start)
+        self.complete = self._replayed_to_end or self.start >= len(text)
+
+    def step(self) -> tuple[Piece, Found] | None:
+        """Extract the next piece that has text in it (blank ones are passed over); that piece
+        and its document, or None when only blanks were left. Sets ``complete`` after the
+        last."""
+        text, hooks = self.text, self.hooks
+        while not self.complete:
+            index = self.index
+            piece = Piece(
+                index, self.start, piece_end(text, self._count, self.start, self.plan.budget)
             )
-        merger.add(found)
-        if logged.end >= len(text):
-            _progress(hooks, text, logged, len(text))
-            return _finish(merger, emit, output)
-        start, index = next_start(text, count, logged, plan.overlap), logged.index + 1
-        _progress(hooks, text, logged, start)
-    while start < len(text):
-        piece = Piece(index, start, piece_end(text, count, start, plan.budget))
-        extracted = bool(text[piece.start : piece.end].strip())  # else only blanks
-        if extracted:
-            if index == 0 and hooks.progress is not None:
-                hooks.progress(0, 1 + _expected(text, piece, piece.end))
-            piece, found = _extract_fitting(extractor, text, piece, hooks)
-            appended = merger.add(found)
-            if output.each:
-                _emit_items(merger, appended, emit, output)
-            if hooks.done is not None:
-                hooks.done(piece, found)
-        if piece.end >= len(text):
-            if extracted:
-                _progress(hooks, text, piece, len(text))
-            break
-        start, index = next_start(text, count, piece, plan.overlap), index + 1
-        if extracted:
-            _progress(hooks, text, piece, start)
-    if merger.skipped and hooks.notice is not None:
-        hooks.notice(
-            f"{merger.skipped} value(s) from later pieces were left out: adding them broke the "
-            "schema"
-        )
-    return _finish(merger, emit, output)
+            done: tuple[Piece, Found] | None = None
+            if text[piece.start : piece.end].strip():
+                if index == 0 and hooks.progress is not None:
+                    hooks.progress(0, 1 + _expected(text, piece, piece.end))
+                piece, found = _extract_fitting(self.extractor, text, piece, hooks)
+                appended = self.merger.add(found)
+                if self.output.each:
+                    _emit_items(self.merger, appended, self.emit, self.output)
+                if hooks.done is not None:
+                    hooks.done(piece, found)
+                done = (piece, found)
+            if piece.end >= len(text):
+                if done is not None:
+                    _progress(hooks, text, piece, len(text))
+                self.complete = True
+            else:
+                self.start = next_start(text, self._count, piece, self.plan.overlap)
+                self.index = index + 1
+                if done is not None:
+                    _progress(hooks, text, piece, self.start)
+            if done is not None:
+                return done
+        return None
+
+    def finish(self) -> Extraction:
+        """Emit the merged result (the document, unless items went out one by one)."""
+        if self.merger.skipped and self.hooks.notice is not None and not self._replayed_to_end:
+            self.hooks.notice(
+                f"{self.merger.skipped} value(s) from later pieces were left out: adding them "
+                "broke the schema"
+            )
+        return _finish(self.merger, self.emit, self.output)
 
 
 def _extract_fitting(

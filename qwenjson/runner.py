@@ -23,14 +23,14 @@ from qwenjson.chunking import Piece
 from qwenjson.errors import InputError, NoValidOutputError, TimeoutExpired
 from qwenjson.generation import Generator, prompt_size
 from qwenjson.merging import Found
-from qwenjson.pieces import Output, PieceHooks, plan_pieces, run_pieces
+from qwenjson.pieces import Output, PieceHooks, PieceRun, plan_pieces
 from qwenjson.pieces import Plan as PiecePlan
 from qwenjson.pipeline import Extraction, Extractor
 from qwenjson.plan import Plan, Truncate
 from qwenjson.stream import ItemScanner
 from qwenjson.validate import drop_empty_strings, validation_errors
 
-__all__ = ["Limits", "Runner", "TotalTimeoutExpired", "fit_to_context"]
+__all__ = ["Limits", "RecordSteps", "Runner", "TotalTimeoutExpired", "fit_to_context"]
 
 Notice = Callable[[str], None]
 TextCallback = Callable[[str], None]
@@ -177,30 +177,36 @@ class Runner:
         items already emitted stay emitted. A text longer than the context is done in pieces
         (``qwenjson.pieces``): ``pieces`` hears of each, ``finished`` are those done before.
         """
-        self.check_total()
-        timeout = self.limits.timeout
-        # Kept by the clock on each token, and by an alarm in validation (a backtracking
-        # pattern), which never gets there; the engine goes on with the next record.
-        with deadline.budget(timeout, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
-            return self._run(text, emit, on_text, notice, pieces, finished)
+        steps = self.begin(
+            text, emit, on_text=on_text, notice=notice, pieces=pieces, finished=finished
+        )
+        while steps.result is None:
+            steps.step()
+        return steps.result
 
-    def _run(
+    def begin(
         self,
         text: str,
         emit: Callable[[str], None],
-        on_text: TextCallback | None,
-        notice: Notice | None,
+        *,
+        on_text: TextCallback | None = None,
+        notice: Notice | None = None,
         pieces: PieceHooks | None = None,
         finished: Sequence[tuple[Piece, Found]] = (),
+    ) -> RecordSteps:
+        """``run``, a step at a time: each ``step()`` of the result extracts one piece of a text
+        longer than the context, or the whole of a shorter one (a Ray actor returns between
+        pieces). Nothing runs until the first step."""
+        return RecordSteps(self, text, emit, on_text, notice, pieces, finished)
+
+    def _run_whole(
+        self,
+        text: str,
+        emit: Callable[[str], None],
+        started: float,
+        on_text: TextCallback | None,
+        notice: Notice | None,
     ) -> Extraction:
-        started = self.clock()
-        record = self.record
-        if record.chunks and record.truncate is None:
-            split = plan_pieces(self.extractor, text, record.chunk_tokens, record.chunk_overlap)
-            if split is not None:
-                return self._run_pieces(
-                    text, split, emit, started, on_text, notice, pieces, finished
-                )
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         if cut is not None and notice is not None:
             keep = self.record.truncate
@@ -234,7 +240,7 @@ class Runner:
             emit(result.json)
         return result
 
-    def _run_pieces(
+    def _piece_run(
         self,
         text: str,
         split: PiecePlan,
@@ -244,7 +250,7 @@ class Runner:
         notice: Notice | None,
         pieces: PieceHooks | None,
         finished: Sequence[tuple[Piece, Found]],
-    ) -> Extraction:
+    ) -> PieceRun:
         """``text`` in pieces, merged; --require-evidence is applied to the merged result."""
         extractor = self.extractor
         # --require-evidence holds for the merged result; one object needs the confidences.
@@ -272,13 +278,79 @@ class Runner:
             require_evidence=self.extractor.options.require_evidence,
             item=self.job.item,
         )
-        return run_pieces(extractor, text, split, emit, output, finished=finished, hooks=hooks)
+        return PieceRun(extractor, text, split, emit, output, finished=finished, hooks=hooks)
 
     def _check_time(self, started: float) -> None:
         self.check_total()
         timeout = self.limits.timeout
         if timeout is not None and self.clock() - started > timeout:
             raise TimeoutExpired(f"--timeout of {timeout:g}s ran out")
+
+
+class RecordSteps:
+    """One record run a step at a time (``Runner.begin``): ``result`` is set by the last step.
+
+    The record's ``--timeout`` counts from its first step, across all of them, as in ``run``.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        text: str,
+        emit: Callable[[str], None],
+        on_text: TextCallback | None,
+        notice: Notice | None,
+        pieces: PieceHooks | None,
+        finished: Sequence[tuple[Piece, Found]],
+    ) -> None:
+        self.runner, self.text, self.emit = runner, text, emit
+        self.on_text, self.notice, self.pieces, self.finished = on_text, notice, pieces, finished
+        self.started: float | None = None
+        self._run: PieceRun | None = None
+        self.result: Extraction | None = None
+
+    def step(self) -> None:
+        """The next piece, or the whole record; raises what ``Runner.run`` raises."""
+        runner = self.runner
+        if self.result is not None:
+            raise RuntimeError("the record is done")
+        runner.check_total()
+        if self.started is None:
+            self.started = runner.clock()
+        timeout = runner.limits.timeout
+        left = None if timeout is None else timeout - (runner.clock() - self.started)
+        # Kept by the clock on each token, and by an alarm in validation (a backtracking
+        # pattern), which never gets there; the engine goes on with the next record.
+        with deadline.budget(left, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
+            self._step(self.started)
+
+    def _step(self, started: float) -> None:
+        runner, record = self.runner, self.runner.record
+        if self._run is None:
+            split = None
+            if record.chunks and record.truncate is None:
+                split = plan_pieces(
+                    runner.extractor, self.text, record.chunk_tokens, record.chunk_overlap
+                )
+            if split is None:
+                self.result = runner._run_whole(
+                    self.text, self.emit, started, self.on_text, self.notice
+                )
+                return
+            self._run = runner._piece_run(
+                self.text,
+                split,
+                self.emit,
+                started,
+                self.on_text,
+                self.notice,
+                self.pieces,
+                self.finished,
+            )
+        if not self._run.complete:
+            self._run.step()
+        if self._run.complete:
+            self.result = self._run.finish()
 
 
 class _ItemStream:
