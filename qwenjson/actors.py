@@ -13,6 +13,13 @@ it does for a local run: the same bytes, the same resume after a crash::
         executor = RayExecutor(cluster, worker_spec(plan_without_model), actors=2)
         run_batch(read_lines(sys.stdin.buffer), executor, BatchOptions(field="text"))
 
+A text longer than the context comes back a piece at a time: the actor returns after each piece
+(``WorkerResult.more``) and keeps the record's merged pieces for the driver's ``resume`` call,
+which goes to the same actor (another would have to merge them all again). So the driver writes
+a piece's ``--each`` items and logs the piece to ``--checkpoint`` as a local run does, once the
+record is first in the output's order; an actor that dies inside such a record hands it on with
+the pieces that came back, and the next actor goes on at the following piece.
+
 Backpressure: at most ``IN_FLIGHT`` records sit with an actor and ``WINDOW`` per actor between
 the input and the output, so a ten-million-line stdin is never held.
 
@@ -43,10 +50,11 @@ from qwenjson.cluster import unwrapped
 from qwenjson.errors import ClusterError, ModelError, QwenJsonError
 from qwenjson.executor import RecordSink, RecordTask
 from qwenjson.merging import Found
+from qwenjson.pieces import PieceHooks
 from qwenjson.pipeline import open_model
 from qwenjson.plan import Plan, model_sha256
 from qwenjson.registry import ModelSpec
-from qwenjson.runner import Limits, Runner, TotalTimeoutExpired
+from qwenjson.runner import Limits, RecordSteps, Runner, TotalTimeoutExpired
 
 if TYPE_CHECKING:
     from qwenjson.cluster import Cluster
@@ -87,13 +95,16 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class WorkerResult:
-    """One record's results from an actor: output documents and notices in the order they
-    came, its error (message, exit code) or None, and when it started and ended (wall clock)."""
+    """A record's results from one call to an actor, in the order they came: ``("emit",
+    document)``, ``("notice", message)`` and ``("piece", (Piece, Found))`` (a piece of a long
+    text, merged and its items emitted); its error (message, exit code) or None; when the call
+    started and ended (wall clock); ``more``: a long text has pieces left (``resume`` goes on)."""
 
-    events: tuple[tuple[str, str], ...]
+    events: tuple[tuple[str, Any], ...]
     error: tuple[str, int] | None
     started: float
     ended: float
+    more: bool = False
 
 
 class RecordWorker:
@@ -107,6 +118,8 @@ class RecordWorker:
         self.node = _node_name()
         self.failure: tuple[str, int] | None = None
         self.runner: Runner | None = None
+        # Records begun and not ended (a long text between its pieces), by the driver's key.
+        self.open: dict[int, tuple[RecordSteps, list[tuple[str, Any]]]] = {}
         if driver_version != __version__:
             # ``hello`` says which version runs here. Nothing of the driver's is unpickled (its
             # classes may not exist here) and no model is loaded for a node that can't work.
@@ -129,24 +142,40 @@ class RecordWorker:
             "fingerprint": self.runner.plan.fingerprint if self.runner is not None else "",
         }
 
-    def run(self, text: str, finished: tuple[tuple[Piece, Found], ...] = ()) -> WorkerResult:
-        """Extract from ``text`` as the local batch would; its outputs and error, not raised."""
+    def run(
+        self, text: str, finished: tuple[tuple[Piece, Found], ...] = (), key: int = 0
+    ) -> WorkerResult:
+        """Extract from ``text`` as the local batch would (its outputs and error, not raised);
+        of a text longer than the context only the first piece after ``finished``: then the
+        result says ``more``, and ``resume(key)`` does the next one."""
         assert self.runner is not None, "hello() said this actor can't run records"
-        events: list[tuple[str, str]] = []
+        events: list[tuple[str, Any]] = []
+        steps = self.runner.begin(
+            text,
+            lambda doc: events.append(("emit", doc)),
+            notice=lambda message: events.append(("notice", message)),
+            pieces=PieceHooks(done=lambda piece, found: events.append(("piece", (piece, found)))),
+            finished=finished,
+        )
+        self.open[key] = (steps, events)
+        return self.resume(key)
+
+    def resume(self, key: int) -> WorkerResult:
+        """The next step of the record ``run(…, key)`` began: its next piece, or its end."""
+        steps, events = self.open[key]
+        events.clear()
         started = time.time()
         error: tuple[str, int] | None = None
         try:
             # Alarms cut a backtracking `pattern` in validation short, as in the CLI.
             with deadline.alarms():
-                self.runner.run(
-                    text,
-                    lambda doc: events.append(("emit", doc)),
-                    notice=lambda message: events.append(("notice", message)),
-                    finished=finished,
-                )
+                steps.step()
         except QwenJsonError as e:
             error = (str(e), e.exit_code)
-        return WorkerResult(tuple(events), error, started, time.time())
+        more = error is None and steps.result is None
+        if not more:
+            del self.open[key]
+        return WorkerResult(tuple(events), error, started, time.time(), more)
 
 
 def _load(spec: WorkerSpec, node: str) -> Runner:
@@ -196,14 +225,26 @@ class _Slot:
     # An actor died holding it and another record: which of them killed it is unknown, so it
     # runs on an actor of its own until it ends (a death then is its own).
     alone: bool = False
-    result: WorkerResult | None = None
+    # What came back and is not yet handed to the record's sink: a long text's pieces one
+    # call at a time, then the last call (``more`` False) with the record's own error.
+    parts: list[WorkerResult] = field(default_factory=list)
+    pieces: list[tuple[Piece, Found]] = field(default_factory=list)  # all that came back
+    result: WorkerResult | None = None  # the last call's
     error: QwenJsonError | None = None  # failed without a result (its actors kept dying)
+    sink: RecordSink | None = None  # once the batch may hear of the record (see ``_ready``)
     submitted: float = 0.0
+    started: float | None = None  # when its first call began on an actor
     received: float = 0.0
 
     @property
     def done(self) -> bool:
         return self.result is not None or self.error is not None or self.task.error is not None
+
+    @property
+    def finished(self) -> tuple[tuple[Piece, Found], ...]:
+        """The pieces done: the checkpoint's, and those that came back (sent again with the
+        record after its actor died: it goes on at the next piece)."""
+        return self.task.finished + tuple(self.pieces)
 
 
 @dataclass(eq=False)
@@ -330,17 +371,35 @@ class RayExecutor:
                 waiting.append(slot)
                 if task.error is None:
                     self._send(slot)
-            while waiting and (done := self._next_done(waiting)) is not None:
-                waiting.remove(done)
-                yield done.task, self._finish(done, sink(done.task))
+            while waiting and (ready := self._ready(waiting)) is not None:
+                if ready.sink is None:
+                    ready.sink = sink(ready.task)
+                self._hand_over(ready, ready.sink)
+                if ready.done:
+                    waiting.remove(ready)
+                    yield ready.task, self._finish(ready, ready.sink)
             if exhausted and not waiting:
                 return
             self._wait()
 
-    def _next_done(self, waiting: deque[_Slot]) -> _Slot | None:
-        if self.ordered:
-            return waiting[0] if waiting[0].done else None
-        return next((s for s in waiting if s.done), None)
+    def _ready(self, waiting: deque[_Slot]) -> _Slot | None:
+        """A record with something to hand to its sink: in order, only the first (the output,
+        and a piece's log line, go after the records before it); unordered, any."""
+        candidates = [waiting[0]] if self.ordered else waiting
+        return next((s for s in candidates if s.done or s.parts), None)
+
+    def _hand_over(self, slot: _Slot, out: RecordSink) -> None:
+        """What came back for ``slot``, in order: its documents or items, notices, and each
+        piece done (which the checkpoint logs, after the piece's items, as a local run does)."""
+        for part in slot.parts:
+            for kind, value in part.events:
+                if kind == "emit":
+                    out.emit(value)
+                elif kind == "notice":
+                    out.notice(value)
+                else:
+                    out.piece_done(*value)
+        slot.parts.clear()
 
     def _finish(self, slot: _Slot, out: RecordSink) -> bool:
         if slot.task.error is not None:
@@ -348,8 +407,6 @@ class RayExecutor:
         if slot.error is not None:
             return out.finish(slot.error)
         assert slot.result is not None
-        for kind, text in slot.result.events:
-            (out.emit if kind == "emit" else out.notice)(text)
         if slot.result.error is None:
             return out.finish(None)
         message, code = slot.result.error
@@ -384,7 +441,8 @@ class RayExecutor:
         actor = min(self._takers(slot), key=lambda a: len(a.held))
         slot.submitted = time.time()
         actor.held.append(slot)
-        self.calls[actor.handle.run.remote(slot.task.text, slot.task.finished)] = (actor, slot)
+        call = actor.handle.run.remote(slot.task.text, slot.finished, slot.task.line)
+        self.calls[call] = (actor, slot)
 
     def _wait(self) -> None:
         """Wait for some result (a record's, or an actor's hello) and take it in."""
@@ -447,6 +505,15 @@ class RayExecutor:
         actor.ready = True
 
     def _received(self, actor: _Actor, slot: _Slot, result: WorkerResult) -> None:
+        slot.parts.append(result)
+        slot.pieces.extend(value for kind, value in result.events if kind == "piece")
+        if slot.started is None:
+            slot.started = result.started
+        if result.more:
+            # The next piece on the same actor, which holds the record's merged pieces (another
+            # would merge them all again); the record stays with it until it ends.
+            self.calls[actor.handle.resume.remote(slot.task.line)] = (actor, slot)
+            return
         slot.result, slot.received = result, time.time()
         actor.held.remove(slot)
         if self.timings is not None:
@@ -454,7 +521,7 @@ class RayExecutor:
                 RecordTiming(
                     slot.task.line,
                     slot.submitted,
-                    result.started,
+                    slot.started,
                     result.ended,
                     slot.received,
                     actor.last_ended,

@@ -7,6 +7,7 @@ GCS, raylet and workers), never another Ray on the machine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -103,10 +104,31 @@ def worker_pids(session: int) -> list[int]:
 class PoisonedWorker(RecordWorker):
     """A worker whose process dies on any text with POISON in it (like a llama.cpp crash)."""
 
-    def run(self, text: str, finished: tuple[tuple[Piece, Found], ...] = ()) -> WorkerResult:
+    def run(
+        self, text: str, finished: tuple[tuple[Piece, Found], ...] = (), key: int = 0
+    ) -> WorkerResult:
         if "POISON" in text:
             os._exit(1)
-        return super().run(text, finished)
+        return super().run(text, finished, key)
+
+
+def died_marker(text: str) -> Path:
+    """The file that says a ``DiesAtASecondStep`` worker died on ``text`` already."""
+    name = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"qwenjson-test-died-{name}"
+
+
+class DiesAtASecondStep(RecordWorker):
+    """A worker whose process dies at the second step of a record (a long text's second
+    piece), once per text (``died_marker``): like a node lost in the middle of a document."""
+
+    def resume(self, key: int) -> WorkerResult:
+        steps, _ = self.open[key]
+        marker = died_marker(steps.text)
+        if steps.started is not None and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().resume(key)
 
 
 class OtherModelWorker(RecordWorker):

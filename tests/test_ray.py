@@ -32,20 +32,27 @@ from qwenjson.errors import (
     EXIT_USAGE,
     ClusterError,
 )
-from tests.helpers import REAL_PERSON, TEXTS, qwenjson_argv
+from tests.helpers import REAL_PERSON, TEXTS, extract_argv, qwenjson_argv, wait_for_lines
+from tests.test_long_text import PERSON as PERSON_OF_TEAM
+from tests.test_long_text import PIECES, TEAM
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 from qwenjson.actors import RayExecutor, worker_spec  # noqa: E402
 from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch  # noqa: E402
 from qwenjson.cluster import connect, extract_many  # noqa: E402
+from qwenjson.dsl import parse_dsl  # noqa: E402
+from qwenjson.engine import Engine  # noqa: E402
 from qwenjson.pipeline import ExtractOptions  # noqa: E402
-from qwenjson.plan import Plan  # noqa: E402
+from qwenjson.plan import Plan, RecordOptions  # noqa: E402
 from qwenjson.records import BatchOptions  # noqa: E402
+from qwenjson.runner import Runner  # noqa: E402
 from qwenjson.stream import LineOutput  # noqa: E402
 from tests.ray_cluster import (  # noqa: E402
+    DiesAtASecondStep,
     OtherModelWorker,
     PoisonedWorker,
+    died_marker,
     ray_head,
     worker_pids,
 )
@@ -184,6 +191,100 @@ def test_checkpoint_resume_after_the_driver_is_killed(
         rerun = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, timeout=600)
     assert rerun.returncode == EXIT_SOME_RECORDS_FAILED, rerun.stderr.decode()
     assert out.read_bytes() == local[0]
+
+
+# A record longer than the context, as tests/test_long_text.py reads one: in small pieces.
+LONG_ARGS = ("--jsonl", "--field", "text", "--each", "-s", PERSON_OF_TEAM, *PIECES)
+
+
+def _pieces_logged(checkpoint: Path, line: int) -> list[int]:
+    entries = map(json.loads, checkpoint.read_text().splitlines()[1:])
+    return [e["piece"] for e in entries if "piece" in e and e["of_line"] == line]
+
+
+@pytest.mark.slow  # a real Ray cluster and model
+def test_a_long_record_on_the_cluster_prints_and_logs_its_pieces_as_the_local_run(
+    cluster: tuple[str, int], tmp_path: Path
+) -> None:
+    data = b"".join(json.dumps({"text": t}).encode() + b"\n" for t in (TEXTS[0], TEAM, TEXTS[1]))
+    argv = extract_argv(*LONG_ARGS)
+    here = run(argv, data)
+    assert here.returncode == 0, here.stderr.decode()
+    assert len(here.stdout.splitlines()) >= 6  # the long record's items and the others'
+    checkpoint = tmp_path / "ck"
+    there = run([*argv, "--checkpoint", str(checkpoint), "--ray", cluster[0]], data)
+    assert (there.returncode, there.stdout) == (0, here.stdout), there.stderr.decode()
+    # Each piece of line 2 was logged as it came back, in order, once.
+    logged = _pieces_logged(checkpoint, 2)
+    assert len(logged) >= 5 and logged == list(range(len(logged)))
+
+
+@pytest.mark.slow  # a real Ray cluster and model
+def test_a_driver_killed_inside_a_long_record_goes_on_at_its_next_piece(
+    cluster: tuple[str, int], tmp_path: Path
+) -> None:
+    data = json.dumps({"text": TEAM}).encode() + b"\n"
+    whole = run(extract_argv(*LONG_ARGS), data)
+    assert whole.returncode == 0, whole.stderr.decode()
+    (tmp_path / "in.jsonl").write_bytes(data)
+    argv = extract_argv(
+        *LONG_ARGS, "--input", str(tmp_path / "in.jsonl"),
+        "--checkpoint", str(tmp_path / "ck"), "--ray", cluster[0],
+    )  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    with out.open("ab") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL)
+        wait_for_lines(out, 4, proc)
+        killed = proc.poll() is None
+        proc.kill()  # SIGKILL: the driver writes nothing more, its actors die with it
+        proc.wait(timeout=60)
+    assert killed, "the record ended before the driver could be killed"
+    before = _pieces_logged(tmp_path / "ck", 1)
+    assert before  # pieces were logged on the cluster before the kill
+    with out.open("ab") as sink:
+        rerun = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert out.read_bytes() == whole.stdout
+    after = _pieces_logged(tmp_path / "ck", 1)
+    # The rerun went on at the next piece: each piece was extracted (and logged) once.
+    assert after[: len(before)] == before and after == list(range(len(after)))
+
+
+@pytest.mark.slow  # a real Ray cluster and model
+def test_an_actor_dying_inside_a_long_record_hands_it_on_at_its_next_piece(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
+    schema = parse_dsl(PERSON_OF_TEAM)
+    options = ExtractOptions(max_tokens=128)
+    record = RecordOptions(each=True, chunk_tokens=32, chunk_overlap=12)
+    plan = Plan(schema, "", 512, options, record)
+    lines = [json.dumps({"text": t}).encode() for t in (TEXTS[0], TEAM)]
+    batch = BatchOptions(field="text")
+    here = io.BytesIO()
+    with Engine(smollm2, n_ctx=512, n_threads=1) as engine:
+        run_batch(lines, Runner(plan, engine), batch, output=LineOutput(here))
+    assert len(here.getvalue().splitlines()) >= 6
+    marker = died_marker(TEAM)
+    marker.unlink(missing_ok=True)
+    notices: list[str] = []
+    there = io.BytesIO()
+    try:
+        with connect(cluster[0]) as c:
+            spec = worker_spec(plan, model=str(smollm2))
+            executor = RayExecutor(
+                c, spec, actors=1, worker=DiesAtASecondStep, notice=notices.append
+            )
+            try:
+                run_batch(lines, executor, batch, output=LineOutput(there))
+            finally:
+                executor.close()
+        assert marker.exists()  # the worker did die inside the long record
+    finally:
+        marker.unlink(missing_ok=True)
+    # The record went to the new worker with its first piece done: nothing printed twice.
+    assert there.getvalue() == here.getvalue()
+    assert any("died (line 2 was running)" in n for n in notices), notices
 
 
 @pytest.mark.slow  # a real Ray cluster and model
