@@ -145,6 +145,7 @@ class Engine:
     ) -> None:
         self._model: Any = None
         self._kvs: KVState | None = None
+        self._turn = threading.RLock()  # held by the call running now, and by close()
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
@@ -169,7 +170,6 @@ class Engine:
         if not model:
             raise ModelError(f"llama.cpp could not load {path} (damaged or unsupported GGUF?)")
         self._model = model
-        self._turn = threading.RLock()  # held by the generation or scoring running now
         self._vocab = Vocabulary(model)
         self._n_vocab = self._vocab.n_vocab
 
@@ -213,12 +213,14 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context and the model (idempotent)."""
-        if self._kvs is not None:
-            self._kvs.close()
-        if self._model is not None:
-            ll.llama_model_free(self._model)
-            self._model = None
+        """Free the context and the model (idempotent); waits for a call another thread is
+        running (freed under it, llama.cpp would crash the process)."""
+        with self._turn:
+            if self._kvs is not None:
+                self._kvs.close()
+            if self._model is not None:
+                ll.llama_model_free(self._model)
+                self._model = None
 
     def __enter__(self) -> Engine:
         return self
@@ -274,15 +276,16 @@ class Engine:
         if self._model is None:
             raise ModelError("the model has been closed")
 
+    @_one_at_a_time
     def tokenize(self, text: bytes, *, special: bool = False, add_bos: bool = False) -> list[int]:
         """Tokens for ``text``; ``special`` parses special-token text such as ``<|im_start|>``."""
-        self._open()
         return self._vocab.tokenize(text, special=special, add_bos=add_bos)
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes with this model's tokenizer (as plain text)."""
         return len(self.tokenize(text.encode("utf-8")))
 
+    @_one_at_a_time
     def piece(self, token: int) -> bytes:
         """The bytes of ``token`` as it appears in generated text (control tokens: empty)."""
         return self._vocab.piece(token)
@@ -291,15 +294,15 @@ class Engine:
         """The GGUF's ``tokenizer.chat_template``, or ChatML if the file has none."""
         return self._chat.source()
 
+    @_one_at_a_time
     def render_chat(self, messages: Sequence[Message]) -> str:
         """The prompt for ``messages`` in the model's own chat template, ready for the reply."""
-        self._open()
         return self._chat.render(messages)
 
+    @_one_at_a_time
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """The tokens of the rendered prompt (BOS if the model wants one): see
         ``ChatTemplate.prompt_tokens`` for why contents are tokenized apart."""
-        self._open()
         return self._chat.prompt_tokens(messages)
 
     # -- the parts, as tests and scripts reach them (the loop itself uses the parts directly) -----

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -34,8 +36,12 @@ _MASK_SLICE = 8192
 _CAND_SIZE = ctypes.sizeof(ll.llama_token_data)
 
 # The grammar parser prints its complaint with fprintf(stderr): while it runs, fd 2 is swapped
-# for a file so the complaint ends up in the SchemaError and not on the user's terminal.
+# for a file so the complaint ends up in the SchemaError and not on the user's terminal. Only
+# the first time a grammar is parsed: the swap is the whole process's, and a library caller's
+# other threads lost what they wrote to stderr meanwhile (every generation swapped it).
 _stderr_lock = threading.Lock()
+_PARSED_MAX = 256  # the digests of grammars that parsed, kept (the last used)
+_parsed: OrderedDict[bytes, None] = OrderedDict()
 
 
 def parse_grammar(vocab: Vocabulary, grammar: str) -> Any:
@@ -45,6 +51,15 @@ def parse_grammar(vocab: Vocabulary, grammar: str) -> Any:
         raise SchemaError("empty grammar")
     if "\x00" in grammar:
         raise SchemaError("grammar contains a NUL character")
+    key = hashlib.sha256(grammar.encode()).digest()
+    with _stderr_lock:
+        known = key in _parsed
+        if known:
+            _parsed.move_to_end(key)
+    if known:
+        smpl = ll.llama_sampler_init_grammar(vocab.handle, grammar.encode(), b"root")
+        if smpl:
+            return smpl
     with _stderr_lock, tempfile.TemporaryFile() as sink:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -55,6 +70,9 @@ def parse_grammar(vocab: Vocabulary, grammar: str) -> Any:
             os.dup2(saved, 2)
             os.close(saved)
         if smpl:
+            _parsed[key] = None
+            while len(_parsed) > _PARSED_MAX:
+                _parsed.popitem(last=False)
             return smpl
         sink.seek(0)
         said = sink.read().decode("utf-8", "replace")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,29 @@ def test_a_long_prompt_is_read_in_batches_a_time_limit_can_stop(smollm2: Path) -
             e.generate(messages, PERSON_GRAMMAR, max_tokens=40, on_text=on_text)
         assert 0 < len(e._kv) < len(prompt)  # stopped between batches, the cache in step
         json.loads(e.generate(messages, PERSON_GRAMMAR, max_tokens=200).text)
+
+
+def test_close_waits_for_a_generation_another_thread_is_running(smollm2: Path) -> None:
+    # Freed under a running generation, llama.cpp crashed the process (SIGSEGV).
+    engine = Engine(smollm2, n_ctx=512, n_threads=1)
+    started = threading.Event()
+    results: list[object] = []
+
+    def generate() -> None:
+        try:
+            results.append(
+                engine.generate(
+                    PERSON_MESSAGES, PERSON_GRAMMAR, max_tokens=60, on_text=lambda _: started.set()
+                )
+            )
+        except BaseException as e:
+            results.append(e)
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    assert started.wait(60)
+    engine.close()  # while the other thread generates: waits for it
+    worker.join(60)
+    assert len(results) == 1 and not isinstance(results[0], BaseException), results
+    with pytest.raises(ModelError, match="closed"):
+        engine.tokenize(b"Alice")

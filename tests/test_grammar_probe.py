@@ -60,3 +60,26 @@ def test_the_mask_in_slices_is_the_mask_in_one_call(
         assert np.array_equal(probe.grammar_allows(grammar, odd), whole[1::3])
         ll.llama_sampler_accept(grammar, token)
     ll.llama_sampler_free(grammar)
+
+
+def test_a_grammar_parsed_before_is_parsed_without_swapping_stderr(
+    vocab: Vocabulary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The swap is the whole process's: a library caller's threads lost their stderr lines
+    # while every generation parsed its grammar.
+    grammar = 'root ::= "a" [0-9]{1,3} "-once"'
+    swaps: list[int] = []
+    real_dup2 = gp.os.dup2
+
+    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        swaps.append(fd2)
+        return real_dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(gp.os, "dup2", dup2)
+    for _ in range(3):
+        ll.llama_sampler_free(gp.parse_grammar(vocab, grammar))
+    assert swaps == [2, 2]  # swapped and put back, the first time only
+    with pytest.raises(gp.SchemaError, match="can't parse the grammar"):
+        gp.parse_grammar(vocab, 'root ::= "a" (')  # a complaint is still caught, each time
+    with pytest.raises(gp.SchemaError, match="can't parse the grammar"):
+        gp.parse_grammar(vocab, 'root ::= "a" (')

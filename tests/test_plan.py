@@ -7,8 +7,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import os
+import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,3 +412,26 @@ def test_an_extractor_needs_an_open_model() -> None:
     # The model's name is what extract() takes; the Extractor failed later with AttributeError.
     with pytest.raises(UsageError, match="needs an open model"):
         Extractor(PERSON, "qwen2.5-0.5b-instruct")  # type: ignore[arg-type]
+
+
+def test_compiling_in_threads_leaves_the_process_as_it_was() -> None:
+    # Each compilation put back the recursion limit and the warnings filters it found: threads
+    # put back each other's, and the limit stayed at 25,000 or an "ignore" stayed in front of
+    # the caller's own filters (4 runs of 4 with 4 threads, before).
+    limit, filters = sys.getrecursionlimit(), list(warnings.filters)
+    numbers = itertools.count()
+
+    def work() -> None:
+        for _ in range(40):
+            n = next(numbers)
+            pattern = f"^x{n}[a-z]+[0-9]{{1,{n % 7 + 1}}}$"
+            prepare_job(
+                {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+            )
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (sys.getrecursionlimit(), warnings.filters) == (limit, filters)

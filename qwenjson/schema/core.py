@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -365,13 +366,27 @@ class CompilerCore:
         raise NotImplementedError
 
 
+_room_lock = threading.Lock()
+_room_users = 0  # compilations running now, in any thread
+_room_saved = 0  # the limit before the first of them raised it
+
+
 @contextmanager
 def _recursion_room() -> Iterator[None]:
     # Visiting a 1,000-deep schema takes a few Python frames per level; Python 3.11 frames
-    # don't use the C stack, so a higher limit is safe. MAX_DEPTH bounds it.
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, MAX_DEPTH * 12 + 1000))
+    # don't use the C stack, so a higher limit is safe. MAX_DEPTH bounds it. The limit is the
+    # process's: raised by the first compilation running and put back by the last (each
+    # putting back its own, threads left it raised for good).
+    global _room_users, _room_saved
+    with _room_lock:
+        if _room_users == 0:
+            _room_saved = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_room_saved, MAX_DEPTH * 12 + 1000))
+        _room_users += 1
     try:
         yield
     finally:
-        sys.setrecursionlimit(old)
+        with _room_lock:
+            _room_users -= 1
+            if _room_users == 0:
+                sys.setrecursionlimit(_room_saved)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from qwenjson.errors import SchemaError, UnsupportedKeywordError
 from qwenjson.schema.regex_charsets import (
@@ -16,6 +19,19 @@ from qwenjson.schema.regex_charsets import (
     _complement,
     _property_ranges,
 )
+
+# warnings.catch_warnings swaps the process's filter list: two threads compiling patterns at
+# once put back each other's, and an "ignore" was left in front of the caller's filters for good
+# (its own warnings then silenced). So our quiet blocks take turns.
+_quiet_lock = threading.RLock()
+
+
+@contextmanager
+def quiet_re() -> Iterator[None]:
+    """No warnings from ``re`` in the block ("Possible nested set": ECMA has no nested sets)."""
+    with _quiet_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _class_body(ranges: Ranges) -> str:
@@ -155,8 +171,7 @@ def to_python_regex(pattern: str) -> str:
     """
     python_pattern = _ecma_to_python(pattern, semantic=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_re():
             re.compile(python_pattern)
     except re.error as exc:
         raise SchemaError(f"invalid regular expression {pattern!r}: {exc}") from None
@@ -236,8 +251,7 @@ def is_ecma_regex(pattern: str) -> bool:
     # Only syntax is checked here, and Python wants fixed-width lookbehind: look ahead instead.
     syntax = python_pattern.replace("(?<=", "(?=").replace("(?<!", "(?!")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_re():
             re.compile(syntax)
     except (re.error, RecursionError, OverflowError):
         return False

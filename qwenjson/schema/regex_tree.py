@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from qwenjson.schema.regex_charsets import (
     _intersect,
     _normalize,
 )
-from qwenjson.schema.regex_syntax import _ecma_to_python
+from qwenjson.schema.regex_syntax import _ecma_to_python, quiet_re
 
 # Why private modules: Python has no public API that exposes a regex's parse tree, and a
 # hand-written parser would be a second, less tested implementation of the same syntax. The op
@@ -177,9 +176,8 @@ def _has_anchor(node: _Node) -> bool:
 def _parse(pattern: str) -> Any:
     python_pattern = _ecma_to_python(pattern)
     try:
-        with warnings.catch_warnings():
+        with quiet_re():
             # "Possible nested set" warnings: ECMA has no nested sets; the plain reading holds.
-            warnings.simplefilter("ignore")
             return sre_p.parse(python_pattern)
     except re.error as exc:
         raise SchemaError(f"invalid regular expression {pattern!r}: {exc}") from None
