@@ -17,19 +17,19 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from qwenjson.errors import ClusterError, QwenJsonError
+from qwenjson.errors import ClusterError, QwenJsonError, UsageError
+from qwenjson.jsontypes import is_whole_number
 
 if TYPE_CHECKING:
     from qwenjson.chunking import Piece
     from qwenjson.executor import RecordSink, RecordTask
     from qwenjson.merging import Found
-    from qwenjson.validate import Schema
 
 __all__ = ["INSTALL_HINT", "Cluster", "connect", "extract_many", "import_ray", "unwrapped"]
 
@@ -290,37 +290,44 @@ class _Collected:
 
 def extract_many(
     texts: Iterable[str],
-    schema: Mapping[str, Any] | bool,
+    schema: Any,
     *,
     ray: str = "local",
     model: str | Path | None = None,
     actors: int | None = None,
     threads: int = 1,
     ordered: bool = True,
-    each: bool = False,
     n_ctx: int = 4096,
+    timeout: float | None = None,
     **options: Any,
 ) -> Iterator[tuple[int, Any]]:
     """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
     ``texts`` (``ordered=False``: as they finish).
 
-    ``result`` is what ``qwenjson.extract`` would return (with ``each=True``: the list of
-    items), or the ``QwenJsonError`` it would raise for that text. ``ray``: ``local``, ``auto``
-    or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``); ``actors``, ``threads`` and ``n_ctx``
-    as ``--ray-actors``, ``--threads`` and ``--ctx``; other keyword arguments are
-    ``ExtractOptions``. Texts are read as they are needed, so a generator over a large file is
-    fine.
+    ``result`` is what ``qwenjson.extract`` would return for that text (with ``each=True``: the
+    list of items; an instance of the schema's class when a Pydantic model was given), or the
+    ``QwenJsonError`` it would raise. ``schema`` and the keyword arguments as ``extract`` takes
+    them; ``ray``: ``local``, ``auto`` or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``);
+    ``actors``, ``threads`` and ``n_ctx`` as ``--ray-actors``, ``--threads`` and ``--ctx``.
+    Texts are read as they are needed, so a generator over a large file is fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
     from qwenjson.executor import RecordTask
-    from qwenjson.pipeline import ExtractOptions
-    from qwenjson.plan import Plan, RecordOptions
+    from qwenjson.library import check_threads_and_timeout, shaped, split_options
+    from qwenjson.plan import Plan, schema_of
 
-    schema_value: Schema = dict(schema) if isinstance(schema, Mapping) else schema
+    check_threads_and_timeout(threads, timeout)
+    if actors is not None and not is_whole_number(actors, 1):
+        raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
+    if not is_whole_number(n_ctx, 256):
+        raise UsageError(f"n_ctx must be a whole number ≥ 256 (as --ctx), not {n_ctx!r}")
+    schema_value, cls = schema_of(schema)
+    opts, record = split_options(options)
     # The schema is checked and compiled here, before any cluster; the model's sha256 is each
     # worker's to fill in.
-    plan = Plan(schema_value, "", n_ctx, ExtractOptions(**options), RecordOptions(each=each))
-    spec = worker_spec(plan, model=model, threads=threads)
+    plan = Plan(schema_value, "", n_ctx, opts, record)
+    spec = worker_spec(plan, model=model, threads=threads, timeout=timeout)
+    each = record.each
     kept: dict[int, _Collected] = {}
 
     def sink(task: RecordTask) -> RecordSink:
@@ -333,7 +340,16 @@ def extract_many(
             tasks = (RecordTask(i, text, "") for i, text in enumerate(texts, 1))
             for task, _ in executor.run(tasks, sink):
                 got = kept.pop(task.line)
-                value: Any = got.documents if each else (got.documents or [None])[0]
-                yield task.line - 1, got.error if got.error is not None else value
+                if got.error is not None:
+                    yield task.line - 1, got.error
+                    continue
+                try:
+                    if each:
+                        value: Any = [shaped(d, cls, opts.evidence) for d in got.documents]
+                    else:
+                        value = shaped(got.documents[0], cls, opts.evidence)
+                except QwenJsonError as e:  # the class refused the document, as extract raises
+                    value = e
+                yield task.line - 1, value
         finally:
             executor.close()

@@ -109,7 +109,9 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False) -> N
         # Children go on the stack last first, so the first problem in the text is the one named.
         if isinstance(node, dict):
             for key in node:
-                if isinstance(key, str) and _SURROGATE.search(key):
+                if not isinstance(key, str):  # a Python caller's dict: JSON keys are text
+                    raise JsonValueError(f"the key {key!r} is not a string", json_pointer(path))
+                if _SURROGATE.search(key):
                     raise JsonValueError(
                         f"the key {_shown(key)} holds a lone surrogate (not Unicode text)",
                         json_pointer(path),

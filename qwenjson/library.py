@@ -12,6 +12,7 @@ class) and runs the text through the same ``Plan`` and ``Runner`` as the command
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,16 @@ def extract(
     one per item), ``data`` an instance of the class when one was given. Raises a
     ``QwenJsonError`` subclass on failure.
     """
-    # As --threads is checked: llama.cpp crashes on 100000.
-    if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
-        raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
-    if timeout is not None and not (is_number(timeout) and timeout > 0):
-        raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+    if not isinstance(text, str):
+        raise UsageError(f"text must be a str, not {type(text).__name__}")
+    if not (model is None or isinstance(model, str | Path) or _is_generator(model)):
+        raise UsageError(
+            "model must be a registry name, a .gguf path, hf:REPO/FILE or an open Engine, "
+            f"not {type(model).__name__}"
+        )
+    check_threads_and_timeout(threads, timeout)
     schema_value, cls = schema_of(schema)
-    record = RecordOptions(**{k: options.pop(k) for k in _RECORD_OPTIONS & options.keys()})
-    opts = ExtractOptions(**options)
+    opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
     if model is None or isinstance(model, str | Path):
         generator = open_model(model, offline=offline, threads=threads)
@@ -70,6 +73,32 @@ def extract(
         finally:
             generator.close()
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
+
+
+def check_threads_and_timeout(threads: int | None, timeout: float | None) -> None:
+    """UsageError unless ``threads`` and ``timeout`` are what --threads and --timeout allow."""
+    # As --threads is checked: llama.cpp crashes on 100000.
+    if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
+        raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
+    if timeout is not None and not (is_number(timeout) and timeout > 0):
+        raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+
+
+def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOptions]:
+    """Keyword arguments as ``ExtractOptions`` and ``RecordOptions`` (UsageError for others)."""
+    known = {f.name for f in dataclasses.fields(ExtractOptions)} | _RECORD_OPTIONS
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(
+            f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}"
+        )
+    record = RecordOptions(**{k: v for k, v in options.items() if k in _RECORD_OPTIONS})
+    opts = ExtractOptions(**{k: v for k, v in options.items() if k not in _RECORD_OPTIONS})
+    return opts, record
+
+
+def _is_generator(model: Any) -> bool:
+    return all(hasattr(model, name) for name in ("generate", "n_ctx", "count_tokens"))
 
 
 def _run(
@@ -88,11 +117,11 @@ def _run(
         text, lambda line: emitted.append(json.loads(line))
     )
     if record.each:
-        return [_shaped(item, cls, options.evidence) for item in emitted]
-    return _shaped(emitted[-1], cls, options.evidence)
+        return [shaped(item, cls, options.evidence) for item in emitted]
+    return shaped(emitted[-1], cls, options.evidence)
 
 
-def _shaped(value: Any, cls: Any, evidence: bool) -> Any:
+def shaped(value: Any, cls: Any, evidence: bool) -> Any:
     """``value`` as the caller's class (``model_validate``), when one was given."""
     if cls is None:
         return value

@@ -89,9 +89,16 @@ class ExtractOptions:
             (is_number(t) and math.isfinite(t) and t >= 0, "temperature must be a number ≥ 0"),
             (is_number(p) and 0 < p <= 1, "top_p must be a number above 0 and at most 1"),
             (is_number(a) and 0 <= a <= 1, "abstain_below must be from 0 to 1"),
+            (
+                self.instruction is None or isinstance(self.instruction, str),
+                "instruction must be text (or None)",
+            ),
         ):
             if not ok:
                 raise UsageError(what)
+        for name in ("keep_empty", "grounding", "evidence", "require_evidence"):
+            if not isinstance(getattr(self, name), bool):  # "false" would read as true
+                raise UsageError(f"{name} must be True or False, not {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

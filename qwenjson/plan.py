@@ -62,6 +62,9 @@ class RecordOptions:
 
     def __post_init__(self) -> None:
         # As the CLI's options are checked (the library's come here unchecked).
+        for name in ("each", "chunks"):
+            if not isinstance(getattr(self, name), bool):  # "false" would read as true
+                raise UsageError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.truncate not in (None, "head", "tail"):
             raise UsageError(f"truncate must be 'head' or 'tail', not {self.truncate!r}")
         for name, value, least in (
@@ -293,6 +296,12 @@ def schema_of(source: Any) -> tuple[Schema, Any]:
     """
     make = getattr(source, "model_json_schema", None)
     if isinstance(source, type) and callable(make):
+        if not callable(getattr(source, "model_validate", None)):
+            # Found out only after the whole extraction, when the result is made an instance.
+            raise SchemaError(
+                f"{source.__name__} has model_json_schema() but no model_validate(): give a "
+                "Pydantic model class, or its schema as a dict"
+            )
         made = make()
         if not isinstance(made, Mapping):
             raise SchemaError(f"{source.__name__}.model_json_schema() did not return a dict")

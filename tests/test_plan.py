@@ -435,3 +435,32 @@ def test_compiling_in_threads_leaves_the_process_as_it_was() -> None:
     for t in threads:
         t.join()
     assert (sys.getrecursionlimit(), warnings.filters) == (limit, filters)
+
+
+class SchemaOnly:
+    """A class with a schema but nothing to make instances with."""
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return PERSON
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: extract(b"Ann", PERSON), UsageError, "text must be a str"),
+        (lambda: extract("Ann", PERSON, model=3), UsageError, "model must be"),
+        (lambda: extract("Ann", PERSON, each="false"), UsageError, "each must be True or False"),
+        (lambda: extract("Ann", PERSON, evidence=1), UsageError, "evidence must be True or"),
+        (lambda: extract("Ann", PERSON, instruction=5), UsageError, "instruction must be text"),
+        (lambda: extract("Ann", PERSON, max_token=9), UsageError, "unknown option.*max_token\\b"),
+        (lambda: extract("Ann", {"properties": {1: {}}}), SchemaError, "the key 1 is not a str"),
+        (lambda: extract("Ann", SchemaOnly), SchemaError, "no model_validate"),
+    ],
+)
+def test_the_library_refuses_wrong_types_with_its_own_errors_before_loading_a_model(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    # (No model is loaded: the default model would be looked up, and isn't on this machine.)
+    with pytest.raises(error, match=message):
+        call()

@@ -31,6 +31,7 @@ from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     EXIT_USAGE,
     ClusterError,
+    UsageError,
 )
 from tests.helpers import REAL_PERSON, TEXTS, extract_argv, qwenjson_argv, wait_for_lines
 from tests.test_long_text import PERSON as PERSON_OF_TEAM
@@ -43,6 +44,7 @@ from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch  # noqa: E402
 from qwenjson.cluster import connect, extract_many  # noqa: E402
 from qwenjson.dsl import parse_dsl  # noqa: E402
 from qwenjson.engine import Engine  # noqa: E402
+from qwenjson.library import extract  # noqa: E402
 from qwenjson.pipeline import ExtractOptions  # noqa: E402
 from qwenjson.plan import Plan, RecordOptions  # noqa: E402
 from qwenjson.records import BatchOptions  # noqa: E402
@@ -353,6 +355,36 @@ def test_extract_many_from_python(cluster: tuple[str, int], smollm2: Path) -> No
     assert getattr(got[1][1], "exit_code", None) == 6  # an empty text: an InputError, not raised
 
 
+class Person:
+    """A class that quacks like a Pydantic model (what extract() and extract_many take)."""
+
+    def __init__(self, name: str, age: int) -> None:
+        self.name, self.age = name, age
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, object]:
+        return REAL_PERSON
+
+    @classmethod
+    def model_validate(cls, data: dict[str, object]) -> Person:
+        return cls(str(data["name"]), int(str(data["age"])))
+
+
+@pytest.mark.slow  # a real Ray cluster and model
+def test_extract_many_takes_the_schemas_and_keywords_extract_takes(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
+    texts = [TEXTS[0], TEXTS[1]]
+    here = [extract(t, Person, model=str(smollm2), threads=1, max_tokens=48) for t in texts]
+    got = list(
+        extract_many(texts, Person, ray=cluster[0], model=str(smollm2), max_tokens=48, timeout=60)
+    )
+    assert [type(person) for _, person in got] == [Person, Person]
+    assert [(p.name, p.age) for _, p in got] == [(p.name, p.age) for p in here]
+    concise = list(extract_many(texts[:1], "name, age int", ray=cluster[0], model=str(smollm2)))
+    assert set(concise[0][1]) == {"name", "age"}
+
+
 @pytest.mark.slow  # a real Ray cluster and model
 def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> None:
     # (The last --model given is the one used.)
@@ -364,6 +396,24 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
 
 
 # -- without a cluster (in this process: nothing here gets as far as a model) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"threads": 0}, "threads must be"),
+        ({"actors": 0}, "actors must be"),
+        ({"n_ctx": 0}, "n_ctx must be"),
+        ({"timeout": "soon"}, "timeout must be"),
+        ({"max_token": 9}, "unknown option"),
+        ({"each": "false"}, "each must be True or False"),
+    ],
+)
+def test_extract_many_checks_its_keywords_before_any_cluster(
+    keywords: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        next(extract_many(["Ann"], REAL_PERSON, ray="127.0.0.1:9", **keywords))
 
 
 @pytest.fixture
