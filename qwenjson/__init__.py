@@ -12,10 +12,44 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["QwenJsonError", "__version__", "compile_schema", "extract"]
+# The errors a caller catches (each with its exit code): importable from here, as the README
+# names them.
+_ERRORS = (
+    "QwenJsonError",
+    "UsageError",
+    "SchemaError",
+    "ModelError",
+    "InputError",
+    "NoValidOutputError",
+    "TimeoutExpired",
+    "ClusterError",
+)
+
+__all__ = [
+    "ClusterError",
+    "InputError",
+    "ModelError",
+    "NoValidOutputError",
+    "QwenJsonError",
+    "SchemaError",
+    "TimeoutExpired",
+    "UsageError",
+    "__version__",
+    "compile_schema",
+    "extract",
+]
 
 if TYPE_CHECKING:
-    from qwenjson.errors import QwenJsonError
+    from qwenjson.errors import (
+        ClusterError,
+        InputError,
+        ModelError,
+        NoValidOutputError,
+        QwenJsonError,
+        SchemaError,
+        TimeoutExpired,
+        UsageError,
+    )
     from qwenjson.library import extract
     from qwenjson.schema import compile_schema
 
@@ -30,8 +64,8 @@ def __getattr__(name: str) -> Any:
         from qwenjson.library import extract
 
         return extract
-    if name == "QwenJsonError":
-        from qwenjson.errors import QwenJsonError
+    if name in _ERRORS:
+        from qwenjson import errors
 
-        return QwenJsonError
+        return getattr(errors, name)
     raise AttributeError(name)

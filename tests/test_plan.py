@@ -464,3 +464,12 @@ def test_the_library_refuses_wrong_types_with_its_own_errors_before_loading_a_mo
     # (No model is loaded: the default model would be looked up, and isn't on this machine.)
     with pytest.raises(error, match=message):
         call()
+
+
+def test_the_errors_a_caller_catches_import_from_the_package() -> None:
+    import qwenjson
+    from qwenjson import errors
+
+    for name in ("UsageError", "SchemaError", "ModelError", "InputError", "NoValidOutputError"):
+        assert getattr(qwenjson, name) is getattr(errors, name)
+        assert name in qwenjson.__all__
