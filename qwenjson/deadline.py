@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
-from qwenjson.callbacks import deferred
+from qwenjson.callbacks import in_callback
 from qwenjson.errors import QwenJsonError
 
 __all__ = ["alarms", "budget", "limit"]
@@ -62,7 +62,8 @@ def _arm() -> None:
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    if deferred(signum, frame):
+    if in_callback(frame):  # raised here, ctypes would swallow it: again in 1 ms
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
         return
     now = time.monotonic()
     due = [e for e in _active if e.at <= now]
