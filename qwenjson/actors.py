@@ -232,6 +232,7 @@ class _Slot:
     result: WorkerResult | None = None  # the last call's
     error: QwenJsonError | None = None  # failed without a result (its actors kept dying)
     sink: RecordSink | None = None  # once the batch may hear of the record (see ``_ready``)
+    in_pieces: bool = False  # a long text between two of its pieces on its actor
     submitted: float = 0.0
     started: float | None = None  # when its first call began on an actor
     received: float = 0.0
@@ -423,8 +424,10 @@ class RayExecutor:
         self.calls[actor.handle.hello.remote()] = (actor, None)
 
     def _takers(self, slot: _Slot | None = None) -> list[_Actor]:
-        """The actors ``slot`` (any record, if None) may be sent to now: ready, with room, and
-        not running a record that must run alone; a record that must, only to an idle one."""
+        """The actors ``slot`` (any record, if None) may be sent to now: ready, with room, not
+        running a record that must run alone (a record that must, only to an idle one), nor
+        one between its pieces (it goes on at once, not after another record: the pieces of
+        a long text come out, and the output behind it waits, as fast as a local run's)."""
         alone = slot is not None and slot.alone
         return [
             a
@@ -432,6 +435,7 @@ class RayExecutor:
             if a.ready
             and len(a.held) < (1 if alone else IN_FLIGHT)
             and not (a.held and a.held[0].alone)
+            and not any(s.in_pieces for s in a.held)
         ]
 
     def _room(self) -> bool:
@@ -509,6 +513,7 @@ class RayExecutor:
         slot.pieces.extend(value for kind, value in result.events if kind == "piece")
         if slot.started is None:
             slot.started = result.started
+        slot.in_pieces = result.more
         if result.more:
             # The next piece on the same actor, which holds the record's merged pieces (another
             # would merge them all again); the record stays with it until it ends.
@@ -552,6 +557,7 @@ class RayExecutor:
             held[0].deaths += 1
         for slot in held:
             slot.alone = True
+            slot.in_pieces = False  # begun again elsewhere, after the pieces that came back
             if slot.deaths >= MAX_DEATHS:
                 slot.error = ClusterError(
                     f"the worker running this record died {slot.deaths} times ({reason}); "

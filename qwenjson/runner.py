@@ -245,11 +245,11 @@ class Runner:
         text: str,
         split: PiecePlan,
         emit: Callable[[str], None],
-        started: float,
         on_text: TextCallback | None,
         notice: Notice | None,
         pieces: PieceHooks | None,
         finished: Sequence[tuple[Piece, Found]],
+        since: Callable[[], float],
     ) -> PieceRun:
         """``text`` in pieces, merged; --require-evidence is applied to the merged result."""
         extractor = self.extractor
@@ -266,7 +266,7 @@ class Runner:
             hooks.notice = notice
 
         def watch(chunk: str) -> None:
-            self._check_time(started)
+            self._check_time(since())
             if on_text is not None:
                 on_text(chunk)
 
@@ -290,7 +290,8 @@ class Runner:
 class RecordSteps:
     """One record run a step at a time (``Runner.begin``): ``result`` is set by the last step.
 
-    The record's ``--timeout`` counts from its first step, across all of them, as in ``run``.
+    The record's ``--timeout`` counts the time spent in its steps, all of them: between two
+    (a Ray actor runs another record, the driver's round trip) the clock is not the record's.
     """
 
     def __init__(
@@ -305,7 +306,9 @@ class RecordSteps:
     ) -> None:
         self.runner, self.text, self.emit = runner, text, emit
         self.on_text, self.notice, self.pieces, self.finished = on_text, notice, pieces, finished
-        self.started: float | None = None
+        self.started: float | None = None  # when the first step began
+        self.spent = 0.0  # seconds spent in steps so far
+        self._since = 0.0  # the clock's reading as if the steps had been one stretch
         self._run: PieceRun | None = None
         self.result: Extraction | None = None
 
@@ -315,14 +318,21 @@ class RecordSteps:
         if self.result is not None:
             raise RuntimeError("the record is done")
         runner.check_total()
+        now = runner.clock()
         if self.started is None:
-            self.started = runner.clock()
+            self.started = now
+        self._since = now - self.spent
         timeout = runner.limits.timeout
-        left = None if timeout is None else timeout - (runner.clock() - self.started)
-        # Kept by the clock on each token, and by an alarm in validation (a backtracking
-        # pattern), which never gets there; the engine goes on with the next record.
-        with deadline.budget(left, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")):
-            self._step(self.started)
+        left = None if timeout is None else timeout - self.spent
+        try:
+            # Kept by the clock on each token, and by an alarm in validation (a backtracking
+            # pattern), which never gets there; the engine goes on with the next record.
+            with deadline.budget(
+                left, lambda: TimeoutExpired(f"--timeout of {timeout:g}s ran out")
+            ):
+                self._step(self._since)
+        finally:
+            self.spent = runner.clock() - self._since
 
     def _step(self, started: float) -> None:
         runner, record = self.runner, self.runner.record
@@ -341,11 +351,11 @@ class RecordSteps:
                 self.text,
                 split,
                 self.emit,
-                started,
                 self.on_text,
                 self.notice,
                 self.pieces,
                 self.finished,
+                lambda: self._since,
             )
         if not self._run.complete:
             self._run.step()

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from qwenjson.batch import run_batch
 from qwenjson.checkpoint import Checkpoint
 from qwenjson.chunking import CHARS_PER_TOKEN, Piece, split
-from qwenjson.errors import NoValidOutputError, UsageError
+from qwenjson.errors import NoValidOutputError, TimeoutExpired, UsageError
 from qwenjson.merging import Found, Merger
 from qwenjson.pieces import DEFAULT_PIECE_TOKENS, PieceHooks
 from qwenjson.pipeline import ExtractOptions
 from qwenjson.plan import RecordOptions, plan_for
 from qwenjson.records import BatchOptions
-from qwenjson.runner import Runner
+from qwenjson.runner import Limits, Runner
 from qwenjson.stream import LineOutput
 from qwenjson.validate import make_validator
 from tests.fakes import FakeModel
@@ -517,3 +517,32 @@ def test_a_piece_whose_document_runs_out_of_tokens_is_read_in_shorter_pieces() -
     fake.answer = lambda piece, _: (setattr(fake, "finish", "length"), "{}")[1]
     with pytest.raises(NoValidOutputError, match="not complete after 100 tokens"):
         runner.run(text, out.append)  # never fits: halving stops, the error stands
+
+
+def test_a_records_timeout_counts_its_steps_not_the_time_between_them() -> None:
+    # On a cluster an actor returns after each piece and may run another record before the
+    # next: that time is not the record's (5.7 s of work failed its --timeout 20 when 15 s of
+    # another record came between two of its pieces).
+    now = [0.0]
+
+    def answer(text: str, attempt: int) -> str:
+        now[0] += 1.0  # each piece takes a second
+        return names_answer(text, attempt)
+
+    text = "\n\n".join(f"Today {c}an came." for c in "BDFGHKLMNPRSTVZ" * 3)
+    fake = FakeModel(answer, context=600)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    plan = plan_for(schema, fake, ExtractOptions(max_tokens=100), RecordOptions(each=True))
+    steps = Runner(plan, fake, Limits(timeout=1000), clock=lambda: now[0]).begin(
+        text, lambda _: None
+    )
+    while steps.result is None:
+        steps.step()
+        now[0] += 500.0  # another record ran on the actor, or the round trip was slow
+    assert len(fake.users) > 3  # in pieces
+    assert steps.spent == pytest.approx(len(fake.users))
+    # The steps' own time still counts: the same record with less than it needs fails.
+    now[0] = 0.0
+    short = Runner(plan, fake, Limits(timeout=2.5), clock=lambda: now[0])
+    with pytest.raises(TimeoutExpired, match=r"--timeout of 2\.5s ran out"):
+        short.run(text, lambda _: None)

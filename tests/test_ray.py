@@ -290,6 +290,34 @@ def test_an_actor_dying_inside_a_long_record_hands_it_on_at_its_next_piece(
 
 
 @pytest.mark.slow  # a real Ray cluster and model
+def test_no_new_record_goes_to_an_actor_between_the_pieces_of_a_long_one(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
+    plan = Plan(
+        parse_dsl(PERSON_OF_TEAM),
+        "",
+        512,
+        ExtractOptions(max_tokens=128),
+        RecordOptions(each=True, chunk_tokens=32, chunk_overlap=12),
+    )
+    short = [json.dumps({"text": t}).encode() for t in TEXTS[:3]]
+    lines = [json.dumps({"text": TEAM}).encode(), *short]
+    with connect(cluster[0]) as c:
+        executor = RayExecutor(
+            c, worker_spec(plan, model=str(smollm2)), actors=1, keep_timings=True
+        )
+        try:
+            run_batch(lines, executor, BatchOptions(field="text"), output=LineOutput(io.BytesIO()))
+        finally:
+            executor.close()
+    assert executor.timings is not None
+    timing = {t.line: t for t in executor.timings}
+    # Line 2 was already waiting at the actor when the long text began; lines 3 and 4 were
+    # sent only once it had ended, not between its pieces.
+    assert all(timing[line].started >= timing[1].ended for line in (3, 4)), timing
+
+
+@pytest.mark.slow  # a real Ray cluster and model
 def test_a_record_that_kills_every_worker_fails_alone(
     cluster: tuple[str, int], smollm2: Path
 ) -> None:
