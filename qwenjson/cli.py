@@ -195,7 +195,8 @@ def pull(
     ref = resolve_model(name or DEFAULT_MODEL)
     if ref.spec is None:
         raise UsageError(
-            f"{name} is a local file: pull takes a registry name or hf:OWNER/REPO/FILE.gguf"
+            f"{name} reads as a file path (a '/', '.gguf' at the end, or '.' or '~' first): "
+            "pull takes a registry name or hf:OWNER/REPO/FILE.gguf"
         )
     spec = ref.spec
     with console.download_progress(f"Downloading {spec.name}", enabled=not quiet) as progress:
@@ -234,7 +235,11 @@ def models(
     from qwenjson.registry import DEFAULT_MODEL, load_registry
 
     rows: list[dict[str, Any]] = []
-    for name, spec in sorted(load_registry().items()):
+    unusable: list[str] = []
+    registry = load_registry(unusable)
+    for message in unusable:
+        console.warning(message)
+    for name, spec in sorted(registry.items()):
         path = local_path(spec)
         rows.append(
             {

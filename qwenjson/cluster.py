@@ -295,10 +295,11 @@ def extract_many(
     ray: str = "local",
     model: str | Path | None = None,
     actors: int | None = None,
-    threads: int = 1,
+    threads: int | None = 1,
     ordered: bool = True,
     n_ctx: int = 4096,
     timeout: float | None = None,
+    offline: bool = False,
     **options: Any,
 ) -> Iterator[tuple[int, Any]]:
     """Extract from each of ``texts`` on a Ray cluster; yield ``(index, result)`` in the order of
@@ -308,7 +309,8 @@ def extract_many(
     list of items; an instance of the schema's class when a Pydantic model was given), or the
     ``QwenJsonError`` it would raise. ``schema`` and the keyword arguments as ``extract`` takes
     them; ``ray``: ``local``, ``auto`` or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``);
-    ``actors``, ``threads`` and ``n_ctx`` as ``--ray-actors``, ``--threads`` and ``--ctx``.
+    ``actors``, ``threads`` (None: 1, as ``--threads`` on a cluster) and ``n_ctx`` as
+    ``--ray-actors``, ``--threads`` and ``--ctx``; ``offline``: no node downloads the model.
     Texts are read as they are needed, so a generator over a large file is fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
@@ -316,7 +318,10 @@ def extract_many(
     from qwenjson.library import check_threads_and_timeout, shaped, split_options
     from qwenjson.plan import Plan, schema_of
 
+    threads = 1 if threads is None else threads
     check_threads_and_timeout(threads, timeout)
+    if not isinstance(offline, bool):
+        raise UsageError(f"offline must be True or False, not {offline!r}")
     if actors is not None and not is_whole_number(actors, 1):
         raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
     if not is_whole_number(n_ctx, 256):
@@ -326,7 +331,7 @@ def extract_many(
     # The schema is checked and compiled here, before any cluster; the model's sha256 is each
     # worker's to fill in.
     plan = Plan(schema_value, "", n_ctx, opts, record)
-    spec = worker_spec(plan, model=model, threads=threads, timeout=timeout)
+    spec = worker_spec(plan, model=model, threads=threads, timeout=timeout, offline=offline)
     each = record.each
     kept: dict[int, _Collected] = {}
 

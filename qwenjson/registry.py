@@ -93,8 +93,11 @@ def builtin_registry_text() -> tuple[str, str]:
         ) from exc
 
 
-def parse_registry(text: str, source: str) -> dict[str, ModelSpec]:
-    """Parse registry TOML text; errors name ``source`` and the line."""
+def parse_registry(
+    text: str, source: str, unusable: list[str] | None = None
+) -> dict[str, ModelSpec]:
+    """Parse registry TOML text; errors name ``source`` and the line. An entry whose name
+    ``--model`` can't name is left out, and said in ``unusable``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -123,13 +126,19 @@ def parse_registry(text: str, source: str) -> dict[str, ModelSpec]:
                 f"{where}: table {name!r} has no 'repo' but nested tables: "
                 'model names containing dots must be quoted, like ["qwen2.5-0.5b-instruct"]'
             )
-        if _looks_like_path(name) or name.startswith("hf:") or not name.strip():
-            # --model reads such a name as a file or an hf: reference, never as this entry.
-            raise ModelError(
-                f"{where}: {name!r} can't be a model name: --model would read it as a path or "
-                "hf: reference (no '/', no '.gguf' at the end, no '.' or '~' first, no 'hf:')"
-            )
-        specs[name] = _spec_from_table(name, entry, text, source, where)
+        spec = _spec_from_table(name, entry, text, source, where)
+        if _looks_like_path(name) or name.startswith("hf:") or name != name.strip() or not name:
+            # --model reads such a name as a file or an hf: reference (or strips it), never as
+            # this entry. Left out rather than refused: the file's other entries, and the
+            # built-in ones, still work for a job that never named this one.
+            if unusable is not None:
+                unusable.append(
+                    f"{where}: {name!r} can't be a model name (--model would read it as a path "
+                    "or an hf: reference): no '/', '.gguf' at the end, '.' or '~' first, 'hf:' "
+                    "or blanks around it; left out"
+                )
+            continue
+        specs[name] = spec
     return specs
 
 
@@ -237,8 +246,9 @@ def _key_where(text: str, source: str, table: str, key: str) -> str | None:
     return None
 
 
-def load_registry() -> dict[str, ModelSpec]:
-    """The built-in registry merged with the file named by ``QWENJSON_MODELS_FILE``, if set."""
+def load_registry(unusable: list[str] | None = None) -> dict[str, ModelSpec]:
+    """The built-in registry merged with the file named by ``QWENJSON_MODELS_FILE``, if set
+    (entries no ``--model`` can name are left out, and said in ``unusable``)."""
     text, source = builtin_registry_text()
     registry = parse_registry(text, source)
     user_file = os.environ.get(MODELS_FILE_ENV, "").strip()
@@ -252,7 +262,7 @@ def load_registry() -> dict[str, ModelSpec]:
             raise ModelError(f"{path}: the model registry is not UTF-8 text") from exc
         except OSError as exc:
             raise ModelError(f"{path}: cannot read the model registry: {exc.strerror}") from exc
-        registry.update(parse_registry(user_text, str(path)))
+        registry.update(parse_registry(user_text, str(path), unusable))
     return registry
 
 

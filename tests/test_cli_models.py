@@ -132,7 +132,7 @@ def test_pull_unknown_name_suggests_the_closest(run: Callable[..., Run], hf_env:
 def test_pull_refuses_a_local_path(run: Callable[..., Run], hf_env: Path) -> None:
     r = run("pull", "./model.gguf")
     assert (r.code, r.out) == (EXIT_USAGE, "")
-    assert "local file" in r.err
+    assert "reads as a file path" in r.err
 
 
 # -- models -----------------------------------------------------------------------------------

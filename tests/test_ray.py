@@ -435,6 +435,7 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
         ({"timeout": "soon"}, "timeout must be"),
         ({"max_token": 9}, "unknown option"),
         ({"each": "false"}, "each must be True or False"),
+        ({"offline": "yes"}, "offline must be True or False"),
     ],
 )
 def test_extract_many_checks_its_keywords_before_any_cluster(
@@ -527,3 +528,10 @@ def _drain(pipe: IO[bytes]) -> io.BytesIO:
 
     threading.Thread(target=read, daemon=True).start()
     return got
+
+
+def test_extract_many_takes_extracts_defaults_for_threads_and_offline() -> None:
+    # threads=None (extract's default) went as far as the cluster and failed there with a
+    # TypeError; offline= was an unknown option. Both get past the checks to the address.
+    with pytest.raises(ClusterError, match=r"127\.0\.0\.1:9"):
+        next(extract_many(["Ann"], REAL_PERSON, ray="127.0.0.1:9", threads=None, offline=True))

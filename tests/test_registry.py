@@ -299,16 +299,21 @@ def test_closest_name(typed: str, expected: str | None) -> None:
     assert closest_name(typed, sorted(BUILTIN)) == expected
 
 
-@pytest.mark.parametrize("name", ["my/model", "mine.gguf", ".hidden", "~mine", "hf:me"])
-def test_a_name_model_would_read_as_a_path_is_refused(
+@pytest.mark.parametrize("name", ["my/model", "mine.gguf", ".hidden", "~mine", "hf:me", " mine"])
+def test_a_name_model_would_read_as_a_path_is_left_out_and_said(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    # Listed, it could never be used: `-m my/model` looks for a file of that name.
-    path = write(tmp_path, f'["{name}"]\nrepo = "a/b"\nfile = "x.gguf"\n')
+    # Listed, it could never be used (`-m my/model` looks for a file of that name); refusing
+    # the whole file would break every job, the default model's too, for one entry.
+    path = write(
+        tmp_path,
+        f'["{name}"]\nrepo = "a/b"\nfile = "x.gguf"\n\n["ok"]\nrepo = "c/d"\nfile = "y.gguf"\n',
+    )
     monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
-    with pytest.raises(ModelError, match="can't be a model name") as e:
-        load_registry()
-    assert e.value.exit_code == EXIT_MODEL
+    unusable: list[str] = []
+    registry = load_registry(unusable)
+    assert name not in registry and registry["ok"].repo == "c/d" and DEFAULT_MODEL in registry
+    assert len(unusable) == 1 and "can't be a model name" in unusable[0], unusable
 
 
 def test_a_user_registry_with_a_bom_is_read(
