@@ -1183,7 +1183,10 @@ def test_numbers_equal_as_json_are_one_enum_value(text: str, dup: str) -> None:
     assert parse_dsl("a 1|true")["properties"]["a"]["enum"] == [1, True]
 
 
-@pytest.mark.parametrize(("text", "hint"), [("due: date?", "due? date"), ("a: str?", "a? str")])
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [("due: date?", "due? date"), ("a: str?", "a? str"), ("到期：date？", "到期? date")],
+)
 def test_the_typed_field_hint_parses(text: str, hint: str) -> None:
     with pytest.raises(DslError, match=re.escape(f"write '{hint}'")):
         parse_dsl(text)

@@ -339,7 +339,9 @@ def looks_typed(description: str) -> bool:
     if m is None or m.group(2) not in _TYPE_WORDS:
         return False
     bracket, rest = m.group(1), m.group(3)
-    return bool(bracket) or not rest or rest[0] in "|?]" or re.match(r"-?\d|\.\.", rest) is not None
+    if bracket or not rest or rest[0] in "|?？]":  # (？: the full-width '?' a Chinese IME types)
+        return True
+    return re.match(r"-?\d|\.\.", rest) is not None
 
 
 _TYPE_WORDS = frozenset(TYPE_NAMES) | frozenset(FORMAT_NAMES) | frozenset(GROUNDING_NAMES)
