@@ -82,6 +82,7 @@ def leaf_spans(raw: bytes) -> list[Leaf]:
             continue
         if c in b"]}":
             stack.pop()
+            expect_key = False  # `{}` closed with no key read: the next string is a value
             pos += 1
             continue
         path: Path = (*tuple(stack[-1][1]), stack[-1][2]) if stack else ()

@@ -48,6 +48,7 @@ ABSTAIN_BELOW = 0.2
 # Deeper than this the rules stop (a recursive schema would go on forever); deeper strings are
 # generated under the grammar alone.
 _MAX_RULE_DEPTH = 12
+_RECURSIVE_LEVELS = 2  # how often one schema node may be met again down one path
 
 # Field names that ask the model to write, not to copy (the whole name, any case, words joined
 # by _ - or blanks). Measured: the seed case's "summary" is a written sentence, and grounding
@@ -198,6 +199,7 @@ class _Walker:
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
         self.floors: dict[Pattern, int] = {}
+        self._on_path: list[object] = []  # the schema nodes being walked, outermost first
         # Worked out only for ``value_floors``: the rules' callers don't read them.
         self._floors = _Floors(self.root) if floors else None
         if isinstance(root, Mapping):
@@ -208,12 +210,45 @@ class _Walker:
     ) -> None:
         if depth > _MAX_RULE_DEPTH:
             return
+        # A recursive schema (a tree: members that are the schema again) has rules for its
+        # first two levels: a pattern per path made k members cost k**12 walks (3 optional
+        # self-references took 11 s before any generation, 4 over a minute). A node is known
+        # by its $ref (following one makes a new dict), else by itself.
+        ref = node.get("$ref") if isinstance(node, Mapping) else None
+        key: object = ref if isinstance(ref, str) else id(node)
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
+        if self._on_path.count(key) >= _RECURSIVE_LEVELS:
+            return
+        self._on_path.append(key)
+        try:
+            self._walk(node, pattern, abstain, name, depth)
+        finally:
+            self._on_path.pop()
+
+    def _walk(
+        self,
+        node: Mapping[str, Any],
+        pattern: Pattern,
+        abstain: Abstain,
+        name: str | None,
+        depth: int,
+    ) -> None:
         if self._floors is not None:
             self.floors[pattern] = self._floors.of(node, depth)
         types = _types(node)
+        if not types and (single := _one_branch(self.root, node)) is not None:
+            # Optional[Model] as Pydantic writes it (anyOf: [{"$ref": …}, {"type": "null"}]):
+            # the branch is the value, or null. Its strings are grounded as anywhere else.
+            branch, nullable_branch = single
+            inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in branch}
+            inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
+            floor = self.floors.get(pattern)  # the anyOf's own: null may be the shortest
+            self.walk({**branch, **inherited}, pattern, inner, name, depth + 1)
+            if floor is not None:
+                self.floors[pattern] = floor
+            return
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain
         if "string" in types and types <= {"string", "null"}:
@@ -236,7 +271,9 @@ class _Walker:
                     child: Abstain = "none" if key in required_set else "omit"
                     self.walk(sub, (*pattern, key), child, key, depth + 1)
         items = node.get("items")
-        if "array" in types and isinstance(items, Mapping):
+        # With prefixItems, items rules only the places after them, and a pattern says "any
+        # place": the prefix's own rules (an enum label, say) would be overruled.
+        if "array" in types and isinstance(items, Mapping) and "prefixItems" not in node:
             self.walk(items, (*pattern, None), "item", name, depth + 1)
 
     def typed(self, node: Mapping[str, Any]) -> bool:
@@ -277,6 +314,29 @@ def _types(node: Mapping[str, Any]) -> set[str]:
     if "items" in node:
         return {"array"}
     return set()
+
+
+def _one_branch(
+    root: Mapping[str, Any], node: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], bool] | None:
+    """The one branch of ``node``'s anyOf/oneOf that isn't null (as written), and
+    whether null is another; None unless there is exactly one such branch (and no other
+    keyword than a description or x-grounded beside the anyOf: with more, the rules of the
+    parts would have to be merged)."""
+    for key in ("anyOf", "oneOf"):
+        branches = node.get(key)
+        if not isinstance(branches, list) or not branches:
+            continue
+        if set(node) - {key, "description", "title", "default", GROUNDED_KEY}:
+            return None
+        followed = [follow_local_refs(root, b) for b in branches]
+        if not all(isinstance(b, Mapping) for b in followed):
+            return None
+        other = [b for b, f in zip(branches, followed, strict=True) if f != {"type": "null"}]
+        if len(other) == 1 and isinstance(other[0], Mapping):
+            return other[0], len(other) < len(followed)  # (its $ref the walk follows)
+        return None
+    return None
 
 
 def _asks_for_writing(name: str | None) -> bool:

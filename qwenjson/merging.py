@@ -114,12 +114,12 @@ class _Held:
         self.grounded.append(grounded)
 
     def holds(self, value: Any, grounded: dict[str, list[int]]) -> bool:
-        """Whether an item held is ``value`` once normalised, or has the same first leaf both
-        ground from an overlapping span."""
+        """Whether an item held is ``value`` once normalised, or grounds every leaf both have
+        from an overlapping span."""
         if normalised(value) in self.keys:
             return True
         near = sorted({i for span in grounded.values() for i in self.overlapping(span)})
-        return any(_first_shared_overlaps(grounded, self.grounded[i]) for i in near)
+        return any(_shared_overlap(grounded, self.grounded[i]) for i in near)
 
     def overlapping(self, span: list[int]) -> Iterator[int]:
         """The items with a grounded leaf whose span overlaps ``span``."""
@@ -299,7 +299,7 @@ class Merger:
             value, spans = _at(self.data, other), _grounded(self.evidence, other)
         if normalised(_at(found.data, item)) == normalised(value):
             return True
-        return _first_shared_overlaps(_grounded(found.evidence, item), spans)
+        return _shared_overlap(_grounded(found.evidence, item), spans)
 
     def _has_unsupported(self, path: PathT) -> bool:
         return _has(tuple(self.unsupported), to_pointer(path))
@@ -450,14 +450,14 @@ def _in_text_order(found: Found, items: list[PathT]) -> list[PathT]:
     return [item for _, _, item in sorted(keyed)]
 
 
-def _first_shared_overlaps(mine: dict[str, list[int]], theirs: dict[str, list[int]]) -> bool:
-    """Whether the first of ``mine``'s grounded leaves that ``theirs`` grounds too comes from
-    an overlapping span (a name decides before a role found elsewhere)."""
-    for pointer, span in mine.items():
-        if pointer in theirs:
-            other = theirs[pointer]
-            return bool(span[0] < other[1] and other[0] < span[1])
-    return False
+def _shared_overlap(mine: dict[str, list[int]], theirs: dict[str, list[int]]) -> bool:
+    """Whether the grounded leaves ``mine`` and ``theirs`` both have come from overlapping
+    spans, every one of them (at least one): the same mention. Two people who share a role
+    have it from one span and their names from two: they stay two whichever comes first in
+    the schema (the first shared leaf alone decided, so with ``role`` before ``name`` one of
+    them was lost)."""
+    shared = [(span, theirs[p]) for p, span in mine.items() if p in theirs]
+    return bool(shared) and all(a[0] < b[1] and b[0] < a[1] for a, b in shared)
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:

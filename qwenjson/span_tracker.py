@@ -408,7 +408,10 @@ class SpanTracker:
         content = bytes(o.content) if o is not None else bytes(self._buf)
         if top is not None:
             top.phase = 3
-            if top.kind == 0x5B and self.dedupe and content:
+            # Only a grounded text repeated is a loop (as evidence._ended_list_at reads it): the
+            # same label, date or written string twice in a list is data.
+            text = o is not None and o.rule.kind == "text"
+            if top.kind == 0x5B and self.dedupe and content and text:
                 self._seen_item(top, content)
         if o is None:
             return True

@@ -265,6 +265,26 @@ def test_repeated_numbers_and_booleans_are_data_not_an_ended_list() -> None:
     assert _annotated("yes", '{"f": [true, true, 1]}', flags).data == {"f": [True, True, 1]}
 
 
+@pytest.mark.parametrize(
+    ("items", "written"),
+    [
+        ({"enum": ["A", "B", "C"]}, '["A", "B", "A"'),
+        ({"type": "string", "x-grounded": False}, '["stir", "wait", "stir"'),
+        ({"type": "string", "format": "date"}, '["2020-01-01", "2020-01-01"'),
+    ],
+)
+def test_a_repeated_label_date_or_written_string_is_data_not_an_ended_list(
+    items: dict[str, object], written: str
+) -> None:
+    # The list could only close after the repeat (A, B, A, C lost C): only a grounded text
+    # repeated is a loop, as the evidence reads it.
+    schema = {"type": "object", "properties": {"x": {"type": "array", "items": items}}}
+    text = "Grades: A, B, A, C. stir wait stir 2020-01-01 and 2020-01-01"
+    g = Grounding(SourceText(text), grounding_rules(schema))
+    assert _feed(g, '{"x": ' + written)
+    assert g.allows(b", ")
+
+
 def test_a_value_found_after_generation_is_a_whole_word_with_its_own_length() -> None:
     # An enum label has no source inside another word; a casefolded match ends where it does.
     mood = {"type": "object", "properties": {"m": {"enum": ["happy", "sad"]}}}
@@ -487,6 +507,37 @@ def test_a_respelling_starts_a_span_of_the_text_equal_up_to_case(text: str, valu
     if got is not None:
         assert json.loads(b'"' + got + b'"') in found
         assert g.allows(got)
+
+
+def _scalars(
+    value: object, path: tuple[str | int, ...] = ()
+) -> dict[tuple[str | int, ...], object]:
+    if isinstance(value, dict):
+        return {p: v for k, x in value.items() for p, v in _scalars(x, (*path, k)).items()}
+    if isinstance(value, list):
+        return {p: v for i, x in enumerate(value) for p, v in _scalars(x, (*path, i)).items()}
+    return {path: value}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_JSON, st.booleans())
+@example([{}, "Ann", "Bob"], False)  # a closed `{}` took the next string for a key (a crash)
+@example({"a": [{"b": {}}, "x"]}, True)
+def test_leaf_spans_find_every_scalar_of_any_document(value: object, spaced: bool) -> None:
+    raw = json.dumps(value, ensure_ascii=False, separators=(", ", ": ") if spaced else (",", ":"))
+    got = {
+        leaf.path: json.loads(raw.encode()[leaf.start : leaf.end])
+        for leaf in leaf_spans(raw.encode())
+    }
+    assert got == _scalars(value)
 
 
 def test_leaf_spans_point_at_each_scalar() -> None:
@@ -856,7 +907,56 @@ def test_value_floors_of_a_recursive_schema_are_each_worked_out_once(
 
     monkeypatch.setattr(fields, "follow_local_refs", counted)
     floors = value_floors(schema)
-    assert calls < 50 * k
+    # Rules for two levels of the recursion (k * k patterns), each node's floor once: k**6 was
+    # millions of calls.
+    assert calls < 100 * k * k
     # Each member's shortest is null; the root's, its k keys with null each.
     assert floors[("m0",)] == len(b"null")
     assert floors[()] == 2 + sum(len(f'"m{i}": null') for i in range(k)) + 2 * (k - 1)
+
+
+def test_the_strings_of_an_optional_nested_model_are_grounded() -> None:
+    # Pydantic's Optional[Person]: anyOf [{"$ref": …}, {"type": "null"}]. Its strings had no
+    # rule (an invented city came out with exit 0, even with x-grounded: true and
+    # --require-evidence).
+    schema = {
+        "type": "object",
+        "properties": {"p": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}},
+        "$defs": {
+            "P": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "code": {"anyOf": [
+                    {"type": "string", "maxLength": 5}, {"type": "null"}
+                ]}},
+                "required": ["name", "code"],
+            }
+        },
+    }  # fmt: skip
+    rules = grounding_rules(schema)
+    assert rules[("p", "name")] == FieldRule(True, "none")
+    assert rules[("p", "code")] == FieldRule(True, "null")  # nullable: null, not invented
+
+
+def test_prefix_items_keep_their_own_rules() -> None:
+    # `items` covered every place, the prefix's enum label too: it was refused as ungrounded.
+    schema = {
+        "type": "array",
+        "prefixItems": [{"enum": ["urgent", "normal"]}],
+        "items": {"type": "string"},
+    }
+    found = _annotated("Ann needs this.", '["urgent", "Ann"]', schema)
+    assert found.unsupported == ()
+
+
+def test_rules_of_a_recursive_schema_stop_after_two_levels() -> None:
+    # A tree whose members are the schema again: a rule per path took k**12 walks (3 optional
+    # self-references: 11 s before any generation; 4: over a minute).
+    k = 12
+    tree = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}} | {f"m{i}": {"$ref": "#"} for i in range(k)},
+    }
+    rules = grounding_rules(tree)
+    assert rules[("name",)].grounded and rules[("m0", "name")].grounded
+    assert ("m0", "m1", "name") in rules and ("m0", "m1", "m2", "name") not in rules
+    assert len(rules) == 1 + k + k * k

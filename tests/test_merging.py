@@ -88,3 +88,19 @@ def test_the_indexed_merge_is_the_merge_with_every_item(found: list[Found]) -> N
             )
             assert fast.subtree(path) == scanned
     assert (fast.data, fast.evidence, fast.skipped) == (slow.data, slow.evidence, slow.skipped)
+
+
+def test_two_people_who_share_a_role_stay_two_whichever_field_comes_first() -> None:
+    # With `role` before `name` in the schema, the shared role alone decided: Bob was lost.
+    for order in (("role", "name"), ("name", "role")):
+        item = {"type": "object", "properties": {k: {"type": "string"} for k in order}}
+        merger = Merger(make_validator({"type": "array", "items": item}))
+        spans = {"role": [16, 25], "name": [0, 3]}, {"role": [16, 25], "name": [8, 11]}
+        people = [{k: v for k, v in zip(order, (p[k] for k in order), strict=True)} for p in (
+            {"role": "engineers", "name": "Ann"}, {"role": "engineers", "name": "Bob"}
+        )]  # fmt: skip
+        evidence = {f"/{i}/{k}": spans[i][k] for i in range(2) for k in order}
+        merger.add(Found(people, evidence, dict.fromkeys(evidence, 0.9)))
+        assert [p["name"] for p in merger.data] == ["Ann", "Bob"], order
+        # The same two again (the next piece's overlap) add nothing.
+        assert merger.add(Found(people, evidence, dict.fromkeys(evidence, 0.9))) == []
