@@ -72,9 +72,10 @@ class Readings:
 # part after a point, or after a comma followed by exactly two digits (``12,50``: the European
 # money form; ``1,234`` is a thousands separator). A minus counts as a sign only where it can't
 # be a dash between numbers (``2018-03-23`` holds no negative numbers); after a letter
-# (``RM-5``, ``A-5``) it may be either, and both readings are offered.
+# (``RM-5``, ``A-5``) it may be either, and both readings are offered. The minus sign U+2212
+# (``−7 °C``, as typeset text writes it) and the fullwidth U+FF0D are minus signs too.
 _NUMBER = re.compile(
-    r"(?<![\d.])(?<!\d,)(?P<sign>(?<![\d-])-)?"
+    r"(?<![\d.])(?<!\d,)(?P<sign>(?<![\d\-\u2212\uff0d])[\-\u2212\uff0d])?"
     r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)"
     r"(?:\.(?P<frac>\d+)|,(?P<cents>\d{2})(?![\d,]))?"
     r"(?![\d])"

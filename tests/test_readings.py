@@ -105,3 +105,10 @@ def test_readings_answer_like_a_source_text() -> None:
     assert found.span(b"41.2", after=6) == (17, 22)
     assert found.span(b"41") is None
     assert sorted(set(found.continuations(b"41.", 8))) == [b"2", b"20"]
+
+
+def test_the_minus_sign_of_typeset_and_fullwidth_text_is_a_minus() -> None:
+    # "−7 °C" read only as 7: -7, the value, could not be written with its source.
+    assert [r.content for r in numbers("−7 °C").readings] == [b"-7"]
+    assert [r.content for r in numbers("－3度").readings] == [b"-3"]
+    assert [r.content for r in numbers("5−3").readings] == [b"5", b"3"]  # a dash between
