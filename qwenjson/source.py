@@ -43,7 +43,12 @@ def may_cut(text: str, i: int) -> bool:
     if i <= 0 or i >= len(text):
         return True
     before, after = text[i - 1], text[i]
-    if _in_word(before) and _in_word(after):
+    # The letter a run of combining marks sits on ("u" of a decomposed "ü", the consonant of a
+    # Devanagari vowel sign): "Mü|ller" is inside a word as "Mu|ller" is.
+    base = i - 1
+    while base > 0 and unicodedata.category(text[base])[0] == "M":
+        base -= 1
+    if _in_word(text[base]) and _in_word(after):
         return False
     if unicodedata.category(after)[0] == "M" or after in _JOINERS or before in _JOINERS:
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -334,7 +335,8 @@ def _cuttable(text: str, i: int) -> bool:
     if i == 0 or i == len(text):
         return True
     a, b = text[i - 1], text[i]
-    if (_word(a) and _word(b)) or b == "\u0301" or "\u200d" in (a, b):
+    letter = text[:i].rstrip("\u0301")[-1:]  # what an accent sits on: "é|b" is in a word
+    if (_word(letter) and _word(b)) or b == "\u0301" or "\u200d" in (a, b):
         return False
     if a in FLAG and b in FLAG:
         run = 0
@@ -960,3 +962,14 @@ def test_rules_of_a_recursive_schema_stop_after_two_levels() -> None:
     assert rules[("name",)].grounded and rules[("m0", "name")].grounded
     assert ("m0", "m1", "name") in rules and ("m0", "m1", "m2", "name") not in rules
     assert len(rules) == 1 + k + k * k
+
+
+def test_a_value_does_not_end_inside_a_word_after_a_combining_mark() -> None:
+    # Decomposed "Müller" gave "Mü" and "ller" (the mark is no letter, so its edge looked like
+    # a word's); a Devanagari word was cut inside its conjunct.
+    nfd = SourceText(unicodedata.normalize("NFD", "Müller kam."))
+    assert nfd.span(unicodedata.normalize("NFD", "Mü").encode()) is None
+    assert nfd.span(b"ller") is None
+    assert nfd.span(unicodedata.normalize("NFD", "Müller").encode()) == (0, 7)
+    hindi = SourceText("नमस्ते दुनिया")
+    assert hindi.span("नमस्".encode()) is None and hindi.span("नमस्ते".encode()) == (0, 6)
