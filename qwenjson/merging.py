@@ -363,7 +363,7 @@ class Merger:
 def _schema_order(root: Any, path: PathT) -> list[str]:
     """The ``properties`` of the object at ``path`` in their schema order (the order the
     grammar writes them in), as far as plain ``properties``/``items``/local ``$ref`` lead."""
-    node = follow_local_refs(root, root) if isinstance(root, Mapping) else None
+    node = _one_shape(root, root) if isinstance(root, Mapping) else None
     for part in path:
         if not isinstance(node, Mapping):
             return []
@@ -372,9 +372,24 @@ def _schema_order(root: Any, path: PathT) -> list[str]:
         else:
             props = node.get("properties")
             node = props.get(part) if isinstance(props, Mapping) else None
-        node = follow_local_refs(root, node)
+        node = _one_shape(root, node)
     props = node.get("properties") if isinstance(node, Mapping) else None
     return [str(k) for k in props] if isinstance(props, Mapping) else []
+
+
+def _one_shape(root: Mapping[str, Any], node: Any) -> Any:
+    """``node`` with its $ref followed, and for an Optional model (anyOf/oneOf of one branch
+    and null, as Pydantic writes it) that branch: the object its members come from."""
+    node = follow_local_refs(root, node)
+    if isinstance(node, Mapping) and "properties" not in node:
+        for key in ("anyOf", "oneOf"):
+            branches = node.get(key)
+            if isinstance(branches, list):
+                shapes = [follow_local_refs(root, b) for b in branches]
+                other = [b for b in shapes if b != {"type": "null"}]
+                if len(other) == 1:
+                    return other[0]
+    return node
 
 
 def _insert(target: dict[str, Any], key: str, value: Any, order: list[str]) -> None:

@@ -104,3 +104,20 @@ def test_two_people_who_share_a_role_stay_two_whichever_field_comes_first() -> N
         assert [p["name"] for p in merger.data] == ["Ann", "Bob"], order
         # The same two again (the next piece's overlap) add nothing.
         assert merger.add(Found(people, evidence, dict.fromkeys(evidence, 0.9))) == []
+
+
+def test_members_of_an_optional_object_come_out_in_the_schema_order() -> None:
+    # Under anyOf [object, null] (Pydantic's Optional) the order was the pieces': street, zip,
+    # city.
+    addr = {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("street", "city", "zip")},
+    }
+    schema = {"type": "object", "properties": {"addr": {"anyOf": [addr, {"type": "null"}]}}}
+    merger = Merger(make_validator(schema), confident=True)
+    first = {"/addr/street": [0, 7], "/addr/zip": [20, 23]}
+    merger.add(
+        Found({"addr": {"street": "Main St", "zip": "123"}}, first, dict.fromkeys(first, 0.9))
+    )
+    merger.add(Found({"addr": {"city": "Oslo"}}, {"/addr/city": [300, 304]}, {"/addr/city": 0.9}))
+    assert list(merger.data["addr"]) == ["street", "city", "zip"]
