@@ -289,11 +289,15 @@ def _ended_list_at(
 def _grounded_within(
     meta: Mapping[Path, tuple[list[int] | None, float, bool, FieldRule | None]], at: Path
 ) -> bool:
-    """Whether a grounded value sits under the path ``at`` (its repeats are then dropped, as
-    ``Grounding`` ends a list that repeats one)."""
+    """Whether a grounded text value sits under the path ``at`` (its repeats are then dropped,
+    as ``Grounding`` ends a list that repeats one)."""
     n = len(at)
     return any(
-        len(path) > n and path[:n] == at and rule is not None and rule.grounded
+        len(path) > n
+        and path[:n] == at
+        and rule is not None
+        and rule.grounded
+        and rule.kind == "text"
         for path, (_, _, _, rule) in meta.items()
     )
 

@@ -48,7 +48,14 @@ ABSTAIN_BELOW = 0.2
 # Deeper than this the rules stop (a recursive schema would go on forever); deeper strings are
 # generated under the grammar alone.
 _MAX_RULE_DEPTH = 12
-_RECURSIVE_LEVELS = 2  # how often one schema node may be met again down one path
+# Walks of the schema's nodes for its rules, at most: a schema a user writes by hand takes tens;
+# a tree of 2 optional self-references to the 12 levels, 8,191 (0.2 s).
+_MAX_WALKS = 10_000
+
+
+class _TooWide(Exception):
+    """The walk went past _MAX_WALKS (a wide recursive schema)."""
+
 
 # Field names that ask the model to write, not to copy (the whole name, any case, words joined
 # by _ - or blanks). Measured: the seed case's "summary" is a written sentence, and grounding
@@ -102,8 +109,10 @@ def grounding_rules(
     A string is grounded when its schema (after local ``$ref``s) says ``"x-grounded": true``,
     or, with ``default``, when it has no ``enum``, ``const``, ``format`` or ``pattern`` (those
     keep their own rules), no ``"x-grounded": false``, and its field name doesn't ask for
-    writing (``summary``, ``摘要``, …: see ``_WRITTEN_ENDINGS``). Strings inside ``anyOf`` and
-    ``oneOf`` branches other than a plain nullable string are left to the grammar. A
+    writing (``summary``, ``摘要``, …: see ``_WRITTEN_ENDINGS``). An ``anyOf``/``oneOf`` of
+    one branch and null (Pydantic's Optional) is ruled as that branch; strings under other
+    ``anyOf``/``oneOf``, ``allOf``, ``additionalProperties`` and ``prefixItems`` places unlike
+    the list's ``items`` are left to the grammar. A
     ``"format": "date"`` string and a number are grounded to the dates and numbers the text
     can be read as (``kind``), on the same terms, whatever the field's name.
     """
@@ -134,16 +143,25 @@ class _Floors:
         self.root = root
         self.known: dict[int, int] = {}
         self.open: set[int] = set()
+        # Known by the node as given (a schema's own dict), held so that its id stays its own:
+        # keyed by the dict a $ref's following makes afresh, a freed id was reused and one
+        # $def's floor given to another (a string's 2 bytes read as 36).
+        self._held: list[Any] = []
 
     def of(self, node: Any, depth: int = 0) -> int:
-        node = follow_local_refs(self.root, node)
-        if depth > _MAX_RULE_DEPTH or not isinstance(node, Mapping) or id(node) in self.open:
+        if depth > _MAX_RULE_DEPTH or not isinstance(node, Mapping):
             return 1
         key = id(node)
+        if key in self.open:
+            return 1
         if key not in self.known:
+            self._held.append(node)
+            followed = follow_local_refs(self.root, node)
             self.open.add(key)
             try:
-                self.known[key] = _floor(self, node, depth)
+                self.known[key] = (
+                    _floor(self, followed, depth) if isinstance(followed, Mapping) else 1
+                )
             finally:
                 self.open.discard(key)
         return self.known[key]
@@ -199,50 +217,49 @@ class _Walker:
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
         self.floors: dict[Pattern, int] = {}
-        self._on_path: list[object] = []  # the schema nodes being walked, outermost first
         # Worked out only for ``value_floors``: the rules' callers don't read them.
         self._floors = _Floors(self.root) if floors else None
-        if isinstance(root, Mapping):
-            self.walk(root, (), "none", None, 0)
+        if not isinstance(root, Mapping):
+            return
+        # A pattern per path: a recursive schema (a tree of k optional members that are the
+        # schema again) has k**depth of them (k = 3 took 11 s before any generation, 4 over a
+        # minute, at the 12 levels). So the walk goes one level deeper at a time and keeps the
+        # deepest that stays within _MAX_WALKS: a schema that fits is walked to the end, as
+        # ever; a wide recursive one gets every pattern of its first levels.
+        for limit in range(_MAX_RULE_DEPTH + 1):
+            kept = self.rules, self.required, self.floors
+            self.rules, self.required, self.floors = {}, {}, {}
+            self._limit, self._walks, self._cut = limit, 0, False
+            try:
+                self.walk(root, (), "none", None, 0)
+            except _TooWide:
+                self.rules, self.required, self.floors = kept
+                return
+            if not self._cut:
+                return  # nothing was left below the limit: deeper walks find no more
 
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
     ) -> None:
-        if depth > _MAX_RULE_DEPTH:
+        if depth > self._limit:
+            self._cut = True
             return
-        # A recursive schema (a tree: members that are the schema again) has rules for its
-        # first two levels: a pattern per path made k members cost k**12 walks (3 optional
-        # self-references took 11 s before any generation, 4 over a minute). A node is known
-        # by its $ref (following one makes a new dict), else by itself.
-        ref = node.get("$ref") if isinstance(node, Mapping) else None
-        key: object = ref if isinstance(ref, str) else id(node)
+        self._walks += 1
+        if self._walks > _MAX_WALKS:
+            raise _TooWide
+        if self._floors is not None:
+            self.floors[pattern] = self._floors.of(node, depth)
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
-        if self._on_path.count(key) >= _RECURSIVE_LEVELS:
-            return
-        self._on_path.append(key)
-        try:
-            self._walk(node, pattern, abstain, name, depth)
-        finally:
-            self._on_path.pop()
-
-    def _walk(
-        self,
-        node: Mapping[str, Any],
-        pattern: Pattern,
-        abstain: Abstain,
-        name: str | None,
-        depth: int,
-    ) -> None:
-        if self._floors is not None:
-            self.floors[pattern] = self._floors.of(node, depth)
         types = _types(node)
         if not types and (single := _one_branch(self.root, node)) is not None:
             # Optional[Model] as Pydantic writes it (anyOf: [{"$ref": …}, {"type": "null"}]):
             # the branch is the value, or null. Its strings are grounded as anywhere else.
             branch, nullable_branch = single
-            inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in branch}
+            own = follow_local_refs(self.root, branch)  # the branch's own x-grounded wins
+            own_keys = own if isinstance(own, Mapping) else {}
+            inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in own_keys}
             inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
             floor = self.floors.get(pattern)  # the anyOf's own: null may be the shortest
             self.walk({**branch, **inherited}, pattern, inner, name, depth + 1)
@@ -271,10 +288,25 @@ class _Walker:
                     child: Abstain = "none" if key in required_set else "omit"
                     self.walk(sub, (*pattern, key), child, key, depth + 1)
         items = node.get("items")
-        # With prefixItems, items rules only the places after them, and a pattern says "any
-        # place": the prefix's own rules (an enum label, say) would be overruled.
-        if "array" in types and isinstance(items, Mapping) and "prefixItems" not in node:
-            self.walk(items, (*pattern, None), "item", name, depth + 1)
+        # A pattern says "any place" of a list: with prefixItems, items rules only the places
+        # after them, so its rules stand for the list only where each prefix place would have
+        # the same (else an enum label in the prefix would be refused as ungrounded text).
+        if "array" in types and isinstance(items, Mapping):
+            prefix = node.get("prefixItems")
+            if not isinstance(prefix, list) or all(
+                self._rules_of(p, name, depth) == self._rules_of(items, name, depth) for p in prefix
+            ):
+                self.walk(items, (*pattern, None), "item", name, depth + 1)
+
+    def _rules_of(self, node: Any, name: str | None, depth: int) -> dict[Pattern, FieldRule]:
+        """The rules ``node`` would get as a list's item, walked apart (nothing kept)."""
+        saved = self.rules, self.required, self.floors, self._cut
+        self.rules, self.required, self.floors = {}, {}, {}
+        try:
+            self.walk(node, (None,), "item", name, depth + 1)
+            return self.rules
+        finally:
+            self.rules, self.required, self.floors, self._cut = saved
 
     def typed(self, node: Mapping[str, Any]) -> bool:
         """Whether a date or number is grounded: read from the text (``qwenjson.readings``).
@@ -321,8 +353,8 @@ def _one_branch(
 ) -> tuple[Mapping[str, Any], bool] | None:
     """The one branch of ``node``'s anyOf/oneOf that isn't null (as written), and
     whether null is another; None unless there is exactly one such branch (and no other
-    keyword than a description or x-grounded beside the anyOf: with more, the rules of the
-    parts would have to be merged)."""
+    keyword than a description, title, default or x-grounded beside the anyOf: with more, the
+    rules of the parts would have to be merged)."""
     for key in ("anyOf", "oneOf"):
         branches = node.get(key)
         if not isinstance(branches, list) or not branches:

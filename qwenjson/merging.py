@@ -11,9 +11,10 @@ document order, the first piece's document first:
 * objects are merged member by member, at every depth;
 * a list gets the items it doesn't hold yet, appended in the order of their sources in the
   text (those without a source where the model put them). An item is the one it already
-  holds when the two are equal once normalised (case, width and blanks), or when the first
-  leaf both ground comes from overlapping spans of the text (the same person seen in two
-  overlapping pieces, once as "Ann" and once as "Ann Lee");
+  holds when the two are equal once normalised (case, width and blanks), or when a leaf both
+  ground comes from overlapping spans of the text and none both ground from apart says two
+  different things (the same person seen in two overlapping pieces, once as "Ann" and once as
+  "Ann Lee", with a role each found in its own place; two people who share a role stay two);
 * other values: the first piece's (with ``confident``, the surest piece's among those with a
   source in the text, when one has; a null the model abstained to has none).
 
@@ -35,7 +36,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.pointer import follow_local_refs, to_pointer
+from qwenjson.pointer import follow_local_refs, to_pointer, unescape_token
 from qwenjson.validate import validation_errors
 
 __all__ = ["Found", "Merger", "normalised"]
@@ -103,11 +104,13 @@ class _Held:
 
     keys: set[str] = field(default_factory=set)
     grounded: list[dict[str, list[int]]] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)
     longest: int = 0  # the longest span: how far back a span overlapping a place can start
 
     def add(self, value: Any, grounded: dict[str, list[int]]) -> None:
         self.keys.add(normalised(value))
+        self.values.append(value)
         for span in grounded.values():
             bisect.insort(self.spans, (span[0], span[1], len(self.grounded)))
             self.longest = max(self.longest, span[1] - span[0])
@@ -119,7 +122,7 @@ class _Held:
         if normalised(value) in self.keys:
             return True
         near = sorted({i for span in grounded.values() for i in self.overlapping(span)})
-        return any(_shared_overlap(grounded, self.grounded[i]) for i in near)
+        return any(_same_mention(grounded, self.grounded[i], value, self.values[i]) for i in near)
 
     def overlapping(self, span: list[int]) -> Iterator[int]:
         """The items with a grounded leaf whose span overlaps ``span``."""
@@ -297,9 +300,10 @@ class Merger:
             value, spans = _at(found.data, other), _grounded(found.evidence, other)
         else:
             value, spans = _at(self.data, other), _grounded(self.evidence, other)
-        if normalised(_at(found.data, item)) == normalised(value):
+        mine = _at(found.data, item)
+        if normalised(mine) == normalised(value):
             return True
-        return _shared_overlap(_grounded(found.evidence, item), spans)
+        return _same_mention(_grounded(found.evidence, item), spans, mine, value)
 
     def _has_unsupported(self, path: PathT) -> bool:
         return _has(tuple(self.unsupported), to_pointer(path))
@@ -465,14 +469,38 @@ def _in_text_order(found: Found, items: list[PathT]) -> list[PathT]:
     return [item for _, _, item in sorted(keyed)]
 
 
-def _shared_overlap(mine: dict[str, list[int]], theirs: dict[str, list[int]]) -> bool:
-    """Whether the grounded leaves ``mine`` and ``theirs`` both have come from overlapping
-    spans, every one of them (at least one): the same mention. Two people who share a role
-    have it from one span and their names from two: they stay two whichever comes first in
-    the schema (the first shared leaf alone decided, so with ``role`` before ``name`` one of
-    them was lost)."""
-    shared = [(span, theirs[p]) for p, span in mine.items() if p in theirs]
-    return bool(shared) and all(a[0] < b[1] and b[0] < a[1] for a, b in shared)
+def _same_mention(
+    mine: dict[str, list[int]], theirs: dict[str, list[int]], mine_value: Any, their_value: Any
+) -> bool:
+    """Whether two items are one: a leaf both ground comes from overlapping spans, and no leaf
+    both ground from apart says two different things. Two people who share a role have it
+    from one span and their names, different, from two: two, whichever comes first in the
+    schema (the first shared leaf alone decided: with ``role`` before ``name`` one was lost).
+    The same person seen by two pieces, with a role each piece found in its own place ("Ann"
+    and "Ann Lee", "engineer" twice): one."""
+    overlap = False
+    for pointer, a in mine.items():
+        b = theirs.get(pointer)
+        if b is None:
+            continue
+        if a[0] < b[1] and b[0] < a[1]:
+            overlap = True
+        elif normalised(_leaf(mine_value, pointer)) != normalised(_leaf(their_value, pointer)):
+            return False
+    return overlap
+
+
+def _leaf(value: Any, pointer: str) -> Any:
+    """The value at a relative JSON pointer ("" is ``value``), or None."""
+    for token in pointer.split("/")[1:]:
+        token = unescape_token(token)
+        if isinstance(value, dict):
+            value = value.get(token)
+        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
+            value = value[int(token)]
+        else:
+            return None
+    return value
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:

@@ -126,7 +126,6 @@ def parse_registry(
                 f"{where}: table {name!r} has no 'repo' but nested tables: "
                 'model names containing dots must be quoted, like ["qwen2.5-0.5b-instruct"]'
             )
-        spec = _spec_from_table(name, entry, text, source, where)
         if _looks_like_path(name) or name.startswith("hf:") or name != name.strip() or not name:
             # --model reads such a name as a file or an hf: reference (or strips it), never as
             # this entry. Left out rather than refused: the file's other entries, and the
@@ -137,8 +136,8 @@ def parse_registry(
                     "or an hf: reference): no '/', '.gguf' at the end, '.' or '~' first, 'hf:' "
                     "or blanks around it; left out"
                 )
-            continue
-        specs[name] = spec
+            continue  # (before its fields are checked: a broken entry left out breaks nothing)
+        specs[name] = _spec_from_table(name, entry, text, source, where)
     return specs
 
 

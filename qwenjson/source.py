@@ -22,10 +22,24 @@ def _escaped(char: str) -> bytes:
     return json.dumps(char, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
 
 
+# Scripts written without blanks between words (Thai, Lao, Myanmar, Khmer): as in CJK, any
+# character boundary may be a word's (a grapheme's inside still isn't: marks stay with their
+# letter). Else a value there could only be a whole run between blanks.
+_UNSPACED = (("\u0e00", "\u0eff"), ("\u1000", "\u109f"), ("\u1780", "\u17ff"))
+
+
 def _in_word(char: str) -> bool:
-    """A letter or digit of a script that separates words with blanks (not CJK, where any
-    character boundary is a word boundary)."""
-    return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
+    """A letter or digit of a script that separates words with blanks (not CJK, Thai and the
+    like, where any character boundary is a word boundary)."""
+    if not char.isalnum() or unicodedata.east_asian_width(char) in ("W", "F"):
+        return False
+    return not any(lo <= char <= hi for lo, hi in _UNSPACED)
+
+
+def _hangul_inside(char: str) -> bool:
+    """A vowel or final consonant of a decomposed Hangul syllable (not a mark, yet part of
+    the syllable a reader sees)."""
+    return "\u1160" <= char <= "\u11ff" or "\ud7b0" <= char <= "\ud7ff"
 
 
 _JOINERS = frozenset("\u200c\u200d")
@@ -51,6 +65,8 @@ def may_cut(text: str, i: int) -> bool:
     if _in_word(text[base]) and _in_word(after):
         return False
     if unicodedata.category(after)[0] == "M" or after in _JOINERS or before in _JOINERS:
+        return False
+    if _hangul_inside(after):
         return False
     if "\ufe00" <= after <= "\ufe0f" or "\U0001f3fb" <= after <= "\U0001f3ff":
         return False

@@ -128,12 +128,13 @@ class SpanTracker:
         self.floors = dict(floors or {})  # ``fields.value_floors``
         self.records: list[ValueRecord] = []
         self.dedupe = True
-        # The path patterns under which some value is grounded (a list item under one of them
-        # is checked for repeats as a whole).
+        # The path patterns under which some text value is grounded (a list item under one of
+        # them is checked for repeats as a whole; dates and numbers repeat as data: two
+        # purchases of one price on one day are two).
         self._grounded_under = frozenset(
             pattern[:k]
             for pattern, rule in self.rules.items()
-            if rule.grounded
+            if rule.grounded and rule.kind == "text"
             for k in range(len(pattern) + 1)
         )
         self._stack: list[_Frame] = []

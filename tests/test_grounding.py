@@ -909,9 +909,9 @@ def test_value_floors_of_a_recursive_schema_are_each_worked_out_once(
 
     monkeypatch.setattr(fields, "follow_local_refs", counted)
     floors = value_floors(schema)
-    # Rules for two levels of the recursion (k * k patterns), each node's floor once: k**6 was
-    # millions of calls.
-    assert calls < 100 * k * k
+    # The walk stops at its budget of node visits (every pattern of the first levels), each
+    # node's floor worked out once: k**6 was millions of calls.
+    assert calls < 10 * fields._MAX_WALKS
     # Each member's shortest is null; the root's, its k keys with null each.
     assert floors[("m0",)] == len(b"null")
     assert floors[()] == 2 + sum(len(f'"m{i}": null') for i in range(k)) + 2 * (k - 1)
@@ -950,9 +950,10 @@ def test_prefix_items_keep_their_own_rules() -> None:
     assert found.unsupported == ()
 
 
-def test_rules_of_a_recursive_schema_stop_after_two_levels() -> None:
+def test_rules_of_a_wide_recursive_schema_cover_its_first_levels() -> None:
     # A tree whose members are the schema again: a rule per path took k**12 walks (3 optional
-    # self-references: 11 s before any generation; 4: over a minute).
+    # self-references: 11 s before any generation; 4: over a minute). Every pattern of the
+    # levels the walk budget holds (here three), none half-done.
     k = 12
     tree = {
         "type": "object",
@@ -973,3 +974,83 @@ def test_a_value_does_not_end_inside_a_word_after_a_combining_mark() -> None:
     assert nfd.span(unicodedata.normalize("NFD", "Müller").encode()) == (0, 7)
     hindi = SourceText("नमस्ते दुनिया")
     assert hindi.span("नमस्".encode()) is None and hindi.span("नमस्ते".encode()) == (0, 6)
+
+
+def test_a_tree_of_one_self_reference_is_ruled_to_the_last_level() -> None:
+    # Pydantic's Employee with reports: list[Employee]. A cap of two levels on recursion left
+    # the third level's names free to be invented; one self-reference never blew up.
+    employee = {
+        "$ref": "#/$defs/E",
+        "$defs": {
+            "E": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "reports": {"type": "array", "items": {"$ref": "#/$defs/E"}},
+                },
+            }
+        },
+    }
+    rules = grounding_rules(employee)
+    deep = ("reports", None) * 5 + ("name",)
+    assert rules[deep] == FieldRule(True, "omit")
+
+
+def test_a_list_whose_prefix_places_are_plain_strings_keeps_its_item_rule() -> None:
+    same = {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "string"}}
+    assert grounding_rules(same) == {(None,): FieldRule(True, "item")}
+
+
+def test_value_floors_of_two_defs_are_each_their_own() -> None:
+    # Memoised by the id of the dict a $ref's following makes afresh, a freed id was reused:
+    # the string's floor came out as the object's 36 bytes (an over-reserve that cuts output
+    # short), the root's as 86.
+    pair = {"type": "string"}
+    obj = {
+        "type": "object",
+        "properties": {"xxxxxxxxxx": pair, "yyyyyyyyyy": pair},
+        "required": ["xxxxxxxxxx", "yyyyyyyyyy"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {"b": {"$ref": "#/$defs/B"}, "a": {"$ref": "#/$defs/A"}},
+        "required": ["b", "a"],
+        "$defs": {"A": {"type": "string"}, "B": obj},
+    }
+    floors = value_floors(schema)
+    assert (floors[("a",)], floors[("b",)]) == (2, 36)
+    assert floors[()] == len(b'{"b": {"xxxxxxxxxx": "", "yyyyyyyyyy": ""}, "a": ""}')
+
+
+def test_thai_cuts_between_letters_and_hangul_keeps_its_syllables_whole() -> None:
+    # Thai writes no blanks between words: only whole runs between blanks were values (and a
+    # cut after a vowel mark, by accident). Decomposed Hangul could be cut inside a syllable.
+    thai = SourceText("ผมทำงานที่กรุงเทพ")
+    assert thai.span("กรุงเทพ".encode()) == (10, 17) and thai.span("ทำงาน".encode()) == (2, 7)
+    assert thai.span("กร".encode()) is None  # before the vowel mark ุ: inside a character
+    hangul = SourceText(unicodedata.normalize("NFD", "한국 사람"))
+    assert hangul.span(unicodedata.normalize("NFD", "한국").encode()) == (0, 6)
+    assert hangul.span("\u1112".encode()) is None  # the first jamo of 한 alone
+
+
+def test_items_of_only_dates_and_numbers_may_repeat() -> None:
+    # Two coffees of one price on one day are two purchases: only grounded text repeated ends
+    # a list (objects of dates and numbers ended it, and the second was dropped).
+    purchases = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "amount": {"type": "number"},
+            },
+        },
+    }
+    text = "2020-01-01 coffee 3.50; 2020-01-01 coffee 3.50; 2020-01-02 tea 2.00"
+    g = Grounding(SourceText(text), grounding_rules(purchases))
+    assert _feed(
+        g, '[{"date": "2020-01-01", "amount": 3.50}, {"date": "2020-01-01", "amount": 3.50}'
+    )
+    assert g.allows(b", ")
+    raw = '[{"date": "2020-01-01", "amount": 3.50}, {"date": "2020-01-01", "amount": 3.50}]'
+    assert len(_annotated(text, raw, purchases).data) == 2

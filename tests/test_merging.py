@@ -121,3 +121,22 @@ def test_members_of_an_optional_object_come_out_in_the_schema_order() -> None:
     )
     merger.add(Found({"addr": {"city": "Oslo"}}, {"/addr/city": [300, 304]}, {"/addr/city": 0.9}))
     assert list(merger.data["addr"]) == ["street", "city", "zip"]
+
+
+def test_one_person_seen_by_two_pieces_is_one_even_with_a_role_found_elsewhere() -> None:
+    # The first piece can't see Ann's own role and takes one from Bob's mention; the next sees
+    # "Ann Lee" and her own "engineer". Every shared leaf having to overlap made her two.
+    item = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "role": {"type": "string"}},
+    }
+    merger = Merger(make_validator({"type": "array", "items": item}))
+    first = {"/0/name": [200, 203], "/0/role": [5, 13]}
+    merger.add(Found([{"name": "Ann", "role": "engineer"}], first, dict.fromkeys(first, 0.9)))
+    second = {"/0/name": [200, 207], "/0/role": [209, 217]}
+    added = merger.add(Found([{"name": "Ann Lee", "role": "engineer"}], second, {}))
+    assert added == [] and len(merger.data) == 1
+    # A role that says something else, from elsewhere: two different people after all.
+    third = {"/0/name": [200, 207], "/0/role": [300, 307]}
+    merger.add(Found([{"name": "Ann Lee", "role": "manager"}], third, {}))
+    assert len(merger.data) == 2
