@@ -485,22 +485,29 @@ def _same_mention(
             continue
         if a[0] < b[1] and b[0] < a[1]:
             overlap = True
-        elif normalised(_leaf(mine_value, pointer)) != normalised(_leaf(their_value, pointer)):
+            continue
+        mine_leaf, in_list = _leaf(mine_value, pointer)
+        # A leaf inside a nested list is no witness: the same skills in another order, or one
+        # more seen first, put different values at one index.
+        if not in_list and normalised(mine_leaf) != normalised(_leaf(their_value, pointer)[0]):
             return False
     return overlap
 
 
-def _leaf(value: Any, pointer: str) -> Any:
-    """The value at a relative JSON pointer ("" is ``value``), or None."""
+def _leaf(value: Any, pointer: str) -> tuple[Any, bool]:
+    """The value at a relative JSON pointer ("" is ``value``), or None; and whether the way
+    there went through a list."""
+    in_list = False
     for token in pointer.split("/")[1:]:
         token = unescape_token(token)
         if isinstance(value, dict):
             value = value.get(token)
-        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
-            value = value[int(token)]
+        elif isinstance(value, list) and token.isascii() and token.isdecimal():
+            in_list = True
+            value = value[int(token)] if int(token) < len(value) else None
         else:
-            return None
-    return value
+            return None, in_list
+    return value, in_list
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:

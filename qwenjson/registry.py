@@ -115,17 +115,6 @@ def parse_registry(
     for name, entry in data.items():
         line = _table_line(text, name)
         where = f"{source}:{line}" if line else source
-        if not isinstance(entry, dict):
-            raise ModelError(
-                f"{where}: {name!r} must be a table of model fields, like "
-                f'["{name}"] followed by repo = "…" and file = "…"'
-            )
-        if "repo" not in entry and entry and all(isinstance(v, dict) for v in entry.values()):
-            # A bare [qwen2.5-x] header is a dotted key: TOML splits it at the dot.
-            raise ModelError(
-                f"{where}: table {name!r} has no 'repo' but nested tables: "
-                'model names containing dots must be quoted, like ["qwen2.5-0.5b-instruct"]'
-            )
         if _looks_like_path(name) or name.startswith("hf:") or name != name.strip() or not name:
             # --model reads such a name as a file or an hf: reference (or strips it), never as
             # this entry. Left out rather than refused: the file's other entries, and the
@@ -137,6 +126,17 @@ def parse_registry(
                     "or blanks around it; left out"
                 )
             continue  # (before its fields are checked: a broken entry left out breaks nothing)
+        if not isinstance(entry, dict):
+            raise ModelError(
+                f"{where}: {name!r} must be a table of model fields, like "
+                f'["{name}"] followed by repo = "…" and file = "…"'
+            )
+        if "repo" not in entry and entry and all(isinstance(v, dict) for v in entry.values()):
+            # A bare [qwen2.5-x] header is a dotted key: TOML splits it at the dot.
+            raise ModelError(
+                f"{where}: table {name!r} has no 'repo' but nested tables: "
+                'model names containing dots must be quoted, like ["qwen2.5-0.5b-instruct"]'
+            )
         specs[name] = _spec_from_table(name, entry, text, source, where)
     return specs
 

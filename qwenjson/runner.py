@@ -218,7 +218,10 @@ class Runner:
         if streaming:
             # A repeated item with a grounded value ends the list (``Grounding``): not printed.
             rules = self.extractor.rules
-            dedupe = any(p[:2] == ("items", None) and r.grounded for p, r in rules.items())
+            dedupe = any(
+                p[:2] == ("items", None) and r.grounded and r.kind == "text"
+                for p, r in rules.items()
+            )
             stream = _ItemStream(self.job.item, emit, self.keep_empty, dedupe=dedupe)
 
         def watch(chunk: str) -> None:

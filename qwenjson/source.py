@@ -30,10 +30,20 @@ _UNSPACED = (("\u0e00", "\u0eff"), ("\u1000", "\u109f"), ("\u1780", "\u17ff"))
 
 def _in_word(char: str) -> bool:
     """A letter or digit of a script that separates words with blanks (not CJK, Thai and the
-    like, where any character boundary is a word boundary)."""
+    like, where any character boundary between letters is a word boundary; their digits still
+    make whole numbers)."""
     if not char.isalnum() or unicodedata.east_asian_width(char) in ("W", "F"):
         return False
+    if unicodedata.category(char) == "Nd":
+        return True
     return not any(lo <= char <= hi for lo, hi in _UNSPACED)
+
+
+# Where a letter is not a syllable's end or start in those scripts: after a vowel written
+# before its consonant (Thai เ แ โ ใ ไ, Lao ເ ແ ໂ ໃ ໄ) or a stacking sign (Khmer coeng,
+# Myanmar virama), and before a vowel written as a letter after it (Thai ะ า ำ ๅ, Lao ະ າ ຳ).
+_LEADS = frozenset("\u0e40\u0e41\u0e42\u0e43\u0e44\u0ec0\u0ec1\u0ec2\u0ec3\u0ec4\u17d2\u1039")
+_TRAILS = frozenset("\u0e30\u0e32\u0e33\u0e45\u0eb0\u0eb2\u0eb3")
 
 
 def _hangul_inside(char: str) -> bool:
@@ -66,7 +76,7 @@ def may_cut(text: str, i: int) -> bool:
         return False
     if unicodedata.category(after)[0] == "M" or after in _JOINERS or before in _JOINERS:
         return False
-    if _hangul_inside(after):
+    if _hangul_inside(after) or before in _LEADS or after in _TRAILS:
         return False
     if "\ufe00" <= after <= "\ufe0f" or "\U0001f3fb" <= after <= "\U0001f3ff":
         return False

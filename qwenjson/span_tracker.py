@@ -61,7 +61,7 @@ class _Frame:
     """One open object or array; ``seen`` holds the items a list has written (strings' content,
     and the whole text of object or list items that hold grounded values: ``item``)."""
 
-    __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen")
+    __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen", "texted")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind  # ord("{") or ord("[")
@@ -73,11 +73,15 @@ class _Frame:
         self.keys: frozenset[str] = frozenset()  # an object's keys written so far
         # This frame's output text so far, when it is a list item to compare with the others.
         self.item: bytes | None = None
+        # A grounded text value was written inside it: only then is a repeat of the item a
+        # loop (as the evidence judges it, from the values written, not the schema).
+        self.texted = False
 
     def copy(self) -> _Frame:
         twin = _Frame.__new__(_Frame)
         twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
         twin.seen, twin.ended, twin.keys, twin.item = self.seen, self.ended, self.keys, self.item
+        twin.texted = self.texted
         return twin
 
 
@@ -344,7 +348,7 @@ class SpanTracker:
                 done = self._stack.pop()
                 if done.item is not None:
                     self._capturing -= 1
-                    if self._stack:
+                    if self._stack and done.texted:
                         self._seen_item(self._stack[-1], done.item)
             if self._stack:
                 self._stack[-1].phase = 3
@@ -414,6 +418,10 @@ class SpanTracker:
             text = o is not None and o.rule.kind == "text"
             if top.kind == 0x5B and self.dedupe and content and text:
                 self._seen_item(top, content)
+            if text and content and self._capturing:
+                for frame in self._stack:
+                    if frame.item is not None:
+                        frame.texted = True
         if o is None:
             return True
         return self._close(o, content, self._pos)

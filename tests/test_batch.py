@@ -1328,3 +1328,20 @@ def test_a_line_reaches_a_writer_as_bytes_and_a_wrapper_that_counts_nothing_gets
         os.close(read_fd)
         os.close(write_fd)
     assert got == [b'{"a": 1}\n']
+
+
+def test_each_prints_equal_items_of_dates_and_numbers_each_time() -> None:
+    # Two purchases of one price on one day: the document kept both, --each printed one (its
+    # stream dropped repeats wherever anything in the item was grounded, numbers too).
+    purchase = {
+        "type": "object",
+        "properties": {"date": {"type": "string", "format": "date"}, "amount": {"type": "number"}},
+    }
+    one = {"date": "2020-01-01", "amount": 3.5}
+    answer = json.dumps({"items": [one, one, {"date": "2020-01-02", "amount": 2.0}]})
+    fake = FakeModel(lambda _text, _attempt: answer)
+    printed: list[str] = []
+    runner(fake, purchase, each=True).run(
+        "2020-01-01 coffee 3.50; 2020-01-01 coffee 3.50; 2020-01-02 tea 2.00", printed.append
+    )
+    assert len(printed) == 3

@@ -953,7 +953,7 @@ def test_prefix_items_keep_their_own_rules() -> None:
 def test_rules_of_a_wide_recursive_schema_cover_its_first_levels() -> None:
     # A tree whose members are the schema again: a rule per path took k**12 walks (3 optional
     # self-references: 11 s before any generation; 4: over a minute). Every pattern of the
-    # levels the walk budget holds (here three), none half-done.
+    # levels the walk budget holds (here four), none half-done.
     k = 12
     tree = {
         "type": "object",
@@ -961,8 +961,8 @@ def test_rules_of_a_wide_recursive_schema_cover_its_first_levels() -> None:
     }
     rules = grounding_rules(tree)
     assert rules[("name",)].grounded and rules[("m0", "name")].grounded
-    assert ("m0", "m1", "name") in rules and ("m0", "m1", "m2", "name") not in rules
-    assert len(rules) == 1 + k + k * k
+    assert ("m0", "m1", "m2", "name") in rules and ("m0", "m1", "m2", "m3", "name") not in rules
+    assert len(rules) == 1 + k + k**2 + k**3
 
 
 def test_a_value_does_not_end_inside_a_word_after_a_combining_mark() -> None:
@@ -1054,3 +1054,53 @@ def test_items_of_only_dates_and_numbers_may_repeat() -> None:
     assert g.allows(b", ")
     raw = '[{"date": "2020-01-01", "amount": 3.50}, {"date": "2020-01-01", "amount": 3.50}]'
     assert len(_annotated(text, raw, purchases).data) == 2
+
+
+def test_a_big_schema_without_recursion_is_ruled_whole() -> None:
+    # 12,000 strings through $refs: a budget on every walk lost all their rules (and an
+    # unrelated field's); only a recursive schema's later levels are bounded.
+    leaf = {"type": "object", "properties": {f"x{j}": {"type": "string"} for j in range(10)}}
+    mid = {"type": "object", "properties": {f"m{j}": {"$ref": "#/$defs/Leaf"} for j in range(30)}}
+    schema: dict[str, Any] = {
+        "$defs": {"Leaf": leaf, "Mid": mid},
+        "type": "object",
+        "properties": {f"t{j}": {"$ref": "#/$defs/Mid"} for j in range(40)},
+    }
+    schema["properties"]["contact"] = {
+        "type": "object",
+        "properties": {"address": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    }
+    rules = grounding_rules(schema)
+    assert len(rules) == 12_001 and ("t39", "m29", "x9") in rules
+    assert ("contact", "address", "city") in rules
+
+
+def test_an_item_repeated_without_its_text_is_data_as_the_evidence_reads_it() -> None:
+    # The item's schema has a text field, but these items were written with their dates and
+    # amounts only: the tracker ended the list on the repeat while the evidence kept it.
+    purchases = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "amount": {"type": "number"},
+                "shop": {"type": "string"},
+            },
+        },
+    }
+    text = "2020-01-01 coffee 3.50; 2020-01-01 coffee 3.50; 2020-01-02 tea 2.00"
+    g = Grounding(SourceText(text), grounding_rules(purchases))
+    two = '[{"date": "2020-01-01", "amount": 3.50}, {"date": "2020-01-01", "amount": 3.50}'
+    assert _feed(g, two) and g.allows(b", ")
+    assert len(_annotated(text, two + "]", purchases).data) == 2
+    # With the text written, the same item twice is a loop, as before.
+    g = Grounding(SourceText(text), grounding_rules(purchases))
+    shop = '{"shop": "coffee", "amount": 3.50}'
+    assert _feed(g, f"[{shop}, {shop}") and not g.allows(b", ")
+
+
+def test_thai_digits_stay_whole_numbers_and_stacked_letters_stay_together() -> None:
+    assert SourceText("ปี ๒๕๖๗").span("๒๕".encode()) is None
+    assert SourceText("ស្រុក").span("ស្".encode()) is None  # Khmer coeng: the next letter is under
+    assert SourceText("เชียงใหม่").span("เ".encode()) is None  # a vowel written before its letter

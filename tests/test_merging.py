@@ -140,3 +140,16 @@ def test_one_person_seen_by_two_pieces_is_one_even_with_a_role_found_elsewhere()
     third = {"/0/name": [200, 207], "/0/role": [300, 307]}
     merger.add(Found([{"name": "Ann Lee", "role": "manager"}], third, {}))
     assert len(merger.data) == 2
+
+
+def test_a_leaf_inside_a_nested_list_does_not_tell_two_items_apart() -> None:
+    # The same "Ann Lee" from two pieces with her skills in another order: by index, "Go" and
+    # "Python" differed, and she was listed twice.
+    skills = {"type": "array", "items": {"type": "string"}}
+    item = {"type": "object", "properties": {"name": {"type": "string"}, "skills": skills}}
+    merger = Merger(make_validator({"type": "array", "items": item}))
+    first = {"/0/name": [0, 7], "/0/skills/0": [20, 26], "/0/skills/1": [30, 32]}
+    merger.add(Found([{"name": "Ann Lee", "skills": ["Python", "Go"]}], first, {}))
+    second = {"/0/name": [0, 7], "/0/skills/0": [30, 32], "/0/skills/1": [20, 26]}
+    assert merger.add(Found([{"name": "Ann Lee", "skills": ["Go", "Python"]}], second, {})) == []
+    assert len(merger.data) == 1

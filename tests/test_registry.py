@@ -323,3 +323,12 @@ def test_a_user_registry_with_a_bom_is_read(
     path.write_bytes(b'\xef\xbb\xbf["mine"]\nrepo = "a/b"\nfile = "x.gguf"\n')
     monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
     assert load_registry()["mine"].repo == "a/b"
+
+
+def test_an_unusable_name_that_is_not_even_a_table_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '"x.gguf" = "oops"\n\n["ok"]\nrepo = "c/d"\nfile = "y.gguf"\n')
+    monkeypatch.setenv("QWENJSON_MODELS_FILE", str(path))
+    unusable: list[str] = []
+    assert load_registry(unusable)["ok"].repo == "c/d" and len(unusable) == 1
