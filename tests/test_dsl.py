@@ -1198,3 +1198,11 @@ def test_an_inline_schema_with_a_bom_reads_as_its_file_does() -> None:
 
     assert load_schema("\ufeffname, age int") == parse_dsl("name, age int")
     assert load_schema('\ufeff{"type": "object"}') == {"type": "object"}
+
+
+@pytest.mark.parametrize("text", ["a float 1e-400..", "a 1e-400|2", "a float ..-5e-330"])
+def test_a_number_too_small_for_a_double_is_refused_not_read_as_zero(text: str) -> None:
+    # `a float 1e-400..` allowed 0, which its lower bound says it doesn't.
+    with pytest.raises(DslError, match="too small for a double"):
+        parse_dsl(text)
+    assert parse_dsl("a float 0e5..")["properties"]["a"]["minimum"] == 0

@@ -238,6 +238,10 @@ def scan_number(text: str, start: int) -> Token:
         raise DslError(f"number {source[:20]}… has too many digits", text, start) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise DslError(f"number {source} is out of range", text, start)
+    mantissa = source.split("e")[0].split("E")[0]
+    if value == 0 and any(c in "123456789" for c in mantissa):
+        # 1e-400 is 0.0 as a double: `x float 1e-400..` would allow 0, which it says it doesn't.
+        raise DslError(f"number {source} is too small for a double (it would be 0)", text, start)
     return Token(NUMBER, start, pos, source, value)
 
 
