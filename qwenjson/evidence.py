@@ -239,7 +239,7 @@ def annotate(
                 for i, sub in enumerate(node):
                     # A list that repeats an item ended there (``Grounding``): the repeat goes.
                     if drop and isinstance(sub, dict | list):
-                        if sub in node[:i] and _grounded_within(meta, (*old, i)):
+                        if sub in node[:i] and _grounded_within(meta, values, (*old, i)):
                             continue
                     elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
                         continue
@@ -287,10 +287,12 @@ def _ended_list_at(
 
 
 def _grounded_within(
-    meta: Mapping[Path, tuple[list[int] | None, float, bool, FieldRule | None]], at: Path
+    meta: Mapping[Path, tuple[list[int] | None, float, bool, FieldRule | None]],
+    values: Mapping[Path, Any],
+    at: Path,
 ) -> bool:
-    """Whether a grounded text value sits under the path ``at`` (its repeats are then dropped,
-    as ``Grounding`` ends a list that repeats one)."""
+    """Whether grounded text was written under the path ``at`` (a non-empty string: then its
+    repeats are dropped, as ``Grounding`` ends a list that repeats one)."""
     n = len(at)
     return any(
         len(path) > n
@@ -298,6 +300,8 @@ def _grounded_within(
         and rule is not None
         and rule.grounded
         and rule.kind == "text"
+        and isinstance(values.get(path), str)
+        and values.get(path) != ""
         for path, (_, _, _, rule) in meta.items()
     )
 

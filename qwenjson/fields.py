@@ -53,6 +53,10 @@ _MAX_RULE_DEPTH = 12
 # self-references is ruled 10 levels down (1,023 patterns): its rules, required keys and
 # floors take 0.18 s; 3 or 4 Optional self-references, 0.4 s.
 _MAX_WALKS = 4_000
+# Node visits of the first walk, the schema as written, at most: the JSONSchemaBench schema with
+# the most rules (Github_ultra/o13934, 37,742) takes 75,654 (0.75 s); past it, the schema is
+# read level by level (9 $defs naming each other: 2 s a walk, against 3 s to minutes unbounded).
+_MAX_FIRST_WALK = 100_000
 
 
 class _TooWide(Exception):
@@ -226,26 +230,41 @@ class _Walker:
         # A pattern per path: a recursive schema (a tree of k optional members that are the
         # schema again) has k**depth of them (k = 3 took 11 s before any generation, 4 over a
         # minute, at the 12 levels). So the first walk meets each $ref at most once down a path
-        # (a schema without recursion is walked whole, as ever, however big), and each next
-        # walk once more, as long as it stays within _MAX_WALKS: a wide recursive schema gets
-        # every pattern of its first levels, a one-child tree all its levels to the depth cap.
+        # (a schema without recursion is walked whole, as ever, up to _MAX_FIRST_WALK visits),
+        # and each next walk once more, as long as it stays within _MAX_WALKS: a wide recursive
+        # schema gets every pattern of its first levels, a one-child tree all its levels to
+        # the depth cap. A schema too wide for the first walk (many $defs that each name several
+        # others: k defs, about k! paths; 9 took 3 s, 10 took 27 s) gets its first levels, one
+        # deeper at a time within _MAX_WALKS.
         self._on_path: list[str] = []  # the $refs followed down the path being walked
-        for repeats in range(1, _MAX_RULE_DEPTH + 1):
-            kept = self.rules, self.required, self.floors
-            self.rules, self.required, self.floors = {}, {}, {}
-            self._repeats, self._walks, self._cut = repeats, 0, False
-            try:
-                self.walk(root, (), "none", None, 0)
-            except _TooWide:
-                self.rules, self.required, self.floors = kept
+        if self._attempt(1, _MAX_RULE_DEPTH, _MAX_FIRST_WALK):
+            for repeats in range(2, _MAX_RULE_DEPTH + 1):
+                if not self._cut or not self._attempt(repeats, _MAX_RULE_DEPTH, _MAX_WALKS):
+                    return  # no $ref left unfollowed, or the walk got too wide: the last one
+            return
+        for limit in range(_MAX_RULE_DEPTH + 1):
+            if not self._attempt(_MAX_RULE_DEPTH, limit, _MAX_WALKS) or not self._cut:
                 return
-            if not self._cut:
-                return  # no $ref was left unfollowed: another walk finds no more
+
+    def _attempt(self, repeats: int, limit: int, budget: int) -> bool:
+        """Walk the schema anew (each $ref at most ``repeats`` times down a path, ``limit``
+        levels deep); False, with the last walk's results kept, past ``budget`` visits."""
+        kept = self.rules, self.required, self.floors
+        self.rules, self.required, self.floors = {}, {}, {}
+        self._repeats, self._limit, self._budget = repeats, limit, budget
+        self._walks, self._cut = 0, False
+        try:
+            self.walk(self.root, (), "none", None, 0)
+        except _TooWide:
+            self.rules, self.required, self.floors = kept
+            return False
+        return True
 
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
     ) -> None:
-        if depth > _MAX_RULE_DEPTH:
+        if depth > self._limit:
+            self._cut = self._cut or depth <= _MAX_RULE_DEPTH
             return
         ref = node.get("$ref") if isinstance(node, Mapping) else None
         if isinstance(ref, str):
@@ -264,7 +283,7 @@ class _Walker:
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
     ) -> None:
         self._walks += 1
-        if self._walks > _MAX_WALKS and self._repeats > 1:  # (the first walk is the schema's)
+        if self._walks > self._budget:
             raise _TooWide
         if self._floors is not None:
             self.floors[pattern] = self._floors.of(node, depth)
@@ -312,9 +331,12 @@ class _Walker:
         # the same (else an enum label in the prefix would be refused as ungrounded text).
         if "array" in types and isinstance(items, Mapping):
             prefix = node.get("prefixItems")
-            if not isinstance(prefix, list) or all(
-                self._rules_of(p, name, depth) == self._rules_of(items, name, depth) for p in prefix
-            ):
+            if isinstance(prefix, list) and any(p != items for p in prefix):
+                wanted = self._rules_of(items, name, depth)  # once: a nested tuple is 2**depth
+                same = all(p == items or self._rules_of(p, name, depth) == wanted for p in prefix)
+            else:
+                same = True
+            if same:
                 self.walk(items, (*pattern, None), "item", name, depth + 1)
 
     def _rules_of(self, node: Any, name: str | None, depth: int) -> dict[Pattern, FieldRule]:

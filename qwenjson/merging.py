@@ -487,9 +487,18 @@ def _same_mention(
             overlap = True
             continue
         mine_leaf, in_list = _leaf(mine_value, pointer)
-        # A leaf inside a nested list is no witness: the same skills in another order, or one
-        # more seen first, put different values at one index.
-        if not in_list and normalised(mine_leaf) != normalised(_leaf(their_value, pointer)[0]):
+        if not in_list:
+            if normalised(mine_leaf) != normalised(_leaf(their_value, pointer)[0]):
+                return False
+            continue
+        # Inside a nested list an index says nothing (the same skills in another order, or one
+        # more seen first): a value the other's list doesn't hold at all does ({"names":
+        # ["Ann"]} and {"names": ["Bob"]} sharing a role are two).
+        parent, _, _ = pointer.rpartition("/")
+        theirs_list, _ = _leaf(their_value, parent)
+        if isinstance(theirs_list, list) and normalised(mine_leaf) not in {
+            normalised(x) for x in theirs_list
+        }:
             return False
     return overlap
 
@@ -498,12 +507,13 @@ def _leaf(value: Any, pointer: str) -> tuple[Any, bool]:
     """The value at a relative JSON pointer ("" is ``value``), or None; and whether the way
     there went through a list."""
     in_list = False
-    for token in pointer.split("/")[1:]:
+    for depth, token in enumerate(pointer.split("/")[1:]):
         token = unescape_token(token)
         if isinstance(value, dict):
             value = value.get(token)
         elif isinstance(value, list) and token.isascii() and token.isdecimal():
-            in_list = True
+            # A list inside the item; an item that is itself a list (a row) is no such list.
+            in_list = in_list or depth > 0
             value = value[int(token)] if int(token) < len(value) else None
         else:
             return None, in_list

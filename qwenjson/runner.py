@@ -216,12 +216,14 @@ class Runner:
         streaming = self.record.each and not self.evidence
         stream = None
         if streaming:
-            # A repeated item with a grounded value ends the list (``Grounding``): not printed.
-            rules = self.extractor.rules
-            dedupe = any(
-                p[:2] == ("items", None) and r.grounded and r.kind == "text"
-                for p, r in rules.items()
-            )
+            # A repeated item with grounded text in it ends the list (``Grounding``): not
+            # printed. Decided item by item, as the tracker and the evidence do.
+            tails = [
+                p[2:]
+                for p, r in self.extractor.rules.items()
+                if p[:2] == ("items", None) and r.grounded and r.kind == "text"
+            ]
+            dedupe = _has_text_at(tails) if tails else None
             stream = _ItemStream(self.job.item, emit, self.keep_empty, dedupe=dedupe)
 
         def watch(chunk: str) -> None:
@@ -366,6 +368,21 @@ class RecordSteps:
             self.result = self._run.finish()
 
 
+def _has_text_at(tails: list[tuple[str | None, ...]]) -> Callable[[Any], bool]:
+    """Whether an item holds a non-empty string at one of ``tails`` (path patterns within it,
+    None for any list index): grounded text written in it."""
+
+    def at(value: Any, tail: tuple[str | None, ...]) -> bool:
+        if not tail:
+            return isinstance(value, str) and value != ""
+        head, rest = tail[0], tail[1:]
+        if head is None:
+            return isinstance(value, list) and any(at(v, rest) for v in value)
+        return isinstance(value, dict) and head in value and at(value[head], rest)
+
+    return lambda item: any(at(item, tail) for tail in tails)
+
+
 class _ItemStream:
     """Emits the items of generated ``{"items": […]}`` text as they close, validated one by one."""
 
@@ -375,7 +392,7 @@ class _ItemStream:
         emit: Callable[[str], None],
         keep_empty: bool = False,
         *,
-        dedupe: bool = False,
+        dedupe: Callable[[Any], bool] | None = None,
     ) -> None:
         assert item is not None
         self.validator: Validator = item
@@ -418,7 +435,7 @@ class _ItemStream:
         except json.JSONDecodeError:
             self.doomed = True  # the grammar makes this impossible; the whole check decides
             return
-        repeat = self.dedupe and value in self.written
+        repeat = self.dedupe is not None and self.dedupe(value) and value in self.written
         self.written.append(value)
         if repeat:
             return
@@ -437,8 +454,9 @@ class _ItemStream:
 
     def finish(self, data: Any) -> None:
         items = data.get("items") if isinstance(data, dict) else None
-        if isinstance(items, list) and self.dedupe:
-            items = [v for i, v in enumerate(items) if v not in items[:i]]
+        if isinstance(items, list) and self.dedupe is not None:
+            dedupe = self.dedupe
+            items = [v for i, v in enumerate(items) if not (dedupe(v) and v in items[:i])]
         if not isinstance(items, list) or items[: len(self.printed)] != self.printed:
             raise NoValidOutputError("the streamed items disagree with the final document")
         # Generators that don't stream text (or a tail the scanner hadn't closed yet).

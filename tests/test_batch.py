@@ -1345,3 +1345,18 @@ def test_each_prints_equal_items_of_dates_and_numbers_each_time() -> None:
         "2020-01-01 coffee 3.50; 2020-01-01 coffee 3.50; 2020-01-02 tea 2.00", printed.append
     )
     assert len(printed) == 3
+
+
+def test_each_prints_an_item_repeated_without_its_text_each_time() -> None:
+    # The item schema has a text field (shop), but these purchases were written without it:
+    # the document keeps both, and so does the stream (it dropped every repeat once any text
+    # rule existed).
+    purchase = {
+        "type": "object",
+        "properties": {"amount": {"type": "number"}, "shop": {"type": "string"}},
+    }
+    answer = json.dumps({"items": [{"amount": 3.5}, {"amount": 3.5}]})
+    fake = FakeModel(lambda _text, _attempt: answer)
+    printed: list[str] = []
+    runner(fake, purchase, each=True).run("coffee 3.50; coffee 3.50", printed.append)
+    assert len(printed) == 2

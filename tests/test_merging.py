@@ -153,3 +153,20 @@ def test_a_leaf_inside_a_nested_list_does_not_tell_two_items_apart() -> None:
     second = {"/0/name": [0, 7], "/0/skills/0": [30, 32], "/0/skills/1": [20, 26]}
     assert merger.add(Found([{"name": "Ann Lee", "skills": ["Go", "Python"]}], second, {})) == []
     assert len(merger.data) == 1
+
+
+def test_rows_and_items_told_apart_by_a_nested_list_stay_apart() -> None:
+    # Items written as rows ([name, role]) or holding their names in a list: sharing the role
+    # merged them when every leaf inside a list was taken for an index that says nothing.
+    row = {"type": "array", "items": {"type": "string"}}
+    merger = Merger(make_validator({"type": "array", "items": row}))
+    spans = {"/0/0": [0, 3], "/0/1": [20, 29], "/1/0": [8, 11], "/1/1": [20, 29]}
+    merger.add(Found([["Ann", "engineers"], ["Bob", "engineers"]], spans, {}))
+    assert merger.data == [["Ann", "engineers"], ["Bob", "engineers"]]
+    names = {"type": "array", "items": {"type": "string"}}
+    item = {"type": "object", "properties": {"names": names, "role": {"type": "string"}}}
+    merger = Merger(make_validator({"type": "array", "items": item}))
+    spans = {"/0/names/0": [0, 3], "/0/role": [20, 29], "/1/names/0": [8, 11], "/1/role": [20, 29]}
+    people = [{"names": ["Ann"], "role": "engineers"}, {"names": ["Bob"], "role": "engineers"}]
+    merger.add(Found(people, spans, {}))
+    assert len(merger.data) == 2
