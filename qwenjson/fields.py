@@ -234,17 +234,25 @@ class _Walker:
         # and each next walk once more, as long as it stays within _MAX_WALKS: a wide recursive
         # schema gets every pattern of its first levels, a one-child tree all its levels to
         # the depth cap. A schema too wide for the first walk (many $defs that each name several
-        # others: k defs, about k! paths; 9 took 3 s, 10 took 27 s) gets its first levels, one
-        # deeper at a time within _MAX_WALKS.
+        # others: k defs, about k! paths; 9 took 3 s, 10 took 27 s) gets as many whole levels as
+        # the first walk's budget holds.
         self._on_path: list[str] = []  # the $refs followed down the path being walked
         if self._attempt(1, _MAX_RULE_DEPTH, _MAX_FIRST_WALK):
             for repeats in range(2, _MAX_RULE_DEPTH + 1):
                 if not self._cut or not self._attempt(repeats, _MAX_RULE_DEPTH, _MAX_WALKS):
                     return  # no $ref left unfollowed, or the walk got too wide: the last one
             return
-        for limit in range(_MAX_RULE_DEPTH + 1):
-            if not self._attempt(_MAX_RULE_DEPTH, limit, _MAX_WALKS) or not self._cut:
-                return
+        # The deepest depth limit whose walk fits the first walk's budget (a search: each
+        # try costs up to _MAX_FIRST_WALK visits; a schema just past it keeps all but its
+        # deepest levels, not only the few that 4,000 visits hold).
+        lo, hi = 0, _MAX_RULE_DEPTH
+        self._attempt(1, lo, _MAX_FIRST_WALK)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._attempt(1, mid, _MAX_FIRST_WALK):
+                lo = mid
+            else:
+                hi = mid - 1
 
     def _attempt(self, repeats: int, limit: int, budget: int) -> bool:
         """Walk the schema anew (each $ref at most ``repeats`` times down a path, ``limit``
@@ -265,11 +273,13 @@ class _Walker:
     ) -> None:
         if depth > self._limit:
             self._cut = self._cut or depth <= _MAX_RULE_DEPTH
+            self._count()  # a stop is a visit too: else a node's many stopped children ran free
             return
         ref = node.get("$ref") if isinstance(node, Mapping) else None
         if isinstance(ref, str):
             if self._on_path.count(ref) >= self._repeats:
                 self._cut = True
+                self._count()
                 return
             self._on_path.append(ref)
             try:
@@ -282,9 +292,7 @@ class _Walker:
     def _visit(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
     ) -> None:
-        self._walks += 1
-        if self._walks > self._budget:
-            raise _TooWide
+        self._count()
         if self._floors is not None:
             self.floors[pattern] = self._floors.of(node, depth)
         node = follow_local_refs(self.root, node)
@@ -338,6 +346,11 @@ class _Walker:
                 same = True
             if same:
                 self.walk(items, (*pattern, None), "item", name, depth + 1)
+
+    def _count(self) -> None:
+        self._walks += 1
+        if self._walks > self._budget:
+            raise _TooWide
 
     def _rules_of(self, node: Any, name: str | None, depth: int) -> dict[Pattern, FieldRule]:
         """The rules ``node`` would get as a list's item, walked apart (nothing kept)."""

@@ -492,15 +492,36 @@ def _same_mention(
                 return False
             continue
         # Inside a nested list an index says nothing (the same skills in another order, or one
-        # more seen first): a value the other's list doesn't hold at all does ({"names":
-        # ["Ann"]} and {"names": ["Bob"]} sharing a role are two).
-        parent, _, _ = pointer.rpartition("/")
-        theirs_list, _ = _leaf(their_value, parent)
+        # more seen first): a value no element of the other's list has there does ({"names":
+        # ["Ann"]} and {"names": ["Bob"]} sharing a role are two; {"people": [{"name": …}]}
+        # too).
+        where, rest = _split_at_last_list(mine_value, pointer)
+        theirs_list, _ = _leaf(their_value, where)
         if isinstance(theirs_list, list) and normalised(mine_leaf) not in {
-            normalised(x) for x in theirs_list
+            normalised(_leaf(x, rest)[0]) for x in theirs_list
         }:
             return False
     return overlap
+
+
+def _split_at_last_list(value: Any, pointer: str) -> tuple[str, str]:
+    """``pointer`` as (the last list inside ``value`` it indexes, the rest after the index)."""
+    tokens = pointer.split("/")[1:]
+    last = 0
+    node = value
+    for i, token in enumerate(tokens):
+        plain = unescape_token(token)
+        if isinstance(node, list) and plain.isascii() and plain.isdecimal():
+            if i > 0:
+                last = i
+            node = node[int(plain)] if int(plain) < len(node) else None
+        elif isinstance(node, dict):
+            node = node.get(plain)
+        else:
+            break
+    head = "".join("/" + t for t in tokens[:last])
+    rest = "".join("/" + t for t in tokens[last + 1 :])
+    return head, rest
 
 
 def _leaf(value: Any, pointer: str) -> tuple[Any, bool]:

@@ -170,3 +170,22 @@ def test_rows_and_items_told_apart_by_a_nested_list_stay_apart() -> None:
     people = [{"names": ["Ann"], "role": "engineers"}, {"names": ["Bob"], "role": "engineers"}]
     merger.add(Found(people, spans, {}))
     assert len(merger.data) == 2
+
+
+def test_items_told_apart_inside_a_nested_list_of_objects_stay_apart() -> None:
+    person = {"type": "object", "properties": {"name": {"type": "string"}}}
+    people = {"type": "array", "items": person}
+    item = {"type": "object", "properties": {"people": people, "role": {"type": "string"}}}
+    merger = Merger(make_validator({"type": "array", "items": item}))
+    spans = {
+        "/0/people/0/name": [0, 3],
+        "/0/role": [20, 29],
+        "/1/people/0/name": [8, 11],
+        "/1/role": [20, 29],
+    }
+    data = [
+        {"people": [{"name": "Ann"}], "role": "engineers"},
+        {"people": [{"name": "Bob"}], "role": "engineers"},
+    ]
+    merger.add(Found(data, spans, {}))
+    assert len(merger.data) == 2
