@@ -138,6 +138,25 @@ def value_floors(schema: Mapping[str, Any] | bool) -> dict[Pattern, int]:
     return _Walker(schema, True, floors=True).floors
 
 
+@dataclass(frozen=True)
+class SchemaFields:
+    """What ``grounding_rules``, ``required_keys`` and ``value_floors`` give, from one walk."""
+
+    rules: dict[Pattern, FieldRule]
+    required: dict[Pattern, tuple[str, ...]]
+    floors: dict[Pattern, int]
+
+
+def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> SchemaFields:
+    """The three, as the ``Extractor`` needs them: one walk of ``schema`` (each walk of a big
+    or recursive schema costs up to its budgets, once per function), a second only for the
+    rules when ``default`` is off (the walk's cuts don't depend on it; a prefixItems place's
+    comparison may, so required keys and floors stay those of the default)."""
+    walker = _Walker(schema, True, floors=True)
+    rules = walker.rules if default else grounding_rules(schema, default=False)
+    return SchemaFields(rules, walker.required, walker.floors)
+
+
 class _Floors:
     """Shortest-value sizes of one schema's nodes, each worked out once.
 

@@ -22,15 +22,9 @@ from jsonschema.protocols import Validator
 
 from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
-from qwenjson.fields import ABSTAIN_BELOW
+from qwenjson.fields import ABSTAIN_BELOW, schema_fields
 from qwenjson.generation import GenerationResult, Generator, Message
-from qwenjson.grounding import (
-    Grounding,
-    SourceText,
-    grounding_rules,
-    required_keys,
-    value_floors,
-)
+from qwenjson.grounding import Grounding, SourceText
 from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import to_pointer
@@ -176,9 +170,8 @@ class Extractor:
         self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
         self.generator = generator
         self.options = options or ExtractOptions()
-        self.rules = grounding_rules(self.prepared.schema, default=self.options.grounding)
-        self.required = required_keys(self.prepared.schema)
-        self.floors = value_floors(self.prepared.schema)
+        fields = schema_fields(self.prepared.schema, default=self.options.grounding)
+        self.rules, self.required, self.floors = fields.rules, fields.required, fields.floors
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).

@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from qwenjson.evidence import annotate, leaf_spans
-from qwenjson.fields import Path
+from qwenjson.fields import Path, schema_fields
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import (
     FieldRule,
@@ -1168,3 +1168,25 @@ def test_a_schema_whose_stopped_children_are_many_still_keeps_to_its_bound(
     rules = grounding_rules({"$ref": "#/$defs/D0", "$defs": defs})
     assert ("name",) in rules and ("to1", "name") in rules
     assert visits < 10 * fields._MAX_FIRST_WALK  # each walk bounded, a search of a few walks
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_one_walk_gives_what_the_three_functions_give(default: bool) -> None:
+    # The Extractor walked each schema three times; schema_fields walks it once (twice without
+    # grounding by default), with the same results.
+    optional = {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}
+    tuple_list = {"type": "array", "prefixItems": [{"enum": ["a", "b"]}], "items": {}}
+    schemas: list[dict[str, Any]] = [
+        PEOPLE,
+        {
+            "type": "object",
+            "properties": {"p": optional, "t": tuple_list, "n": {"type": "integer"}},
+            "required": ["p"],
+            "$defs": {"P": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        },
+        {"type": "object", "properties": {f"m{i}": {"$ref": "#"} for i in range(3)}},
+    ]
+    for schema in schemas:
+        fields = schema_fields(schema, default=default)
+        assert fields.rules == grounding_rules(schema, default=default)
+        assert (fields.required, fields.floors) == (required_keys(schema), value_floors(schema))
