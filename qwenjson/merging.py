@@ -486,59 +486,40 @@ def _same_mention(
         if a[0] < b[1] and b[0] < a[1]:
             overlap = True
             continue
-        mine_leaf, in_list = _leaf(mine_value, pointer)
-        if not in_list:
-            if normalised(mine_leaf) != normalised(_leaf(their_value, pointer)[0]):
+        mine_leaf, inner = _locate(mine_value, pointer)
+        if inner is None:
+            if normalised(mine_leaf) != normalised(_locate(their_value, pointer)[0]):
                 return False
             continue
         # Inside a nested list an index says nothing (the same skills in another order, or one
         # more seen first): a value no element of the other's list has there does ({"names":
         # ["Ann"]} and {"names": ["Bob"]} sharing a role are two; {"people": [{"name": …}]}
         # too).
-        where, rest = _split_at_last_list(mine_value, pointer)
-        theirs_list, _ = _leaf(their_value, where)
+        tokens = pointer.split("/")[1:]
+        theirs_list, _ = _locate(their_value, "".join("/" + t for t in tokens[:inner]))
+        rest = "".join("/" + t for t in tokens[inner + 1 :])
         if isinstance(theirs_list, list) and normalised(mine_leaf) not in {
-            normalised(_leaf(x, rest)[0]) for x in theirs_list
+            normalised(_locate(x, rest)[0]) for x in theirs_list
         }:
             return False
     return overlap
 
 
-def _split_at_last_list(value: Any, pointer: str) -> tuple[str, str]:
-    """``pointer`` as (the last list inside ``value`` it indexes, the rest after the index)."""
-    tokens = pointer.split("/")[1:]
-    last = 0
-    node = value
-    for i, token in enumerate(tokens):
-        plain = unescape_token(token)
-        if isinstance(node, list) and plain.isascii() and plain.isdecimal():
-            if i > 0:
-                last = i
-            node = node[int(plain)] if int(plain) < len(node) else None
-        elif isinstance(node, dict):
-            node = node.get(plain)
-        else:
-            break
-    head = "".join("/" + t for t in tokens[:last])
-    rest = "".join("/" + t for t in tokens[last + 1 :])
-    return head, rest
-
-
-def _leaf(value: Any, pointer: str) -> tuple[Any, bool]:
-    """The value at a relative JSON pointer ("" is ``value``), or None; and whether the way
-    there went through a list."""
-    in_list = False
+def _locate(value: Any, pointer: str) -> tuple[Any, int | None]:
+    """The value at a relative JSON pointer ("" is ``value``), or None; and which of its
+    tokens is the last to index a list inside ``value`` (None: none does; an item that is
+    itself a list, a row, is no such list)."""
+    inner = None
     for depth, token in enumerate(pointer.split("/")[1:]):
         token = unescape_token(token)
         if isinstance(value, dict):
             value = value.get(token)
         elif isinstance(value, list) and token.isascii() and token.isdecimal():
-            # A list inside the item; an item that is itself a list (a row) is no such list.
-            in_list = in_list or depth > 0
+            inner = depth if depth > 0 else inner
             value = value[int(token)] if int(token) < len(value) else None
         else:
-            return None, in_list
-    return value, in_list
+            return None, inner
+    return value, inner
 
 
 def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:
