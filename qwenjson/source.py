@@ -32,6 +32,8 @@ def _in_word(char: str) -> bool:
     """A letter or digit of a script that separates words with blanks (not CJK, Thai and the
     like, where any character boundary between letters is a word boundary; their digits still
     make whole numbers)."""
+    if char.isascii():  # (most of most texts: the Unicode look-ups below cost a third more)
+        return char.isalnum()
     if not char.isalnum() or unicodedata.east_asian_width(char) in ("W", "F"):
         return False
     if unicodedata.category(char) == "Nd":
@@ -70,7 +72,7 @@ def may_cut(text: str, i: int) -> bool:
     # The letter a run of combining marks sits on ("u" of a decomposed "ü", the consonant of a
     # Devanagari vowel sign): "Mü|ller" is inside a word as "Mu|ller" is.
     base = i - 1
-    while base > 0 and unicodedata.category(text[base])[0] == "M":
+    while base > 0 and not text[base].isascii() and unicodedata.category(text[base])[0] == "M":
         base -= 1
     if _in_word(text[base]) and _in_word(after):
         return False
