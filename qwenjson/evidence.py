@@ -13,7 +13,12 @@ what produced them:
   model was made to write instead of its own first choice gets the low probability it gave it.
 * **abstention**: a value the text has no source for is taken out where the schema lets it go:
   an optional member is left out, a nullable one becomes null, a list item is dropped (the
-  rules come from ``qwenjson.grounding.grounding_rules``). So is an optional or nullable
+  rules come from ``qwenjson.grounding.grounding_rules``). An object one of whose required
+  members has no source (a value that can't be left out, so the model was made to write the
+  text's nearest span, or a number the text lacks) is taken out the same way where the schema
+  lets the object go: an optional object is left out, a nullable one (Pydantic's
+  ``Optional[Model]``) is null, an object in a list is dropped; keeping it would print an
+  object the text doesn't describe. So is an optional or nullable
   grounded text value the model wrote with a confidence below ``abstain_below``: the model
   was unsure that this span belongs under this field (it claims words only after every other
   field has).
@@ -31,7 +36,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.fields import FieldRule, Path, Pattern
+from qwenjson.fields import Abstain, FieldRule, Path, Pattern
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.jsontypes import is_number
@@ -127,11 +132,14 @@ def annotate(
     validator: Validator,
     abstain: bool = True,
     abstain_below: float = 0.0,
+    objects: Mapping[Pattern, Abstain] | None = None,
 ) -> Annotated:
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
 
     ``abstain_below``: an optional or nullable grounded text value (not a list item) with a
-    lower confidence is abstained from, as one with no source is."""
+    lower confidence is abstained from, as one with no source is. ``objects``: what each object
+    becomes when a required member has no source (``SchemaFields.objects``; none: kept)."""
+    object_rules = objects or {}
     raw_bytes = raw.encode("utf-8")
     by_start = {r.out_start: r for r in records}
     leaves = leaf_spans(raw_bytes)
@@ -208,7 +216,11 @@ def annotate(
         confidence: dict[str, float] = {}
         unsupported: list[str] = []
 
-        def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any]:
+        def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any, bool]:
+            """Whether ``node`` stays, what it becomes, and whether it is *hollow*: a value
+            with no source that can't be left out where it is (a required, non-nullable
+            member), or an object holding one, which its nearest object that may go takes
+            out whole."""
             info = meta.get(old)
             if info is not None and not isinstance(node, dict | list):
                 span, conf, missing, rule = info
@@ -218,7 +230,7 @@ def annotate(
                     (node == "" and rule.grounded) or missing or (doubt and old in doubtful)
                 )
                 if drop and empty and rule is not None and rule.abstain in ("omit", "item"):
-                    return False, None
+                    return False, None, False
                 if drop and empty and rule is not None and rule.abstain == "null":
                     node, span, missing = None, None, False
                 pointer = to_pointer(new)
@@ -226,14 +238,18 @@ def annotate(
                 confidence[pointer] = conf
                 if missing:
                     unsupported.append(pointer)
-                return True, node
+                return True, node, missing and rule is not None and rule.abstain == "none"
             if isinstance(node, dict):
                 out: dict[str, Any] = {}
+                hollow = False
                 for key, sub in node.items():
-                    keep, value = walk(sub, (*old, key), (*new, key))
+                    keep, value, empty_here = walk(sub, (*old, key), (*new, key))
+                    hollow = hollow or empty_here
                     if keep:
                         out[key] = value
-                return True, out
+                if not (drop and hollow):
+                    return True, out, hollow
+                return _abstain_object(object_rules.get(_pattern(old), "none"), out, new)
             if isinstance(node, list):
                 items: list[Any] = []
                 for i, sub in enumerate(node):
@@ -243,13 +259,30 @@ def annotate(
                             continue
                     elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
                         continue
-                    keep, value = walk(sub, (*old, i), (*new, len(items)))
+                    keep, value, _ = walk(sub, (*old, i), (*new, len(items)))
                     if keep:
                         items.append(value)
-                return True, items
-            return True, node
+                return True, items, False
+            return True, node, False
 
-        _, result = walk(data, (), ())
+        def _abstain_object(rule: Abstain, out: Any, new: Path) -> tuple[bool, Any, bool]:
+            """A hollow object: left out, or null (its confidence the product of its leaves'),
+            or, when the schema can't let it go, kept hollow for its parent to decide."""
+            if rule == "none":
+                return True, out, True
+            pointer = to_pointer(new)
+            inside = [p for p in evidence if p == pointer or p.startswith(pointer + "/")]
+            product = math.prod(confidence[p] for p in inside)
+            for p in inside:
+                del evidence[p], confidence[p]
+            unsupported[:] = [p for p in unsupported if p not in inside]
+            if rule in ("omit", "item"):
+                return False, None, False
+            evidence[pointer] = None
+            confidence[pointer] = round(product, 4)
+            return True, None, False
+
+        _, result, _ = walk(data, (), ())
         return result, evidence, confidence, unsupported
 
     # If the document would no longer validate, the unsure values come back first (a higher

@@ -145,6 +145,9 @@ class SchemaFields:
     rules: dict[Pattern, FieldRule]
     required: dict[Pattern, tuple[str, ...]]
     floors: dict[Pattern, int]
+    # What each object becomes when a required member has no source (``Abstain``: an optional
+    # object is left out, a nullable one is null, a list item is dropped; ``none``: kept).
+    objects: dict[Pattern, Abstain]
 
 
 def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> SchemaFields:
@@ -154,7 +157,7 @@ def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> 
     comparison may, so required keys and floors stay those of the default)."""
     walker = _Walker(schema, True, floors=True)
     rules = walker.rules if default else grounding_rules(schema, default=False)
-    return SchemaFields(rules, walker.required, walker.floors)
+    return SchemaFields(rules, walker.required, walker.floors, walker.objects)
 
 
 class _Floors:
@@ -242,6 +245,7 @@ class _Walker:
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
         self.floors: dict[Pattern, int] = {}
+        self.objects: dict[Pattern, Abstain] = {}
         # Worked out only for ``value_floors``: the rules' callers don't read them.
         self._floors = _Floors(self.root) if floors else None
         if not isinstance(root, Mapping):
@@ -276,14 +280,14 @@ class _Walker:
     def _attempt(self, repeats: int, limit: int, budget: int) -> bool:
         """Walk the schema anew (each $ref at most ``repeats`` times down a path, ``limit``
         levels deep); False, with the last walk's results kept, past ``budget`` visits."""
-        kept = self.rules, self.required, self.floors
-        self.rules, self.required, self.floors = {}, {}, {}
+        kept = self.rules, self.required, self.floors, self.objects
+        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
         self._repeats, self._limit, self._budget = repeats, limit, budget
         self._walks, self._cut = 0, False
         try:
             self.walk(self.root, (), "none", None, 0)
         except _TooWide:
-            self.rules, self.required, self.floors = kept
+            self.rules, self.required, self.floors, self.objects = kept
             return False
         return True
 
@@ -348,6 +352,7 @@ class _Walker:
             required = node.get("required")
             required_set = set(required) if isinstance(required, list) else set()
             self.required[pattern] = tuple(k for k in props if k in required_set)
+            self.objects[pattern] = rule_abstain
             for key, sub in props.items():
                 if isinstance(key, str):
                     child: Abstain = "none" if key in required_set else "omit"
@@ -373,13 +378,14 @@ class _Walker:
 
     def _rules_of(self, node: Any, name: str | None, depth: int) -> dict[Pattern, FieldRule]:
         """The rules ``node`` would get as a list's item, walked apart (nothing kept)."""
-        saved = self.rules, self.required, self.floors
-        self.rules, self.required, self.floors = {}, {}, {}
+        saved = self.rules, self.required, self.floors, self.objects
+        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
         try:
             self.walk(node, (None,), "item", name, depth + 1)
             return self.rules
         finally:
-            self.rules, self.required, self.floors = saved  # (a cut in it stays a cut)
+            # (a cut in it stays a cut)
+            self.rules, self.required, self.floors, self.objects = saved
 
     def typed(self, node: Mapping[str, Any]) -> bool:
         """Whether a date or number is grounded: read from the text (``qwenjson.readings``).

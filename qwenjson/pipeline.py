@@ -172,6 +172,7 @@ class Extractor:
         self.options = options or ExtractOptions()
         fields = schema_fields(self.prepared.schema, default=self.options.grounding)
         self.rules, self.required, self.floors = fields.rules, fields.required, fields.floors
+        self.objects = fields.objects
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -265,6 +266,7 @@ class Extractor:
             validator=validator,
             abstain=not opts.keep_empty,
             abstain_below=opts.abstain_below,
+            objects=self.objects,
         )
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):

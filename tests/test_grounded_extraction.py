@@ -4,6 +4,7 @@ text lacks is left out, and evidence points at each value's source."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,6 +100,33 @@ def test_require_evidence_fails_a_required_value_with_no_source() -> None:
     assert strict.returncode == EXIT_NO_VALID_OUTPUT
     assert strict.stdout == b""
     assert b"Error: --require-evidence: the text has no source for /age" in strict.stderr
+
+
+def test_an_optional_model_the_text_half_describes_is_null() -> None:
+    # Pydantic's Optional[Person] with both members required; the text names no city. The
+    # person came out with the text's nearest span as its city (exit 0), or exit 5 with
+    # --require-evidence: now null, as a nullable string the text lacks is.
+    schema = json.dumps(
+        {
+            "type": "object",
+            "properties": {"person": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}},
+            "required": ["person"],
+            "$defs": {"P": {**NAME_CITY, "required": ["name", "city"]}},
+        }
+    )
+    text = b"Please call Maria tomorrow morning."
+    kept = extract("-s", schema, "--evidence", "--keep-empty", stdin=text)
+    assert kept.returncode == 0, kept.stderr.decode()
+    shown = json.loads(kept.stdout)
+    assert set(shown["data"]["person"]) == {"name", "city"}  # what the model wrote ...
+    assert shown["evidence"]["/person/city"] is None  # ... a city with no source
+    strict = extract("-s", schema, "--evidence", "--require-evidence", stdin=text)
+    assert strict.returncode == 0, strict.stderr.decode()
+    assert json.loads(strict.stdout) == {
+        "data": {"person": None},
+        "evidence": {"/person": None},
+        "confidence": {"/person": round(math.prod(shown["confidence"].values()), 4)},
+    }
 
 
 def _check_evidence(text: str, shown: dict[str, Any]) -> None:
