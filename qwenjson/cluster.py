@@ -315,13 +315,11 @@ def extract_many(
     """
     from qwenjson.actors import RayExecutor, worker_spec
     from qwenjson.executor import RecordTask
-    from qwenjson.library import check_threads_and_timeout, shaped, split_options
+    from qwenjson.library import check_call_options, shaped, split_options
     from qwenjson.plan import Plan, schema_of
 
     threads = 1 if threads is None else threads
-    check_threads_and_timeout(threads, timeout)
-    if not isinstance(offline, bool):
-        raise UsageError(f"offline must be True or False, not {offline!r}")
+    check_call_options(threads, timeout, offline)
     if actors is not None and not is_whole_number(actors, 1):
         raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
     if not is_whole_number(n_ctx, 256):

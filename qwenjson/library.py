@@ -62,7 +62,7 @@ def extract(
             "model must be a registry name, a .gguf path, hf:REPO/FILE or an open Engine, "
             f"not {type(model).__name__}"
         )
-    check_threads_and_timeout(threads, timeout)
+    check_call_options(threads, timeout, offline)
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
@@ -75,13 +75,18 @@ def extract(
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
 
 
-def check_threads_and_timeout(threads: int | None, timeout: float | None) -> None:
-    """UsageError unless ``threads`` and ``timeout`` are what --threads and --timeout allow."""
+def check_call_options(threads: int | None, timeout: float | None, offline: bool) -> None:
+    """UsageError unless ``threads``, ``timeout`` and ``offline`` are what --threads, --timeout
+    and --offline allow (``extract`` and ``extract_many`` take them alike)."""
     # As --threads is checked: llama.cpp crashes on 100000.
     if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
         raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
     if timeout is not None and not (is_number(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+    # Not merely truthy: offline="no" would be taken as True, and a run meant to download
+    # would fail with "not in the cache".
+    if not isinstance(offline, bool):
+        raise UsageError(f"offline must be True or False, not {offline!r}")
 
 
 def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOptions]:

@@ -454,6 +454,7 @@ class SchemaOnly:
         (lambda: extract("Ann", PERSON, evidence=1), UsageError, "evidence must be True or"),
         (lambda: extract("Ann", PERSON, instruction=5), UsageError, "instruction must be text"),
         (lambda: extract("Ann", PERSON, max_token=9), UsageError, "unknown option.*max_token\\b"),
+        (lambda: extract("Ann", PERSON, offline="no"), UsageError, "offline must be True or"),
         (lambda: extract("Ann", {"properties": {1: {}}}), SchemaError, "the key 1 is not a str"),
         (lambda: extract("Ann", SchemaOnly), SchemaError, "no model_validate"),
     ],
