@@ -13,12 +13,14 @@ what produced them:
   model was made to write instead of its own first choice gets the low probability it gave it.
 * **abstention**: a value the text has no source for is taken out where the schema lets it go:
   an optional member is left out, a nullable one becomes null, a list item is dropped (the
-  rules come from ``qwenjson.grounding.grounding_rules``). An object one of whose required
-  members has no source (a value that can't be left out, so the model was made to write the
-  text's nearest span, or a number the text lacks) is taken out the same way where the schema
-  lets the object go: an optional object is left out, a nullable one (Pydantic's
-  ``Optional[Model]``) is null, an object in a list is dropped; keeping it would print an
-  object the text doesn't describe. So is an optional or nullable
+  rules come from ``qwenjson.grounding.grounding_rules``). An object is taken out the same
+  way, where the schema lets it go (an optional object is left out, a nullable one, Pydantic's
+  ``Optional[Model]``, is null, an object in a list is dropped), when the model's own choice
+  for a required text member was refused: the text has no such value, and the object the
+  model was made to finish with the text's nearest span is not one the text describes. (A
+  number or date with no source doesn't take its object along: "two coffees" has a quantity
+  the text spells out; nor does a value whose words went to another field: the model chose
+  them from the text.) So is an optional or nullable
   grounded text value the model wrote with a confidence below ``abstain_below``: the model
   was unsure that this span belongs under this field (it claims words only after every other
   field has).
@@ -140,6 +142,7 @@ def annotate(
     lower confidence is abstained from, as one with no source is. ``objects``: what each object
     becomes when a required member has no source (``SchemaFields.objects``; none: kept)."""
     object_rules = objects or {}
+    gone = _hollow_objects(records, object_rules) if abstain else set()
     raw_bytes = raw.encode("utf-8")
     by_start = {r.out_start: r for r in records}
     leaves = leaf_spans(raw_bytes)
@@ -188,7 +191,7 @@ def annotate(
     # or equal. The 0.5B's copies say something: the later copy is often the right field.
     # A value to be abstained from as unsure (``unsure``) claims words last: the field it would
     # have taken them from keeps them, and if the value comes back (the fallback below) where
-    # its words are another field's, it has no source.
+    # its words are another field's, it has no source. So do the values of an object that goes.
     doubtful = {
         path
         for path, (_, conf, _, rule, _) in found.items()
@@ -196,7 +199,8 @@ def annotate(
     }
     owners: list[tuple[int, int, Pattern]] = []
     contested = [p for p, f in found.items() if f[4] and f[0] is not None]
-    for path in sorted(contested, key=lambda p: (p in doubtful, -found[p][1])):
+    last = doubtful | {p for p in contested if any(p[: len(g)] == g for g in gone)}
+    for path in sorted(contested, key=lambda p: (p in last, -found[p][1])):
         span, conf, needs, rule, content = found[path]
         assert span is not None
         span = _unowned(source, content, span, _pattern(path), owners)
@@ -210,17 +214,21 @@ def annotate(
         meta[path] = ([span[0], span[1]] if span else None, conf, missing, rule)
 
     def build(
-        drop: bool, doubt: bool
+        drop: bool, doubt: bool, hollow: bool
     ) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
         evidence: dict[str, list[int] | None] = {}
         confidence: dict[str, float] = {}
         unsupported: list[str] = []
 
-        def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any, bool]:
-            """Whether ``node`` stays, what it becomes, and whether it is *hollow*: a value
-            with no source that can't be left out where it is (a required, non-nullable
-            member), or an object holding one, which its nearest object that may go takes
-            out whole."""
+        def forget(pointer: str) -> list[float]:
+            """Take out what was recorded at and under ``pointer``; returns the confidences."""
+            inside = [p for p in evidence if p == pointer or p.startswith(pointer + "/")]
+            for p in inside:
+                del evidence[p]
+            unsupported[:] = [p for p in unsupported if p not in inside]
+            return [confidence.pop(p) for p in inside]
+
+        def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any]:
             info = meta.get(old)
             if info is not None and not isinstance(node, dict | list):
                 span, conf, missing, rule = info
@@ -230,7 +238,7 @@ def annotate(
                     (node == "" and rule.grounded) or missing or (doubt and old in doubtful)
                 )
                 if drop and empty and rule is not None and rule.abstain in ("omit", "item"):
-                    return False, None, False
+                    return False, None
                 if drop and empty and rule is not None and rule.abstain == "null":
                     node, span, missing = None, None, False
                 pointer = to_pointer(new)
@@ -238,18 +246,23 @@ def annotate(
                 confidence[pointer] = conf
                 if missing:
                     unsupported.append(pointer)
-                return True, node, missing and rule is not None and rule.abstain == "none"
+                return True, node
             if isinstance(node, dict):
                 out: dict[str, Any] = {}
-                hollow = False
                 for key, sub in node.items():
-                    keep, value, empty_here = walk(sub, (*old, key), (*new, key))
-                    hollow = hollow or empty_here
+                    keep, value = walk(sub, (*old, key), (*new, key))
                     if keep:
                         out[key] = value
-                if not (drop and hollow):
-                    return True, out, hollow
-                return _abstain_object(object_rules.get(_pattern(old), "none"), out, new)
+                if not (hollow and old in gone):
+                    return True, out
+                # Its leaves' confidences multiplied: the probability of what it held.
+                pointer = to_pointer(new)
+                product = math.prod(forget(pointer))
+                if object_rules.get(_pattern(old)) in ("omit", "item"):
+                    return False, None
+                evidence[pointer] = None
+                confidence[pointer] = round(product, 4)
+                return True, None
             if isinstance(node, list):
                 items: list[Any] = []
                 for i, sub in enumerate(node):
@@ -259,40 +272,54 @@ def annotate(
                             continue
                     elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
                         continue
-                    keep, value, _ = walk(sub, (*old, i), (*new, len(items)))
-                    if keep:
-                        items.append(value)
-                return True, items, False
-            return True, node, False
+                    keep, value = walk(sub, (*old, i), (*new, len(items)))
+                    if not keep:
+                        continue
+                    # So does an item that is one already kept once its values with no source
+                    # are out (the model wrote "Bob" again and again with made-up ages).
+                    repeat = drop and isinstance(value, dict | list) and value in items
+                    if repeat and _grounded_within(meta, values, (*old, i)):
+                        forget(to_pointer((*new, len(items))))
+                        continue
+                    items.append(value)
+                return True, items
+            return True, node
 
-        def _abstain_object(rule: Abstain, out: Any, new: Path) -> tuple[bool, Any, bool]:
-            """A hollow object: left out, or null (its confidence the product of its leaves'),
-            or, when the schema can't let it go, kept hollow for its parent to decide."""
-            if rule == "none":
-                return True, out, True
-            pointer = to_pointer(new)
-            inside = [p for p in evidence if p == pointer or p.startswith(pointer + "/")]
-            product = math.prod(confidence[p] for p in inside)
-            for p in inside:
-                del evidence[p], confidence[p]
-            unsupported[:] = [p for p in unsupported if p not in inside]
-            if rule in ("omit", "item"):
-                return False, None, False
-            evidence[pointer] = None
-            confidence[pointer] = round(product, 4)
-            return True, None, False
-
-        _, result, _ = walk(data, (), ())
+        _, result = walk(data, (), ())
         return result, evidence, confidence, unsupported
 
     # If the document would no longer validate, the unsure values come back first (a higher
-    # threshold never restores a value with no source), then everything.
-    result, evidence, confidence, unsupported = build(abstain, abstain)
-    if abstain and result != data and not validator.is_valid(result):
-        result, evidence, confidence, unsupported = build(True, False)
-        if result != data and not validator.is_valid(result):
-            result, evidence, confidence, unsupported = build(False, False)
+    # threshold never restores a value with no source), then the objects taken out whole, then
+    # everything.
+    for drop, doubt, hollow in (
+        (abstain, abstain, abstain),
+        (True, False, True),
+        (True, False, False),
+        (False, False, False),
+    ):
+        result, evidence, confidence, unsupported = build(drop, doubt, hollow)
+        if not abstain or result == data or validator.is_valid(result):
+            break
     return Annotated(result, evidence, confidence, tuple(unsupported))
+
+
+def _hollow_objects(
+    records: Sequence[ValueRecord], objects: Mapping[Pattern, Abstain]
+) -> set[Path]:
+    """The objects to take out whole: for each required, non-nullable text member whose
+    model's own choice was refused (``unsupported``), the nearest object holding it that the
+    schema lets go (never the root: it holds everything else the text gave)."""
+    gone: set[Path] = set()
+    for record in records:
+        rule = record.rule
+        if record.status != "unsupported" or rule.kind != "text" or rule.abstain != "none":
+            continue
+        at = record.path[:-1]
+        while at and objects.get(_pattern(at), "none") == "none" and isinstance(at[-1], str):
+            at = at[:-1]
+        if at and objects.get(_pattern(at), "none") != "none":
+            gone.add(at)
+    return gone
 
 
 def unsure(node: Any, confidence: float, rule: FieldRule, below: float) -> bool:

@@ -420,8 +420,7 @@ def test_a_document_killed_between_pieces_resumes_at_the_next_one(
 
     def answer(piece: str, _: int) -> str:
         found = [{"name": n} for n in re.findall(r"\b[A-Z][a-z]n\b", piece)]
-        # ("first" takes words no name does: a piece of the text is the source of one field)
-        return json.dumps({"items": found} if each else {"first": "Today", "names": found})
+        return json.dumps({"items": found} if each else {"first": found[0]["name"], "names": found})
 
     first, whole = document_run(tmp_path, text, answer, each, "whole")
     assert first is None and len(whole.users) > 4

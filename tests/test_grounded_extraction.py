@@ -224,6 +224,16 @@ def test_each_prints_no_item_twice(evidence: bool) -> None:
     assert all(name in MEETING for name in names)
 
 
+def test_each_with_evidence_lists_once_items_that_differ_only_by_invented_values() -> None:
+    # SmolLM2 writes Bob again and again with ages the text doesn't give (30, 35, …): with
+    # --evidence the ages go, and 67 identical {"name": "Bob"} lines were printed.
+    args = ("-s", "name, age? int", "--each", "--evidence", "--max-tokens", "200")
+    r = extract(*args, stdin=b"Ann is a painter. Bob is a baker.")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().splitlines()
+    assert [json.loads(line)["data"] for line in lines] == [{"name": "Ann"}, {"name": "Bob"}]
+
+
 TEXT_CHARS = st.sampled_from([*list('abcdeTomAn 中文山歌🙂"\\\n,.'), "Oslo", "Lee", " 42 "])
 
 

@@ -685,6 +685,106 @@ def test_an_object_that_would_break_the_schema_when_it_goes_is_kept() -> None:
     assert found.unsupported == ("/homes/0/street",)
 
 
+def _trace_at(raw: str, *parts: tuple[str, int, float]) -> tuple[TokenTrace, ...]:
+    """A trace giving the ``n``-th occurrence of each ``text`` in ``raw`` the probability ``p``."""
+    b, pieces = raw.encode(), []
+    for text, n, p in parts:
+        at = -1
+        for _ in range(n):
+            at = b.index(text.encode(), at + 1)
+        pieces.append(TokenTrace(at, at + len(text.encode()), math.log(p)))
+    return tuple(sorted(pieces, key=lambda piece: piece.start))
+
+
+def test_an_object_that_goes_leaves_its_words_to_the_others() -> None:
+    # The home went (no street in the text), but had won "Oslo" from the work address, which
+    # then lost its city's source and went too.
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "home": OPTIONAL_ADDRESS,
+            "work": OPTIONAL_ADDRESS,
+        },
+        "required": ["name", "home", "work"],
+        "$defs": {"A": ADDRESS},
+    }
+    raw = (
+        '{"name": "Tom", "home": {"street": "Main St", "city": "Oslo"}, '
+        '"work": {"street": "5 Elm Rd", "city": "Oslo"}}'
+    )
+    trace = _trace_at(raw, ('"Oslo"', 1, 0.9), ('"Oslo"', 2, 0.6))
+    found = _annotated("Tom works at 5 Elm Rd in Oslo.", raw, schema, trace)
+    assert found.data == {
+        "name": "Tom",
+        "home": None,
+        "work": {"street": "5 Elm Rd", "city": "Oslo"},
+    }
+    assert found.evidence["/work/city"] == [25, 29] and found.unsupported == ()
+
+
+def test_only_a_refused_text_choice_takes_its_object_along() -> None:
+    # A quantity the text spells out has no number to point at, and "Ann" went to "first" (the
+    # surer field): each is marked, and the item stays.
+    order = {
+        "type": "object",
+        "properties": {
+            "first": {"type": "string"},
+            "order": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"}},
+                "required": ["product", "quantity"],
+            }},
+        },
+    }  # fmt: skip
+    raw = '{"first": "Ann", "order": [{"product": "Ann", "quantity": 2}]}'
+    trace = _trace_at(raw, ('"Ann"', 1, 0.9), ('"Ann"', 2, 0.5))
+    found = _annotated("Ann wants two coffees.", raw, order, trace)
+    assert found.data == json.loads(raw)
+    assert found.unsupported == ("/order/0/product", "/order/0/quantity")
+
+
+def test_an_object_brought_back_for_validity_keeps_the_other_abstentions() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "nick": {"type": "string"},
+            "age": {"type": ["string", "null"]},
+            "homes": {"type": "array", "items": {"$ref": "#/$defs/A"}, "minItems": 1},
+        },
+        "required": ["age", "homes"],
+        "$defs": {"A": ADDRESS},
+    }
+    raw = '{"nick": "Zed", "age": "forty", "homes": [{"street": "Main St", "city": "Oslo"}]}'
+    found = _annotated("Tom lives in Oslo.", raw, schema)
+    assert found.data == {"age": None, "homes": [{"street": "Main St", "city": "Oslo"}]}
+    assert found.unsupported == ("/homes/0/street",)
+
+
+def test_the_root_object_never_goes() -> None:
+    schema = {**ADDRESS, "type": ["object", "null"]}
+    found = _annotated("Tom lives in Oslo.", '{"street": "Main St", "city": "Oslo"}', schema)
+    assert found.data == {"street": "Main St", "city": "Oslo"}
+    assert found.unsupported == ("/street",)
+
+
+def test_items_that_are_one_once_their_values_with_no_source_are_out_are_listed_once() -> None:
+    # The model wrote "Bob" again and again with made-up ages: 67 items printed by --each.
+    person = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name"],
+    }
+    schema = {"type": "object", "properties": {"people": {"type": "array", "items": person}}}
+    raw = '{"people": [{"name": "Ann"}, {"name": "Bob", "age": 30}, {"name": "Bob", "age": 35}]}'
+    found = _annotated("Ann is a painter. Bob is a baker.", raw, schema)
+    assert found.data == {"people": [{"name": "Ann"}, {"name": "Bob"}]}
+    assert found.evidence == {"/people/0/name": [0, 3], "/people/1/name": [18, 21]}
+    assert _annotated("Ann is a painter. Bob is a baker.", raw, schema, abstain=False).data == (
+        json.loads(raw)
+    )
+
+
 def _unsure_everywhere(raw: str, logprob: float) -> tuple[TokenTrace, ...]:
     """A trace in which the model gave every value of ``raw`` (a flat one-line document) the
     probability ``exp(logprob)``; the rest (keys, brackets) forced."""
