@@ -26,7 +26,15 @@ from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
 from qwenjson.validate import drop_empty_strings
 
-__all__ = ["DEFAULT_PIECE_TOKENS", "PieceHooks", "PieceRun", "Plan", "plan_pieces", "run_pieces"]
+__all__ = [
+    "DEFAULT_PIECE_TOKENS",
+    "PieceHooks",
+    "PieceRun",
+    "Plan",
+    "check_overlap",
+    "plan_pieces",
+    "run_pieces",
+]
 
 # Most tokens of text in a piece when a text is split and --chunk-tokens is not given. A 0.5B
 # model lists far fewer of a piece's items as the piece grows: scripts/bench_chunks.py on the
@@ -59,10 +67,7 @@ def plan_pieces(
     ``DEFAULT_PIECE_TOKENS``, less if that doesn't fit); the overlap defaults to an eighth of a
     piece. Only a bounded prefix of ``text`` is tokenized.
     """
-    gen = extractor.generator
-    probe = "x"
-    prompt = prompt_size(gen, extractor.messages(probe)) - gen.count_tokens(probe)
-    room = gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
+    room = _room(extractor)
     if room < 16:
         return None  # hardly room for a word: the text is measured exactly, and likely refused
     whole = room if chunk_tokens is None else min(room, chunk_tokens)  # the most read at once
@@ -70,15 +75,38 @@ def plan_pieces(
     # An eighth: enough to hold a sentence or two of the piece before, so an item whose
     # sentence straddles a piece's end is whole in one of them (a choice, not a measurement).
     lap = budget // 8 if overlap is None else overlap
-    if lap >= budget // 2:
-        raise UsageError(
-            f"--chunk-overlap {lap} must be less than half a piece ({budget} tokens of text)"
-        )
+    _check_overlap(lap, budget)
     stripped = text.strip()
     reach = whole * CHARS_PER_TOKEN + 1
-    if len(stripped) <= reach and gen.count_tokens(stripped) <= whole:
+    if len(stripped) <= reach and extractor.generator.count_tokens(stripped) <= whole:
         return None
     return Plan(budget, lap)
+
+
+def check_overlap(extractor: Extractor, chunk_tokens: int | None, overlap: int) -> None:
+    """UsageError unless ``overlap`` is under half the pieces this extractor's context makes:
+    asked once before any record is read, so that a batch isn't refused record by record, and
+    only once a long one comes (``plan_pieces`` asks again for each text it splits)."""
+    room = _room(extractor)
+    if room >= 16:
+        _check_overlap(overlap, min(room, chunk_tokens or DEFAULT_PIECE_TOKENS))
+
+
+def _room(extractor: Extractor) -> int:
+    """Tokens of text the context holds beside the prompt and ``--max-tokens``."""
+    gen = extractor.generator
+    probe = "x"
+    prompt = prompt_size(gen, extractor.messages(probe)) - gen.count_tokens(probe)
+    return gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
+
+
+def _check_overlap(lap: int, budget: int) -> None:
+    if lap >= budget // 2:
+        raise UsageError(
+            f"--chunk-overlap {lap} must be less than half a piece ({budget} tokens of text "
+            "here: what the context holds beside the prompt and --max-tokens, at most "
+            "--chunk-tokens)"
+        )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from qwenjson.chunking import Piece
 from qwenjson.errors import InputError, NoValidOutputError, TimeoutExpired
 from qwenjson.generation import Generator, prompt_size
 from qwenjson.merging import Found
-from qwenjson.pieces import Output, PieceHooks, PieceRun, plan_pieces
+from qwenjson.pieces import Output, PieceHooks, PieceRun, check_overlap, plan_pieces
 from qwenjson.pieces import Plan as PiecePlan
 from qwenjson.pipeline import Extraction, Extractor
 from qwenjson.plan import Plan, Truncate
@@ -151,6 +151,9 @@ class Runner:
             # the whole document stays as generated, to be compared with what was printed.
             options = replace(options, keep_empty=True)
         self.extractor = Extractor(self.job.prepared, generator, options, system=plan.system_prompt)
+        record = self.record
+        if record.chunks and record.truncate is None and record.chunk_overlap is not None:
+            check_overlap(self.extractor, record.chunk_tokens, record.chunk_overlap)
         self.clock = clock
         self.started = clock() if self.limits.started is None else self.limits.started
 

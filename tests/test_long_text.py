@@ -183,3 +183,16 @@ def _read_all(fd: int, into: bytearray) -> None:
         if not chunk:
             return
         into.extend(chunk)
+
+
+def test_an_overlap_too_large_for_the_context_is_refused_once_before_any_record() -> None:
+    # The piece is what the context holds beside the prompt and --max-tokens (here ~170
+    # tokens), not the 256 of --chunk-tokens' default: checked against the latter only, every
+    # record, even a ten-token one, failed on its own (exit 8 for the batch).
+    options = ("--ctx", "512", "--max-tokens", "256", "--chunk-overlap", "100", "-s", "name")
+    r = extract(*options, "--jsonl", "--field", "text", stdin=b'{"text": "Ann is 30."}\n' * 2)
+    assert r.returncode == 2 and r.stdout == b""
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --chunk-overlap 100 must be less ")
+    fits = extract(*options[:4], "--chunk-overlap", "40", "-s", "name", stdin=b"Ann is 30.")
+    assert fits.returncode == 0, fits.stderr.decode()
