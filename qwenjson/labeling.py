@@ -40,7 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 from qwenjson.evidence import Annotated
 from qwenjson.fields import FieldRule, Pattern
 from qwenjson.generation import Message
-from qwenjson.pointer import to_pointer
+from qwenjson.pointer import leaf_pointers, to_pointer
 
 # How many lists get the full score for an item, after a look at its first token under every
 # list. In a prototype on the dev set's outputs (the same three sources), 3 typed exactly as
@@ -133,11 +133,17 @@ def relabel(
         """(new, old) for the pointers that still name a value."""
         return [(moved.get(p, p), p) for p in pointers if p in moved or not _under(p, present)]
 
+    # In document order, as ``annotate`` gives them.
+    order = {p: n for n, p in enumerate(leaf_pointers(out))}
+
+    def ordered(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        return sorted(pairs, key=lambda pair: order.get(pair[0], len(order)))
+
     return Annotated(
         out,
-        {new: evidence[old] for new, old in rekey(evidence)},
-        {new: found.confidence[old] for new, old in rekey(found.confidence)},
-        tuple(new for new, _ in rekey(found.unsupported)),
+        {new: evidence[old] for new, old in ordered(rekey(evidence))},
+        {new: found.confidence[old] for new, old in ordered(rekey(found.confidence))},
+        tuple(new for new, _ in ordered(rekey(found.unsupported))),
     )
 
 

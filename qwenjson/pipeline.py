@@ -27,7 +27,7 @@ from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText
 from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
-from qwenjson.pointer import to_pointer
+from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.registry import ModelSpec
 from qwenjson.schema import CompiledSchema
@@ -285,11 +285,9 @@ class Extractor:
         data = typed.data
         if not opts.keep_empty:
             data = drop_empty_strings(data, validator)
-        leaves = _leaf_pointers(data)  # in document order
-        kept = set(leaves)
-        evidence = {p: v for p, v in typed.evidence.items() if p in kept}
-        confidence = {p: v for p, v in typed.confidence.items() if p in kept}
-        # In document order, as ``Annotated`` has them (items the typing moved included).
+        leaves = leaf_pointers(data)  # in document order, as ``Annotated`` has them
+        evidence = {p: typed.evidence[p] for p in leaves if p in typed.evidence}
+        confidence = {p: typed.confidence[p] for p in leaves if p in typed.confidence}
         missing = set(typed.unsupported)
         unsupported = tuple(p for p in leaves if p in missing)
         if opts.require_evidence and unsupported:
@@ -301,14 +299,6 @@ class Extractor:
         return Extraction(
             data, compact, attempts, tuple(results), evidence, confidence, unsupported
         )
-
-
-def _leaf_pointers(data: Any, path: tuple[str | int, ...] = ()) -> list[str]:
-    if isinstance(data, dict):
-        return [p for k, v in data.items() for p in _leaf_pointers(v, (*path, k))]
-    if isinstance(data, list):
-        return [p for i, v in enumerate(data) for p in _leaf_pointers(v, (*path, i))]
-    return [to_pointer(path)]
 
 
 def _feedback(bad_output: str, errors: list[str]) -> list[Message]:

@@ -11,6 +11,15 @@ def to_pointer(parts: Iterable[object]) -> str:
     return "".join("/" + escape_token(str(p)) for p in parts)
 
 
+def leaf_pointers(data: Any, path: tuple[str | int, ...] = ()) -> list[str]:
+    """The pointers of ``data``'s scalars, in document order."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in leaf_pointers(v, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in leaf_pointers(v, (*path, i))]
+    return [to_pointer(path)]
+
+
 def escape_token(token: str) -> str:
     """One reference token: ``~`` as ``~0``, ``/`` as ``~1``."""
     return token.replace("~", "~0").replace("/", "~1")
