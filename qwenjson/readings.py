@@ -68,53 +68,107 @@ class Readings:
 
 # -- numbers ---------------------------------------------------------------------------------------
 
-# Digits with optional thousands separators (``1,234,567``) or none, then an optional decimal
-# part after a point, or after a comma followed by exactly two digits (``12,50``: the European
-# money form; ``1,234`` is a thousands separator). A minus counts as a sign only where it can't
-# be a dash between numbers (``2018-03-23`` holds no negative numbers); after a letter
-# (``RM-5``, ``A-5``) it may be either, and both readings are offered. The minus sign U+2212
-# (``−7 °C``, as typeset text writes it) and the fullwidth U+FF0D are minus signs too.
-_NUMBER = re.compile(
-    r"(?<![\d.])(?<!\d,)(?P<sign>(?<![\d\-\u2212\uff0d])[\-\u2212\uff0d])?"
-    r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)"
-    r"(?:\.(?P<frac>\d+)|,(?P<cents>\d{2})(?![\d,]))?"
-    r"(?![\d])"
+# Fullwidth separators and minus signs as their ASCII forms, one character for one (offsets stay
+# the text's): ``￥１，２００`` reads as ``¥1,200``, ``２０１８／３／２３`` as a date. Digits of any
+# script are ``\d`` already (made ASCII for JSON below).
+_SAME_WIDTH = str.maketrans({"，": ",", "．": ".", "／": "/", "－": "-", "\u2212": "-"})
+
+# A run of digits joined by single separators (``1,234.50``, ``23.03.2018``, ``12,3.50``): read
+# whole where it is one number, else part by part. A run starts at any digit not inside another
+# (``Rs.1,250.00``, ``No.5``, ``pp.123``). A dash before it may be a minus (below).
+_RUN = re.compile(r"(?P<sign>[-\u2013])?(?P<run>\d+(?:[.,']\d+)*)")
+
+# A run as one number: thousands grouped by commas (or apostrophes, ``1'234.50``), or in lakhs
+# (``1,23,456.00``), with a decimal point; or thousands grouped by dots with a decimal comma
+# (``1.234,50``), or a decimal comma alone (``12,50``, ``0,5``); ``1,234`` is a thousand and
+# more, as English and Chinese texts write it, not a decimal.
+_POINT = re.compile(
+    r"(?:\d+|\d{1,3}(?:,\d{3})+|\d{1,3}(?:'\d{3})+|\d{1,2}(?:,\d{2})*,\d{3})(?:\.\d+)?"
 )
+_COMMA = re.compile(r"(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?")
 
 
 def _ascii_digits(digits: str) -> str:
     return digits if digits.isascii() else "".join(str(unicodedata.decimal(d)) for d in digits)
 
 
+def _as_numbers(run: str) -> list[tuple[str, str | None]]:
+    """What ``run`` is as one number, (integer digits, decimal digits or None); none when it
+    is no one number (``23.03.2018``, ``1,2,3``)."""
+    found: list[tuple[str, str | None]] = []
+    if _POINT.fullmatch(run):
+        whole, _, frac = run.partition(".")
+        found.append((re.sub(r"[,']", "", whole), frac or None))
+    elif _COMMA.fullmatch(run) and ("," in run or run.count(".") > 1):
+        whole, _, frac = run.partition(",")  # 1.234,50; 12,50; 1.234.567
+        found.append((whole.replace(".", ""), frac or None))
+    return list(dict.fromkeys(found))
+
+
+def _parts(run: str) -> Iterator[tuple[int, int]]:
+    """Where the numbers of a run that is no one number are, as offsets into ``run``: each
+    comma-separated part that is one (``12,3.50``: 12 and 3.50), else each part between its
+    separators (``23.03.2018``, ``192.168.1.1``)."""
+    at = 0
+    for part in run.split(","):
+        if _POINT.fullmatch(part):
+            yield at, at + len(part)
+        else:
+            here = at
+            for piece in re.split(r"[.']", part):
+                yield here, here + len(piece)
+                here += len(piece) + 1
+        at += len(part) + 1
+
+
+def _sign(text: str, at: int) -> str:
+    """What the dash at ``at`` before a number is: ``minus``, ``dash`` (after a digit or
+    another dash: ``2018-03-23``, ``45–67``), or ``either`` (after a letter, ``RM-5``, or after
+    a number and blanks, ``45 - 67``)."""
+    before = text[max(at - 32, 0) : at].rstrip(" \t")  # a bounded look back: runs are many
+    if at > 0 and (text[at - 1].isdigit() or text[at - 1] in "-\u2013"):
+        return "dash"
+    if (at > 0 and text[at - 1].isalpha()) or (before and before[-1].isdigit()):
+        return "either"
+    return "minus"
+
+
 def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     """The numbers of ``text`` as JSON number literals: ``RM1,234.50`` reads as ``1234.50``
-    and ``1234.5`` (both spellings of one value), ``12,50`` as ``12.50`` and ``12.5``. With
-    ``integer``, only whole numbers (``41.20`` gives none; ``7.0`` gives ``7``)."""
+    and ``1234.5`` (both spellings of one value), ``12,50`` and ``1.234,50`` with a decimal
+    comma, ``23.03.2018`` as 23, 3 and 2018. With ``integer``, only whole
+    numbers (``41.20`` gives none; ``7.0`` gives ``7``)."""
     found: list[Reading] = []
-    for m in _NUMBER.finditer(text):
-        sign = "-" if m.group("sign") else ""
-        # ASCII digits for JSON, whatever digits the text uses (fullwidth ３ in Chinese text).
-        whole = _ascii_digits(m.group("int").replace(",", "")).lstrip("0") or "0"
-        frac = m.group("frac") or m.group("cents")
-        frac = None if frac is None else _ascii_digits(frac)
-        span = (m.start() + offset, m.end() + offset)
-        spellings: list[str] = []
-        if frac is None:
-            spellings.append(sign + whole)
-        elif integer:
-            if frac.strip("0") == "":
-                spellings.append(sign + whole)
-        else:
-            spellings.append(f"{sign}{whole}.{frac}")
-            short = frac.rstrip("0")
-            spellings.append(f"{sign}{whole}.{short}" if short else f"{sign}{whole}")
-        if sign and all(s.strip("-0.") == "" for s in spellings):
-            spellings = [s.lstrip("-") for s in spellings]  # JSON has no -0 worth writing
-        elif sign and m.start() > 0 and text[m.start() - 1].isalpha():
-            spellings += [s.lstrip("-") for s in spellings]
-        for s in dict.fromkeys(spellings):
-            found.append(Reading(s.encode(), span))
-    return Readings(found)
+    plain = text.translate(_SAME_WIDTH)
+    for m in _RUN.finditer(plain):
+        run, start = m.group("run"), m.start("run")
+        sign = _sign(plain, m.start()) if m.group("sign") else "dash"
+        values = [(start, m.end(), v) for v in _as_numbers(run)]
+        if not values:
+            for s, e in _parts(run):
+                values += [(start + s, start + e, v) for v in _as_numbers(run[s:e])]
+        for s, e, (whole, frac) in values:
+            signs = {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]
+            if s != start:
+                signs = [""]  # a sign belongs to the run's first number
+            for mark in signs:
+                span = (m.start() if mark else s) + offset, e + offset
+                for spelling in _spellings(whole, frac, integer):
+                    negative = mark + spelling if spelling.strip("0.") else spelling
+                    found.append(Reading(negative.encode(), span))
+    return Readings(list(dict.fromkeys(found)))
+
+
+def _spellings(whole: str, frac: str | None, integer: bool) -> list[str]:
+    """A number's JSON spellings: ``1234.50`` and ``1234.5``; with ``integer`` whole ones only."""
+    digits = _ascii_digits(whole).lstrip("0") or "0"
+    if frac is None:
+        return [digits]
+    frac = _ascii_digits(frac)
+    short = frac.rstrip("0")
+    if integer:
+        return [] if short else [digits]
+    return list(dict.fromkeys([f"{digits}.{frac}", f"{digits}.{short}" if short else digits]))
 
 
 # -- dates -----------------------------------------------------------------------------------------
@@ -142,26 +196,41 @@ _MONTHS = {
 }
 _MONTH = r"(?P<mon>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<d>\d{1,2})(?!\d)(?:st|nd|rd|th)?"
-_YEAR = r"(?P<y>\d{4}|\d{2})"
+# A two-digit year is not an hour (``Mar 23 10:30``, ``1 Mar 18:00``).
+_YEAR = r"(?P<y>\d{4}(?!\d)|\d{2}(?![\d:]))"
+_YEAR4 = r"(?P<y>\d{4})(?!\d)"
 _DATE_FORMS = [
     # 2018-03-23, 2018/3/23, 2018.03.23, 2018年3月23日
     re.compile(
         r"(?<!\d)(?P<y>\d{4})\s*(?:[-/.]|年)\s*(?P<m>\d{1,2})\s*(?:[-/.]|月)\s*(?P<d>\d{1,2})"
-        r"(?!\d)(?:日|号)?"
+        r"(?!\d)(?:\s*[日号])?"
     ),
     # 23/03/2018, 03-23-18, 23.03.2018: day-first or month-first
     re.compile(
         r"(?<![\d/.-])(?P<a>\d{1,2})(?P<sep>[-/.])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})"
-        r"(?![\d/.-]\d)"
+        r"(?!\d)(?![/.-]\d)"
     ),
     # 23 Mar 2018, 23-MAR-18, 23rd March, 2018
     re.compile(
-        r"(?<![\d\w])" + _DAY + r"[\s\-/.]*" + _MONTH + r"[\s\-/.,]*" + _YEAR + r"(?!\d)",
+        r"(?<![\d\w])" + _DAY + r"[\s\-/.]*" + _MONTH + r"[\s\-/.,]*" + _YEAR,
         re.IGNORECASE,
     ),
-    # Mar 23, 2018; March 23rd 2018
+    # Mar 23, 2018; March 23rd 2018 (a four-digit year: "May 3, 45 people" is no date)
     re.compile(
-        r"(?<![\w])" + _MONTH + r"[\s\-/.]*" + _DAY + r",?[\s\-/.]*" + _YEAR + r"(?!\d)",
+        r"(?<![\w])" + _MONTH + r"[\s\-/.]*" + _DAY + r",?[\s\-/.]*" + _YEAR4,
+        re.IGNORECASE,
+    ),
+]
+# Ranges, both ends dates: 23-25 March 2018; June 12-14, 2019.
+_RANGE_FORMS = [
+    re.compile(
+        r"(?<![\d\w])(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*[-\u2013]\s*(?P<d2>\d{1,2})(?:st|nd|rd|th)?"
+        r"[\s\-/.]*" + _MONTH + r"[\s\-/.,]*" + _YEAR,
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"(?<![\w])" + _MONTH + r"[\s\-/.]*(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*[-\u2013]\s*"
+        r"(?P<d2>\d{1,2})(?!\d)(?:st|nd|rd|th)?,?[\s\-/.]*" + _YEAR4,
         re.IGNORECASE,
     ),
 ]
@@ -185,11 +254,12 @@ def _iso(year: int, month: int, day: int) -> str | None:
 def dates(text: str, offset: int = 0) -> Readings:
     """The calendar dates of ``text`` as ``YYYY-MM-DD``: ISO and ``年月日`` forms, numeric
     day-first and month-first (``23/03/2018``; both readings when both are dates; two-digit
-    years as ``strptime``'s ``%y``), and with English month names (``23 Mar 2018``, ``March
-    23, 2018``)."""
+    years as ``strptime``'s ``%y``), with English month names (``23 Mar 2018``, ``March 23,
+    2018``), and both ends of a range (``23-25 March 2018``, ``June 12-14, 2019``)."""
     found: list[Reading] = []
-    for form in _DATE_FORMS:
-        for m in form.finditer(text):
+    plain = text.translate(_SAME_WIDTH)
+    for form in [*_DATE_FORMS, *_RANGE_FORMS]:
+        for m in form.finditer(plain):
             groups = m.groupdict()
             year = _year(groups["y"])
             if groups.get("a") is not None:
@@ -197,11 +267,12 @@ def dates(text: str, offset: int = 0) -> Readings:
                 candidates = [_iso(year, b, a), _iso(year, a, b)]  # day-first first
             elif groups.get("mon") is not None:
                 month = _MONTHS[groups["mon"].lower()]
-                candidates = [_iso(year, month, int(groups["d"]))]
+                days = [groups["d"], groups.get("d2")]
+                candidates = [_iso(year, month, int(d)) for d in days if d is not None]
             else:
                 candidates = [_iso(year, int(groups["m"]), int(groups["d"]))]
             span = (m.start() + offset, m.end() + offset)
             for iso in dict.fromkeys(c for c in candidates if c is not None):
                 found.append(Reading(iso.encode(), span))
     found.sort(key=lambda r: r.span)
-    return Readings(found)
+    return Readings(list(dict.fromkeys(found)))

@@ -65,7 +65,7 @@ def test_things_that_are_not_dates() -> None:
 @given(
     value=st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False),
     spec=st.sampled_from([",.2f", ".2f", ",.0f", ".0f"]),
-    prefix=st.sampled_from(["", "RM", "$", "total ", "合计："]),
+    prefix=st.sampled_from(["", "RM", "$", "total ", "合计：", "Rs.", "RM.", "No."]),
 )
 def test_a_written_number_is_read_as_a_json_number_equal_to_it(
     value: object, spec: str, prefix: str
@@ -95,6 +95,79 @@ def test_numbers_of_a_text(
 ) -> None:
     assert [r.content for r in numbers(text).readings] == numbers_read
     assert [r.content for r in numbers(text, integer=True).readings] == integers_read
+
+
+@given(
+    value=st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False),
+    fullwidth=st.booleans(),
+)
+def test_a_number_written_the_european_or_fullwidth_way_is_read_too(
+    value: object, fullwidth: bool
+) -> None:
+    # 1.234,50 was read as 1.234 (and 1234.5 refused); ￥１，２００ as 1 and 200.
+    english = format(value, ",.2f")
+    european = english.translate(str.maketrans(",.", ".,"))
+    for written in (english, european):
+        if fullwidth:
+            written = written.translate(str.maketrans("0123456789,.", "０１２３４５６７８９，．"))
+        read = [json.loads(r.content) for r in numbers(f"Summe: {written} EUR").readings]
+        assert float(english.replace(",", "")) in read, written
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers_read", "integers_read"),
+    [
+        # After a letter and a point: no decimal point before it (were never read).
+        ("Rs.1,250.00", [b"1250.00", b"1250"], [b"1250"]),
+        ("Vol.12, No.3, pp.45–67", [b"12", b"3", b"45", b"67"], [b"12", b"3", b"45", b"67"]),
+        # Runs that are no one number are read part by part (were 23.03, 1.234, 12 alone).
+        ("23.03.2018", [b"23", b"3", b"2018"], [b"23", b"3", b"2018"]),
+        ("192.168.1.1", [b"192", b"168", b"1", b"1"], [b"192", b"168", b"1", b"1"]),
+        ("Apples,12,3.50", [b"12", b"3.50", b"3.5"], [b"12"]),
+        ("1,2,3", [b"1", b"2", b"3"], [b"1", b"2", b"3"]),
+        # Decimal commas of any length, thousands dots, lakhs, apostrophes.
+        ("0,5 l and 3,14159", [b"0.5", b"3.14159"], []),
+        ("Total 12,50, Tax 2,10", [b"12.50", b"12.5", b"2.10", b"2.1"], []),
+        ("1.234.567 Einwohner", [b"1234567"], [b"1234567"]),
+        ("₹1,23,456.00", [b"123456.00", b"123456"], [b"123456"]),
+        ("CHF 1'234.50", [b"1234.50", b"1234.5"], []),
+        ("1,234 people", [b"1234"], [b"1234"]),  # a thousand and more, not 1.234
+        # A dash after a letter may be either; the unsigned reading's source is the digits.
+        ("RM-5", [b"-5", b"5"], [b"-5", b"5"]),
+        ("Temperature –5 °C", [b"-5"], [b"-5"]),  # an en dash as a sign
+    ],
+)
+def test_numbers_a_reader_sees(
+    text: str, numbers_read: list[bytes], integers_read: list[bytes]
+) -> None:
+    assert [r.content for r in numbers(text).readings] == numbers_read
+    assert [r.content for r in numbers(text, integer=True).readings] == integers_read
+    for r in numbers(text).readings:
+        assert (
+            text[r.span[0] : r.span[1]]
+            .lstrip("-–")
+            .replace(",", "")
+            .replace(".", "")
+            .replace("'", "")
+            .isdigit()
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("23-25 March 2018", [b"2018-03-23", b"2018-03-25"]),  # the start was refused
+        ("June 12-14, 2019", [b"2019-06-12", b"2019-06-14"]),  # was 2014-06-12 alone
+        ("Sent: Mar 23 10:30", []),  # an hour is not a year (was 2010-03-23)
+        ("1 Mar 18:00", []),
+        ("May 3, 45 people", []),
+        ("1/2/20185", []),
+        ("２０１８／３／２３", [b"2018-03-23"]),
+        ("2018 年 3 月 23 日", [b"2018-03-23"]),
+    ],
+)
+def test_dates_a_reader_sees(text: str, read: list[bytes]) -> None:
+    assert list(dict.fromkeys(r.content for r in dates(text).readings)) == read
 
 
 def test_readings_answer_like_a_source_text() -> None:
