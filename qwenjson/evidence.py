@@ -30,6 +30,7 @@ what produced them:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -214,19 +215,24 @@ def annotate(
         meta[path] = ([span[0], span[1]] if span else None, conf, missing, rule)
 
     def build(
-        drop: bool, doubt: bool, hollow: bool
+        drop: bool, doubt: bool, hollow: bool, once: bool
     ) -> tuple[Any, dict[str, list[int] | None], dict[str, float], list[str]]:
         evidence: dict[str, list[int] | None] = {}
         confidence: dict[str, float] = {}
         unsupported: list[str] = []
 
-        def forget(pointer: str) -> list[float]:
-            """Take out what was recorded at and under ``pointer``; returns the confidences."""
-            inside = [p for p in evidence if p == pointer or p.startswith(pointer + "/")]
-            for p in inside:
-                del evidence[p]
-            unsupported[:] = [p for p in unsupported if p not in inside]
-            return [confidence.pop(p) for p in inside]
+        def mark() -> tuple[int, int]:
+            return len(evidence), len(unsupported)
+
+        def since(at: tuple[int, int]) -> list[tuple[str, list[int] | None]]:
+            """What was recorded after ``at`` (a value's own leaves: they are the last)."""
+            return list(itertools.islice(reversed(evidence.items()), len(evidence) - at[0]))
+
+        def forget(at: tuple[int, int]) -> list[float]:
+            """Take out what was recorded after ``at``; returns the confidences."""
+            taken = [confidence.pop(evidence.popitem()[0]) for _ in range(len(evidence) - at[0])]
+            del unsupported[at[1] :]
+            return taken
 
         def walk(node: Any, old: Path, new: Path) -> tuple[bool, Any]:
             info = meta.get(old)
@@ -249,6 +255,7 @@ def annotate(
                 return True, node
             if isinstance(node, dict):
                 out: dict[str, Any] = {}
+                start = mark()
                 for key, sub in node.items():
                     keep, value = walk(sub, (*old, key), (*new, key))
                     if keep:
@@ -256,15 +263,15 @@ def annotate(
                 if not (hollow and old in gone):
                     return True, out
                 # Its leaves' confidences multiplied: the probability of what it held.
-                pointer = to_pointer(new)
-                product = math.prod(forget(pointer))
+                product = math.prod(forget(start))
                 if object_rules.get(_pattern(old)) in ("omit", "item"):
                     return False, None
-                evidence[pointer] = None
-                confidence[pointer] = round(product, 4)
+                evidence[to_pointer(new)] = None
+                confidence[to_pointer(new)] = round(product, 4)
                 return True, None
             if isinstance(node, list):
                 items: list[Any] = []
+                mentions: set[str] = set()  # each kept item with its sources, as JSON
                 for i, sub in enumerate(node):
                     # A list that repeats an item ended there (``Grounding``): the repeat goes.
                     if drop and isinstance(sub, dict | list):
@@ -272,15 +279,21 @@ def annotate(
                             continue
                     elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
                         continue
+                    start = mark()
                     keep, value = walk(sub, (*old, i), (*new, len(items)))
                     if not keep:
                         continue
-                    # So does an item that is one already kept once its values with no source
-                    # are out (the model wrote "Bob" again and again with made-up ages).
-                    repeat = drop and isinstance(value, dict | list) and value in items
-                    if repeat and _grounded_within(meta, values, (*old, i)):
-                        forget(to_pointer((*new, len(items))))
-                        continue
+                    # So does an item that is one already kept, from the same words of the text,
+                    # once values are taken out (the model wrote "Bob" again and again with ages
+                    # the text doesn't give); another "Bob" of the text is another item.
+                    if once and isinstance(value, dict | list):
+                        prefix = len(to_pointer((*new, len(items))))
+                        sources = [(p[prefix:], span) for p, span in since(start) if span]
+                        mention = json.dumps([value, sources])
+                        if mention in mentions and _grounded_within(meta, values, (*old, i)):
+                            forget(start)
+                            continue
+                        mentions.add(mention)
                     items.append(value)
                 return True, items
             return True, node
@@ -289,15 +302,16 @@ def annotate(
         return result, evidence, confidence, unsupported
 
     # If the document would no longer validate, the unsure values come back first (a higher
-    # threshold never restores a value with no source), then the objects taken out whole, then
-    # everything.
-    for drop, doubt, hollow in (
-        (abstain, abstain, abstain),
-        (True, False, True),
-        (True, False, False),
-        (False, False, False),
+    # threshold never restores a value with no source), then the items listed once, then the
+    # objects taken out whole, then everything.
+    for drop, doubt, once, hollow in (
+        (abstain, abstain, abstain, abstain),
+        (True, False, True, True),
+        (True, False, False, True),
+        (True, False, False, False),
+        (False, False, False, False),
     ):
-        result, evidence, confidence, unsupported = build(drop, doubt, hollow)
+        result, evidence, confidence, unsupported = build(drop, doubt, hollow, once)
         if not abstain or result == data or validator.is_valid(result):
             break
     return Annotated(result, evidence, confidence, tuple(unsupported))

@@ -768,13 +768,18 @@ def test_the_root_object_never_goes() -> None:
     assert found.unsupported == ("/street",)
 
 
-def test_items_that_are_one_once_their_values_with_no_source_are_out_are_listed_once() -> None:
-    # The model wrote "Bob" again and again with made-up ages: 67 items printed by --each.
-    person = {
+def _named(key: str, kind: str) -> dict[str, Any]:
+    """An object with a required name and an optional ``key`` of type ``kind``."""
+    return {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "properties": {"name": {"type": "string"}, key: {"type": kind}},
         "required": ["name"],
     }
+
+
+def test_items_that_are_one_once_their_values_with_no_source_are_out_are_listed_once() -> None:
+    # The model wrote "Bob" again and again with made-up ages: 67 items printed by --each.
+    person = _named("age", "integer")
     schema = {"type": "object", "properties": {"people": {"type": "array", "items": person}}}
     raw = '{"people": [{"name": "Ann"}, {"name": "Bob", "age": 30}, {"name": "Bob", "age": 35}]}'
     found = _annotated("Ann is a painter. Bob is a baker.", raw, schema)
@@ -783,6 +788,37 @@ def test_items_that_are_one_once_their_values_with_no_source_are_out_are_listed_
     assert _annotated("Ann is a painter. Bob is a baker.", raw, schema, abstain=False).data == (
         json.loads(raw)
     )
+
+
+def test_two_items_from_two_places_in_the_text_stay_two() -> None:
+    # Another "Bob" of the text is another item, whatever abstention took out of both (here
+    # the cities, which the model was unsure of).
+    person = _named("city", "string")
+    schema = {"type": "object", "properties": {"people": {"type": "array", "items": person}}}
+    raw = '{"people": [{"name": "Bob", "city": "Paris"}, {"name": "Bob", "city": "London"}]}'
+    trace = _trace_at(raw, ('"Paris"', 1, 0.15), ('"London"', 1, 0.15))
+    text = "Bob lives in Paris. Another Bob lives in London."
+    found = _annotated(text, raw, schema, trace, abstain_below=0.2)
+    assert found.data == {"people": [{"name": "Bob"}, {"name": "Bob"}]}
+    assert found.evidence == {"/people/0/name": [0, 3], "/people/1/name": [28, 31]}
+
+
+def test_items_listed_once_come_back_before_other_abstentions_do() -> None:
+    # Two items are needed (minItems): listing Bob once broke the schema, and every
+    # abstention came back with him (the made-up note and ages, exit 5 with
+    # --require-evidence).
+    person = _named("age", "integer")
+    schema = {
+        "type": "object",
+        "properties": {
+            "note": {"type": "string"},
+            "people": {"type": "array", "items": person, "minItems": 2},
+        },
+    }
+    raw = '{"note": "Zed", "people": [{"name": "Bob", "age": 30}, {"name": "Bob", "age": 35}]}'
+    found = _annotated("Ann is a painter. Bob is a baker.", raw, schema)
+    assert found.data == {"people": [{"name": "Bob"}, {"name": "Bob"}]}
+    assert found.unsupported == ()
 
 
 def _unsure_everywhere(raw: str, logprob: float) -> tuple[TokenTrace, ...]:
