@@ -117,8 +117,9 @@ def extract(
         bool,
         typer.Option(
             "--keep-empty",
-            help='Keep object members the model left as "". By default those the schema '
-            "lets go are dropped (a small model writes them for fields the text doesn't give).",
+            help='Keep every value as the model wrote it: members it left as "" (by default '
+            "those the schema lets go are dropped: a small model writes them for fields the "
+            "text doesn't give) and values with no source or unsure (marked by --evidence).",
         ),
     ] = False,
     grounding: Annotated[
@@ -350,13 +351,22 @@ def extract(
     from qwenjson.validate import read_schema
 
     started = time.monotonic()
+
+    def given(name: str) -> bool:
+        """Whether the option was given (on the command line), not left at its default."""
+        # By the source's name: typer carries its own copy of click's ParameterSource.
+        source = context.get_parameter_source(name)
+        return source is not None and source.name != "DEFAULT"
+
     batch_only = {"--field": field, "--on-error": on_error, "--errors": errors_file}
-    batch_only["--into"] = into if into != "extracted" else None
+    batch_only["--into"] = into if given("into") else None
     for name, value in batch_only.items():
         if value is not None and not jsonl:
             raise UsageError(f"{name} needs --jsonl")
-    if into != "extracted" and field is None:
+    if given("into") and field is None:
         raise UsageError("--into needs --field (without it, a line is the text itself)")
+    if given("abstain_below") and keep_empty:
+        raise UsageError("--abstain-below can't be used with --keep-empty (it keeps every value)")
     for name, seconds in (("--timeout", timeout), ("--total-timeout", total_timeout)):
         if seconds == 0:
             # As the library refuses it: 0 s can only ever time out.

@@ -919,6 +919,15 @@ def test_cli_errors_file_and_stop(cli_run: Callable[..., Run], tmp_path: Path) -
             ["--jsonl", "--into", "doc"],
             "--into needs --field (without it, a line is the text itself)",
         ),
+        (  # given, even as its default value (was accepted and ignored)
+            ["--jsonl", "--into", "extracted"],
+            "--into needs --field (without it, a line is the text itself)",
+        ),
+        (["--into", "extracted"], "--into needs --jsonl"),
+        (
+            ["--keep-empty", "--abstain-below", "0.3"],
+            "--abstain-below can't be used with --keep-empty (it keeps every value)",
+        ),
         (
             ["--truncate", "head", "--chunk-tokens", "64"],
             "--chunk-tokens and --chunk-overlap can't be used with --truncate (the text is cut "
