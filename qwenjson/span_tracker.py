@@ -24,18 +24,16 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from qwenjson.fields import FieldRule, Path, Pattern
-from qwenjson.readings import Readings
+from qwenjson.readings import MAX_NUMBER_BYTES, Readings
 from qwenjson.source import SourceText
 
 _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _SPACE = b" \t\r\n"
 _ENDS_SCALAR = b' \t\r\n",:{}[]'
 _NUMBER_START = b"-0123456789"
-# The longest number written: a double needs at most 24 characters ("-1.2345678901234567e-308")
-# and an int64 20. Measured on the dev set's receipts: the 0.5B, unsure of a total, wrote
-# digits until the token budget ran out (a 300-digit "total", 470 s). A longer number is
-# refused here (never by the grammar: if the schema needs one, the grammar alone decides).
-_MAX_NUMBER_BYTES = 24
+# A longer number is refused here (never by the grammar: if the schema needs one, the grammar
+# alone decides); ``qwenjson.readings`` has why 24.
+_MAX_NUMBER_BYTES = MAX_NUMBER_BYTES
 
 # -- what is tracked -------------------------------------------------------------------------------
 

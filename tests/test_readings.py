@@ -135,6 +135,8 @@ def test_a_number_written_the_european_or_fullwidth_way_is_read_too(
         # A dash after a letter may be either; the unsigned reading's source is the digits.
         ("RM-5", [b"-5", b"5"], [b"-5", b"5"]),
         ("Temperature –5 °C", [b"-5"], [b"-5"]),  # an en dash as a sign
+        # Longer than any number the tracker lets be written: begun, it could never end.
+        ("IBAN 1234567890123456789012345 and 7", [b"7"], [b"7"]),
     ],
 )
 def test_numbers_a_reader_sees(
