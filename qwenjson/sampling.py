@@ -138,9 +138,13 @@ def choose(
             if p.sum() <= 0.0:
                 break
     mask = checks.mask()
-    p = np.where(mask, np.exp(z), 0.0)
-    if p.sum() <= 0.0:
+    if not mask.any():
         return None
+    # Shifted by the best *allowed* logit: by the best of all, every allowed weight underflowed
+    # to 0 when they all sat ~745 T below it (T = 0.01, a gap of 7.5), and the document ended
+    # cut off as if nothing were allowed. (The same distribution: a softmax is shift-free.)
+    allowed = np.where(mask, z, -np.inf)
+    p = np.exp(allowed - allowed.max())
     if top_p < 1.0:
         order = np.argsort(-p, kind="stable").astype(np.int32)
         cum = np.cumsum(p[order])
@@ -268,4 +272,6 @@ def draw(p: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
     """One index drawn with probability proportional to ``p`` (non-negative, not all zero)."""
     cum = np.cumsum(p)
     u = rng.random() * cum[-1]
-    return int(min(np.searchsorted(cum, u, side="right"), len(p) - 1))
+    at = int(np.searchsorted(cum, u, side="right"))
+    # u rounded up to the total: the last index with a weight, not the vocabulary's last id.
+    return at if at < len(p) else int(np.flatnonzero(p)[-1])

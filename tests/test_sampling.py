@@ -105,6 +105,26 @@ def test_sampling_follows_the_masked_softmax(top_p: float) -> None:
     assert seen[[0, 3, 5]].sum() == 0
 
 
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_a_cold_temperature_samples_the_allowed_tokens_far_below_the_best(top_p: float) -> None:
+    # Allowed tokens 10 and 11 below the best logit at T = 0.01: their weights, shifted by the
+    # best of all, underflowed to 0, and the document ended cut off as if none were allowed.
+    logits = np.zeros(10, dtype=np.float32)
+    logits[[0, 5, 6]] = [20.0, 10.0, 9.0]
+    checks = FakeChecks(np.isin(np.arange(10), [5, 6]))
+    rng = np.random.default_rng(0)
+    seen = {choose(logits, checks, 0.01, top_p, rng, GenerationStats()) for _ in range(50)}
+    assert seen == {5}  # the softmax at T = 0.01: token 6 has e**-100 of token 5's weight
+
+
+def test_a_draw_at_the_very_top_is_a_token_with_weight() -> None:
+    class Top:
+        def random(self) -> float:
+            return 1.0  # what rounding u up to the total amounts to
+
+    assert draw(np.array([0.0, 1.0, 0.0]), Top()) == 1  # type: ignore[arg-type]
+
+
 def test_top_p_keeps_the_nucleus_of_the_masked_distribution() -> None:
     logits = np.array([9.0, 3.0, 2.9, 0.0], dtype=np.float32)
     checks = FakeChecks(np.array([False, True, True, True]))
