@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from qwenjson.pointer import follow_local_refs
 
@@ -20,6 +20,7 @@ __all__ = [
     "Kind",
     "Path",
     "Pattern",
+    "dense_bytes",
     "grounding_rules",
     "required_keys",
     "value_floors",
@@ -148,6 +149,10 @@ class SchemaFields:
     # What each object becomes when a required member has no source (``Abstain``: an optional
     # object is left out, a nullable one is null, a list item is dropped; ``none``: kept).
     objects: dict[Pattern, Abstain]
+    # How many bytes of each floor are dense (``dense_bytes``, where some are), and each list's
+    # minItems (where above 0): what closing really costs (``SpanTracker.closing_reserve``).
+    dense: dict[Pattern, int]
+    min_items: dict[Pattern, int]
 
 
 def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> SchemaFields:
@@ -157,7 +162,51 @@ def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> 
     comparison may, so required keys and floors stay those of the default)."""
     walker = _Walker(schema, True, floors=True)
     rules = walker.rules if default else grounding_rules(schema, default=False)
-    return SchemaFields(rules, walker.required, walker.floors, walker.objects)
+    return SchemaFields(
+        rules, walker.required, walker.floors, walker.objects, walker.dense, walker.min_items
+    )
+
+
+def dense_bytes(text: str) -> int:
+    """The bytes of ``text`` in characters that are digits or next to one: Qwen2's tokenizer
+    writes each digit as a token, and the separators between digits as tokens of their own
+    (``"2018-03-23"``: 11 tokens for 12 bytes, where two bytes a token would say 6;
+    ``scripts/steering_reserve.py`` measures it)."""
+    near = [c.isdigit() for c in text]
+    return sum(
+        len(c.encode())
+        for i, c in enumerate(text)
+        if near[i] or (i > 0 and near[i - 1]) or (i + 1 < len(text) and near[i + 1])
+    )
+
+
+class Size(NamedTuple):
+    """A shortest value's size: its bytes, and how many of them are dense (``dense_bytes``)."""
+
+    bytes: int
+    dense: int = 0
+
+    def __add__(self, other: object) -> Size:
+        assert isinstance(other, Size)
+        return Size(self.bytes + other.bytes, self.dense + other.dense)
+
+
+_ONE = Size(1)
+
+
+def _json_size(value: Any) -> Size:
+    text = json.dumps(value, ensure_ascii=False)
+    return Size(len(text.encode()), dense_bytes(text))
+
+
+# The shortest value of a string of each format the grammar writes in full: a date is ten
+# characters, never "" (a required date reserved one token and took eleven).
+_FORMAT_FLOORS = {
+    "date": _json_size("2000-01-01"),
+    "date-time": _json_size("2000-01-01T00:00:00Z"),
+    "time": _json_size("00:00:00Z"),
+    "uuid": _json_size("00000000-0000-0000-0000-000000000000"),
+}
 
 
 class _Floors:
@@ -169,71 +218,78 @@ class _Floors:
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
-        self.known: dict[int, int] = {}
+        self.known: dict[int, Size] = {}
         self.open: set[int] = set()
         # Known by the node as given (a schema's own dict), held so that its id stays its own:
         # keyed by the dict a $ref's following makes afresh, a freed id was reused and one
         # $def's floor given to another (a string's 2 bytes read as 36).
         self._held: list[Any] = []
 
-    def of(self, node: Any, depth: int = 0) -> int:
+    def of(self, node: Any, depth: int = 0) -> Size:
         if depth > _MAX_RULE_DEPTH or not isinstance(node, Mapping):
-            return 1
+            return _ONE
         key = id(node)
         if key in self.open:
-            return 1
+            return _ONE
         if key not in self.known:
             self._held.append(node)
             followed = follow_local_refs(self.root, node)
             self.open.add(key)
             try:
                 self.known[key] = (
-                    _floor(self, followed, depth) if isinstance(followed, Mapping) else 1
+                    _floor(self, followed, depth) if isinstance(followed, Mapping) else _ONE
                 )
             finally:
                 self.open.discard(key)
         return self.known[key]
 
 
-def _floor(floors: _Floors, node: Mapping[str, Any], depth: int) -> int:
-    """Bytes of the shortest value ``node`` allows, written as qwenjson's grammar writes it
-    (", " and ": " between members); 1 where the schema says too little to tell (``0``)."""
+def _floor(floors: _Floors, node: Mapping[str, Any], depth: int) -> Size:
+    """The size of the shortest value ``node`` allows, written as qwenjson's grammar writes it
+    (", " and ": " between members); 1 byte where the schema says too little to tell (``0``)."""
     if "const" in node:
-        return _json_bytes(node["const"])
+        return _json_size(node["const"])
     enum = node.get("enum")
     if isinstance(enum, list) and enum:
-        return min(_json_bytes(v) for v in enum)
+        return min(_json_size(v) for v in enum)
     for key in ("anyOf", "oneOf"):
         branches = node.get(key)
         if isinstance(branches, list) and branches:
             return min(floors.of(b, depth + 1) for b in branches)
     sizes = [_type_floor(floors, node, t, depth) for t in _types(node)]
-    return min(sizes, default=1)
+    return min(sizes, default=_ONE)
 
 
-def _type_floor(floors: _Floors, node: Mapping[str, Any], t: str, depth: int) -> int:
+def _type_floor(floors: _Floors, node: Mapping[str, Any], t: str, depth: int) -> Size:
     if t == "string":
+        fmt = node.get("format")
+        if isinstance(fmt, str) and fmt in _FORMAT_FLOORS:
+            return _FORMAT_FLOORS[fmt]
         least = node.get("minLength")
-        return 2 + (least if isinstance(least, int) and not isinstance(least, bool) else 0)
+        return Size(2 + (least if isinstance(least, int) and not isinstance(least, bool) else 0))
     if t in ("boolean", "null"):
-        return 4
+        return Size(4)
     if t == "object":
         props = node.get("properties")
         props = props if isinstance(props, Mapping) else {}
         required = node.get("required")
         names = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
-        members = [_json_bytes(k) + 2 + floors.of(props.get(k, True), depth + 1) for k in names]
-        return 2 + sum(members) + 2 * max(len(members) - 1, 0)
+        # The ", " and ": " between members are tokens of their own ("x": 0 is five).
+        commas = 2 * max(len(names) - 1, 0)
+        total = Size(2 + commas, commas)
+        for k in names:
+            total = total + _json_size(k) + Size(2, 2) + floors.of(props.get(k, True), depth + 1)
+        return total
     if t == "array":
-        least = node.get("minItems")
-        n = least if isinstance(least, int) and not isinstance(least, bool) else 0
-        item = floors.of(node.get("items", True), depth + 1) if n else 0
-        return 2 + n * item + 2 * max(n - 1, 0)
-    return 1  # a number
+        n = _min_items(node)
+        item = floors.of(node.get("items", True), depth + 1) if n else Size(0)
+        return Size(2 + n * item.bytes + 2 * max(n - 1, 0), n * item.dense)
+    return _ONE  # a number
 
 
-def _json_bytes(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode())
+def _min_items(node: Mapping[str, Any]) -> int:
+    least = node.get("minItems")
+    return least if isinstance(least, int) and not isinstance(least, bool) else 0
 
 
 class _Walker:
@@ -245,6 +301,8 @@ class _Walker:
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
         self.floors: dict[Pattern, int] = {}
+        self.dense: dict[Pattern, int] = {}  # of the floors, where some are
+        self.min_items: dict[Pattern, int] = {}
         self.objects: dict[Pattern, Abstain] = {}
         # Worked out only for ``value_floors``: the rules' callers don't read them.
         self._floors = _Floors(self.root) if floors else None
@@ -280,16 +338,25 @@ class _Walker:
     def _attempt(self, repeats: int, limit: int, budget: int) -> bool:
         """Walk the schema anew (each $ref at most ``repeats`` times down a path, ``limit``
         levels deep); False, with the last walk's results kept, past ``budget`` visits."""
-        kept = self.rules, self.required, self.floors, self.objects
-        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
+        kept = self._results()
         self._repeats, self._limit, self._budget = repeats, limit, budget
         self._walks, self._cut = 0, False
         try:
             self.walk(self.root, (), "none", None, 0)
         except _TooWide:
-            self.rules, self.required, self.floors, self.objects = kept
+            self._restore(kept)
             return False
         return True
+
+    def _results(self) -> tuple[dict[Pattern, Any], ...]:
+        """What the walk has found so far, taken away: the walker starts empty again."""
+        kept = self.rules, self.required, self.floors, self.objects, self.dense, self.min_items
+        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
+        self.dense, self.min_items = {}, {}
+        return kept
+
+    def _restore(self, kept: tuple[dict[Pattern, Any], ...]) -> None:
+        (self.rules, self.required, self.floors, self.objects, self.dense, self.min_items) = kept
 
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
@@ -317,7 +384,12 @@ class _Walker:
     ) -> None:
         self._count()
         if self._floors is not None:
-            self.floors[pattern] = self._floors.of(node, depth)
+            size = self._floors.of(node, depth)
+            self.floors[pattern] = size.bytes
+            if size.dense:
+                self.dense[pattern] = size.dense
+            else:
+                self.dense.pop(pattern, None)
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
@@ -330,10 +402,14 @@ class _Walker:
             own_keys = own if isinstance(own, Mapping) else {}
             inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in own_keys}
             inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
-            floor = self.floors.get(pattern)  # the anyOf's own: null may be the shortest
+            # The anyOf's own: null may be the shortest.
+            floor, dense = self.floors.get(pattern), self.dense.get(pattern)
             self.walk({**branch, **inherited}, pattern, inner, name, depth + 1)
             if floor is not None:
                 self.floors[pattern] = floor
+            self.dense.pop(pattern, None)
+            if dense is not None:
+                self.dense[pattern] = dense
             return
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain
@@ -361,6 +437,8 @@ class _Walker:
         # A pattern says "any place" of a list: with prefixItems, items rules only the places
         # after them, so its rules stand for the list only where each prefix place would have
         # the same (else an enum label in the prefix would be refused as ungrounded text).
+        if "array" in types and _min_items(node) > 0:
+            self.min_items[pattern] = _min_items(node)
         if "array" in types and isinstance(items, Mapping):
             prefix = node.get("prefixItems")
             if isinstance(prefix, list) and any(p != items for p in prefix):
@@ -378,14 +456,12 @@ class _Walker:
 
     def _rules_of(self, node: Any, name: str | None, depth: int) -> dict[Pattern, FieldRule]:
         """The rules ``node`` would get as a list's item, walked apart (nothing kept)."""
-        saved = self.rules, self.required, self.floors, self.objects
-        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
+        saved = self._results()
         try:
             self.walk(node, (None,), "item", name, depth + 1)
             return self.rules
         finally:
-            # (a cut in it stays a cut)
-            self.rules, self.required, self.floors, self.objects = saved
+            self._restore(saved)  # (a cut in it stays a cut)
 
     def typed(self, node: Mapping[str, Any]) -> bool:
         """Whether a date or number is grounded: read from the text (``qwenjson.readings``).

@@ -173,6 +173,7 @@ class Extractor:
         fields = schema_fields(self.prepared.schema, default=self.options.grounding)
         self.rules, self.required, self.floors = fields.rules, fields.required, fields.floors
         self.objects = fields.objects
+        self.dense, self.min_items = fields.dense, fields.min_items
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -205,7 +206,14 @@ class Extractor:
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
-            grounding = Grounding(source, self.rules, self.required, self.floors)
+            grounding = Grounding(
+                source,
+                self.rules,
+                self.required,
+                self.floors,
+                dense=self.dense,
+                min_items=self.min_items,
+            )
             result = self.generator.generate(
                 messages,
                 self.prepared.compiled.grammar,

@@ -23,7 +23,7 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from qwenjson.fields import FieldRule, Path, Pattern
+from qwenjson.fields import FieldRule, Path, Pattern, dense_bytes
 from qwenjson.readings import MAX_NUMBER_BYTES, Readings
 from qwenjson.source import SourceText
 
@@ -123,11 +123,17 @@ class SpanTracker:
         rules: Mapping[Pattern, FieldRule],
         required: Mapping[Pattern, tuple[str, ...]] | None = None,
         floors: Mapping[Pattern, int] | None = None,
+        *,
+        dense: Mapping[Pattern, int] | None = None,
+        min_items: Mapping[Pattern, int] | None = None,
     ) -> None:
         self.source = source
         self.rules = dict(rules)
         self.required = dict(required or {})
         self.floors = dict(floors or {})  # ``fields.value_floors``
+        # ``SchemaFields.dense`` and ``.min_items``: what closing costs beyond the floors' bytes.
+        self.dense = dict(dense or {})
+        self.min_items = dict(min_items or {})
         self.records: list[ValueRecord] = []
         self.dedupe = True
         # The path patterns under which some text value is grounded (a list item under one of
@@ -161,7 +167,7 @@ class SpanTracker:
         twin = type(self).__new__(type(self))
         twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
         twin.required, twin._grounded_under = self.required, self._grounded_under
-        twin.floors = self.floors
+        twin.floors, twin.dense, twin.min_items = self.floors, self.dense, self.min_items
         twin._capturing = self._capturing
         twin.records = []
         twin._stack = [f.copy() for f in self._stack]
@@ -250,24 +256,45 @@ class SpanTracker:
     def closing_reserve(self) -> int:
         """Tokens the document needs at least to close from here, beyond the open brackets:
         the required members of open objects not written yet (``, "key": VALUE`` with the
-        shortest value the schema allows: ``""``, an enum's shortest label, an object with its
-        own required members), and the value of a key just written, at two bytes a token,
-        rounded up (measured as an upper bound for Qwen2's tokenizer on ASCII keys and CJK
-        keys at three bytes a character). Budget steering reserves them."""
+        shortest value the schema allows: ``""``, an enum's shortest label, a date's ten
+        characters, an object with its own required members), the value of a key just
+        written, and the items an open list still owes its ``minItems``. Counted at two bytes
+        a token, a digit and the characters next to it at a byte a token (``dense_bytes``),
+        rounded up: an upper bound for Qwen2's tokenizer on ASCII keys, CJK keys at three
+        bytes a character, dates and digits in keys (``scripts/steering_reserve.py`` measures
+        it). Budget steering reserves them."""
         cost = 0
         top = len(self._stack) - 1
         for depth, frame in enumerate(self._stack):
-            if frame.kind != 0x7B:
-                continue
             pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack[:depth])
+            if frame.kind == 0x5B:
+                cost += self._owed_items(frame, pattern, depth == top)
+                continue
             for key in self.required.get(pattern, ()):
                 if key not in frame.keys and key != frame.key:
-                    name = len(json.dumps(key, ensure_ascii=False).encode())
-                    cost += (name + 6 + self.floors.get((*pattern, key), 2)) // 2
+                    name = json.dumps(key, ensure_ascii=False)
+                    dense = dense_bytes(name)
+                    extra = len(name.encode()) - dense + 6
+                    cost += self._tokens((*pattern, key), extra, 2) + dense
             if depth == top and frame.phase in (1, 2) and not self._in_str:
                 # A key written, its value not begun (one begun is open: a frame or a string).
-                cost += (self.floors.get((*pattern, frame.key or ""), 1) + 1) // 2
+                cost += self._tokens((*pattern, frame.key or ""), 1, 1)
         return cost
+
+    def _tokens(self, pattern: Pattern, extra: int, default: int) -> int:
+        """Tokens for the floor at ``pattern`` and ``extra`` bytes around it, at most."""
+        dense = self.dense.get(pattern, 0)
+        return (self.floors.get(pattern, default) - dense + extra) // 2 + dense
+
+    def _owed_items(self, frame: _Frame, pattern: Pattern, top: bool) -> int:
+        """Tokens for the items an open list still owes its ``minItems`` (each with ``, ``)."""
+        least = self.min_items.get(pattern, 0)
+        if not least:
+            return 0
+        # Begun items count as written: what an open one still needs, its frames count.
+        begun = frame.index + (0 if top and frame.phase == 2 and not self._in_str else 1)
+        owed = max(least - begun, 0)
+        return owed * self._tokens((*pattern, None), 2, 1) if owed else 0
 
     # -- the byte machine --------------------------------------------------------------------------
 

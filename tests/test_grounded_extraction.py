@@ -345,3 +345,23 @@ def test_the_budget_keeps_room_for_a_required_object_still_to_come() -> None:
     r = extract("-s", json.dumps(schema), "--max-tokens", "70", "--no-cache", stdin=text)
     assert r.returncode == 0, r.stderr.decode()
     assert set(json.loads(r.stdout)["details"]) == set(names)
+
+
+def test_the_budget_keeps_room_for_the_items_a_list_still_owes() -> None:
+    # minItems 4 of two-member people: once the list was open nothing was reserved for the
+    # items still owed, and at 45 tokens the document was not complete (exit 5), though the
+    # shortest one takes 37.
+    person = {**NAME_CITY, "required": ["name", "city"]}
+    schema = {
+        "type": "object",
+        "properties": {"people": {"type": "array", "minItems": 4, "items": person}},
+        "required": ["people"],
+    }
+    text = (
+        b"Alice Johnson lives in Springfield. Bob Smith moved to Portland last year. "
+        b"Carol White works in Denver. Dan Brown is from Austin."
+    )
+    args = ("-s", json.dumps(schema), "--max-tokens", "45", "--no-grounding", "--no-cache")
+    r = extract(*args, stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    assert len(json.loads(r.stdout)["people"]) >= 4

@@ -768,12 +768,12 @@ def test_the_root_object_never_goes() -> None:
     assert found.unsupported == ("/street",)
 
 
-def _named(key: str, kind: str) -> dict[str, Any]:
-    """An object with a required name and an optional ``key`` of type ``kind``."""
+def _named(key: str, kind: str, *, both: bool = False) -> dict[str, Any]:
+    """An object with a required name and an optional (``both``: required) ``key``."""
     return {
         "type": "object",
         "properties": {"name": {"type": "string"}, key: {"type": kind}},
-        "required": ["name"],
+        "required": ["name", key] if both else ["name"],
     }
 
 
@@ -1026,6 +1026,52 @@ def test_the_closing_reserve_counts_required_members_still_to_come() -> None:
     assert g.closing_reserve() == (company + 2) // 2 + (len(b', "y": 0') + 2) // 2
     g.accept(', "y": 2}, "公司": ['.encode())
     assert g.closing_reserve() == 0
+
+
+def _tracker(schema: dict[str, Any]) -> Grounding:
+    fields = schema_fields(schema)
+    return Grounding(
+        SourceText("t"),
+        fields.rules,
+        fields.required,
+        fields.floors,
+        dense=fields.dense,
+        min_items=fields.min_items,
+    )
+
+
+def test_the_closing_reserve_counts_the_items_a_list_still_owes() -> None:
+    # Once the list was open its minItems counted nothing: steering began too late and a
+    # document that could close ran out of tokens (SmolLM2, minItems 4, 45 tokens).
+    people = {"type": "array", "items": _named("city", "string", both=True), "minItems": 3}
+    schema = {"type": "object", "properties": {"people": people}}
+    # Two bytes a token, the ", " and ": " between members (6 bytes) a byte a token.
+    item = (len(b', {"name": "", "city": ""}') - 6 + 1) // 2 + 6
+    g = _tracker(schema)
+    g.accept(b'{"people": [')
+    assert g.closing_reserve() == 3 * item
+    g.accept(b'{"name": "A"')  # an item begun: its own members count, not the list's
+    assert g.closing_reserve() == 2 * item + (len(b', "city": ""') + 2) // 2  # (member: as ever)
+    g.accept(b', "city": "B"}, ')
+    assert g.closing_reserve() == 2 * item
+    g.accept(b'{"name": "C", "city": "D"}, {"name": "E", "city": "F"}')
+    assert g.closing_reserve() == 0
+
+
+def test_a_required_date_is_reserved_a_token_a_digit() -> None:
+    # Its floor was "" (a token) where the grammar writes ten characters: digits and the
+    # characters next to them, a token each to Qwen2's tokenizer (scripts/steering_reserve.py).
+    schema = {
+        "type": "object",
+        "properties": {"note": {"type": "string"}, "due": {"type": "string", "format": "date"}},
+        "required": ["due"],
+    }
+    fields = schema_fields(schema)
+    date = len(b'"2000-01-01"')
+    assert (fields.floors[("due",)], fields.dense[("due",)]) == (date, date)
+    g = _tracker(schema)
+    g.accept(b'{"note": "x"')
+    assert g.closing_reserve() == (len(b', "due": ') + 1) // 2 + date
 
 
 def test_value_floors_are_the_shortest_values_the_schema_allows() -> None:
