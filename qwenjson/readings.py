@@ -76,9 +76,19 @@ class Readings:
 # -- numbers ---------------------------------------------------------------------------------------
 
 # Fullwidth separators and minus signs as their ASCII forms, one character for one (offsets stay
-# the text's): ``￥１，２００`` reads as ``¥1,200``, ``２０１８／３／２３`` as a date. Digits of any
-# script are ``\d`` already (made ASCII for JSON below).
-_SAME_WIDTH = str.maketrans({"，": ",", "．": ".", "／": "/", "－": "-", "\u2212": "-"})
+# the text's): ``２０１８／３／２３`` reads as a date, ``－３`` as -3. Digits of any script are
+# ``\d`` already (made ASCII for JSON below).
+_SAME_WIDTH = str.maketrans({"／": "/", "－": "-", "\u2212": "-"})
+# The fullwidth comma and point only between fullwidth digits (``￥１，２００``): elsewhere "，"
+# is the Chinese comma, between the numbers of a list (``100，200，300元``).
+_FULLWIDTH_SEPARATOR = re.compile(r"(?<=[０-９])[，．](?=[０-９])")
+
+
+def _plain(text: str) -> str:
+    """``text`` with the separators read as their ASCII forms, the same length."""
+    text = text.translate(_SAME_WIDTH)
+    return _FULLWIDTH_SEPARATOR.sub(lambda m: "," if m.group() == "，" else ".", text)
+
 
 # A run of digits joined by single separators (``1,234.50``, ``23.03.2018``, ``12,3.50``): read
 # whole where it is one number, else part by part. A run starts at any digit not inside another
@@ -93,6 +103,10 @@ _POINT = re.compile(
     r"(?:\d+|\d{1,3}(?:,\d{3})+|\d{1,3}(?:'\d{3})+|\d{1,2}(?:,\d{2})*,\d{3})(?:\.\d+)?"
 )
 _COMMA = re.compile(r"(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?")
+# One comma, not before exactly two digits nor a thousands group: a decimal comma (``12,5``) or
+# a list (``2019,2020``, ``Apples,12,3``): both are read. (``12,50`` is cents, ``1,234`` more
+# than a thousand.)
+_EITHER = re.compile(r"\d+,(?:\d|\d{3,})")
 
 
 def _ascii_digits(digits: str) -> str:
@@ -128,6 +142,12 @@ def _parts(run: str) -> Iterator[tuple[int, int]]:
         at += len(part) + 1
 
 
+def _leading_point(text: str, at: int) -> bool:
+    """Whether the run at ``at`` follows a decimal point with nothing before it: ``.5``, not
+    the point of an abbreviation (``Rs.5``, ``No.5``)."""
+    return at > 0 and text[at - 1] == "." and (at < 2 or not text[at - 2].isalnum())
+
+
 def _sign(text: str, at: int) -> str:
     """What the dash at ``at`` before a number is: ``minus``, ``dash`` (after a digit or
     another dash: ``2018-03-23``, ``45–67``), or ``either`` (after a letter, ``RM-5``, or after
@@ -146,12 +166,14 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     comma, ``23.03.2018`` as 23, 3 and 2018. With ``integer``, only whole
     numbers (``41.20`` gives none; ``7.0`` gives ``7``)."""
     found: list[Reading] = []
-    plain = text.translate(_SAME_WIDTH)
+    plain = _plain(text)
     for m in _RUN.finditer(plain):
         run, start = m.group("run"), m.start("run")
         sign = _sign(plain, m.start()) if m.group("sign") else "dash"
         values = [(start, m.end(), v) for v in _as_numbers(run)]
-        if not values:
+        if _leading_point(plain, start) and not m.group("sign") and run.isdigit():
+            values = [(start - 1, m.end(), ("0", run))]  # .5, $.99 (Rs.5, No.5: an abbreviation)
+        elif not values or (_EITHER.fullmatch(run) and not _POINT.fullmatch(run)):
             for s, e in _parts(run):
                 values += [(start + s, start + e, v) for v in _as_numbers(run[s:e])]
         for s, e, (whole, frac) in values:
@@ -211,7 +233,7 @@ _DATE_FORMS = [
     # 2018-03-23, 2018/3/23, 2018.03.23, 2018年3月23日
     re.compile(
         r"(?<!\d)(?P<y>\d{4})\s*(?:[-/.]|年)\s*(?P<m>\d{1,2})\s*(?:[-/.]|月)\s*(?P<d>\d{1,2})"
-        r"(?!\d)(?:\s*[日号])?"
+        r"(?!\d)(?:[日号]|\s+[日号](?![\u4e00-\u9fff]))?"
     ),
     # 23/03/2018, 03-23-18, 23.03.2018: day-first or month-first
     re.compile(
@@ -265,10 +287,13 @@ def dates(text: str, offset: int = 0) -> Readings:
     years as ``strptime``'s ``%y``), with English month names (``23 Mar 2018``, ``March 23,
     2018``), and both ends of a range (``23-25 March 2018``, ``June 12-14, 2019``)."""
     found: list[Reading] = []
-    plain = text.translate(_SAME_WIDTH)
+    plain = _plain(text)
     for form in [*_DATE_FORMS, *_RANGE_FORMS]:
         for m in form.finditer(plain):
             groups = m.groupdict()
+            between = plain[m.start() : m.start("y")]
+            if groups.get("mon") and len(groups["y"]) == 2 and "," in between:
+                continue  # "3 May, 45 people": a two-digit year isn't written after a comma
             year = _year(groups["y"])
             if groups.get("a") is not None:
                 a, b = int(groups["a"]), int(groups["b"])

@@ -126,7 +126,11 @@ def test_a_number_written_the_european_or_fullwidth_way_is_read_too(
         ("Apples,12,3.50", [b"12", b"3.50", b"3.5"], [b"12"]),
         ("1,2,3", [b"1", b"2", b"3"], [b"1", b"2", b"3"]),
         # Decimal commas of any length, thousands dots, lakhs, apostrophes.
-        ("0,5 l and 3,14159", [b"0.5", b"3.14159"], []),
+        (
+            "0,5 l and 3,14159",
+            [b"0.5", b"0", b"5", b"3.14159", b"3", b"14159"],
+            [b"0", b"5", b"3", b"14159"],
+        ),
         ("Total 12,50, Tax 2,10", [b"12.50", b"12.5", b"2.10", b"2.1"], []),
         ("1.234.567 Einwohner", [b"1234567"], [b"1234567"]),
         ("₹1,23,456.00", [b"123456.00", b"123456"], [b"123456"]),
@@ -135,6 +139,12 @@ def test_a_number_written_the_european_or_fullwidth_way_is_read_too(
         # A dash after a letter may be either; the unsigned reading's source is the digits.
         ("RM-5", [b"-5", b"5"], [b"-5", b"5"]),
         ("Temperature –5 °C", [b"-5"], [b"-5"]),  # an en dash as a sign
+        # A Chinese comma between numbers is a list's (was 100200300); one comma not before
+        # two digits or a thousands group may be either (was 2019.2020 alone).
+        ("价格分别为100，200，300元", [b"100", b"200", b"300"], [b"100", b"200", b"300"]),
+        ("years 2019,2020", [b"2019.2020", b"2019.202", b"2019", b"2020"], [b"2019", b"2020"]),
+        # A point with nothing before it is a decimal point (was read 5 and 99).
+        (".5 mg, $.99", [b"0.5", b"0.99"], []),
         # Longer than any number the tracker lets be written: begun, it could never end.
         ("IBAN 1234567890123456789012345 and 7", [b"7"], [b"7"]),
     ],
@@ -166,6 +176,8 @@ def test_numbers_a_reader_sees(
         ("1/2/20185", []),
         ("２０１８／３／２３", [b"2018-03-23"]),
         ("2018 年 3 月 23 日", [b"2018-03-23"]),
+        ("10-12 May, 45 people", []),  # no two-digit year after a comma
+        ("2018-03-23 号码", [b"2018-03-23"]),  # the span stops before 号码 (test below)
     ],
 )
 def test_dates_a_reader_sees(text: str, read: list[bytes]) -> None:
@@ -187,3 +199,8 @@ def test_the_minus_sign_of_typeset_and_fullwidth_text_is_a_minus() -> None:
     assert [r.content for r in numbers("−7 °C").readings] == [b"-7"]
     assert [r.content for r in numbers("－3度").readings] == [b"-3"]
     assert [r.content for r in numbers("5−3").readings] == [b"5", b"3"]  # a dash between
+
+
+def test_a_date_span_stops_before_the_next_word() -> None:
+    (found,) = dates("2018-03-23 号码").readings
+    assert found.span == (0, 10)
