@@ -126,9 +126,9 @@ def choose(
         return int(np.argmax(np.where(mask, logits, -np.inf)))
 
     z = logits.astype(np.float64) / temperature
-    z -= z.max()
-    p = np.exp(z)
-    if top_p >= 1.0:
+    # A NaN or infinite logit (a broken model file) leaves only the masked path below.
+    if top_p >= 1.0 and np.isfinite(z).all():
+        p = np.exp(z - z.max())
         for _ in range(_MAX_REJECTED_DRAWS):
             token = draw(p, rng)
             if checks.allows(token) and checks.passes(token):
@@ -143,8 +143,12 @@ def choose(
     # Shifted by the best *allowed* logit: by the best of all, every allowed weight underflowed
     # to 0 when they all sat ~745 T below it (T = 0.01, a gap of 7.5), and the document ended
     # cut off as if nothing were allowed. (The same distribution: a softmax is shift-free.)
-    allowed = np.where(mask, z, -np.inf)
-    p = np.exp(allowed - allowed.max())
+    allowed = np.where(mask & ~np.isnan(z), z, -np.inf)
+    best = allowed.max()
+    if not np.isfinite(best):  # an allowed token certain, or every one impossible or NaN
+        top = np.flatnonzero(mask & (allowed == np.inf))
+        return int(top[0] if top.size else np.flatnonzero(mask)[0])
+    p = np.exp(allowed - best)
     if top_p < 1.0:
         order = np.argsort(-p, kind="stable").astype(np.int32)
         cum = np.cumsum(p[order])

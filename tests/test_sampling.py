@@ -117,6 +117,29 @@ def test_a_cold_temperature_samples_the_allowed_tokens_far_below_the_best(top_p:
     assert seen == {5}  # the softmax at T = 0.01: token 6 has e**-100 of token 5's weight
 
 
+@pytest.mark.parametrize(
+    "logits",
+    [
+        [0.0, -np.inf, -np.inf, 0.0, 0.0],  # every allowed token impossible
+        [np.inf, 0.0, 0.0, 0.0, 0.0],  # a refused token certain
+        [0.0, np.nan, 0.0, 0.0, 0.0],
+    ],
+)
+def test_infinite_or_nan_logits_still_give_an_allowed_token(logits: list[float]) -> None:
+    # The masked weights became NaN and a refused token was drawn (llama.cpp aborts on one).
+    checks = FakeChecks(np.isin(np.arange(5), [1, 2]))
+    for top_p in (1.0, 0.9):
+        token = choose(
+            np.array(logits, dtype=np.float32),
+            checks,
+            1.0,
+            top_p,
+            np.random.default_rng(0),
+            GenerationStats(),
+        )
+        assert token in (1, 2)
+
+
 def test_a_draw_at_the_very_top_is_a_token_with_weight() -> None:
     class Top:
         def random(self) -> float:
