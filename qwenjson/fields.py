@@ -191,7 +191,7 @@ class Size(NamedTuple):
         return Size(self.bytes + other.bytes, self.dense + other.dense)
 
 
-_ONE = Size(1)
+_ONE = Size(1, 1)  # "0": a digit
 
 
 def _json_size(value: Any) -> Size:
@@ -283,7 +283,9 @@ def _type_floor(floors: _Floors, node: Mapping[str, Any], t: str, depth: int) ->
     if t == "array":
         n = _min_items(node)
         item = floors.of(node.get("items", True), depth + 1) if n else Size(0)
-        return Size(2 + n * item.bytes + 2 * max(n - 1, 0), n * item.dense)
+        # The ", " between items are tokens of their own ("0, 0" is four).
+        commas = 2 * max(n - 1, 0)
+        return Size(2 + n * item.bytes + commas, n * item.dense + commas)
     return _ONE  # a number
 
 

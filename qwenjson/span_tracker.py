@@ -294,7 +294,7 @@ class SpanTracker:
         # Begun items count as written: what an open one still needs, its frames count.
         begun = frame.index + (0 if top and frame.phase == 2 and not self._in_str else 1)
         owed = max(least - begun, 0)
-        return owed * self._tokens((*pattern, None), 2, 1) if owed else 0
+        return owed * (self._tokens((*pattern, None), 0, 1) + 2) if owed else 0  # 2: ", "
 
     # -- the byte machine --------------------------------------------------------------------------
 

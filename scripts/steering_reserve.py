@@ -28,6 +28,7 @@ from qwenjson.fields import schema_fields
 from qwenjson.grounding import Grounding, SourceText
 
 KEYS = [
+    "id",
     "name",
     "first_long_property_name",
     "address_line_2",
@@ -42,6 +43,7 @@ VALUES: list[tuple[str, dict[str, Any]]] = [
     ('"2000-01-01"', {"type": "string", "format": "date"}),
     ('"2000-01-01T00:00:00Z"', {"type": "string", "format": "date-time"}),
     ("0", {"type": "integer"}),
+    ("[0, 0, 0]", {"type": "array", "items": {"type": "integer"}, "minItems": 3}),
     ("[]", {"type": "array", "items": {"type": "string"}}),
     ('"short"', {"enum": ["a much longer label", "short"]}),
     ('"2024-01-01/2025-12-31"', {"const": "2024-01-01/2025-12-31"}),

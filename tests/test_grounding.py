@@ -1045,8 +1045,9 @@ def test_the_closing_reserve_counts_the_items_a_list_still_owes() -> None:
     # document that could close ran out of tokens (SmolLM2, minItems 4, 45 tokens).
     people = {"type": "array", "items": _named("city", "string", both=True), "minItems": 3}
     schema = {"type": "object", "properties": {"people": people}}
-    # Two bytes a token, the ", " and ": " between members (6 bytes) a byte a token.
-    item = (len(b', {"name": "", "city": ""}') - 6 + 1) // 2 + 6
+    # Two bytes a token, the ", " and ": " between members (6 bytes) and the ", " before the
+    # item a byte a token.
+    item = (len(b'{"name": "", "city": ""}') - 6) // 2 + 6 + 2
     g = _tracker(schema)
     g.accept(b'{"people": [')
     assert g.closing_reserve() == 3 * item
@@ -1056,6 +1057,12 @@ def test_the_closing_reserve_counts_the_items_a_list_still_owes() -> None:
     assert g.closing_reserve() == 2 * item
     g.accept(b'{"name": "C", "city": "D"}, {"name": "E", "city": "F"}')
     assert g.closing_reserve() == 0
+    # Numbers: each digit, and each ", " before one, a token (was a byte each: "0, 0, 0, 0"
+    # reserved 4 tokens and takes 11).
+    numbers = {"type": "array", "items": {"type": "integer"}, "minItems": 4}
+    g = _tracker({"type": "object", "properties": {"xs": numbers}})
+    g.accept(b'{"xs": [')
+    assert g.closing_reserve() == 4 * (1 + 2)
 
 
 def test_a_required_date_is_reserved_a_token_a_digit() -> None:
