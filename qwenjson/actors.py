@@ -47,7 +47,17 @@ from typing import TYPE_CHECKING, Any
 from qwenjson import __version__, deadline
 from qwenjson.chunking import Piece
 from qwenjson.cluster import unwrapped
-from qwenjson.errors import ClusterError, ModelError, QwenJsonError
+from qwenjson.errors import (
+    ClusterError,
+    InputError,
+    ModelError,
+    NoValidOutputError,
+    OutputError,
+    QwenJsonError,
+    SchemaError,
+    TimeoutExpired,
+    UsageError,
+)
 from qwenjson.executor import RecordSink, RecordTask
 from qwenjson.merging import Found
 from qwenjson.pieces import PieceHooks
@@ -587,9 +597,26 @@ def _reason(error: Exception) -> str:
     return (raised or lines or [type(error).__name__])[-1 if raised else 0]
 
 
+# The error classes by exit code: an actor's error comes back as the class it had there, so
+# that a caller of extract_many catches a UsageError or ModelError as from extract.
+_ERRORS: dict[int, type[QwenJsonError]] = {
+    cls.exit_code: cls
+    for cls in (
+        UsageError,
+        SchemaError,
+        ModelError,
+        InputError,
+        NoValidOutputError,
+        OutputError,
+        ClusterError,
+        TimeoutExpired,
+    )
+}
+
+
 def _remote_error(message: str, exit_code: int) -> QwenJsonError:
-    """An error from an actor, with the message and exit code it had there."""
-    error = QwenJsonError(message)
+    """An error from an actor, with the message, exit code and class it had there."""
+    error = _ERRORS.get(exit_code, QwenJsonError)(message)
     error.exit_code = exit_code
     return error
 

@@ -31,6 +31,7 @@ from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     EXIT_USAGE,
     ClusterError,
+    ModelError,
     UsageError,
 )
 from tests.helpers import REAL_PERSON, TEXTS, extract_argv, qwenjson_argv, wait_for_lines
@@ -411,6 +412,29 @@ def test_extract_many_takes_the_schemas_and_keywords_extract_takes(
     assert [(p.name, p.age) for _, p in got] == [(p.name, p.age) for p in here]
     concise = list(extract_many(texts[:1], "name, age int", ray=cluster[0], model=str(smollm2)))
     assert set(concise[0][1]) == {"name", "age"}
+
+
+@pytest.mark.slow  # a real Ray cluster and model
+def test_an_error_on_a_node_comes_back_as_its_own_class(
+    cluster: tuple[str, int], smollm2: Path
+) -> None:
+    # An overlap too large for the pieces the actor's context makes is a usage error there (its
+    # runner checks it before any record); it came back as a bare QwenJsonError, which an
+    # `except UsageError` missed.
+    with pytest.raises(UsageError, match=r"on node .*--chunk-overlap 100 must be less"):
+        list(
+            extract_many(
+                [TEXTS[0]],
+                "name",
+                ray=cluster[0],
+                model=str(smollm2),
+                n_ctx=512,
+                max_tokens=256,
+                chunk_overlap=100,
+            )
+        )
+    with pytest.raises(ModelError, match="is not on node"):
+        list(extract_many([TEXTS[0]], "name", ray=cluster[0], model="/nonexistent/model.gguf"))
 
 
 @pytest.mark.slow  # a real Ray cluster and model
