@@ -79,9 +79,10 @@ class Readings:
 # the text's): ``２０１８／３／２３`` reads as a date, ``－３`` as -3. Digits of any script are
 # ``\d`` already (made ASCII for JSON below).
 _SAME_WIDTH = str.maketrans({"／": "/", "－": "-", "\u2212": "-"})
-# The fullwidth comma and point only between fullwidth digits (``￥１，２００``): elsewhere "，"
-# is the Chinese comma, between the numbers of a list (``100，200，300元``).
-_FULLWIDTH_SEPARATOR = re.compile(r"(?<=[０-９])[，．](?=[０-９])")
+# The fullwidth comma and point between digits as "," and ".": "，" may be a thousands comma
+# (``￥１，２００``) or the Chinese comma between the numbers of a list (``100，200，300元``), so
+# a run that holds one is read both whole and part by part (``numbers``).
+_FULLWIDTH_SEPARATOR = re.compile(r"(?<=\d)[，．](?=\d)")
 
 
 def _plain(text: str) -> str:
@@ -143,9 +144,14 @@ def _parts(run: str) -> Iterator[tuple[int, int]]:
 
 
 def _leading_point(text: str, at: int) -> bool:
-    """Whether the run at ``at`` follows a decimal point with nothing before it: ``.5``, not
-    the point of an abbreviation (``Rs.5``, ``No.5``)."""
-    return at > 0 and text[at - 1] == "." and (at < 2 or not text[at - 2].isalnum())
+    """Whether the run at ``at`` follows a decimal point with nothing before it: ``.5``,
+    ``r = -.45``; not the point of an abbreviation (``Rs.5``, ``No.5``) or of dot leaders and
+    ellipses (``QTY......2``, ``10..15``)."""
+    return (
+        at > 0
+        and text[at - 1] == "."
+        and (at < 2 or not (text[at - 2].isalnum() or text[at - 2] == "."))
+    )
 
 
 def _sign(text: str, at: int) -> str:
@@ -169,19 +175,30 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     plain = _plain(text)
     for m in _RUN.finditer(plain):
         run, start = m.group("run"), m.start("run")
+        m_start: int | None = None
         sign = _sign(plain, m.start()) if m.group("sign") else "dash"
+        first = start  # where the run's first number is written, its sign aside
         values = [(start, m.end(), v) for v in _as_numbers(run)]
         if _leading_point(plain, start) and not m.group("sign") and run.isdigit():
-            values = [(start - 1, m.end(), ("0", run))]  # .5, $.99 (Rs.5, No.5: an abbreviation)
-        elif not values or (_EITHER.fullmatch(run) and not _POINT.fullmatch(run)):
+            first = start - 1  # .5, $.99, and with the dash before the point, -.45
+            values = [(first, m.end(), ("0", run))]
+            dash = first - 1
+            if dash >= 0 and plain[dash] in "-\u2013":
+                sign, m_start = _sign(plain, dash), dash
+        elif (
+            not values
+            or (_EITHER.fullmatch(run) and not _POINT.fullmatch(run))
+            or "，" in text[start : m.end()]
+        ):
             for s, e in _parts(run):
                 values += [(start + s, start + e, v) for v in _as_numbers(run[s:e])]
+        signed_from = m_start if first != start and m_start is not None else m.start()
         for s, e, (whole, frac) in values:
             signs = {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]
-            if s != start:
+            if s != first:
                 signs = [""]  # a sign belongs to the run's first number
             for mark in signs:
-                span = (m.start() if mark else s) + offset, e + offset
+                span = (signed_from if mark else s) + offset, e + offset
                 for spelling in _spellings(whole, frac, integer):
                     negative = mark + spelling if spelling.strip("0.") else spelling
                     if len(negative) <= MAX_NUMBER_BYTES:
@@ -229,6 +246,9 @@ _DAY = r"(?P<d>\d{1,2})(?!\d)(?:st|nd|rd|th)?"
 # A two-digit year is not an hour (``Mar 23 10:30``, ``1 Mar 18:00``).
 _YEAR = r"(?P<y>\d{4}(?!\d)|\d{2}(?![\d:]))"
 _YEAR4 = r"(?P<y>\d{4})(?!\d)"
+# Between a month's name and its year: a comma only before a four-digit year ("3 May, 45 people"
+# is no date, and "1 May, 18 June 2019" goes on to its second date).
+_BEFORE_YEAR = r"(?:[\s\-/.]*,[\s\-/.,]*(?=\d{4})|[\s\-/.]*)"
 _DATE_FORMS = [
     # 2018-03-23, 2018/3/23, 2018.03.23, 2018年3月23日
     re.compile(
@@ -242,7 +262,7 @@ _DATE_FORMS = [
     ),
     # 23 Mar 2018, 23-MAR-18, 23rd March, 2018
     re.compile(
-        r"(?<![\d\w])" + _DAY + r"[\s\-/.]*" + _MONTH + r"[\s\-/.,]*" + _YEAR,
+        r"(?<![\d\w])" + _DAY + r"[\s\-/.]*" + _MONTH + _BEFORE_YEAR + _YEAR,
         re.IGNORECASE,
     ),
     # Mar 23, 2018; March 23rd 2018 (a four-digit year: "May 3, 45 people" is no date)
@@ -255,7 +275,7 @@ _DATE_FORMS = [
 _RANGE_FORMS = [
     re.compile(
         r"(?<![\d\w])(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*[-\u2013]\s*(?P<d2>\d{1,2})(?:st|nd|rd|th)?"
-        r"[\s\-/.]*" + _MONTH + r"[\s\-/.,]*" + _YEAR,
+        r"[\s\-/.]*" + _MONTH + _BEFORE_YEAR + _YEAR,
         re.IGNORECASE,
     ),
     re.compile(
@@ -291,9 +311,6 @@ def dates(text: str, offset: int = 0) -> Readings:
     for form in [*_DATE_FORMS, *_RANGE_FORMS]:
         for m in form.finditer(plain):
             groups = m.groupdict()
-            between = plain[m.start() : m.start("y")]
-            if groups.get("mon") and len(groups["y"]) == 2 and "," in between:
-                continue  # "3 May, 45 people": a two-digit year isn't written after a comma
             year = _year(groups["y"])
             if groups.get("a") is not None:
                 a, b = int(groups["a"]), int(groups["b"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -141,10 +142,19 @@ def test_a_number_written_the_european_or_fullwidth_way_is_read_too(
         ("Temperature –5 °C", [b"-5"], [b"-5"]),  # an en dash as a sign
         # A Chinese comma between numbers is a list's (was 100200300); one comma not before
         # two digits or a thousands group may be either (was 2019.2020 alone).
-        ("价格分别为100，200，300元", [b"100", b"200", b"300"], [b"100", b"200", b"300"]),
+        (
+            "价格100，200，300元",
+            [b"100200300", b"100", b"200", b"300"],
+            [b"100200300", b"100", b"200", b"300"],
+        ),
         ("years 2019,2020", [b"2019.2020", b"2019.202", b"2019", b"2020"], [b"2019", b"2020"]),
-        # A point with nothing before it is a decimal point (was read 5 and 99).
+        # A point with nothing before it is a decimal point (was read 5 and 99), its sign kept;
+        # not a point of dot leaders or an ellipsis.
         (".5 mg, $.99", [b"0.5", b"0.99"], []),
+        ("r = -.45", [b"-0.45"], []),
+        ("QTY......2, pages 10..15", [b"2", b"10", b"15"], [b"2", b"10", b"15"]),
+        # "，" between digits: a thousands comma or a list's, both read.
+        ("12，345元", [b"12345", b"12", b"345"], [b"12345", b"12", b"345"]),
         # Longer than any number the tracker lets be written: begun, it could never end.
         ("IBAN 1234567890123456789012345 and 7", [b"7"], [b"7"]),
     ],
@@ -155,14 +165,7 @@ def test_numbers_a_reader_sees(
     assert [r.content for r in numbers(text).readings] == numbers_read
     assert [r.content for r in numbers(text, integer=True).readings] == integers_read
     for r in numbers(text).readings:
-        assert (
-            text[r.span[0] : r.span[1]]
-            .lstrip("-–")
-            .replace(",", "")
-            .replace(".", "")
-            .replace("'", "")
-            .isdigit()
-        )
+        assert re.sub(r"[,.'，．]", "", text[r.span[0] : r.span[1]].lstrip("-–")).isdigit()
 
 
 @pytest.mark.parametrize(
@@ -177,6 +180,7 @@ def test_numbers_a_reader_sees(
         ("２０１８／３／２３", [b"2018-03-23"]),
         ("2018 年 3 月 23 日", [b"2018-03-23"]),
         ("10-12 May, 45 people", []),  # no two-digit year after a comma
+        ("1 May, 18 June 2019", [b"2019-06-18"]),  # ... and the date after it is read
         ("2018-03-23 号码", [b"2018-03-23"]),  # the span stops before 号码 (test below)
     ],
 )
