@@ -123,11 +123,14 @@ def choose(
         mask = checks.mask()
         if not mask.any():
             return None
-        return int(np.argmax(np.where(mask, logits, -np.inf)))
+        best = int(np.argmax(np.where(mask, logits, -np.inf)))
+        # Every allowed logit -inf (a broken model file): argmax said 0, which may be refused.
+        return best if mask[best] else int(np.flatnonzero(mask)[0])
 
     z = logits.astype(np.float64) / temperature
-    # A NaN or infinite logit (a broken model file) leaves only the masked path below.
-    if top_p >= 1.0 and np.isfinite(z).all():
+    # A NaN or +inf logit (a broken model file) leaves only the masked path below (-inf is a
+    # weight of 0, as it should be).
+    if top_p >= 1.0 and not (np.isnan(z).any() or np.isposinf(z).any()):
         p = np.exp(z - z.max())
         for _ in range(_MAX_REJECTED_DRAWS):
             token = draw(p, rng)

@@ -120,7 +120,7 @@ def test_a_cold_temperature_samples_the_allowed_tokens_far_below_the_best(top_p:
 @pytest.mark.parametrize(
     "logits",
     [
-        [0.0, -np.inf, -np.inf, 0.0, 0.0],  # every allowed token impossible
+        [0.0, -np.inf, -np.inf, 0.0, 0.0],  # every allowed token impossible (greedy: 0)
         [np.inf, 0.0, 0.0, 0.0, 0.0],  # a refused token certain
         [0.0, np.nan, 0.0, 0.0, 0.0],
     ],
@@ -128,16 +128,11 @@ def test_a_cold_temperature_samples_the_allowed_tokens_far_below_the_best(top_p:
 def test_infinite_or_nan_logits_still_give_an_allowed_token(logits: list[float]) -> None:
     # The masked weights became NaN and a refused token was drawn (llama.cpp aborts on one).
     checks = FakeChecks(np.isin(np.arange(5), [1, 2]))
-    for top_p in (1.0, 0.9):
-        token = choose(
-            np.array(logits, dtype=np.float32),
-            checks,
-            1.0,
-            top_p,
-            np.random.default_rng(0),
-            GenerationStats(),
-        )
-        assert token in (1, 2)
+    rng, stats = np.random.default_rng(0), GenerationStats()
+    for temperature in (0.0, 1.0):  # greedy and sampled
+        for top_p in (1.0, 0.9):
+            array = np.array(logits, dtype=np.float32)
+            assert choose(array, checks, temperature, top_p, rng, stats) in (1, 2)
 
 
 def test_a_draw_at_the_very_top_is_a_token_with_weight() -> None:
