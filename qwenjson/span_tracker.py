@@ -292,9 +292,12 @@ class SpanTracker:
         if not least:
             return 0
         # Begun items count as written: what an open one still needs, its frames count.
-        begun = frame.index + (0 if top and frame.phase == 2 and not self._in_str else 1)
-        owed = max(least - begun, 0)
-        return owed * (self._tokens((*pattern, None), 0, 1) + 2) if owed else 0  # 2: ", "
+        waiting = top and frame.phase == 2 and not self._in_str  # after "[" or ",": none begun
+        owed = max(least - frame.index - (0 if waiting else 1), 0)
+        if not owed:
+            return 0
+        commas = owed - 1 if waiting else owed  # ", " two tokens each: after "[" or "," one less
+        return owed * self._tokens((*pattern, None), 0, 1) + 2 * commas
 
     # -- the byte machine --------------------------------------------------------------------------
 

@@ -1045,16 +1045,17 @@ def test_the_closing_reserve_counts_the_items_a_list_still_owes() -> None:
     # document that could close ran out of tokens (SmolLM2, minItems 4, 45 tokens).
     people = {"type": "array", "items": _named("city", "string", both=True), "minItems": 3}
     schema = {"type": "object", "properties": {"people": people}}
-    # Two bytes a token, the ", " and ": " between members (6 bytes) and the ", " before the
-    # item a byte a token.
-    item = (len(b'{"name": "", "city": ""}') - 6) // 2 + 6 + 2
+    # Two bytes a token, the ", " and ": " between members (6 bytes) a byte a token; and the
+    # ", " between items two tokens.
+    item, comma = (len(b'{"name": "", "city": ""}') - 6) // 2 + 6, 2
     g = _tracker(schema)
     g.accept(b'{"people": [')
-    assert g.closing_reserve() == 3 * item
+    assert g.closing_reserve() == 3 * item + 2 * comma
     g.accept(b'{"name": "A"')  # an item begun: its own members count, not the list's
-    assert g.closing_reserve() == 2 * item + (len(b', "city": ""') + 2) // 2  # (member: as ever)
-    g.accept(b', "city": "B"}, ')
-    assert g.closing_reserve() == 2 * item
+    member = (len(b', "city": ""') + 2) // 2  # (as ever)
+    assert g.closing_reserve() == 2 * (item + comma) + member
+    g.accept(b', "city": "B"}, ')  # (a comma written)
+    assert g.closing_reserve() == 2 * item + comma
     g.accept(b'{"name": "C", "city": "D"}, {"name": "E", "city": "F"}')
     assert g.closing_reserve() == 0
     # Numbers: each digit, and each ", " before one, a token (was a byte each: "0, 0, 0, 0"
@@ -1062,7 +1063,7 @@ def test_the_closing_reserve_counts_the_items_a_list_still_owes() -> None:
     numbers = {"type": "array", "items": {"type": "integer"}, "minItems": 4}
     g = _tracker({"type": "object", "properties": {"xs": numbers}})
     g.accept(b'{"xs": [')
-    assert g.closing_reserve() == 4 * (1 + 2)
+    assert g.closing_reserve() == 4 * 1 + 3 * comma
 
 
 def test_a_required_date_is_reserved_a_token_a_digit() -> None:
