@@ -148,7 +148,9 @@ def extract(
             "--require-evidence",
             help="Fail (exit 5) when a value that needs a source in the text has none: a "
             "required grounded string the model had to be pushed to, or a number the text "
-            "doesn't contain.",
+            "doesn't contain. Values abstention takes out (an optional or nullable object with "
+            "such a member, left out or null) don't count; with --no-grounding only the "
+            "fields marked x-grounded: true need a source.",
         ),
     ] = False,
     abstain_below: Annotated[
@@ -160,8 +162,8 @@ def extract(
             metavar="P",
             help="Leave out an optional string copied from the text (a required, nullable one "
             "becomes null) when the model's confidence in it is below P, as if the text had "
-            "none. 0 keeps them all, as --keep-empty does. The strings of a list of strings, "
-            "dates and numbers are kept.",
+            "none. 0 keeps them all, as --keep-empty does (which it can't be given with). The "
+            "strings of a list of strings, dates and numbers are kept.",
         ),
     ] = ABSTAIN_BELOW,
     pretty: Annotated[bool, typer.Option(help="Indent the JSON output.")] = False,
@@ -288,8 +290,9 @@ def extract(
         typer.Option(
             min=0,
             metavar="N",
-            help="Tokens each piece repeats from the end of the one before. [default: an "
-            "eighth of a piece]",
+            help="Tokens each piece repeats from the end of the one before, under half a piece "
+            "(at most --chunk-tokens, and what the context holds beside the prompt and "
+            "--max-tokens: checked before any record, exit 2). [default: an eighth of a piece]",
             show_default=False,
         ),
     ] = None,

@@ -97,6 +97,9 @@ def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOption
         raise UsageError(
             f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}"
         )
+    if options.get("keep_empty") is True and "abstain_below" in options:
+        # As --abstain-below with --keep-empty: the threshold would be ignored.
+        raise UsageError("abstain_below can't be used with keep_empty (it keeps every value)")
     record = RecordOptions(**{k: v for k, v in options.items() if k in _RECORD_OPTIONS})
     opts = ExtractOptions(**{k: v for k, v in options.items() if k not in _RECORD_OPTIONS})
     return opts, record

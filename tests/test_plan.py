@@ -455,6 +455,11 @@ class SchemaOnly:
         (lambda: extract("Ann", PERSON, instruction=5), UsageError, "instruction must be text"),
         (lambda: extract("Ann", PERSON, max_token=9), UsageError, "unknown option.*max_token\\b"),
         (lambda: extract("Ann", PERSON, offline="no"), UsageError, "offline must be True or"),
+        (
+            lambda: extract("Ann", PERSON, keep_empty=True, abstain_below=0.5),
+            UsageError,
+            "abstain_below can't be used with keep_empty",
+        ),
         (lambda: extract("Ann", {"properties": {1: {}}}), SchemaError, "the key 1 is not a str"),
         (lambda: extract("Ann", SchemaOnly), SchemaError, "no model_validate"),
     ],
