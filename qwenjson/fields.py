@@ -134,8 +134,9 @@ def required_keys(schema: Mapping[str, Any] | bool) -> dict[Pattern, tuple[str, 
 
 def value_floors(schema: Mapping[str, Any] | bool) -> dict[Pattern, int]:
     """The bytes of the shortest JSON value each path pattern of ``schema`` allows (``{"x":
-    ""}`` for an object that requires a string ``x``; the shortest of an ``enum``), for the
-    budget to reserve what closing a document really costs (``SpanTracker.closing_reserve``)."""
+    ""}`` for an object that requires a string ``x``; of an ``enum``, its longest label, which
+    steering can't shorten), for the budget to reserve what closing a document really costs
+    (``SpanTracker.closing_reserve``)."""
     return _Walker(schema, True, floors=True).floors
 
 
@@ -251,7 +252,9 @@ def _floor(floors: _Floors, node: Mapping[str, Any], depth: int) -> Size:
         return _json_size(node["const"])
     enum = node.get("enum")
     if isinstance(enum, list) and enum:
-        return min(_json_size(v) for v in enum)
+        # The longest label: steering shortens a string, a list or a branch (null), never the
+        # label the model is choosing (near the end of a budget it may begin a long one).
+        return max(_json_size(v) for v in enum)
     for key in ("anyOf", "oneOf"):
         branches = node.get(key)
         if isinstance(branches, list) and branches:

@@ -8,10 +8,13 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qwenjson import kvstate
+from qwenjson.engine import Engine
 from qwenjson.errors import EXIT_NO_VALID_OUTPUT
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, Extractor, open_model
@@ -345,6 +348,30 @@ def test_the_budget_keeps_room_for_a_required_object_still_to_come() -> None:
     r = extract("-s", json.dumps(schema), "--max-tokens", "70", "--no-cache", stdin=text)
     assert r.returncode == 0, r.stderr.decode()
     assert set(json.loads(r.stdout)["details"]) == set(names)
+
+
+def test_the_budget_keeps_room_for_the_longest_label_the_model_may_choose(
+    smol: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Steering can shorten a string, never the label the model is choosing: with the shortest
+    # label reserved, a model that prefers the long one (here SmolLM2 with its logits for
+    # pieces beginning with "d" raised by 8, a stand-in for such a model) wrote a note until the
+    # last few tokens, began the label and ran out: exit 5 at every budget from 40 to 80.
+    label = "delivered to the warehouse on time and in full condition, confirmed by the customer"
+    schema = {
+        "type": "object",
+        "properties": {"note": {"type": "string"}, "status": {"enum": ["q", label]}},
+        "required": ["note", "status"],
+    }
+    assert isinstance(smol, Engine)
+    favoured = np.array([smol.piece(t).lstrip(b'"').startswith(b"d") for t in range(smol.n_vocab)])
+    logits = kvstate.KVState.logits
+    monkeypatch.setattr(
+        kvstate.KVState, "logits", lambda self, row=-1: logits(self, row) + 8.0 * favoured
+    )
+    text = "The order was delivered to the warehouse on time. The driver left a signed receipt."
+    options = ExtractOptions(max_tokens=50, retries=0, grounding=False)
+    assert Extractor(schema, smol, options).run(text).data["status"] == label
 
 
 def test_the_budget_keeps_room_for_the_items_a_list_still_owes() -> None:
