@@ -163,9 +163,8 @@ def schema_fields(schema: Mapping[str, Any] | bool, *, default: bool = True) -> 
     comparison may, so required keys and floors stay those of the default)."""
     walker = _Walker(schema, True, floors=True)
     rules = walker.rules if default else grounding_rules(schema, default=False)
-    return SchemaFields(
-        rules, walker.required, walker.floors, walker.objects, walker.dense, walker.min_items
-    )
+    floors, dense = walker.floors, walker.dense
+    return SchemaFields(rules, walker.required, floors, walker.objects, dense, walker.min_items)
 
 
 def dense_bytes(text: str) -> int:
@@ -305,8 +304,7 @@ class _Walker:
         self.default = default
         self.rules: dict[Pattern, FieldRule] = {}
         self.required: dict[Pattern, tuple[str, ...]] = {}
-        self.floors: dict[Pattern, int] = {}
-        self.dense: dict[Pattern, int] = {}  # of the floors, where some are
+        self.sizes: dict[Pattern, Size] = {}  # of the shortest values (``value_floors``)
         self.min_items: dict[Pattern, int] = {}
         self.objects: dict[Pattern, Abstain] = {}
         # Worked out only for ``value_floors``: the rules' callers don't read them.
@@ -355,13 +353,22 @@ class _Walker:
 
     def _results(self) -> tuple[dict[Pattern, Any], ...]:
         """What the walk has found so far, taken away: the walker starts empty again."""
-        kept = self.rules, self.required, self.floors, self.objects, self.dense, self.min_items
-        self.rules, self.required, self.floors, self.objects = {}, {}, {}, {}
-        self.dense, self.min_items = {}, {}
+        kept = self.rules, self.required, self.sizes, self.objects, self.min_items
+        self.rules, self.required, self.sizes, self.objects, self.min_items = {}, {}, {}, {}, {}
         return kept
 
     def _restore(self, kept: tuple[dict[Pattern, Any], ...]) -> None:
-        (self.rules, self.required, self.floors, self.objects, self.dense, self.min_items) = kept
+        (self.rules, self.required, self.sizes, self.objects, self.min_items) = kept
+
+    @property
+    def floors(self) -> dict[Pattern, int]:
+        """The bytes of each pattern's shortest value."""
+        return {p: size.bytes for p, size in self.sizes.items()}
+
+    @property
+    def dense(self) -> dict[Pattern, int]:
+        """The dense bytes of each pattern's shortest value, where some are."""
+        return {p: size.dense for p, size in self.sizes.items() if size.dense}
 
     def walk(
         self, node: Any, pattern: Pattern, abstain: Abstain, name: str | None, depth: int
@@ -389,12 +396,7 @@ class _Walker:
     ) -> None:
         self._count()
         if self._floors is not None:
-            size = self._floors.of(node, depth)
-            self.floors[pattern] = size.bytes
-            if size.dense:
-                self.dense[pattern] = size.dense
-            else:
-                self.dense.pop(pattern, None)
+            self.sizes[pattern] = self._floors.of(node, depth)
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
@@ -408,13 +410,10 @@ class _Walker:
             inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in own_keys}
             inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
             # The anyOf's own: null may be the shortest.
-            floor, dense = self.floors.get(pattern), self.dense.get(pattern)
+            size = self.sizes.get(pattern)
             self.walk({**branch, **inherited}, pattern, inner, name, depth + 1)
-            if floor is not None:
-                self.floors[pattern] = floor
-            self.dense.pop(pattern, None)
-            if dense is not None:
-                self.dense[pattern] = dense
+            if size is not None:
+                self.sizes[pattern] = size
             return
         nullable = "null" in types
         rule_abstain: Abstain = "null" if abstain == "none" and nullable else abstain

@@ -71,7 +71,7 @@ def plan_pieces(
     if room < 16:
         return None  # hardly room for a word: the text is measured exactly, and likely refused
     whole = room if chunk_tokens is None else min(room, chunk_tokens)  # the most read at once
-    budget = min(room, DEFAULT_PIECE_TOKENS if chunk_tokens is None else chunk_tokens)
+    budget = _piece_budget(room, chunk_tokens)
     # An eighth: enough to hold a sentence or two of the piece before, so an item whose
     # sentence straddles a piece's end is whole in one of them (a choice, not a measurement).
     lap = budget // 8 if overlap is None else overlap
@@ -89,7 +89,7 @@ def check_overlap(extractor: Extractor, chunk_tokens: int | None, overlap: int) 
     only once a long one comes (``plan_pieces`` asks again for each text it splits)."""
     room = _room(extractor)
     if room >= 16:
-        _check_overlap(overlap, min(room, chunk_tokens or DEFAULT_PIECE_TOKENS))
+        _check_overlap(overlap, _piece_budget(room, chunk_tokens))
 
 
 def _room(extractor: Extractor) -> int:
@@ -98,6 +98,11 @@ def _room(extractor: Extractor) -> int:
     probe = "x"
     prompt = prompt_size(gen, extractor.messages(probe)) - gen.count_tokens(probe)
     return gen.n_ctx - extractor.options.max_tokens - prompt - _SEAM
+
+
+def _piece_budget(room: int, chunk_tokens: int | None) -> int:
+    """Most tokens of text in a piece: ``--chunk-tokens`` or the default, at most ``room``."""
+    return min(room, DEFAULT_PIECE_TOKENS if chunk_tokens is None else chunk_tokens)
 
 
 def _check_overlap(lap: int, budget: int) -> None:

@@ -170,10 +170,8 @@ class Extractor:
         self.prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema)
         self.generator = generator
         self.options = options or ExtractOptions()
-        fields = schema_fields(self.prepared.schema, default=self.options.grounding)
-        self.rules, self.required, self.floors = fields.rules, fields.required, fields.floors
-        self.objects = fields.objects
-        self.dense, self.min_items = fields.dense, fields.min_items
+        self.fields = schema_fields(self.prepared.schema, default=self.options.grounding)
+        self.rules = self.fields.rules
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -206,14 +204,7 @@ class Extractor:
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):
-            grounding = Grounding(
-                source,
-                self.rules,
-                self.required,
-                self.floors,
-                dense=self.dense,
-                min_items=self.min_items,
-            )
+            grounding = Grounding.from_fields(source, self.fields)
             result = self.generator.generate(
                 messages,
                 self.prepared.compiled.grammar,
@@ -274,7 +265,7 @@ class Extractor:
             validator=validator,
             abstain=not opts.keep_empty,
             abstain_below=opts.abstain_below,
-            objects=self.objects,
+            objects=self.fields.objects,
         )
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):

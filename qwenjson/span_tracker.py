@@ -23,7 +23,7 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from qwenjson.fields import FieldRule, Path, Pattern, dense_bytes
+from qwenjson.fields import FieldRule, Path, Pattern, SchemaFields, dense_bytes
 from qwenjson.readings import MAX_NUMBER_BYTES, Readings
 from qwenjson.source import SourceText
 
@@ -31,10 +31,6 @@ _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _SPACE = b" \t\r\n"
 _ENDS_SCALAR = b' \t\r\n",:{}[]'
 _NUMBER_START = b"-0123456789"
-# A longer number is refused here (never by the grammar: if the schema needs one, the grammar
-# alone decides); ``qwenjson.readings`` has why 24.
-_MAX_NUMBER_BYTES = MAX_NUMBER_BYTES
-
 # -- what is tracked -------------------------------------------------------------------------------
 
 
@@ -162,6 +158,18 @@ class SpanTracker:
 
     # -- forks -------------------------------------------------------------------------------------
 
+    @classmethod
+    def from_fields(cls, source: SourceText, fields: SchemaFields) -> Self:
+        """The tracker for ``source`` with all that ``schema_fields`` found in a schema."""
+        return cls(
+            source,
+            fields.rules,
+            fields.required,
+            fields.floors,
+            dense=fields.dense,
+            min_items=fields.min_items,
+        )
+
     def fork(self) -> Self:
         """An independent copy of the state (no records)."""
         twin = type(self).__new__(type(self))
@@ -209,7 +217,7 @@ class SpanTracker:
             and not self._in_str
             and _QUOTE not in piece
             and _COMMA not in piece
-            and self._scalar + len(piece) <= _MAX_NUMBER_BYTES
+            and self._scalar + len(piece) <= MAX_NUMBER_BYTES
             and (self._scalar > 0 or not any(b in _NUMBER_START for b in piece))
         ):
             return True
@@ -256,7 +264,7 @@ class SpanTracker:
     def closing_reserve(self) -> int:
         """Tokens the document needs at least to close from here, beyond the open brackets:
         the required members of open objects not written yet (``, "key": VALUE`` with the
-        shortest value the schema allows: ``""``, an enum's shortest label, a date's ten
+        shortest value the schema allows: ``""``, an enum's longest label, a date's ten
         characters, an object with its own required members), the value of a key just
         written, and the items an open list still owes its ``minItems``. Counted at two bytes
         a token, a digit and the characters next to it at a byte a token (``dense_bytes``),
@@ -388,7 +396,7 @@ class SpanTracker:
             self._start_value(number=True)
         if self._open is not None:
             self._open.content.append(byte)
-        return self._scalar <= _MAX_NUMBER_BYTES
+        return self._scalar <= MAX_NUMBER_BYTES
 
     def _start_value(self, number: bool) -> None:
         """Open the value starting here if its field is grounded: a string (its content comes

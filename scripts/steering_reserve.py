@@ -65,10 +65,7 @@ def reserve_for(key: str, value: dict[str, Any]) -> int:
         "properties": {"a": {"type": "string"}, key: value},
         "required": [key],
     }
-    f = schema_fields(schema)
-    g = Grounding(
-        SourceText("t"), f.rules, f.required, f.floors, dense=f.dense, min_items=f.min_items
-    )
+    g = Grounding.from_fields(SourceText("t"), schema_fields(schema))
     g.accept(b'{"a": "t"')
     return g.closing_reserve()
 
