@@ -133,7 +133,9 @@ def schema_check(
             lines.append(json.dumps(row, ensure_ascii=False))
         else:
             note = f"  ({use.note})" if use.note else ""
-            lines.append(f"{use.status:<16} {use.pointer or '/'} {use.keyword}{note}")
+            # A property name may hold a line break or an escape code: one row per keyword.
+            where = _printable(use.pointer or "/")
+            lines.append(f"{use.status:<16} {where} {_printable(use.keyword)}{_printable(note)}")
     if lines:
         write_document("\n".join(lines))
     unsupported = [u for u in uses if u.status == "unsupported"]

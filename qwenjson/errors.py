@@ -50,6 +50,7 @@ class SchemaError(QwenJsonError):
 
     def __init__(self, message: str, pointer: str | None = None) -> None:
         self.pointer = pointer
+        self.problem = message  # without the pointer, for a message that names its own place
         if pointer is not None:
             message = f"{message} (at {pointer or '/'})"
         super().__init__(message)

@@ -74,12 +74,37 @@ def read_schema(source: str | Path) -> Schema:
     elif isinstance(source, str) and (
         source.lstrip()[:1] in ("{", "[") or source in ("true", "false")
     ):
-        text, origin = str(source), "inline schema"
+        try:
+            return parse_schema_text(source, "inline schema")
+        except SchemaError as e:
+            raise _braced_concise(source, e) from e
     elif _exists(path):
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
     else:
         return _concise_schema(str(source))
     return parse_schema_text(text, origin)
+
+
+def _braced_concise(source: str, error: SchemaError) -> SchemaError:
+    """``error`` (inline JSON that isn't), with a hint when ``source`` is the concise syntax in
+    braces (``'{name, age int}'``): its top level is already an object, so it is read as JSON."""
+    from qwenjson.dsl import DslError, parse_dsl
+
+    inner = source.strip()
+    braced = inner.startswith("{") and inner.endswith("}")
+    if not braced or not isinstance(error.__cause__, json.JSONDecodeError):
+        return error
+    if inner[1:-1].lstrip()[:1] == '"':  # '{"type": "object",}': JSON with a slip in it
+        return error
+    try:
+        parse_dsl(inner[1:-1])
+    except DslError:
+        return error
+    hint = (
+        f"; read as JSON since it begins with '{{': in the concise syntax the top level is "
+        f"already an object, so write {inner[1:-1].strip()!r}"
+    )
+    return SchemaError(str(error) + hint)
 
 
 def _exists(path: Path) -> bool:

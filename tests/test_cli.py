@@ -280,3 +280,13 @@ def test_library_import_does_not_load_cli() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_schema_check_shows_control_characters_in_names_as_escapes(run: Callable[..., Run]) -> None:
+    # A key with a line break split one row in two; an escape code reached the terminal.
+    r = run("schema", "check", '{"properties": {"a\\nb": {"type": "string"}, "c\\u001bd": {}}}')
+    assert r.code == 0, r.err
+    rows = r.out.splitlines()
+    assert "enforced         /properties/a\\nb type" in rows
+    assert not any("\x1b" in row for row in rows)
+    assert all(row.split()[0] in ("enforced", "annotation", "validated-after") for row in rows)

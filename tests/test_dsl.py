@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -471,10 +472,15 @@ ERRORS: list[tuple[str, str]] = [
     ("a @", "unexpected character '@' at column 3\na @\n  ^"),
     ("a 1.5x", "unexpected character 'x' after a number at column 6\na 1.5x\n     ^"),
     ("a 1.2.3", "unexpected '.' (a range is written lo..hi) at column 6\na 1.2.3\n     ^"),
-    ("a 5", "expected a type, found 5; an enum needs two values: a|b at column 3\na 5\n  ^"),
+    (
+        "a 5",
+        "expected a type, found 5; an enum needs two values (a|b), and one allowed value is "
+        'written in quotes ("5") at column 3\na 5\n  ^',
+    ),
     (
         "a null",
-        "expected a type, found null; an enum needs two values: a|b at column 3\na null\n  ^",
+        "expected a type, found null; an enum needs two values (a|b), and one allowed value is "
+        'written in quotes ("null") at column 3\na null\n  ^',
     ),
     ("a ..x", "expected a number after '..' at column 5\na ..x\n    ^"),
     (
@@ -1206,3 +1212,99 @@ def test_a_number_too_small_for_a_double_is_refused_not_read_as_zero(text: str) 
     with pytest.raises(DslError, match="too small for a double"):
         parse_dsl(text)
     assert parse_dsl("a float 0e5..")["properties"]["a"]["minimum"] == 0
+
+
+def test_a_group_over_lines_leaves_the_top_level_a_one_line_list() -> None:
+    # Any line break made every top-level description run to the end of its line: `age` went
+    # into name's description, silently (exit 0).
+    got = parse_dsl("people [{\n  n, role\n}], name: full name, age int")
+    assert list(got["properties"]) == ["people", "name", "age"]
+    assert got["properties"]["name"] == {**S, "description": "full name"}
+    # A line break between top-level fields still makes descriptions run to the line's end.
+    got = parse_dsl("bio: a short bio, in English\nage int")
+    assert got["properties"]["bio"] == {**S, "description": "a short bio, in English"}
+
+
+@pytest.mark.parametrize(
+    ("text", "swallowed"),
+    [
+        ("name: full name, age int,\n  email email", "age int"),
+        ("a\nname: full name, tags [str] ..3", "tags [str] ..3"),
+        ("a\nbio: short, born? date", "born? date"),
+    ],
+)
+def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
+    text: str, swallowed: str
+) -> None:
+    with pytest.raises(DslError, match=re.escape(f"takes in {swallowed!r}")):
+        parse_dsl(text)
+
+
+@pytest.mark.parametrize(
+    "description", ["a short bio, in text", "the title, as quote", "one, two and three"]
+)
+def test_prose_with_commas_on_a_line_of_its_own_is_a_description(description: str) -> None:
+    got = parse_dsl(f"bio: {description}\nage int")
+    assert got["properties"]["bio"]["description"] == description
+
+
+@pytest.mark.parametrize("text", ["tags [str], 1..5", "age int, 0..150", "a, -1..1"])
+def test_a_range_after_a_comma_is_refused_not_a_field_named_by_a_number(text: str) -> None:
+    # It was a required string field named "1" (or "0"), exit 0.
+    with pytest.raises(DslError, match="a range follows its field's type with no comma"):
+        parse_dsl(text)
+
+
+@pytest.mark.parametrize(
+    "description",
+    ["text 3 sentences at most", "date 2 weeks after the order", "time 24h", "int 8 bits"],
+)
+def test_a_type_word_then_words_is_a_description(description: str) -> None:
+    # Only a type alone, in brackets, or with a range, '|' or '?' after it reads as a type.
+    got = parse_dsl(f"x: {description}, y")
+    assert got["properties"]["x"]["description"] == description
+
+
+def test_the_comma_hint_is_only_for_an_error_at_the_next_name() -> None:
+    with pytest.raises(DslError) as e:
+        parse_dsl("bio: short, age int 5..1")
+    assert e.value.problem == "empty range: 5 is more than 1"
+    with pytest.raises(DslError, match="ends at the next comma"):
+        parse_dsl("bio: short, mood happy")  # ambiguous: "short, mood happy" may be prose
+
+
+def test_a_hash_is_named_as_no_comment() -> None:
+    with pytest.raises(DslError, match="has no comments"):
+        parse_dsl("sentiment positive|neutral|negative          # an enum")
+
+
+def test_a_value_where_a_type_goes_says_to_quote_it() -> None:
+    with pytest.raises(DslError, match=re.escape('written in quotes ("02134")')):
+        parse_dsl("zip 02134")
+    assert parse_dsl('zip "02134"')["properties"]["zip"]["enum"] == ["02134"]
+
+
+def test_names_equal_after_nfc_are_duplicates() -> None:
+    with pytest.raises(DslError, match="the same text after NFC normalization"):
+        parse_dsl("caf\u00e9, cafe\u0301")
+
+
+def test_the_readme_examples_are_schemas_without_their_notes() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### `qwenjson schema dsl 'CONCISE SCHEMA'`", 1)[1]
+    block = block.split("```\n", 2)[1]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert len(lines) >= 10
+    for line in lines:
+        schema = re.split(r"\s+# ", line, maxsplit=1)[0].strip()
+        jsonschema.Draft202012Validator.check_schema(parse_dsl(schema))
+
+
+def test_a_braced_concise_schema_read_as_json_says_why() -> None:
+    from qwenjson.validate import load_schema
+
+    with pytest.raises(SchemaError, match=re.escape("so write 'name, age int'")):
+        load_schema("{name, age int}")
+    with pytest.raises(SchemaError) as e:
+        load_schema('{"type": "object",}')  # JSON with a slip: no concise hint
+    assert "concise" not in str(e.value)

@@ -267,3 +267,17 @@ def test_the_report_of_an_unknown_dialect_is_the_refusal() -> None:
     uses = check_schema({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"})
     assert [(u.pointer, u.keyword, u.status) for u in uses] == [("", "$schema", "unsupported")]
     assert "unknown $schema" in uses[0].note
+
+
+def test_notes_name_no_place_of_their_own_and_say_what_x_grounded_does() -> None:
+    # The row has the place; a note said "(at /)" of a nested pattern the compiler had tried.
+    schema = {"properties": {"a": {"type": "string", "pattern": "(?<=a)b"}}}
+    (use,) = [u for u in check_schema(schema) if u.keyword == "pattern"]
+    assert (use.pointer, use.status) == ("/properties/a", "validated-after")
+    assert "lookbehind" in use.note and "(at " not in use.note
+    remote = {"properties": {"a": {"$ref": "http://example.com/x.json"}}}
+    (use,) = [u for u in check_schema(remote) if u.keyword == "$ref"]
+    assert (use.pointer, use.status) == ("/properties/a", "unsupported")
+    assert "(at " not in use.note
+    # `n int derived` is x-grounded false on an integer: the note speaks of numbers too.
+    assert "number" in KEYWORDS["x-grounded"].note

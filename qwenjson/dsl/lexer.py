@@ -104,7 +104,6 @@ class DslError(SchemaError):
         line_end = text.find("\n", offset)
         if line_end == -1:
             line_end = len(text)
-        self.problem = problem
         self.offset = offset
         self.line = text.count("\n", 0, offset) + 1
         self.column = offset - line_start + 1
@@ -114,6 +113,7 @@ class DslError(SchemaError):
         )
         caret = _caret_padding(self.source_line[: self.column - 1]) + "^"
         super().__init__(f"{problem} at {where}\n{self.source_line}\n{caret}")
+        self.problem = problem  # (SchemaError's: the message without its place)
 
 
 def _caret_padding(before: str) -> str:
@@ -185,6 +185,8 @@ def scan(text: str, pos: int) -> Token:
         return scan_number(text, pos)
     if is_word_start(ch):
         return scan_word(text, pos)
+    if ch == "#":
+        raise DslError("unexpected character '#' (the concise syntax has no comments)", text, pos)
     raise DslError(f"unexpected character {ch!r}", text, pos)
 
 
@@ -332,6 +334,7 @@ def value_type(value: object) -> str:
     return "number" if isinstance(value, float) else json_type_of(value)
 
 
+_RANGE_START = re.compile(r"(-?\d+(\.\d+)?\s*)?\.\.")
 _TYPE_WORD = re.compile(r"(\[\s*)?([\w-]+)\s*(.*)", re.DOTALL)
 
 
@@ -345,7 +348,8 @@ def looks_typed(description: str) -> bool:
     bracket, rest = m.group(1), m.group(3)
     if bracket or not rest or rest[0] in "|?？]":  # (？: the full-width '?' a Chinese IME types)
         return True
-    return re.match(r"-?\d|\.\.", rest) is not None
+    # A range, not any digit: `summary: text 3 sentences at most` is a description.
+    return _RANGE_START.match(rest) is not None
 
 
 _TYPE_WORDS = frozenset(TYPE_NAMES) | frozenset(FORMAT_NAMES) | frozenset(GROUNDING_NAMES)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from qwenjson.dsl.lexer import (
     CLOSERS,
+    COMMAS,
     DERIVABLE,
     DERIVED,
     DRAFT_2020_12,
@@ -71,8 +74,7 @@ class _Parser:
     def parse(self) -> Schema:
         if not self.text.strip():
             raise self.fail("empty schema: expected fields such as 'name, age int'", 0)
-        one_line = "\n" not in self.text.strip()
-        properties, required = self.fields(None, one_line)
+        properties, required = self.fields(None, not _top_level_spans_lines(self.text))
         return {"$schema": DRAFT_2020_12, **_object(properties, required)}
 
     def fields(self, closer: str | None, one_line: bool) -> tuple[Schema, list[str]]:
@@ -97,9 +99,15 @@ class _Parser:
             try:
                 name, optional, schema = self.field(one_line)
             except DslError as e:
-                raise self._after_description(e, one_line, after_raw) from None
+                raise self._after_description(e, one_line, after_raw, name_tok) from None
             if name in properties:
                 raise self.fail(f"duplicate field name {name!r}", name_tok.start)
+            if (same := _same_name(name, properties)) is not None:
+                raise self.fail(
+                    f"field name {name!r} is {same!r} spelled with other Unicode code points "
+                    "(the same text after NFC normalization): use one spelling",
+                    name_tok.start,
+                )
             properties[name] = schema
             if not optional:
                 required.append(name)
@@ -117,10 +125,20 @@ class _Parser:
                     after.start,
                 )
 
-    def _after_description(self, error: DslError, one_line: bool, raw_end: int | None) -> DslError:
-        """``error`` in the field right after an unquoted description of a one-line list: most
-        likely a description with a comma in it (``title: Mr., Mrs.``); say how to keep one."""
+    def _after_description(
+        self, error: DslError, one_line: bool, raw_end: int | None, name: Token
+    ) -> DslError:
+        """``error`` in the field right after an unquoted description of a one-line list, at its
+        name or the token after it: most likely a description with a comma in it (``title:
+        Mr., Mrs.``); say how to keep one. An error further on (``bio: short, age int 5..1``'s
+        range) is about a field that reads as one, and gets no hint."""
         if not one_line or raw_end is None or error.offset < raw_end:
+            return error
+        try:
+            after_name = scan(self.text, name.end).end
+        except DslError:
+            after_name = len(self.text)  # the error is at the name's end, then
+        if error.offset >= after_name:
             return error
         hint = (
             "; a description on a one-line list ends at the next comma (quote it: "
@@ -135,6 +153,13 @@ class _Parser:
             if tok.kind == "{" and self.depth == 0:
                 hint = " (the top level is already an object: write 'a, b int', not '{a, b int}')"
             raise self.fail(f"expected a field name, found {describe(tok)}{hint}", tok.start)
+        if tok.kind == NUMBER and self.peek().kind == "..":
+            # `tags [str], 1..5`: a comma too many, and the range would make a field named "1".
+            raise self.fail(
+                f"a range {tok.text}.. where a field name goes: a range follows its field's type "
+                "with no comma in between (n int 1..5)",
+                tok.start,
+            )
         name: str = tok.value if tok.kind == STRING else tok.text
         optional = False
         if self.peek().kind == "?":
@@ -161,6 +186,13 @@ class _Parser:
         self.raw_end = end
         if not value:
             raise self.fail("expected a description after ':'", colon.end)
+        if not one_line and (swallowed := _swallowed_field(value)) is not None:
+            raise self.fail(
+                f"this description (which runs to the end of its line, as this schema has "
+                f"several lines) takes in {swallowed!r}, which reads as a field of its own: "
+                "put each field on a line of its own, or quote the description",
+                start,
+            )
         if looks_typed(value):
             typed = f"{name} {value}"
             if value.endswith(("?", "？")):  # `due: date?`: the '?' goes after the name
@@ -291,13 +323,16 @@ class _Parser:
                 break
             self.advance()
         if len(values) == 1 and first.kind != STRING:
-            if first.kind == WORD and first.text not in LITERALS:
+            if first.kind == WORD and first.text not in LITERALS and not first.text[0].isdigit():
                 problem = (
                     f"unknown type {first.text!r}: use str int float bool date time datetime "
                     "email uri uuid, {…}, [type], or a|b|c for an enum"
                 )
-            else:
-                problem = f"expected a type, found {first.text}; an enum needs two values: a|b"
+            else:  # `zip 02134`: a value where the type goes
+                problem = (
+                    f"expected a type, found {first.text}; an enum needs two values (a|b), and "
+                    f'one allowed value is written in quotes ("{first.text}")'
+                )
             raise self.fail(problem, first.start)
         return {"type": enum_type(values), "enum": values}
 
@@ -347,6 +382,85 @@ class _Parser:
             schema[keys[0]] = rng.low
         if rng.high is not None:
             schema[keys[1]] = rng.high
+
+
+def _top_level_spans_lines(text: str) -> bool:
+    """Whether the top level is written over several lines: a line break between its fields,
+    not only inside a ``{…}`` or ``[…]`` written over lines (``people [{⏎ n, role⏎}], name:
+    full name, age int`` is a one-line list whose descriptions end at commas). Where the text is
+    no tokens throughout (``Mrs.`` after a comma), any line break counts, as it always did."""
+    depth = 0
+    pos = 0
+    try:
+        while True:
+            tok = scan(text, pos)
+            if tok.kind == EOF:
+                return False
+            pos = tok.end
+            # A line break between fields (not a leading or trailing one).
+            if (
+                tok.kind == NEWLINE
+                and depth == 0
+                and text[: tok.start].strip()
+                and text[pos:].strip()
+            ):
+                return True
+            if tok.kind in OPENERS:
+                depth += 1
+            elif tok.kind in CLOSERS:
+                depth = max(depth - 1, 0)
+            elif tok.kind == ":" and not text.startswith('"', skip_spaces(text, pos)):
+                pos = read_raw(text, pos, commas_end=True)[1]
+    except DslError:
+        return "\n" in text.strip()
+
+
+# A part of a description, after a comma, that reads as a field: a name, then a type other than
+# the everyday words (`str`, `text`, `quote`: "…, in text" is prose). `name: full name, age int`
+# on one line of a schema of several lines was one field whose description took `age int` in,
+# silently.
+_FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)\??\s+(.+)", re.DOTALL)
+_EVERYDAY_TYPES = frozenset({"str", "text", "quote"})
+
+
+def _swallowed_field(description: str) -> str | None:
+    """The first part of ``description`` after a comma (outside brackets) that reads as a typed
+    field (``age int 0..150``, ``email email``, ``tags [int]``), or None."""
+    depth = 0
+    start = None
+    parts: list[str] = []
+    for i, ch in enumerate(description):
+        if ch in OPENERS:
+            depth += 1
+        elif ch in CLOSERS:
+            depth = max(depth - 1, 0)
+        elif ch in COMMAS and depth == 0:
+            if start is not None:
+                parts.append(description[start:i])
+            start = i + 1
+    if start is not None:
+        parts.append(description[start:])
+    for part in parts:
+        m = _FIELD_LIKE.fullmatch(part.strip())
+        if m is None:
+            continue
+        rest = m.group(2).strip()
+        word = re.match(r"[\w-]+", rest)  # (`tags [str]` is a list: typed)
+        if word is not None and word.group() in _EVERYDAY_TYPES:
+            continue
+        if looks_typed(rest):
+            return part.strip()
+    return None
+
+
+def _same_name(name: str, properties: Schema) -> str | None:
+    """A name already in ``properties`` that is ``name`` after NFC normalization (``café``
+    typed with a combining accent), or None: two fields that print alike are a mistake."""
+    key = unicodedata.normalize("NFC", name)
+    for other in properties:
+        if unicodedata.normalize("NFC", other) == key:
+            return str(other)
+    return None
 
 
 def _spans_lines(text: str, pos: int) -> bool:

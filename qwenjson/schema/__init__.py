@@ -106,16 +106,17 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
     try:
         compiler.compile()
     except UnsupportedKeywordError as e:
-        marks[(e.pointer or "", e.keyword)] = ("unsupported", e.message)
+        # The report names the place in its own column.
+        marks[(e.pointer or "", e.keyword)] = ("unsupported", e.problem)
     except SchemaError as e:
         # A refusal (remote $ref, unsatisfiable, malformed) is listed at its place as well.
         pointer = e.pointer or ""
         parent, _, last = pointer.rpartition("/")
         last = unescape_token(last)
         if last and static_status(last) != _UNKNOWN:
-            marks[(parent, last)] = ("unsupported", str(e))
+            marks[(parent, last)] = ("unsupported", e.problem)
         else:
-            marks[(pointer, "schema")] = ("unsupported", str(e))
+            marks[(pointer, "schema")] = ("unsupported", e.problem)
     return build_report(schema, marks, compiler.index.nodes)
 
 

@@ -137,9 +137,9 @@ TABLE: tuple[Keyword, ...] = (
     Keyword(
         "x-grounded",
         "annotation",
-        _STR,
-        note="extract: true, the string is copied from the input text (grounded); "
-        "false, written by the model",
+        frozenset({"string", "number"}),  # (integers are numbers: `n int derived`)
+        note="extract: true, the value comes from the input text (a string copied, a number "
+        "or date read); false, the model writes or works it out",
         inert=True,
     ),
 )

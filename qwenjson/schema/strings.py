@@ -97,7 +97,7 @@ class StringRules(Flattener):
                 pointer.rsplit("/", 1)[0],
                 keyword,
                 "validated-after",
-                f"not expressible in the grammar ({e.message}); checked afterwards",
+                f"not expressible in the grammar ({e.problem}); checked afterwards",
             )
             return None
         except SchemaError as e:
