@@ -172,6 +172,14 @@ def run_batch(
     return batch.run(lines, on_record)
 
 
+def _input_differs(line_no: int) -> UsageError:
+    # Deleting the checkpoint alone, a run appending (`>> out`) writes its records again.
+    return UsageError(
+        f"the input differs from the one the checkpoint was made for (at line {line_no}): to "
+        "start over, delete the checkpoint and the output (and --errors file) it was kept with"
+    )
+
+
 class _BatchSink:
     """What the batch does with one record's results: its output lines (``--each`` items go out
     at once, a document when the record has succeeded), finished pieces (logged), notices, and
@@ -286,10 +294,7 @@ class _Batch:
                 if line_no == resume.line and recorded is None:
                     recorded = resume.input_digest
                 if recorded is not None and digest != recorded:
-                    raise UsageError(
-                        f"the input differs from the one the checkpoint was made for (at line "
-                        f"{line_no}): delete the checkpoint to start over"
-                    )
+                    raise _input_differs(line_no)
                 self.report.resumed += 1
                 if on_record is not None:
                     on_record(line_no, None)
@@ -297,10 +302,7 @@ class _Batch:
             self.executor.check_total()
             finished = resume.pieces if line_no == resume.line + 1 else []
             if finished and digest != resume.pieces_digest:
-                raise UsageError(
-                    f"the input differs from the one the checkpoint was made for (at line "
-                    f"{line_no}): delete the checkpoint to start over"
-                )
+                raise _input_differs(line_no)
             try:
                 # A document (one text, checkpointed) had its BOM taken when it was read: a
                 # second one is the text's own.

@@ -124,7 +124,7 @@ def _extract_jsonl(
 ) -> None:
     """The records of ``source`` through ``runner`` (here, or an executor elsewhere); the
     checkpoint named by ``fingerprint()``, asked for only when there is one."""
-    from qwenjson.batch import ErrorLog, run_batch
+    from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch
     from qwenjson.checkpoint import Checkpoint
     from qwenjson.records import BatchOptions, count_lines, read_lines
     from qwenjson.stream import stream_fd
@@ -146,24 +146,41 @@ def _extract_jsonl(
     fd = stream_fd(source)
     show_bar = not quiet and console.stderr.is_terminal
     total = count_lines(fd) if show_bar and fd is not None else None
+    unended: list[int] = []  # a last line with no line end, left for the next run
     try:
         with console.batch_progress(total, enabled=not quiet) as bar:
-            run_batch(
-                read_lines(source),
-                runner,
-                options,
-                errors=errors,
-                checkpoint=checkpoint,
-                on_text=bar.on_text if bar is not None else None,
-                on_record=bar.on_record if bar is not None else None,
-                notice=None if quiet else console.warning,
-                input_fd=fd,
-                on_piece=bar.on_piece if bar is not None else None,
-            )
+            try:
+                report = run_batch(
+                    read_lines(source, unended.append if checkpoint is not None else None),
+                    runner,
+                    options,
+                    errors=errors,
+                    checkpoint=checkpoint,
+                    on_text=bar.on_text if bar is not None else None,
+                    on_record=bar.on_record if bar is not None else None,
+                    notice=None if quiet else console.warning,
+                    input_fd=fd,
+                    on_piece=bar.on_piece if bar is not None else None,
+                )
+            except SomeRecordsFailed as e:
+                if unended:  # the batch's own failures first
+                    raise SomeRecordsFailed(f"{e}; {_unended(unended[0])}", e.report) from None
+                raise
+        if unended:
+            raise SomeRecordsFailed(_unended(unended[0]), report)
     finally:
         errors.close()
         if checkpoint is not None:
             checkpoint.close()
+
+
+def _unended(line: int) -> str:
+    # Exit 8: the line is not logged, so the next run reads it once whatever writes the file
+    # has ended it (read half-written and logged, it stopped every later run).
+    return (
+        f"line {line} has no line end yet: not read, nor logged (the next run reads it once it "
+        "ends with a line break)"
+    )
 
 
 def _extract_document(runner: Runner, text: str, settings: Settings) -> None:

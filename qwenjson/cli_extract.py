@@ -467,22 +467,24 @@ def extract(
         cli_drivers.drive_ray(run, spec, settings, source)
         return
     _warn_about_build(quiet)
-    with console.download_progress("Downloading model", enabled=not quiet) as progress:
-        generator = open_model(
-            model,
-            offline=offline,
-            threads=threads,
-            prompt_threads=prompt_threads,
-            n_ctx=ctx,
-            progress=progress,
-            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        )
-    try:
+    generator = None
+    try:  # (closed here even when Ctrl-C comes as the progress bar closes)
+        with console.download_progress("Downloading model", enabled=not quiet) as progress:
+            generator = open_model(
+                model,
+                offline=offline,
+                threads=threads,
+                prompt_threads=prompt_threads,
+                n_ctx=ctx,
+                progress=progress,
+                cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+            )
         plan = Plan(schema_value, model_sha256(generator), ctx, options, record, layout, job=job)
         runner = Runner(plan, generator, Limits(timeout, total_timeout, started))
         cli_drivers.drive(runner, settings, text, source)
     finally:
-        generator.close()
+        if generator is not None:
+            generator.close()
 
 
 def _check_utf8(name: str, value: str | None) -> None:

@@ -218,22 +218,39 @@ def read_bounded(stream: BinaryIO, what: str) -> bytes:
     return data
 
 
-def read_lines(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+def read_lines(
+    stream: BinaryIO | Iterable[bytes], on_unended: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
 
     A line longer than ``MAX_INPUT_BYTES`` is yielded cut to ``MAX_INPUT_BYTES + 1`` bytes, the
     rest of it read and dropped, so that ``parse_record`` fails that record alone (with
     ``--on-error record`` the batch goes on). Past ``_SKIP_BYTES`` without a line end the
-    stream isn't JSONL (``/dev/zero``): an InputError.
+    stream isn't JSONL (``/dev/zero``): an InputError, as is a failed read (an I/O error).
+
+    With ``on_unended``, a last line with no line end is not yielded: ``on_unended`` gets its
+    number. A checkpointed batch asks for that, since a writer may still be adding to the line
+    (a record read half-written and logged would stop every later run at "the input differs").
     """
     readline = getattr(stream, "readline", None)
     # Two bytes past the limit: a line of exactly MAX_INPUT_BYTES is read with its "\r\n" (with
     # one, it stopped at the "\r" and counted as too long where the same line with "\n" wasn't).
     lines = iter(lambda: readline(MAX_INPUT_BYTES + 2), b"") if readline else iter(stream)
-    for line_no, raw in enumerate(lines, 1):
+    line_no = 0
+    while True:
+        try:
+            raw = next(lines, None)
+        except OSError as e:
+            raise InputError(f"cannot read line {line_no + 1}: {e.strerror or e}") from e
+        if raw is None:
+            return
+        line_no += 1
         ended = raw.endswith(b"\n")
         if ended:
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        elif on_unended is not None and len(raw) <= MAX_INPUT_BYTES:
+            on_unended(line_no)  # (shorter than the limit without a line end: the stream's end)
+            return
         if len(raw) > MAX_INPUT_BYTES:
             if readline is not None and not ended:
                 _skip_line(readline, f"line {line_no}")
@@ -249,7 +266,10 @@ def _skip_line(readline: Callable[[int], bytes], what: str) -> None:
     """Read up to the end of the current line (or of the stream), in blocks of 1 MiB."""
     skipped = 0
     while skipped <= _SKIP_BYTES:
-        block = readline(1 << 20)
+        try:
+            block = readline(1 << 20)
+        except OSError as e:
+            raise InputError(f"cannot read {what}: {e.strerror or e}") from e
         if not block or block.endswith(b"\n"):
             return
         skipped += len(block)

@@ -7,6 +7,7 @@ element of the top-level ``"items"`` array the moment its closing character is s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import select
@@ -50,11 +51,15 @@ def signals_held() -> Iterator[None]:
     if _holding or threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = [sig for sig in _HELD if signal.getsignal(sig) is not None]
+    # (An ignored signal needs no holding; held, it would end a blocked write for nothing.)
+    held = [sig for sig in _HELD if signal.getsignal(sig) not in (None, signal.SIG_IGN)]
     previous = {sig: signal.signal(sig, _defer) for sig in held}
     _holding = True
+    abandoned: _WriteAbandoned | None = None
     try:
         yield
+    except _WriteAbandoned as e:
+        abandoned = e
     finally:
         _holding = False
         for sig, handler in previous.items():
@@ -63,6 +68,16 @@ def signals_held() -> Iterator[None]:
         _pending.clear()
         for sig in pending:
             signal.raise_signal(sig)
+    if abandoned is not None:  # the signal's handler didn't end the program: say what was lost
+        raise OutputError(str(abandoned), stdout=abandoned.stdout)
+
+
+class _WriteAbandoned(Exception):
+    """A held signal came while a pipe's reader took nothing: the line is given up, unwritten."""
+
+    def __init__(self, message: str, stdout: bool) -> None:
+        super().__init__(message)
+        self.stdout = stdout
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,15 @@ def write_whole(out: BinaryIO, data: bytes) -> None:
     raw file, whose ``write`` may take only part of the data and say so: a full disk took 985
     of 1037 bytes without an error, and a signal interrupting a write to a full pipe ended it
     early. The rest is written until all is, or the write raises.
+
+    With signals held, a pipe, socket or terminal is written as it takes the data, so that a
+    reader that stops reading can't hold a signal off for ever (the process could only be
+    killed with SIGKILL, and ``--total-timeout`` never fired; see ``_write_while_held``).
     """
+    fd = stream_fd(out)
+    if _holding and fd is not None and _may_block(fd):
+        _write_while_held(out, fd, data)
+        return
     done = 0
     while done < len(data):
         n = out.write(data[done:] if done else data)
@@ -157,6 +180,50 @@ def write_whole(out: BinaryIO, data: bytes) -> None:
             continue
         done += n
     out.flush()
+
+
+# How often a write waiting on a full pipe looks for a held signal (a signal interrupts the
+# wait at once, as the select call returns to run its handler; this bounds nothing else).
+_WAIT_S = 0.2
+
+
+def _may_block(fd: int) -> bool:
+    """Whether a write to ``fd`` can wait on a reader: a pipe, a socket or a terminal."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+def _write_while_held(out: BinaryIO, fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` as the reader takes it; give it up if a held signal is waiting.
+
+    Each ``os.write`` is at most ``PIPE_BUF`` bytes, made when ``select`` says the pipe has room:
+    a pipe with a free buffer takes that much at once, all or nothing, so a write never blocks
+    and a line is never half out when it is given up. Given up, unwritten, when a held signal
+    waits and nothing of the line is out yet; once part of it is (a line longer than
+    ``PIPE_BUF``), only at a second signal, since the reader would then see half a line.
+    """
+    out.flush()  # whatever the stream holds goes first (each line is flushed: nothing, as a rule)
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        _, ready, _ = select.select([], [fd], [], _WAIT_S)
+        if not ready:
+            if _pending and (done == 0 or len(_pending) > 1):
+                target = "stdout" if fd == _stdout_fd() else "the output"
+                raise _WriteAbandoned(
+                    f"{target} took nothing while a signal waited: a line was not written",
+                    stdout=target == "stdout",
+                )
+            continue
+        with contextlib.suppress(BlockingIOError):  # (a non-blocking pipe another filled)
+            done += os.write(fd, view[done : done + select.PIPE_BUF])
+
+
+def _stdout_fd() -> int | None:
+    return stream_fd(sys.stdout)
 
 
 @contextmanager

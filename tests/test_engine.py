@@ -192,3 +192,35 @@ def test_close_waits_for_a_generation_another_thread_is_running(smollm2: Path) -
     assert len(results) == 1 and not isinstance(results[0], BaseException), results
     with pytest.raises(ModelError, match="closed"):
         engine.tokenize(b"Alice")
+
+
+def test_an_interrupt_while_the_engine_starts_frees_the_model_there(
+    smollm2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C while the context was made left a half-made engine to the interpreter's exit,
+    # whose llama_free then crashed the process now and then (exit 139 instead of 130).
+    import llama_cpp.llama_cpp as ll
+
+    from qwenjson import engine as engine_module
+
+    freed: list[str] = []
+    model_free, context_free = ll.llama_model_free, ll.llama_free
+
+    def free_model(model: object) -> None:
+        freed.append("model")
+        model_free(model)
+
+    def free_context(context: object) -> None:
+        freed.append("context")
+        context_free(context)
+
+    monkeypatch.setattr(ll, "llama_model_free", free_model)
+    monkeypatch.setattr(ll, "llama_free", free_context)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_module, "GrammarProbe", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(smollm2, n_ctx=256, n_threads=1)
+    assert freed == ["context", "model"]

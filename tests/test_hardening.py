@@ -8,9 +8,11 @@ input, files or environment can go wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -521,3 +523,96 @@ def test_an_empty_path_or_key_is_refused_not_read_as_here(
 def test_an_empty_schema_is_refused_by_name(tmp_path: Path, command: tuple[str, ...]) -> None:
     r = qwenjson(tmp_path, *command, "", stdin=b"Tom")
     check(r, EXIT_SCHEMA, r"the schema is empty")
+
+
+def test_a_last_line_with_no_line_end_waits_for_the_next_run_under_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # A file still being appended to: its half-written last line was extracted and logged, and
+    # every later run stopped at "the input differs (at line 3)", exit 2.
+    r = _checkpointed(tmp_path, b"Ann is here\nBob is here\nCid is")
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 3 has no line end yet: not read, nor logged")
+    assert len(r.out.splitlines()) == 2
+    r = _checkpointed(tmp_path, b"Ann is here\nBob is here\nCid is here\nDan is here\n")
+    check(r, EXIT_OK, "")
+    assert len(r.out.splitlines()) == 4  # the first two once, the last two now
+    # Without a checkpoint a last line with no line end is a record as any other.
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", stdin=b"Ann is here\nBob is here")
+    check(r, EXIT_OK, "")
+    assert len(r.out.splitlines()) == 2
+
+
+def test_a_jsonl_input_that_fails_to_read_is_exit_6(tmp_path: Path) -> None:
+    # /proc/self/mem gives EIO at offset 0: exit 1, "internal error", with --jsonl.
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--input", "/proc/self/mem")
+    check(r, EXIT_INPUT, r"cannot read line 1: Input/output error")
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full (its reader end kept open, never read)."""
+    import fcntl
+
+    r, w = os.pipe()
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(w, b"x" * 4096)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags)
+    return r, w
+
+
+def _blocked_writing(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The command with stdout a full pipe, once it waits in a write to it (its reader end)."""
+    r, w = _full_pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qwenjson", *args],
+        stdin=subprocess.PIPE,
+        stdout=w,
+        stderr=subprocess.PIPE,
+        cwd=tmp,
+        env=cli_env(tmp),
+    )
+    os.close(w)
+    assert proc.stdin is not None
+    proc.stdin.write(b"Ann is here\nBob is here\n")
+    proc.stdin.close()
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    for _ in range(600):
+        if proc.poll() is not None:
+            break
+        # In the kernel's pipe write, or (since it waits to be able to write) in select.
+        if any(word in wchan.read_text() for word in ("pipe_write", "pipe_wait", "select", "poll")):
+            return proc, r
+        time.sleep(0.1)
+    proc.kill()
+    os.close(r)
+    raise AssertionError(f"never waited on the full pipe: exit {proc.wait()}")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stdout_nobody_reads_doesnt_hold_off_a_signal(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    # The write waited with the signals held: only SIGKILL ended the process, and the
+    # checkpoint's lock with it kept every later cron run out (exit 2).
+    proc, r = _blocked_writing(tmp_path, *EXTRACT, "--jsonl", "--checkpoint", "ck")
+    try:
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == code
+    finally:
+        proc.kill()
+        os.close(r)
+    assert proc.stderr is not None
+    assert "Traceback" not in proc.stderr.read().decode()
+    # Nothing was logged: the checkpoint holds its header alone, and a rerun does both records.
+    assert len((tmp_path / "ck").read_bytes().splitlines()) == 1
+
+
+def test_a_stdout_nobody_reads_doesnt_hold_off_the_total_timeout(tmp_path: Path) -> None:
+    proc, r = _blocked_writing(tmp_path, *EXTRACT, "--jsonl", "--total-timeout", "20")
+    try:
+        assert proc.wait(timeout=90) == EXIT_TIMEOUT
+    finally:
+        proc.kill()
+        os.close(r)
