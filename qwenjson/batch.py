@@ -272,7 +272,12 @@ class _Batch:
                 "were done: it is not the same input"
             )
         if report.failed:
-            raise SomeRecordsFailed(f"{report.failed} of {report.records} record(s) failed", report)
+            # Exit 8 as an uninterrupted run's, but a cron job's log should tell a new failure
+            # from one a checkpoint carries over from an earlier run.
+            before = f" ({resume.failed} in earlier runs, reported then)" if resume.failed else ""
+            raise SomeRecordsFailed(
+                f"{report.failed} of {report.records} record(s) failed{before}", report
+            )
         return report
 
     def _tasks(

@@ -515,7 +515,7 @@ def test_rerun_after_a_crash_skips_what_was_done(tmp_path: Path) -> None:
     fake = FakeModel(lambda t, _: person(t))
     second, _ = batch_to_file(tmp_path, data, fake)
     assert isinstance(second, SomeRecordsFailed)  # the empty line 3 failed in the first run
-    assert str(second) == "1 of 5 record(s) failed"
+    assert str(second) == "1 of 5 record(s) failed (1 in earlier runs, reported then)"
     assert fake.users == ["d", "e"]
     names = [json.loads(x)["name"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert names == ["a", "b", "d", "e"]
