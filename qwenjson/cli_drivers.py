@@ -126,8 +126,8 @@ def _extract_jsonl(
     checkpoint named by ``fingerprint()``, asked for only when there is one."""
     from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch
     from qwenjson.checkpoint import Checkpoint
-    from qwenjson.records import BatchOptions, count_lines, read_lines
-    from qwenjson.stream import stream_fd
+    from qwenjson.records import BatchOptions, count_lines, is_json_object, read_lines
+    from qwenjson.stream import file_mark, stream_fd
 
     quiet = settings.quiet
     options = BatchOptions(
@@ -147,11 +147,14 @@ def _extract_jsonl(
     show_bar = not quiet and console.stderr.is_terminal
     total = count_lines(fd) if show_bar and fd is not None else None
     unended: list[int] = []  # a last line with no line end, left for the next run
+    # Only a file can grow after it was read: a pipe's end of input is final.
+    hold = checkpoint is not None and file_mark(fd) is not None
+    complete = is_json_object if options.field is not None else None
     try:
         with console.batch_progress(total, enabled=not quiet) as bar:
             try:
                 report = run_batch(
-                    read_lines(source, unended.append if checkpoint is not None else None),
+                    read_lines(source, unended.append if hold else None, complete),
                     runner,
                     options,
                     errors=errors,
@@ -179,7 +182,8 @@ def _unended(line: int) -> str:
     # has ended it (read half-written and logged, it stopped every later run).
     return (
         f"line {line} has no line end yet: not read, nor logged (the next run reads it once it "
-        "ends with a line break)"
+        "ends with a line break: a file's last line needs one, unless it is a whole JSON "
+        "object read with --field)"
     )
 
 

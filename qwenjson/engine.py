@@ -206,11 +206,6 @@ class Engine:
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads_batch
         cparams.no_perf = True
-        ctx = ll.llama_init_from_model(model, cparams)
-        if not ctx:
-            self.close()
-            raise ModelError(f"llama.cpp could not create a {n_ctx}-token context for {path}")
-        self._n_ctx = int(ll.llama_n_ctx(ctx))
         prefix_cache = PrefixCache(cache_dir) if cache_dir is not None else None
         self._prefix_cache = prefix_cache
         self.last_stats = GenerationStats()
@@ -218,7 +213,14 @@ class Engine:
         def stats() -> GenerationStats:
             return self.last_stats
 
+        # The context goes to its owner at once (KVState, which close() frees): nothing that
+        # can fail stands between them, so it is never left alive beside a freed model.
+        ctx = ll.llama_init_from_model(model, cparams)
+        if not ctx:
+            self.close()
+            raise ModelError(f"llama.cpp could not create a {n_ctx}-token context for {path}")
         self._kvs = KVState(ctx, n_batch, self._n_vocab, prefix_cache, self._model_key, stats)
+        self._n_ctx = int(ll.llama_n_ctx(ctx))
         self._chat = ChatTemplate(model, self._vocab)
         self._probe = GrammarProbe(self._vocab, stats)
         self._forced = ForcedText(self._probe, stats)

@@ -219,7 +219,9 @@ def read_bounded(stream: BinaryIO, what: str) -> bytes:
 
 
 def read_lines(
-    stream: BinaryIO | Iterable[bytes], on_unended: Callable[[int], None] | None = None
+    stream: BinaryIO | Iterable[bytes],
+    on_unended: Callable[[int], None] | None = None,
+    complete: Callable[[bytes], bool] | None = None,
 ) -> Iterator[bytes]:
     """Lines of a binary stream without their terminator (``\\n`` or ``\\r\\n``), lazily.
 
@@ -228,9 +230,10 @@ def read_lines(
     ``--on-error record`` the batch goes on). Past ``_SKIP_BYTES`` without a line end the
     stream isn't JSONL (``/dev/zero``): an InputError, as is a failed read (an I/O error).
 
-    With ``on_unended``, a last line with no line end is not yielded: ``on_unended`` gets its
-    number. A checkpointed batch asks for that, since a writer may still be adding to the line
-    (a record read half-written and logged would stop every later run at "the input differs").
+    With ``on_unended``, a last line with no line end is not yielded unless ``complete`` says
+    it is whole: ``on_unended`` gets its number. A checkpointed batch reading a file asks for
+    that, since a writer may still be adding to the line (a record read half-written and
+    logged would stop every later run at "the input differs").
     """
     readline = getattr(stream, "readline", None)
     # Two bytes past the limit: a line of exactly MAX_INPUT_BYTES is read with its "\r\n" (with
@@ -248,8 +251,12 @@ def read_lines(
         ended = raw.endswith(b"\n")
         if ended:
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        elif on_unended is not None and len(raw) <= MAX_INPUT_BYTES:
-            on_unended(line_no)  # (shorter than the limit without a line end: the stream's end)
+        elif (
+            on_unended is not None
+            and len(raw) <= MAX_INPUT_BYTES  # (shorter, with no line end: the stream's end)
+            and not (complete is not None and complete(raw))
+        ):
+            on_unended(line_no)
             return
         if len(raw) > MAX_INPUT_BYTES:
             if readline is not None and not ended:
@@ -260,6 +267,15 @@ def read_lines(
 
 # How much of an over-long line is read past its first ``MAX_INPUT_BYTES`` looking for its end.
 _SKIP_BYTES = 8 * MAX_INPUT_BYTES
+
+
+def is_json_object(raw: bytes) -> bool:
+    """Whether ``raw`` is one whole JSON object (a ``--field`` record's line can't be cut short
+    and still be one: its closing brace comes last)."""
+    try:
+        return isinstance(json.loads(raw.decode("utf-8-sig")), dict)
+    except ValueError:  # (JSONDecodeError, UnicodeDecodeError)
+        return False
 
 
 def _skip_line(readline: Callable[[int], bytes], what: str) -> None:

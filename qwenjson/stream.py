@@ -14,10 +14,11 @@ import select
 import signal
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from qwenjson.errors import OutputError
 
@@ -54,30 +55,37 @@ def signals_held() -> Iterator[None]:
     # (An ignored signal needs no holding; held, it would end a blocked write for nothing.)
     held = [sig for sig in _HELD if signal.getsignal(sig) not in (None, signal.SIG_IGN)]
     previous = {sig: signal.signal(sig, _defer) for sig in held}
+    _previous.update(previous)
     _holding = True
-    abandoned: _WriteAbandoned | None = None
     try:
         yield
-    except _WriteAbandoned as e:
-        abandoned = e
     finally:
         _holding = False
+        _previous.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pending = list(dict.fromkeys(_pending))  # each once, in the order they came
         _pending.clear()
         for sig in pending:
             signal.raise_signal(sig)
-    if abandoned is not None:  # the signal's handler didn't end the program: say what was lost
-        raise OutputError(str(abandoned), stdout=abandoned.stdout)
 
 
-class _WriteAbandoned(Exception):
-    """A held signal came while a pipe's reader took nothing: the line is given up, unwritten."""
+_previous: dict[int, Any] = {}  # the handlers a held block put aside, while it runs
 
-    def __init__(self, message: str, stdout: bool) -> None:
-        super().__init__(message)
-        self.stdout = stdout
+
+def _act_on_pending() -> None:
+    """Run the handlers of the signals held so far, now, inside the block, as its end would:
+    one that raises (Ctrl-C, SIGTERM, a time limit) ends what the block was doing; one that
+    returns (a time limit's alarm with nothing due yet) lets it go on."""
+    pending = list(dict.fromkeys(_pending))
+    _pending.clear()
+    for sig in pending:
+        handler = _previous.get(sig)
+        if callable(handler):
+            handler(sig, None)
+        elif handler == signal.SIG_DFL:  # its default action (the end of the process)
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,10 @@ def write_whole(out: BinaryIO, data: bytes) -> None:
 # How often a write waiting on a full pipe looks for a held signal (a signal interrupts the
 # wait at once, as the select call returns to run its handler; this bounds nothing else).
 _WAIT_S = 0.2
+# How long a line partly out waits for its reader once a signal has come: a reader that reads
+# gets the rest of it well within this; one that doesn't gets half a line, and the signal is
+# acted on (a choice: holding on, one SIGTERM or --total-timeout could not end the process).
+_PARTIAL_GRACE_S = 2.0
 
 
 def _may_block(fd: int) -> bool:
@@ -197,33 +209,31 @@ def _may_block(fd: int) -> bool:
 
 
 def _write_while_held(out: BinaryIO, fd: int, data: bytes) -> None:
-    """Write ``data`` to ``fd`` as the reader takes it; give it up if a held signal is waiting.
+    """Write ``data`` to ``fd`` as the reader takes it, acting on a held signal that waits.
 
     Each ``os.write`` is at most ``PIPE_BUF`` bytes, made when ``select`` says the pipe has room:
-    a pipe with a free buffer takes that much at once, all or nothing, so a write never blocks
-    and a line is never half out when it is given up. Given up, unwritten, when a held signal
-    waits and nothing of the line is out yet; once part of it is (a line longer than
-    ``PIPE_BUF``), only at a second signal, since the reader would then see half a line.
+    a pipe with a free buffer takes that much at once, all or nothing, so a write never blocks.
+    While the reader takes nothing and a held signal waits, its handler runs here: if it
+    raises, the line is not written (none of it out yet) or is left half out (a line longer
+    than ``PIPE_BUF`` whose reader stopped for ``_PARTIAL_GRACE_S`` after the signal); if it
+    returns, the write goes on.
     """
     out.flush()  # whatever the stream holds goes first (each line is flushed: nothing, as a rule)
     view = memoryview(data)
     done = 0
+    signalled: float | None = None  # when a signal was first seen waiting, with part of it out
     while done < len(data):
         _, ready, _ = select.select([], [fd], [], _WAIT_S)
         if not ready:
-            if _pending and (done == 0 or len(_pending) > 1):
-                target = "stdout" if fd == _stdout_fd() else "the output"
-                raise _WriteAbandoned(
-                    f"{target} took nothing while a signal waited: a line was not written",
-                    stdout=target == "stdout",
-                )
+            if _pending:
+                now = time.monotonic()
+                signalled = now if signalled is None else signalled
+                if not done or now - signalled >= _PARTIAL_GRACE_S:
+                    _act_on_pending()
+                    signalled = None
             continue
         with contextlib.suppress(BlockingIOError):  # (a non-blocking pipe another filled)
             done += os.write(fd, view[done : done + select.PIPE_BUF])
-
-
-def _stdout_fd() -> int | None:
-    return stream_fd(sys.stdout)
 
 
 @contextmanager

@@ -530,14 +530,29 @@ def test_a_last_line_with_no_line_end_waits_for_the_next_run_under_a_checkpoint(
 ) -> None:
     # A file still being appended to: its half-written last line was extracted and logged, and
     # every later run stopped at "the input differs (at line 3)", exit 2.
-    r = _checkpointed(tmp_path, b"Ann is here\nBob is here\nCid is")
+    source = tmp_path / "in.txt"
+
+    def run(data: bytes, *more: str) -> Result:
+        source.write_bytes(data)
+        args = (*EXTRACT, "--jsonl", "--input", str(source), "--checkpoint", "ck", *more)
+        return qwenjson(tmp_path, *args, stdout=tmp_path / "out.jsonl")
+
+    r = run(b"Ann is here\nBob is here\nCid is")
     check(r, EXIT_SOME_RECORDS_FAILED, r"line 3 has no line end yet: not read, nor logged")
     assert len(r.out.splitlines()) == 2
-    r = _checkpointed(tmp_path, b"Ann is here\nBob is here\nCid is here\nDan is here\n")
+    r = run(b"Ann is here\nBob is here\nCid is here\nDan is here\n")
     check(r, EXIT_OK, "")
     assert len(r.out.splitlines()) == 4  # the first two once, the last two now
-    # Without a checkpoint a last line with no line end is a record as any other.
-    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", stdin=b"Ann is here\nBob is here")
+    # A --field record is whole when it is a JSON object: a file's last one needs no line end.
+    (tmp_path / "ck").unlink()
+    (tmp_path / "out.jsonl").unlink()
+    r = run(b'{"t": "Ann is here"}\n{"t": "Bob is', "--field", "t")
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 2 has no line end yet")
+    r = run(b'{"t": "Ann is here"}\n{"t": "Bob is here"}', "--field", "t")
+    check(r, EXIT_OK, "")
+    assert len(r.out.splitlines()) == 2
+    # A pipe's end is final: its last line is a record, checkpoint or not.
+    r = qwenjson(tmp_path, *EXTRACT, "--jsonl", "--checkpoint", "ck2", stdin=b"Ann\nBob is here")
     check(r, EXIT_OK, "")
     assert len(r.out.splitlines()) == 2
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -109,3 +110,89 @@ def test_sigint_and_sigterm_stop_cleanly_with_whole_lines(
     assert 1 <= len(lines) < len(TEXTS) * 4
     for line in lines:
         jsonschema.Draft202012Validator(REAL_PERSON).validate(json.loads(line))
+
+
+_PIPE_SCRIPT = """
+import fcntl, os, signal, sys, threading, time
+from qwenjson.stream import signals_held, write_whole
+
+r, w = os.pipe()
+flags = fcntl.fcntl(w, fcntl.F_GETFL)
+fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+try:
+    while True:
+        os.write(w, b"x" * 4096)
+except BlockingIOError:
+    pass
+fcntl.fcntl(w, fcntl.F_SETFL, flags)
+size, reader, handler = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+got = []
+
+
+def read() -> None:
+    if reader == "never":
+        return
+    if reader == "late":
+        time.sleep(1.5)
+        while sum(map(len, got)) < 65536 + size:
+            got.append(os.read(r, 65536))
+        return
+    time.sleep(0.3)
+    got.append(os.read(r, 4096))  # one page's room, then (with "stops") no more
+    if reader == "drains":
+        time.sleep(1.0)
+        while sum(map(len, got)) < 65536 + size:
+            got.append(os.read(r, 65536))
+
+
+class Stop(Exception):
+    pass
+
+
+calls = []
+
+
+def on_signal(signum, frame):
+    calls.append(signum)
+    if handler == "raises":
+        raise Stop
+
+
+threading.Thread(target=read, daemon=True).start()
+signal.signal(signal.SIGTERM, on_signal)
+threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGTERM)).start()
+try:
+    with signals_held():
+        write_whole(os.fdopen(w, "wb"), b"y" * size)
+    time.sleep(0.2)
+    print("written", len(calls), sum(map(len, got)) - 65536)
+except Stop:
+    print("stopped", len(calls))
+"""
+
+
+@pytest.mark.parametrize(
+    ("size", "reader", "handler", "expected"),
+    [
+        # A line longer than PIPE_BUF, half out when the reader stopped: one SIGTERM waited
+        # for ever (a second was needed, and --total-timeout sends one).
+        (5001, "stops", "raises", "stopped 1"),
+        # A line with nothing out yet: given up at once.
+        (100, "never", "raises", "stopped 1"),
+        # A handler that returns (a time limit's alarm with nothing due): the write goes on and
+        # the line is whole (it was an OutputError, exit 9, though stdout was fine).
+        (5001, "drains", "returns", "written 1 5001"),
+        (100, "late", "returns", "written 1 100"),
+    ],
+)
+def test_a_held_signal_is_acted_on_while_a_pipe_takes_nothing(
+    size: int, reader: str, handler: str, expected: str
+) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", _PIPE_SCRIPT, str(size), reader, handler],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[0] == expected

@@ -334,7 +334,8 @@ def value_type(value: object) -> str:
     return "number" if isinstance(value, float) else json_type_of(value)
 
 
-_RANGE_START = re.compile(r"(-?\d+(\.\d+)?\s*)?\.\.")
+# A range's low end as the lexer reads numbers (`1e3..`, `-0.5..`), or none (`..5`).
+_RANGE_START = re.compile(r"(-?\d+(\.\d+)?([eE][-+]?\d+)?\s*)?\.\.")
 _TYPE_WORD = re.compile(r"(\[\s*)?([\w-]+)\s*(.*)", re.DOTALL)
 
 

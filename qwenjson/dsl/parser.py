@@ -415,17 +415,18 @@ def _top_level_spans_lines(text: str) -> bool:
         return "\n" in text.strip()
 
 
-# A part of a description, after a comma, that reads as a field: a name, then a type other than
-# the everyday words (`str`, `text`, `quote`: "…, in text" is prose). `name: full name, age int`
-# on one line of a schema of several lines was one field whose description took `age int` in,
-# silently.
-_FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)\??\s+(.+)", re.DOTALL)
-_EVERYDAY_TYPES = frozenset({"str", "text", "quote"})
+# A part of a description, after a comma, that reads as a field: a name, then a type. Only a
+# type no prose has after a word (`int`, `float`, `bool`), or one with a range, `|`, `?` or
+# brackets: "…, work email", "…, due date", "…, UTC datetime", "…, in text" are descriptions.
+# `name: full name, age int` on one line of a schema of several lines was one field whose
+# description took `age int` in, silently.
+_FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)(\??)\s+(.+)", re.DOTALL)
+_CODE_TYPES = frozenset({"int", "float", "bool"})
 
 
 def _swallowed_field(description: str) -> str | None:
     """The first part of ``description`` after a comma (outside brackets) that reads as a typed
-    field (``age int 0..150``, ``email email``, ``tags [int]``), or None."""
+    field (``age int``, ``born date 1900..``, ``tags [str]``, ``mood? happy|sad``), or None."""
     depth = 0
     start = None
     parts: list[str] = []
@@ -444,11 +445,14 @@ def _swallowed_field(description: str) -> str | None:
         m = _FIELD_LIKE.fullmatch(part.strip())
         if m is None:
             continue
-        rest = m.group(2).strip()
-        word = re.match(r"[\w-]+", rest)  # (`tags [str]` is a list: typed)
-        if word is not None and word.group() in _EVERYDAY_TYPES:
+        optional, rest = m.group(2), m.group(3).strip()
+        if rest.startswith(("[", "{")) and looks_typed(rest):
+            return part.strip()
+        word = re.match(r"[\w-]+", rest)
+        if word is None or not looks_typed(rest):
             continue
-        if looks_typed(rest):
+        # `age int`, or a format or `str` with more after it (a range, `|`, `?`): not prose.
+        if word.group() in _CODE_TYPES or optional or rest != word.group():
             return part.strip()
     return None
 
