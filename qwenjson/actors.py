@@ -637,7 +637,7 @@ def worker_spec(
     ``cache_dir``, ``timeout``)."""
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
-    name = str(model or DEFAULT_MODEL)
+    name = DEFAULT_MODEL if model is None else str(model)  # ("": refused, not the default)
     ref = resolve_model(name)
     if ref.path is not None:
         name = os.path.abspath(ref.path)

@@ -288,6 +288,22 @@ class _Collected:
         return error is None
 
 
+def _task(line: int, text: Any) -> RecordTask:
+    """The record of one of ``extract_many``'s texts: one that isn't text fails alone, with the
+    error ``extract`` raises for it (a pandas NaN cell, bytes: the whole run ended)."""
+    from qwenjson.executor import RecordTask
+    from qwenjson.pipeline import check_text
+
+    if not isinstance(text, str):
+        error: QwenJsonError = UsageError(f"text must be a str, not {type(text).__name__}")
+        return RecordTask(line, "", "", error=error)
+    try:
+        check_text(text)
+    except QwenJsonError as e:
+        return RecordTask(line, "", "", error=e)
+    return RecordTask(line, text, "")
+
+
 def extract_many(
     texts: Iterable[str],
     schema: Any,
@@ -314,12 +330,20 @@ def extract_many(
     Texts are read as they are needed, so a generator over a large file is fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
-    from qwenjson.executor import RecordTask
     from qwenjson.library import check_call_options, shaped, split_options
     from qwenjson.plan import Plan, schema_of
 
     threads = 1 if threads is None else threads
     check_call_options(threads, timeout, offline)
+    if not isinstance(ordered, bool):  # "no" would read as True
+        raise UsageError(f"ordered must be True or False, not {ordered!r}")
+    if not isinstance(ray, str):
+        raise UsageError(f"ray must be 'local', 'auto' or 'HOST[:PORT]', not {ray!r}")
+    if not (model is None or isinstance(model, str | Path)):
+        raise UsageError(
+            "model must be a registry name, a .gguf path or hf:REPO/FILE (each node opens its "
+            f"own), not {type(model).__name__}"
+        )
     if actors is not None and not is_whole_number(actors, 1):
         raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
     if not is_whole_number(n_ctx, 256):
@@ -340,7 +364,7 @@ def extract_many(
     with connect(ray) as cluster:
         executor = RayExecutor(cluster, spec, actors=actors, ordered=ordered)
         try:
-            tasks = (RecordTask(i, text, "") for i, text in enumerate(texts, 1))
+            tasks = (_task(i, text) for i, text in enumerate(texts, 1))
             for task, _ in executor.run(tasks, sink):
                 got = kept.pop(task.line)
                 if got.error is not None:

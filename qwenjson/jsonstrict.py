@@ -134,6 +134,12 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False) -> N
             )
         elif isinstance(node, _Bad):
             raise JsonValueError(node.reason, json_pointer(path))
+        elif not isinstance(node, bool | int | float | str | None):
+            # A Python caller's Enum member, Decimal or date: json.dumps fails on it later
+            # (after the model has loaded), and a set or bytes would pass unnoticed.
+            raise JsonValueError(
+                f"a {type(node).__name__} ({node!r:.40}) is not a JSON value", json_pointer(path)
+            )
 
 
 def _shown(key: str) -> str:

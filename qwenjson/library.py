@@ -63,16 +63,34 @@ def extract(
             f"not {type(model).__name__}"
         )
     check_call_options(threads, timeout, offline)
+    if _is_generator(model) and (threads is not None or offline):
+        raise UsageError(
+            "threads and offline are for a model extract opens: an open Engine keeps its own"
+        )
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
+    given = "max_tokens" in options
     if model is None or isinstance(model, str | Path):
         generator = open_model(model, offline=offline, threads=threads)
         try:
+            _check_room(generator, opts, given)
             return _run(text, schema_value, job, generator, opts, record, timeout, cls)
         finally:
             generator.close()
+    _check_room(model, opts, given)
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
+
+
+def _check_room(generator: Generator, options: ExtractOptions, given: bool) -> None:
+    """As --max-tokens is checked against --ctx: a ``max_tokens`` the caller gave that leaves
+    the prompt no room is a UsageError (it was an InputError saying to cut the text in pieces,
+    which it already was)."""
+    if given and options.max_tokens >= generator.n_ctx:
+        raise UsageError(
+            f"max_tokens {options.max_tokens} leaves no room in a context of {generator.n_ctx} "
+            "tokens for the prompt and the text: lower it, or open an Engine with a larger n_ctx"
+        )
 
 
 def check_call_options(threads: int | None, timeout: float | None, offline: bool) -> None:
@@ -105,6 +123,13 @@ def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOption
     return opts, record
 
 
+def _instance(cls: Any, data: Any) -> Any:
+    from_json = getattr(cls, "model_validate_json", None)
+    if callable(from_json):
+        return from_json(json.dumps(data, ensure_ascii=False))
+    return cls.model_validate(data)
+
+
 def _is_generator(model: Any) -> bool:
     return all(hasattr(model, name) for name in ("generate", "n_ctx", "count_tokens"))
 
@@ -130,14 +155,18 @@ def _run(
 
 
 def shaped(value: Any, cls: Any, evidence: bool) -> Any:
-    """``value`` as the caller's class (``model_validate``), when one was given."""
+    """``value`` as the caller's class, when one was given: validated from its JSON text
+    (``model_validate_json``) where the class can, since a strict model refuses in Python mode
+    what JSON spells as text or a list (an Enum, a date, a tuple), else ``model_validate``."""
     if cls is None:
         return value
     try:
         if evidence:
-            return {**value, "data": cls.model_validate(value["data"])}
-        return cls.model_validate(value)
-    except ValueError as e:  # pydantic's ValidationError: a validator the schema doesn't carry
+            return {**value, "data": _instance(cls, value["data"])}
+        return _instance(cls, value)
+    # ValueError: pydantic's ValidationError (a validator the schema doesn't carry); TypeError
+    # and AssertionError: a validator's own, which pydantic lets through.
+    except (ValueError, TypeError, AssertionError) as e:
         raise NoValidOutputError(
             f"the document is valid for the schema, but {cls.__name__} refused it: "
             + " ".join(str(e).split())

@@ -32,7 +32,7 @@ from qwenjson.prompt import system_message
 from qwenjson.registry import ModelSpec
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
-from qwenjson.utf8 import bad_byte
+from qwenjson.utf8 import bad_byte, not_utf8
 from qwenjson.validate import (
     Schema,
     check_metaschema,
@@ -90,6 +90,8 @@ class ExtractOptions:
         ):
             if not ok:
                 raise UsageError(what)
+        if isinstance(self.instruction, str) and (bad := not_utf8(self.instruction)):
+            raise UsageError(f"instruction is not UTF-8 text ({bad})")  # as --instruction
         for name in ("keep_empty", "grounding", "evidence", "require_evidence"):
             if not isinstance(getattr(self, name), bool):  # "false" would read as true
                 raise UsageError(f"{name} must be True or False, not {getattr(self, name)!r}")
@@ -116,9 +118,12 @@ class Extraction:
 
 
 def check_text(text: str) -> str:
-    """Refuse input with nothing in it (exit 6); return it otherwise."""
+    """Refuse input with nothing in it, or that can't be UTF-8 (a library caller's lone
+    surrogate, from ``os.fsdecode`` or ``surrogateescape``), exit 6; return it otherwise."""
     if not text.strip():
         raise InputError("input is empty: give the text to extract from on stdin or with --input")
+    if bad := not_utf8(text):
+        raise InputError(f"the input is not UTF-8 text ({bad})")
     return text
 
 
@@ -343,7 +348,7 @@ def open_model(
         check_gguf(path)
         sha256 = model.sha256 or None
     else:
-        ref = str(model or DEFAULT_MODEL)
+        ref = DEFAULT_MODEL if model is None else str(model)  # ("": refused, not the default)
         path = ensure_model(ref, offline=offline, progress=progress)
         spec = resolve_model(ref).spec
         sha256 = spec.sha256 if spec is not None and spec.sha256 else None

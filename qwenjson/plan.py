@@ -302,7 +302,12 @@ def schema_of(source: Any) -> tuple[Schema, Any]:
                 f"{source.__name__} has model_json_schema() but no model_validate(): give a "
                 "Pydantic model class, or its schema as a dict"
             )
-        made = make()
+        try:
+            made = make()
+        except Exception as e:  # pydantic's own errors (an unresolved forward reference, …)
+            raise SchemaError(
+                f"{source.__name__}.model_json_schema() failed: {type(e).__name__}: {e}"
+            ) from e
         if not isinstance(made, Mapping):
             raise SchemaError(f"{source.__name__}.model_json_schema() did not return a dict")
         return dict(made), source

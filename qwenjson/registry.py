@@ -317,6 +317,8 @@ def resolve_model(ref: str) -> ModelRef:
     ref = ref.strip()
     if not ref:
         raise ModelError("empty model name: give a registry name, a .gguf path or hf:REPO/FILE")
+    if "\0" in ref:  # (a path with it can't be opened: ValueError, not an error of ours)
+        raise ModelError(f"the model name {ref!r} holds a NUL character")
     if ref.startswith("hf:"):
         return ModelRef(kind="hf", spec=parse_hf_ref(ref))
     if _looks_like_path(ref):

@@ -22,7 +22,14 @@ import pytest
 
 from qwenjson import cli, pipeline
 from qwenjson.checkpoint import Checkpoint
-from qwenjson.errors import EXIT_SCHEMA, NoValidOutputError, SchemaError, UsageError
+from qwenjson.errors import (
+    EXIT_SCHEMA,
+    InputError,
+    ModelError,
+    NoValidOutputError,
+    SchemaError,
+    UsageError,
+)
 from qwenjson.library import extract
 from qwenjson.pipeline import ExtractOptions, Extractor
 from qwenjson.plan import Layout, Plan, RecordOptions, plan_for, prepare_job, schema_of
@@ -376,6 +383,74 @@ def test_a_class_that_refuses_the_valid_document_is_no_valid_output() -> None:
 
     with pytest.raises(NoValidOutputError, match="Picky refused it: 1 validation error"):
         extract("Ann is 3", Picky, model=FakeModel(answer))
+
+
+def test_a_strict_pydantic_model_takes_the_json_forms_of_its_types() -> None:
+    # Validated in Python mode, a strict model refused "red" for an Enum and a list for a
+    # tuple: NoValidOutputError after a whole, valid extraction.
+    pydantic = pytest.importorskip(
+        "pydantic", reason="pydantic is a test extra: pip install .[test]"
+    )
+    import enum
+
+    class Color(enum.Enum):
+        red = "red"
+
+    class Car(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        model_config = pydantic.ConfigDict(strict=True)
+        color: Color
+        size: tuple[int, int]
+
+    fake = FakeModel(lambda *_: '{"color": "red", "size": [3, 4]}')
+    car = extract("A red car, 3 by 4.", Car, model=fake, grounding=False)
+    assert car.color is Color.red and car.size == (3, 4)
+
+
+def test_library_mistakes_are_its_errors_before_any_generation() -> None:
+    import enum
+
+    class Color(enum.Enum):
+        red = "red"
+
+    fake = FakeModel(answer)
+    # An Enum member in a dict schema: a TypeError from the prompt, after the model loaded.
+    with pytest.raises(SchemaError, match=r"a Color .* is not a JSON value"):
+        extract("Ann is 3", {"enum": [Color.red]}, model=fake)
+    # A lone surrogate in the text or the instruction: UnicodeEncodeError.
+    with pytest.raises(InputError, match="not UTF-8"):
+        extract("Ann \udcff is 3", PERSON, model=fake)
+    with pytest.raises(UsageError, match="instruction is not UTF-8"):
+        extract("Ann is 3", PERSON, model=fake, instruction="x\udcff")
+    # threads and offline with an open model were ignored.
+    with pytest.raises(UsageError, match="an open Engine keeps its own"):
+        extract("Ann is 3", PERSON, model=fake, threads=7)
+    # max_tokens at the context's size: an InputError saying to let the text be cut in pieces.
+    with pytest.raises(UsageError, match="leaves no room in a context"):
+        extract("Ann is 3", PERSON, model=fake, max_tokens=fake.n_ctx)
+    # A model name that is empty read as the default model (and downloaded it).
+    with pytest.raises(ModelError, match="empty model name"):
+        extract("Ann is 3", PERSON, model="", offline=True)
+    with pytest.raises(ModelError, match="NUL"):
+        extract("Ann is 3", PERSON, model="a\0b.gguf", offline=True)
+    assert fake.calls == []
+
+
+def test_a_class_whose_schema_or_validator_fails_raises_qwenjson_errors() -> None:
+    class Unresolved(Person):
+        @classmethod
+        def model_json_schema(cls) -> dict[str, Any]:
+            raise NameError("name 'Undefined' is not defined")  # pydantic's forward reference
+
+    with pytest.raises(SchemaError, match="model_json_schema\\(\\) failed: NameError"):
+        extract("Ann is 3", Unresolved, model=FakeModel(answer))
+
+    class Checked(Person):
+        @classmethod
+        def model_validate(cls, data: Any) -> Person:
+            raise TypeError("a validator's own mistake")  # pydantic lets it through
+
+    with pytest.raises(NoValidOutputError, match="Checked refused it"):
+        extract("Ann is 3", Checked, model=FakeModel(answer))
 
 
 def test_extract_with_a_real_pydantic_model() -> None:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -31,6 +31,7 @@ from qwenjson.errors import (
     EXIT_SOME_RECORDS_FAILED,
     EXIT_USAGE,
     ClusterError,
+    InputError,
     ModelError,
     UsageError,
 )
@@ -377,11 +378,15 @@ def test_workers_with_other_model_files_are_refused(
 
 @pytest.mark.slow  # a real Ray cluster and model
 def test_extract_many_from_python(cluster: tuple[str, int], smollm2: Path) -> None:
-    texts = [TEXTS[0], "", TEXTS[1]]
+    # None (a pandas NaN cell, bytes, …) and a lone surrogate ended the whole run with a
+    # RayTaskError: now each fails alone, with the error extract() raises for it.
+    texts: list[Any] = [TEXTS[0], "", None, "Ann \udcff", TEXTS[1]]
     got = list(extract_many(texts, REAL_PERSON, ray=cluster[0], model=str(smollm2), max_tokens=48))
-    assert [i for i, _ in got] == [0, 1, 2]
-    assert got[0][1]["name"] == "Alice Martin" and got[2][1]["age"] == 51
+    assert [i for i, _ in got] == [0, 1, 2, 3, 4]
+    assert got[0][1]["name"] == "Alice Martin" and got[4][1]["age"] == 51
     assert getattr(got[1][1], "exit_code", None) == 6  # an empty text: an InputError, not raised
+    assert isinstance(got[2][1], UsageError) and "text must be a str" in str(got[2][1])
+    assert isinstance(got[3][1], InputError) and "not UTF-8" in str(got[3][1])
 
 
 class Person:
@@ -460,6 +465,8 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
         ({"max_token": 9}, "unknown option"),
         ({"each": "false"}, "each must be True or False"),
         ({"offline": "yes"}, "offline must be True or False"),
+        ({"ordered": "no"}, "ordered must be True or False"),
+        ({"model": object()}, "model must be a registry name"),
     ],
 )
 def test_extract_many_checks_its_keywords_before_any_cluster(
@@ -467,6 +474,13 @@ def test_extract_many_checks_its_keywords_before_any_cluster(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         next(extract_many(["Ann"], REAL_PERSON, ray="127.0.0.1:9", **keywords))
+
+
+def test_extract_many_checks_the_address_before_any_cluster() -> None:
+    # None (or a port number) was an AttributeError from inside the address's parsing.
+    for ray in (None, 6379):
+        with pytest.raises(UsageError, match="ray must be"):
+            next(extract_many(["Ann"], REAL_PERSON, ray=ray))  # type: ignore[arg-type]
 
 
 @pytest.fixture
