@@ -127,7 +127,7 @@ def _extract_jsonl(
     from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch
     from qwenjson.checkpoint import Checkpoint
     from qwenjson.records import BatchOptions, count_lines, is_json_object, read_lines
-    from qwenjson.stream import file_mark, stream_fd
+    from qwenjson.stream import stream_fd
 
     quiet = settings.quiet
     options = BatchOptions(
@@ -147,8 +147,8 @@ def _extract_jsonl(
     show_bar = not quiet and console.stderr.is_terminal
     total = count_lines(fd) if show_bar and fd is not None else None
     unended: list[int] = []  # a last line with no line end, left for the next run
-    # Only a file can grow after it was read: a pipe's end of input is final.
-    hold = checkpoint is not None and file_mark(fd) is not None
+    # Any input (`cat growing.jsonl |` too): with no line end, the line may be half-written.
+    hold = checkpoint is not None
     complete = is_json_object if options.field is not None else None
     try:
         with console.batch_progress(total, enabled=not quiet) as bar:

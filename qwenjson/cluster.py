@@ -350,6 +350,11 @@ def extract_many(
         raise UsageError(f"n_ctx must be a whole number ≥ 256 (as --ctx), not {n_ctx!r}")
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
+    if "max_tokens" in options and opts.max_tokens >= n_ctx:  # as extract() and --ctx
+        raise UsageError(
+            f"max_tokens {opts.max_tokens} leaves no room in a context of {n_ctx} tokens for "
+            "the prompt and the text: lower it, or raise n_ctx"
+        )
     # The schema is checked and compiled here, before any cluster; the model's sha256 is each
     # worker's to fill in.
     plan = Plan(schema_value, "", n_ctx, opts, record)

@@ -96,11 +96,14 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def check(value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False) -> None:
+def check(
+    value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False, values: bool = False
+) -> None:
     """Raise JsonValueError if ``value`` holds NaN or an infinity, a lone surrogate, a refused
     value left by ``loads``, or is nested deeper than ``max_depth``; with ``doubles``, also an
     integer beyond the range of a double (RFC 8259's interoperable range), which code that
-    computes with floats can't take."""
+    computes with floats can't take; with ``values``, anything but JSON's own values (a Python
+    caller's Enum member, Decimal, date, set)."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
@@ -134,9 +137,9 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH, doubles: bool = False) -> N
             )
         elif isinstance(node, _Bad):
             raise JsonValueError(node.reason, json_pointer(path))
-        elif not isinstance(node, bool | int | float | str | None):
+        elif values and not isinstance(node, bool | int | float | str | None):
             # A Python caller's Enum member, Decimal or date: json.dumps fails on it later
-            # (after the model has loaded), and a set or bytes would pass unnoticed.
+            # (after the model has loaded), and the grammar can't spell it.
             raise JsonValueError(
                 f"a {type(node).__name__} ({node!r:.40}) is not a JSON value", json_pointer(path)
             )

@@ -124,10 +124,17 @@ def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOption
 
 
 def _instance(cls: Any, data: Any) -> Any:
-    from_json = getattr(cls, "model_validate_json", None)
-    if callable(from_json):
-        return from_json(json.dumps(data, ensure_ascii=False))
-    return cls.model_validate(data)
+    try:
+        return cls.model_validate(data)
+    except ValueError:
+        from_json = getattr(cls, "model_validate_json", None)
+        if not callable(from_json):
+            raise
+        try:
+            return from_json(json.dumps(data, ensure_ascii=False))
+        except ValueError:
+            pass
+        raise  # Python mode's error, the one a class without JSON mode would give
 
 
 def _is_generator(model: Any) -> bool:
@@ -155,9 +162,11 @@ def _run(
 
 
 def shaped(value: Any, cls: Any, evidence: bool) -> Any:
-    """``value`` as the caller's class, when one was given: validated from its JSON text
-    (``model_validate_json``) where the class can, since a strict model refuses in Python mode
-    what JSON spells as text or a list (an Enum, a date, a tuple), else ``model_validate``."""
+    """``value`` as the caller's class, when one was given: ``model_validate``, and where that
+    refuses it, ``model_validate_json`` of its JSON text (a strict model refuses in Python mode
+    what JSON spells as text or a list: an Enum, a date, a tuple). Python mode first, so that a
+    lax model's unions (``date | str``) and an overridden ``model_validate`` give what they
+    always gave."""
     if cls is None:
         return value
     try:

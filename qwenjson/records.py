@@ -251,13 +251,14 @@ def read_lines(
         ended = raw.endswith(b"\n")
         if ended:
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        elif (
-            on_unended is not None
-            and len(raw) <= MAX_INPUT_BYTES  # (shorter, with no line end: the stream's end)
-            and not (complete is not None and complete(raw))
-        ):
-            on_unended(line_no)
-            return
+        elif on_unended is not None and len(raw) <= MAX_INPUT_BYTES:
+            # (Shorter than the limit, with no line end: the stream's end.) Its "\r" goes as a
+            # "\r\n" would: the line logged is the one a later run reads, once it has its "\n".
+            body = raw[:-1] if raw.endswith(b"\r") else raw
+            if complete is None or not complete(body):
+                on_unended(line_no)
+                return
+            raw = body
         if len(raw) > MAX_INPUT_BYTES:
             if readline is not None and not ended:
                 _skip_line(readline, f"line {line_no}")

@@ -173,6 +173,27 @@ def validator_class(schema: Schema) -> type[Validator]:
     return dialect_of(schema).validator
 
 
+def _check_instances(schema: Any, path: str = "") -> None:
+    """JsonValueError where an ``enum`` or ``const`` holds what JSON can't (an Enum member or a
+    Decimal a Python caller put there): the prompt and the grammar write those values out.
+    Annotations (``default``, ``examples``, ``x-…``) are carried along unread, as they come."""
+    stack: list[tuple[Any, str]] = [(schema, path)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{at}/{str(key).replace('~', '~0').replace('/', '~1')}"
+                if key in ("enum", "const"):
+                    try:
+                        jsonstrict.check(value, values=True)
+                    except jsonstrict.JsonValueError as e:
+                        raise jsonstrict.JsonValueError(e.message, where + (e.pointer or "")) from e
+                else:
+                    stack.append((value, where))
+        elif isinstance(node, list):
+            stack.extend((item, f"{at}/{i}") for i, item in enumerate(node))
+
+
 def check_metaschema(schema: Schema) -> None:
     """Raise SchemaError, naming the JSON pointer, if ``schema`` fails its draft's metaschema,
     or holds what JSON can't (NaN, infinities, lone surrogates) or nests deeper than
@@ -180,6 +201,7 @@ def check_metaschema(schema: Schema) -> None:
     here before it is compiled)."""
     try:
         jsonstrict.check(schema, doubles=True)  # the compiler computes bounds with floats
+        _check_instances(schema)
     except jsonstrict.JsonValueError as e:
         raise SchemaError(f"not a usable JSON Schema: {e.message}", e.pointer) from e
     cls = validator_class(schema)

@@ -1232,6 +1232,12 @@ def test_a_group_over_lines_leaves_the_top_level_a_one_line_list() -> None:
         ("a\nname: full name, tags [str] ..3", "tags [str] ..3"),
         ("a\nbio: short, born? date", "born? date"),
         ("a\nbio: short, born date 1900..", "born date 1900.."),
+        # A review of the first fix: these went into the description again, silently.
+        ("a\nname: full name, age integer", "age integer"),
+        ("a\nbio: x, flag boolean", "flag boolean"),
+        ("a\nbio: x, email email", "email email"),
+        ("a\nbio: x, mood happy|sad", "mood happy|sad"),
+        ("a\nbio: x, addr {street, city}", "addr {street, city}"),
     ],
 )
 def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
@@ -1253,6 +1259,10 @@ def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
         "when it was made, UTC datetime",
         "the order's reference, a uuid",
         "the page, full uri",
+        "how to reach them, phone number",
+        "whether it's on, a bool",
+        "a fraction, in [0, 1]",
+        "yes or no, true|false",
     ],
 )
 def test_prose_with_commas_on_a_line_of_its_own_is_a_description(description: str) -> None:

@@ -406,6 +406,46 @@ def test_a_strict_pydantic_model_takes_the_json_forms_of_its_types() -> None:
     assert car.color is Color.red and car.size == (3, 4)
 
 
+def test_a_class_is_asked_in_python_mode_first() -> None:
+    # JSON mode first (a review): a lax model's `date | str` gave a date where it gave the text,
+    # and an overridden model_validate was skipped.
+    class Titled(Person):
+        @classmethod
+        def model_validate(cls, data: Any) -> Person:
+            return cls(str(data["name"]).upper(), int(data["age"]))
+
+        @classmethod
+        def model_validate_json(cls, text: str) -> Person:
+            raise AssertionError("not asked: model_validate took the document")
+
+    person = extract("Ann is 3", Titled, model=FakeModel(answer))
+    assert (person.name, person.age) == ("ANN", 3)
+
+
+def test_annotations_a_python_caller_put_in_a_schema_are_carried_along() -> None:
+    # A date under examples or x-…, a set, a Decimal default: never read, never refused (the
+    # first version of the check refused them); in an enum or const they are refused.
+    import datetime
+    import decimal
+
+    schema = {
+        **PERSON,
+        "x-added": datetime.date(2020, 1, 1),
+        "x-tags": {"a", "b"},
+        "properties": {
+            "name": {"type": "string", "examples": [datetime.date(2020, 1, 1)]},
+            "age": {"type": "integer", "default": decimal.Decimal("1.5")},
+        },
+    }
+    assert extract("Ann is 3", schema, model=FakeModel(answer)) == {"name": "Ann", "age": 3}
+    with pytest.raises(SchemaError, match=r"is not a JSON value \(at /properties/age/const"):
+        extract(
+            "Ann is 3",
+            {**schema, "properties": {"age": {"const": decimal.Decimal(3)}}},
+            model=FakeModel(answer),
+        )
+
+
 def test_library_mistakes_are_its_errors_before_any_generation() -> None:
     import enum
 

@@ -466,6 +466,7 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
         ({"each": "false"}, "each must be True or False"),
         ({"offline": "yes"}, "offline must be True or False"),
         ({"ordered": "no"}, "ordered must be True or False"),
+        ({"max_tokens": 5000}, "leaves no room in a context of 4096"),
         ({"model": object()}, "model must be a registry name"),
     ],
 )

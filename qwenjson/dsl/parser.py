@@ -415,18 +415,22 @@ def _top_level_spans_lines(text: str) -> bool:
         return "\n" in text.strip()
 
 
-# A part of a description, after a comma, that reads as a field: a name, then a type. Only a
-# type no prose has after a word (`int`, `float`, `bool`), or one with a range, `|`, `?` or
-# brackets: "…, work email", "…, due date", "…, UTC datetime", "…, in text" are descriptions.
-# `name: full name, age int` on one line of a schema of several lines was one field whose
-# description took `age int` in, silently.
+# A part of a description, after a comma, that reads as a field: a name, then a type no prose
+# has after a word (`int`, `integer`, `float`, `bool`, `boolean`), a type word equal to the
+# name (`email email`), an enum (`a|b`), an object (`{…}`), or a type with a range, `?` or
+# brackets. "…, work email", "…, due date", "…, phone number", "…, in text" are descriptions,
+# and so is a part whose "name" is an article (`…, a bool`). `name: full name, age int` on one
+# line of a schema of several lines was one field whose description took `age int` in,
+# silently.
 _FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)(\??)\s+(.+)", re.DOTALL)
-_CODE_TYPES = frozenset({"int", "float", "bool"})
+_CODE_TYPES = frozenset({"int", "integer", "float", "bool", "boolean"})
+_ENUM_LIKE = re.compile(r"[^\s|]+(?:\s*\|\s*[^\s|]+)+")
+_NOT_NAMES = frozenset({"a", "an", "the", "as", "in", "of", "no", "or", "and", "any", "some"})
 
 
 def _swallowed_field(description: str) -> str | None:
     """The first part of ``description`` after a comma (outside brackets) that reads as a typed
-    field (``age int``, ``born date 1900..``, ``tags [str]``, ``mood? happy|sad``), or None."""
+    field (``age int``, ``born date 1900..``, ``tags [str]``, ``mood happy|sad``), or None."""
     depth = 0
     start = None
     parts: list[str] = []
@@ -443,16 +447,17 @@ def _swallowed_field(description: str) -> str | None:
         parts.append(description[start:])
     for part in parts:
         m = _FIELD_LIKE.fullmatch(part.strip())
-        if m is None:
+        if m is None or m.group(1).lower() in _NOT_NAMES:
             continue
-        optional, rest = m.group(2), m.group(3).strip()
-        if rest.startswith(("[", "{")) and looks_typed(rest):
-            return part.strip()
+        name, optional, rest = m.group(1), m.group(2), m.group(3).strip()
         word = re.match(r"[\w-]+", rest)
-        if word is None or not looks_typed(rest):
+        if rest.startswith("{") or _ENUM_LIKE.fullmatch(rest):
+            return part.strip()
+        if not looks_typed(rest):
             continue
-        # `age int`, or a format or `str` with more after it (a range, `|`, `?`): not prose.
-        if word.group() in _CODE_TYPES or optional or rest != word.group():
+        if rest.startswith("[") or optional or word is None or rest != word.group():
+            return part.strip()  # brackets, '?', or more after the type word (a range, '|')
+        if word.group() in _CODE_TYPES or word.group() == name:
             return part.strip()
     return None
 
