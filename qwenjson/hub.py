@@ -192,7 +192,10 @@ def pull(
         expected = _expected_sha(spec, pointer, cache)
         # An explicit refresh (`qwenjson pull`) hashes the file again whatever the record says.
         if expected is not None and _matches(pointer, expected, spec.size, recheck=refresh):
-            pinned = _COMMIT_RE.fullmatch(spec.revision) is not None
+            # A commit never changes, nor does a file the registry pins by sha256 (a hub serving
+            # another is refused): a verified copy is the answer, with no hub to ask (a pinned
+            # entry on `main` failed `pull` once upstream moved, or the network blinked).
+            pinned = _COMMIT_RE.fullmatch(spec.revision) is not None or bool(spec.sha256)
             if not refresh or pinned or offline_requested(offline):
                 return pointer
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -150,8 +151,11 @@ def _load_state() -> dict[str, Any]:
         return {"files": {}, "hub": {}}
     if not isinstance(data, dict):
         return {"files": {}, "hub": {}}
-    data.setdefault("files", {})
-    data.setdefault("hub", {})
+    # Only a speed cache: a part of another shape is as if it weren't there (`"files": null`
+    # made every command exit 1 until someone found the file and deleted it).
+    for part in ("files", "hub"):
+        if not isinstance(data.get(part), dict):
+            data[part] = {}
     return data
 
 
@@ -226,7 +230,7 @@ def _matches(path: Path, expected: str, size: int | None, *, recheck: bool = Fal
         and isinstance(record, dict)
         and record.get("sha256") == expected
         and all(record.get(k) == v for k, v in ident.items())
-        and 0 <= time.time() - float(record.get("checked_at", 0)) < _RECHECK_SECONDS
+        and _seconds_since(record.get("checked_at")) < _RECHECK_SECONDS
     ):
         return True
     try:
@@ -240,6 +244,14 @@ def _matches(path: Path, expected: str, size: int | None, *, recheck: bool = Fal
 
 
 # -- the cache --------------------------------------------------------------------------------
+
+
+def _seconds_since(checked_at: Any) -> float:
+    """Seconds since a record's ``checked_at``; infinite for one that isn't a past time."""
+    if not isinstance(checked_at, int | float) or isinstance(checked_at, bool):
+        return math.inf
+    age = time.time() - checked_at
+    return age if age >= 0 else math.inf
 
 
 def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
@@ -258,7 +270,28 @@ def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
         if not _COMMIT_RE.fullmatch(commit):
             return None
     pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
-    return pointer if pointer.is_file() else None
+    if pointer.is_file():
+        return pointer
+    if commit == spec.revision:
+        return None
+    # The branch's ref moved with another file of the repo (`pull` of a second model, an
+    # `hf download`): its snapshot lacks this one, which an older snapshot still holds. A
+    # copy whose sha256 is known (pinned, or what the hub said at that commit) is the one last
+    # verified, and is checked again as any cached file; the newest first.
+    name = Path(*spec.file.split("/"))
+    try:
+        held = [s / name for s in (storage / "snapshots").iterdir() if (s / name).is_file()]
+    except OSError:
+        return None
+    held.sort(key=_mtime, reverse=True)
+    return next((p for p in held if _expected_sha(spec, p, cache) is not None), None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _expected_sha(spec: ModelSpec, pointer: Path, cache: Path) -> str | None:

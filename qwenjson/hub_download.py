@@ -249,6 +249,17 @@ def _download_blob(
     try:
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
+            stored = os.fstat(f.fileno()).st_size
+        # The hash is of the bytes received; the file is what was written to the name. Where
+        # locks don't hold (NFS, FUSE), another process may have written to it too: a 50 MB
+        # file verified for 25 MB of bytes. Its size is checked before it is trusted.
+        if size is not None and stored != size:
+            partial.unlink(missing_ok=True)
+            raise ModelError(
+                f"the download of {label} was stored as {stored:,} bytes, not {size:,} (another "
+                "process writing the same file? a network filesystem whose locks don't hold): "
+                "deleted; try again"
+            )
         os.replace(partial, blob)
     except OSError as exc:
         raise ModelError(f"cannot store the download as {blob}: {exc.strerror or exc}") from exc

@@ -687,3 +687,80 @@ def test_a_missing_file_named_like_a_registry_file_points_at_the_name(
         hub.ensure_model(str(tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf"), offline=True)
     with pytest.raises(ModelError, match=r"^model file not found: .*other\.gguf$"):
         hub.ensure_model(str(tmp_path / "other.gguf"), offline=True)
+
+
+def test_a_pinned_file_on_a_branch_is_its_verified_copy_whatever_the_hub_says(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str
+) -> None:
+    # A sha256 means one file: `pull` of an entry pinned by sha256 on `main` failed (exit 4)
+    # once upstream moved `main` to another file, and whenever the hub couldn't be reached.
+    spec = make_spec(smol_sha, size=len(smol_bytes))
+    path = hub.pull(spec)
+    fake_hub.commit = "e" * 40
+    fake_hub.add_file(REPO, FILE, smol_bytes + b"\0")
+    heads = len(fake_hub.requests("HEAD"))
+    assert hub.pull(spec, refresh=True) == path
+    assert len(fake_hub.requests("HEAD")) == heads  # not asked
+
+
+def test_another_file_of_the_repo_on_the_branch_leaves_the_first_one_found(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pulling a second file moved refs/main to a commit whose snapshot lacks the first: the
+    # first was "not downloaded" (offline: exit 4), though verified and on disk.
+    first = make_spec(None)
+    path = hub.pull(first)
+    fake_hub.commit = "e" * 40
+    fake_hub.add_file(REPO, "other.gguf", b"GGUF" + b"\1" * 100)
+    hub.pull(make_spec(None, name="other", file="other.gguf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.pull(first) == path
+    assert hub.local_path(first) == path
+
+
+@pytest.mark.parametrize("damage", ["files null", "hub a list", "checked_at text"])
+def test_a_verified_json_of_another_shape_is_as_if_absent(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, damage: str
+) -> None:
+    # Every command was exit 1 ("internal error") until someone found the file and deleted it.
+    from qwenjson.hub_cache import _state_file
+
+    path = hub.pull(make_spec(None))
+    state = json.loads(_state_file().read_text(encoding="utf-8"))
+    if damage == "files null":
+        state["files"] = None
+    elif damage == "hub a list":
+        state["hub"] = []
+    else:
+        assert state["files"]
+        for record in state["files"].values():
+            record["checked_at"] = "soon"
+    _state_file().write_text(json.dumps(state), encoding="utf-8")
+    assert hub.pull(make_spec(None)) == path
+    assert hub.local_path(make_spec(None)) == path
+
+
+def test_a_stored_file_of_the_wrong_size_is_never_named_verified(
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where locks don't hold (NFS), another process wrote to the same partial file: the bytes
+    # received hashed right, and a file twice as long was renamed "verified".
+    from qwenjson import hub_download
+
+    fetch = hub_download._fetch_into
+
+    def doubled(url: str, partial: Path, *args: object, **kw: object) -> tuple[bool, str]:
+        got = fetch(url, partial, *args, **kw)  # type: ignore[arg-type]
+        with partial.open("ab") as f:
+            f.write(partial.read_bytes())  # what a second writer appended
+        return got
+
+    monkeypatch.setattr(hub_download, "_fetch_into", doubled)
+    with pytest.raises(ModelError, match=r"was stored as .* bytes, not"):
+        hub.pull(make_spec(smol_sha, size=len(smol_bytes)))
+    assert hub.local_path(make_spec(smol_sha, size=len(smol_bytes))) is None
+    assert partials(hf_env) == []
