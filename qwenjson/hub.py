@@ -44,6 +44,7 @@ from qwenjson.hub_cache import (
     _load_state,
     _matches,
     _partial_path,
+    _pinned_copy,
     _remember_verified,
     _save_state,
     _storage_dir,
@@ -94,10 +95,10 @@ def local_path(spec: ModelSpec) -> Path | None:
     cache = hub_cache_dir()
     pointer = _cached_pointer(spec, cache)
     if pointer is None:
-        return None
+        return _pinned_copy(spec, cache)
     expected = _expected_sha(spec, pointer, cache)
     if expected is None or not _matches(pointer, expected, spec.size):
-        return None
+        return _pinned_copy(spec, cache, skip=pointer)
     return pointer
 
 
@@ -198,8 +199,13 @@ def pull(
             pinned = _COMMIT_RE.fullmatch(spec.revision) is not None or bool(spec.sha256)
             if not refresh or pinned or offline_requested(offline):
                 return pointer
-        else:
-            corrupt = pointer
+        elif not spec.sha256 or pointer.resolve().name == spec.sha256:
+            corrupt = pointer  # (with a pin: only our own blob, damaged; another is no one's
+            # to delete: the branch's file at another commit, which another entry may use)
+    # The branch's snapshot lacks the pinned file, or holds another version of it: a copy
+    # verified elsewhere is this one (and the other is no corrupt file of ours to delete).
+    if (other := _pinned_copy(spec, cache, recheck=refresh, skip=pointer)) is not None:
+        return other
     if offline_requested(offline):
         by_env = offline_requested(False)
         why = "HF_HUB_OFFLINE=1 is set" if by_env else "--offline"

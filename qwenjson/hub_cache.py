@@ -270,21 +270,35 @@ def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
         if not _COMMIT_RE.fullmatch(commit):
             return None
     pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
-    if pointer.is_file():
-        return pointer
-    if commit == spec.revision:
+    return pointer if pointer.is_file() else None
+
+
+def _pinned_copy(
+    spec: ModelSpec, cache: Path, *, recheck: bool = False, skip: Path | None = None
+) -> Path | None:
+    """A verified copy of a file the registry pins by sha256, in any snapshot of its repo,
+    the newest first; None for an entry without a pin.
+
+    The branch's ref in the cache moves with any file of the repo pulled later (a second
+    model, an `hf download`, the file at another revision), so its snapshot may lack this file
+    or hold another version of it: a sha256 names one file, so a copy that verifies against
+    it is the answer wherever it is. Without a pin nothing tells which revision a copy was
+    for, so none is taken (another revision's file would be run as this one). ``skip``: the
+    branch's own copy, judged already; ``recheck``: hash each again (an explicit pull)."""
+    if not spec.sha256:
         return None
-    # The branch's ref moved with another file of the repo (`pull` of a second model, an
-    # `hf download`): its snapshot lacks this one, which an older snapshot still holds. A
-    # copy whose sha256 is known (pinned, or what the hub said at that commit) is the one last
-    # verified, and is checked again as any cached file; the newest first.
     name = Path(*spec.file.split("/"))
     try:
-        held = [s / name for s in (storage / "snapshots").iterdir() if (s / name).is_file()]
+        snapshots = list((_storage_dir(cache, spec.repo) / "snapshots").iterdir())
     except OSError:
         return None
-    held.sort(key=_mtime, reverse=True)
-    return next((p for p in held if _expected_sha(spec, p, cache) is not None), None)
+    held = sorted((s / name for s in snapshots if (s / name).is_file()), key=_mtime, reverse=True)
+    # (Two snapshots may link one blob: the one judged is not asked again under another name.)
+    judged = skip.resolve() if skip is not None else None
+    for path in held:
+        if path.resolve() != judged and _matches(path, spec.sha256, spec.size, recheck=recheck):
+            return path
+    return None
 
 
 def _mtime(path: Path) -> float:

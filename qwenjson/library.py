@@ -130,11 +130,10 @@ def _instance(cls: Any, data: Any) -> Any:
         from_json = getattr(cls, "model_validate_json", None)
         if not callable(from_json):
             raise
-        try:
-            return from_json(json.dumps(data, ensure_ascii=False))
-        except ValueError:
-            pass
-        raise  # Python mode's error, the one a class without JSON mode would give
+    # Refused in both modes, JSON mode's error is the one said: the document is JSON, and
+    # Python mode's list has a strict model's type errors ("should be a valid date") beside
+    # the real one.
+    return from_json(json.dumps(data, ensure_ascii=False))
 
 
 def _is_generator(model: Any) -> bool:

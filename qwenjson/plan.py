@@ -239,6 +239,22 @@ def job_fingerprint(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _schema_canonical(value: Any) -> Any:
+    """A schema as JSON for the fingerprint: an annotation a Python caller filled with other
+    values (a date in ``examples``, a Decimal ``default``, a set under ``x-…``: carried along
+    unread) by its type and text, a set's members sorted (an enum or const can't hold these:
+    ``check_metaschema`` refuses them)."""
+    if isinstance(value, Mapping):
+        return {str(k): _schema_canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_schema_canonical(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, set | frozenset):
+        return {"$set": sorted(json.dumps(_schema_canonical(v), sort_keys=True) for v in value)}
+    return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": repr(value)}
+
+
 def _canonical(value: Any) -> Any:
     """``value`` as JSON for the fingerprint: dataclasses by their non-derived fields.
 
@@ -247,7 +263,9 @@ def _canonical(value: Any) -> Any:
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: _canonical(getattr(value, f.name))
+            f.name: _schema_canonical(getattr(value, f.name))
+            if f.name == "schema"
+            else _canonical(getattr(value, f.name))
             for f in dataclasses.fields(value)
             if not f.metadata.get("derived")
         }

@@ -173,25 +173,26 @@ def validator_class(schema: Schema) -> type[Validator]:
     return dialect_of(schema).validator
 
 
-def _check_instances(schema: Any, path: str = "") -> None:
+def _check_instances(schema: Any) -> None:
     """JsonValueError where an ``enum`` or ``const`` holds what JSON can't (an Enum member or a
     Decimal a Python caller put there): the prompt and the grammar write those values out.
-    Annotations (``default``, ``examples``, ``x-…``) are carried along unread, as they come."""
-    stack: list[tuple[Any, str]] = [(schema, path)]
+    Only in schema places (a property named ``enum`` is no keyword); annotations (``default``,
+    ``examples``, ``x-…``) are carried along unread, as they come."""
+    from qwenjson.schema.keywords import subschemas
+
+    stack: list[tuple[Any, str]] = [(schema, "")]
     while stack:
         node, at = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                where = f"{at}/{str(key).replace('~', '~0').replace('/', '~1')}"
-                if key in ("enum", "const"):
-                    try:
-                        jsonstrict.check(value, values=True)
-                    except jsonstrict.JsonValueError as e:
-                        raise jsonstrict.JsonValueError(e.message, where + (e.pointer or "")) from e
-                else:
-                    stack.append((value, where))
-        elif isinstance(node, list):
-            stack.extend((item, f"{at}/{i}") for i, item in enumerate(node))
+        if not isinstance(node, dict):
+            continue
+        for key in ("enum", "const"):
+            if key in node:
+                try:
+                    jsonstrict.check(node[key], values=True)
+                except jsonstrict.JsonValueError as e:
+                    where = f"{at}/{key}{e.pointer or ''}"
+                    raise jsonstrict.JsonValueError(e.message, where) from e
+        stack.extend((sub, pointer) for pointer, sub, _ in subschemas(node, at))
 
 
 def check_metaschema(schema: Schema) -> None:

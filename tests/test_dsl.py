@@ -1233,8 +1233,6 @@ def test_a_group_over_lines_leaves_the_top_level_a_one_line_list() -> None:
         ("a\nbio: short, born? date", "born? date"),
         ("a\nbio: short, born date 1900..", "born date 1900.."),
         # A review of the first fix: these went into the description again, silently.
-        ("a\nname: full name, age integer", "age integer"),
-        ("a\nbio: x, flag boolean", "flag boolean"),
         ("a\nbio: x, email email", "email email"),
         ("a\nbio: x, mood happy|sad", "mood happy|sad"),
         ("a\nbio: x, addr {street, city}", "addr {street, city}"),
@@ -1263,6 +1261,8 @@ def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
         "whether it's on, a bool",
         "a fraction, in [0, 1]",
         "yes or no, true|false",
+        "number of items, positive integer",
+        "whether it is, true boolean",
     ],
 )
 def test_prose_with_commas_on_a_line_of_its_own_is_a_description(description: str) -> None:

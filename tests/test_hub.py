@@ -704,11 +704,16 @@ def test_a_pinned_file_on_a_branch_is_its_verified_copy_whatever_the_hub_says(
 
 
 def test_another_file_of_the_repo_on_the_branch_leaves_the_first_one_found(
-    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+    hf_env: Path,
+    fake_hub: FakeHub,
+    smol_bytes: bytes,
+    smol_sha: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Pulling a second file moved refs/main to a commit whose snapshot lacks the first: the
-    # first was "not downloaded" (offline: exit 4), though verified and on disk.
-    first = make_spec(None)
+    # first was "not downloaded" (offline: exit 4), though verified and on disk. Found by its
+    # pin (an entry without one isn't: nothing tells which revision an older copy was for).
+    first = make_spec(smol_sha)
     path = hub.pull(first)
     fake_hub.commit = "e" * 40
     fake_hub.add_file(REPO, "other.gguf", b"GGUF" + b"\1" * 100)
@@ -716,6 +721,13 @@ def test_another_file_of_the_repo_on_the_branch_leaves_the_first_one_found(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.pull(first) == path
     assert hub.local_path(first) == path
+    # The branch's file at another commit is no copy of a pinned file: neither taken nor
+    # deleted as a damaged one.
+    fake_hub.commit = "d" * 40
+    fake_hub.add_file(REPO, FILE, smol_bytes + b"\0")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    moved = hub.pull(make_spec(None), refresh=True)  # the branch's newer file, unpinned
+    assert hub.pull(first) == path and moved.read_bytes() == smol_bytes + b"\0"
 
 
 @pytest.mark.parametrize("damage", ["files null", "hub a list", "checked_at text"])

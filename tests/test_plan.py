@@ -422,6 +422,21 @@ def test_a_class_is_asked_in_python_mode_first() -> None:
     assert (person.name, person.age) == ("ANN", 3)
 
 
+def test_refused_in_both_modes_the_json_modes_error_is_said() -> None:
+    # Python mode's list had a strict model's type errors beside the real one.
+    class Strict(Person):
+        @classmethod
+        def model_validate(cls, data: Any) -> Person:
+            raise ValueError("born: should be a valid date; name: must be ok")
+
+        @classmethod
+        def model_validate_json(cls, text: str) -> Person:
+            raise ValueError("name: must be ok")
+
+    with pytest.raises(NoValidOutputError, match=r"Strict refused it: name: must be ok$"):
+        extract("Ann is 3", Strict, model=FakeModel(answer))
+
+
 def test_annotations_a_python_caller_put_in_a_schema_are_carried_along() -> None:
     # A date under examples or x-…, a set, a Decimal default: never read, never refused (the
     # first version of the check refused them); in an enum or const they are refused.
@@ -438,6 +453,18 @@ def test_annotations_a_python_caller_put_in_a_schema_are_carried_along() -> None
         },
     }
     assert extract("Ann is 3", schema, model=FakeModel(answer)) == {"name": "Ann", "age": 3}
+
+    # extract_many's workers name their plan by its fingerprint: a TypeError after the model
+    # had loaded. The same annotations give the same fingerprint, other ones another.
+    def fingerprint(s: dict[str, Any]) -> str:
+        return Plan(s, "a" * 64, 4096, ExtractOptions(), RecordOptions()).fingerprint
+
+    assert fingerprint(schema) == fingerprint(dict(schema))
+    assert fingerprint(schema) != fingerprint({**schema, "x-tags": {"a", "c"}})
+    # A property named enum or const is no keyword: its annotations are carried along too.
+    named = {"type": "object", "properties": {"enum": schema["properties"]["name"]}}
+    got = extract("Ann is 3", named, model=FakeModel(lambda *_: '{"enum": "Ann"}'))
+    assert got == {"enum": "Ann"}
     with pytest.raises(SchemaError, match=r"is not a JSON value \(at /properties/age/const"):
         extract(
             "Ann is 3",

@@ -416,14 +416,15 @@ def _top_level_spans_lines(text: str) -> bool:
 
 
 # A part of a description, after a comma, that reads as a field: a name, then a type no prose
-# has after a word (`int`, `integer`, `float`, `bool`, `boolean`), a type word equal to the
+# has after a word (`int`, `float`, `bool`), a type word equal to the
 # name (`email email`), an enum (`a|b`), an object (`{…}`), or a type with a range, `?` or
 # brackets. "…, work email", "…, due date", "…, phone number", "…, in text" are descriptions,
 # and so is a part whose "name" is an article (`…, a bool`). `name: full name, age int` on one
 # line of a schema of several lines was one field whose description took `age int` in,
 # silently.
 _FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)(\??)\s+(.+)", re.DOTALL)
-_CODE_TYPES = frozenset({"int", "integer", "float", "bool", "boolean"})
+# (`integer` and `boolean` are prose after an adjective: "…, positive integer".)
+_CODE_TYPES = frozenset({"int", "float", "bool"})
 _ENUM_LIKE = re.compile(r"[^\s|]+(?:\s*\|\s*[^\s|]+)+")
 _NOT_NAMES = frozenset({"a", "an", "the", "as", "in", "of", "no", "or", "and", "any", "some"})
 
