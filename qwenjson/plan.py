@@ -239,42 +239,36 @@ def job_fingerprint(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _schema_canonical(value: Any) -> Any:
-    """A schema as JSON for the fingerprint: an annotation a Python caller filled with other
-    values (a date in ``examples``, a Decimal ``default``, a set under ``x-…``: carried along
-    unread) by its type and text, a set's members sorted (an enum or const can't hold these:
-    ``check_metaschema`` refuses them)."""
-    if isinstance(value, Mapping):
-        return {str(k): _schema_canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_schema_canonical(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, set | frozenset):
-        return {"$set": sorted(json.dumps(_schema_canonical(v), sort_keys=True) for v in value)}
-    return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": repr(value)}
-
-
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, schema: bool = False) -> Any:
     """``value`` as JSON for the fingerprint: dataclasses by their non-derived fields.
 
     Anything else that isn't JSON is a TypeError, so that a field of a new kind is decided on
-    (made JSON here, or marked derived) rather than silently left out.
+    (made JSON here, or marked derived) rather than silently left out; but in the schema
+    (``schema``), an annotation a Python caller filled with other values (a date in
+    ``examples``, a Decimal ``default``, a set under ``x-…``: carried along unread) goes by its
+    type and text, a set's members sorted (an enum or const can't hold these:
+    ``check_metaschema`` refuses them).
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: _schema_canonical(getattr(value, f.name))
-            if f.name == "schema"
-            else _canonical(getattr(value, f.name))
+            f.name: _canonical(getattr(value, f.name), schema=f.name == "schema")
             for f in dataclasses.fields(value)
             if not f.metadata.get("derived")
         }
     if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
+        return {str(k): _canonical(v, schema) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+        return [_canonical(v, schema) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if schema and isinstance(value, set | frozenset):
+        members = (json.dumps(_canonical(v, schema), sort_keys=True) for v in value)
+        return {"$set": sorted(members)}
+    if schema:
+        return {
+            "$python": f"{type(value).__module__}.{type(value).__qualname__}",
+            "repr": repr(value),
+        }
     raise TypeError(f"a Plan field of type {type(value).__name__} has no fingerprint")
 
 
