@@ -48,6 +48,7 @@ from qwenjson.hub_cache import (
     _remember_verified,
     _save_state,
     _storage_dir,
+    another_blob,
     check_gguf,
     format_size,
     hub_cache_dir,
@@ -97,7 +98,9 @@ def local_path(spec: ModelSpec) -> Path | None:
     if pointer is None:
         return _pinned_copy(spec, cache)
     expected = _expected_sha(spec, pointer, cache)
-    if expected is None or not _matches(pointer, expected, spec.size):
+    if another_blob(pointer, spec.sha256) or expected is None:
+        return _pinned_copy(spec, cache, skip=pointer)
+    if not _matches(pointer, expected, spec.size):
         return _pinned_copy(spec, cache, skip=pointer)
     return pointer
 
@@ -189,7 +192,9 @@ def pull(
     cache = hub_cache_dir()
     pointer = _cached_pointer(spec, cache)
     corrupt: Path | None = None
-    if pointer is not None:
+    if pointer is not None and another_blob(pointer, spec.sha256):
+        pass  # the branch's file at another commit: no copy of ours, nor a damaged one
+    elif pointer is not None:
         expected = _expected_sha(spec, pointer, cache)
         # An explicit refresh (`qwenjson pull`) hashes the file again whatever the record says.
         if expected is not None and _matches(pointer, expected, spec.size, recheck=refresh):
@@ -199,9 +204,8 @@ def pull(
             pinned = _COMMIT_RE.fullmatch(spec.revision) is not None or bool(spec.sha256)
             if not refresh or pinned or offline_requested(offline):
                 return pointer
-        elif not spec.sha256 or pointer.resolve().name == spec.sha256:
-            corrupt = pointer  # (with a pin: only our own blob, damaged; another is no one's
-            # to delete: the branch's file at another commit, which another entry may use)
+        else:
+            corrupt = pointer
     # The branch's snapshot lacks the pinned file, or holds another version of it: a copy
     # verified elsewhere is this one (and the other is no corrupt file of ours to delete).
     if (other := _pinned_copy(spec, cache, recheck=refresh, skip=pointer)) is not None:

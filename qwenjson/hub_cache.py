@@ -273,6 +273,19 @@ def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
     return pointer if pointer.is_file() else None
 
 
+def another_blob(path: Path, pinned: str | None) -> bool:
+    """Whether ``path`` links a blob named by a sha256 other than ``pinned``: another file,
+    told without hashing it (the branch's file at another commit). False where the cache holds
+    copies, not links (their names tell nothing: they are hashed)."""
+    if not pinned:
+        return False
+    try:
+        name = path.resolve().name
+    except OSError:
+        return False
+    return _SHA256_RE.fullmatch(name) is not None and name != pinned
+
+
 def _pinned_copy(
     spec: ModelSpec, cache: Path, *, recheck: bool = False, skip: Path | None = None
 ) -> Path | None:
@@ -296,7 +309,9 @@ def _pinned_copy(
     # (Two snapshots may link one blob: the one judged is not asked again under another name.)
     judged = skip.resolve() if skip is not None else None
     for path in held:
-        if path.resolve() != judged and _matches(path, spec.sha256, spec.size, recheck=recheck):
+        if path.resolve() == judged or another_blob(path, spec.sha256):
+            continue  # (each run would hash it again: a mismatch isn't remembered)
+        if _matches(path, spec.sha256, spec.size, recheck=recheck):
             return path
     return None
 

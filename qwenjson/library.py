@@ -128,12 +128,19 @@ def _instance(cls: Any, data: Any) -> Any:
         return cls.model_validate(data)
     except ValueError:
         from_json = getattr(cls, "model_validate_json", None)
-        if not callable(from_json):
+        # Not past a class's own model_validate: its refusal is the class's word.
+        if not callable(from_json) or not _pydantics_own(cls, "model_validate"):
             raise
     # Refused in both modes, JSON mode's error is the one said: the document is JSON, and
     # Python mode's list has a strict model's type errors ("should be a valid date") beside
     # the real one.
     return from_json(json.dumps(data, ensure_ascii=False))
+
+
+def _pydantics_own(cls: Any, name: str) -> bool:
+    """Whether ``cls`` has ``name`` from Pydantic itself, not from a class of the caller's."""
+    owner = next((c for c in getattr(cls, "__mro__", ()) if name in vars(c)), None)
+    return owner is not None and owner.__module__.split(".")[0] == "pydantic"
 
 
 def _is_generator(model: Any) -> bool:

@@ -246,10 +246,9 @@ def _canonical(value: Any, schema: bool = False) -> Any:
     (made JSON here, or marked derived) rather than silently left out; but in the schema
     (``schema``), an annotation a Python caller filled with other values (a date in
     ``examples``, a Decimal ``default``, a set under ``x-…``: carried along unread) goes by its
-    type and text, a set's members sorted (an enum or const can't hold these:
-    ``check_metaschema`` refuses them).
+    type (an enum or const can't hold these: ``check_metaschema`` refuses them).
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and not schema:
         return {
             f.name: _canonical(getattr(value, f.name), schema=f.name == "schema")
             for f in dataclasses.fields(value)
@@ -261,14 +260,10 @@ def _canonical(value: Any, schema: bool = False) -> Any:
         return [_canonical(v, schema) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if schema and isinstance(value, set | frozenset):
-        members = (json.dumps(_canonical(v, schema), sort_keys=True) for v in value)
-        return {"$set": sorted(members)}
     if schema:
-        return {
-            "$python": f"{type(value).__module__}.{type(value).__qualname__}",
-            "repr": repr(value),
-        }
+        # Unread by qwenjson, so it can't change the output: its type alone names it (a
+        # repr may hold an address, or a set's order, other in each process).
+        return {"$python": f"{type(value).__module__}.{type(value).__qualname__}"}
     raise TypeError(f"a Plan field of type {type(value).__name__} has no fingerprint")
 
 

@@ -424,17 +424,42 @@ def test_a_class_is_asked_in_python_mode_first() -> None:
 
 def test_refused_in_both_modes_the_json_modes_error_is_said() -> None:
     # Python mode's list had a strict model's type errors beside the real one.
-    class Strict(Person):
+    pydantic = pytest.importorskip(
+        "pydantic", reason="pydantic is a test extra: pip install .[test]"
+    )
+    import datetime
+
+    class Strict(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        model_config = pydantic.ConfigDict(strict=True)
+        name: str
+        born: datetime.date
+
+        @pydantic.field_validator("name")  # type: ignore[misc]
+        @classmethod
+        def ok(cls, value: str) -> str:
+            if value != "ok":
+                raise ValueError("must be ok")
+            return value
+
+    fake = FakeModel(lambda *_: '{"name": "Ann", "born": "2020-01-02"}')
+    with pytest.raises(NoValidOutputError, match="must be ok") as info:
+        extract("Ann, born 2020-01-02", Strict, model=fake, grounding=False)
+    assert "valid date" not in str(info.value)
+
+
+def test_a_class_s_own_model_validate_has_the_last_word() -> None:
+    # Its refusal was passed over for JSON mode, which isn't overridden and took the document.
+    class Limited(Person):
         @classmethod
         def model_validate(cls, data: Any) -> Person:
-            raise ValueError("born: should be a valid date; name: must be ok")
+            raise ValueError("age over the limit")
 
         @classmethod
         def model_validate_json(cls, text: str) -> Person:
-            raise ValueError("name: must be ok")
+            return cls(**json.loads(text))
 
-    with pytest.raises(NoValidOutputError, match=r"Strict refused it: name: must be ok$"):
-        extract("Ann is 3", Strict, model=FakeModel(answer))
+    with pytest.raises(NoValidOutputError, match="Limited refused it: age over the limit"):
+        extract("Ann is 3", Limited, model=FakeModel(answer))
 
 
 def test_annotations_a_python_caller_put_in_a_schema_are_carried_along() -> None:
@@ -460,7 +485,19 @@ def test_annotations_a_python_caller_put_in_a_schema_are_carried_along() -> None
         return Plan(s, "a" * 64, 4096, ExtractOptions(), RecordOptions()).fingerprint
 
     assert fingerprint(schema) == fingerprint(dict(schema))
-    assert fingerprint(schema) != fingerprint({**schema, "x-tags": {"a", "c"}})
+    # By type alone (a repr may hold an address or a set's order, other in each process).
+    assert fingerprint({**schema, "x-o": object()}) == fingerprint({**schema, "x-o": object()})
+    assert fingerprint(schema) != fingerprint({**schema, "x-tags": [1]})
+    # A $ref may lead anywhere, beyond the places subschemas are: an enum there is checked.
+    refd = {
+        "type": "object",
+        "properties": {"c": {"$ref": "#/x-lib/Price"}},
+        "x-lib": {"Price": {"enum": [decimal.Decimal("1.5"), 3]}},
+    }
+    with pytest.raises(
+        SchemaError, match=r"Decimal .* is not a JSON value \(at /x-lib/Price/enum/0"
+    ):
+        extract("Ann is 3", refd, model=FakeModel(answer))
     # A property named enum or const is no keyword: its annotations are carried along too.
     named = {"type": "object", "properties": {"enum": schema["properties"]["name"]}}
     got = extract("Ann is 3", named, model=FakeModel(lambda *_: '{"enum": "Ann"}'))
