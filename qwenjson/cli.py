@@ -187,7 +187,7 @@ def pull(
 
     Example: qwenjson pull qwen2.5-0.5b-instruct-q4_0
     """
-    from qwenjson.hub import format_size
+    from qwenjson.hub import check_gguf, format_size
     from qwenjson.hub import pull as hub_pull
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
@@ -204,6 +204,9 @@ def pull(
     with console.download_progress(f"Downloading {spec.name}", enabled=not quiet) as progress:
         # HF_HUB_OFFLINE is honoured by hub_pull; refresh: a branch revision may have moved.
         path = hub_pull(spec, progress=progress, refresh=True)
+    # As extract checks it before loading: `llama-cli -m "$(qwenjson pull hf:…)"` of a file
+    # that is no model would fail there, after this said exit 0.
+    check_gguf(path)
     if not quiet and console.stderr.is_terminal:
         size = format_size(path.stat().st_size)
         console.info(f"{spec.name}: {size}, sha256 verified")

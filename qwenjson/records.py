@@ -255,7 +255,8 @@ def read_lines(
             # (Shorter than the limit, with no line end: the stream's end.) Its "\r" goes as a
             # "\r\n" would: the line logged is the one a later run reads, once it has its "\n".
             body = raw[:-1] if raw.endswith(b"\r") else raw
-            if complete is None or not complete(body):
+            # (A blank one is read: it fails as "empty line" either way, the same line after.)
+            if body.strip() and (complete is None or not complete(body)):
                 on_unended(line_no)
                 return
             raw = body

@@ -1369,3 +1369,23 @@ def test_each_prints_an_item_repeated_without_its_text_each_time() -> None:
     printed: list[str] = []
     runner(fake, purchase, each=True).run("coffee 3.50; coffee 3.50", printed.append)
     assert len(printed) == 2
+
+
+def test_read_lines_holds_an_unended_last_line_unless_whole_or_blank() -> None:
+    import io
+
+    from qwenjson.records import is_json_object, read_lines
+
+    def read(
+        data: bytes, complete: Callable[[bytes], bool] | None = None
+    ) -> tuple[list[bytes], list[int]]:
+        held: list[int] = []
+        return list(read_lines(io.BytesIO(data), held.append, complete)), held
+
+    assert read(b"a\nb") == ([b"a"], [2])
+    assert read(b"a\nb\n") == ([b"a", b"b"], [])
+    # A blank one fails as "empty line" either way (it said "no line end yet" for ever).
+    assert read(b"a\n\r") == ([b"a", b""], [])
+    # A whole JSON object, its "\r" taken as a "\r\n" would be.
+    assert read(b'{"t": 1}\r', is_json_object) == ([b'{"t": 1}'], [])
+    assert read(b'{"t": 1', is_json_object) == ([], [1])

@@ -328,3 +328,13 @@ def test_an_interrupted_download_of_a_model_without_a_size_shows_as_partly() -> 
     row = {"downloaded": False, "partial_bytes": 31_457_280, "size": None}
     assert _downloaded_cell(row) == f"partly ({format_size(31_457_280)})"
     assert _downloaded_cell({**row, "partial_bytes": None}) == "no"
+
+
+def test_pull_of_a_file_that_is_no_model_is_the_model_exit_code(
+    run: Callable[..., Run], hf_env: Path, fake_hub: FakeHub
+) -> None:
+    # It printed the path, exit 0, and `llama-cli -m "$(qwenjson pull hf:…)"` failed there.
+    fake_hub.add_file(REPO, "notes.gguf", b"not a model at all")
+    r = run("pull", f"hf:{REPO}/notes.gguf")
+    assert (r.code, r.out) == (EXIT_MODEL, "")
+    assert r.err.startswith("Error: ") and "GGUF" in r.err
