@@ -145,8 +145,9 @@ def _fetch_into(
     size: int | None,
     headers: dict[str, str],
     progress: ProgressCallback | None,
-) -> tuple[int, str]:
-    """Append the rest of the file to ``partial``; return (bytes resumed from, sha256)."""
+) -> tuple[int, str, int]:
+    """Append the rest of the file to ``partial``; return (bytes resumed from, sha256, bytes
+    hashed: the kept prefix and those received)."""
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
 
@@ -186,7 +187,7 @@ def _fetch_into(
                 "run the command again to resume it"
             ) from exc
         raise ModelError(f"cannot write {partial}: {exc.strerror or exc}") from exc
-    return resume, sink.hasher.hexdigest()
+    return resume, sink.hasher.hexdigest(), sink.done
 
 
 class _TooLong(Exception):
@@ -204,7 +205,7 @@ def _fetch_from_zero_once_more(
     headers: dict[str, str],
     progress: ProgressCallback | None,
     label: str,
-) -> tuple[int, str]:
+) -> tuple[int, str, int]:
     """``_fetch_into`` for a download whose resume went wrong, ``partial`` deleted: a server
     that sends too much from zero too is an error."""
     partial.unlink(missing_ok=True)
@@ -228,15 +229,19 @@ def _download_blob(
 ) -> None:
     partial = _partial_path(blob)
     try:
-        resumed, digest = _fetch_into(url, partial, size, headers, progress)
+        resumed, digest, hashed = _fetch_into(url, partial, size, headers, progress)
     except _TooLong:
         # A resume the server answered with the whole file (206 and every byte from 0):
         # once more from zero, which needs no Range.
-        resumed, digest = _fetch_from_zero_once_more(url, partial, size, headers, progress, label)
+        resumed, digest, hashed = _fetch_from_zero_once_more(
+            url, partial, size, headers, progress, label
+        )
     if digest != expected and resumed:
         # The kept prefix may itself be bad (a previous server sent wrong bytes): once more
         # from zero before calling the download corrupt.
-        resumed, digest = _fetch_from_zero_once_more(url, partial, size, headers, progress, label)
+        resumed, digest, hashed = _fetch_from_zero_once_more(
+            url, partial, size, headers, progress, label
+        )
     if digest != expected:
         partial.unlink(missing_ok=True)
         raise ModelError(
@@ -252,11 +257,12 @@ def _download_blob(
             stored = os.fstat(f.fileno()).st_size
         # The hash is of the bytes received; the file is what was written to the name. Where
         # locks don't hold (NFS, FUSE), another process may have written to it too: a 50 MB
-        # file verified for 25 MB of bytes. Its size is checked before it is trusted.
-        if size is not None and stored != size:
+        # file verified for 25 MB of bytes. Its size is checked before it is trusted, against
+        # the bytes hashed (the file's size may be unknown: a mirror without X-Linked-Size).
+        if stored != hashed:
             partial.unlink(missing_ok=True)
             raise ModelError(
-                f"the download of {label} was stored as {stored:,} bytes, not {size:,} (another "
+                f"the download of {label} was stored as {stored:,} bytes, not {hashed:,} (another "
                 "process writing the same file? a network filesystem whose locks don't hold): "
                 "deleted; try again"
             )

@@ -765,14 +765,27 @@ def test_a_stored_file_of_the_wrong_size_is_never_named_verified(
 
     fetch = hub_download._fetch_into
 
-    def doubled(url: str, partial: Path, *args: object, **kw: object) -> tuple[bool, str]:
+    def doubled(url: str, partial: Path, *args: object, **kw: object) -> tuple[int, str, int]:
         got = fetch(url, partial, *args, **kw)  # type: ignore[arg-type]
         with partial.open("ab") as f:
             f.write(partial.read_bytes())  # what a second writer appended
         return got
 
     monkeypatch.setattr(hub_download, "_fetch_into", doubled)
+    # With its size known, and unknown (a mirror without X-Linked-Size, no size in the entry).
     with pytest.raises(ModelError, match=r"was stored as .* bytes, not"):
         hub.pull(make_spec(smol_sha, size=len(smol_bytes)))
     assert hub.local_path(make_spec(smol_sha, size=len(smol_bytes))) is None
     assert partials(hf_env) == []
+    monkeypatch.setattr(hub_download, "_check_space", lambda *a: None)
+    with pytest.raises(ModelError, match=r"was stored as .* bytes, not"):
+        hub_download._download_blob(
+            fake_hub.url + f"/{REPO}/resolve/main/{FILE}",
+            hf_env / "blob",
+            smol_sha,
+            None,
+            {},
+            None,
+            "smol",
+        )
+    assert not (hf_env / "blob").exists()
