@@ -330,7 +330,7 @@ def extract_many(
     Texts are read as they are needed, so a generator over a large file is fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
-    from qwenjson.library import check_call_options, shaped, split_options
+    from qwenjson.library import check_call_options, check_room, shaped, split_options
     from qwenjson.plan import Plan, schema_of
 
     threads = 1 if threads is None else threads
@@ -350,11 +350,8 @@ def extract_many(
         raise UsageError(f"n_ctx must be a whole number ≥ 256 (as --ctx), not {n_ctx!r}")
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
-    if "max_tokens" in options and opts.max_tokens >= n_ctx:  # as extract() and --ctx
-        raise UsageError(
-            f"max_tokens {opts.max_tokens} leaves no room in a context of {n_ctx} tokens for "
-            "the prompt and the text: lower it, or raise n_ctx"
-        )
+    if "max_tokens" in options:
+        check_room(opts.max_tokens, n_ctx, "or raise n_ctx")
     # The schema is checked and compiled here, before any cluster; the model's sha256 is each
     # worker's to fill in.
     plan = Plan(schema_value, "", n_ctx, opts, record)

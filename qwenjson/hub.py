@@ -98,9 +98,11 @@ def local_path(spec: ModelSpec) -> Path | None:
     if pointer is None:
         return _pinned_copy(spec, cache)
     expected = _expected_sha(spec, pointer, cache)
-    if another_blob(pointer, spec.sha256) or expected is None:
-        return _pinned_copy(spec, cache, skip=pointer)
-    if not _matches(pointer, expected, spec.size):
+    if (
+        another_blob(pointer, spec.sha256)
+        or expected is None
+        or not _matches(pointer, expected, spec.size)
+    ):
         return _pinned_copy(spec, cache, skip=pointer)
     return pointer
 
@@ -192,9 +194,8 @@ def pull(
     cache = hub_cache_dir()
     pointer = _cached_pointer(spec, cache)
     corrupt: Path | None = None
-    if pointer is not None and another_blob(pointer, spec.sha256):
-        pass  # the branch's file at another commit: no copy of ours, nor a damaged one
-    elif pointer is not None:
+    # (A branch file linked to another sha256's blob is no copy of ours, nor a damaged one.)
+    if pointer is not None and not another_blob(pointer, spec.sha256):
         expected = _expected_sha(spec, pointer, cache)
         # An explicit refresh (`qwenjson pull`) hashes the file again whatever the record says.
         if expected is not None and _matches(pointer, expected, spec.size, recheck=refresh):

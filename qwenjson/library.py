@@ -71,25 +71,28 @@ def extract(
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
     given = "max_tokens" in options
+    larger = "or open an Engine with a larger n_ctx"
     if model is None or isinstance(model, str | Path):
         generator = open_model(model, offline=offline, threads=threads)
         try:
-            _check_room(generator, opts, given)
+            if given:
+                check_room(opts.max_tokens, generator.n_ctx, larger)
             return _run(text, schema_value, job, generator, opts, record, timeout, cls)
         finally:
             generator.close()
-    _check_room(model, opts, given)
+    if given:
+        check_room(opts.max_tokens, model.n_ctx, larger)
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
 
 
-def _check_room(generator: Generator, options: ExtractOptions, given: bool) -> None:
+def check_room(max_tokens: int, n_ctx: int, larger: str) -> None:
     """As --max-tokens is checked against --ctx: a ``max_tokens`` the caller gave that leaves
     the prompt no room is a UsageError (it was an InputError saying to cut the text in pieces,
-    which it already was)."""
-    if given and options.max_tokens >= generator.n_ctx:
+    which it already was); ``larger`` says how to get a larger context."""
+    if max_tokens >= n_ctx:
         raise UsageError(
-            f"max_tokens {options.max_tokens} leaves no room in a context of {generator.n_ctx} "
-            "tokens for the prompt and the text: lower it, or open an Engine with a larger n_ctx"
+            f"max_tokens {max_tokens} leaves no room in a context of {n_ctx} tokens for the "
+            f"prompt and the text: lower it, {larger}"
         )
 
 

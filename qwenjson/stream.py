@@ -64,22 +64,25 @@ def signals_held() -> Iterator[None]:
         _previous.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pending = list(dict.fromkeys(_pending))  # each once, in the order they came
-        _pending.clear()
-        for sig in pending:
+        for sig in _take_pending():
             signal.raise_signal(sig)
 
 
 _previous: dict[int, Any] = {}  # the handlers a held block put aside, while it runs
 
 
+def _take_pending() -> list[int]:
+    """The signals held so far, each once, in the order they came; none held after."""
+    pending = list(dict.fromkeys(_pending))
+    _pending.clear()
+    return pending
+
+
 def _act_on_pending() -> None:
     """Run the handlers of the signals held so far, now, inside the block, as its end would:
     one that raises (Ctrl-C, SIGTERM, a time limit) ends what the block was doing; one that
     returns (a time limit's alarm with nothing due yet) lets it go on."""
-    pending = list(dict.fromkeys(_pending))
-    _pending.clear()
-    for sig in pending:
+    for sig in _take_pending():
         handler = _previous.get(sig)
         if callable(handler):
             handler(sig, None)

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote
 
 import jsonschema
 from jsonschema import FormatChecker
@@ -180,7 +179,9 @@ def _check_instances(schema: Any) -> None:
     Only in schema places (a property named ``enum`` is no keyword); annotations (``default``,
     ``examples``, ``x-…``) are carried along unread, as they come."""
     from qwenjson.schema.keywords import subschemas
+    from qwenjson.schema.refs import RefIndex
 
+    index: RefIndex | None = None  # made at the first $ref (most schemas have none)
     stack: list[tuple[Any, str]] = [(schema, "")]
     seen: set[int] = set()
     while stack:
@@ -189,11 +190,13 @@ def _check_instances(schema: Any) -> None:
             continue
         seen.add(id(node))
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#"):
-            # A local $ref may point anywhere (`#/x-lib/Price`), not only at $defs.
-            target = _local_target(schema, ref[1:])
-            if target is not None:
-                stack.append((target, ref[1:]))
+        if isinstance(ref, str):
+            # A $ref may point anywhere (`#/x-lib/Price`), not only at $defs: resolved as the
+            # compiler resolves it (a broken one, or an unknown $schema, is reported later).
+            with contextlib.suppress(SchemaError):
+                index = index or RefIndex(schema)
+                target = index.resolve(ref, index.base_of(at), at)
+                stack.append((target.schema, target.pointer))
         for key in ("enum", "const"):
             if key in node:
                 try:
@@ -202,20 +205,6 @@ def _check_instances(schema: Any) -> None:
                     where = f"{at}/{key}{e.pointer or ''}"
                     raise jsonstrict.JsonValueError(e.message, where) from e
         stack.extend((sub, pointer) for pointer, sub, _ in subschemas(node, at))
-
-
-def _local_target(root: Any, pointer: str) -> Any:
-    """The node at JSON pointer ``pointer`` in ``root``, or None where there is none."""
-    node = root
-    for part in pointer.split("/")[1:] if pointer else []:
-        part = unquote(part).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def check_metaschema(schema: Schema) -> None:
