@@ -12,17 +12,24 @@ with one `Error:` line.
 So the handlers ask first: inside a function marked with ``shield`` (``in_callback``) the signal
 comes again 1 ms later and the handler returns; it is acted on at the first bytecode outside
 the callback, late by the rest of that C call, which no signal could cut anyway. SIGINT and
-SIGTERM are sent again by ``deferred`` (from a timer thread, while a Python handler is still
-there to take them: with the default one back, a late signal would kill the process); a time
-limit's alarm re-arms its own timer (``qwenjson.deadline``), which ``alarms()`` stops before it
-puts the old handler back.
+SIGTERM are sent again by ``deferred`` (from a thread, to the main thread, while a Python
+handler is still there to take them: with the default one back, a late signal would kill the
+process); a time limit's alarm re-arms its own timer (``qwenjson.deadline``), which ``alarms()``
+stops before it puts the old handler back.
+
+Sent once, a signal can still be missed: the sending thread needs the GIL, so it often sends
+just as the main thread lets the GIL go on its way into a blocking call (``time.sleep``, a
+read), and a signal that lands after the last check and before the system call starts only
+runs its handler once that call returns: a CI run waited out a 10 s sleep so. So the signal is
+sent again every 50 ms until a handler acts on it; a copy already on its way when it is acted
+on is taken as that same signal, not as a second Ctrl-C.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -31,8 +38,11 @@ __all__ = ["deferred", "in_callback", "shield"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_RETRY_S = 0.001
+_FIRST_S = 0.001  # the first time again: the rest of one callback, at most
+_AGAIN_S = 0.05  # then: a missed signal is late by this much, and idle wake-ups stay rare
 _shielded: set[CodeType] = set()
+_owed: dict[int, int] = {}  # signal put off -> the thread to send it to (the main thread)
+_taken: dict[int, float] = {}  # signal -> when one that was owed was acted on (monotonic)
 
 
 def shield(func: F) -> F:
@@ -52,17 +62,32 @@ def in_callback(frame: FrameType | None) -> bool:
 
 def deferred(signum: int, frame: FrameType | None) -> bool:
     """Whether the handler of ``signum`` must return at once: ``frame`` is inside a shielded
-    callback, and the signal comes again in 1 ms."""
-    if not in_callback(frame):
+    callback (the signal comes again in 1 ms, then every 50 ms until acted on), or it is a
+    copy sent before the last one was acted on."""
+    # No lock: the handlers run in the main thread between bytecodes (a lock taken here could
+    # be held by the code a nested handler interrupted); each dict operation is atomic.
+    if in_callback(frame):
+        if signum not in _owed:
+            _owed[signum] = threading.get_ident()
+            threading.Thread(target=_send_until_taken, args=(signum,), daemon=True).start()
+        return True
+    if _owed.pop(signum, None) is not None:
+        _taken[signum] = time.monotonic()  # acted on now: the sending thread stops
         return False
-    timer = threading.Timer(_RETRY_S, _send_again, (signum,))
-    timer.daemon = True  # never keeps a finished process alive
-    timer.start()
-    return True
+    taken = _taken.pop(signum, None)  # one copy at most: sent just before it was acted on
+    return taken is not None and time.monotonic() - taken < 2 * _AGAIN_S
 
 
-def _send_again(signum: int) -> None:
-    # Only to a Python handler (ours, or signals_held's, which keeps it for later): once the
-    # default action is back, the run no longer wants it, and it would kill the process.
-    if callable(signal.getsignal(signum)):
-        os.kill(os.getpid(), signum)
+def _send_until_taken(signum: int) -> None:
+    # Daemon: never keeps a finished process alive. Only to a handler that puts it off or acts
+    # on it (ours, or signals_held's, which keeps it for later): with the default action back,
+    # or Python's own Ctrl-C handler outside the run, a late copy would kill the process or
+    # raise where nobody expects it; then the debt is dropped.
+    time.sleep(_FIRST_S)
+    while (thread := _owed.get(signum)) is not None:
+        handler = signal.getsignal(signum)
+        if not callable(handler) or handler is signal.default_int_handler:
+            _owed.pop(signum, None)
+            return
+        signal.pthread_kill(thread, signum)  # the main thread: its blocking call is cut
+        time.sleep(_AGAIN_S)

@@ -52,18 +52,25 @@ def _usable() -> bool:
     return _enabled and threading.current_thread() is threading.main_thread()
 
 
+# After its first alarm the timer goes on every 50 ms until a handler re-arms or stops it: an
+# alarm that lands after the main thread's last check for signals and before its blocking
+# call (a read of a pipe nobody writes) would otherwise run its handler only once that call
+# returns, never. (SIGINT and SIGTERM put off are sent again so too: qwenjson.callbacks.)
+_AGAIN_S = 0.05
+
+
 def _arm() -> None:
     if not _active:
         signal.setitimer(signal.ITIMER_REAL, 0)
         return
     delay = min(e.at for e in _active) - time.monotonic()
     # At most a day at a time (the timer can't hold 1e300 s or inf): an early alarm re-arms.
-    signal.setitimer(signal.ITIMER_REAL, min(max(delay, 0.001), 86400.0))
+    signal.setitimer(signal.ITIMER_REAL, min(max(delay, 0.001), 86400.0), _AGAIN_S)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     if in_callback(frame):  # raised here, ctypes would swallow it: again in 1 ms
-        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, _AGAIN_S)
         return
     now = time.monotonic()
     due = [e for e in _active if e.at <= now]

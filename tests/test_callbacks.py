@@ -63,6 +63,12 @@ def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return seen
 
 
+@pytest.fixture(autouse=True)
+def _no_copy_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a signal taken by an earlier one as a copy of it."""
+    monkeypatch.setattr(callbacks, "_taken", {})
+
+
 @contextmanager
 def _handler(signum: int, handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     previous = signal.signal(signum, handler)
@@ -114,6 +120,47 @@ def test_an_alarm_inside_a_callback_fires_once_c_returns(unraisable: list[object
     assert time.monotonic() - started < 5
     assert unraisable == []
     assert len(_compares) == whole  # the alarm, due at 0.05 s, waited for the sort's end
+
+
+@callbacks.shield
+def _raise_in_a_callback(signum: int, block: bool) -> None:
+    """Send ``signum`` as if from inside C's callback; then, with ``block``, block it."""
+    signal.raise_signal(signum)  # its handler runs here: put off
+    if block:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+
+
+def test_a_signal_put_off_whose_copy_is_lost_comes_again(unraisable: list[object]) -> None:
+    # A copy can land just before the main thread's blocking call starts: its handler then
+    # waits for the call's end (a CI run sat out a 10 s sleep). Here sigtimedwait takes that
+    # copy without a handler; sent once, nothing else came and the sleep ran its full 10 s.
+    with _handler(signal.SIGINT, cli._on_sigint), pytest.raises(KeyboardInterrupt):
+        try:
+            _raise_in_a_callback(signal.SIGINT, block=True)
+            assert signal.sigtimedwait({signal.SIGINT}, 30) is not None  # the lost copy
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        time.sleep(10)
+    assert unraisable == []
+
+
+@callbacks.shield
+def _callback_frame() -> FrameType:
+    frame = sys._getframe()
+    return frame
+
+
+def test_a_copy_sent_before_the_signal_was_acted_on_is_no_second_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A copy on its way when the handler acts would raise a second KeyboardInterrupt in the
+    # middle of the cleanup the first one started.
+    monkeypatch.setattr(callbacks, "_AGAIN_S", 60.0)  # the copies' window, whatever the load
+    with _handler(signal.SIGINT, lambda signum, frame: None):  # the copies sent meanwhile
+        assert callbacks.deferred(signal.SIGINT, _callback_frame())
+        with pytest.raises(KeyboardInterrupt):
+            cli._on_sigint(signal.SIGINT, None)  # acted on
+        cli._on_sigint(signal.SIGINT, None)  # a copy: no second KeyboardInterrupt
 
 
 def test_outside_a_callback_nothing_is_put_off() -> None:

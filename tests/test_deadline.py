@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import signal
 import time
 
 import pytest
@@ -41,6 +43,27 @@ def test_a_limit_stops_a_blocked_read() -> None:
             deadline.limit(0.3, lambda: _expired("read")),
         ):
             os.read(read_end, 1)  # nobody writes
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_an_alarm_lost_on_its_way_comes_again() -> None:
+    # One that lands just before a blocking call starts runs its handler only once the call
+    # returns. Here sigtimedwait takes it without a handler; alone, it left the read blocked.
+    read_end, write_end = os.pipe()
+    try:
+        with (
+            deadline.alarms(),
+            pytest.raises(TimeoutExpired),
+            deadline.limit(0.01, lambda: _expired("read")),
+        ):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            try:
+                assert signal.sigtimedwait({signal.SIGALRM}, 30) is not None  # the lost one
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+            select.select([read_end], [], [], 20)  # nobody writes: it ends by the alarm
     finally:
         os.close(read_end)
         os.close(write_end)
