@@ -25,6 +25,9 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+
+from qwenjson.numerals import chinese_dates, numbers_in_words
 
 __all__ = ["MAX_NUMBER_BYTES", "Readings", "dates", "numbers"]
 
@@ -203,7 +206,19 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
                     negative = mark + spelling if spelling.strip("0.") else spelling
                     if len(negative) <= MAX_NUMBER_BYTES:
                         found.append(Reading(negative.encode(), span))
+    for value, s, e in numbers_in_words(text):  # 二十八, twenty-eight, 1.5万
+        worded = _word_spelling(value, integer)
+        if worded is not None and len(worded) <= MAX_NUMBER_BYTES:
+            found.append(Reading(worded.encode(), (s + offset, e + offset)))
     return Readings(list(dict.fromkeys(found)))
+
+
+def _word_spelling(value: Decimal, integer: bool) -> str | None:
+    """A number written in words as JSON writes it (``3.5``, ``15000``); None for a fraction
+    where an integer is asked."""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return None if integer else format(value.normalize(), "f")
 
 
 def _spellings(whole: str, frac: str | None, integer: bool) -> list[str]:
@@ -324,5 +339,9 @@ def dates(text: str, offset: int = 0) -> Readings:
             span = (m.start() + offset, m.end() + offset)
             for iso in dict.fromkeys(c for c in candidates if c is not None):
                 found.append(Reading(iso.encode(), span))
+    for year, month, day, start, end in chinese_dates(plain):  # 二〇一八年三月二十三日
+        iso_date = _iso(year, month, day)
+        if iso_date is not None:
+            found.append(Reading(iso_date.encode(), (start + offset, end + offset)))
     found.sort(key=lambda r: r.span)
     return Readings(list(dict.fromkeys(found)))

@@ -1,0 +1,159 @@
+"""Numbers written in words (``qwenjson.numerals``) and the readings they give.
+
+The oracles are writers: an integer spelled out by the plain textbook rules (written here, the
+other way round from the reader under test) must be read back as itself, over its whole span.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwenjson.numerals import numbers_in_words
+from qwenjson.readings import dates, numbers
+
+_CN = "零一二三四五六七八九"
+
+
+def _chinese_below_10000(n: int, *, first: bool) -> str:
+    out, zero = "", False
+    for unit, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        digit = n // unit % 10
+        if digit == 0:
+            zero = bool(out)
+            continue
+        if zero:
+            out += "零"
+        zero = False
+        # 十二, not 一十二, at the start of the number; 一百一十 inside it
+        out += ("" if unit == 10 and digit == 1 and first and not out else _CN[digit]) + name
+    return out
+
+
+def _chinese(n: int) -> str:
+    """``n`` (below 10**12) in Chinese numerals, as a textbook writes it."""
+    if n == 0:
+        return "零"
+    out = ""
+    for big, name in ((10**8, "亿"), (10**4, "万"), (1, "")):
+        part = n // big % 10**4 if big < 10**8 else n // big
+        if part == 0:
+            continue
+        if out and part < 1000 and not out.endswith("零"):
+            out += "零"  # 一万零五, 一亿零五百万
+        out += _chinese_below_10000(part, first=not out) + name
+    return out
+
+
+_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)  # fmt: skip
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+
+
+def _english_below_1000(n: int, and_: bool) -> str:
+    words = []
+    if n >= 100:
+        words.append(f"{_ONES[n // 100]} hundred")
+        n %= 100
+        if n and and_:
+            words.append("and")
+    if n >= 20:
+        words.append(_TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else ""))
+    elif n:
+        words.append(_ONES[n])
+    return " ".join(words)
+
+
+def _english(n: int, and_: bool) -> str:
+    """``n`` (below 10**12) in English words, with or without the British "and"."""
+    if n == 0:
+        return "zero"
+    words = []
+    for big, name in ((10**9, " billion"), (10**6, " million"), (10**3, " thousand"), (1, "")):
+        part = n // big % 1000
+        if part:
+            words.append(_english_below_1000(part, and_) + name)
+    return " ".join(words)
+
+
+def _read(text: str) -> list[tuple[Decimal, str]]:
+    return [(value, text[s:e]) for value, s, e in numbers_in_words(text)]
+
+
+@given(n=st.integers(min_value=0, max_value=10**12 - 1))
+def test_an_integer_in_chinese_numerals_is_read_as_itself(n: int) -> None:
+    written = _chinese(n)
+    text = f"共有{written}个"
+    assert (Decimal(n), written) in _read(text)
+
+
+@given(n=st.integers(min_value=0, max_value=10**12 - 1), and_=st.booleans())
+def test_an_integer_in_english_words_is_read_as_itself(n: int, and_: bool) -> None:
+    written = _english(n, and_)
+    text = f"there were {written} of them"
+    assert _read(text) == [(Decimal(n), written)]
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("两万五千人", [("25000", "两万五千")]),
+        ("两百五", [("250", "两百五")]),  # the digit counts the next unit down
+        ("一万五", [("15000", "一万五")]),
+        ("一百零五", [("105", "一百零五")]),
+        ("二〇一八年", [("2018", "二〇一八")]),
+        ("一九九八年出生", [("1998", "一九九八")]),  # a year of four
+        ("三点五公斤", [("3.5", "三点五")]),
+        ("月薪1.5万元", [("15000.0", "1.5万")]),
+        ("有三个孩子", [("3", "三")]),  # a lone numeral before a measure word
+        ("三四个人", []),  # "three or four"
+        ("一起去，统一，十分好，一点", []),  # words, not counts
+        ("nineteen ninety", [("19", "nineteen"), ("90", "ninety")]),
+        ("one two three", [("1", "one"), ("2", "two"), ("3", "three")]),
+        ("Twenty Eight", [("28", "Twenty Eight")]),
+        ("ninety-nine and one", [("99", "ninety-nine"), ("1", "one")]),
+        ("twenty zero", [("20", "twenty"), ("0", "zero")]),
+        ("the zone, anyone, often", []),  # inside other words
+    ],
+)
+def test_numbers_in_words_of_a_text(text: str, read: list[tuple[str, str]]) -> None:
+    assert [(str(value), span) for value, span in _read(text)] == read
+
+
+def test_numbers_in_words_are_readings_of_a_text_with_their_offsets() -> None:
+    text = "王芳今年二十八岁，有三个孩子，体重六十五点五公斤，年薪 twenty thousand。"
+    found = {r.content: r.span for r in numbers(text, offset=5).readings}
+    assert {k: text[s - 5 : e - 5] for k, (s, e) in found.items()} == {
+        b"28": "二十八",
+        b"3": "三",
+        b"65.5": "六十五点五",
+        b"20000": "twenty thousand",
+    }
+    integers = [r.content for r in numbers(text, integer=True).readings]
+    assert integers == [b"28", b"3", b"20000"]  # 65.5 is no integer
+    assert all(isinstance(json.loads(c), int) for c in integers)
+
+
+@pytest.mark.parametrize(
+    ("text", "iso", "written"),
+    [
+        ("生于二〇一八年三月二十三日。", b"2018-03-23", "二〇一八年三月二十三日"),
+        ("2018年十二月五号入职", b"2018-12-05", "2018年十二月五号"),
+    ],
+)
+def test_a_date_in_chinese_numerals_is_read_as_its_iso_date(
+    text: str, iso: bytes, written: str
+) -> None:
+    found = [(r.content, text[r.span[0] : r.span[1]]) for r in dates(text).readings]
+    assert (iso, written) in found
+
+
+def test_a_chinese_date_that_is_no_date_is_not_read() -> None:
+    assert dates("二〇一八年二月三十日").readings == []
