@@ -21,34 +21,70 @@ Sent once, a signal can still be missed: the sending thread needs the GIL, so it
 just as the main thread lets the GIL go on its way into a blocking call (``time.sleep``, a
 read), and a signal that lands after the last check and before the system call starts only
 runs its handler once that call returns: a CI run waited out a 10 s sleep so. So the signal is
-sent again every 50 ms until a handler acts on it; a copy already on its way when it is acted
-on is taken as that same signal, not as a second Ctrl-C.
+sent again every 50 ms until a handler acts on it. A lock makes the check and the send one step
+against the handler's taking it, so no copy leaves after the signal was acted on; one that
+left just before is taken as that same signal, not as a second Ctrl-C (in cleanup, say while
+``Engine.close`` frees the model). It goes only to the handler that put it off, or to one that
+keeps signals for later (``keeps_signals``: ``stream.signals_held``'s); while another Python
+handler is installed (Ray's, a caller's) it waits, and with the default action back it is
+dropped (a late copy would kill the process).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
-__all__ = ["deferred", "in_callback", "shield"]
+__all__ = ["deferred", "in_callback", "keeps_signals", "shield"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _FIRST_S = 0.001  # the first time again: the rest of one callback, at most
 _AGAIN_S = 0.05  # then: a missed signal is late by this much, and idle wake-ups stay rare
 _shielded: set[CodeType] = set()
-_owed: dict[int, int] = {}  # signal put off -> the thread to send it to (the main thread)
+_keepers: set[Callable[..., Any]] = set()  # handlers that keep a signal for later
+
+
+@dataclass(frozen=True)
+class _Debt:
+    thread: int  # the thread to send it to: the main thread, where Python runs handlers
+    owner: Any  # the handler that put it off
+
+
+# Reentrant: a handler may run inside another's block (SIGTERM inside SIGINT's), in one thread.
+_lock = threading.RLock()
+_owed: dict[int, _Debt] = {}  # signal put off -> where it goes again
 _taken: dict[int, float] = {}  # signal -> when one that was owed was acted on (monotonic)
+
+
+def _forget() -> None:
+    # A forked child has no sending thread, and a lock its parent's thread may have held.
+    global _lock
+    _lock = threading.RLock()
+    _owed.clear()
+    _taken.clear()
+
+
+os.register_at_fork(after_in_child=_forget)
 
 
 def shield(func: F) -> F:
     """Mark ``func`` as called back from C (ctypes): signals wait until it has returned."""
     _shielded.add(func.__code__)
     return func
+
+
+def keeps_signals(handler: F) -> F:
+    """Mark ``handler`` as one that keeps a signal to act on later: a put-off signal is sent
+    to it, as to the handler that put it off."""
+    _keepers.add(handler)
+    return handler
 
 
 def in_callback(frame: FrameType | None) -> bool:
@@ -62,32 +98,38 @@ def in_callback(frame: FrameType | None) -> bool:
 
 def deferred(signum: int, frame: FrameType | None) -> bool:
     """Whether the handler of ``signum`` must return at once: ``frame`` is inside a shielded
-    callback (the signal comes again in 1 ms, then every 50 ms until acted on), or it is a
-    copy sent before the last one was acted on."""
-    # No lock: the handlers run in the main thread between bytecodes (a lock taken here could
-    # be held by the code a nested handler interrupted); each dict operation is atomic.
-    if in_callback(frame):
-        if signum not in _owed:
-            _owed[signum] = threading.get_ident()
-            threading.Thread(target=_send_until_taken, args=(signum,), daemon=True).start()
-        return True
-    if _owed.pop(signum, None) is not None:
-        _taken[signum] = time.monotonic()  # acted on now: the sending thread stops
+    callback (the signal comes again in 1 ms, then every 50 ms until acted on), or it is the
+    copy sent just before the last one was acted on."""
+    with _lock:
+        taken = _taken.pop(signum, None)
+        if taken is not None and time.monotonic() - taken < 2 * _AGAIN_S:
+            return True  # its copy, delivered before the taking below: already acted on
+        if in_callback(frame):
+            if signum not in _owed:
+                _owed[signum] = _Debt(threading.get_ident(), signal.getsignal(signum))
+                try:
+                    threading.Thread(target=_send_until_taken, args=(signum,), daemon=True).start()
+                except BaseException:
+                    del _owed[signum]
+                    raise
+            return True
+        if _owed.pop(signum, None) is not None:
+            _taken[signum] = time.monotonic()  # acted on now: no copy is sent after this
         return False
-    taken = _taken.pop(signum, None)  # one copy at most: sent just before it was acted on
-    return taken is not None and time.monotonic() - taken < 2 * _AGAIN_S
 
 
 def _send_until_taken(signum: int) -> None:
-    # Daemon: never keeps a finished process alive. Only to a handler that puts it off or acts
-    # on it (ours, or signals_held's, which keeps it for later): with the default action back,
-    # or Python's own Ctrl-C handler outside the run, a late copy would kill the process or
-    # raise where nobody expects it; then the debt is dropped.
+    # Daemon: never keeps a finished process alive.
     time.sleep(_FIRST_S)
-    while (thread := _owed.get(signum)) is not None:
-        handler = signal.getsignal(signum)
-        if not callable(handler) or handler is signal.default_int_handler:
-            _owed.pop(signum, None)
-            return
-        signal.pthread_kill(thread, signum)  # the main thread: its blocking call is cut
+    while True:
+        with _lock:
+            debt = _owed.get(signum)
+            if debt is None:
+                return
+            handler = signal.getsignal(signum)
+            if handler is debt.owner or handler in _keepers:
+                signal.pthread_kill(debt.thread, signum)  # its blocking call is cut
+            elif not callable(handler) or handler is signal.default_int_handler:
+                del _owed[signum]  # the run is over: a late copy would kill or surprise
+                return
         time.sleep(_AGAIN_S)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from qwenjson.callbacks import keeps_signals
 from qwenjson.errors import OutputError
 
 __all__ = ["FileMark", "ItemScanner", "LineOutput", "output_errors", "signals_held"]
@@ -32,6 +33,7 @@ _pending: list[int] = []  # signals that arrived in a held block, in order
 _holding = False
 
 
+@keeps_signals  # a signal put off in a callback is sent here too: it is acted on at the end
 def _defer(signum: int, frame: object) -> None:
     _pending.append(signum)
 

@@ -162,6 +162,25 @@ def test_a_copy_sent_before_the_signal_was_acted_on_is_no_second_ctrl_c(
             cli._on_sigint(signal.SIGINT, None)  # acted on
         cli._on_sigint(signal.SIGINT, None)  # a copy: no second KeyboardInterrupt
 
+        assert callbacks.deferred(signal.SIGINT, _callback_frame())
+        with pytest.raises(KeyboardInterrupt):
+            cli._on_sigint(signal.SIGINT, None)
+        # the copy lands in a callback (llama.cpp's log while Engine.close frees the model):
+        assert callbacks.deferred(signal.SIGINT, _callback_frame())
+        assert signal.SIGINT not in callbacks._owed  # the same signal, not a new one owed
+
+
+def test_a_signal_put_off_waits_while_another_handler_is_installed() -> None:
+    # Sent to Ray's SIGTERM handler, say, it would raise SystemExit every 50 ms in cleanup.
+    others: list[int] = []
+    with _handler(signal.SIGTERM, cli._on_sigterm):
+        assert callbacks.deferred(signal.SIGTERM, _callback_frame())
+        with _handler(signal.SIGTERM, lambda signum, frame: others.append(signum)):
+            time.sleep(0.3)
+        assert others == []
+        with pytest.raises(cli._Terminated):
+            time.sleep(10)  # ours is back: sent to it again, and acted on
+
 
 def test_outside_a_callback_nothing_is_put_off() -> None:
     assert not callbacks.deferred(signal.SIGINT, None)
