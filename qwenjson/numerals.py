@@ -1,5 +1,6 @@
-"""Numbers written in words: Chinese numerals (二十八, 两万五千, 二〇一八) and English number
-words (twenty-eight, three hundred and five), with where the text writes them.
+"""Numbers written in words: Chinese numerals (二十八, 两万五千, 二〇一八, 1,500万) and English
+number words (twenty-eight, three hundred and five, three point five million), with where the
+text writes them.
 
 A typed value is grounded to the text's readings (``qwenjson.readings``); a text that writes its
 numbers in words had none, so "王芳今年二十八岁，有三个孩子" gave ``age`` no evidence
@@ -7,16 +8,20 @@ numbers in words had none, so "王芳今年二十八岁，有三个孩子" gave 
 didn't say it. ``cn2an`` and ``word2number`` read one given string; neither finds the numbers
 inside a text with their offsets, which is what a reading needs, so the parsing is here.
 
-Words that are numbers only sometimes are read only where they are clearly one: a single Chinese
-numeral only before a measure word (三个, 一名, not 一起 "together" or 统一 "unify"), adjacent
-digits without units not at all (三四个人 is "three or four", not 34), positional digits
-(二〇一八) only with a 〇/零 or as a year of four (一九九八年); "one" as a pronoun ("no one")
-is not told apart: the model chooses among the readings, as it does among digits.
+Words that are numbers only sometimes are read only where they are clearly one, since a number
+offered where the text has none lets a small model fill a field the text doesn't give: a lone
+Chinese numeral only before a measure word (三个, 两位; never a lone 一, mostly the article "a":
+一个工程师, 一块儿, 一部分), adjacent digits without units not at all (三四个人 is "three or
+four", not 34), positional digits (二〇一八) only with a 〇/零 inside or as a year of four
+(一九九八年), no decimal that is a clock time (八点四十分), nothing before an ordinal
+(twenty-first) or inside another word (tres, file_one). "one" as a pronoun ("no one") is not
+told apart: the model chooses among the readings, as it does among digits.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -28,17 +33,33 @@ _DIGITS = {
     "柒": 7, "八": 8, "捌": 8, "九": 9, "玖": 9,
 }  # fmt: skip
 _UNITS = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1000, "仟": 1000}
+_TENS_CHARS = {"廿": "二十", "卅": "三十", "卌": "四十"}  # 廿三 is 23
 _BIG = {"万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
-_NUMERAL = "".join([*_DIGITS, *_UNITS, *_BIG])
-_CN_RUN = re.compile(f"[{_NUMERAL}]+(?:点[{''.join(_DIGITS)}]+)?")
-# After a single numeral: the measure words (and units) that make it a count, not part of a
-# word. Not 分 or 点 ("十分" is "very", "一点" "a little"), nor 些, 样, 定, 直, 起, 般.
-_MEASURE = set(
-    "个岁年月日号天周人位名次元块角件本只条张辆台间套家所层楼室栋幢座口米里斤克吨倍项种届期级"
-    "章节页部首门场份双对批股支匹头棵颗粒瓶杯碗盒箱包篇句字题道轮局集季代世"
+_DIGIT_CLASS = "".join(_DIGITS)
+_BIG_CLASS = "".join(_BIG)
+_NUMERAL = _DIGIT_CLASS + "".join([*_UNITS, *_TENS_CHARS]) + _BIG_CLASS
+# A run, a decimal part (三点五), and big units after it (三点五亿); 负 before it, a minus.
+_CN_RUN = re.compile(
+    f"(?P<minus>负)?(?P<run>[{_NUMERAL}]+)(?:点(?P<frac>[{_DIGIT_CLASS}]+)(?P<big>[{_BIG_CLASS}]*))?"
 )
-# Arabic digits before a Chinese 万 or 亿: "1.5万元" is 15000.
-_DIGITS_BIG = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)([万萬亿億])")
+# A run longer than this is no number a field can take (readings.MAX_NUMBER_BYTES digits at
+# most) and would only cost time: 亿 repeated 1,000 times.
+_MAX_RUN = 24
+# After a lone numeral: the measure words (and units) that make it a count. Not 分 or 点 (十分
+# "very", 一点 "a little"), nor 字 角 道 里 (十字路口, 三角形, 五道口, 三里屯), nor 些 样 定 直.
+_MEASURE = set(
+    "个岁年月日号天周人位名次元块件本只条张辆台间套家所层楼室栋幢座口米斤克吨倍项种届期级"
+    "章节页部首门场份双对批股支匹头棵颗粒瓶杯碗盒箱包篇句题轮局集季代世"
+)
+# Arabic digits (a thousands comma, a decimal point) before 万 or 亿: "1,500万元" is 15000000.
+_DIGITS_BIG = re.compile(
+    r"(?<![\d.,，])(?P<minus>(?<![A-Za-z0-9-])-)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
+    f"(?P<big>[{_BIG_CLASS}]+)"
+)
+
+
+def _digit_value(ch: str) -> int:
+    return _DIGITS[ch] if ch in _DIGITS else int(unicodedata.decimal(ch))
 
 
 def _section(text: str) -> int | None:
@@ -55,8 +76,8 @@ def _section(text: str) -> int | None:
             unit = _UNITS[ch]
             if last_unit is not None and unit >= last_unit:
                 return None  # 十百, 百百
-            if digit is None and (value or after_zero or unit != 10):
-                return None  # a unit with no digit: only 十 at the start (十二)
+            if digit is None and unit != 10:
+                return None  # a unit with no digit: only 十 (十二, 一百十, 一千零十)
             value += (1 if digit is None else digit) * unit
             digit, last_unit, after_zero = None, unit, False
     if digit is not None:
@@ -67,49 +88,69 @@ def _section(text: str) -> int | None:
 
 def _chinese_integer(text: str) -> int | None:
     """The value of a run of Chinese numerals, or None when it is none (or several)."""
+    for short, full in _TENS_CHARS.items():
+        text = text.replace(short, full)
     if all(ch in _DIGITS for ch in text):  # positional: 二〇一八
         if len(text) == 1:
             return _DIGITS[text]
-        if not any(_DIGITS[ch] == 0 for ch in text):
-            return None  # 三四 ("three or four"); a year of four is read in _years
+        if _DIGITS[text[0]] == 0 or not any(_DIGITS[ch] == 0 for ch in text):
+            return None  # 三四 ("three or four"), 〇五; a year of four is read in _years
         return int("".join(str(_DIGITS[ch]) for ch in text))
-    for big in ("亿", "億", "万", "萬"):
-        if big in text:
-            head, _, tail = text.rpartition(big)
-            high = _chinese_integer(head) if head else None
-            if high is None:
-                return None
-            low = 0
-            if tail:
-                if len(tail) == 1 and tail in _DIGITS:
-                    low = _DIGITS[tail] * _BIG[big] // 10  # 一万五 is 15000
-                else:
-                    low_value = _chinese_integer(tail.removeprefix("零"))
-                    if low_value is None or low_value >= _BIG[big]:
-                        return None
-                    low = low_value
-            return high * _BIG[big] + low
-    return _section(text)
+    high, low_limit = 0, None
+    for big, scale in (("亿", 10**8), ("億", 10**8), ("万", 10**4), ("萬", 10**4)):
+        if big not in text:
+            continue
+        head, _, tail = text.partition(big)
+        if not head or big in tail:
+            return None  # 万 first, or twice at one level
+        head_value = _chinese_integer(head)
+        if head_value is None:
+            return None
+        if len(tail) == 1 and tail in _DIGITS:
+            return high + head_value * scale + _DIGITS[tail] * scale // 10  # 一万五: 15000
+        high, text, low_limit = high + head_value * scale, tail.removeprefix("零"), scale
+        if not text:
+            return high
+    low = _section(text)
+    if low is None or (low_limit is not None and low >= low_limit):
+        return None
+    return high + low
+
+
+def _scaled(value: Decimal, bigs: str) -> Decimal:
+    for big in bigs:  # 万亿 is 10**12
+        value *= _BIG[big]
+    return value
 
 
 def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
     for m in _CN_RUN.finditer(text):
-        run = m.group()
-        whole, point, frac = run.partition("点")
-        value = _chinese_integer(whole)
+        run, frac, bigs = m.group("run"), m.group("frac"), m.group("big") or ""
+        if len(m.group()) > _MAX_RUN:
+            continue
+        value = _chinese_integer(run)
         if value is None:
             continue
-        if len(run) == 1 and text[m.end() : m.end() + 1] not in _MEASURE:
-            continue  # 一起, 统一, 十分
-        if point:
-            yield Decimal(f"{value}.{''.join(str(_DIGITS[ch]) for ch in frac)}"), *m.span()
+        after = text[m.end() : m.end() + 1]
+        if frac is not None and not bigs and after and after in "十百千分":
+            continue  # 八点四十分, 三点零五分: a time, not 8.4
+        if len(run) == 1 and frac is None and not bigs and (run == "一" or after not in _MEASURE):
+            continue  # 一个 (mostly "a"), 一起, 统一, 十分
+        if frac is not None:
+            number = _scaled(Decimal(f"{value}.{''.join(str(_DIGITS[ch]) for ch in frac)}"), bigs)
         else:
-            yield Decimal(value), *m.span()
-    for m in re.finditer(f"([{''.join(_DIGITS)}]{{4}})年", text):  # 一九九八年
-        run = m.group(1)
-        yield Decimal("".join(str(_DIGITS[ch]) for ch in run)), m.start(), m.end(1)
+            number = Decimal(value)
+        yield (-number if m.group("minus") else number), m.start(), m.end()
+    year = f"(?<![{_NUMERAL}\\d])([{_DIGIT_CLASS}]{{4}})年"
+    for m in re.finditer(year, text):  # 一九九八年
+        yield Decimal("".join(str(_DIGITS[ch]) for ch in m.group(1))), m.start(), m.end(1)
     for m in _DIGITS_BIG.finditer(text):
-        yield Decimal(m.group(1)) * _BIG[m.group(2)], *m.span()
+        if len(m.group()) > _MAX_RUN:
+            continue
+        digits = re.sub("[,，]", "", m.group("run"))
+        frac = m.group("frac")
+        number = _scaled(Decimal(f"{digits}.{frac}" if frac else digits), m.group("big"))
+        yield (-number if m.group("minus") else number), m.start(), m.end()
 
 
 _ONES = (
@@ -125,43 +166,92 @@ _TENS = {
     )
 }
 _SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
-_WORD = re.compile(r"[A-Za-z]+")
+_NUMBER_WORDS = {*_SMALL, *_TENS, "hundred", *_SCALES, "and", "point"}
+
+
+def _ordinal(word: str) -> str:
+    irregular = {
+        "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+        "nine": "ninth", "twelve": "twelfth",
+    }  # fmt: skip
+    if word in irregular:
+        return irregular[word]
+    return word[:-1] + "ieth" if word.endswith("y") else word + "th"  # twentieth, sixth
+
+
+# A number before one of these is part of an ordinal or a fraction (twenty-first, three fifths):
+# no reading for either word.
+_ORDINALS = {
+    form
+    for word in [*_ONES[1:], *_TENS, "hundred", *_SCALES]
+    for form in (_ordinal(word), _ordinal(word) + "s")
+} | {"half", "halves", "quarter", "quarters"}
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    """The text's words: runs of letters with their marks, digits and "_" (so "tres", "teń"
+    and "file_one" are single words, none of them a number word), lower-cased."""
+    words: list[tuple[str, int, int]] = []
+    start = None
+    for i, ch in enumerate(text + " "):
+        inside = ch == "_" or unicodedata.category(ch)[0] in "LMN"
+        if inside and start is None:
+            start = i
+        elif not inside and start is not None:
+            words.append((text[start:i].lower(), start, i))
+            start = None
+    return words
 
 
 def _english(text: str) -> Iterator[tuple[Decimal, int, int]]:
     """Each number written in English words, as long as it runs: "two hundred and five",
-    "twenty-eight", "three thousand four hundred"."""
-    words = [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    "twenty-eight", "fifteen hundred", "three point five million"."""
+    words = _words(text)
     i = 0
     while i < len(words):
+        if words[i][0] not in _NUMBER_WORDS:
+            i += 1
+            continue
         found = _english_number(text, words, i)
         if found is None:
             i += 1
             continue
         value, end_index = found
-        yield Decimal(value), words[i][1], words[end_index - 1][2]
+        following = words[end_index][0] if end_index < len(words) else ""
+        if _joined(text, words, end_index) and following in _ORDINALS:
+            end_index += 1  # twenty-first: neither 20 nor "first"
+        elif value is not None:
+            yield value, words[i][1], words[end_index - 1][2]
         i = end_index
 
 
-def _english_number(text: str, words: list[tuple[str, int, int]], i: int) -> tuple[int, int] | None:
-    """The number that begins at word ``i`` and the index after its last word, or None."""
+def _joined(text: str, words: list[tuple[str, int, int]], i: int) -> bool:
+    """Whether word ``i`` follows word ``i - 1`` with one blank or one hyphen between them."""
+    return 0 < i < len(words) and text[words[i - 1][2] : words[i][1]] in (" ", "-")
+
+
+def _english_number(
+    text: str, words: list[tuple[str, int, int]], i: int
+) -> tuple[Decimal | None, int] | None:
+    """The number that begins at word ``i`` and the index after its last word (the value
+    None: words that are no number to offer), or None when none begins there."""
     total, group, last, last_scale, start = 0, 0, "", 10**12, i
     while i < len(words):
         word = words[i][0]
-        if i > start and text[words[i - 1][2] : words[i][1]] not in (" ", "-"):
+        if i > start and not _joined(text, words, i):
             break
         after_round = last in ("", "hundred", "scale", "and")
         if word in _SMALL and (after_round or (last == "tens" and 0 < _SMALL[word] < 10)):
             if _SMALL[word] == 0 and last:
                 break  # "twenty zero"
-            group, last = group + _SMALL[word], "small"
+            group, last = group + _SMALL[word], "small" if _SMALL[word] < 10 else "teen"
             if _SMALL[word] == 0:
                 i += 1
                 break  # zero stands alone
         elif word in _TENS and after_round:
             group, last = group + _TENS[word], "tens"
-        elif word == "hundred" and last == "small" and 0 < group < 10:
-            group, last = group * 100, "hundred"
+        elif word == "hundred" and 0 < group < (10 if total else 100):
+            group, last = group * 100, "hundred"  # and fifteen hundred, twenty-five hundred
         elif word in _SCALES and last != "and" and group and _SCALES[word] < last_scale:
             total, group, last = total + group * _SCALES[word], 0, "scale"
             last_scale = _SCALES[word]
@@ -170,12 +260,34 @@ def _english_number(text: str, words: list[tuple[str, int, int]], i: int) -> tup
             if not (following in _TENS or _SMALL.get(following, 0) > 0):
                 break
             last = "and"
+        elif word == "point" and last in ("small", "teen", "tens") and total == 0:
+            return _decimal(text, words, i, group)
         else:
             break
         i += 1
     if i == start:
         return None
-    return total + group, i
+    if last == "teen" and _joined(text, words, i):
+        tail = _english_number(text, words, i)
+        if tail is not None and tail[0] is not None and 10 <= tail[0] < 100:
+            return None, tail[1]  # nineteen eighty-four (a year), eleven fifteen (a time)
+    return Decimal(total + group), i
+
+
+def _decimal(
+    text: str, words: list[tuple[str, int, int]], at: int, whole: int
+) -> tuple[Decimal | None, int] | None:
+    """``whole`` "point" digits, and a scale after them: "three point five million"."""
+    digits, i = "", at + 1
+    while i < len(words) and _joined(text, words, i) and _SMALL.get(words[i][0], 10) < 10:
+        digits += str(_SMALL[words[i][0]])
+        i += 1
+    if not digits:
+        return None
+    value = Decimal(f"{whole}.{digits}")
+    if i < len(words) and _joined(text, words, i) and words[i][0] in _SCALES:
+        value, i = value * _SCALES[words[i][0]], i + 1
+    return value, i
 
 
 def numbers_in_words(text: str) -> list[tuple[Decimal, int, int]]:
@@ -184,16 +296,24 @@ def numbers_in_words(text: str) -> list[tuple[Decimal, int, int]]:
 
 
 _CN_DATE = re.compile(
-    f"(?P<y>[{''.join(_DIGITS)}0-9]{{4}})年(?P<m>[{_NUMERAL}]{{1,3}})月"
-    f"(?P<d>[{_NUMERAL}]{{1,3}})[日号]"
+    f"(?<![{_NUMERAL}\\d])(?P<y>[{_DIGIT_CLASS}]{{4}}|\\d{{4}})年(?P<m>[{_NUMERAL}]{{1,3}}|\\d{{1,2}})"
+    f"月(?P<d>[{_NUMERAL}]{{1,3}}|\\d{{1,2}})[日号]"
 )
 
 
+def _date_part(text: str) -> int | None:
+    if all(ch.isdigit() and ch not in _DIGITS for ch in text):
+        return int("".join(str(_digit_value(ch)) for ch in text))
+    return _chinese_integer(text)
+
+
 def chinese_dates(text: str) -> Iterator[tuple[int, int, int, int, int]]:
-    """Each date written in Chinese numerals (二〇一八年三月二十三日): year, month, day and
-    its code point offsets."""
+    """Each date written with Chinese numerals in it (二〇一八年三月二十三日, 2018年三月五号):
+    year, month, day and its code point offsets. (All digits: ``readings.dates`` reads it.)"""
     for m in _CN_DATE.finditer(text):
-        year = int("".join(ch if ch.isascii() else str(_DIGITS[ch]) for ch in m.group("y")))
-        month, day = _chinese_integer(m.group("m")), _chinese_integer(m.group("d"))
+        if all(ch.isdigit() for ch in m.group("y") + m.group("m") + m.group("d")):
+            continue
+        year = int("".join(str(_digit_value(ch)) for ch in m.group("y")))
+        month, day = _date_part(m.group("m")), _date_part(m.group("d"))
         if month is not None and day is not None:
             yield year, month, day, m.start(), m.end()

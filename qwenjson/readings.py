@@ -206,16 +206,23 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
                     negative = mark + spelling if spelling.strip("0.") else spelling
                     if len(negative) <= MAX_NUMBER_BYTES:
                         found.append(Reading(negative.encode(), span))
-    for value, s, e in numbers_in_words(text):  # 二十八, twenty-eight, 1.5万
+    # 3 in "3万" is no number of its own: 30000 is (read below).
+    found = [r for r in found if plain[r.span[1] - offset : r.span[1] - offset + 1] not in _BIG]
+    for value, s, e in numbers_in_words(plain):  # 二十八, twenty-eight, 1.5万
         worded = _word_spelling(value, integer)
         if worded is not None and len(worded) <= MAX_NUMBER_BYTES:
             found.append(Reading(worded.encode(), (s + offset, e + offset)))
     return Readings(list(dict.fromkeys(found)))
 
 
+_BIG = ("万", "萬", "亿", "億")
+
+
 def _word_spelling(value: Decimal, integer: bool) -> str | None:
     """A number written in words as JSON writes it (``3.5``, ``15000``); None for a fraction
     where an integer is asked."""
+    if value.adjusted() >= MAX_NUMBER_BYTES:
+        return None  # too long to offer (and str(int()) refuses 4,300 digits and more)
     if value == value.to_integral_value():
         return str(int(value))
     return None if integer else format(value.normalize(), "f")

@@ -107,24 +107,64 @@ def test_an_integer_in_english_words_is_read_as_itself(n: int, and_: bool) -> No
         ("两万五千人", [("25000", "两万五千")]),
         ("两百五", [("250", "两百五")]),  # the digit counts the next unit down
         ("一万五", [("15000", "一万五")]),
-        ("一百零五", [("105", "一百零五")]),
+        (
+            "一百零五, 一千零十, 一百十",
+            [("105", "一百零五"), ("1010", "一千零十"), ("110", "一百十")],
+        ),
         ("二〇一八年", [("2018", "二〇一八")]),
         ("一九九八年出生", [("1998", "一九九八")]),  # a year of four
+        ("三四五六七年, 〇五年", []),
         ("三点五公斤", [("3.5", "三点五")]),
+        ("营收三点五亿元", [("350000000.0", "三点五亿")]),
+        ("负三点五度", [("-3.5", "负三点五")]),
+        ("廿三日", [("23", "廿三")]),
         ("月薪1.5万元", [("15000.0", "1.5万")]),
+        ("月薪1,500万元", [("15000000", "1,500万")]),
+        ("3万亿元, 亏损-3万元", [("3000000000000", "3万亿"), ("-30000", "-3万")]),
         ("有三个孩子", [("3", "三")]),  # a lone numeral before a measure word
+        ("有一个孩子", []),  # a lone 一 is mostly the article "a": 一个工程师
         ("三四个人", []),  # "three or four"
-        ("一起去，统一，十分好，一点", []),  # words, not counts
-        ("nineteen ninety", [("19", "nineteen"), ("90", "ninety")]),
+        ("一起去，统一，十分好，一点，十字路口，三角形，五道口，一块儿，一部分", []),
+        ("晚上八点四十分, 三点零五分", []),  # clock times, not 8.4
+        ("nineteen ninety, at ten twenty", []),  # a year, a time: said in two parts
         ("one two three", [("1", "one"), ("2", "two"), ("3", "three")]),
         ("Twenty Eight", [("28", "Twenty Eight")]),
         ("ninety-nine and one", [("99", "ninety-nine"), ("1", "one")]),
         ("twenty zero", [("20", "twenty"), ("0", "zero")]),
-        ("the zone, anyone, often", []),  # inside other words
+        ("fifteen hundred", [("1500", "fifteen hundred")]),
+        ("three point five million", [("3500000.0", "three point five million")]),
+        ("the twenty-first century, two thirds, one second", []),  # ordinals, fractions
+        ("five months", [("5", "five")]),
+        ("the zone, anyone, often, file_one, Ella tenía tres hijos, te\u0301n", []),
     ],
 )
 def test_numbers_in_words_of_a_text(text: str, read: list[tuple[str, str]]) -> None:
     assert [(str(value), span) for value, span in _read(text)] == read
+
+
+_PIECES = [
+    *"零〇一二两三四五六七八九十百千万亿廿点负个年月日号分0123456789,.-，．１５ x",
+    *["one", "twenty", "hundred", "and", "point", "first", "\u0301"],
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+def test_any_text_gives_readings_that_slice_to_themselves(text: str) -> None:
+    # No exception (a run of 亿 recursed past the stack; 5,000 〇 overflowed int()), and each
+    # reading a JSON number whose span lies in the text.
+    for value, start, end in numbers_in_words(text):
+        assert 0 <= start < end <= len(text)
+        assert value.is_finite()
+    for integer in (False, True):
+        for r in numbers(text, integer=integer).readings:
+            assert isinstance(json.loads(r.content), int | float)
+            assert len(r.content) <= 24
+    dates(text)
+
+
+def test_a_long_run_of_numerals_is_no_number() -> None:
+    for text in ["一" + "亿" * 1200, "一" + "〇" * 5000, "1" * 5000 + "万", "一万" * 20000]:
+        assert numbers(text).readings == [], text[:10]
 
 
 def test_numbers_in_words_are_readings_of_a_text_with_their_offsets() -> None:
@@ -146,6 +186,8 @@ def test_numbers_in_words_are_readings_of_a_text_with_their_offsets() -> None:
     [
         ("生于二〇一八年三月二十三日。", b"2018-03-23", "二〇一八年三月二十三日"),
         ("2018年十二月五号入职", b"2018-12-05", "2018年十二月五号"),
+        ("二〇一八年三月廿三日", b"2018-03-23", "二〇一八年三月廿三日"),
+        ("１９９８年三月五日", b"1998-03-05", "１９９８年三月五日"),
     ],
 )
 def test_a_date_in_chinese_numerals_is_read_as_its_iso_date(
@@ -157,3 +199,4 @@ def test_a_date_in_chinese_numerals_is_read_as_its_iso_date(
 
 def test_a_chinese_date_that_is_no_date_is_not_read() -> None:
     assert dates("二〇一八年二月三十日").readings == []
+    assert dates("12018年三月五日").readings == []
