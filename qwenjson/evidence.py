@@ -272,13 +272,19 @@ def annotate(
             if isinstance(node, list):
                 items: list[Any] = []
                 mentions: set[str] = set()  # each kept item with its sources, as JSON
+                places: set[tuple[Any, tuple[int, ...] | None]] = set()  # strings, where said
                 for i, sub in enumerate(node):
-                    # A list that repeats an item ended there (``Grounding``): the repeat goes.
+                    # A list that repeats an item ended there (``Grounding``): the repeat goes;
+                    # a string the text says again is another item (Paris, London, Paris).
                     if drop and isinstance(sub, dict | list):
                         if sub in node[:i] and _grounded_within(meta, values, (*old, i)):
                             continue
-                    elif drop and _ended_list_at(meta, (*old, i)) and sub in items:
-                        continue
+                    elif drop and _ended_list_at(meta, (*old, i)):
+                        info = meta.get((*old, i))
+                        place = (sub, tuple(info[0]) if info and info[0] else None)
+                        if place in places:
+                            continue
+                        places.add(place)
                     start = mark()
                     keep, value = walk(sub, (*old, i), (*new, len(items)))
                     if not keep:

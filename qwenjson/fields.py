@@ -10,12 +10,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 
 from qwenjson.pointer import follow_local_refs
 
 __all__ = [
     "GROUNDED_KEY",
+    "Bounds",
     "FieldRule",
     "Kind",
     "Path",
@@ -91,6 +93,60 @@ _WRITTEN_ZH = (
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """A number's ``minimum``, ``maximum`` (exclusive or not) and ``multipleOf``: the readings
+    of the text outside them are not offered (the grammar would cut one short: "12" of 1234
+    under ``"maximum": 99``, a value the text doesn't say, where it says 7)."""
+
+    low: Decimal | None = None
+    high: Decimal | None = None
+    low_open: bool = False
+    high_open: bool = False
+    step: Decimal | None = None
+
+    def admits(self, value: Decimal) -> bool:
+        """Whether ``value`` lies within the bounds."""
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        if self.step is None:
+            return True
+        try:
+            return value % self.step == 0
+        except ArithmeticError:  # a quotient past Decimal's precision (1e23 by 1e-300): offer it
+            return True
+
+
+def _bounds(node: Mapping[str, Any]) -> Bounds | None:
+    """The bounds a number's schema sets, or None."""
+
+    def number(key: str) -> Decimal | None:
+        value = node.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            found = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except InvalidOperation:
+            return None
+        return found if found.is_finite() else None
+
+    low, high = number("minimum"), number("maximum")
+    low_x, high_x = number("exclusiveMinimum"), number("exclusiveMaximum")
+    low_open = low_x is not None and (low is None or low_x >= low)
+    high_open = high_x is not None and (high is None or high_x <= high)
+    step = number("multipleOf")
+    found = Bounds(
+        low_x if low_open else low,
+        high_x if high_open else high,
+        low_open,
+        high_open,
+        step if step is not None and step > 0 else None,
+    )
+    return None if found == Bounds() else found
+
+
+@dataclass(frozen=True)
 class FieldRule:
     """How one string (or number) field is generated.
 
@@ -106,6 +162,7 @@ class FieldRule:
     grounded: bool
     abstain: Abstain
     kind: Kind = "text"
+    bounds: Bounds | None = None  # a number's: only readings within them are offered
 
 
 def grounding_rules(
@@ -425,7 +482,7 @@ class _Walker:
             return
         if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
             kind: Kind = "number" if "number" in types else "integer"
-            self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind)
+            self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind, _bounds(node))
             return
         props = node.get("properties")
         if "object" in types and isinstance(props, Mapping):

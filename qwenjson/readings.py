@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -57,6 +57,10 @@ class Readings:
 
     def __bool__(self) -> bool:
         return bool(self.readings)
+
+    def within(self, admits: Callable[[Decimal], bool]) -> Readings:
+        """The readings whose value (JSON numbers) ``admits`` takes."""
+        return Readings([r for r in self.readings if admits(Decimal(r.content.decode()))])
 
     def has(self, content: bytes) -> bool:
         """Whether ``content`` can still grow into one of the values."""

@@ -8,10 +8,13 @@ off the text, and records each value with where it sits in the output and in the
 the engine does with a refusal (abstain, respell) is ``Grounding``'s part.
 
 A list that repeats an item it already holds is ended there (the next ``,`` is refused): the
-0.5B otherwise loops, writing the same span dozens of times until the budget runs out. Items
-that are objects or lists count too when a grounded value can sit inside them: SmolLM2 under
-``--each -s 'name: full name of a person'`` wrote ``{"name": "Keller"}`` 30 times for a
-paragraph naming two people (``scripts/bench_long_memory.py``'s short text: 34 items).
+0.5B otherwise loops, writing the same span dozens of times until the budget runs out. A
+grounded string repeated is a loop only where the text doesn't say it again: each repeat takes
+the next place the text says it ("Paris, London, Paris, Rome" is four stops; ended at the second
+"Paris", Rome and the rest were lost), and its evidence points there. Items that are objects or
+lists count too when a grounded value can sit inside them: SmolLM2 under ``--each -s 'name:
+full name of a person'`` wrote ``{"name": "Keller"}`` 30 times for a paragraph naming two
+people (``scripts/bench_long_memory.py``'s short text: 34 items).
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ class ValueRecord:
 
 
 class _Frame:
-    """One open object or array; ``seen`` holds the items a list has written (strings' content,
-    and the whole text of object or list items that hold grounded values: ``item``)."""
+    """One open object or array; ``seen`` holds the items a list has written: a grounded
+    string's content with where the text says it (the start of the latest place taken), and the
+    whole text of object or list items that hold grounded values (``item``; -1)."""
 
     __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen", "texted")
 
@@ -62,7 +66,7 @@ class _Frame:
         self.key: str | None = None
         self.index = 0
         self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
-        self.seen: frozenset[bytes] = frozenset()
+        self.seen: dict[bytes, int] = {}  # replaced, never changed: copies share it
         self.ended = False  # a list that repeated an item: only its end may follow
         self.keys: frozenset[str] = frozenset()  # an object's keys written so far
         # This frame's output text so far, when it is a list item to compare with the others.
@@ -385,7 +389,9 @@ class SpanTracker:
                 if done.item is not None:
                     self._capturing -= 1
                     if self._stack and done.texted:
-                        self._seen_item(self._stack[-1], done.item)
+                        lst = self._stack[-1]
+                        lst.ended = lst.ended or done.item in lst.seen
+                        lst.seen = {**lst.seen, done.item: -1}
             if self._stack:
                 self._stack[-1].phase = 3
             return True
@@ -406,6 +412,8 @@ class SpanTracker:
         if rule is None or not rule.grounded or number != (rule.kind in ("number", "integer")):
             return
         source = self.source.values(rule.kind)
+        if rule.bounds is not None and isinstance(source, Readings):
+            source = source.within(rule.bounds.admits)
         self._open = OpenValue(
             path,
             rule,
@@ -447,32 +455,49 @@ class SpanTracker:
         o = self._open
         self._open = None
         content = bytes(o.content) if o is not None else bytes(self._buf)
+        span: tuple[int, int] | None = None
         if top is not None:
             top.phase = 3
             # Only a grounded text repeated is a loop (as evidence._ended_list_at reads it): the
             # same label, date or written string twice in a list is data.
             text = o is not None and o.rule.kind == "text"
-            if top.kind == 0x5B and self.dedupe and content and text:
-                self._seen_item(top, content)
+            if top.kind == 0x5B and self.dedupe and content and text and o is not None:
+                span = self._item_span(top, o.source, content)
             if text and content and self._capturing:
                 for frame in self._stack:
                     if frame.item is not None:
                         frame.texted = True
         if o is None:
             return True
-        return self._close(o, content, self._pos)
+        return self._close(o, content, self._pos, span)
 
     @staticmethod
-    def _seen_item(lst: _Frame, item: bytes) -> None:
-        """``item`` was written into the list ``lst``: a repeat ends the list."""
-        if item in lst.seen:
+    def _item_span(
+        lst: _Frame, source: SourceText | Readings, item: bytes
+    ) -> tuple[int, int] | None:
+        """Where the text says ``item``, a grounded string written into the list ``lst``: a
+        repeat takes the next place after the one its last copy took, and ends the list where
+        there is none (a loop)."""
+        last = lst.seen.get(item)
+        span = source.span(item, last + 1 if last is not None else 0)
+        if last is not None and (span is None or span[0] <= last):
             lst.ended = True
-        lst.seen = lst.seen | {item}
+        elif span is not None:
+            lst.seen = {**lst.seen, item: span[0]}
+        return span
 
-    def _close(self, o: OpenValue, content: bytes, out_end: int) -> bool:
-        """Record the value ``o`` ending at ``out_end``; False if it may not end here (not a
-        whole span or reading, or empty where the field can't be left out)."""
-        span = o.source.span(content) if content else None
+    def _close(
+        self,
+        o: OpenValue,
+        content: bytes,
+        out_end: int,
+        span: tuple[int, int] | None = None,
+    ) -> bool:
+        """Record the value ``o`` ending at ``out_end`` (from ``span`` if given, else the
+        first place the text says it); False if it may not end here (not a whole span or
+        reading, or empty where the field can't be left out)."""
+        if span is None and content:
+            span = o.source.span(content)
         status: Literal["grounded", "abstained", "unsupported"]
         if not content:
             ok, status = o.rule.abstain != "none", "abstained"

@@ -160,6 +160,28 @@ def test_a_number_is_one_the_text_can_be_read_as() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("bounds", "offered", "refused"),
+    [
+        ({"maximum": 99}, ["7", "-3", "15"], ["1234"]),  # the grammar would cut it to 12
+        ({"minimum": 0, "exclusiveMaximum": 7}, ["5"], ["7", "-3", "15", "1234"]),
+        ({"exclusiveMinimum": 7}, ["1234", "15"], ["7", "-3", "5"]),
+        ({"multipleOf": 5}, ["15", "5"], ["7", "1234", "-3"]),
+    ],
+)
+def test_a_number_outside_the_schemas_bounds_is_not_offered(
+    bounds: dict[str, int], offered: list[str], refused: list[str]
+) -> None:
+    # "Room 1234, floor 7" under "maximum": 99 printed {"n": 12}: a value the text doesn't say.
+    schema = {"type": "object", "properties": {"n": {"type": "integer", **bounds}}}
+    g = Grounding(SourceText("Room 1234, floor 7, 15 and 5 guests, -3 °C"), grounding_rules(schema))
+    assert _feed(g, '{"n": ')
+    for value in offered:
+        assert g.fork()._feed(value.encode() + b"}"), value
+    for value in refused:
+        assert not g.fork()._feed(value.encode() + b"}"), value
+
+
 def test_a_date_is_one_the_text_can_be_read_as() -> None:
     g = Grounding(SourceText("Paid 03/04/2018, due 2018年5月1日"), grounding_rules(RECEIPT))
     assert _feed(g, '{"date": "2018-0')
@@ -228,8 +250,32 @@ def test_a_refused_first_choice_marks_a_required_value_unsupported() -> None:
 def test_a_list_that_repeats_an_item_ends() -> None:
     g = Grounding(SourceText("渔场 渔场"), grounding_rules(PERSON))
     assert _feed(g, '{"name": "渔场", "age": 1, "nick": null, "hobbies": ["渔场", "渔场"')
-    assert not g.allows(b", ")
+    assert g.allows(b", ")  # the text says it twice: two items
+    assert _feed(g, ', "渔场"')
+    assert not g.allows(b", ")  # not three times: a loop
     assert g.allows(b"]")
+
+
+def test_an_item_the_text_says_again_is_another_item() -> None:
+    # Ended at the second "Paris", the list lost Rome and Berlin (exit 0, no warning).
+    text = "Flight log: Paris, London, Paris, Rome, Berlin."
+    schema = {
+        "type": "object",
+        "properties": {"stops": {"type": "array", "items": {"type": "string"}}},
+    }
+    raw = '{"stops": ["Paris", "London", "Paris", "Rome", "Berlin", "Paris"'
+    g = Grounding(SourceText(text), grounding_rules(schema))
+    assert _feed(g, raw[: raw.index(', "Berlin"')])
+    assert g.allows(b", ")
+    assert _feed(g, raw[raw.index(', "Berlin"') :])
+    assert not g.allows(b", ")  # a third "Paris": the text says it twice
+    assert _feed(g, "]}")
+    found = _annotated(text, raw + "]}", schema)
+    assert found.data == {"stops": ["Paris", "London", "Paris", "Rome", "Berlin"]}
+    assert [text[s:e] for s, e in found.evidence.values()] == [
+        "Paris", "London", "Paris", "Rome", "Berlin"
+    ]  # fmt: skip
+    assert found.evidence["/stops/0"] != found.evidence["/stops/2"]
 
 
 PEOPLE: dict[str, Any] = {
@@ -724,8 +770,8 @@ def test_an_object_that_goes_leaves_its_words_to_the_others() -> None:
 
 
 def test_only_a_refused_text_choice_takes_its_object_along() -> None:
-    # A quantity the text spells out has no number to point at, and "Ann" went to "first" (the
-    # surer field): each is marked, and the item stays.
+    # A quantity the text doesn't give has no number to point at, and "Ann" went to "first"
+    # (the surer field): each is marked, and the item stays.
     order = {
         "type": "object",
         "properties": {
@@ -739,7 +785,7 @@ def test_only_a_refused_text_choice_takes_its_object_along() -> None:
     }  # fmt: skip
     raw = '{"first": "Ann", "order": [{"product": "Ann", "quantity": 2}]}'
     trace = _trace_at(raw, ('"Ann"', 1, 0.9), ('"Ann"', 2, 0.5))
-    found = _annotated("Ann wants two coffees.", raw, order, trace)
+    found = _annotated("Ann wants coffees.", raw, order, trace)
     assert found.data == json.loads(raw)
     assert found.unsupported == ("/order/0/product", "/order/0/quantity")
 
