@@ -33,6 +33,12 @@ IntArray = npt.NDArray[np.int32]
 
 # After this many rejected draws, mask the whole vocabulary instead of drawing again.
 _MAX_REJECTED_DRAWS = 8
+# Below this much weight left (the best token's is 1), the draws stop too: the weights are
+# shifted by the best token's logit, and an allowed one 745 T below it is exactly 0 (T = 0.01:
+# a gap of 7.5), so with the tokens above refused, one token 7.44 below came out every time
+# where 7.46 below should have had 12% (a review's script). Above it, a weight that underflowed
+# (under 1e-308) is under 1e-58 of what is left, far below the 2**-53 a draw resolves.
+_EXACT_MASS = 1e-250
 # Greedy: after the argmax is rejected, check this many next-best candidates in one grammar call.
 _GREEDY_CANDIDATES = 64
 # Pieces are looked up by prefix up to this length; the few longer ones (SmolLM2 has runs of
@@ -138,7 +144,7 @@ def choose(
                 return token
             stats.rejections += 1
             p[token] = 0.0
-            if p.sum() <= 0.0:
+            if p.sum() < _EXACT_MASS:
                 break
     mask = checks.mask()
     if not mask.any():

@@ -117,6 +117,22 @@ def test_a_cold_temperature_samples_the_allowed_tokens_far_below_the_best(top_p:
     assert seen == {5}  # the softmax at T = 0.01: token 6 has e**-100 of token 5's weight
 
 
+def test_a_cold_draw_past_refused_tokens_keeps_the_ratio_of_the_allowed_ones() -> None:
+    # Allowed tokens 7.44 and 7.46 below a refused best, T = 0.01: shifted by the refused
+    # token's logit, token 2's weight underflowed to exactly 0 and token 1 came out every time.
+    logits = np.array([10.0, 10.0 - 7.44, 10.0 - 7.46], dtype=np.float32)
+    checks = FakeChecks(np.array([False, True, True]))
+    rng, n = np.random.default_rng(0), 4000
+    seen = np.zeros(3)
+    for _ in range(n):
+        token = choose(logits, checks, 0.01, 1.0, rng, GenerationStats())
+        assert token is not None
+        seen[token] += 1
+    z = logits[1:].astype(np.float64) / 0.01
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()  # the oracle: the masked softmax
+    assert np.abs(seen[1:] / n - p).max() < 0.025
+
+
 @pytest.mark.parametrize(
     "logits",
     [
