@@ -299,12 +299,17 @@ class SpanTracker:
         return (self.floors.get(pattern, default) - dense + extra) // 2 + dense
 
     def _owed_items(self, frame: _Frame, pattern: Pattern, top: bool) -> int:
-        """Tokens for the items an open list still owes its ``minItems`` (each with ``, ``)."""
+        """Tokens for the items an open list still owes its ``minItems`` (each with ``, ``),
+        and the one a ``,`` just written commits to."""
         least = self.min_items.get(pattern, 0)
-        if not least:
-            return 0
         # Begun items count as written: what an open one still needs, its frames count.
         waiting = top and frame.phase == 2 and not self._in_str  # after "[" or ",": none begun
+        if waiting and frame.index:
+            # After "," an item must come: with three required members, steering that starts
+            # there ran out inside it (a budget 3 tokens larger failed where the smaller passed).
+            least = max(least, frame.index + 1)
+        if not least:
+            return 0
         owed = max(least - frame.index - (0 if waiting else 1), 0)
         if not owed:
             return 0

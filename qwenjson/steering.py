@@ -101,6 +101,12 @@ class Nesting:
             elif byte in b"]}":
                 self.depth -= 1
 
+    def copy(self) -> Nesting:
+        """An independent copy (to look one token ahead)."""
+        twin = Nesting()
+        twin.depth, twin.in_string, twin.escaped = self.depth, self.in_string, self.escaped
+        return twin
+
     def reserve(self) -> int:
         """Tokens to keep for closing what is open."""
         return 8 + 3 * self.depth + (1 if self.in_string else 0)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from qwenjson import kvstate
 from qwenjson.engine import Engine
-from qwenjson.errors import EXIT_NO_VALID_OUTPUT
+from qwenjson.errors import EXIT_NO_VALID_OUTPUT, QwenJsonError
 from qwenjson.generation import Generator
 from qwenjson.pipeline import ExtractOptions, Extractor, open_model
 from tests.grammar_engine import default_model_path
@@ -392,3 +392,43 @@ def test_the_budget_keeps_room_for_the_items_a_list_still_owes() -> None:
     r = extract(*args, stdin=text)
     assert r.returncode == 0, r.stderr.decode()
     assert len(json.loads(r.stdout)["people"]) >= 4
+
+
+PEOPLE_NOTE = {
+    "type": "object",
+    "properties": {
+        "people": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "city": {"type": "string"},
+                    "age": {"type": "integer"},
+                },
+                "required": ["name", "city", "age"],
+            },
+        },
+        "note": {"type": "string"},
+    },
+    "required": ["people", "note"],
+}
+SIX_PEOPLE = (
+    "Alice Smith, 34, lives in Paris. Bob Jones, 41, lives in Berlin. Carol King, 29, lives in "
+    "Rome. Dan Brown, 50, lives in Oslo. Eve Adams, 22, lives in Madrid. Frank Lee, 61, lives "
+    "in Lisbon. A note: all are friends."
+)
+
+
+def test_a_larger_budget_never_turns_a_document_into_exit_5(smol: Generator) -> None:
+    # Steering looked at the reserve before each choice: with 25 tokens left against 21, the
+    # model wrote "}, {" and the new item's three required members needed 39. Budgets 28, 49,
+    # 70, 91 … failed (about one item apart) where budgets 3 tokens smaller and larger passed.
+    failed = []
+    for budget in range(25, 95, 3):
+        options = ExtractOptions(max_tokens=budget, retries=0)
+        try:
+            Extractor(PEOPLE_NOTE, smol, options).run(SIX_PEOPLE)
+        except QwenJsonError as error:  # "not complete after N tokens"
+            failed.append((budget, str(error)))
+    assert failed == []
