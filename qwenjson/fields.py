@@ -163,6 +163,9 @@ class FieldRule:
     abstain: Abstain
     kind: Kind = "text"
     bounds: Bounds | None = None  # a number's: only readings within them are offered
+    # A string's maxLength: only spans that can end at a boundary within it are begun (the
+    # grammar cut "Alexander" to "Alexa" under maxLength 5, where "Bob" fitted).
+    max_chars: int | None = None
 
 
 def grounding_rules(
@@ -478,7 +481,12 @@ class _Walker:
             if node.get("format") == "date":
                 self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, "date")
             else:
-                self.rules[pattern] = FieldRule(self.grounded(node, name), rule_abstain)
+                longest = node.get("maxLength")
+                if isinstance(longest, bool) or not isinstance(longest, int) or longest < 0:
+                    longest = None
+                self.rules[pattern] = FieldRule(
+                    self.grounded(node, name), rule_abstain, max_chars=longest
+                )
             return
         if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
             kind: Kind = "number" if "number" in types else "integer"

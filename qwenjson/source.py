@@ -8,6 +8,7 @@ against (``qwenjson.readings``). Both answer the same questions, so the constrai
 
 from __future__ import annotations
 
+import bisect
 import json
 import unicodedata
 from collections.abc import Iterator
@@ -126,6 +127,18 @@ class SourceText:
     def has(self, content: bytes) -> bool:
         """Whether ``content`` can still grow into a span (it occurs at a boundary)."""
         return next(self.occurrences(content), None) is not None
+
+    def has_within(self, content: bytes, limit: int) -> bool:
+        """Whether ``content`` can still grow into a span of at most ``limit`` characters: at
+        some place it occurs, a value may end within ``limit`` characters of its start."""
+        cuts = self.__dict__.get("_cuts")
+        if cuts is None:
+            cuts = self.__dict__["_cuts"] = sorted(self._index)
+        for start in self.occurrences(content):
+            at = bisect.bisect_left(cuts, start + len(content))
+            if at < len(cuts) and self._index[cuts[at]] - self._index[start] <= limit:
+                return True
+        return False
 
     def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
         """Code point offsets ``[start, end)`` in the input of the first whole-character

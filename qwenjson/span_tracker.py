@@ -106,7 +106,15 @@ class OpenValue:
 
     def holds(self) -> bool:
         """Whether the content so far can still grow into a value."""
-        return self.free or self.source.has(bytes(self.content))
+        return self.grows(bytes(self.content))
+
+    def grows(self, content: bytes) -> bool:
+        """Whether ``content`` can still grow into a value (within the field's maxLength)."""
+        if self.free:
+            return True
+        if self.rule.max_chars is not None and isinstance(self.source, SourceText):
+            return self.source.has_within(content, self.rule.max_chars)
+        return self.source.has(content)
 
 
 class SpanTracker:
@@ -215,7 +223,7 @@ class SpanTracker:
             and _QUOTE not in piece
             and _BACKSLASH not in piece
         ):
-            return o.free or o.source.has(bytes(o.content) + piece)  # the common case, no fork
+            return o.grows(bytes(o.content) + piece)  # the common case, no fork
         if (
             o is None
             and not self._in_str

@@ -182,6 +182,19 @@ def test_a_number_outside_the_schemas_bounds_is_not_offered(
         assert not g.fork()._feed(value.encode() + b"}"), value
 
 
+def test_a_string_under_max_length_begins_only_spans_that_fit() -> None:
+    # The grammar cut "Alexander" to "Alexa" (exit 0): a piece of a word, in no place of the text.
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5}}}
+    g = Grounding(SourceText("Alexander Hamilton met Bob and 李明明."), grounding_rules(schema))
+    assert _feed(g, '{"name": "')
+    for piece in ["A", "Alexa", "Hamilton", "met Bob"]:
+        assert not g.allows(piece.encode()), piece
+    for piece in ["B", "Bob", "李", "李明明", "met", "and"]:
+        assert g.allows(piece.encode()), piece
+    assert _feed(g, 'Bob"}')
+    assert g.records[0].span == (23, 26)
+
+
 def test_a_date_is_one_the_text_can_be_read_as() -> None:
     g = Grounding(SourceText("Paid 03/04/2018, due 2018年5月1日"), grounding_rules(RECEIPT))
     assert _feed(g, '{"date": "2018-0')
@@ -1264,7 +1277,7 @@ def test_the_strings_of_an_optional_nested_model_are_grounded() -> None:
     }  # fmt: skip
     rules = grounding_rules(schema)
     assert rules[("p", "name")] == FieldRule(True, "none")
-    assert rules[("p", "code")] == FieldRule(True, "null")  # nullable: null, not invented
+    assert rules[("p", "code")] == FieldRule(True, "null", max_chars=5)  # null, not invented
 
 
 def test_prefix_items_keep_their_own_rules() -> None:
