@@ -24,10 +24,11 @@ runs its handler once that call returns: a CI run waited out a 10 s sleep so. So
 sent again every 50 ms until a handler acts on it. A lock makes the check and the send one step
 against the handler's taking it, so no copy leaves after the signal was acted on; one that
 left just before is taken as that same signal, not as a second Ctrl-C (in cleanup, say while
-``Engine.close`` frees the model). It goes only to the handler that put it off, or to one that
-keeps signals for later (``keeps_signals``: ``stream.signals_held``'s); while another Python
-handler is installed (Ray's, a caller's) it waits, and with the default action back it is
-dropped (a late copy would kill the process).
+``Engine.close`` frees the model). It goes to the handler that put it off, or to one that
+keeps signals for it (``keeps_signals``: ``stream.signals_held``'s); another Python handler
+installed since (Ray's, a caller's) gets one copy, the debt then paid (sent every 50 ms, Ray's
+raised SystemExit in cleanup each time; never sent, a supervisor's SIGTERM went unheard); with
+the default action back it is dropped (a late copy would kill the process).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FIRST_S = 0.001  # the first time again: the rest of one callback, at most
 _AGAIN_S = 0.05  # then: a missed signal is late by this much, and idle wake-ups stay rare
 _shielded: set[CodeType] = set()
-_keepers: set[Callable[..., Any]] = set()  # handlers that keep a signal for later
+# Handlers that keep a signal for later -> for which handler (the one they set aside).
+_keepers: dict[Callable[..., Any], Callable[[int], Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,15 @@ def shield(func: F) -> F:
     return func
 
 
-def keeps_signals(handler: F) -> F:
-    """Mark ``handler`` as one that keeps a signal to act on later: a put-off signal is sent
-    to it, as to the handler that put it off."""
-    _keepers.add(handler)
-    return handler
+def keeps_signals(holding_for: Callable[[int], Any]) -> Callable[[F], F]:
+    """Mark a handler as one that keeps a signal for later, for the handler ``holding_for``
+    (the signal) names: a signal put off by that one is sent to it as to the one itself."""
+
+    def mark(handler: F) -> F:
+        _keepers[handler] = holding_for
+        return handler
+
+    return mark
 
 
 def in_callback(frame: FrameType | None) -> bool:
@@ -127,9 +133,14 @@ def _send_until_taken(signum: int) -> None:
             if debt is None:
                 return
             handler = signal.getsignal(signum)
-            if handler is debt.owner or handler in _keepers:
+            keeper = _keepers.get(handler) if callable(handler) else None
+            if handler is debt.owner or (keeper is not None and keeper(signum) is debt.owner):
                 signal.pthread_kill(debt.thread, signum)  # its blocking call is cut
             elif not callable(handler) or handler is signal.default_int_handler:
                 del _owed[signum]  # the run is over: a late copy would kill or surprise
+                return
+            else:  # another's handler now: it has the signal once, as it came
+                del _owed[signum]
+                signal.pthread_kill(debt.thread, signum)
                 return
         time.sleep(_AGAIN_S)

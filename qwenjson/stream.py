@@ -33,7 +33,8 @@ _pending: list[int] = []  # signals that arrived in a held block, in order
 _holding = False
 
 
-@keeps_signals  # a signal put off in a callback is sent here too: it is acted on at the end
+# A signal put off in a callback by the handler set aside is sent here too: acted on at the end.
+@keeps_signals(lambda signum: _previous.get(signum))
 def _defer(signum: int, frame: object) -> None:
     _pending.append(signum)
 
