@@ -51,11 +51,26 @@ _MEASURE = set(
     "个岁年月日号天周人位名次元块件本只条张辆台间套家所层楼室栋幢座口米斤克吨倍项种届期级"
     "章节页部首门场份双对批股支匹头棵颗粒瓶杯碗盒箱包篇句题轮局集季代世"
 )
-# Arabic digits (a thousands comma, a decimal point) before 万 or 亿: "1,500万元" is 15000000.
-_DIGITS_BIG = re.compile(
-    r"(?<![\d.,，])(?P<minus>(?<![A-Za-z0-9-])-)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
-    f"(?P<big>[{_BIG_CLASS}]+)"
+# Idioms and place names where a lone numeral sits before a measure word (五台山 is a mountain,
+# 三番五次 "again and again").
+_NOT_COUNTS = ("五台山", "七台河", "三门峡", "五棵松", "三元桥", "八股", "三番五次", "陆家嘴")
+# A decimal (三点五) only before these or no Chinese character: 两点一线, 一点一点 and 三点一刻
+# (a quarter past three) are no decimals.
+_AFTER_DECIMAL = _MEASURE | set("公千毫厘度成%")
+_FINANCIAL = set("壹贰貳叁參肆伍陆陸柒捌玖拾佰仟")  # amounts' numerals: no lone 陆 (陆家嘴)
+# Yuan and its tenths and hundredths: 三元五角 is 3.5, 叁佰元伍角陆分 300.56, 三块五 3.5.
+_AMOUNT = re.compile(
+    f"(?P<yuan>[元块圆])(?P<jiao>[{_DIGIT_CLASS}])(?:[角毛](?:(?P<fen>[{_DIGIT_CLASS}])分)?)?"
 )
+# A dash after a number or a unit is a range's (20万-30万, ８千－１万), not a minus.
+_RANGE_BEFORE = _NUMERAL + "0123456789０１２３４５６７８９千百十"
+# Arabic digits (a thousands comma, a decimal point) before 千, 万 or 亿: "1,500万元" is
+# 15000000, "8千" 8000.
+_DIGITS_BIG = re.compile(
+    r"(?<![\d.,，])(?P<minus>-)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
+    f"(?P<big>千(?![克米瓦卡])[{_BIG_CLASS}]*|[{_BIG_CLASS}]+)"
+)
+_KILO = "克米瓦卡"  # 千克, 千米: kilo-, not a thousand
 
 
 def _digit_value(ch: str) -> int:
@@ -128,19 +143,36 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         run, frac, bigs = m.group("run"), m.group("frac"), m.group("big") or ""
         if len(m.group()) > _MAX_RUN:
             continue
+        kilo = frac is None and run[-1] in "千仟" and text[m.end() : m.end() + 1] in _KILO
+        if kilo:  # 三千克 is 3 kilograms
+            run = run[:-1]
+            if not run:
+                continue
         value = _chinese_integer(run)
         if value is None:
             continue
+        if kilo:
+            if not m.group("minus"):
+                yield Decimal(value), m.start(), m.end() - 1
+            continue
         after = text[m.end() : m.end() + 1]
-        if frac is not None and not bigs and after and after in "十百千分":
-            continue  # 八点四十分, 三点零五分: a time, not 8.4
-        if len(run) == 1 and frac is None and not bigs and (run == "一" or after not in _MEASURE):
-            continue  # 一个 (mostly "a"), 一起, 统一, 十分
+        if frac is not None and not bigs and _chinese_char(after) and after not in _AFTER_DECIMAL:
+            continue  # 八点四十分, 三点一刻: a time; 两点一线: an idiom
+        if len(run) == 1 and frac is None and not bigs and not _lone_count(text, m.start()):
+            continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴
+        if any(idiom in text[max(m.start() - 3, 0) : m.end() + 3] for idiom in _NOT_COUNTS):
+            continue
+        end = m.end()
         if frac is not None:
             number = _scaled(Decimal(f"{value}.{''.join(str(_DIGITS[ch]) for ch in frac)}"), bigs)
         else:
             number = Decimal(value)
-        yield (-number if m.group("minus") else number), m.start(), m.end()
+            amount = _AMOUNT.match(text, m.end()) if not bigs else None
+            if amount is not None:  # 三块五: 3.5, not 3 (a total cut at its yuan)
+                cents = f"{_DIGITS[amount.group('jiao')]}{_DIGITS.get(amount.group('fen'), 0)}"
+                number, end = number + Decimal(cents) / 100, amount.end()
+        minus = m.group("minus") is not None
+        yield (-number if minus else number), m.start(), end
     year = f"(?<![{_NUMERAL}\\d])([{_DIGIT_CLASS}]{{4}})年"
     for m in re.finditer(year, text):  # 一九九八年
         yield Decimal("".join(str(_DIGITS[ch]) for ch in m.group(1))), m.start(), m.end(1)
@@ -149,8 +181,32 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
             continue
         digits = re.sub("[,，]", "", m.group("run"))
         frac = m.group("frac")
-        number = _scaled(Decimal(f"{digits}.{frac}" if frac else digits), m.group("big"))
-        yield (-number if m.group("minus") else number), m.start(), m.end()
+        bigs = m.group("big")
+        number = Decimal(f"{digits}.{frac}" if frac else digits)
+        number = _scaled(number * (1000 if bigs[0] == "千" else 1), bigs.lstrip("千"))
+        at = m.start("minus") if m.group("minus") else m.start("run")
+        before = text[at - 1] if at else ""
+        # A minus only where no word or number comes just before (亏损-3万: -30000;
+        # 20万-30万: a range).
+        minus = m.group("minus") is not None and not (
+            (before.isascii() and before.isalnum()) or before in _RANGE_BEFORE or before == "-"
+        )
+        start = m.start() if minus else m.start("run")
+        yield (-number if minus else number), start, m.end()
+
+
+def _chinese_char(ch: str) -> bool:
+    return bool(ch) and "\u4e00" <= ch <= "\u9fff"
+
+
+def _lone_count(text: str, at: int) -> bool:
+    """Whether the lone numeral at ``at`` counts something: before a measure word, and not
+    一 (mostly "a"), 零/〇 (零件, parts) or an amount's numeral outside an amount (陆家嘴)."""
+    ch = text[at]
+    after = text[at + 1 : at + 2]
+    if ch in "一零〇" or ch in _FINANCIAL:
+        return False
+    return after in _MEASURE
 
 
 _ONES = (
@@ -185,7 +241,7 @@ _ORDINALS = {
     form
     for word in [*_ONES[1:], *_TENS, "hundred", *_SCALES]
     for form in (_ordinal(word), _ordinal(word) + "s")
-} | {"half", "halves", "quarter", "quarters"}
+} - {"second", "seconds"} | {"half", "halves", "quarter", "quarters"}  # five seconds: 5
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:
@@ -217,9 +273,19 @@ def _english(text: str) -> Iterator[tuple[Decimal, int, int]]:
             i += 1
             continue
         value, end_index = found
-        following = words[end_index][0] if end_index < len(words) else ""
-        if _joined(text, words, end_index) and following in _ORDINALS:
+        following = [w for w, _, _ in words[end_index : end_index + 2]]
+        if _joined(text, words, end_index) and following[0] in _ORDINALS:
             end_index += 1  # twenty-first: neither 20 nor "first"
+        elif (
+            _joined(text, words, end_index)
+            and following[:1] == ["and"]
+            and (
+                len(following) > 1
+                and following[1] in _ORDINALS
+                and _joined(text, words, end_index + 1)
+            )
+        ):
+            end_index += 2  # one hundred and first
         elif value is not None:
             yield value, words[i][1], words[end_index - 1][2]
         i = end_index
@@ -247,6 +313,8 @@ def _english_number(
             group, last = group + _SMALL[word], "small" if _SMALL[word] < 10 else "teen"
             if _SMALL[word] == 0:
                 i += 1
+                if _joined(text, words, i) and words[i][0] == "point":
+                    return _decimal(text, words, i, 0)  # zero point five
                 break  # zero stands alone
         elif word in _TENS and after_round:
             group, last = group + _TENS[word], "tens"
@@ -267,11 +335,28 @@ def _english_number(
         i += 1
     if i == start:
         return None
-    if last == "teen" and _joined(text, words, i):
-        tail = _english_number(text, words, i)
-        if tail is not None and tail[0] is not None and 10 <= tail[0] < 100:
-            return None, tail[1]  # nineteen eighty-four (a year), eleven fifteen (a time)
+    if last == "teen" and (tail := _two_digits_end(text, words, i)) is not None:
+        return None, tail  # nineteen eighty-four (a year), eleven fifteen (a time)
+    half = [w for w, _, _ in words[i : i + 3]] == ["and", "a", "half"]
+    if half and all(_joined(text, words, k) for k in (i, i + 1, i + 2)):
+        return Decimal(total + group) + Decimal("0.5"), i + 3  # two and a half
     return Decimal(total + group), i
+
+
+def _two_digits_end(text: str, words: list[tuple[str, int, int]], i: int) -> int | None:
+    """The index after a number of 10 to 99 in words that begins at word ``i`` right after
+    the word before it ("eighty-four", "fifteen"), or None. (Not recursive: a run of 2,000
+    teens recursed past the stack.)"""
+    if not _joined(text, words, i):
+        return None
+    word = words[i][0]
+    if _SMALL.get(word, 0) >= 10:
+        return i + 1
+    if word not in _TENS:
+        return None
+    if _joined(text, words, i + 1) and 0 < _SMALL.get(words[i + 1][0], 0) < 10:
+        return i + 2
+    return i + 1
 
 
 def _decimal(
