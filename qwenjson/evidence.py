@@ -149,6 +149,7 @@ def annotate(
     leaves = leaf_spans(raw_bytes)
     values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
     last_start = 0
+    last_said: tuple[bytes, tuple[int, int]] | None = None  # the last text value, its place
     # First the place each value would come from, in document order (a repeated word: the
     # occurrence after the last value's source), and the model's probability for it.
     found: dict[Path, tuple[tuple[int, int] | None, float, bool, FieldRule | None, bytes]] = {}
@@ -167,7 +168,14 @@ def annotate(
                 # The place the text says it after the last value's source, if it says it
                 # twice. A date or number claims no words from other fields (below).
                 span = source.values(kind).span(said, after=last_start) or span
+                if kind == "text" and last_said == (said, span):
+                    # The same words right after themselves ("Paris, Paris, London"): the next
+                    # place, as the list's items took them while written (SpanTracker).
+                    later = source.span(said, after=last_start + 1)
+                    span = later if later is not None and later[0] > last_start else span
                 content = said if kind == "text" else b""
+                if kind == "text" and span is not None:
+                    last_said = (said, span)
             needs_source = True
         else:
             span = _find(source, value, last_start)

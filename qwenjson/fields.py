@@ -6,14 +6,17 @@ the span constraint (``qwenjson.grounding``) and abstention (``qwenjson.evidence
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 
+from jsonschema.protocols import Validator
+
 from qwenjson.pointer import follow_local_refs
+from qwenjson.schema.dialect import dialect_of
 
 __all__ = [
     "GROUNDED_KEY",
@@ -92,58 +95,45 @@ _WRITTEN_ZH = (
 )
 
 
+_NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
 @dataclass(frozen=True)
 class Bounds:
-    """A number's ``minimum``, ``maximum`` (exclusive or not) and ``multipleOf``: the readings
-    of the text outside them are not offered (the grammar would cut one short: "12" of 1234
-    under ``"maximum": 99``, a value the text doesn't say, where it says 7)."""
+    """A number's ``minimum``, ``maximum``, ``exclusiveMinimum``/``Maximum`` and ``multipleOf``:
+    the readings of the text outside them are not offered (the grammar would cut one short:
+    "12" of 1234 under ``"maximum": 99``, a value the text doesn't say, where it says 7).
 
-    low: Decimal | None = None
-    high: Decimal | None = None
-    low_open: bool = False
-    high_open: bool = False
-    step: Decimal | None = None
+    Checked by jsonschema's own validator for the schema's draft, so a reading is offered
+    exactly when the document's validation takes it: draft 4's boolean ``exclusiveMinimum``
+    beside ``minimum`` (read as a plain bound, 5 was offered and the grammar made it 50) and a
+    float ``multipleOf`` (0.3 by 0.1, exact in decimals, fails jsonschema's float division)."""
 
-    def admits(self, value: Decimal) -> bool:
-        """Whether ``value`` lies within the bounds."""
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            return False
-        if self.step is None:
-            return True
-        try:
-            return value % self.step == 0
-        except ArithmeticError:  # a quotient past Decimal's precision (1e23 by 1e-300): offer it
-            return True
+    keywords: str  # the number's bound keywords, as JSON (hashable)
+    validator: type[Validator]  # jsonschema's for the whole schema's draft
+
+    def admits(self, content: bytes) -> bool:
+        """Whether the JSON number ``content`` lies within the bounds."""
+        check = _bounds_validator(self.keywords, self.validator)
+        return bool(check.is_valid(json.loads(content)))
 
 
-def _bounds(node: Mapping[str, Any]) -> Bounds | None:
-    """The bounds a number's schema sets, or None."""
+@functools.lru_cache(maxsize=256)
+def _bounds_validator(keywords: str, validator: type[Validator]) -> Validator:
+    return validator(json.loads(keywords))
 
-    def number(key: str) -> Decimal | None:
-        value = node.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        try:
-            found = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        except InvalidOperation:
-            return None
-        return found if found.is_finite() else None
 
-    low, high = number("minimum"), number("maximum")
-    low_x, high_x = number("exclusiveMinimum"), number("exclusiveMaximum")
-    low_open = low_x is not None and (low is None or low_x >= low)
-    high_open = high_x is not None and (high is None or high_x <= high)
-    step = number("multipleOf")
-    found = Bounds(
-        low_x if low_open else low,
-        high_x if high_open else high,
-        low_open,
-        high_open,
-        step if step is not None and step > 0 else None,
-    )
-    return None if found == Bounds() else found
+def _bounds(node: Mapping[str, Any], root: Mapping[str, Any]) -> Bounds | None:
+    """The bounds a number's schema sets, or None (none, or a schema with no known draft)."""
+    found = {k: node[k] for k in _NUMBER_KEYWORDS if k in node}
+    if not found:
+        return None
+    try:
+        bounds = Bounds(json.dumps(found, sort_keys=True), dialect_of(root).validator)
+        bounds.admits(b"0")  # a malformed bound ("minimum": "5"): no filter
+    except Exception:  # the schema's own check reports a bad bound; here there is none
+        return None
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -490,7 +480,8 @@ class _Walker:
             return
         if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
             kind: Kind = "number" if "number" in types else "integer"
-            self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind, _bounds(node))
+            bounds = _bounds(node, self.root)
+            self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind, bounds)
             return
         props = node.get("properties")
         if "object" in types and isinstance(props, Mapping):

@@ -58,9 +58,9 @@ class Readings:
     def __bool__(self) -> bool:
         return bool(self.readings)
 
-    def within(self, admits: Callable[[Decimal], bool]) -> Readings:
-        """The readings whose value (JSON numbers) ``admits`` takes."""
-        return Readings([r for r in self.readings if admits(Decimal(r.content.decode()))])
+    def within(self, admits: Callable[[bytes], bool]) -> Readings:
+        """The readings whose content ``admits`` takes."""
+        return Readings([r for r in self.readings if admits(r.content)])
 
     def has(self, content: bytes) -> bool:
         """Whether ``content`` can still grow into one of the values."""

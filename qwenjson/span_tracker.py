@@ -59,7 +59,9 @@ class _Frame:
     string's content with where the text says it (the start of the latest place taken), and the
     whole text of object or list items that hold grounded values (``item``; -1)."""
 
-    __slots__ = ("ended", "index", "item", "key", "keys", "kind", "phase", "seen", "texted")
+    __slots__ = (
+        "ended", "index", "item", "key", "keys", "kind", "phase", "place", "seen", "texted"
+    )  # fmt: skip
 
     def __init__(self, kind: int) -> None:
         self.kind = kind  # ord("{") or ord("[")
@@ -67,6 +69,7 @@ class _Frame:
         self.index = 0
         self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
         self.seen: dict[bytes, int] = {}  # replaced, never changed: copies share it
+        self.place = -1  # where the text says the list's latest grounded string
         self.ended = False  # a list that repeated an item: only its end may follow
         self.keys: frozenset[str] = frozenset()  # an object's keys written so far
         # This frame's output text so far, when it is a list item to compare with the others.
@@ -79,7 +82,7 @@ class _Frame:
         twin = _Frame.__new__(_Frame)
         twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
         twin.seen, twin.ended, twin.keys, twin.item = self.seen, self.ended, self.keys, self.item
-        twin.texted = self.texted
+        twin.texted, twin.place = self.texted, self.place
         return twin
 
 
@@ -489,14 +492,17 @@ class SpanTracker:
         lst: _Frame, source: SourceText | Readings, item: bytes
     ) -> tuple[int, int] | None:
         """Where the text says ``item``, a grounded string written into the list ``lst``: a
-        repeat takes the next place after the one its last copy took, and ends the list where
-        there is none (a loop)."""
+        repeat takes the next place after both its last copy's and the list's latest item's,
+        and ends the list where there is none (a loop: one that goes back through the text,
+        or on past what it says)."""
         last = lst.seen.get(item)
-        span = source.span(item, last + 1 if last is not None else 0)
-        if last is not None and (span is None or span[0] <= last):
+        floor = max(last, lst.place) if last is not None else -1
+        span = source.span(item, floor + 1)
+        if last is not None and (span is None or span[0] <= floor):
             lst.ended = True
         elif span is not None:
             lst.seen = {**lst.seen, item: span[0]}
+            lst.place = span[0]
         return span
 
     def _close(

@@ -182,6 +182,34 @@ def test_a_number_outside_the_schemas_bounds_is_not_offered(
         assert not g.fork()._feed(value.encode() + b"}"), value
 
 
+@pytest.mark.parametrize(
+    ("number", "text", "offered", "refused"),
+    [
+        # draft 4's boolean beside minimum: read as a plain bound, 5 was offered, the grammar
+        # forbade it and made it 50 (evidence null)
+        (
+            {"type": "integer", "minimum": 5, "exclusiveMinimum": True},
+            "Guests: 5. Booked 12 days ago.",
+            ["12"],
+            ["5"],
+        ),
+        # jsonschema divides floats: 0.3 / 0.1 is 2.9999999999999996, no multiple
+        ({"type": "number", "multipleOf": 0.1}, "0.3, 0.5 and 0.7", ["0.5"], ["0.3", "0.7"]),
+    ],
+)
+def test_bounds_are_read_as_the_documents_validation_reads_them(
+    number: dict[str, Any], text: str, offered: list[str], refused: list[str]
+) -> None:
+    draft = "http://json-schema.org/draft-04/schema#"
+    schema = {"$schema": draft, "type": "object", "properties": {"n": number}}
+    g = Grounding(SourceText(text), grounding_rules(schema))
+    assert _feed(g, '{"n": ')
+    for value in offered:
+        assert g.fork()._feed(value.encode() + b"}"), value
+    for value in refused:
+        assert not g.fork()._feed(value.encode() + b"}"), value
+
+
 def test_a_string_under_max_length_begins_only_spans_that_fit() -> None:
     # The grammar cut "Alexander" to "Alexa" (exit 0): a piece of a word, in no place of the text.
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5}}}
@@ -298,6 +326,26 @@ PEOPLE: dict[str, Any] = {
         "properties": {"name": {"type": "string"}, "n": {"type": "integer", "x-grounded": False}},
     },
 }
+
+
+def test_the_same_words_right_after_themselves_are_two_items_at_two_places() -> None:
+    # Both copies of "Paris" got the first place's evidence, and the second was dropped.
+    text = "Stamps, in order: Paris, Paris, London."
+    stamps = {"type": "array", "items": {"type": "string"}}
+    schema = {"type": "object", "properties": {"stamps": stamps}}
+    found = _annotated(text, '{"stamps": ["Paris", "Paris", "London"]}', schema)
+    assert found.data == {"stamps": ["Paris", "Paris", "London"]}
+    assert list(found.evidence.values()) == [[18, 23], [25, 30], [32, 38]]
+
+
+def test_a_repeat_that_goes_back_through_the_text_ends_the_list() -> None:
+    # The text says Paris twice, both before London: a third item "Paris" after London is the
+    # model going round again, not a place of the text.
+    text = "Flight log: Paris, Paris, London."
+    stops = {"type": "array", "items": {"type": "string"}}
+    g = Grounding(SourceText(text), grounding_rules({"type": "object", "properties": {"s": stops}}))
+    assert _feed(g, '{"s": ["Paris", "London", "Paris"')
+    assert not g.allows(b", ")
 
 
 def test_a_list_that_repeats_an_object_item_ends() -> None:
