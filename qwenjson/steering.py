@@ -18,6 +18,8 @@ __all__ = ["ClosingIds", "Nesting", "choose_closing", "closing_classes"]
 
 IntArray = npt.NDArray[np.int32]
 
+MARGIN = 8  # tokens the reserve keeps beyond the structure's own cost (``Nesting.reserve``)
+
 
 class ClosingIds(NamedTuple):
     """Tokens that only close things, by where they may be written."""
@@ -109,4 +111,4 @@ class Nesting:
 
     def reserve(self) -> int:
         """Tokens to keep for closing what is open."""
-        return 8 + 3 * self.depth + (1 if self.in_string else 0)
+        return MARGIN + 3 * self.depth + (1 if self.in_string else 0)
