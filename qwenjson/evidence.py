@@ -149,7 +149,6 @@ def annotate(
     leaves = leaf_spans(raw_bytes)
     values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
     last_start = 0
-    last_said: tuple[bytes, tuple[int, int]] | None = None  # the last text value, its place
     # First the place each value would come from, in document order (a repeated word: the
     # occurrence after the last value's source), and the model's probability for it.
     found: dict[Path, tuple[tuple[int, int] | None, float, bool, FieldRule | None, bytes]] = {}
@@ -167,15 +166,12 @@ def annotate(
                 said = said if kind in ("number", "integer") else said[1:-1]
                 # The place the text says it after the last value's source, if it says it
                 # twice. A date or number claims no words from other fields (below).
-                span = source.values(kind).span(said, after=last_start) or span
-                if kind == "text" and last_said == (said, span):
-                    # The same words right after themselves ("Paris, Paris, London"): the next
-                    # place, as the list's items took them while written (SpanTracker).
-                    later = source.span(said, after=last_start + 1)
-                    span = later if later is not None and later[0] > last_start else span
+                # A list's string keeps the place it took while written (each place of the
+                # text serves one item: SpanTracker._item_span); searched again, two "Paris"
+                # of "Paris, Paris, London" or of a list out of the text's order landed on one.
+                if not (kind == "text" and leaf.path and isinstance(leaf.path[-1], int)):
+                    span = source.values(kind).span(said, after=last_start) or span
                 content = said if kind == "text" else b""
-                if kind == "text" and span is not None:
-                    last_said = (said, span)
             needs_source = True
         else:
             span = _find(source, value, last_start)

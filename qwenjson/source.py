@@ -140,6 +140,14 @@ class SourceText:
                 return True
         return False
 
+    def spans(self, content: bytes) -> Iterator[tuple[int, int]]:
+        """Code point offsets ``[start, end)`` in the input of each whole-character
+        occurrence of ``content``, in the text's order."""
+        for start in self.occurrences(content):
+            found = self.span_at(start, len(content))
+            if found is not None:
+                yield found
+
     def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
         """Code point offsets ``[start, end)`` in the input of the first whole-character
         occurrence of ``content`` (preferring one starting at or after ``after``), or None."""

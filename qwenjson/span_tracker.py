@@ -60,7 +60,8 @@ class _Frame:
     whole text of object or list items that hold grounded values (``item``; -1)."""
 
     __slots__ = (
-        "ended", "index", "item", "key", "keys", "kind", "phase", "place", "seen", "texted"
+        "ended", "index", "item", "key", "keys", "kind", "phase", "place", "seen", "texted",
+        "used",
     )  # fmt: skip
 
     def __init__(self, kind: int) -> None:
@@ -70,6 +71,7 @@ class _Frame:
         self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
         self.seen: dict[bytes, int] = {}  # replaced, never changed: copies share it
         self.place = -1  # where the text says the list's latest grounded string
+        self.used: frozenset[tuple[int, int]] = frozenset()  # the places its strings took
         self.ended = False  # a list that repeated an item: only its end may follow
         self.keys: frozenset[str] = frozenset()  # an object's keys written so far
         # This frame's output text so far, when it is a list item to compare with the others.
@@ -82,7 +84,7 @@ class _Frame:
         twin = _Frame.__new__(_Frame)
         twin.kind, twin.key, twin.index, twin.phase = self.kind, self.key, self.index, self.phase
         twin.seen, twin.ended, twin.keys, twin.item = self.seen, self.ended, self.keys, self.item
-        twin.texted, twin.place = self.texted, self.place
+        twin.texted, twin.place, twin.used = self.texted, self.place, self.used
         return twin
 
 
@@ -491,19 +493,23 @@ class SpanTracker:
     def _item_span(
         lst: _Frame, source: SourceText | Readings, item: bytes
     ) -> tuple[int, int] | None:
-        """Where the text says ``item``, a grounded string written into the list ``lst``: a
-        repeat takes the next place after both its last copy's and the list's latest item's,
-        and ends the list where there is none (a loop: one that goes back through the text,
-        or on past what it says)."""
-        last = lst.seen.get(item)
-        floor = max(last, lst.place) if last is not None else -1
-        span = source.span(item, floor + 1)
-        if last is not None and (span is None or span[0] <= floor):
-            lst.ended = True
-        elif span is not None:
-            lst.seen = {**lst.seen, item: span[0]}
-            lst.place = span[0]
-        return span
+        """Where the text says ``item``, a grounded string written into the list ``lst``. Each
+        place the text says it serves one item of the list: the item takes the first place no
+        item took, at or after the list's latest item's (else before it, the list written out
+        of the text's order), and a repeat with no place left ends the list (a loop). "Paris,
+        London, Paris": two items "Paris", not three."""
+        if not isinstance(source, SourceText):
+            return source.span(item)
+        free = [s for s in source.spans(item) if s not in lst.used]
+        if not free:
+            if item in lst.seen:
+                lst.ended = True
+            return source.span(item)
+        place = next((s for s in free if s[0] >= lst.place), free[0])
+        lst.used = lst.used | {place}
+        lst.seen = {**lst.seen, item: place[0]}
+        lst.place = place[0]
+        return place
 
     def _close(
         self,

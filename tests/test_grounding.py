@@ -338,14 +338,21 @@ def test_the_same_words_right_after_themselves_are_two_items_at_two_places() -> 
     assert list(found.evidence.values()) == [[18, 23], [25, 30], [32, 38]]
 
 
-def test_a_repeat_that_goes_back_through_the_text_ends_the_list() -> None:
-    # The text says Paris twice, both before London: a third item "Paris" after London is the
-    # model going round again, not a place of the text.
-    text = "Flight log: Paris, Paris, London."
-    stops = {"type": "array", "items": {"type": "string"}}
-    g = Grounding(SourceText(text), grounding_rules({"type": "object", "properties": {"s": stops}}))
-    assert _feed(g, '{"s": ["Paris", "London", "Paris"')
+def test_each_place_of_the_text_serves_one_item_in_any_order() -> None:
+    # Written out of the text's order, a second mention looked like going back and ended the
+    # list ("cat", "bird", then "cat" refused its comma); searched again from the last value,
+    # evidence put both copies at one place and dropped one.
+    text = "cat dog cat bird"
+    pets = {"type": "array", "items": {"type": "string"}}
+    schema = {"type": "object", "properties": {"pets": pets}}
+    g = Grounding(SourceText(text), grounding_rules(schema))
+    assert _feed(g, '{"pets": ["cat", "bird", "cat"')
+    assert g.allows(b", ")
+    assert _feed(g, ', "dog", "cat"')  # a third "cat": the text says it twice
     assert not g.allows(b", ")
+    found = _annotated(text, '{"pets": ["cat", "bird", "cat", "dog", "cat"]}', schema)
+    assert found.data == {"pets": ["cat", "bird", "cat", "dog"]}
+    assert list(found.evidence.values()) == [[0, 3], [12, 16], [8, 11], [4, 7]]
 
 
 def test_a_list_that_repeats_an_object_item_ends() -> None:
