@@ -140,13 +140,16 @@ class SourceText:
                 return True
         return False
 
-    def spans(self, content: bytes) -> Iterator[tuple[int, int]]:
+    def spans(self, content: bytes) -> tuple[tuple[int, int], ...]:
         """Code point offsets ``[start, end)`` in the input of each whole-character
-        occurrence of ``content``, in the text's order."""
-        for start in self.occurrences(content):
-            found = self.span_at(start, len(content))
-            if found is not None:
-                yield found
+        occurrence of ``content``, in the text's order (kept: a list's items ask again for
+        each repeat, and a fork for each token it tries)."""
+        cache: dict[bytes, tuple[tuple[int, int], ...]] = self.__dict__.setdefault("_spans", {})
+        found = cache.get(content)
+        if found is None:
+            at = (self.span_at(start, len(content)) for start in self.occurrences(content))
+            found = cache[content] = tuple(s for s in at if s is not None)
+        return found
 
     def span(self, content: bytes, after: int = 0) -> tuple[int, int] | None:
         """Code point offsets ``[start, end)`` in the input of the first whole-character

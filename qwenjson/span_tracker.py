@@ -19,6 +19,7 @@ people (``scripts/bench_long_memory.py``'s short text: 34 items).
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -160,6 +161,10 @@ class SpanTracker:
         )
         self._stack: list[_Frame] = []
         self._capturing = 0  # frames in the stack with an ``item`` being recorded
+        # Where the text says the latest value with a source: a list opened after it takes its
+        # places from there on (as evidence reads on from the last value's source), not from
+        # the text's start (Team B's "Ann" pointed at Team A's).
+        self._last_place = -1
         self._pos = 0  # output bytes accepted so far
         self._in_str = False
         self._is_key = False
@@ -193,7 +198,7 @@ class SpanTracker:
         twin.source, twin.rules, twin.dedupe = self.source, self.rules, self.dedupe
         twin.required, twin._grounded_under = self.required, self._grounded_under
         twin.floors, twin.dense, twin.min_items = self.floors, self.dense, self.min_items
-        twin._capturing = self._capturing
+        twin._capturing, twin._last_place = self._capturing, self._last_place
         twin.records = []
         twin._stack = [f.copy() for f in self._stack]
         twin._pos, twin._in_str, twin._is_key, twin._esc = (
@@ -391,6 +396,7 @@ class SpanTracker:
             return True
         if byte in b"{[":
             frame = _Frame(byte)
+            frame.place = self._last_place
             if top is not None and top.kind == 0x5B and self.dedupe:
                 # The item's own pattern: the list's frame already stands for its index.
                 pattern = tuple(None if f.kind == 0x5B else (f.key or "") for f in self._stack)
@@ -500,12 +506,13 @@ class SpanTracker:
         London, Paris": two items "Paris", not three."""
         if not isinstance(source, SourceText):
             return source.span(item)
-        free = [s for s in source.spans(item) if s not in lst.used]
-        if not free:
+        places = source.spans(item)
+        at = bisect.bisect_left(places, (lst.place, -1))
+        place = next((s for s in (*places[at:], *places[:at]) if s not in lst.used), None)
+        if place is None:
             if item in lst.seen:
                 lst.ended = True
             return source.span(item)
-        place = next((s for s in free if s[0] >= lst.place), free[0])
         lst.used = lst.used | {place}
         lst.seen = {**lst.seen, item: place[0]}
         lst.place = place[0]
@@ -523,6 +530,8 @@ class SpanTracker:
         reading, or empty where the field can't be left out)."""
         if span is None and content:
             span = o.source.span(content)
+        if span is not None:
+            self._last_place = span[0]
         status: Literal["grounded", "abstained", "unsupported"]
         if not content:
             ok, status = o.rule.abstain != "none", "abstained"

@@ -355,6 +355,20 @@ def test_each_place_of_the_text_serves_one_item_in_any_order() -> None:
     assert list(found.evidence.values()) == [[0, 3], [12, 16], [8, 11], [4, 7]]
 
 
+def test_a_list_inside_a_list_takes_its_places_from_the_last_value_on() -> None:
+    # Each inner list began at the text's start: Team B's "Ann" pointed at Team A's.
+    text = "Team A: Ann, Bo. Team B: Ann, Cy."
+    groups = {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}
+    schema = {"type": "object", "properties": {"groups": groups}}
+    found = _annotated(text, '{"groups": [["Ann", "Bo"], ["Ann", "Cy"]]}', schema)
+    assert found.evidence == {
+        "/groups/0/0": [8, 11],
+        "/groups/0/1": [13, 15],
+        "/groups/1/0": [25, 28],
+        "/groups/1/1": [30, 32],
+    }
+
+
 def test_a_list_that_repeats_an_object_item_ends() -> None:
     g = Grounding(SourceText("Ann Keller met Bo."), grounding_rules(PEOPLE))
     assert _feed(g, '[{"name": "Keller"}, {"name": "Ann Keller"}, {"name": "Keller"}')
