@@ -6,14 +6,11 @@ the span constraint (``qwenjson.grounding``) and abstention (``qwenjson.evidence
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
-
-from jsonschema.protocols import Validator
 
 from qwenjson.pointer import follow_local_refs
 from qwenjson.schema.dialect import dialect_of
@@ -104,36 +101,39 @@ class Bounds:
     the readings of the text outside them are not offered (the grammar would cut one short:
     "12" of 1234 under ``"maximum": 99``, a value the text doesn't say, where it says 7).
 
-    Checked by jsonschema's own validator for the schema's draft, so a reading is offered
-    exactly when the document's validation takes it: draft 4's boolean ``exclusiveMinimum``
-    beside ``minimum`` (read as a plain bound, 5 was offered and the grammar made it 50) and a
-    float ``multipleOf`` (0.3 by 0.1, exact in decimals, fails jsonschema's float division)."""
+    Checked by jsonschema's own validator for the schema's draft, on the field's schema as
+    written at its place, so a reading is offered exactly when the document's validation takes
+    it there: draft 4's boolean ``exclusiveMinimum`` beside ``minimum`` (read as a plain bound,
+    5 was offered and the grammar made it 50), a float ``multipleOf`` (0.3 by 0.1, exact in
+    decimals, fails jsonschema's float division), a bound behind ``$ref`` beside one of its own
+    or in ``allOf`` (read from the merged keywords, 500 was offered under a ``maximum`` of 99,
+    and the grammar made it 50), and draft 7's ``$ref`` hiding its siblings."""
 
-    keywords: str  # the number's bound keywords, as JSON (hashable)
-    validator: type[Validator]  # jsonschema's for the whole schema's draft
+    keywords: str  # the field's schema as written, as JSON (what equality and hashing see)
+    check: Any = field(compare=False, repr=False)  # jsonschema's validator, at that place
 
     def admits(self, content: bytes) -> bool:
-        """Whether the JSON number ``content`` lies within the bounds."""
-        check = _bounds_validator(self.keywords, self.validator)
-        return bool(check.is_valid(json.loads(content)))
+        """Whether the JSON number ``content`` is valid where the field is."""
+        try:
+            return bool(self.check.is_valid(json.loads(content)))
+        except Exception:  # a $ref jsonschema can't resolve here: the reading stays offered
+            return True
 
 
-@functools.lru_cache(maxsize=256)
-def _bounds_validator(keywords: str, validator: type[Validator]) -> Validator:
-    return validator(json.loads(keywords))
+_COMBINED = ("$ref", "allOf", "anyOf", "oneOf")
 
 
-def _bounds(node: Mapping[str, Any], root: Mapping[str, Any]) -> Bounds | None:
-    """The bounds a number's schema sets, or None (none, or a schema with no known draft)."""
-    found = {k: node[k] for k in _NUMBER_KEYWORDS if k in node}
-    if not found:
+def _bounds(written: Any, merged: Mapping[str, Any], root: Mapping[str, Any]) -> Bounds | None:
+    """The bounds of a number field whose schema is ``written`` at its place (``merged``: with
+    its ``$ref`` followed), or None (none set, or a schema with no known draft)."""
+    here = isinstance(written, Mapping) and any(k in written for k in _COMBINED)
+    if not here and not any(k in merged for k in _NUMBER_KEYWORDS):
         return None
     try:
-        bounds = Bounds(json.dumps(found, sort_keys=True), dialect_of(root).validator)
-        bounds.admits(b"0")  # a malformed bound ("minimum": "5"): no filter
-    except Exception:  # the schema's own check reports a bad bound; here there is none
+        check = dialect_of(root).validator(root).evolve(schema=written)
+        return Bounds(json.dumps(written, sort_keys=True, default=str), check)
+    except Exception:  # the schema's own check reports a bad schema; here there is no filter
         return None
-    return bounds
 
 
 @dataclass(frozen=True)
@@ -447,6 +447,7 @@ class _Walker:
         self._count()
         if self._floors is not None:
             self.sizes[pattern] = self._floors.of(node, depth)
+        written = node
         node = follow_local_refs(self.root, node)
         if not isinstance(node, Mapping):
             return
@@ -480,7 +481,7 @@ class _Walker:
             return
         if types & {"number", "integer"} and types <= {"number", "integer", "null"}:
             kind: Kind = "number" if "number" in types else "integer"
-            bounds = _bounds(node, self.root)
+            bounds = _bounds(written, node, self.root)
             self.rules[pattern] = FieldRule(self.typed(node), rule_abstain, kind, bounds)
             return
         props = node.get("properties")

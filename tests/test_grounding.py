@@ -210,6 +210,34 @@ def test_bounds_are_read_as_the_documents_validation_reads_them(
         assert not g.fork()._feed(value.encode() + b"}"), value
 
 
+@pytest.mark.parametrize(
+    ("room", "draft", "offered"),
+    [
+        # a bound behind $ref beside one of its own: read merged, 500 was offered, cut to 50
+        ({"$ref": "#/$defs/N", "maximum": 1000}, "2020-12", ["7"]),
+        ({"type": "integer", "allOf": [{"maximum": 99}]}, "2020-12", ["7"]),
+        # draft 7: $ref hides its siblings, so 7 is valid there (merged, "maximum": 5 hid it)
+        ({"$ref": "#/$defs/N", "maximum": 5}, "7", ["7"]),
+    ],
+)
+def test_a_reading_is_offered_where_validation_takes_it_at_that_place(
+    room: dict[str, Any], draft: str, offered: list[str]
+) -> None:
+    uri = {
+        "2020-12": "https://json-schema.org/draft/2020-12/schema",
+        "7": "http://json-schema.org/draft-07/schema#",
+    }[draft]
+    schema = {
+        "$schema": uri,
+        "$defs": {"N": {"type": "integer", "maximum": 99}},
+        "type": "object",
+        "properties": {"room": room},
+    }
+    g = Grounding(SourceText("Room number: 500. The guest has 7 cats."), grounding_rules(schema))
+    assert _feed(g, '{"room": ')
+    assert [v for v in ("500", "7") if g.fork()._feed(v.encode() + b"}")] == offered
+
+
 def test_a_string_under_max_length_begins_only_spans_that_fit() -> None:
     # The grammar cut "Alexander" to "Alexa" (exit 0): a piece of a word, in no place of the text.
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5}}}
