@@ -9,8 +9,8 @@ the engine does with a refusal (abstain, respell) is ``Grounding``'s part.
 
 A list that repeats an item it already holds is ended there (the next ``,`` is refused): the
 0.5B otherwise loops, writing the same span dozens of times until the budget runs out. A
-grounded string repeated is a loop only where the text doesn't say it again: each repeat takes
-the next place the text says it ("Paris, London, Paris, Rome" is four stops; ended at the second
+grounded string repeated is a loop only where the text doesn't say it again: each place the
+text says it serves one item ("Paris, London, Paris, Rome" is four stops; ended at the second
 "Paris", Rome and the rest were lost), and its evidence points there. Items that are objects or
 lists count too when a grounded value can sit inside them: SmolLM2 under ``--each -s 'name:
 full name of a person'`` wrote ``{"name": "Keller"}`` 30 times for a paragraph naming two
@@ -56,9 +56,9 @@ class ValueRecord:
 
 
 class _Frame:
-    """One open object or array; ``seen`` holds the items a list has written: a grounded
-    string's content with where the text says it (the start of the latest place taken), and the
-    whole text of object or list items that hold grounded values (``item``; -1)."""
+    """One open object or array; ``seen`` holds the whole text of the object or list items a
+    list has written that hold grounded values (``item``); ``used``, the places of the text its
+    grounded strings took."""
 
     __slots__ = (
         "ended", "index", "item", "key", "keys", "kind", "phase", "place", "seen", "texted",
@@ -70,7 +70,7 @@ class _Frame:
         self.key: str | None = None
         self.index = 0
         self.phase = 0  # objects: 0 key next, 1 colon, 2 value, 3 after; arrays: 2, 3
-        self.seen: dict[bytes, int] = {}  # replaced, never changed: copies share it
+        self.seen: frozenset[bytes] = frozenset()
         self.place = -1  # where the text says the list's latest grounded string
         self.used: frozenset[tuple[int, int]] = frozenset()  # the places its strings took
         self.ended = False  # a list that repeated an item: only its end may follow
@@ -413,9 +413,7 @@ class SpanTracker:
                 if done.item is not None:
                     self._capturing -= 1
                     if self._stack and done.texted:
-                        lst = self._stack[-1]
-                        lst.ended = lst.ended or done.item in lst.seen
-                        lst.seen = {**lst.seen, done.item: -1}
+                        self._seen_item(self._stack[-1], done.item)
             if self._stack:
                 self._stack[-1].phase = 3
             return True
@@ -496,6 +494,13 @@ class SpanTracker:
         return self._close(o, content, self._pos, span)
 
     @staticmethod
+    def _seen_item(lst: _Frame, item: bytes) -> None:
+        """``item`` (an object or list) was written into the list ``lst``: a repeat ends it."""
+        if item in lst.seen:
+            lst.ended = True
+        lst.seen = lst.seen | {item}
+
+    @staticmethod
     def _item_span(
         lst: _Frame, source: SourceText | Readings, item: bytes
     ) -> tuple[int, int] | None:
@@ -510,11 +515,10 @@ class SpanTracker:
         at = bisect.bisect_left(places, (lst.place, -1))
         place = next((s for s in (*places[at:], *places[:at]) if s not in lst.used), None)
         if place is None:
-            if item in lst.seen:
+            if places:  # every place taken by its earlier copies: a loop
                 lst.ended = True
             return source.span(item)
         lst.used = lst.used | {place}
-        lst.seen = {**lst.seen, item: place[0]}
         lst.place = place[0]
         return place
 
