@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 
-__all__ = ["chinese_dates", "numbers_in_words"]
+__all__ = ["BIG_UNITS", "chinese_dates", "numbers_in_words"]
 
 _DIGITS = {
     "零": 0, "〇": 0, "一": 1, "壹": 1, "二": 2, "贰": 2, "貳": 2, "两": 2, "兩": 2, "三": 3,
@@ -37,6 +37,7 @@ _TENS_CHARS = {"廿": "二十", "卅": "三十", "卌": "四十"}  # 廿三 is 2
 _BIG = {"万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
 _DIGIT_CLASS = "".join(_DIGITS)
 _BIG_CLASS = "".join(_BIG)
+BIG_UNITS = frozenset(_BIG)  # 万 and 亿: digits before one are no number of their own
 _NUMERAL = _DIGIT_CLASS + "".join([*_UNITS, *_TENS_CHARS]) + _BIG_CLASS
 # A run, a decimal part (三点五), and big units after it (三点五亿); 负 before it, a minus.
 _CN_RUN = re.compile(

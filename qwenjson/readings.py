@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from qwenjson.numerals import chinese_dates, numbers_in_words
+from qwenjson.numerals import BIG_UNITS, chinese_dates, numbers_in_words
 
 __all__ = ["MAX_NUMBER_BYTES", "Readings", "dates", "numbers"]
 
@@ -211,15 +211,14 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
                     if len(negative) <= MAX_NUMBER_BYTES:
                         found.append(Reading(negative.encode(), span))
     # 3 in "3万" is no number of its own: 30000 is (read below).
-    found = [r for r in found if plain[r.span[1] - offset : r.span[1] - offset + 1] not in _BIG]
+    found = [
+        r for r in found if plain[r.span[1] - offset : r.span[1] - offset + 1] not in BIG_UNITS
+    ]
     for value, s, e in numbers_in_words(plain):  # 二十八, twenty-eight, 1.5万
         worded = _word_spelling(value, integer)
         if worded is not None and len(worded) <= MAX_NUMBER_BYTES:
             found.append(Reading(worded.encode(), (s + offset, e + offset)))
     return Readings(list(dict.fromkeys(found)))
-
-
-_BIG = ("万", "萬", "亿", "億")
 
 
 def _word_spelling(value: Decimal, integer: bool) -> str | None:
