@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.jsontypes import is_number
 from qwenjson.pointer import to_pointer
+from qwenjson.repeats import json_equal
 from qwenjson.source import SourceText, may_cut
 
 __all__ = ["Annotated", "annotate", "leaf_spans", "unsure"]
@@ -136,12 +137,15 @@ def annotate(
     abstain: bool = True,
     abstain_below: float = 0.0,
     objects: Mapping[Pattern, Abstain] | None = None,
+    unique: Collection[Path] = (),
 ) -> Annotated:
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
 
     ``abstain_below``: an optional or nullable grounded text value (not a list item) with a
     lower confidence is abstained from, as one with no source is. ``objects``: what each object
-    becomes when a required member has no source (``SchemaFields.objects``; none: kept)."""
+    becomes when a required member has no source (``SchemaFields.objects``; none: kept).
+    ``unique``: the lists (paths in ``data``) that keep only the first copy of each item, in
+    every pass (``qwenjson.repeats``: the document validates only so)."""
     object_rules = objects or {}
     gone = _hollow_objects(records, object_rules) if abstain else set()
     raw_bytes = raw.encode("utf-8")
@@ -292,6 +296,9 @@ def annotate(
                     start = mark()
                     keep, value = walk(sub, (*old, i), (*new, len(items)))
                     if not keep:
+                        continue
+                    if old in unique and any(json_equal(value, kept) for kept in items):
+                        forget(start)
                         continue
                     # So does an item that is one already kept, from the same words of the text,
                     # once values are taken out (the model wrote "Bob" again and again with ages

@@ -30,6 +30,7 @@ from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.registry import ModelSpec
+from qwenjson.repeats import without_repeats
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
 from qwenjson.utf8 import bad_byte, not_utf8
@@ -38,6 +39,7 @@ from qwenjson.validate import (
     check_metaschema,
     drop_empty_strings,
     make_validator,
+    repeated_lists,
     validation_errors,
 )
 
@@ -236,10 +238,12 @@ class Extractor:
                 # The grammar should make this impossible; treat it as a failed attempt.
                 errors = [f"/: the model's output is not JSON ({e.msg} at column {e.colno})"]
             else:
-                errors = validation_errors(data, self.prepared.validator)
-                if not errors:
+                validator = self.prepared.validator
+                errors = validation_errors(data, validator)
+                unique = repeated_lists(data, validator) if errors else frozenset()
+                if not errors or (unique and validator.is_valid(without_repeats(data, unique))):
                     return self._finish(
-                        data, result, grounding, source, attempt + 1, results, on_text
+                        data, result, grounding, source, attempt + 1, results, on_text, unique
                     )
             messages = [*self.messages(text), *_feedback(result.text, errors)]
         raise NoValidOutputError(
@@ -256,8 +260,10 @@ class Extractor:
         attempts: int,
         results: list[GenerationResult],
         on_text: Callable[[str], None] | None = None,
+        unique: frozenset[tuple[str | int, ...]] = frozenset(),
     ) -> Extraction:
-        """The valid ``data`` after abstention and empty-member dropping, with its evidence."""
+        """The valid ``data`` after abstention and empty-member dropping, with its evidence;
+        ``unique``: its lists that keep the first copy of each item (``qwenjson.repeats``)."""
         opts = self.options
         validator = self.prepared.validator
         found = annotate(
@@ -271,6 +277,7 @@ class Extractor:
             abstain=not opts.keep_empty,
             abstain_below=opts.abstain_below,
             objects=self.fields.objects,
+            unique=unique,
         )
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):

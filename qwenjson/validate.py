@@ -393,6 +393,20 @@ def validation_errors(instance: Any, validator: Validator) -> list[str]:
     return [_describe(e) for e in errors]
 
 
+def repeated_lists(instance: Any, validator: Validator) -> frozenset[tuple[str | int, ...]]:
+    """The paths of the lists in ``instance`` that break a ``uniqueItems`` of the schema, as
+    the validator finds them (behind ``$ref`` and ``allOf`` too): ``qwenjson.repeats``."""
+    try:
+        with _validation_bound():
+            return frozenset(
+                tuple(error.absolute_path)
+                for error in validator.iter_errors(instance)
+                if error.validator == "uniqueItems"
+            )
+    except RecursionError:  # nested past jsonschema's reach: validation fails it anyway
+        return frozenset()
+
+
 # `pattern`s are matched by Python's backtracking `re` (with ECMA-262 semantics from
 # schema.regex), so `^(a|aa)+$` can take hours on a 50-character string. RE2 would be linear, but
 # it has no lookaround or backreferences, which ECMA patterns use, and a second engine would be a

@@ -436,3 +436,36 @@ def test_a_larger_budget_never_turns_a_document_into_exit_5(smol: Generator) -> 
         people.append(len(found.data["people"]))
     assert failed == []
     assert people == sorted(people)  # a larger budget never holds fewer
+
+
+UNIQUE_STOPS = {
+    "type": "object",
+    "properties": {"stops": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+    "required": ["stops"],
+    "additionalProperties": False,
+}
+
+
+def test_a_list_of_unique_items_keeps_the_first_copy_of_a_repeat(smol: Generator) -> None:
+    # The text says "Paris" twice, so the span constraint lets the model write it twice (each
+    # place serves one item); uniqueItems then failed every attempt (exit 5, the record lost).
+    text = "Stops: Paris, London, Paris, Rome."
+    result = Extractor(UNIQUE_STOPS, smol, ExtractOptions(evidence=True)).run(text)
+    assert json.loads(result.results[-1].text)["stops"].count("Paris") == 2  # the model repeated
+    assert result.attempts == 1
+    assert result.data == {"stops": ["Paris", "London", "Rome"]}
+    # The first copy keeps its evidence; the items after the dropped one keep theirs.
+    assert result.evidence == {"/stops/0": [7, 12], "/stops/1": [14, 20], "/stops/2": [29, 33]}
+    assert set(result.confidence) == set(result.evidence)
+
+
+def test_a_repeat_that_minitems_needs_still_fails(smol: Generator) -> None:
+    # Taking the repeat out would break minItems: no document is made up, the record fails.
+    schema = json.loads(json.dumps(UNIQUE_STOPS))
+    schema["properties"]["stops"]["minItems"] = 4
+    schema["properties"]["stops"]["maxItems"] = 4
+    options = ExtractOptions(retries=0)
+    with pytest.raises(QwenJsonError) as raised:
+        Extractor(schema, smol, options).run("Stops: Paris, London, Paris, Rome.")
+    assert raised.value.exit_code == EXIT_NO_VALID_OUTPUT
+    assert "non-unique" in str(raised.value)
