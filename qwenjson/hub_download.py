@@ -170,7 +170,15 @@ def _fetch_into(
                 expected_size=size,
                 tqdm_class=cast(Any, _SilentBar),
             )
-    except HfHubHTTPError:
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if resume and status == 416:
+            # A range from the partial file's end is past the file's end: killed between the
+            # last byte and the rename, with no size to tell (a mirror without X-Linked-Size),
+            # the partial file holds all of it, or more. Its hash decides (the caller fetches
+            # from zero on a wrong one); raising here failed every pull until the user found
+            # and deleted the file.
+            return resume, hasher.hexdigest(), resume
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

@@ -6,12 +6,13 @@ It answers what huggingface_hub asks when it downloads a file:
   302 to a CDN URL with ``X-Repo-Commit``, ``X-Linked-Etag`` (the LFS sha256) and
   ``X-Linked-Size``; errors carry ``X-Error-Code`` (RepoNotFound, RevisionNotFound,
   EntryNotFound), which huggingface_hub maps to its exception types.
-- ``GET /cdn/{sha256}``: the bytes, honouring ``Range: bytes=N-`` with 206 and Content-Range.
+- ``GET /cdn/{sha256}``: the bytes, honouring ``Range: bytes=N-`` with 206 and Content-Range
+  (416 for a range past the end, as S3 and CloudFront answer).
 
 No Xet headers are sent, so huggingface_hub takes the plain HTTP path. Switches on the server
 object make it misbehave: cut the connection after N bytes, stall, send wrong bytes, answer
-404/500, ignore Range, or answer it with the whole file. Every request is logged with its Range
-and Authorization headers.
+404/500, ignore Range, answer it with the whole file, or leave out the size. Every request is
+logged with its Range and Authorization headers.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class FakeHub:
     ignore_range: bool = False  # answer Range requests with 200 and the whole file
     # Answer Range requests with 206 and a Content-Range, but send the whole file (a broken CDN).
     range_from_zero: bool = False
+    linked_size: bool = True  # send X-Linked-Size (a mirror may not: the size is then unknown)
     head_status: int | None = None  # answer resolve HEADs with this status
     get_status: int | None = None  # answer file GETs with this status
     # File GETs wait (up to 30 s) until this many resolve HEADs have arrived.
@@ -244,9 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "Location": f"{state.cdn_url}/cdn/{hosted.sha256}",
                 "X-Repo-Commit": state.commit,
                 "X-Linked-Etag": f'"{hosted.sha256}"',
-                "X-Linked-Size": str(hosted.size),
                 "ETag": '"0000pointer"',
-            },
+            }
+            | ({"X-Linked-Size": str(hosted.size)} if state.linked_size else {}),
         )
 
     def _find(self, sha: str) -> HostedFile | None:
@@ -289,6 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"ETag": f'"{hosted.sha256}"', "Accept-Ranges": "bytes"}
         if request.range and not state.ignore_range:
             start = int(request.range.split("=", 1)[1].split("-", 1)[0])
+            if start >= len(data):  # as S3 and CloudFront answer a range past the end
+                headers["Content-Range"] = f"bytes */{len(data)}"
+                self._reply(request, 416, headers, b"Range Not Satisfiable")
+                return
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = memoryview(data)[0 if state.range_from_zero else start :]

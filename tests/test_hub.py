@@ -234,6 +234,30 @@ def test_a_resume_answered_with_the_whole_file_starts_over(
     assert partials(hf_env) == []
 
 
+@pytest.mark.parametrize("extra", [b"", b"bytes after the end"], ids=["whole", "too-long"])
+def test_a_partial_file_at_or_past_the_end_is_not_stuck_on_http_416(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str, extra: bytes
+) -> None:
+    # Killed between the last byte and the rename, with the size unknown (a mirror without
+    # X-Linked-Size, no size in the entry): the resume asks for a range past the end, and a
+    # server answers 416. Every pull failed so, until the user found and deleted the file.
+    fake_hub.linked_size = False
+    blobs = storage(hf_env) / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{smol_sha}.incomplete").write_bytes(smol_bytes + extra)
+    spec = make_spec(None)
+    path = hub.pull(spec)
+    assert path.read_bytes() == smol_bytes
+    asked = fake_hub.data_gets()
+    assert asked[0].range == f"bytes={len(smol_bytes) + len(extra)}-" and asked[0].status == 416
+    if extra:  # the kept bytes don't hash right: once more from zero
+        assert [(g.range, g.status) for g in asked[1:]] == [(None, 200)]
+    else:  # the kept bytes are the file: nothing more to fetch
+        assert len(asked) == 1
+    assert partials(hf_env) == []
+    assert hub.local_path(spec) == path
+
+
 # -- verification -----------------------------------------------------------------------------
 
 
