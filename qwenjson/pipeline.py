@@ -30,7 +30,7 @@ from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.registry import ModelSpec
-from qwenjson.repeats import without_repeats
+from qwenjson.repeats import repeats_to_drop, without_repeats
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
 from qwenjson.utf8 import bad_byte, not_utf8
@@ -39,7 +39,6 @@ from qwenjson.validate import (
     check_metaschema,
     drop_empty_strings,
     make_validator,
-    repeated_lists,
     validation_errors,
 )
 
@@ -240,7 +239,7 @@ class Extractor:
             else:
                 validator = self.prepared.validator
                 errors = validation_errors(data, validator)
-                unique = repeated_lists(data, validator) if errors else frozenset()
+                unique = repeats_to_drop(data, validator) if errors else frozenset()
                 if not errors or (unique and validator.is_valid(without_repeats(data, unique))):
                     return self._finish(
                         data, result, grounding, source, attempt + 1, results, on_text, unique

@@ -395,14 +395,19 @@ def validation_errors(instance: Any, validator: Validator) -> list[str]:
 
 def repeated_lists(instance: Any, validator: Validator) -> frozenset[tuple[str | int, ...]]:
     """The paths of the lists in ``instance`` that break a ``uniqueItems`` of the schema, as
-    the validator finds them (behind ``$ref`` and ``allOf`` too): ``qwenjson.repeats``."""
+    the validator finds them (behind ``$ref``, ``allOf``, ``anyOf``, ``oneOf``):
+    ``qwenjson.repeats``."""
+
+    def found(errors: Iterable[ValidationError]) -> Iterator[tuple[str | int, ...]]:
+        for error in errors:
+            if error.validator == "uniqueItems":
+                yield tuple(error.absolute_path)
+            # Under anyOf/oneOf (Pydantic's Optional[set[str]]) the error is a branch's.
+            yield from found(error.context or ())
+
     try:
         with _validation_bound():
-            return frozenset(
-                tuple(error.absolute_path)
-                for error in validator.iter_errors(instance)
-                if error.validator == "uniqueItems"
-            )
+            return frozenset(found(validator.iter_errors(instance)))
     except RecursionError:  # nested past jsonschema's reach: validation fails it anyway
         return frozenset()
 

@@ -306,6 +306,42 @@ def test_each_invalid_item_after_printed_ones_fails_without_retry() -> None:
     assert "return" not in fake.events
 
 
+TAGGED = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+    },
+    "required": ["name", "tags"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("each", [False, True])
+def test_an_item_whose_unique_list_repeats_is_printed_without_the_repeat(each: bool) -> None:
+    # The second item's repeat: as a whole document it was taken out; item by item, the
+    # first item was out already and the record failed (and only when the repeat came later).
+    written = (
+        '{"items": [{"name": "Ann", "tags": ["red", "blue"]}, '
+        '{"name": "Bob", "tags": ["red", "green", "red"]}]}'
+    )
+    fake = FakeModel(lambda t, _: written)
+    emitted: list[str] = []
+    schema = (
+        TAGGED
+        if each
+        else {"type": "object", "properties": {"items": {"type": "array", "items": TAGGED}}}
+    )
+    runner(fake, schema, each=each, options=ExtractOptions(retries=0)).run(
+        "Ann: red, blue. Bob: red, green, red.", emitted.append
+    )
+    items = [
+        {"name": "Ann", "tags": ["red", "blue"]},
+        {"name": "Bob", "tags": ["red", "green"]},
+    ]
+    assert [json.loads(e) for e in emitted] == (items if each else [{"items": items}])
+
+
 def test_each_works_with_a_generator_that_does_not_stream() -> None:
     class Quiet(FakeModel):
         def generate(self, *a: Any, **k: Any) -> GenerationResult:

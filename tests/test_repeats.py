@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwenjson.repeats import json_equal, without_repeats
+from qwenjson.repeats import json_equal, repeats_to_drop, without_repeats
 from qwenjson.validate import make_validator, repeated_lists
 
 JSON = st.recursive(
@@ -78,3 +78,44 @@ def test_the_lists_that_break_unique_items_are_found_behind_refs_and_all_of() ->
 def test_an_inner_repeat_is_taken_out_before_the_items_are_compared() -> None:
     data = [["x", "x"], ["x"]]
     assert without_repeats(data, {(), (0,)}) == [["x"]]
+
+
+@pytest.mark.parametrize("of", ["anyOf", "oneOf"])
+def test_a_list_under_any_of_is_found_too(of: str) -> None:
+    # Pydantic's Optional[set[str]]: the uniqueItems error is a branch's, not the document's.
+    schema = {
+        "type": "object",
+        "properties": {
+            "stops": {
+                of: [
+                    {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                    {"type": "null"},
+                ]
+            }
+        },
+    }
+    data = {"stops": ["Paris", "London", "Paris"]}
+    assert repeats_to_drop(data, make_validator(schema)) == {("stops",)}
+
+
+def test_an_outer_repeat_an_inner_one_made_is_found_in_the_documents_places() -> None:
+    tags = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+    group = {"type": "object", "properties": {"tags": tags}}
+    schema = {
+        "type": "array",
+        "items": {"type": "array", "items": group, "uniqueItems": True},
+    }
+    # The outer list of the second element: two groups once "red" is listed once.
+    data = [[], [{"tags": ["red", "red"]}, {"tags": ["blue"]}, {"tags": ["red"]}]]
+    validator = make_validator(schema)
+    assert repeated_lists(data, validator) == {(1, 0, "tags")}
+    lists = repeats_to_drop(data, validator)
+    assert lists == {(1, 0, "tags"), (1,)}
+    assert without_repeats(data, lists) == [[], [{"tags": ["red"]}, {"tags": ["blue"]}]]
+    assert validator.is_valid(without_repeats(data, lists))
+    # Found in a list that moved up (its place in the document as written is kept).
+    both = make_validator({**schema, "uniqueItems": True})
+    data = [[], [], [{"tags": ["r", "r"]}, {"tags": ["r"]}]]
+    lists = repeats_to_drop(data, both)
+    assert lists == {(), (2, 0, "tags"), (2,)}
+    assert without_repeats(data, lists) == [[], [{"tags": ["r"]}]]
