@@ -178,7 +178,9 @@ def _fetch_into(
             # the partial file holds all of it, or more. Its hash decides (the caller fetches
             # from zero on a wrong one); raising here failed every pull until the user found
             # and deleted the file.
-            return resume, hasher.hexdigest(), resume
+            # The sink's counts: http_get's own retries may have written more since ``resume``
+            # (then asked from there), or started over after a 200 (a new hasher).
+            return resume, sink.hasher.hexdigest(), sink.done
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

@@ -258,6 +258,62 @@ def test_a_partial_file_at_or_past_the_end_is_not_stuck_on_http_416(
     assert hub.local_path(spec) == path
 
 
+def test_a_416_after_the_hub_clients_own_retry_counts_the_bytes_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume answered with a body of no stated length, cut right after the file's last byte:
+    # huggingface_hub retries from the new end and gets 416. The bytes written by then are the
+    # whole file; taken as the partial file's old size, the size check deleted the download.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from huggingface_hub import constants
+
+    from qwenjson.hub_cache import _partial_path
+    from qwenjson.hub_download import _download_blob
+
+    data = bytes(range(256)) * 40
+    sha = hashlib.sha256(data).hexdigest()
+    asked: list[str | None] = []
+
+    class Cut(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.headers.get("Range"))
+            start = int((asked[-1] or "bytes=0-")[6:].rstrip("-"))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            body = data[start:]
+            self.wfile.write(b"%x\r\n" % len(body) + body + b"\r\n")  # no last chunk
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The bytes left a whole number of the client's chunks (10 MiB each in a real download).
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    blob = tmp_path / sha
+    _partial_path(blob).write_bytes(data[:4096])
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/cdn/{sha}"
+        _download_blob(url, blob, sha, None, {}, None, "test.gguf")
+    finally:
+        server.shutdown()
+    assert asked == ["bytes=4096-", f"bytes={len(data)}-"]
+    assert blob.read_bytes() == data
+    assert not _partial_path(blob).exists()
+
+
 # -- verification -----------------------------------------------------------------------------
 
 
