@@ -43,7 +43,7 @@ from qwenjson.pipeline import ExtractOptions
 from qwenjson.plan import RecordOptions, each_schema, job_fingerprint, plan_for, prepare_job
 from qwenjson.records import MAX_INPUT_BYTES, BatchOptions, parse_record, read_lines
 from qwenjson.runner import Limits, Runner, TotalTimeoutExpired, fit_to_context
-from qwenjson.stream import ItemScanner, LineOutput
+from qwenjson.stream import FileMark, ItemScanner, LineOutput
 from tests.fakes import FakeModel
 from tests.helpers import REAL_PERSON, TEXTS, Run, qwenjson_argv, running
 
@@ -843,6 +843,37 @@ def test_a_partial_last_checkpoint_line_is_ignored(tmp_path: Path) -> None:
     report, _ = batch_to_file(tmp_path, data, fake)
     assert fake.users == ["b"] and report.resumed == 1
     assert all(json.loads(x) for x in (tmp_path / "ckpt").read_text().splitlines())
+
+
+def test_a_checkpoint_of_many_mib_is_read_line_by_line_across_its_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read a MiB at a time (a checkpoint grows for as long as a job runs): lines that cross a
+    # read's end are whole lines, and a partial last line is cut off there.
+    path = tmp_path / "ckpt"
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 40,000 of them: not what is tested
+    checkpoint = Checkpoint(path, "job")
+    checkpoint.open()
+    records = 40_000  # 3.3 MiB
+    for line in range(1, records + 1):
+        mark = FileMark(1, 2, 100 * line) if line % 7 else None
+        checkpoint.commit(line, f"{line:032x}", line // 1000, mark, None)
+    checkpoint.close()
+    whole = path.stat().st_size
+    assert whole > 3 << 20
+    with path.open("ab") as f:
+        f.write(b'{"line":40001,"inp')
+    checkpoint = Checkpoint(path, "job")
+    resume = checkpoint.open()
+    checkpoint.close()
+    assert (resume.line, resume.failed, resume.output) == (
+        records,
+        40,
+        FileMark(1, 2, 100 * records),
+    )
+    assert len(resume.digests) == 16 * records
+    assert all(resume.digest_at(n) == f"{n:032x}" for n in range(1, records + 1, 997))
+    assert path.stat().st_size == whole
 
 
 def test_job_fingerprint_depends_on_every_part() -> None:
