@@ -77,19 +77,11 @@ _WRITTEN_ENDINGS = frozenset(
 _WRITTEN_NAMES = _WRITTEN_ENDINGS | frozenset(
     {"abstract", "description", "reason", "comment", "comments", "overview", "gist", "tldr"}
 )
-_WRITTEN_ZH = (
-    "摘要",
-    "总结",
-    "概括",
-    "概述",
-    "描述",
-    "说明",
-    "理由",
-    "原因",
-    "翻译",
-    "简介",
-    "评价",
-)
+# The same in Chinese, where words aren't spaced: a name that is one of these, or ends with one
+# of the first group (文章摘要, 中文翻译; not 翻译者, a translator's name, nor 病情描述, as
+# condition_description, nor 原因代码).
+_WRITTEN_ZH_ENDINGS = ("摘要", "总结", "概括", "概述", "翻译", "说明")
+_WRITTEN_ZH = frozenset({*_WRITTEN_ZH_ENDINGS, "描述", "理由", "原因", "简介", "评价"})
 
 
 _NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
@@ -590,8 +582,6 @@ def _one_branch(
 def _asks_for_writing(name: str | None) -> bool:
     if not name:
         return False
-    if any(word in name for word in _WRITTEN_ZH):
-        return True
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
     words = [w for w in re.split(r"[\s_\-]+", spaced.lower()) if w]
     if not words:
@@ -600,4 +590,6 @@ def _asks_for_writing(name: str | None) -> bool:
         " ".join(words) in _WRITTEN_NAMES
         or "".join(words) in _WRITTEN_NAMES
         or (words[-1] in _WRITTEN_ENDINGS)
+        or "".join(words) in _WRITTEN_ZH
+        or words[-1].endswith(_WRITTEN_ZH_ENDINGS)
     )

@@ -77,7 +77,16 @@ def test_which_strings_are_grounded(sub: dict[str, Any], grounded: bool) -> None
         ("reasoning", False),
         ("description", False),
         ("摘要", False),
+        ("文章摘要", False),
+        ("中文翻译", False),
+        ("退货_说明", False),
+        ("描述", False),
         ("condition_description", True),  # a copied slot value, named after what it holds
+        ("病情描述", True),  # the same in Chinese
+        ("翻译者", True),  # a translator's name
+        ("说明书编号", True),
+        ("原因代码", True),
+        ("评价人", True),
         ("title", True),
         ("address", True),
     ],
