@@ -485,8 +485,8 @@ class _Walker:
             for key, sub in props.items():
                 if isinstance(key, str):
                     child: Abstain = "none" if key in required_set else "omit"
-                    self.walk(sub, (*pattern, key), child, key, depth + 1)
-        items = node.get("items")
+                    self.walk(self._inherit(sub, node), (*pattern, key), child, key, depth + 1)
+        items = self._inherit(node.get("items"), node)
         # A pattern says "any place" of a list: with prefixItems, items rules only the places
         # after them, so its rules stand for the list only where each prefix place would have
         # the same (else an enum label in the prefix would be refused as ungrounded text).
@@ -494,6 +494,8 @@ class _Walker:
             self.min_items[pattern] = _min_items(node)
         if "array" in types and isinstance(items, Mapping):
             prefix = node.get("prefixItems")
+            if isinstance(prefix, list):
+                prefix = [self._inherit(p, node) for p in prefix]
             if isinstance(prefix, list) and any(p != items for p in prefix):
                 wanted = self._rules_of(items, name, depth)  # once: a nested tuple is 2**depth
                 same = all(p == items or self._rules_of(p, name, depth) == wanted for p in prefix)
@@ -501,6 +503,18 @@ class _Walker:
                 same = True
             if same:
                 self.walk(items, (*pattern, None), "item", name, depth + 1)
+
+    def _inherit(self, sub: Any, parent: Mapping[str, Any]) -> Any:
+        """``sub`` (a member or the items) with the ``x-grounded`` of its object or list when
+        it has none of its own: ``"tags": {"type": "array", "x-grounded": false, …}`` means
+        its strings are written (it was ignored: they stayed grounded)."""
+        mark = parent.get(GROUNDED_KEY)
+        if not isinstance(mark, bool) or not isinstance(sub, Mapping) or GROUNDED_KEY in sub:
+            return sub
+        own = follow_local_refs(self.root, sub)
+        if isinstance(own, Mapping) and GROUNDED_KEY in own:
+            return sub
+        return {**sub, GROUNDED_KEY: mark}
 
     def _count(self) -> None:
         self._walks += 1

@@ -177,7 +177,8 @@ def _check_instances(schema: Any) -> None:
     """JsonValueError where an ``enum`` or ``const`` holds what JSON can't (an Enum member or a
     Decimal a Python caller put there): the prompt and the grammar write those values out.
     Only in schema places (a property named ``enum`` is no keyword); annotations (``default``,
-    ``examples``, ``x-…``) are carried along unread, as they come."""
+    ``examples``, ``x-…``) are carried along unread, as they come, but ``x-grounded``, which
+    ``extract`` reads, must be a boolean."""
     from qwenjson.schema.keywords import subschemas
     from qwenjson.schema.refs import RefIndex
 
@@ -204,6 +205,13 @@ def _check_instances(schema: Any) -> None:
                 except jsonstrict.JsonValueError as e:
                     where = f"{at}/{key}{e.pointer or ''}"
                     raise jsonstrict.JsonValueError(e.message, where) from e
+        grounded = node.get("x-grounded", False)
+        if not isinstance(grounded, bool):
+            # "false" (a string) was read as no mark at all: the field stayed grounded.
+            raise jsonstrict.JsonValueError(
+                f'"x-grounded" is true or false, not {json.dumps(grounded)[:40]}',
+                f"{at}/x-grounded",
+            )
         stack.extend((sub, pointer) for pointer, sub, _ in subschemas(node, at))
 
 

@@ -438,6 +438,25 @@ def test_x_grounded_is_an_annotation_extract_reads() -> None:
     uses = check_schema({"type": "string", "x-grounded": False})
     (use,) = [u for u in uses if u.keyword == "x-grounded"]
     assert use.status == "annotation" and "extract" in use.note
+    # The note says what this one does (it read the same for true and false).
+    notes = {
+        u.pointer: u.note
+        for u in check_schema(
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "string", "x-grounded": True},
+                    "b": {"type": "array", "items": {"type": "string"}, "x-grounded": False},
+                },
+            }
+        )
+        if u.keyword == "x-grounded"
+    }
+    assert notes == {
+        "/properties/a": "extract: copied or read from the input text",
+        "/properties/b": "extract: strings, numbers and dates in it that aren't marked: "
+        "written or worked out by the model",
+    }
 
 
 # Each: a schema, a document, and whether it is compiled for extract (closed objects). The

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from qwenjson.errors import EXIT_SCHEMA, SchemaError
 from qwenjson.evidence import annotate, leaf_spans
 from qwenjson.fields import Path, schema_fields
 from qwenjson.generation import TokenTrace
@@ -26,6 +27,7 @@ from qwenjson.grounding import (
     value_floors,
 )
 from qwenjson.sampling import index_pieces, narrowed
+from qwenjson.validate import load_schema
 
 PERSON: dict[str, Any] = {
     "type": "object",
@@ -95,6 +97,51 @@ def test_fields_that_ask_for_writing_are_not_grounded(name: str, grounded: bool)
     schema = {"type": "object", "properties": {name: {"type": "string"}}}
     assert grounding_rules(schema)[(name,)].grounded is grounded
     assert grounding_rules(schema, default=False)[(name,)].grounded is False
+
+
+def test_x_grounded_on_a_list_or_object_is_the_default_for_what_it_holds() -> None:
+    # It was ignored there: a user's "tags are written" left them grounded.
+    schema = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "items": {"type": "string"}, "x-grounded": False},
+            "about": {
+                "type": "object",
+                "x-grounded": False,
+                "properties": {
+                    "note": {"type": "string"},
+                    "quote": {"type": "string", "x-grounded": True},  # its own wins
+                    "n": {"type": "integer"},
+                },
+            },
+            "codes": {"type": "array", "items": {"$ref": "#/$defs/code"}, "x-grounded": False},
+            "names": {"type": "array", "items": {"type": "string"}, "x-grounded": True},
+        },
+        "$defs": {"code": {"type": "string", "x-grounded": True}},
+    }
+    rules = grounding_rules(schema)
+    assert {p: r.grounded for p, r in rules.items()} == {
+        ("tags", None): False,
+        ("about", "note"): False,
+        ("about", "quote"): True,
+        ("about", "n"): False,
+        ("codes", None): True,  # the $ref's target says so itself
+        ("names", None): True,
+    }
+    assert grounding_rules(schema, default=False)[("names", None)].grounded is True
+
+
+@pytest.mark.parametrize("mark", ["false", 0, None, [False]])
+def test_x_grounded_other_than_true_or_false_is_refused(mark: Any) -> None:
+    # "false" (a string) was read as no mark: the field stayed grounded, and schema check
+    # listed it as if it counted.
+    schema = {"type": "object", "properties": {"a": {"type": "string", "x-grounded": mark}}}
+    with pytest.raises(SchemaError, match=r'"x-grounded" is true or false') as e:
+        load_schema(json.dumps(schema))
+    assert e.value.exit_code == EXIT_SCHEMA
+    assert "/properties/a/x-grounded" in str(e.value)
+    # A property named x-grounded is data's, not the annotation.
+    load_schema(json.dumps({"type": "object", "properties": {"x-grounded": {"type": "string"}}}))
 
 
 def test_recursive_schemas_stop() -> None:

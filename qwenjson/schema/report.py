@@ -54,6 +54,8 @@ def build_report(
                     status, note = "annotation", _REF_OVERRIDES_NOTE
                 else:
                     status, note = static_status(keyword)
+                if keyword == "x-grounded" and isinstance(node[keyword], bool):
+                    note = _grounded_note(node)
                 uses.append(KeywordUse(pointer, keyword, status, note))
         elif node is False:
             uses.append(KeywordUse(pointer, "false", "enforced", "matches nothing"))
@@ -62,6 +64,19 @@ def build_report(
         if (pointer, keyword) not in seen:
             uses.append(KeywordUse(pointer, keyword, status, note))
     return tuple(uses)
+
+
+def _grounded_note(node: dict[str, Any]) -> str:
+    """What ``extract`` does with this ``x-grounded`` (``qwenjson.fields``): its own value,
+    and on an object or list, for what it holds that says nothing itself."""
+    what = (
+        "copied or read from the input text"
+        if node["x-grounded"]
+        else "written or worked out by the model"
+    )
+    if "properties" in node or "items" in node or "prefixItems" in node:
+        return f"extract: strings, numbers and dates in it that aren't marked: {what}"
+    return f"extract: {what}"
 
 
 def _walk(root: Any) -> list[tuple[str, Any]]:
