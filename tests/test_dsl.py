@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -902,7 +903,7 @@ def render_field(f: Field, data: st.DataObject, multi_line: bool) -> str:
     text = (
         f.name
         if bare and data.draw(st.booleans())
-        else json.dumps(f.name, ensure_ascii=data.draw(st.booleans()))
+        else quoted(f.name, ascii_only=data.draw(st.booleans()))
     )
     if f.optional:
         text += data.draw(st.sampled_from(["?", "？"]))
@@ -921,6 +922,15 @@ def render_field(f: Field, data: st.DataObject, multi_line: bool) -> str:
         )
         text += ": " + (d if raw_ok and data.draw(st.booleans()) else json.dumps(d))
     return text
+
+
+def quoted(text: str, *, ascii_only: bool) -> str:
+    """``text`` as a JSON string, its control characters escaped (the syntax refuses them raw:
+    ``json.dumps`` leaves DEL, the C1 controls and U+2028/9 as they are)."""
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in json.dumps(text, ensure_ascii=ascii_only)
+    )
 
 
 names = st.one_of(
@@ -1236,6 +1246,20 @@ def test_a_group_over_lines_leaves_the_top_level_a_one_line_list() -> None:
         ("a\nbio: x, email email", "email email"),
         ("a\nbio: x, mood happy|sad", "mood happy|sad"),
         ("a\nbio: x, addr {street, city}", "addr {street, city}"),
+        # A review (/tmp/rev-dsl): a field with its own description, derived, a quoted name,
+        # the full-width '？' and a quoted enum value went in silently.
+        ("a\nname: full name, age int: in years", "age int: in years"),
+        ("a\nname: 全名，年龄 int：岁数", "年龄 int：岁数"),
+        ("a\nbio: x, ok bool: a flag", "ok bool: a flag"),
+        ("a\nbio: x, count int derived", "count int derived"),
+        ("a\nbio: x, count int derived 0..", "count int derived 0.."),
+        ("a\nbio: x, due date derived", "due date derived"),
+        ('a\nbio: x, "full name" int', '"full name" int'),
+        ('a\nbio: x, "full name" {a, b}', '"full name" {a, b}'),
+        ('a\nbio: x, "full name" [str]', '"full name" [str]'),
+        ("a\nbio: x, 昵称？ str", "昵称？ str"),
+        ("a\nbio: x, 年龄？ int 0..150", "年龄？ int 0..150"),
+        ('a\nbio: x, mood "very good"|bad', 'mood "very good"|bad'),
     ],
 )
 def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
@@ -1263,11 +1287,60 @@ def test_a_description_over_a_line_that_takes_in_a_typed_field_is_refused(
         "yes or no, true|false",
         "number of items, positive integer",
         "whether it is, true boolean",
+        "see the note, note: below",
+        "a person, e.g.: Ann",
+        "the status, a|b testing",
     ],
 )
 def test_prose_with_commas_on_a_line_of_its_own_is_a_description(description: str) -> None:
     got = parse_dsl(f"bio: {description}\nage int")
     assert got["properties"]["bio"]["description"] == description
+
+
+@pytest.mark.parametrize(
+    ("text", "typed"),
+    [
+        ("address: {street, city}", "address {street, city}"),
+        ("地址：{省，市}", "地址 {省，市}"),
+        ("mood: happy|sad", "mood happy|sad"),
+    ],
+)
+def test_an_object_or_enum_after_a_colon_is_refused_not_a_description(
+    text: str, typed: str
+) -> None:
+    # It was a string whose description was "{street, city}": the object lost, exit 0.
+    with pytest.raises(
+        DslError, match=re.escape(f"would be a description, not a type: write '{typed}'")
+    ):
+        parse_dsl(text)
+
+
+def test_a_range_after_a_colon_is_refused_with_both_readings() -> None:
+    with pytest.raises(
+        DslError, match=re.escape("('age int 0..150' for a number, 'age 0..150' for")
+    ):
+        parse_dsl("age: 0..150")
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "shown"),
+    [
+        ("name\x1b[31mRED", "001B", "name\\x1b[31mRED"),
+        ("name: full name\rage int", "000D", "name: full name\\rage int"),
+        ("name: a\u2028age int", "2028", "name: a\\u2028age int"),
+        ("a\n\x00b", "0000", "\\x00b"),
+    ],
+)
+def test_a_control_character_is_refused_and_shown_escaped(text: str, code: str, shown: str) -> None:
+    # A lone CR read as a blank hid a line break (age went into the description, exit 0); the
+    # error echoed an ESC to the terminal.
+    with pytest.raises(DslError, match=f"a control character \\(U\\+{code}\\)") as e:
+        parse_dsl(text)
+    message = str(e.value)
+    assert shown in message.splitlines()
+    assert not any(ch in message for ch in "\x1b\x00\r\u2028")
+    # A CRLF line end and a tab are still lines and blanks.
+    assert list(parse_dsl("name\r\nage\tint")["properties"]) == ["name", "age"]
 
 
 @pytest.mark.parametrize("text", ["tags [str], 1..5", "age int, 0..150", "a, -1..1"])

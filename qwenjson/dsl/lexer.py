@@ -111,9 +111,31 @@ class DslError(SchemaError):
         where = (
             f"line {self.line}, column {self.column}" if "\n" in text else f"column {self.column}"
         )
-        caret = _caret_padding(self.source_line[: self.column - 1]) + "^"
-        super().__init__(f"{problem} at {where}\n{self.source_line}\n{caret}")
+        # Shown with its control characters escaped: an ESC would colour the terminal.
+        shown = shown_line(self.source_line)
+        caret = _caret_padding(shown_line(self.source_line[: self.column - 1])) + "^"
+        super().__init__(f"{problem} at {where}\n{shown}\n{caret}")
         self.problem = problem  # (SchemaError's: the message without its place)
+
+
+def shown_line(line: str) -> str:
+    """``line`` with its control and line-separating characters escaped (a tab kept)."""
+    return "".join(
+        ch if ch == "\t" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp") else ascii(ch)[1:-1]
+        for ch in line
+    )
+
+
+def first_control(text: str) -> int | None:
+    """Where ``text`` has a control character other than a tab, a line feed or the CR of a
+    CRLF, or a line or paragraph separator (U+2028/9), or None. Read as blanks, they hid line
+    breaks: ``name: full name\\rage int`` made ``age`` part of a description."""
+    for i, ch in enumerate(text):
+        if ch in "\t\n" or (ch == "\r" and text[i + 1 : i + 2] == "\n"):
+            continue
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return i
+    return None
 
 
 def _caret_padding(before: str) -> str:

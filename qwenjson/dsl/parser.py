@@ -29,6 +29,7 @@ from qwenjson.dsl.lexer import (
     Token,
     describe,
     enum_type,
+    first_control,
     looks_typed,
     read_raw,
     scan,
@@ -186,14 +187,21 @@ class _Parser:
         self.raw_end = end
         if not value:
             raise self.fail("expected a description after ':'", colon.end)
-        if not one_line and (swallowed := _swallowed_field(value)) is not None:
+        if not one_line and (swallowed := swallowed_field(value)) is not None:
             raise self.fail(
                 f"this description (which runs to the end of its line, as this schema has "
                 f"several lines) takes in {swallowed!r}, which reads as a field of its own: "
                 "put each field on a line of its own, or quote the description",
                 start,
             )
-        if looks_typed(value):
+        if _RANGE_ONLY.fullmatch(value.strip()):
+            raise self.fail(
+                f"{value!r} after ':' would be a description, not a range: a range follows the "
+                f"type, with no ':' ('{name} int {value}' for a number, '{name} {value}' for a "
+                "string's length), or quote the description",
+                start,
+            )
+        if looks_typed(value) or reads_as_type(value):
             typed = f"{name} {value}"
             if value.endswith(("?", "？")):  # `due: date?`: the '?' goes after the name
                 typed = f"{name}? {value[:-1].rstrip()}"
@@ -422,14 +430,42 @@ def _top_level_spans_lines(text: str) -> bool:
 # and so is a part whose "name" is an article (`…, a bool`). `name: full name, age int` on one
 # line of a schema of several lines was one field whose description took `age int` in,
 # silently.
-_FIELD_LIKE = re.compile(r"([^\W\d]\w*(?:-\w+)*)(\??)\s+(.+)", re.DOTALL)
+# A name (a word, or quoted), an optional '?' (or the full-width one), and the rest.
+_FIELD_LIKE = re.compile(r'([^\W\d]\w*(?:-\w+)*|"[^"]+")([?？]?)\s+(.+)', re.DOTALL)
 # (`integer` and `boolean` are prose after an adjective: "…, positive integer".)
 _CODE_TYPES = frozenset({"int", "float", "bool"})
-_ENUM_LIKE = re.compile(r"[^\s|]+(?:\s*\|\s*[^\s|]+)+")
+_ENUM_VALUE = r'(?:"[^"]*"|[^\s|"]+)'
+_ENUM_LIKE = re.compile(rf"{_ENUM_VALUE}(?:\s*\|\s*{_ENUM_VALUE})+")
+# A range alone (`age: 0..150`).
+_RANGE_ONLY = re.compile(r"(-?\d+(\.\d+)?\s*\.\.\s*(-?\d+(\.\d+)?)?|\.\.\s*-?\d+(\.\d+)?)")
+
+
+def reads_as_type(value: str) -> bool:
+    """A description that is an object type, an enum or a range (``address: {street, city}``,
+    ``mood: happy|sad``, ``age: 0..150``): meant as the field's type, lost as prose."""
+    value = value.strip()
+    return (
+        (value.startswith("{") and value.endswith("}"))
+        or _ENUM_LIKE.fullmatch(value) is not None
+        or _RANGE_ONLY.fullmatch(value) is not None
+    )
+
+
+def _head(part: str) -> str:
+    """``part`` up to its first ':' (or '：') outside quotes: a field's own description."""
+    quoted = False
+    for i, ch in enumerate(part):
+        if ch == '"':
+            quoted = not quoted
+        elif ch in ":：" and not quoted:
+            return part[:i]
+    return part
+
+
 _NOT_NAMES = frozenset({"a", "an", "the", "as", "in", "of", "no", "or", "and", "any", "some"})
 
 
-def _swallowed_field(description: str) -> str | None:
+def swallowed_field(description: str) -> str | None:
     """The first part of ``description`` after a comma (outside brackets) that reads as a typed
     field (``age int``, ``born date 1900..``, ``tags [str]``, ``mood happy|sad``), or None."""
     depth = 0
@@ -447,10 +483,14 @@ def _swallowed_field(description: str) -> str | None:
     if start is not None:
         parts.append(description[start:])
     for part in parts:
-        m = _FIELD_LIKE.fullmatch(part.strip())
+        m = _FIELD_LIKE.fullmatch(_head(part).strip())
         if m is None or m.group(1).lower() in _NOT_NAMES:
             continue
         name, optional, rest = m.group(1), m.group(2), m.group(3).strip()
+        # `count int derived 0..`: only a field's type is marked so (`due date` may be prose).
+        rest, derived = re.subn(r"\s+derived\b", "", rest)
+        if (derived or name.startswith('"')) and (rest.startswith("{") or looks_typed(rest)):
+            return part.strip()  # nor is a quoted name: `"full name" int`
         word = re.match(r"[\w-]+", rest)
         if rest.startswith("{") or _ENUM_LIKE.fullmatch(rest):
             return part.strip()
@@ -528,4 +568,11 @@ def parse_dsl(text: str) -> Schema:
     Example: ``parse_dsl("name, age int 0..150")`` is an object schema with a required string
     ``name`` and a required integer ``age`` between 0 and 150. Raises :class:`DslError`.
     """
+    if (at := first_control(text)) is not None:
+        raise DslError(
+            f"a control character (U+{ord(text[at]):04X}) in the concise text: lines end with a "
+            "line feed, and a description with such characters goes in a JSON Schema",
+            text,
+            at,
+        )
     return _Parser(text).parse()

@@ -30,6 +30,7 @@ from qwenjson.dsl.lexer import (
     scan,
     value_type,
 )
+from qwenjson.dsl.parser import reads_as_type, swallowed_field
 
 
 class _NotRepresentable(Exception):
@@ -182,7 +183,7 @@ def _render_enum(schema: Mapping[str, Any]) -> str:
     ):
         raise _NotRepresentable
     if len(values) == 1:
-        return json.dumps(values[0], ensure_ascii=False)  # a lone bare word would be a type
+        return _quoted(values[0])  # a lone bare word would be a type
     return "|".join(_render_value(v) for v in values)
 
 
@@ -192,14 +193,14 @@ def _render_value(value: object) -> str:
         reserved = reserved or value in GROUNDING_NAMES
         if _whole_token_kind(value) == WORD and not reserved:
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return _quoted(value)
     return json.dumps(value)
 
 
 def _render_name(name: str) -> str:
     if _whole_token_kind(name) in (WORD, NUMBER):
         return name
-    return json.dumps(name, ensure_ascii=False)
+    return _quoted(name)
 
 
 def _whole_token_kind(text: str) -> str | None:
@@ -217,12 +218,23 @@ def _render_description(text: str, one_line: bool) -> str:
         and text == text.strip()
         and not text.startswith('"')
         and not looks_typed(text)
+        and not reads_as_type(text)
+        and (one_line or swallowed_field(text) is None)
         and _balanced(text)  # before read_raw, which refuses a bracket left open
         and not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in text)
         and read_raw(text, 0, commas_end=one_line) == (text, len(text))
     ):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return _quoted(text)
+
+
+def _quoted(value: object) -> str:
+    """``value`` as JSON, with the characters the concise syntax refuses written as escapes
+    (``json.dumps`` leaves DEL, C1 controls and U+2028/9 as they are)."""
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in json.dumps(value, ensure_ascii=False)
+    )
 
 
 def _balanced(text: str) -> bool:
