@@ -211,7 +211,10 @@ class Runner:
         on_text: TextCallback | None,
         notice: Notice | None,
     ) -> Extraction:
+        given = len(text)
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
+        # Evidence is into the input as given: a kept tail starts where the cut part ended.
+        offset = given - len(text) if cut is not None and self.record.truncate == "tail" else 0
         if cut is not None and notice is not None:
             keep = self.record.truncate
             notice(f"input cut from {cut[0]} to {cut[1]} tokens (--truncate {keep})")
@@ -237,7 +240,7 @@ class Runner:
             if on_text is not None:
                 on_text(chunk)
 
-        result = self.extractor.run(text, on_text=watch)
+        result = self.extractor.run(text, on_text=watch, offset=offset)
         if stream is not None:
             stream.finish(result.data)
         elif self.record.each:

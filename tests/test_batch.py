@@ -431,6 +431,25 @@ def test_input_too_long_is_an_input_error_with_token_counts() -> None:
     assert fake.users == []
 
 
+@pytest.mark.parametrize("each", [False, True])
+@pytest.mark.parametrize("keep", ["head", "tail"])
+def test_evidence_of_a_cut_input_is_into_the_input_as_given(keep: str, each: bool) -> None:
+    # A review (/tmp/rev-long): with --truncate tail, offsets were into the kept tail.
+    answer = (lambda t, _: items_answer([t])) if each else (lambda t, _: person(t))
+    fake = FakeModel(answer)
+    options = ExtractOptions(max_tokens=50, evidence=True)
+    r = runner(fake, options=options, truncate=keep, each=each)
+    fake.context = len(fake.render_chat(r.extractor.messages(""))) + 50 + 10
+    text = "0123456789abcdefghijklmnopqrstuv"
+    out: list[str] = []
+    r.run(text, out.append)
+    (shown,) = map(json.loads, out)
+    kept = fake.users[0]
+    start, end = shown["evidence"]["/name"]
+    assert text[start:end] == shown["data"]["name"] == kept
+    assert (start, end) == ((0, 10) if keep == "head" else (22, 32))
+
+
 @pytest.mark.parametrize(("keep", "expected"), [("head", "0123456789"), ("tail", "mnopqrstuv")])
 def test_truncate_keeps_the_chosen_end(keep: str, expected: str) -> None:
     fake = FakeModel(lambda t, _: person(t))
