@@ -2,9 +2,10 @@
 
 A piece is the longest stretch from its start that takes at most ``budget`` tokens, ended at
 the last paragraph break in its second half, else the last sentence end (``. ! ?`` and
-``。！？；``), else the last blank, else anywhere (Chinese needs no blank between words). The
-next piece starts about ``overlap`` tokens before the previous one ends, at a sentence start
-(else after a blank), so a sentence cut at a piece's end is whole in the next one::
+``。！？；``), else the last line break, else the last comma (``, ，、``), else the last blank,
+else anywhere (Chinese needs no blank between words). The next piece starts about ``overlap``
+tokens before the previous one ends, at the first of those in the same order, so a sentence
+cut at a piece's end is whole in the next one::
 
     for piece in split(text, engine.count_tokens, budget=1500, overlap=150):
         text[piece.start:piece.end]
@@ -31,7 +32,13 @@ CHARS_PER_TOKEN = 16
 # Where a piece may end, best first: the position right after the match.
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _SENTENCE = re.compile(r"(?:[.!?…]+[\"'”’)\]]*\s+|[。！？；;]+[”’」』）)]*\s*)")
+# A line break before a blank, a comma before a blank: a piece cut at a blank inside a CSV row,
+# a log line or a list of names ("…, Pam Nash, Quin | Orr, …") gave the cut form ("Quin"),
+# and the merge keeps the first of two mentions it takes for one (a review: /tmp/rev-long).
+_LINE = re.compile(r"\n\s*")
+_CLAUSE = re.compile(r"[,，、]\s*")
 _BLANK = re.compile(r"\s+")
+_BOUNDARIES = (_PARAGRAPH, _SENTENCE, _LINE, _CLAUSE, _BLANK)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def piece_end(text: str, count: Counter, start: int, budget: int) -> int:
     if limit >= len(text):
         return len(text)
     half = start + (limit - start) // 2
-    for boundary in (_PARAGRAPH, _SENTENCE, _BLANK):
+    for boundary in _BOUNDARIES:
         end = _last_end(boundary, text, half, limit)
         if end is not None:
             return end
@@ -95,7 +102,7 @@ def next_start(text: str, count: Counter, piece: Piece, overlap: int) -> int:
             hi = mid
         else:
             lo = mid + 1
-    for boundary in (_PARAGRAPH, _SENTENCE, _BLANK):
+    for boundary in _BOUNDARIES:
         found = _first_end(boundary, text, lo, piece.end)
         if found is not None:
             return found
@@ -107,7 +114,7 @@ def _after_boundary(text: str, at: int) -> bool:
     # A boundary match is short: a sentence end and its quotes, a run of blanks (of which a
     # piece may end inside, hence the match is only asked to end at ``at``).
     window = max(0, at - 64)
-    return any(_last_end(b, text, window, at) == at for b in (_PARAGRAPH, _SENTENCE, _BLANK))
+    return any(_last_end(b, text, window, at) == at for b in _BOUNDARIES)
 
 
 def _longest_fit(text: str, count: Counter, start: int, reach: int, budget: int) -> int:

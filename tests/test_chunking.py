@@ -123,7 +123,7 @@ def test_any_text_is_covered(text: str, budget: int) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.text(alphabet="字王明，、", min_size=1, max_size=600),
+    st.text(alphabet="字王明·：", min_size=1, max_size=600),
     st.integers(min_value=8, max_value=60),
 )
 def test_a_piece_cut_inside_a_word_is_overlapped(text: str, budget: int) -> None:
@@ -134,6 +134,26 @@ def test_a_piece_cut_inside_a_word_is_overlapped(text: str, budget: int) -> None
         # No blank, no sentence end: every cut may go through a word, so the next piece repeats
         # the last ``overlap`` tokens (those of a piece shortened below twice that: half).
         assert words(text[b.start : a.end]) == min(overlap, words(text[a.start : a.end]) // 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [
+        # CSV rows and a list of names: a cut at a blank gave "Ann" of "Ann Lee" (a review:
+        # /tmp/rev-long), and the merge keeps the first of two mentions it takes for one.
+        ("".join(f"2024-01-{d:02},Ann Lee,Coffee beans {d}\n" for d in range(1, 29)), "\n"),
+        (", ".join(f"Pam{n} Nash{n}" for n in range(60)) + ".", ", "),
+        ("，".join(f"王{n} 明{n}" for n in range(60)) + "。", "，"),
+    ],
+)
+def test_a_piece_ends_at_a_line_or_a_comma_before_a_blank(text: str, unit: str) -> None:
+    pieces = pieces_of(text, 40, 10)
+    assert len(pieces) > 2
+    check_cover(text, pieces, 40, 10)
+    for piece in pieces[:-1]:
+        assert text[: piece.end].endswith(unit)  # a whole row, a whole name
+    for piece in pieces[1:]:  # (a row longer than the overlap: at a comma of the row)
+        assert text[: piece.start].endswith((unit, ",", "，"))
 
 
 # -- merging ----------------------------------------------------------------------------------
