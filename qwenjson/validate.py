@@ -82,7 +82,17 @@ def read_schema(source: str | Path) -> Schema:
         raise SchemaError(f"schema path {str(path)!r} is not a regular file")
     else:
         return _concise_schema(str(source))
-    return parse_schema_text(text, origin)
+    try:
+        return parse_schema_text(text, origin)
+    except SchemaError as e:
+        if isinstance(source, str) and re.fullmatch(r"[\w-]+", source):
+            # `-s name` where this directory has a file "name": the file wins, silently.
+            raise SchemaError(
+                f"{e.problem} (read as the file {source!r} in this directory, which exists; "
+                f"for the concise syntax, quote the name: '\"{source}\"')",
+                e.pointer,
+            ) from e
+        raise
 
 
 def _braced_concise(source: str, error: SchemaError) -> SchemaError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from qwenjson.errors import SchemaError
 from qwenjson.validate import (
     check_metaschema,
     drop_empty_strings,
+    load_schema,
     make_validator,
     read_schema,
     validation_errors,
@@ -291,3 +293,19 @@ def test_plain_jsonschema_keeps_its_own_meaning_beside_qwenjson() -> None:
     plain = jsonschema.Draft202012Validator(schema)
     assert [e.message for e in plain.iter_errors({"৪": 1})] == []
     assert validation_errors({"৪": 1}, make_validator(schema))  # ECMA: ৪ is not \d
+
+
+def test_a_file_named_like_a_concise_field_says_it_was_read_as_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review (/tmp/rev-dsl): `-s name` with a file "name" in the directory reported only
+    # "name is not valid JSON", with no word that the file had won over the concise syntax.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "name").write_text("Ann's notes\n")
+    with pytest.raises(SchemaError) as e:
+        load_schema("name")
+    message = str(e.value)
+    assert "is not valid JSON" in message
+    assert "read as the file 'name' in this directory" in message
+    assert """quote the name: '"name"'""" in message
+    assert list(load_schema('"name"')["properties"]) == ["name"]  # as the hint says
