@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 GROUNDED_KEY = "x-grounded"
+# An object's or list's x-grounded, handed to what it holds as their default (``_Walker``'s own
+# key on the copies it walks: never in a schema a user sees).
+_INHERITED = "x-qwenjson-inherited-grounded"
 
 Path = tuple[str | int, ...]
 # A path with array indices left open (None): the rules apply to every item.
@@ -80,7 +83,7 @@ _WRITTEN_NAMES = _WRITTEN_ENDINGS | frozenset(
 # The same in Chinese, where words aren't spaced: a name that is one of these, or ends with one
 # of the first group (文章摘要, 中文翻译; not 翻译者, a translator's name, nor 病情描述, as
 # condition_description, nor 原因代码).
-_WRITTEN_ZH_ENDINGS = ("摘要", "总结", "概括", "概述", "翻译", "说明")
+_WRITTEN_ZH_ENDINGS = ("摘要", "总结", "概括", "概述", "翻译", "说明", "解释", "推理")
 _WRITTEN_ZH = frozenset({*_WRITTEN_ZH_ENDINGS, "描述", "理由", "原因", "简介", "评价"})
 
 
@@ -450,7 +453,9 @@ class _Walker:
             branch, nullable_branch = single
             own = follow_local_refs(self.root, branch)  # the branch's own x-grounded wins
             own_keys = own if isinstance(own, Mapping) else {}
-            inherited = {k: node[k] for k in (GROUNDED_KEY,) if k in node and k not in own_keys}
+            inherited = {
+                k: node[k] for k in (GROUNDED_KEY, _INHERITED) if k in node and k not in own_keys
+            }
             inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
             # The anyOf's own: null may be the shortest.
             size = self.sizes.get(pattern)
@@ -505,16 +510,23 @@ class _Walker:
                 self.walk(items, (*pattern, None), "item", name, depth + 1)
 
     def _inherit(self, sub: Any, parent: Mapping[str, Any]) -> Any:
-        """``sub`` (a member or the items) with the ``x-grounded`` of its object or list when
-        it has none of its own: ``"tags": {"type": "array", "x-grounded": false, …}`` means
-        its strings are written (it was ignored: they stayed grounded)."""
-        mark = parent.get(GROUNDED_KEY)
+        """``sub`` (a member or the items) with the default its object or list gives it when it
+        has no ``x-grounded`` of its own: ``"tags": {"type": "array", "x-grounded": false, …}``
+        means its strings are written (it was ignored: they stayed grounded). A default, not a
+        mark: under an object marked true, an enum, a format or a ``summary`` keeps its own
+        rule, as under ``--grounding``."""
+        mark = parent.get(GROUNDED_KEY, parent.get(_INHERITED))
         if not isinstance(mark, bool) or not isinstance(sub, Mapping) or GROUNDED_KEY in sub:
             return sub
         own = follow_local_refs(self.root, sub)
         if isinstance(own, Mapping) and GROUNDED_KEY in own:
             return sub
-        return {**sub, GROUNDED_KEY: mark}
+        return {**sub, _INHERITED: mark}
+
+    def _default(self, node: Mapping[str, Any]) -> bool:
+        """The default for ``node``: its object's or list's mark, else the run's."""
+        inherited = node.get(_INHERITED)
+        return inherited if isinstance(inherited, bool) else self.default
 
     def _count(self) -> None:
         self._walks += 1
@@ -537,13 +549,15 @@ class _Walker:
         explicit = node.get(GROUNDED_KEY)
         if isinstance(explicit, bool):
             return explicit
-        return self.default and not any(k in node for k in ("enum", "const", "pattern"))
+        return self._default(node) and not any(k in node for k in ("enum", "const", "pattern"))
 
     def grounded(self, node: Mapping[str, Any], name: str | None) -> bool:
         explicit = node.get(GROUNDED_KEY)
         if isinstance(explicit, bool):
             return explicit
-        if not self.default or any(k in node for k in ("enum", "const", "format", "pattern")):
+        if not self._default(node) or any(
+            k in node for k in ("enum", "const", "format", "pattern")
+        ):
             return False
         return not _asks_for_writing(name)
 

@@ -452,6 +452,18 @@ def test_x_grounded_is_an_annotation_extract_reads() -> None:
         )
         if u.keyword == "x-grounded"
     }
+    # Behind a $ref, or on an Optional list, it is for what they hold too (a review).
+    behind = check_schema(
+        {
+            "$defs": {"P": {"type": "object", "properties": {"n": {"type": "string"}}}},
+            "type": "object",
+            "properties": {
+                "p": {"$ref": "#/$defs/P", "x-grounded": False},
+                "t": {"anyOf": [{"type": "array"}, {"type": "null"}], "x-grounded": False},
+            },
+        }
+    )
+    assert all("in it that aren't marked" in u.note for u in behind if u.keyword == "x-grounded")
     assert notes == {
         "/properties/a": "extract: copied or read from the input text",
         "/properties/b": "extract: strings, numbers and dates in it that aren't marked: "

@@ -130,6 +130,30 @@ def test_x_grounded_on_a_list_or_object_is_the_default_for_what_it_holds() -> No
     }
     assert grounding_rules(schema, default=False)[("names", None)].grounded is True
 
+    # A default, not a mark (a review: /tmp/rev-s30b/gr.py): under an object marked true, an
+    # enum, a const, a format and a written name keep their own rules, as under --grounding.
+    marked = {
+        "type": "object",
+        "x-grounded": True,
+        "properties": {
+            "mood": {"type": "string", "enum": ["happy", "sad"]},
+            "kind": {"const": "review", "type": "string"},
+            "email": {"type": "string", "format": "email"},
+            "summary": {"type": "string"},
+            "name": {"type": "string"},
+            "n": {"type": "integer", "enum": [1, 2]},
+        },
+    }
+    rules = grounding_rules(marked, default=False)
+    assert {p[0]: r.grounded for p, r in rules.items()} == {
+        "mood": False,
+        "kind": False,
+        "email": False,
+        "summary": False,
+        "name": True,
+        "n": False,
+    }
+
 
 @pytest.mark.parametrize("mark", ["false", 0, None, [False]])
 def test_x_grounded_other_than_true_or_false_is_refused(mark: Any) -> None:

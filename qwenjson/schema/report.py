@@ -12,7 +12,7 @@ from typing import Any
 
 from qwenjson.schema.dialect import dialect_of
 from qwenjson.schema.keywords import Status, static_status
-from qwenjson.schema.refs import subschemas
+from qwenjson.schema.refs import follow_refs, subschemas
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def build_report(
                 else:
                     status, note = static_status(keyword)
                 if keyword == "x-grounded" and isinstance(node[keyword], bool):
-                    note = _grounded_note(node)
+                    note = _grounded_note(root, node)
                 uses.append(KeywordUse(pointer, keyword, status, note))
         elif node is False:
             uses.append(KeywordUse(pointer, "false", "enforced", "matches nothing"))
@@ -66,15 +66,31 @@ def build_report(
     return tuple(uses)
 
 
-def _grounded_note(node: dict[str, Any]) -> str:
+def _grounded_note(root: Any, node: dict[str, Any]) -> str:
     """What ``extract`` does with this ``x-grounded`` (``qwenjson.fields``): its own value,
-    and on an object or list, for what it holds that says nothing itself."""
+    and on an object or list (behind a ``$ref`` or in an Optional's branch too), for what it
+    holds that says nothing itself."""
     what = (
         "copied or read from the input text"
         if node["x-grounded"]
         else "written or worked out by the model"
     )
-    if "properties" in node or "items" in node or "prefixItems" in node:
+    resolved = follow_refs(root, node)
+    shapes = [resolved] + [
+        follow_refs(root, branch)
+        for key in ("anyOf", "oneOf")
+        for branch in (resolved.get(key) if isinstance(resolved.get(key), list) else [])
+    ]
+    holds = ("properties", "items", "prefixItems")
+
+    def container(shape: Any) -> bool:
+        if not isinstance(shape, dict):
+            return False
+        kind = shape.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        return any(k in shape for k in holds) or any(k in ("object", "array") for k in kinds)
+
+    if any(container(shape) for shape in shapes):
         return f"extract: strings, numbers and dates in it that aren't marked: {what}"
     return f"extract: {what}"
 
