@@ -36,7 +36,7 @@ _SENTENCE = re.compile(r"(?:[.!?…]+[\"'”’)\]]*\s+|[。！？；;]+[”’�
 # a log line or a list of names ("…, Pam Nash, Quin | Orr, …") gave the cut form ("Quin"),
 # and the merge keeps the first of two mentions it takes for one (a review: /tmp/rev-long).
 _LINE = re.compile(r"\n\s*")
-_CLAUSE = re.compile(r"[,，、]\s*")
+_CLAUSE = re.compile(r"[,，、]\s*")  # (not inside 1,234,567: ``_inside_a_number``)
 _BLANK = re.compile(r"\s+")
 _BOUNDARIES = (_PARAGRAPH, _SENTENCE, _LINE, _CLAUSE, _BLANK)
 
@@ -137,7 +137,7 @@ def _last_end(boundary: re.Pattern[str], text: str, lo: int, hi: int) -> int | N
     ``hi``."""
     last = None
     for m in boundary.finditer(text, lo, hi):
-        if m.end() > lo:
+        if m.end() > lo and not _inside_a_number(text, m.start()):
             last = m.end()
     return last
 
@@ -145,6 +145,12 @@ def _last_end(boundary: re.Pattern[str], text: str, lo: int, hi: int) -> int | N
 def _first_end(boundary: re.Pattern[str], text: str, lo: int, hi: int) -> int | None:
     """The first position in ``[lo, hi)`` right after a ``boundary`` match."""
     for m in boundary.finditer(text, lo, hi):
-        if lo <= m.end() < hi:
+        if lo <= m.end() < hi and not _inside_a_number(text, m.start()):
             return m.end()
     return None
+
+
+def _inside_a_number(text: str, at: int) -> bool:
+    """Whether ``text[at]`` is a comma with a digit right after it (``1,234``, ``3,5``): not
+    a clause's end. Asked of the whole text: a search that stops at ``at + 1`` can't see it."""
+    return text[at] == "," and text[at + 1 : at + 2].isdigit()

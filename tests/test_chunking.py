@@ -144,6 +144,8 @@ def test_a_piece_cut_inside_a_word_is_overlapped(text: str, budget: int) -> None
         ("".join(f"2024-01-{d:02},Ann Lee,Coffee beans {d}\n" for d in range(1, 29)), "\n"),
         (", ".join(f"Pam{n} Nash{n}" for n in range(60)) + ".", ", "),
         ("，".join(f"王{n} 明{n}" for n in range(60)) + "。", "，"),
+        # Not inside a number (a review: /tmp/rev-s30b/ch.py): "8,541,|208 EUR".
+        (" ".join(f"paid {n * 1_000_003:,} EUR to Ann{n} Lee{n} and" for n in range(40)), " "),
     ],
 )
 def test_a_piece_ends_at_a_line_or_a_comma_before_a_blank(text: str, unit: str) -> None:
@@ -152,8 +154,10 @@ def test_a_piece_ends_at_a_line_or_a_comma_before_a_blank(text: str, unit: str) 
     check_cover(text, pieces, 40, 10)
     for piece in pieces[:-1]:
         assert text[: piece.end].endswith(unit)  # a whole row, a whole name
+        assert not re.search(r"\d,\d", text[piece.end - 2 : piece.end + 1])  # a number's comma
     for piece in pieces[1:]:  # (a row longer than the overlap: at a comma of the row)
         assert text[: piece.start].endswith((unit, ",", "，"))
+        assert not re.search(r"\d,\d", text[piece.start - 2 : piece.start + 1])
 
 
 # -- merging ----------------------------------------------------------------------------------
