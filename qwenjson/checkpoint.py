@@ -46,12 +46,18 @@ class _Lines:
         self.end = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        offset, rest = 0, b""
+        offset = 0
+        parts: list[bytes] = []  # the line not yet ended, read so far (joined once: a long
+        # line was copied again at every read, 25 s for a 256 MiB one)
         while chunk := os.pread(self.fd, 1 << 20, offset):
             offset += len(chunk)
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            self.end = offset - len(rest)
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                parts.append(chunk)
+                continue
+            lines = b"".join([*parts, chunk[:last]]).split(b"\n")
+            parts = [chunk[last + 1 :]]
+            self.end = offset - len(parts[0])
             yield from lines
 
 
@@ -140,10 +146,14 @@ class Checkpoint:
 
     def _read(self, name: str, output: FileMark | None, errors: FileMark | None) -> Resume:
         assert self.fd is not None
+        start = os.pread(self.fd, len(_HEADER_START), 0)
+        if start[:1] not in (b"", b"{"):
+            # No header starts so: someone's file, refused before it is read (a GiB of it).
+            self.close()
+            raise UsageError(f"--checkpoint {name!r} is not a qwenjson checkpoint")
         reader = _Lines(self.fd)
         lines = iter(reader)
         first = next(lines, None)
-        start = os.pread(self.fd, len(_HEADER_START), 0)
         try:
             header = json.loads(first) if first is not None else None
         except json.JSONDecodeError:

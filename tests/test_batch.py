@@ -880,8 +880,8 @@ def test_a_checkpoint_of_many_mib_is_read_line_by_line_across_its_reads(
     checkpoint.close()
     whole = path.stat().st_size
     assert whole > 3 << 20
-    with path.open("ab") as f:
-        f.write(b'{"line":40001,"inp')
+    with path.open("ab") as f:  # longer than a read: a kill mid-append of a piece's document
+        f.write(b'{"piece":0,"of_line":40001,"found":"' + b"x" * (3 << 20))
     checkpoint = Checkpoint(path, "job")
     resume = checkpoint.open()
     checkpoint.close()
@@ -893,6 +893,16 @@ def test_a_checkpoint_of_many_mib_is_read_line_by_line_across_its_reads(
     assert len(resume.digests) == 16 * records
     assert all(resume.digest_at(n) == f"{n:032x}" for n in range(1, records + 1, 997))
     assert path.stat().st_size == whole
+
+
+def test_a_file_no_checkpoint_starts_like_is_refused_untouched(tmp_path: Path) -> None:
+    # Refused at its first byte, before the rest is read (a GiB of someone's log was read
+    # whole first).
+    path = tmp_path / "ckpt"
+    path.write_bytes(b"2024-01-01 log line\n" * 1000)
+    with pytest.raises(UsageError, match="is not a qwenjson checkpoint"):
+        Checkpoint(path, "job").open()
+    assert path.read_bytes() == b"2024-01-01 log line\n" * 1000
 
 
 def test_job_fingerprint_depends_on_every_part() -> None:
