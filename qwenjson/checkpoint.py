@@ -147,8 +147,9 @@ class Checkpoint:
     def _read(self, name: str, output: FileMark | None, errors: FileMark | None) -> Resume:
         assert self.fd is not None
         start = os.pread(self.fd, len(_HEADER_START), 0)
-        if start[:1] not in (b"", b"{"):
-            # No header starts so: someone's file, refused before it is read (a GiB of it).
+        if start[:1] and start[:1] not in b"{ \t\r\n\xef":
+            # No header starts so (JSON, maybe after blanks or a BOM an editor added):
+            # someone's file, refused before it is read (a GiB of it).
             self.close()
             raise UsageError(f"--checkpoint {name!r} is not a qwenjson checkpoint")
         reader = _Lines(self.fd)

@@ -903,6 +903,16 @@ def test_a_file_no_checkpoint_starts_like_is_refused_untouched(tmp_path: Path) -
     with pytest.raises(UsageError, match="is not a qwenjson checkpoint"):
         Checkpoint(path, "job").open()
     assert path.read_bytes() == b"2024-01-01 log line\n" * 1000
+    # A header after blanks or a BOM (an editor's) was read, and still is.
+    for lead in (b" \n", b"\xef\xbb\xbf"):
+        path.unlink()
+        new = Checkpoint(path, "job")
+        new.open()
+        new.close()
+        path.write_bytes(lead + path.read_bytes())
+        checkpoint = Checkpoint(path, "job")
+        assert checkpoint.open().line == 0
+        checkpoint.close()
 
 
 def test_job_fingerprint_depends_on_every_part() -> None:
