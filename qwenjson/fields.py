@@ -29,9 +29,9 @@ __all__ = [
 ]
 
 GROUNDED_KEY = "x-grounded"
-# An object's or list's x-grounded, handed to what it holds as their default (``_Walker``'s own
-# key on the copies it walks: never in a schema a user sees).
-_INHERITED = "x-qwenjson-inherited-grounded"
+# An object's or list's x-grounded, handed to what it holds as their default (the walker's own
+# key on the copies it walks; refused in a schema: ``qwenjson.validate``).
+INHERITED_KEY = _INHERITED = "x-qwenjson-inherited-grounded"
 
 Path = tuple[str | int, ...]
 # A path with array indices left open (None): the rules apply to every item.
@@ -595,7 +595,7 @@ def _one_branch(
         branches = node.get(key)
         if not isinstance(branches, list) or not branches:
             continue
-        if set(node) - {key, "description", "title", "default", GROUNDED_KEY}:
+        if set(node) - {key, "description", "title", "default", GROUNDED_KEY, _INHERITED}:
             return None
         followed = [follow_local_refs(root, b) for b in branches]
         if not all(isinstance(b, Mapping) for b in followed):

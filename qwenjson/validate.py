@@ -215,6 +215,11 @@ def _check_instances(schema: Any) -> None:
                 except jsonstrict.JsonValueError as e:
                     where = f"{at}/{key}{e.pointer or ''}"
                     raise jsonstrict.JsonValueError(e.message, where) from e
+        if "x-qwenjson-inherited-grounded" in node:  # qwenjson.fields.INHERITED_KEY
+            raise jsonstrict.JsonValueError(
+                "x-qwenjson-inherited-grounded is qwenjson's own: mark fields with x-grounded",
+                f"{at}/x-qwenjson-inherited-grounded",
+            )
         grounded = node.get("x-grounded", False)
         if not isinstance(grounded, bool):
             # "false" (a string) was read as no mark at all: the field stayed grounded.

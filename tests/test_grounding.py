@@ -155,6 +155,38 @@ def test_x_grounded_on_a_list_or_object_is_the_default_for_what_it_holds() -> No
     }
 
 
+def test_x_grounded_reaches_through_an_optional_in_a_marked_object() -> None:
+    # A review (/tmp/rev-s30c/gr3.py): the default handed down made an Optional look like an
+    # anyOf with other keywords beside it, and its whole subtree lost its rules (a value the
+    # text doesn't have printed under --require-evidence).
+    schema = {
+        "type": "object",
+        "x-grounded": False,
+        "$defs": {"P": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        "properties": {
+            "p": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]},
+            "t": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+            "s": {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]},
+        },
+        "required": ["p"],
+    }
+    fields = schema_fields(schema)
+    assert {p: r.grounded for p, r in fields.rules.items()} == {
+        ("p", "name"): False,
+        ("t", None): False,
+        ("s",): False,
+    }
+    assert fields.objects[("p",)] == "null"
+    marked_true = {**schema, "x-grounded": True}
+    assert all(r.grounded for r in schema_fields(marked_true, default=False).rules.values())
+
+
+def test_the_walkers_own_key_is_refused_in_a_schema() -> None:
+    schema = {"type": "object", "x-qwenjson-inherited-grounded": False}
+    with pytest.raises(SchemaError, match="qwenjson's own: mark fields with x-grounded"):
+        load_schema(json.dumps(schema))
+
+
 @pytest.mark.parametrize("mark", ["false", 0, None, [False]])
 def test_x_grounded_other_than_true_or_false_is_refused(mark: Any) -> None:
     # "false" (a string) was read as no mark: the field stayed grounded, and schema check
