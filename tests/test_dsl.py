@@ -1343,6 +1343,17 @@ def test_a_control_character_is_refused_and_shown_escaped(text: str, code: str, 
     assert list(parse_dsl("name\r\nage\tint")["properties"]) == ["name", "age"]
 
 
+@pytest.mark.parametrize(("text", "typed"), [("x null|date", "date"), ("x null|int", "int")])
+def test_null_before_a_type_is_refused_not_an_enum_of_the_word(text: str, typed: str) -> None:
+    # A review (/tmp/rev-dsl): `x date|null` is a date or null, `x null|date` was the enum
+    # [null, "date"], silently.
+    with pytest.raises(DslError, match=re.escape(f"'null' goes after the type: {typed}|null")):
+        parse_dsl(text)
+    assert parse_dsl(f'x null|"{typed}"')["properties"]["x"]["enum"] == [None, typed]
+    assert parse_dsl(f"x {typed}|null")["properties"]["x"]["type"][-1] == "null"
+    assert parse_dsl("x null|a|b")["properties"]["x"]["enum"] == [None, "a", "b"]
+
+
 @pytest.mark.parametrize("text", ["tags [str], 1..5", "age int, 0..150", "a, -1..1"])
 def test_a_range_after_a_comma_is_refused_not_a_field_named_by_a_number(text: str) -> None:
     # It was a required string field named "1" (or "0"), exit 0.

@@ -245,6 +245,7 @@ class _Parser:
             kind = "string"
             schema = {"type": "string", "x-grounded": GROUNDING_NAMES[tok.text]}
         elif tok.kind in (WORD, NUMBER, STRING):
+            self.null_first(tok)
             return self.enum_type(), "enum"
         else:
             raise self.fail(f"expected a type, found {describe(tok)}", tok.start)
@@ -273,6 +274,22 @@ class _Parser:
             self.advance()
             schema["x-grounded"] = False
         return schema, kind
+
+    def null_first(self, tok: Token) -> None:
+        """Refuse ``null|date`` (an enum of null and the word "date", where ``date|null`` is a
+        date or null): a review found the two orders meaning different things, silently."""
+        bar = self.peek_after(tok)
+        if not (tok.kind == WORD and tok.text == "null" and bar.kind == "|"):
+            return
+        other = scan(self.text, bar.end)
+        typed = (TYPE_NAMES, FORMAT_NAMES, GROUNDING_NAMES)
+        named = other.kind == WORD and any(other.text in names for names in typed)
+        if named and scan(self.text, other.end).kind != "|":
+            raise self.fail(
+                f"'null' goes after the type: {other.text}|null (quote the words for an enum: "
+                f'null|"{other.text}")',
+                tok.start,
+            )
 
     def starts_enum(self, tok: Token) -> bool:
         """Whether a format name starts an enum: ``email|phone`` (but ``email|null``)."""
