@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from qwenjson.generation import prompt_size
 from qwenjson.merging import Found, Merger, PathT
 from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
-from qwenjson.validate import drop_empty_strings
+from qwenjson.validate import drop_empty_strings, validation_errors
 
 __all__ = [
     "DEFAULT_PIECE_TOKENS",
@@ -178,6 +179,8 @@ class PieceRun:
         self.extractor, self.text, self.plan = extractor, text, plan
         self.emit, self.output = emit, output
         self.hooks = hooks = hooks or PieceHooks()
+        self.whole = extractor.prepared.validator  # the merged document's: at the end
+        extractor = self.extractor = _per_piece(extractor)
         # One object: a field two pieces give is taken from the one the model was surer of
         # (bench_chunks.py --field-rule-cases 20, SROIE receipts among news, Qwen2.5 0.5B:
         # right 15 times of 80 against 8 for the first).
@@ -244,7 +247,35 @@ class PieceRun:
                 f"{self.merger.skipped} value(s) from later pieces were left out: adding them "
                 "broke the schema"
             )
-        return _finish(self.merger, self.emit, self.output)
+        return _finish(self.merger, self.emit, self.output, self.whole)
+
+
+# What a list of the root object must hold in the whole text, not in each piece: a piece that
+# names one person under "minItems": 2 had to pad its list (a review, /tmp/rev-long/x7.py: with
+# a model that lists what it reads, three people one a piece failed with exit 5; read whole,
+# all three). Checked on the merged document instead (``_finish``).
+_WHOLE_TEXT_KEYWORDS = ("minItems", "minContains", "contains")
+_PER_PIECE: weakref.WeakKeyDictionary[Extractor, Extractor] = weakref.WeakKeyDictionary()
+
+
+def _per_piece(extractor: Extractor) -> Extractor:
+    """The extractor for one piece: ``extractor`` with the root object's lists (as written,
+    not behind a ``$ref``) free of ``_WHOLE_TEXT_KEYWORDS``; itself when it has none."""
+    if extractor in _PER_PIECE:
+        return _PER_PIECE[extractor]
+    schema = extractor.prepared.schema
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    relaxed = {
+        name: {k: v for k, v in sub.items() if k not in _WHOLE_TEXT_KEYWORDS}
+        for name, sub in (props.items() if isinstance(props, dict) else ())
+        if isinstance(sub, dict) and any(k in sub for k in _WHOLE_TEXT_KEYWORDS)
+    }
+    piece = extractor
+    if relaxed and isinstance(schema, dict) and isinstance(props, dict):
+        loose = {**schema, "properties": {**props, **relaxed}}
+        piece = Extractor(loose, extractor.generator, extractor.options, system=extractor.system)
+    _PER_PIECE[extractor] = piece
+    return piece
 
 
 def _extract_fitting(
@@ -309,10 +340,14 @@ def _emit_items(
         emit(_compact(value))
 
 
-def _finish(merger: Merger, emit: Callable[[str], None], output: Output) -> Extraction:
+def _finish(
+    merger: Merger, emit: Callable[[str], None], output: Output, whole: Validator
+) -> Extraction:
     if not merger.started:
         raise InputError("input is empty: give the text to extract from on stdin or with --input")
     data = merger.data
+    if errors := validation_errors(data, whole):  # what a piece wasn't held to (_per_piece)
+        raise NoValidOutputError("the document merged from the pieces fails the schema:", errors)
     order = [to_pointer(p) for p in _leaves(data)]
     evidence = {p: merger.evidence.get(p) for p in order}
     confidence = {p: merger.confidence.get(p, 1.0) for p in order}

@@ -362,6 +362,35 @@ def test_progress_counts_every_piece_once_and_ends_at_the_total() -> None:
     assert seen[-1] == (pieces, pieces) and all(done < total for done, total in seen[:-1])
 
 
+@pytest.mark.parametrize("least", [2, 3, 4])
+def test_min_items_of_a_root_list_is_the_whole_texts_not_each_pieces(least: int) -> None:
+    # A review (/tmp/rev-long/x7.py): three people, one a piece, under minItems 2 failed with
+    # exit 5 (each piece's one-item list refused); read whole, all three were found.
+    def answer(text: str, _: int) -> str:
+        found = re.findall(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", text)
+        return json.dumps({"people": [{"name": n} for n in found]})
+
+    filler = " ".join(f"the weather was mild and nothing happened on day {i}." for i in range(12))
+    text = "\n\n".join(f"{n} arrived. {filler}" for n in ("Ann Lee", "Bob Moss", "Cyd Nash"))
+    person = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    people = {"type": "array", "items": person, "minItems": least}
+    schema = {"type": "object", "properties": {"people": people}, "required": ["people"]}
+    fake = FakeModel(answer, context=1200)
+    runner = Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100)), fake)
+    out: list[str] = []
+    if least > 3:  # the whole text has three: the merged document fails, nothing printed
+        with pytest.raises(NoValidOutputError, match="merged from the pieces fails the schema"):
+            runner.run(text, out.append)
+        assert out == []
+    else:
+        runner.run(text, out.append)
+        (printed,) = out
+        assert json.loads(printed)["people"] == [
+            {"name": n} for n in ("Ann Lee", "Bob Moss", "Cyd Nash")
+        ]
+    assert len(fake.users) >= 3  # in pieces, one person each
+
+
 def test_without_chunks_a_long_text_is_still_refused() -> None:
     fake = FakeModel(names_answer, context=600)
     schema = {"type": "object", "properties": {"name": {"type": "string"}}}
