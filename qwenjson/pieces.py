@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -253,29 +252,71 @@ class PieceRun:
 # What a list of the root object must hold in the whole text, not in each piece: a piece that
 # names one person under "minItems": 2 had to pad its list (a review, /tmp/rev-long/x7.py: with
 # a model that lists what it reads, three people one a piece failed with exit 5; read whole,
-# all three). Checked on the merged document instead (``_finish``).
+# all three). Checked on the merged document instead (``_whole_text_problems``). Not freed: a
+# list of a fixed length or shape (minItems == maxItems, prefixItems, items as an array: a
+# tuple stitched from two pieces says what no passage does), and a "contains" a "maxContains"
+# bounds (the merge keeps it by leaving out what breaks it; only its minimum is freed).
 _WHOLE_TEXT_KEYWORDS = ("minItems", "minContains", "contains")
-_PER_PIECE: weakref.WeakKeyDictionary[Extractor, Extractor] = weakref.WeakKeyDictionary()
+
+
+def _freed(sub: Any) -> dict[str, Any] | None:
+    """``sub`` (a root member's schema as written) without what only the whole text must
+    satisfy, or None when nothing is freed."""
+    if not isinstance(sub, dict) or not any(k in sub for k in _WHOLE_TEXT_KEYWORDS):
+        return None
+    fixed = sub.get("minItems") is not None and sub.get("minItems") == sub.get("maxItems")
+    if fixed or "prefixItems" in sub or isinstance(sub.get("items"), list):
+        return None
+    if "maxContains" in sub:
+        freed = {k: v for k, v in sub.items() if k != "minItems"}
+        return {**freed, "minContains": 0}
+    return {k: v for k, v in sub.items() if k not in _WHOLE_TEXT_KEYWORDS}
 
 
 def _per_piece(extractor: Extractor) -> Extractor:
     """The extractor for one piece: ``extractor`` with the root object's lists (as written,
-    not behind a ``$ref``) free of ``_WHOLE_TEXT_KEYWORDS``; itself when it has none."""
-    if extractor in _PER_PIECE:
-        return _PER_PIECE[extractor]
+    not behind a ``$ref``) ``_freed``; itself when none is. Made for each long text (a compile
+    of the schema, against minutes of model time; a cache keyed by extractor held them all)."""
     schema = extractor.prepared.schema
     props = schema.get("properties") if isinstance(schema, dict) else None
-    relaxed = {
-        name: {k: v for k, v in sub.items() if k not in _WHOLE_TEXT_KEYWORDS}
-        for name, sub in (props.items() if isinstance(props, dict) else ())
-        if isinstance(sub, dict) and any(k in sub for k in _WHOLE_TEXT_KEYWORDS)
-    }
-    piece = extractor
-    if relaxed and isinstance(schema, dict) and isinstance(props, dict):
-        loose = {**schema, "properties": {**props, **relaxed}}
-        piece = Extractor(loose, extractor.generator, extractor.options, system=extractor.system)
-    _PER_PIECE[extractor] = piece
-    return piece
+    if not isinstance(schema, dict) or not isinstance(props, dict):
+        return extractor
+    freed = {name: f for name, sub in props.items() if (f := _freed(sub)) is not None}
+    if not freed:
+        return extractor
+    loose = {**schema, "properties": {**props, **freed}}
+    return Extractor(loose, extractor.generator, extractor.options, system=extractor.system)
+
+
+def _whole_text_problems(data: Any, whole: Validator, errors: list[str]) -> list[str]:
+    """Why the merged ``data`` fails the schema as given, the freed keywords said with counts
+    (jsonschema's messages print the whole list, and a long text's list is long)."""
+    schema = whole.schema
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    said: list[str] = []
+    for name, sub in props.items() if isinstance(props, dict) else ():
+        items = data.get(name) if isinstance(data, dict) else None
+        if _freed(sub) is None or not isinstance(items, list):
+            continue
+        where = to_pointer((name,))
+        least = sub.get("minItems")
+        if isinstance(least, int) and len(items) < least:
+            said.append(
+                f"{where}: the whole text gave {len(items)} item(s); the schema asks for at "
+                f"least {least} (minItems)"
+            )
+        if "contains" in sub:
+            matches = whole.evolve(schema=sub["contains"])
+            matching = sum(1 for item in items if matches.is_valid(item))
+            wanted = sub.get("minContains", 1)
+            if isinstance(wanted, int) and matching < wanted:
+                said.append(
+                    f"{where}: {matching} of the whole text's {len(items)} item(s) match its "
+                    f'"contains"; the schema asks for at least {wanted}'
+                )
+    if said:
+        return said
+    return [e if len(e) <= 300 else e[:300] + "…" for e in errors]
 
 
 def _extract_fitting(
@@ -347,7 +388,10 @@ def _finish(
         raise InputError("input is empty: give the text to extract from on stdin or with --input")
     data = merger.data
     if errors := validation_errors(data, whole):  # what a piece wasn't held to (_per_piece)
-        raise NoValidOutputError("the document merged from the pieces fails the schema:", errors)
+        raise NoValidOutputError(
+            "the document merged from the pieces fails the schema:",
+            _whole_text_problems(data, whole, errors),
+        )
     order = [to_pointer(p) for p in _leaves(data)]
     evidence = {p: merger.evidence.get(p) for p in order}
     confidence = {p: merger.confidence.get(p, 1.0) for p in order}

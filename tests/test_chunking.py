@@ -362,33 +362,84 @@ def test_progress_counts_every_piece_once_and_ends_at_the_total() -> None:
     assert seen[-1] == (pieces, pieces) and all(done < total for done, total in seen[:-1])
 
 
+THREE_CEOS = "\n\n".join(
+    f"{n} arrived as ceo. "
+    + " ".join(f"the weather was mild and nothing happened on day {i}." for i in range(12))
+    for n in ("Ann Lee", "Bob Moss", "Cyd Nash")
+)
+
+
+def people_answer(text: str, _: int) -> str:
+    """The fake's answer: every "First Last" of the piece is a person, a ceo."""
+    found = re.findall(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", text)
+    return json.dumps({"people": [{"name": n, "role": "ceo"} for n in found]})
+
+
+def people_run(people: dict[str, Any]) -> tuple[Runner, FakeModel]:
+    person = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "role": {"type": "string"}},
+        "required": ["name"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {"people": {"type": "array", "items": person, **people}},
+        "required": ["people"],
+    }
+    fake = FakeModel(people_answer, context=1200)
+    return Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100, retries=0)), fake), fake
+
+
 @pytest.mark.parametrize("least", [2, 3, 4])
 def test_min_items_of_a_root_list_is_the_whole_texts_not_each_pieces(least: int) -> None:
     # A review (/tmp/rev-long/x7.py): three people, one a piece, under minItems 2 failed with
     # exit 5 (each piece's one-item list refused); read whole, all three were found.
-    def answer(text: str, _: int) -> str:
-        found = re.findall(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", text)
-        return json.dumps({"people": [{"name": n} for n in found]})
-
-    filler = " ".join(f"the weather was mild and nothing happened on day {i}." for i in range(12))
-    text = "\n\n".join(f"{n} arrived. {filler}" for n in ("Ann Lee", "Bob Moss", "Cyd Nash"))
-    person = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
-    people = {"type": "array", "items": person, "minItems": least}
-    schema = {"type": "object", "properties": {"people": people}, "required": ["people"]}
-    fake = FakeModel(answer, context=1200)
-    runner = Runner(plan_for(schema, fake, ExtractOptions(max_tokens=100)), fake)
+    runner, fake = people_run({"minItems": least})
+    text = THREE_CEOS
     out: list[str] = []
     if least > 3:  # the whole text has three: the merged document fails, nothing printed
-        with pytest.raises(NoValidOutputError, match="merged from the pieces fails the schema"):
+        with pytest.raises(
+            NoValidOutputError, match="merged from the pieces fails the schema"
+        ) as e:
             runner.run(text, out.append)
         assert out == []
+        # Said with counts (jsonschema's message prints the whole list).
+        assert e.value.errors == [
+            "/people: the whole text gave 3 item(s); the schema asks for at least 4 (minItems)"
+        ]
     else:
         runner.run(text, out.append)
         (printed,) = out
-        assert json.loads(printed)["people"] == [
-            {"name": n} for n in ("Ann Lee", "Bob Moss", "Cyd Nash")
+        assert [p["name"] for p in json.loads(printed)["people"]] == [
+            "Ann Lee",
+            "Bob Moss",
+            "Cyd Nash",
         ]
     assert len(fake.users) >= 3  # in pieces, one person each
+
+
+def test_a_contains_is_the_whole_texts_but_a_max_contains_and_a_fixed_length_stay() -> None:
+    # A review of the first version (/tmp/rev-s30e): freeing "contains" freed its maxContains
+    # (exit 5 where the merge had left the extra ceos out), and a list of a fixed length was
+    # stitched from two pieces.
+    ceo = {"properties": {"role": {"const": "ceo"}}, "required": ["role"]}
+    out: list[str] = []
+    runner, _ = people_run({"contains": ceo, "minContains": 2})
+    runner.run(THREE_CEOS, out.append)
+    assert len(json.loads(out[-1])["people"]) == 3
+    runner, _ = people_run({"contains": ceo, "maxContains": 1})
+    runner.run(THREE_CEOS, out.append)
+    assert [p["name"] for p in json.loads(out[-1])["people"]] == ["Ann Lee"]
+    runner, _ = people_run({"contains": ceo, "minContains": 4})
+    with pytest.raises(NoValidOutputError) as e:
+        runner.run(THREE_CEOS, out.append)
+    assert e.value.errors == [
+        '/people: 3 of the whole text\'s 3 item(s) match its "contains"; the schema asks for at '
+        "least 4"
+    ]
+    runner, _ = people_run({"minItems": 2, "maxItems": 2})  # a pair: each piece's own
+    with pytest.raises(NoValidOutputError, match="no valid document after 1 attempt"):
+        runner.run(THREE_CEOS, out.append)
 
 
 def test_without_chunks_a_long_text_is_still_refused() -> None:
