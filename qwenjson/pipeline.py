@@ -30,7 +30,7 @@ from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.registry import ModelSpec
-from qwenjson.repeats import repeats_to_drop, without_repeats
+from qwenjson.repeats import repair
 from qwenjson.schema import CompiledSchema
 from qwenjson.schema import compile as compile_schema_full
 from qwenjson.utf8 import bad_byte, not_utf8
@@ -237,10 +237,10 @@ class Extractor:
                 # The grammar should make this impossible; treat it as a failed attempt.
                 errors = [f"/: the model's output is not JSON ({e.msg} at column {e.colno})"]
             else:
-                validator = self.prepared.validator
-                errors = validation_errors(data, validator)
-                unique = repeats_to_drop(data, validator) if errors else frozenset()
-                if not errors or (unique and validator.is_valid(without_repeats(data, unique))):
+                errors = validation_errors(data, self.prepared.validator)
+                repaired = repair(data, self.prepared.validator) if errors else None
+                if not errors or repaired is not None:
+                    unique = repaired[1] if repaired is not None else frozenset()
                     return self._finish(
                         data, result, grounding, source, attempt + 1, results, on_text, unique
                     )

@@ -54,6 +54,16 @@ def repeats_to_drop(instance: Any, validator: Validator) -> frozenset[Path]:
     return lists
 
 
+def repair(instance: Any, validator: Validator) -> tuple[Any, frozenset[Path]] | None:
+    """``instance`` without the repeats that break its ``uniqueItems``, and the lists they
+    were taken from, when that makes it valid; else None (the document stays invalid)."""
+    lists = repeats_to_drop(instance, validator)
+    if not lists:
+        return None
+    fixed = without_repeats(instance, lists)
+    return (fixed, lists) if validator.is_valid(fixed) else None
+
+
 def without_repeats(instance: Any, lists: Collection[Path]) -> Any:
     """``instance`` with each list at one of ``lists`` keeping the first copy of each item
     (inner lists first, so items that differ only by an inner repeat are one item)."""

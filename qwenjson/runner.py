@@ -27,7 +27,7 @@ from qwenjson.pieces import Output, PieceHooks, PieceRun, check_overlap, plan_pi
 from qwenjson.pieces import Plan as PiecePlan
 from qwenjson.pipeline import Extraction, Extractor
 from qwenjson.plan import Plan, Truncate
-from qwenjson.repeats import repeats_to_drop, without_repeats
+from qwenjson.repeats import repair
 from qwenjson.stream import ItemScanner
 from qwenjson.validate import drop_empty_strings, validation_errors
 
@@ -447,11 +447,9 @@ class _ItemStream:
         if repeat:
             return
         errors = validation_errors(value, self.validator)
-        if errors and (unique := repeats_to_drop(value, self.validator)):
+        if errors and (repaired := repair(value, self.validator)) is not None:
             # As the whole document is repaired (``qwenjson.repeats``): the same item follows.
-            fixed = without_repeats(value, unique)
-            if self.validator.is_valid(fixed):
-                value, errors = fixed, []
+            value, errors = repaired[0], []
         if not errors:
             self.printed.append(value)
             self._print(value)
