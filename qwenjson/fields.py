@@ -31,7 +31,7 @@ __all__ = [
 GROUNDED_KEY = "x-grounded"
 # An object's or list's x-grounded, handed to what it holds as their default (the walker's own
 # key on the copies it walks; refused in a schema: ``qwenjson.validate``).
-INHERITED_KEY = _INHERITED = "x-qwenjson-inherited-grounded"
+INHERITED_KEY = "x-qwenjson-inherited-grounded"
 
 Path = tuple[str | int, ...]
 # A path with array indices left open (None): the rules apply to every item.
@@ -454,7 +454,7 @@ class _Walker:
             own = follow_local_refs(self.root, branch)  # the branch's own x-grounded wins
             own_keys = own if isinstance(own, Mapping) else {}
             inherited = {
-                k: node[k] for k in (GROUNDED_KEY, _INHERITED) if k in node and k not in own_keys
+                k: node[k] for k in (GROUNDED_KEY, INHERITED_KEY) if k in node and k not in own_keys
             }
             inner: Abstain = "null" if abstain == "none" and nullable_branch else abstain
             # The anyOf's own: null may be the shortest.
@@ -515,17 +515,17 @@ class _Walker:
         means its strings are written (it was ignored: they stayed grounded). A default, not a
         mark: under an object marked true, an enum, a format or a ``summary`` keeps its own
         rule, as under ``--grounding``."""
-        mark = parent.get(GROUNDED_KEY, parent.get(_INHERITED))
+        mark = parent.get(GROUNDED_KEY, parent.get(INHERITED_KEY))
         if not isinstance(mark, bool) or not isinstance(sub, Mapping) or GROUNDED_KEY in sub:
             return sub
         own = follow_local_refs(self.root, sub)
         if isinstance(own, Mapping) and GROUNDED_KEY in own:
             return sub
-        return {**sub, _INHERITED: mark}
+        return {**sub, INHERITED_KEY: mark}
 
     def _default(self, node: Mapping[str, Any]) -> bool:
         """The default for ``node``: its object's or list's mark, else the run's."""
-        inherited = node.get(_INHERITED)
+        inherited = node.get(INHERITED_KEY)
         return inherited if isinstance(inherited, bool) else self.default
 
     def _count(self) -> None:
@@ -595,7 +595,7 @@ def _one_branch(
         branches = node.get(key)
         if not isinstance(branches, list) or not branches:
             continue
-        if set(node) - {key, "description", "title", "default", GROUNDED_KEY, _INHERITED}:
+        if set(node) - {key, "description", "title", "default", GROUNDED_KEY, INHERITED_KEY}:
             return None
         followed = [follow_local_refs(root, b) for b in branches]
         if not all(isinstance(b, Mapping) for b in followed):

@@ -189,6 +189,7 @@ def _check_instances(schema: Any) -> None:
     Only in schema places (a property named ``enum`` is no keyword); annotations (``default``,
     ``examples``, ``x-…``) are carried along unread, as they come, but ``x-grounded``, which
     ``extract`` reads, must be a boolean."""
+    from qwenjson.fields import INHERITED_KEY
     from qwenjson.schema.keywords import subschemas
     from qwenjson.schema.refs import RefIndex
 
@@ -215,10 +216,10 @@ def _check_instances(schema: Any) -> None:
                 except jsonstrict.JsonValueError as e:
                     where = f"{at}/{key}{e.pointer or ''}"
                     raise jsonstrict.JsonValueError(e.message, where) from e
-        if "x-qwenjson-inherited-grounded" in node:  # qwenjson.fields.INHERITED_KEY
+        if INHERITED_KEY in node:
             raise jsonstrict.JsonValueError(
-                "x-qwenjson-inherited-grounded is qwenjson's own: mark fields with x-grounded",
-                f"{at}/x-qwenjson-inherited-grounded",
+                f"{INHERITED_KEY} is qwenjson's own: mark fields with x-grounded",
+                f"{at}/{INHERITED_KEY}",
             )
         grounded = node.get("x-grounded", False)
         if not isinstance(grounded, bool):
