@@ -118,12 +118,14 @@ class DslError(SchemaError):
         self.problem = problem  # (SchemaError's: the message without its place)
 
 
+def is_control(ch: str) -> bool:
+    """Whether ``ch`` is a control character or a line or paragraph separator (U+2028/9)."""
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
 def shown_line(line: str) -> str:
     """``line`` with its control and line-separating characters escaped (a tab kept)."""
-    return "".join(
-        ch if ch == "\t" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp") else ascii(ch)[1:-1]
-        for ch in line
-    )
+    return "".join(ascii(ch)[1:-1] if ch != "\t" and is_control(ch) else ch for ch in line)
 
 
 def first_control(text: str) -> int | None:
@@ -133,7 +135,7 @@ def first_control(text: str) -> int | None:
     for i, ch in enumerate(text):
         if ch in "\t\n" or (ch == "\r" and text[i + 1 : i + 2] == "\n"):
             continue
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+        if is_control(ch):
             return i
     return None
 

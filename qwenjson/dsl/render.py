@@ -25,6 +25,7 @@ from qwenjson.dsl.lexer import (
     WORD,
     DslError,
     enum_type,
+    is_control,
     looks_typed,
     read_raw,
     scan,
@@ -221,7 +222,7 @@ def _render_description(text: str, one_line: bool) -> str:
         and not reads_as_type(text)
         and (one_line or swallowed_field(text) is None)
         and _balanced(text)  # before read_raw, which refuses a bracket left open
-        and not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in text)
+        and not any(is_control(ch) or unicodedata.category(ch) == "Cs" for ch in text)
         and read_raw(text, 0, commas_end=one_line) == (text, len(text))
     ):
         return text
@@ -232,7 +233,7 @@ def _quoted(value: object) -> str:
     """``value`` as JSON, with the characters the concise syntax refuses written as escapes
     (``json.dumps`` leaves DEL, C1 controls and U+2028/9 as they are)."""
     return "".join(
-        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        f"\\u{ord(ch):04x}" if is_control(ch) else ch
         for ch in json.dumps(value, ensure_ascii=False)
     )
 
