@@ -21,7 +21,7 @@ from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.generation import Generator
 from qwenjson.jsontypes import is_number, is_whole_number
-from qwenjson.pipeline import ExtractOptions, open_model
+from qwenjson.pipeline import DEFAULT_CTX, MIN_CTX, ExtractOptions, open_model
 from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
 from qwenjson.runner import Limits, Runner
 
@@ -38,6 +38,7 @@ def extract(
     offline: bool = False,
     threads: int | None = None,
     timeout: float | None = None,
+    n_ctx: int | None = None,
     **options: Any,
 ) -> Any:
     """Extract what ``schema`` describes from ``text`` and return it, validated.
@@ -48,7 +49,8 @@ def extract(
     registry name (default ``qwen2.5-0.5b-instruct``), a path to a .gguf, ``hf:REPO/FILE``, or a
     ready ``Generator`` (kept open). Keyword arguments: ``ExtractOptions`` fields (``retries``,
     ``evidence``, ``instruction``, …) and ``each``, ``truncate``, ``chunks``, ``chunk_tokens``,
-    ``chunk_overlap`` as on the command line; ``timeout`` in seconds.
+    ``chunk_overlap`` as on the command line; ``timeout`` in seconds; ``n_ctx``: the context
+    size in tokens of the model extract opens (default 4096, as ``--ctx``).
 
     With ``each=True`` the result is the list of items. With ``evidence=True`` it is
     ``{"data": …, "evidence": …, "confidence": …}`` (as ``--evidence`` prints; with ``each``,
@@ -63,25 +65,27 @@ def extract(
             f"not {type(model).__name__}"
         )
     check_call_options(threads, timeout, offline)
-    if _is_generator(model) and (threads is not None or offline):
+    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX):
+        raise UsageError(f"n_ctx must be a whole number ≥ {MIN_CTX} (as --ctx), not {n_ctx!r}")
+    if _is_generator(model) and (threads is not None or offline or n_ctx is not None):
         raise UsageError(
-            "threads and offline are for a model extract opens: an open Engine keeps its own"
+            "threads, offline and n_ctx are for a model extract opens: an open Engine keeps its own"
         )
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
     given = "max_tokens" in options
-    larger = "or open an Engine with a larger n_ctx"
     if model is None or isinstance(model, str | Path):
-        generator = open_model(model, offline=offline, threads=threads)
+        size = DEFAULT_CTX if n_ctx is None else n_ctx
+        if given:
+            check_room(opts.max_tokens, size, "or raise n_ctx")  # before the model loads
+        generator = open_model(model, offline=offline, threads=threads, n_ctx=size)
         try:
-            if given:
-                check_room(opts.max_tokens, generator.n_ctx, larger)
             return _run(text, schema_value, job, generator, opts, record, timeout, cls)
         finally:
             generator.close()
     if given:
-        check_room(opts.max_tokens, model.n_ctx, larger)
+        check_room(opts.max_tokens, model.n_ctx, "or open an Engine with a larger n_ctx")
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
 
 

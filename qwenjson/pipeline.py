@@ -43,6 +43,11 @@ from qwenjson.validate import (
 )
 
 DEFAULT_MAX_TOKENS = 1024
+# The context size in tokens (--ctx, ``n_ctx``), and its least (the CLI's bound). The dev set's
+# longest prompt (the voice commands' system message, 1,205 tokens), one of its longest texts
+# (2,000 characters) and DEFAULT_MAX_TOKENS fit in 4096.
+DEFAULT_CTX = 4096
+MIN_CTX = 256
 
 
 class OutOfTokens(NoValidOutputError):
@@ -329,7 +334,7 @@ def open_model(
     *,
     offline: bool = False,
     threads: int | None = None,
-    n_ctx: int = 4096,
+    n_ctx: int = DEFAULT_CTX,
     progress: Callable[[int, int | None], None] | None = None,
     cache_dir: Path | None = None,
     prompt_threads: int | None = None,

@@ -658,3 +658,23 @@ def test_the_errors_a_caller_catches_import_from_the_package() -> None:
     for name in ("UsageError", "SchemaError", "ModelError", "InputError", "NoValidOutputError"):
         assert getattr(qwenjson, name) is getattr(errors, name)
         assert name in qwenjson.__all__
+
+
+def test_extract_opens_its_model_with_the_context_it_is_given(smollm2: Path) -> None:
+    """``n_ctx`` is --ctx for the model ``extract`` opens: a text that fits the default context
+    is too long for a smaller one, and a budget the context can't hold is refused before the
+    model loads."""
+    text = "Ann Lee is a nurse in Leeds. " * 40  # about 360 tokens
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    kept = {"chunks": False, "max_tokens": 16}
+    found = extract(text, schema, model=str(smollm2), **kept)
+    assert found["name"] and found["name"] in text
+    with pytest.raises(InputError, match="the context holds 256;"):
+        extract(text, schema, model=str(smollm2), n_ctx=256, **kept)
+    with pytest.raises(UsageError, match=r"no room in a context of 300 tokens.*raise n_ctx"):
+        extract(text, schema, model="not-loaded.gguf", n_ctx=300, max_tokens=300)
+    for bad in (255, 1.5, "4096", True):
+        with pytest.raises(UsageError, match=r"n_ctx must be a whole number ≥ 256"):
+            extract(text, schema, model="not-loaded.gguf", n_ctx=bad)
+    with pytest.raises(UsageError, match="an open Engine keeps its own"):
+        extract(text, schema, model=FakeModel(lambda t, _: "{}"), n_ctx=4096)
