@@ -25,7 +25,7 @@ from qwenjson.generation import Generator, prompt_size
 from qwenjson.merging import Found
 from qwenjson.pieces import Output, PieceHooks, PieceRun, check_overlap, plan_pieces
 from qwenjson.pieces import Plan as PiecePlan
-from qwenjson.pipeline import Extraction, Extractor
+from qwenjson.pipeline import Extraction, Extractor, check_text
 from qwenjson.plan import Plan, Truncate
 from qwenjson.repeats import repair
 from qwenjson.stream import ItemScanner
@@ -349,6 +349,9 @@ class RecordSteps:
     def _step(self, started: float) -> None:
         runner, record = self.runner, self.runner.record
         if self._run is None:
+            # Before anything counts its tokens: a library caller's lone surrogate was a
+            # UnicodeEncodeError from the tokenizer, not the InputError the pipeline gives it.
+            check_text(self.text)
             split = None
             if record.chunks and record.truncate is None:
                 split = plan_pieces(

@@ -678,3 +678,13 @@ def test_extract_opens_its_model_with_the_context_it_is_given(smollm2: Path) -> 
             extract(text, schema, model="not-loaded.gguf", n_ctx=bad)
     with pytest.raises(UsageError, match="an open Engine keeps its own"):
         extract(text, schema, model=FakeModel(lambda t, _: "{}"), n_ctx=4096)
+
+
+@pytest.mark.parametrize("options", [{}, {"chunks": False}, {"truncate": "head"}])
+def test_a_lone_surrogate_is_an_input_error_before_the_real_tokenizer_sees_it(
+    smollm2: Path, options: dict[str, Any]
+) -> None:
+    # The fake model above counts tokens without encoding; the real one encodes to UTF-8.
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    with pytest.raises(InputError, match="not UTF-8"):
+        extract("Tom \ud800 is 3", schema, model=str(smollm2), threads=1, **options)
