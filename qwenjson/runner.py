@@ -224,13 +224,14 @@ class Runner:
         stream = None
         if streaming:
             # A repeated item with grounded text in it ends the list (``Grounding``): not
-            # printed. Decided item by item, as the tracker and the evidence do.
+            # printed. Decided item by item, as the tracker and the evidence do; kept with
+            # --keep-empty, as the evidence keeps it (the same items with --evidence or not).
             tails = [
                 p[2:]
                 for p, r in self.extractor.rules.items()
                 if p[:2] == ("items", None) and r.grounded and r.kind == "text"
             ]
-            dedupe = _has_text_at(tails) if tails else None
+            dedupe = _has_text_at(tails) if tails and not self.keep_empty else None
             stream = _ItemStream(self.job.item, emit, self.keep_empty, dedupe=dedupe)
 
         def watch(chunk: str) -> None:

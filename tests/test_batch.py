@@ -1495,3 +1495,20 @@ def test_read_lines_holds_an_unended_last_line_unless_whole_or_blank() -> None:
     # A whole JSON object, its "\r" taken as a "\r\n" would be.
     assert read(b'{"t": 1}\r', is_json_object) == ([b'{"t": 1}'], [])
     assert read(b'{"t": 1', is_json_object) == ([], [1])
+
+
+@pytest.mark.parametrize("keep_empty", [False, True])
+def test_each_prints_the_same_items_with_and_without_evidence(keep_empty: bool) -> None:
+    # A repeated item of grounded text: --each dropped it as it streamed, also with
+    # --keep-empty, where the document (and so --each --evidence) keeps every value.
+    person = {"type": "object", "properties": {"name": {"type": "string"}}}
+    answer = json.dumps({"items": [{"name": "Ann"}, {"name": "Bob"}, {"name": "Ann"}]})
+    printed: dict[bool, list[Any]] = {}
+    for evidence in (False, True):
+        lines: list[str] = []
+        options = ExtractOptions(keep_empty=keep_empty, evidence=evidence)
+        fake = FakeModel(lambda _text, _attempt: answer)
+        runner(fake, person, each=True, options=options).run("Ann and Bob.", lines.append)
+        printed[evidence] = [json.loads(line) for line in lines]
+    assert printed[False] == [p["data"] for p in printed[True]]
+    assert len(printed[False]) == (3 if keep_empty else 2)
