@@ -276,7 +276,9 @@ def is_json_object(raw: bytes) -> bool:
     and still be one: its closing brace comes last)."""
     try:
         return isinstance(json.loads(raw.decode("utf-8-sig")), dict)
-    except ValueError:  # (JSONDecodeError, UnicodeDecodeError)
+    # RecursionError: nested past Python's limit (100,000 brackets), which no record may be
+    # (``jsonstrict``); held back as any line that isn't a whole object yet, until it ends.
+    except (ValueError, RecursionError):  # (JSONDecodeError, UnicodeDecodeError)
         return False
 
 

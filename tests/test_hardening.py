@@ -595,6 +595,14 @@ def test_a_last_line_with_no_line_end_waits_for_the_next_run_under_a_checkpoint(
     )
     check(r, EXIT_OK, "")
     assert len(r.out.splitlines()) == 3
+    # A last line nested past Python's recursion limit: exit 1 (a RecursionError) on every run.
+    (tmp_path / "ck").unlink()
+    (tmp_path / "out.jsonl").unlink()
+    deep = b'{"t": "Bob is here", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = run(b'{"t": "Ann is here"}\n' + deep, "--field", "t")
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 2 has no line end yet")
+    r = run(b'{"t": "Ann is here"}\n' + deep + b"\n", "--field", "t")
+    check(r, EXIT_SOME_RECORDS_FAILED, r"line 2: not strict JSON: nested more than 128 levels")
 
 
 def test_a_jsonl_input_that_fails_to_read_is_exit_6(tmp_path: Path) -> None:
