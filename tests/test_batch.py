@@ -1512,3 +1512,31 @@ def test_each_prints_the_same_items_with_and_without_evidence(keep_empty: bool) 
         printed[evidence] = [json.loads(line) for line in lines]
     assert printed[False] == [p["data"] for p in printed[True]]
     assert len(printed[False]) == (3 if keep_empty else 2)
+
+
+@pytest.mark.parametrize("log", ["full disk", "read-only"])
+def test_a_batch_carries_on_when_its_log_cannot_be_written(tmp_path: Path, log: str) -> None:
+    # `2>>log` on a full disk (ENOSPC), or a stderr a wrapper left open for reading (EBADF):
+    # the first message raised, the records after it were lost and the exit code was 1.
+    lines = "\n".join(['{"text": ""}', *(json.dumps({"text": t}) for t in TEXTS[:2])]) + "\n"
+    if log == "full disk":
+        stderr = open("/dev/full", "wb")  # noqa: SIM115 (closed below)
+    else:
+        (tmp_path / "log").write_bytes(b"")
+        stderr = open(tmp_path / "log", "rb")  # noqa: SIM115
+    with stderr:
+        done = subprocess.run(
+            qwenjson_argv("--jsonl", "--field", "text", "--on-error", "record"),
+            input=lines.encode(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            timeout=300,
+        )
+        # One document, no input: exit 6 (it was 1), with nothing on stdout.
+        empty = subprocess.run(
+            qwenjson_argv(), input=b"", stdout=subprocess.PIPE, stderr=stderr, timeout=300
+        )
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert done.returncode == 8  # one record failed; the message could not be shown
+    assert len(records) == 2
+    assert (empty.returncode, empty.stdout) == (6, b"")
