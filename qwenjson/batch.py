@@ -19,14 +19,21 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwenjson.checkpoint import Checkpoint, Resume, reconcile, write_all
+from qwenjson.checkpoint import Checkpoint, Resume, reconcile
 from qwenjson.chunking import Piece
 from qwenjson.errors import EXIT_SOME_RECORDS_FAILED, QwenJsonError, UsageError
 from qwenjson.executor import LocalExecutor, RecordExecutor, RecordSink, RecordTask
 from qwenjson.merging import Found
 from qwenjson.records import BatchOptions, RecordError, parse_record
 from qwenjson.runner import Notice, Runner, TextCallback
-from qwenjson.stream import FileMark, LineOutput, file_mark, output_errors, signals_held
+from qwenjson.stream import (
+    FileMark,
+    LineOutput,
+    file_mark,
+    output_errors,
+    signals_held,
+    write_all,
+)
 
 __all__ = [
     "BatchReport",

@@ -19,9 +19,9 @@ from qwenjson import jsonstrict
 from qwenjson.chunking import Piece
 from qwenjson.errors import OutputError, UsageError
 from qwenjson.merging import Found
-from qwenjson.stream import FileMark, file_mark
+from qwenjson.stream import FileMark, file_mark, write_all
 
-__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "Resume", "reconcile", "write_all"]
+__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "Resume", "reconcile"]
 
 # 2: a record longer than the context logs its pieces as they are done (version 1 never did).
 CHECKPOINT_VERSION = 2
@@ -59,13 +59,6 @@ class _Lines:
             parts = [chunk[last + 1 :]]
             self.end = offset - len(parts[0])
             yield from lines
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 @dataclass

@@ -7,6 +7,8 @@ and pipes get plain text.
 from __future__ import annotations
 
 import os
+import select
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +45,9 @@ class _Diagnostics(Console):
 
     def _check_buffer(self) -> None:
         # Rich's own hook for writing what was printed (it catches BrokenPipeError alone);
-        # test_batch's subprocesses with 2>/dev/full and a read-only stderr check it holds.
+        # test_batch's subprocesses with 2>/dev/full, a read-only and a stalled stderr check it.
+        if not self.quiet and self._buffer and not _takes_writes(self.file, READER_WAIT_S):
+            self._silence()
         try:
             super()._check_buffer()
         except OSError:
@@ -65,6 +69,28 @@ class _Diagnostics(Console):
             pass
         finally:
             os.close(devnull)
+
+
+# How long a message waits for a reader of stderr (a pipe, a FIFO, a socket) whose buffer is
+# full before that reader is taken as gone: a write blocked on it held off SIGTERM and
+# --total-timeout (each signal's own "Error: terminated" blocked again), and a held block
+# (``stream.signals_held``) that showed a failed record's message never ended. A terminal is
+# waited on (a user's Ctrl-S pauses it on purpose).
+READER_WAIT_S = 5.0
+
+
+def _takes_writes(file: object, timeout: float) -> bool:
+    """Whether ``file`` can take a message now or within ``timeout`` seconds: True for what
+    isn't a pipe, FIFO or socket (a file, a terminal, a capture without a descriptor)."""
+    try:
+        fd = file.fileno()  # type: ignore[attr-defined]
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return True
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return True
+    _, ready, _ = select.select([], [fd], [], timeout)
+    return bool(ready)
 
 
 stderr = _Diagnostics(stderr=True, highlight=False, soft_wrap=True)

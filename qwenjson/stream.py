@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from qwenjson.callbacks import keeps_signals
 from qwenjson.errors import OutputError
 
-__all__ = ["FileMark", "ItemScanner", "LineOutput", "output_errors", "signals_held"]
+__all__ = ["FileMark", "ItemScanner", "LineOutput", "output_errors", "signals_held", "write_all"]
 
 # SIGALRM: a time limit (qwenjson.deadline) waits too, like Ctrl-C.
 _HELD: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
@@ -181,7 +181,8 @@ def write_whole(out: BinaryIO, data: bytes) -> None:
     """
     fd = stream_fd(out)
     if _holding and fd is not None and _may_block(fd):
-        _write_while_held(out, fd, data)
+        out.flush()  # what the stream holds goes first (each line is flushed: nothing, as a rule)
+        _write_while_held(fd, data)
         return
     done = 0
     while done < len(data):
@@ -214,7 +215,20 @@ def _may_block(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
-def _write_while_held(out: BinaryIO, fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file descriptor ``fd`` (the checkpoint, ``--errors``); with
+    signals held, a pipe or FIFO (``--errors`` given one) as its reader takes it, as
+    ``write_whole`` writes stdout: a reader that stopped held off SIGTERM and --total-timeout."""
+    if _holding and _may_block(fd):
+        _write_while_held(fd, data)
+        return
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _write_while_held(fd: int, data: bytes) -> None:
     """Write ``data`` to ``fd`` as the reader takes it, acting on a held signal that waits.
 
     Each ``os.write`` is at most ``PIPE_BUF`` bytes, made when ``select`` says the pipe has room:
@@ -224,7 +238,6 @@ def _write_while_held(out: BinaryIO, fd: int, data: bytes) -> None:
     than ``PIPE_BUF`` whose reader stopped for ``_PARTIAL_GRACE_S`` after the signal); if it
     returns, the write goes on.
     """
-    out.flush()  # whatever the stream holds goes first (each line is flushed: nothing, as a rule)
     view = memoryview(data)
     done = 0
     signalled: float | None = None  # when a signal was first seen waiting, with part of it out

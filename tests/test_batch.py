@@ -1540,3 +1540,34 @@ def test_a_batch_carries_on_when_its_log_cannot_be_written(tmp_path: Path, log: 
     assert done.returncode == 8  # one record failed; the message could not be shown
     assert len(records) == 2
     assert (empty.returncode, empty.stdout) == (6, b"")
+
+
+@pytest.mark.parametrize("stalled", ["stderr", "errors fifo"])
+def test_a_reader_that_stops_reading_does_not_hold_off_the_total_timeout(
+    tmp_path: Path, stalled: str
+) -> None:
+    # A failed record's message was written in a held block (its line and the checkpoint go
+    # together): a reader of stderr, or of an --errors FIFO, that stopped reading kept the
+    # process in that write for ever; SIGTERM and --total-timeout could not end it.
+    lines = b"[1]\n" * 20_000  # each fails at once (not an object): ~1 MB of messages
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--total-timeout", "3")
+    keep: list[int] = []
+    if stalled == "errors fifo":
+        fifo = tmp_path / "errors"
+        os.mkfifo(fifo)
+        keep.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # open, never read
+        argv += ["--on-error", "record", "--errors", str(fifo)]
+    read_fd, write_fd = os.pipe()  # stderr's reader: never reads
+    keep.append(read_fd)
+    try:
+        with open(tmp_path / "in.jsonl", "wb") as f:
+            f.write(lines)
+        with open(tmp_path / "in.jsonl", "rb") as stdin:
+            done = subprocess.run(
+                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=write_fd, timeout=60
+            )
+    finally:
+        os.close(write_fd)
+        for fd in keep:
+            os.close(fd)
+    assert (done.returncode, done.stdout) == (7, b"")
