@@ -6,6 +6,7 @@ and pipes get plain text.
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import stat
@@ -46,11 +47,9 @@ class _Diagnostics(Console):
     def _check_buffer(self) -> None:
         # Rich's own hook for writing what was printed (it catches BrokenPipeError alone);
         # test_batch's subprocesses with 2>/dev/full, a read-only and a stalled stderr check it.
-        if not self.quiet and self._buffer and not _takes_writes(self.file, READER_WAIT_S):
-            self._silence()
         try:
             super()._check_buffer()
-        except OSError:
+        except OSError:  # _Stalled too
             self._silence()
 
     def _silence(self) -> None:
@@ -71,29 +70,70 @@ class _Diagnostics(Console):
             os.close(devnull)
 
 
-# How long a message waits for a reader of stderr (a pipe, a FIFO, a socket) whose buffer is
-# full before that reader is taken as gone: a write blocked on it held off SIGTERM and
-# --total-timeout (each signal's own "Error: terminated" blocked again), and a held block
+# How long a message waits for room in a pipe, FIFO or socket on stderr before its reader is
+# taken as gone: a write blocked on a reader that stopped held off SIGTERM and --total-timeout
+# (each signal's own "Error: terminated" blocked again), and a held block
 # (``stream.signals_held``) that showed a failed record's message never ended. A terminal is
-# waited on (a user's Ctrl-S pauses it on purpose).
+# written as always (a user's Ctrl-S pauses it on purpose).
 READER_WAIT_S = 5.0
 
 
-def _takes_writes(file: object, timeout: float) -> bool:
-    """Whether ``file`` can take a message now or within ``timeout`` seconds: True for what
-    isn't a pipe, FIFO or socket (a file, a terminal, a capture without a descriptor)."""
+class _Stalled(OSError):
+    """stderr's reader took nothing for ``READER_WAIT_S``."""
+
+
+class _Stderr:
+    """What the messages are written to: ``sys.stderr`` as it is at each write (a test's
+    capture too), but a pipe, FIFO or socket is written directly, at most ``PIPE_BUF`` bytes at
+    a time and each only once ``select`` says there is room: a write that size into a pipe
+    with room never blocks, so no message (one quoting a long record, say) waits on a reader
+    for longer than ``READER_WAIT_S`` at a time."""
+
+    def write(self, text: str) -> int:
+        target = sys.stderr
+        if target is None:  # started with stderr closed (2>&-), before cli.main replaces it
+            return len(text)
+        fd = _waitable_fd(target)
+        if fd is None:
+            return target.write(text)
+        target.flush()  # what Python holds for it goes first
+        encoding = getattr(target, "encoding", None) or "utf-8"
+        view = memoryview(text.encode(encoding, "backslashreplace"))
+        while view:
+            _, ready, _ = select.select([], [fd], [], READER_WAIT_S)
+            if not ready:
+                raise _Stalled(f"stderr's reader took nothing for {READER_WAIT_S:g} s")
+            view = view[os.write(fd, view[: select.PIPE_BUF]) :]
+        return len(text)
+
+    def flush(self) -> None:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr is not None and sys.stderr.isatty()
+
+    def fileno(self) -> int:
+        if sys.stderr is None:
+            raise io.UnsupportedOperation("stderr is closed")
+        return sys.stderr.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stderr, "encoding", None) or "utf-8"
+
+
+def _waitable_fd(file: object) -> int | None:
+    """``file``'s descriptor when it is a pipe, FIFO or socket, else None."""
     try:
         fd = file.fileno()  # type: ignore[attr-defined]
         mode = os.fstat(fd).st_mode
     except (AttributeError, OSError, ValueError):
-        return True
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return True
-    _, ready, _ = select.select([], [fd], [], timeout)
-    return bool(ready)
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
 
 
-stderr = _Diagnostics(stderr=True, highlight=False, soft_wrap=True)
+stderr = _Diagnostics(file=_Stderr(), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
 
 ProgressCallback = Callable[[int, int | None], None]
 

@@ -1548,9 +1548,12 @@ def test_a_reader_that_stops_reading_does_not_hold_off_the_total_timeout(
 ) -> None:
     # A failed record's message was written in a held block (its line and the checkpoint go
     # together): a reader of stderr, or of an --errors FIFO, that stopped reading kept the
-    # process in that write for ever; SIGTERM and --total-timeout could not end it.
-    lines = b"[1]\n" * 20_000  # each fails at once (not an object): ~1 MB of messages
-    argv = qwenjson_argv("--jsonl", "--field", "text", "--total-timeout", "3")
+    # process in that write for ever; SIGTERM and --total-timeout could not end it. A message
+    # quoting a 10,000-character key comes when the pipe is nearly full: more than it takes.
+    long_key = "k" * 10_000
+    big = f'{{"{long_key}": 1, "{long_key}": 2}}\n'.encode()
+    lines = b"[1]\n" * 1_300 + big + b"[1]\n" * 20_000
+    argv = qwenjson_argv("--jsonl", "--field", "text", "--total-timeout", "6")
     keep: list[int] = []
     if stalled == "errors fifo":
         fifo = tmp_path / "errors"
@@ -1559,15 +1562,21 @@ def test_a_reader_that_stops_reading_does_not_hold_off_the_total_timeout(
         argv += ["--on-error", "record", "--errors", str(fifo)]
     read_fd, write_fd = os.pipe()  # stderr's reader: never reads
     keep.append(read_fd)
+    # As a shell or cron starts it: with PYTHONUNBUFFERED, Python drops what a signal cuts
+    # off a write to a raw stderr, which hid a long message's endless write.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     try:
-        with open(tmp_path / "in.jsonl", "wb") as f:
-            f.write(lines)
+        (tmp_path / "in.jsonl").write_bytes(lines)
         with open(tmp_path / "in.jsonl", "rb") as stdin:
             done = subprocess.run(
-                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=write_fd, timeout=60
+                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=write_fd, env=env, timeout=60
             )
+        held = [read_fd if stalled == "stderr" else keep[0]]
+        os.set_blocking(held[0], False)
+        waiting = len(os.read(held[0], 1 << 20))
     finally:
         os.close(write_fd)
         for fd in keep:
             os.close(fd)
     assert (done.returncode, done.stdout) == (7, b"")
+    assert waiting >= 60_000  # the reader's pipe was full: the stall did happen
