@@ -96,7 +96,10 @@ def extract(
             help="CPU threads for evaluating the prompt. [default: see --threads]",
         ),
     ] = None,
-    ctx: Annotated[int, typer.Option(min=256, help="Context size in tokens.")] = 4096,
+    # min and max: pipeline.MIN_CTX and MAX_CTX (not imported here: --help stays quick).
+    ctx: Annotated[
+        int, typer.Option(min=256, max=2**32 - 1, help="Context size in tokens.")
+    ] = 4096,
     cache_dir: Annotated[
         Path | None,
         typer.Option(

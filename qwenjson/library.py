@@ -21,7 +21,7 @@ from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.generation import Generator
 from qwenjson.jsontypes import is_number, is_whole_number
-from qwenjson.pipeline import DEFAULT_CTX, MIN_CTX, ExtractOptions, open_model
+from qwenjson.pipeline import DEFAULT_CTX, MAX_CTX, MIN_CTX, ExtractOptions, open_model
 from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
 from qwenjson.runner import Limits, Runner
 
@@ -65,8 +65,10 @@ def extract(
             f"not {type(model).__name__}"
         )
     check_call_options(threads, timeout, offline)
-    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX):
-        raise UsageError(f"n_ctx must be a whole number ≥ {MIN_CTX} (as --ctx), not {n_ctx!r}")
+    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
+        raise UsageError(
+            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
+        )
     if _is_generator(model) and (threads is not None or offline or n_ctx is not None):
         raise UsageError(
             "threads, offline and n_ctx are for a model extract opens: an open Engine keeps its own"

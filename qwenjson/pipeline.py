@@ -48,6 +48,9 @@ DEFAULT_MAX_TOKENS = 1024
 # (2,000 characters) and DEFAULT_MAX_TOKENS fit in 4096.
 DEFAULT_CTX = 4096
 MIN_CTX = 256
+# llama.cpp keeps the context size in 32 bits: a larger one wrapped (2**32 + 1024 ran with a
+# 1024-token context, exit 0). Sizes below it that no machine can hold fail to load (exit 4).
+MAX_CTX = 2**32 - 1
 
 
 class OutOfTokens(NoValidOutputError):

@@ -491,6 +491,8 @@ def test_issue11_the_token_preview_is_cleared_before_the_document(
         (("--seed", "-5"), EXIT_USAGE, r"Invalid value for '--seed'"),
         (("--threads", "100000"), EXIT_USAGE, r"Invalid value for '--threads'"),  # was SIGSEGV
         (("--prompt-threads", "513"), EXIT_USAGE, r"Invalid value for '--prompt-threads'"),
+        # llama.cpp's 32 bits made it a 1024-token context, exit 0.
+        (("--ctx", str(2**32 + 1024)), EXIT_USAGE, r"Invalid value for '--ctx'"),
     ],
 )
 def test_options_at_their_limits(

@@ -673,8 +673,9 @@ def test_extract_opens_its_model_with_the_context_it_is_given(smollm2: Path) -> 
         extract(text, schema, model=str(smollm2), n_ctx=256, **kept)
     with pytest.raises(UsageError, match=r"no room in a context of 300 tokens.*raise n_ctx"):
         extract(text, schema, model="not-loaded.gguf", n_ctx=300, max_tokens=300)
-    for bad in (255, 1.5, "4096", True):
-        with pytest.raises(UsageError, match=r"n_ctx must be a whole number ≥ 256"):
+    # 2**32 + 1024: llama.cpp's 32 bits made it a 1024-token context.
+    for bad in (255, 1.5, "4096", True, 2**32 + 1024):
+        with pytest.raises(UsageError, match=r"n_ctx must be a whole number from 256 to"):
             extract(text, schema, model="not-loaded.gguf", n_ctx=bad)
     with pytest.raises(UsageError, match="an open Engine keeps its own"):
         extract(text, schema, model=FakeModel(lambda t, _: "{}"), n_ctx=4096)
