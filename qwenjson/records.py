@@ -4,6 +4,7 @@ line back (``--field``/``--into``), refusing what would put a line that isn't JS
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -248,6 +249,8 @@ def read_lines(
         if raw is None:
             return
         line_no += 1
+        if line_no == 1 and raw == codecs.BOM_UTF8:
+            return  # an empty file some editors save with a BOM: no lines, as an empty one
         ended = raw.endswith(b"\n")
         if ended:
             raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]

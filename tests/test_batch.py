@@ -1489,6 +1489,10 @@ def test_read_lines_holds_an_unended_last_line_unless_whole_or_blank() -> None:
         return list(read_lines(io.BytesIO(data), held.append, complete)), held
 
     assert read(b"a\nb") == ([b"a"], [2])
+    # An empty file saved with a BOM: no lines, as an empty one (it was "line 1: empty line").
+    assert lines_of(b"\xef\xbb\xbf") == lines_of(b"") == []
+    assert read(b"\xef\xbb\xbf") == ([], [])
+    assert lines_of(b"\xef\xbb\xbf\n") == [b"\xef\xbb\xbf"]  # a line: blank, its own error
     assert read(b"a\nb\n") == ([b"a", b"b"], [])
     # A blank one fails as "empty line" either way (it said "no line end yet" for ever).
     assert read(b"a\n\r") == ([b"a", b""], [])
