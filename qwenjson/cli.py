@@ -325,7 +325,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     except typer.Exit as e:
         return int(e.exit_code)
     except _CLICK_EXCEPTION as e:
-        e.show(file=sys.stderr)
+        # `Error: …` first, as every other error says it (click's own show() put the usage
+        # line and the hint before it), then where help is.
+        console.error(e.format_message())
+        where: Any = getattr(e, "ctx", None)
+        if where is not None and where.help_option_names:
+            console.info(f"Try '{where.command_path} {where.help_option_names[0]}' for help.")
         return EXIT_USAGE if e.exit_code == 2 else int(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         console.error("interrupted")

@@ -502,6 +502,16 @@ def test_options_at_their_limits(
     check(r, code, message)
 
 
+@pytest.mark.parametrize(
+    "options", [("--on-error", "bogus"), ("--timeout", "abc"), ("--no-such-option",)]
+)
+def test_a_usage_error_says_error_first(tmp_path: Path, options: tuple[str, ...]) -> None:
+    # Click's own show() printed "Usage: …" and "Try …" before the "Error: …" line.
+    r = qwenjson(tmp_path, *EXTRACT, *options, stdin=b"Ann is here\n")
+    check(r, EXIT_USAGE, r"^Error: ")
+    assert r.err.splitlines()[-1] == "Try 'qwenjson extract -h' for help."
+
+
 def test_stderr_closed_still_works_and_logs_into_no_file(tmp_path: Path) -> None:
     r = qwenjson(
         tmp_path, *EXTRACT, "--jsonl", "--checkpoint", "ck", stdin=b"Ann is here\n", redirect="2>&-"
