@@ -13,6 +13,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -51,6 +52,11 @@ class _Diagnostics(Console):
             super()._check_buffer()
         except OSError:  # _Stalled too
             self._silence()
+        except BaseException:
+            # A signal's exception in the middle of a write (SIGTERM while a reader is slow):
+            # what was printed is not written again, whole, in front of the next message.
+            del self._buffer[:]
+            raise
 
     def _silence(self) -> None:
         """No more messages; what Python still holds for stderr goes to /dev/null, so that its
@@ -83,14 +89,14 @@ class _Stalled(OSError):
 
 
 class _Stderr:
-    """What the messages are written to: ``sys.stderr`` as it is at each write (a test's
+    """What the messages are written to: the process's stderr as it is at each write (a test's
     capture too), but a pipe, FIFO or socket is written directly, at most ``PIPE_BUF`` bytes at
-    a time and each only once ``select`` says there is room: a write that size into a pipe
-    with room never blocks, so no message (one quoting a long record, say) waits on a reader
-    for longer than ``READER_WAIT_S`` at a time."""
+    a time and each only once ``poll`` says there is room: a write that size into a pipe with
+    room never blocks, so no message (one quoting a long record, say) waits on a reader for
+    longer than ``READER_WAIT_S`` at a time."""
 
     def write(self, text: str) -> int:
-        target = sys.stderr
+        target = _stderr_now()
         if target is None:  # started with stderr closed (2>&-), before cli.main replaces it
             return len(text)
         fd = _waitable_fd(target)
@@ -99,28 +105,40 @@ class _Stderr:
         target.flush()  # what Python holds for it goes first
         encoding = getattr(target, "encoding", None) or "utf-8"
         view = memoryview(text.encode(encoding, "backslashreplace"))
+        # poll, not select: select refuses a descriptor past 1023 (a library caller's stderr).
+        waiting = select.poll()
+        waiting.register(fd, select.POLLOUT)
         while view:
-            _, ready, _ = select.select([], [fd], [], READER_WAIT_S)
-            if not ready:
+            if not waiting.poll(READER_WAIT_S * 1000):
                 raise _Stalled(f"stderr's reader took nothing for {READER_WAIT_S:g} s")
             view = view[os.write(fd, view[: select.PIPE_BUF]) :]
         return len(text)
 
     def flush(self) -> None:
-        if sys.stderr is not None:
-            sys.stderr.flush()
+        target = _stderr_now()
+        if target is not None:
+            target.flush()
 
     def isatty(self) -> bool:
-        return sys.stderr is not None and sys.stderr.isatty()
+        target = _stderr_now()
+        return target is not None and target.isatty()
 
     def fileno(self) -> int:
-        if sys.stderr is None:
+        target = _stderr_now()
+        if target is None:
             raise io.UnsupportedOperation("stderr is closed")
-        return sys.stderr.fileno()
+        return target.fileno()
 
     @property
     def encoding(self) -> str:
-        return getattr(sys.stderr, "encoding", None) or "utf-8"
+        return getattr(_stderr_now(), "encoding", None) or "utf-8"
+
+
+def _stderr_now() -> TextIO | None:
+    """``sys.stderr``, or the file behind it while a Rich Progress or Live has put its proxy
+    there (the proxy prints through this console: writing to it recursed without end, every
+    progress bar and token preview hung the run)."""
+    return getattr(sys.stderr, "rich_proxied_file", sys.stderr)
 
 
 def _waitable_fd(file: object) -> int | None:

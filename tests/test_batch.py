@@ -1584,3 +1584,22 @@ def test_a_reader_that_stops_reading_does_not_hold_off_the_total_timeout(
             os.close(fd)
     assert (done.returncode, done.stdout) == (7, b"")
     assert waiting >= 60_000  # the reader's pipe was full: the stall did happen
+
+
+def test_a_batch_with_colours_forced_into_a_log_file_finishes(tmp_path: Path) -> None:
+    # FORCE_COLOR makes Rich draw the progress bar into a log file as on a terminal, and put
+    # its proxy on sys.stderr: the messages' writer printed into that proxy, which printed
+    # through the writer again, without end (the run spun until killed, nothing on stdout).
+    lines = "\n".join(json.dumps({"text": t}) for t in TEXTS[:2]) + "\n"
+    env = {**os.environ, "FORCE_COLOR": "1"}
+    with open(tmp_path / "log", "wb") as log:
+        done = subprocess.run(
+            qwenjson_argv("--jsonl", "--field", "text"),
+            input=lines.encode(),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0
+    assert len(done.stdout.decode().splitlines()) == 2
