@@ -138,7 +138,10 @@ def _stderr_now() -> TextIO | None:
     """``sys.stderr``, or the file behind it while a Rich Progress or Live has put its proxy
     there (the proxy prints through this console: writing to it recursed without end, every
     progress bar and token preview hung the run)."""
-    return getattr(sys.stderr, "rich_proxied_file", sys.stderr)
+    target = sys.stderr
+    while hasattr(target, "rich_proxied_file"):  # (a proxy of a proxy: another Rich's Live)
+        target = target.rich_proxied_file
+    return target
 
 
 def _waitable_fd(file: object) -> int | None:

@@ -60,3 +60,17 @@ def test_a_stderr_past_descriptor_1023_is_written(monkeypatch: pytest.MonkeyPatc
         for fd in (read_fd, write_fd, high):
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_messages_reach_stderr_through_nested_rich_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Live of another console around one of ours: one level looked through, the message
+    # went into our own proxy and round again, without end.
+    from rich.console import Console
+    from rich.file_proxy import FileProxy
+
+    real = io.StringIO()
+    inner = FileProxy(console.stderr, real)
+    monkeypatch.setattr(sys, "stderr", FileProxy(Console(file=io.StringIO()), inner))  # type: ignore[arg-type]
+    assert console._stderr_now() is real
