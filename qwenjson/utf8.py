@@ -5,6 +5,7 @@ is wrong with a command-line argument, or input bytes, that aren't UTF-8."""
 from __future__ import annotations
 
 import codecs
+import re
 
 __all__ = [
     "REPRESENTATIVE",
@@ -96,11 +97,18 @@ def not_utf8(text: str) -> str | None:
     None. Bytes of a command line that aren't UTF-8 reach Python as lone surrogates U+DC80 to
     U+DCFF (``surrogateescape``): the byte is named, at its offset among the argument's bytes.
     Any other surrogate (in a library caller's string) is named as one."""
-    for i, char in enumerate(text):
-        code = ord(char)
-        if 0xD800 <= code <= 0xDFFF:
-            at = len(text[:i].encode("utf-8"))
-            if 0xDC80 <= code <= 0xDCFF:
-                return f"byte 0x{code & 0xFF:02x} at byte {at}"
-            return f"a surrogate code point U+{code:04X} at byte {at}"
-    return None
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    i = found.start()
+    code = ord(text[i])
+    at = len(text[:i].encode("utf-8"))
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"byte 0x{code & 0xFF:02x} at byte {at}"
+    return f"a surrogate code point U+{code:04X} at byte {at}"
+
+
+# The one thing UTF-8 can't write. A search in C: every text is asked once or twice before
+# the model reads it (the runner, then the extractor), and a loop over its characters took
+# 0.65 s for 10 MB of text, this 0.06 s (with no copy, as encoding to find out would make).
+_SURROGATE = re.compile("[\ud800-\udfff]")
