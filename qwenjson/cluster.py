@@ -331,11 +331,10 @@ def extract_many(
     """
     from qwenjson.actors import RayExecutor, worker_spec
     from qwenjson.library import check_call_options, check_room, shaped, split_options
-    from qwenjson.pipeline import MAX_CTX, MIN_CTX
     from qwenjson.plan import Plan, schema_of
 
     threads = 1 if threads is None else threads
-    check_call_options(threads, timeout, offline)
+    check_call_options(threads, timeout, offline, n_ctx)
     if not isinstance(ordered, bool):  # "no" would read as True
         raise UsageError(f"ordered must be True or False, not {ordered!r}")
     if not isinstance(ray, str):
@@ -347,10 +346,6 @@ def extract_many(
         )
     if actors is not None and not is_whole_number(actors, 1):
         raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
-    if not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
-        raise UsageError(
-            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
-        )
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     if "max_tokens" in options:

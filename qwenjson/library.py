@@ -64,11 +64,7 @@ def extract(
             "model must be a registry name, a .gguf path, hf:REPO/FILE or an open Engine, "
             f"not {type(model).__name__}"
         )
-    check_call_options(threads, timeout, offline)
-    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
-        raise UsageError(
-            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
-        )
+    check_call_options(threads, timeout, offline, n_ctx)
     if _is_generator(model) and (threads is not None or offline or n_ctx is not None):
         raise UsageError(
             "threads, offline and n_ctx are for a model extract opens: an open Engine keeps its own"
@@ -102,9 +98,11 @@ def check_room(max_tokens: int, n_ctx: int, larger: str) -> None:
         )
 
 
-def check_call_options(threads: int | None, timeout: float | None, offline: bool) -> None:
-    """UsageError unless ``threads``, ``timeout`` and ``offline`` are what --threads, --timeout
-    and --offline allow (``extract`` and ``extract_many`` take them alike)."""
+def check_call_options(
+    threads: int | None, timeout: float | None, offline: bool, n_ctx: int | None = None
+) -> None:
+    """UsageError unless ``threads``, ``timeout``, ``offline`` and ``n_ctx`` are what --threads,
+    --timeout, --offline and --ctx allow (``extract`` and ``extract_many`` take them alike)."""
     # As --threads is checked: llama.cpp crashes on 100000.
     if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
         raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
@@ -114,6 +112,10 @@ def check_call_options(threads: int | None, timeout: float | None, offline: bool
     # would fail with "not in the cache".
     if not isinstance(offline, bool):
         raise UsageError(f"offline must be True or False, not {offline!r}")
+    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
+        raise UsageError(
+            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
+        )
 
 
 def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOptions]:
