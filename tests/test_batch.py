@@ -1575,9 +1575,9 @@ def test_a_reader_that_stops_reading_does_not_hold_off_the_total_timeout(
             done = subprocess.run(
                 argv, stdin=stdin, stdout=subprocess.PIPE, stderr=write_fd, env=env, timeout=60
             )
-        held = [read_fd if stalled == "stderr" else keep[0]]
-        os.set_blocking(held[0], False)
-        waiting = len(os.read(held[0], 1 << 20))
+        stopped = read_fd if stalled == "stderr" else keep[0]  # the reader that stopped
+        os.set_blocking(stopped, False)
+        waiting = len(os.read(stopped, 1 << 20))
     finally:
         os.close(write_fd)
         for fd in keep:
