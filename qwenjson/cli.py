@@ -182,7 +182,8 @@ def pull(
 
     An interrupted download resumes where it stopped; two pulls at once (two cron jobs) share
     one download. A model pinned to a commit is never fetched twice; one that follows a branch
-    (hf:… without @REVISION) is checked for a newer file. Honours HF_HOME, HF_HUB_CACHE,
+    (hf:… without @REVISION) is checked for a newer file (if the hub can't be reached, the
+    verified cached copy is used, with a warning). Honours HF_HOME, HF_HUB_CACHE,
     HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE (offline, it only checks the cached copy).
 
     Example: qwenjson pull qwen2.5-0.5b-instruct-q4_0
@@ -203,7 +204,7 @@ def pull(
     spec = ref.spec
     with console.download_progress(f"Downloading {spec.name}", enabled=not quiet) as progress:
         # HF_HUB_OFFLINE is honoured by hub_pull; refresh: a branch revision may have moved.
-        path = hub_pull(spec, progress=progress, refresh=True)
+        path = hub_pull(spec, progress=progress, refresh=True, notice=console.warning)
     # As extract checks it before loading: `llama-cli -m "$(qwenjson pull hf:…)"` of a file
     # that is no model would fail there, after this said exit 0.
     check_gguf(path)

@@ -27,7 +27,7 @@ How a download stays trustworthy:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,6 +50,7 @@ from qwenjson.hub_cache import (
     _storage_dir,
     another_blob,
     check_gguf,
+    check_hub_environment,
     format_size,
     hub_cache_dir,
     hub_endpoint,
@@ -118,10 +119,26 @@ def partial_bytes(spec: ModelSpec) -> int | None:
         return None
 
 
+class HubUnavailable(ModelError):
+    """The hub could not be reached, or answered with a server error (5xx) or "too many
+    requests": worth trying again later, and no reason to doubt a verified cached copy."""
+
+
 def _is_network_error(exc: BaseException) -> bool:
     # httpx / httpx2 / requests depending on the huggingface_hub version: match by module.
     module = type(exc).__module__.split(".")[0]
     return module in {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
+
+
+def _server_name(response: object, endpoint: str) -> str:
+    """Who answered: the file itself often comes from another host (the hub's CDN)."""
+    try:
+        parts = urlsplit(str(getattr(response, "url", "")))
+    except (RuntimeError, ValueError):  # httpx: a response with no request has no URL
+        parts = None
+    if parts is not None and parts.netloc and parts.netloc != urlsplit(endpoint).netloc:
+        return f"{parts.scheme}://{parts.netloc} (serving files for {endpoint})"
+    return f"the hub at {endpoint}"
 
 
 @contextlib.contextmanager
@@ -158,10 +175,13 @@ def _hub_errors(spec: ModelSpec, endpoint: str) -> Iterator[None]:
             f"file {spec.file} not found in {spec.repo} at revision {spec.revision} ({endpoint})"
         ) from exc
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise ModelError(
-            f"the hub at {endpoint} answered HTTP {status} while fetching {what}; "
-            "try again later (a partial download is kept and resumes)"
+        response = exc.response
+        status = response.status_code if response is not None else None
+        server = _server_name(response, endpoint)
+        transient = status is not None and (status >= 500 or status == 429)
+        raise (HubUnavailable if transient else ModelError)(
+            f"{server} answered HTTP {status or '?'} while fetching {what}; try again later "
+            "(an interrupted download resumes where it stopped)"
         ) from exc
     except OfflineModeIsEnabled as exc:
         raise ModelError(
@@ -170,9 +190,9 @@ def _hub_errors(spec: ModelSpec, endpoint: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_network_error(exc):
             raise
-        raise ModelError(
+        raise HubUnavailable(
             f"cannot reach the hub at {endpoint} to download {what}: {exc or type(exc).__name__}. "
-            "Check the network (or HF_ENDPOINT); a partial download is kept and resumes"
+            "Check the network (or HF_ENDPOINT); an interrupted download resumes where it stopped"
         ) from exc
 
 
@@ -182,18 +202,22 @@ def pull(
     offline: bool = False,
     progress: ProgressCallback | None = None,
     refresh: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> Path:
     """Return the verified local file for ``spec``, downloading it if needed and allowed.
 
     A verified cached file is returned without touching the network, unless ``refresh`` asks
     to check a branch revision (like ``main``) for a newer file; a pinned commit never changes.
-    ``progress(done_bytes, total_bytes)`` is called as bytes arrive (never when cached).
+    When that check can't be made (no network, a server error), the cached file is the answer
+    and ``notice`` is told why. ``progress(done_bytes, total_bytes)`` is called as bytes
+    arrive (never when cached).
     Raises ModelError on 404/5xx/network failures, checksum mismatch, a full disk, or when
     offline (``offline`` or HF_HUB_OFFLINE=1) and the file is not cached.
     """
     cache = hub_cache_dir()
     pointer = _cached_pointer(spec, cache)
     corrupt: Path | None = None
+    current: Path | None = None  # a verified copy of a branch's file, checked for a newer one
     # (A branch file linked to another sha256's blob is no copy of ours, nor a damaged one.)
     if pointer is not None and not another_blob(pointer, spec.sha256):
         expected = _expected_sha(spec, pointer, cache)
@@ -205,6 +229,7 @@ def pull(
             pinned = _COMMIT_RE.fullmatch(spec.revision) is not None or bool(spec.sha256)
             if not refresh or pinned or offline_requested(offline):
                 return pointer
+            current = pointer
         else:
             corrupt = pointer
     # The branch's snapshot lacks the pinned file, or holds another version of it: a copy
@@ -225,9 +250,19 @@ def pull(
             f"model {spec.name!r} is not downloaded, and downloads are off ({why}); run "
             f"`qwenjson pull {spec.name}` once {online} (it saves {spec.file} under {cache})"
         )
+    check_hub_environment()
     endpoint = hub_endpoint()
-    with _hub_errors(spec, endpoint):
-        return _pull_online(spec, cache, endpoint, corrupt, progress)
+    try:
+        with _hub_errors(spec, endpoint):
+            return _pull_online(spec, cache, endpoint, corrupt, progress)
+    except HubUnavailable as exc:
+        # As huggingface_hub does: a cron job's `pull && extract` must not fail on a network
+        # blip when the file it would use is here and verified.
+        if current is None:
+            raise
+        if notice is not None:
+            notice(f"could not check for a newer {spec.file} ({exc}); using the verified copy")
+        return current
 
 
 def _pull_online(

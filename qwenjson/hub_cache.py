@@ -69,6 +69,38 @@ def hub_endpoint() -> str:
     return endpoint
 
 
+# huggingface_hub reads these as whole numbers when it is imported: another value raised
+# ValueError from inside its lazy importer, which also printed a line on stdout (exit 1, and junk
+# in `$(qwenjson pull)`).
+_WHOLE_SECONDS_ENV = ("HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT")
+
+
+def check_hub_environment() -> None:
+    """Refuse, as a ModelError naming the variable, the settings huggingface_hub would crash on
+    (a timeout that isn't a whole number, a token no HTTP header can carry), before it is
+    imported."""
+    env = os.environ
+    for name in _WHOLE_SECONDS_ENV:
+        value = env.get(name)
+        if value is None:
+            continue
+        try:
+            int(value)
+        except ValueError:
+            raise ModelError(
+                f"{name}={value!r} is not a whole number of seconds; fix or unset it"
+            ) from None
+    # huggingface_hub's own order and cleaning (line breaks taken out, blanks stripped).
+    name = "HF_TOKEN" if env.get("HF_TOKEN") else "HUGGING_FACE_HUB_TOKEN"
+    token = (env.get(name) or "").replace("\r", "").replace("\n", "").strip()
+    if any(not " " <= c <= "~" for c in token):
+        # Not the token itself in the message: it is a secret.
+        raise ModelError(
+            f"{name} holds a character no HTTP header can carry (only printable ASCII); "
+            "copy the token again from the hub's settings page, or unset it"
+        )
+
+
 def offline_requested(offline: bool = False) -> bool:
     """True when downloads are off: ``offline`` or HF_HUB_OFFLINE=1 in the environment."""
     return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE

@@ -189,7 +189,11 @@ def _fetch_into(
             # http_get's consistency check: the server sent fewer bytes than it announced,
             # or more than the file has (a CDN answering a Range request with the whole file).
             got = partial.stat().st_size if partial.exists() else 0
-            if size is not None and got > size:
+            # With no size to compare (a mirror without X-Linked-Size), a resumed download
+            # whose bytes don't add up may be a whole file after the kept prefix: the once
+            # more from zero that a known size would get (the partial file was left bigger
+            # than the file, and only the next run's 416 repaired it).
+            if (got > size) if size is not None else resume > 0:
                 partial.unlink(missing_ok=True)
                 raise _TooLong(resume) from exc
             raise ModelError(

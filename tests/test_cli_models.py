@@ -110,6 +110,61 @@ def test_pull_with_a_malformed_hf_endpoint_is_one_clear_error(
     assert fake_hub.log == []
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "HF_HUB_DOWNLOAD_TIMEOUT",
+            "abc",
+            "Error: HF_HUB_DOWNLOAD_TIMEOUT='abc' is not a whole number of seconds; fix or "
+            "unset it",
+        ),
+        (
+            "HF_HUB_ETAG_TIMEOUT",
+            "2.5",
+            "Error: HF_HUB_ETAG_TIMEOUT='2.5' is not a whole number of seconds; fix or unset it",
+        ),
+        (
+            "HF_TOKEN",
+            "hf_é",
+            "Error: HF_TOKEN holds a character no HTTP header can carry (only printable ASCII); "
+            "copy the token again from the hub's settings page, or unset it",
+        ),
+    ],
+    ids=["download-timeout", "etag-timeout", "token"],
+)
+def test_pull_with_a_setting_huggingface_hub_would_crash_on_is_one_clear_error(
+    user_registry: Path, fake_hub: FakeHub, variable: str, value: str, message: str
+) -> None:
+    # huggingface_hub reads the timeouts as int() when imported (its lazy importer then printed
+    # a line on stdout, the junk in `$(qwenjson pull)`), and httpx can't put the token in a
+    # header: both were exit 1, "internal error".
+    env = dict(os.environ, **{variable: value})
+    r = _qwenjson("pull", "smol-unpinned", stdin=b"", env=env)
+    assert (r.returncode, r.stdout) == (EXIT_MODEL, b"")
+    assert r.stderr.decode().splitlines() == [message]
+    assert fake_hub.log == []
+
+
+def test_pull_of_a_branch_uses_the_verified_copy_when_the_hub_is_down(
+    user_registry: Path, fake_hub: FakeHub
+) -> None:
+    # `qwenjson pull X && qwenjson extract …` in cron: a hub that answers 503 for a minute
+    # must not fail a job whose model is here and verified (huggingface_hub does the same).
+    first = _qwenjson("pull", "smol-unpinned", stdin=b"", env=dict(os.environ))
+    assert first.returncode == 0, first.stderr
+    fake_hub.head_status = 503
+    again = _qwenjson("pull", "smol-unpinned", stdin=b"", env=dict(os.environ))
+    assert (again.returncode, again.stdout) == (0, first.stdout)
+    warning = again.stderr.decode()
+    assert warning.startswith(f"Warning: could not check for a newer {FILE} (")
+    assert "answered HTTP 503" in warning and warning.rstrip().endswith("using the verified copy")
+    # Not for an answer that says the file is gone: that is news, not a blip.
+    fake_hub.head_status = 404
+    gone = _qwenjson("pull", "smol-unpinned", stdin=b"", env=dict(os.environ))
+    assert (gone.returncode, gone.stdout) == (EXIT_MODEL, b"")
+
+
 @pytest.mark.parametrize("name", ["", " "])
 def test_pull_of_an_empty_name_is_refused_not_the_default(
     run: Callable[..., Run], user_registry: Path, fake_hub: FakeHub, name: str
