@@ -7,6 +7,7 @@ Nothing read from the file is trusted until the header names this job (``Plan.fi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -113,12 +114,29 @@ class Checkpoint:
         The lock (``flock``, released by the kernel even after kill -9) keeps a second run of
         the same job, say a cron job that overran its interval, from writing alongside.
         """
+        name = str(self.path)
+        self.lock()
+        try:
+            return self._read(name, output, errors)
+        except OSError as e:
+            self.close()
+            raise UsageError(f"can't read --checkpoint {name!r}: {e.strerror}") from e
+
+    def lock(self, *, create: bool = True) -> bool:
+        """Open and lock the file, unless this object already has (``open`` does it first);
+        False, and nothing held, when the file isn't there and ``create`` is off. A cluster run
+        takes the lock before it connects: a cron run overlapping the last one started a whole
+        pool of workers, each loading the model, only to be refused (exit 2 after 10 s)."""
         import fcntl
 
+        if self.fd is not None:
+            return True
         name = str(self.path)
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
         except OSError as e:
+            if not create and e.errno == errno.ENOENT:
+                return False
             raise UsageError(f"can't open --checkpoint {name!r}: {e.strerror}") from e
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             # /dev/zero would be read without end, /dev/null never resume anything.
@@ -131,11 +149,7 @@ class Checkpoint:
             raise UsageError(
                 f"--checkpoint {name!r} is in use by another qwenjson process"
             ) from None
-        try:
-            return self._read(name, output, errors)
-        except OSError as e:
-            self.close()
-            raise UsageError(f"can't read --checkpoint {name!r}: {e.strerror}") from e
+        return True
 
     def _read(self, name: str, output: FileMark | None, errors: FileMark | None) -> Resume:
         assert self.fd is not None

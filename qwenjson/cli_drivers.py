@@ -19,6 +19,7 @@ from qwenjson.runner import Runner
 
 if TYPE_CHECKING:
     from qwenjson.actors import WorkerSpec
+    from qwenjson.checkpoint import Checkpoint
     from qwenjson.executor import RecordExecutor
     from qwenjson.plan import Plan
 
@@ -121,9 +122,11 @@ def _extract_jsonl(
     source: BinaryIO,
     settings: Settings,
     numbered: bool = False,
+    held: Checkpoint | None = None,
 ) -> None:
     """The records of ``source`` through ``runner`` (here, or an executor elsewhere); the
-    checkpoint named by ``fingerprint()``, asked for only when there is one."""
+    checkpoint named by ``fingerprint()``, asked for only when there is one (``held``: its
+    file, already locked)."""
     from qwenjson.batch import ErrorLog, SomeRecordsFailed, run_batch
     from qwenjson.checkpoint import Checkpoint
     from qwenjson.records import BatchOptions, count_lines, is_json_object, read_lines
@@ -142,7 +145,8 @@ def _extract_jsonl(
     errors = ErrorLog(settings.errors_file, show=console.error)
     checkpoint = None
     if settings.checkpoint is not None and job is not None:
-        checkpoint = Checkpoint(settings.checkpoint, job)
+        checkpoint = held or Checkpoint(settings.checkpoint, job)
+        checkpoint.job = job
     fd = stream_fd(source)
     show_bar = not quiet and console.stderr.is_terminal
     total = count_lines(fd) if show_bar and fd is not None else None
@@ -234,24 +238,43 @@ class RayRun:
 def drive_ray(run: RayRun, spec: WorkerSpec, settings: Settings, source: BinaryIO) -> None:
     """The batch of ``source`` on the cluster; the output, errors and checkpoint written here."""
     from qwenjson.actors import RayExecutor
+    from qwenjson.checkpoint import Checkpoint
     from qwenjson.cluster import connect
 
-    with connect(run.address) as cluster:
-        executor = RayExecutor(
-            cluster,
-            spec,
-            actors=run.actors,
-            ordered=run.ordered,
-            total_timeout=run.total_timeout,
-            started=run.started,
-            notice=None if settings.quiet else console.warning,
-        )
-        try:
-            _extract_jsonl(
-                executor, spec.plan, executor.fingerprint, source, settings, not run.ordered
+    # Locked before the cluster is asked for workers (a run still holding it refuses this one
+    # at once); its job is known once a worker has the model. A file not there yet is made
+    # later, as for a local run: a run that can't connect leaves none behind.
+    held = None
+    if settings.checkpoint is not None:
+        held = Checkpoint(settings.checkpoint, "")
+        if not held.lock(create=False):
+            held = None
+    try:
+        with connect(run.address, quiet=settings.quiet) as cluster:
+            executor = RayExecutor(
+                cluster,
+                spec,
+                actors=run.actors,
+                ordered=run.ordered,
+                total_timeout=run.total_timeout,
+                started=run.started,
+                notice=None if settings.quiet else console.warning,
             )
-        finally:
-            executor.close()
+            try:
+                _extract_jsonl(
+                    executor,
+                    spec.plan,
+                    executor.fingerprint,
+                    source,
+                    settings,
+                    not run.ordered,
+                    held,
+                )
+            finally:
+                executor.close()
+    finally:
+        if held is not None:
+            held.close()
 
 
 def check_ray_options(

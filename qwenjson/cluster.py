@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from qwenjson import deadline
 from qwenjson.errors import ClusterError, QwenJsonError, UsageError
 from qwenjson.jsontypes import is_whole_number
 
@@ -41,6 +42,11 @@ TEMP_PREFIX = "qj-ray-"  # a private cluster's temp dir: /tmp/qj-ray-PID-…
 
 def import_ray() -> ModuleType:
     """The ``ray`` module, or a ClusterError saying how to install it."""
+    # Read when Ray is imported: otherwise its C++ core installs absl's failure handler for
+    # SIGTERM in this process while ray.init runs, and a supervisor's SIGTERM then was a
+    # stack dump and SIGABRT (exit 134; 2 of 4 runs signalled 4.7-5 s into a `--ray local`
+    # start), not this process's "Error: terminated" and 143.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError:
@@ -68,14 +74,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
+def connect(address: str, *, num_cpus: int | None = None, quiet: bool = False) -> Iterator[Cluster]:
     """Connect this process to a Ray cluster for the block, then disconnect.
 
     ``address``: ``local`` starts a private cluster on this machine for the block (``num_cpus``:
     its size, default all cores); ``auto`` is the cluster ``ray start`` made on this machine (or
     ``RAY_ADDRESS``); else ``HOST[:PORT]`` of a head node (port 6379 by default). An address that
     doesn't answer is a ClusterError within ``CONNECT_SECONDS``, not a wait of minutes. Ray's own
-    output never reaches stdout, and this process's signal handlers stay its own. A process that
+    output never reaches stdout (``quiet``: nor stderr), and this process's signal handlers stay
+    its own. A process that
     is already connected (its own ``ray.init``) keeps its connection: ``address`` is not used.
     """
     ray = import_ray()
@@ -98,7 +105,10 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
         # Ray retries a refused connection for a minute; the probe already saw it answer.
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(int(CONNECT_SECONDS)))
     _errors_to_stderr()
+    global _quiet
+    _quiet = quiet
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    resend = False
     try:
         with _stdout_to_stderr():
             unwrapped(
@@ -111,6 +121,9 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
     except BaseException as e:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        # Ray's own SIGTERM handler, installed early in ray.init, is `sys.exit(signum)`: a
+        # supervisor's SIGTERM then was exit 15 with no word, not this process's own answer.
+        resend = isinstance(e, SystemExit) and e.code == signal.SIGTERM
         if isinstance(e, QwenJsonError) or not isinstance(e, Exception):
             raise  # --total-timeout, Ctrl-C, SIGTERM while connecting
         raise ClusterError(_init_failure(address, e)) from None
@@ -118,7 +131,15 @@ def connect(address: str, *, num_cpus: int | None = None) -> Iterator[Cluster]:
         for sig, handler in handlers.items():  # ray.init installs its own SIGTERM handler
             if handler is not None:
                 signal.signal(sig, handler)
+        answer = handlers[signal.SIGTERM]
+        if resend and callable(answer):
+            # The handler this process had, called as the signal would have (not raised again:
+            # by then Ray's C++ core may have its own handler, which aborts the process).
+            answer(signal.SIGTERM, None)
     try:
+        # A --total-timeout alarm that came inside ray.init: Ray caught its error and logged
+        # it, and the run went on connecting (8 s for a 1 s limit).
+        deadline.overdue()
         yield Cluster(ray, target)
     finally:
         with _stdout_to_stderr():
@@ -213,9 +234,16 @@ def _use_token_if_present() -> None:
     setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+# Ray prints the cluster's messages from a process-wide hook: whether the connected run wants
+# them (the last `connect`'s ``quiet``).
+_quiet = False
+
+
 def _errors_to_stderr() -> None:
     """Ray's driver prints the cluster's error messages ("(raylet) A worker died …") to
-    sys.stdout, where they would land among the output lines; send them to stderr."""
+    sys.stdout, where they would land among the output lines; send them to stderr, uncoloured
+    unless stderr is a terminal, or nowhere for a quiet run (cron mails any stderr, and the
+    executor already answers a dead worker: its record is done again)."""
     try:
         from ray._private import worker
     except ImportError:
@@ -225,6 +253,10 @@ def _errors_to_stderr() -> None:
         return
 
     def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if _quiet:
+            return
+        if not sys.stderr.isatty():
+            os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read by Ray as it prints
         show({**data, "is_err": True}, ignore_prefix)
 
     to_stderr.to_stderr = True  # type: ignore[attr-defined]
@@ -313,7 +345,7 @@ def extract_many(
     actors: int | None = None,
     threads: int | None = 1,
     ordered: bool = True,
-    n_ctx: int = 4096,
+    n_ctx: int | None = None,
     timeout: float | None = None,
     offline: bool = False,
     **options: Any,
@@ -325,16 +357,19 @@ def extract_many(
     list of items; an instance of the schema's class when a Pydantic model was given), or the
     ``QwenJsonError`` it would raise. ``schema`` and the keyword arguments as ``extract`` takes
     them; ``ray``: ``local``, ``auto`` or ``HOST[:PORT]`` (see ``qwenjson.cluster.connect``);
-    ``actors``, ``threads`` (None: 1, as ``--threads`` on a cluster) and ``n_ctx`` as
-    ``--ray-actors``, ``--threads`` and ``--ctx``; ``offline``: no node downloads the model.
+    ``actors``, ``threads`` (None: 1, as ``--threads`` on a cluster) and ``n_ctx`` (None: the
+    default, as ``extract``'s) as ``--ray-actors``, ``--threads`` and ``--ctx``; ``offline``:
+    no node downloads the model.
     Texts are read as they are needed, so a generator over a large file is fine.
     """
     from qwenjson.actors import RayExecutor, worker_spec
     from qwenjson.library import check_call_options, check_room, shaped, split_options
+    from qwenjson.pipeline import DEFAULT_CTX
     from qwenjson.plan import Plan, schema_of
 
     threads = 1 if threads is None else threads
     check_call_options(threads, timeout, offline, n_ctx)
+    n_ctx = DEFAULT_CTX if n_ctx is None else n_ctx
     if not isinstance(ordered, bool):  # "no" would read as True
         raise UsageError(f"ordered must be True or False, not {ordered!r}")
     if not isinstance(ray, str):

@@ -34,7 +34,7 @@ from types import FrameType
 from qwenjson.callbacks import in_callback
 from qwenjson.errors import QwenJsonError
 
-__all__ = ["alarms", "budget", "limit"]
+__all__ = ["alarms", "budget", "limit", "overdue"]
 
 
 @dataclass(eq=False)
@@ -43,7 +43,8 @@ class _Limit:
     error: Callable[[], QwenJsonError]
 
 
-_active: list[_Limit] = []
+_active: list[_Limit] = []  # armed: not yet fired
+_open: list[_Limit] = []  # every limit whose block is running, fired or not
 _budgets: list[_Limit] = []
 _enabled = False
 
@@ -137,10 +138,22 @@ def limit(
         if first.at < entry.at:
             entry = _Limit(first.at, first.error)
     _active.append(entry)
+    _open.append(entry)
     _arm()
     try:
         yield
     finally:
+        _open.remove(entry)
         if entry in _active:
             _active.remove(entry)
         _arm()
+
+
+def overdue() -> None:
+    """Raise the error of a running limit whose time has passed (the earliest), as its alarm
+    did: for use after a call that may have swallowed that error (ray.init catches Exception
+    in places and only logs it; the alarm fires once)."""
+    now = time.monotonic()
+    due = [e for e in _open if e.at <= now]
+    if due:
+        raise min(due, key=lambda e: e.at).error()

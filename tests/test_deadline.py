@@ -3,6 +3,7 @@ blocked read), nest, and are no-ops outside ``alarms()``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -93,6 +94,21 @@ def test_a_budget_caps_the_alarms_set_within_it() -> None:
         deadline.limit(5, lambda: _expired("limit"), within_budget=True),
     ):
         time.sleep(2)
+
+
+def test_a_limit_whose_error_was_swallowed_is_overdue_until_its_block_ends() -> None:
+    # ray.init catches Exception in places and only logs it: the alarm fires once, so the run
+    # went on connecting long after --total-timeout.
+    with deadline.alarms():
+        with deadline.limit(5, lambda: _expired("outer")):
+            with deadline.limit(0.1, lambda: _expired("inner")):
+                deadline.overdue()  # not yet: nothing raised
+                with contextlib.suppress(TimeoutExpired):  # swallowed, as Ray's start-up does
+                    time.sleep(2)
+                with pytest.raises(TimeoutExpired, match="inner"):
+                    deadline.overdue()
+            deadline.overdue()  # the inner block has ended; the outer limit still has time
+        deadline.overdue()  # no limit running
 
 
 def test_without_alarms_a_limit_does_nothing() -> None:

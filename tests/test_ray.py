@@ -291,6 +291,27 @@ def test_an_actor_dying_inside_a_long_record_hands_it_on_at_its_next_piece(
     assert any("died (line 2 was running)" in n for n in notices), notices
 
 
+@pytest.mark.slow  # a real Ray cluster
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_clusters_messages_go_to_stderr_plain_or_nowhere_when_quiet(
+    cluster: tuple[str, int], capfd: pytest.CaptureFixture[str], quiet: bool
+) -> None:
+    # What Ray's driver prints when a worker dies, through Ray's own printer: it went to
+    # stdout, coloured for a terminal into a cron job's mail, and past -q.
+    from ray._private import worker
+
+    with connect(cluster[0], quiet=quiet):
+        capfd.readouterr()
+        message = {"pid": "raylet", "ip": "10.0.0.9", "lines": ["A worker died or was killed"]}
+        worker.print_to_stdstream({**message, "is_err": False}, False)
+        out, err = capfd.readouterr()
+    assert out == ""
+    if quiet:
+        assert err == ""
+    else:
+        assert "(raylet, ip=10.0.0.9) A worker died or was killed" in err and "\x1b[" not in err
+
+
 @pytest.mark.slow  # a real Ray cluster and model
 def test_no_new_record_goes_to_an_actor_between_the_pieces_of_a_long_one(
     cluster: tuple[str, int], smollm2: Path
@@ -467,6 +488,8 @@ def test_a_model_path_missing_on_a_node_is_named(cluster: tuple[str, int]) -> No
         ({"offline": "yes"}, "offline must be True or False"),
         ({"ordered": "no"}, "ordered must be True or False"),
         ({"max_tokens": 5000}, "leaves no room in a context of 4096"),
+        # None is the default context, as extract's (it was a TypeError here).
+        ({"max_tokens": 5000, "n_ctx": None}, "leaves no room in a context of 4096"),
         ({"model": object()}, "model must be a registry name"),
     ],
 )
@@ -515,6 +538,32 @@ def test_option_mistakes_are_usage_errors(
     code, out, err = cli_run(*args)
     assert code == EXIT_USAGE
     assert message in err.decode() and out == b""
+
+
+def test_a_checkpoint_in_use_is_refused_before_the_cluster_is_asked(
+    cli_run: Callable[..., tuple[int, bytes, bytes]], tmp_path: Path
+) -> None:
+    # A cron run overlapping the last one: refused at once, not after a pool of workers has
+    # loaded the model (the address here answers nobody: asked first, it was exit 10).
+    import fcntl
+
+    checkpoint = tmp_path / "ck"
+    checkpoint.write_bytes(b"")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ("--jsonl", "--ray", f"127.0.0.1:{port}", "--checkpoint", str(checkpoint))
+    with open(checkpoint, "rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, out, err = cli_run(*argv)
+    assert (code, out) == (EXIT_USAGE, b"")
+    assert b"is in use by another qwenjson process" in err
+    # Not held, the cluster is asked; a checkpoint not there yet is not made by a run that
+    # can't connect.
+    assert cli_run(*argv)[0] == EXIT_CLUSTER
+    checkpoint.unlink()
+    assert cli_run(*argv)[0] == EXIT_CLUSTER
+    assert not checkpoint.exists()
 
 
 def test_an_address_nobody_answers_at_is_a_clear_error(
@@ -574,3 +623,55 @@ def test_extract_many_takes_extracts_defaults_for_threads_and_offline() -> None:
     # TypeError; offline= was an unknown option. Both get past the checks to the address.
     with pytest.raises(ClusterError, match=r"127\.0\.0\.1:9"):
         next(extract_many(["Ann"], REAL_PERSON, ray="127.0.0.1:9", threads=None, offline=True))
+
+
+SIGTERM_IN_RAY_INIT = """
+import os, signal
+from qwenjson.cluster import connect, import_ray
+
+ray = import_ray()
+# Ray's own SIGTERM handler (`sys.exit(signum)`) is installed early in ray.init; the signal
+# arrives right after it, as a supervisor's may, and is the real handler's to answer.
+install = ray._private.utils.set_sigterm_handler
+
+def install_then_signal(handler):
+    install(handler)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+ray._private.utils.set_sigterm_handler = install_then_signal
+
+class Mine(BaseException):
+    pass
+
+def mine(signum, frame):
+    raise Mine()
+
+signal.signal(signal.SIGTERM, mine)
+try:
+    with connect("local", num_cpus=1):
+        print("connected")
+except Mine:
+    print("this process's handler answered")
+except SystemExit as e:
+    print("SystemExit", e.code)
+print("absl handler off:", ray._private.ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER)
+"""
+
+
+@pytest.mark.slow  # starts (part of) a local Ray cluster
+def test_a_sigterm_while_ray_init_runs_is_this_process_s_own(tmp_path: Path) -> None:
+    # Ray's handler made it exit 15 with no word; its C++ core's absl handler (now off) made
+    # a SIGTERM a little later a stack dump and exit 134. Either way not "Error: terminated"
+    # and 143, which a supervisor and the README expect.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"}
+    r = subprocess.run(
+        [sys.executable, "-c", SIGTERM_IN_RAY_INIT],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.stdout.decode().splitlines() == [
+        "this process's handler answered",
+        "absl handler off: True",
+    ], r.stderr.decode()[-2000:]
