@@ -634,13 +634,16 @@ def worker_spec(
     """A WorkerSpec for ``plan`` (its schema already checked and compiled here, before any
     cluster), the model a known name or a path (made absolute; each node must have that file).
     ``engine``: the other WorkerSpec fields (``offline``, ``prompt_threads``, ``cache``,
-    ``cache_dir``, ``timeout``)."""
+    ``cache_dir``, ``timeout``); a ``cache_dir`` is made absolute too (a node read a relative
+    one against its raylet's working directory, not the user's)."""
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
 
     name = DEFAULT_MODEL if model is None else str(model)  # ("": refused, not the default)
     ref = resolve_model(name)
     if ref.path is not None:
         name = os.path.abspath(ref.path)
+    if engine.get("cache_dir"):
+        engine["cache_dir"] = os.path.abspath(engine["cache_dir"])
     return WorkerSpec(
         plan,
         model=name,

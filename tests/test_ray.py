@@ -500,6 +500,19 @@ def test_extract_many_checks_its_keywords_before_any_cluster(
         next(extract_many(["Ann"], REAL_PERSON, ray="127.0.0.1:9", **keywords))
 
 
+def test_a_worker_spec_names_its_files_absolutely(
+    smollm2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node reads a relative --cache-dir against its raylet's working directory, not the
+    # user's: the prompt cache went to a directory nobody named (the model path was absolute).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.gguf").symlink_to(smollm2)
+    plan = Plan(REAL_PERSON, "", 512, ExtractOptions(max_tokens=8))
+    spec = worker_spec(plan, model="./model.gguf", cache_dir="kv")
+    assert (spec.model, spec.cache_dir) == (str(tmp_path / "model.gguf"), str(tmp_path / "kv"))
+    assert worker_spec(plan, model="./model.gguf").cache_dir is None  # each node's default
+
+
 def test_extract_many_checks_the_address_before_any_cluster() -> None:
     # None (or a port number) was an AttributeError from inside the address's parsing.
     for ray in (None, 6379):
