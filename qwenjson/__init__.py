@@ -27,6 +27,7 @@ _ERRORS = (
 
 __all__ = [
     "ClusterError",
+    "Engine",
     "InputError",
     "ModelError",
     "NoValidOutputError",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from qwenjson.engine import Engine
     from qwenjson.errors import (
         ClusterError,
         InputError,
@@ -52,20 +54,26 @@ if TYPE_CHECKING:
     )
     from qwenjson.library import extract
     from qwenjson.schema import compile_schema
+else:
+    # Not seen by type checkers: a module __getattr__ typed to return Any made every name
+    # "importable" from qwenjson under mypy --strict, typos too (`from qwenjson import extrakt`).
 
+    def __getattr__(name: str) -> Any:
+        # Lazy: `import qwenjson` must stay cheap (no llama.cpp load) for the CLI's --help.
+        if name == "compile_schema":
+            from qwenjson.schema import compile_schema
 
-def __getattr__(name: str) -> Any:
-    # Lazy: `import qwenjson` must stay cheap (no llama.cpp load) for the CLI's --help.
-    if name == "compile_schema":
-        from qwenjson.schema import compile_schema
+            return compile_schema
+        if name == "extract":
+            from qwenjson.library import extract
 
-        return compile_schema
-    if name == "extract":
-        from qwenjson.library import extract
+            return extract
+        if name == "Engine":
+            from qwenjson.engine import Engine
 
-        return extract
-    if name in _ERRORS:
-        from qwenjson import errors
+            return Engine
+        if name in _ERRORS:
+            from qwenjson import errors
 
-        return getattr(errors, name)
-    raise AttributeError(name)
+            return getattr(errors, name)
+        raise AttributeError(f"module 'qwenjson' has no attribute {name!r}")

@@ -383,8 +383,7 @@ def extract_many(
         raise UsageError(f"actors must be a whole number ≥ 1 (or None), not {actors!r}")
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
-    if "max_tokens" in options:
-        check_room(opts.max_tokens, n_ctx, "or raise n_ctx")
+    check_room(opts.max_tokens, n_ctx, "or raise n_ctx")
     # The schema is checked and compiled here, before any cluster; the model's sha256 is each
     # worker's to fill in.
     plan = Plan(schema_value, "", n_ctx, opts, record)

@@ -72,24 +72,23 @@ def extract(
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
-    given = "max_tokens" in options
+    # The default max_tokens too, as --max-tokens' default against --ctx: with n_ctx=512 it was
+    # an InputError calling a 10-character text too long.
     if model is None or isinstance(model, str | Path):
         size = DEFAULT_CTX if n_ctx is None else n_ctx
-        if given:
-            check_room(opts.max_tokens, size, "or raise n_ctx")  # before the model loads
+        check_room(opts.max_tokens, size, "or raise n_ctx")  # before the model loads
         generator = open_model(model, offline=offline, threads=threads, n_ctx=size)
         try:
             return _run(text, schema_value, job, generator, opts, record, timeout, cls)
         finally:
             generator.close()
-    if given:
-        check_room(opts.max_tokens, model.n_ctx, "or open an Engine with a larger n_ctx")
+    check_room(opts.max_tokens, model.n_ctx, "or open an Engine with a larger n_ctx")
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
 
 
 def check_room(max_tokens: int, n_ctx: int, larger: str) -> None:
-    """As --max-tokens is checked against --ctx: a ``max_tokens`` the caller gave that leaves
-    the prompt no room is a UsageError (it was an InputError saying to cut the text in pieces,
+    """As --max-tokens is checked against --ctx: a ``max_tokens`` that leaves the prompt no
+    room is a UsageError (it was an InputError saying to cut the text in pieces,
     which it already was); ``larger`` says how to get a larger context."""
     if max_tokens >= n_ctx:
         raise UsageError(

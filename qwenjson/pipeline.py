@@ -29,6 +29,7 @@ from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
+from qwenjson.records import MAX_INPUT_BYTES, too_large
 from qwenjson.registry import ModelSpec
 from qwenjson.repeats import repair
 from qwenjson.schema import CompiledSchema
@@ -127,10 +128,17 @@ class Extraction:
 
 
 def check_text(text: str) -> str:
-    """Refuse input with nothing in it, or that can't be UTF-8 (a library caller's lone
-    surrogate, from ``os.fsdecode`` or ``surrogateescape``), exit 6; return it otherwise."""
+    """Refuse input with nothing in it, over 32 MiB as UTF-8, or that can't be UTF-8 (a library
+    caller's lone surrogate, from ``os.fsdecode`` or ``surrogateescape``), exit 6; return it
+    otherwise."""
     if not text.strip():
         raise InputError("input is empty: give the text to extract from on stdin or with --input")
+    # As the command line reads at most this much: a library caller's 40 MB text was cut into
+    # pieces for as long as the caller waited.
+    if len(text) * 4 > MAX_INPUT_BYTES and (
+        len(text) > MAX_INPUT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_INPUT_BYTES
+    ):
+        raise too_large("the text")
     if bad := not_utf8(text):
         raise InputError(f"the input is not UTF-8 text ({bad})")
     return text
@@ -356,6 +364,9 @@ def open_model(
     from qwenjson.engine import Engine
     from qwenjson.hub import check_gguf, ensure_model, pull
     from qwenjson.registry import DEFAULT_MODEL, resolve_model
+
+    if not isinstance(offline, bool):  # "no" would read as True (the Engine checks the rest)
+        raise UsageError(f"offline must be True or False, not {offline!r}")
 
     if isinstance(model, ModelSpec):
         path = pull(model, offline=offline, progress=progress)

@@ -76,7 +76,7 @@ def parse_record(
     surrogate or a duplicate key would reach stdout as a line that isn't JSON, or not at all).
     """
     if len(raw) > MAX_INPUT_BYTES:  # ``read_lines`` cut it there, and skipped the rest
-        raise _too_large("the line")
+        raise too_large("the line")
     try:
         line = raw.decode("utf-8-sig" if first else "utf-8")
     except UnicodeDecodeError as e:
@@ -205,7 +205,8 @@ def count_lines(fd: int) -> int | None:
 MAX_INPUT_BYTES = 32 << 20
 
 
-def _too_large(what: str) -> InputError:
+def too_large(what: str) -> InputError:
+    """The error for a text over ``MAX_INPUT_BYTES``."""
     return InputError(
         f"{what} is larger than {MAX_INPUT_BYTES >> 20} MiB, the most qwenjson reads as one text"
     )
@@ -215,7 +216,7 @@ def read_bounded(stream: BinaryIO, what: str) -> bytes:
     """All of ``stream``, refused (InputError) past ``MAX_INPUT_BYTES``."""
     data = stream.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
-        raise _too_large(what)
+        raise too_large(what)
     return data
 
 
@@ -296,4 +297,4 @@ def _skip_line(readline: Callable[[int], bytes], what: str) -> None:
         if not block or block.endswith(b"\n"):
             return
         skipped += len(block)
-    raise _too_large(what)
+    raise too_large(what)

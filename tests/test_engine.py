@@ -6,11 +6,12 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qwenjson.engine import Engine
-from qwenjson.errors import InputError, ModelError, SchemaError
+from qwenjson.errors import InputError, ModelError, SchemaError, UsageError
 from qwenjson.generation import Generator
 from tests.helpers import PERSON_GRAMMAR, PERSON_MESSAGES
 
@@ -128,6 +129,35 @@ def test_close_is_idempotent_and_a_closed_engine_refuses_work(smollm2: Path) -> 
     e.close()
     with pytest.raises(ModelError, match="closed"):
         e.generate(PERSON_MESSAGES, 'root ::= "ok"', max_tokens=5)
+
+
+def test_a_closed_engines_chat_template_is_refused_not_read_from_freed_memory(
+    smollm2: Path,
+) -> None:
+    e = Engine(smollm2, n_ctx=256)
+    e.close()
+    with pytest.raises(ModelError, match="closed"):
+        e.chat_template()  # it read the freed model (a segfault once the memory was reused)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ({"n_threads": 100000}, "n_threads must be a whole number from 1 to 512"),
+        ({"n_threads": -3}, "n_threads must be"),
+        ({"n_threads_batch": "2"}, "n_threads_batch must be"),
+        ({"n_ctx": 2**32 + 1024}, "n_ctx must be a whole number from 256 to"),
+        ({"n_ctx": 10}, "n_ctx must be"),
+        ({"n_ctx": True}, "n_ctx must be"),
+    ],
+)
+def test_an_engine_refuses_sizes_the_command_line_would(
+    smollm2: Path, sizes: dict[str, Any], message: str
+) -> None:
+    # Opened directly (the README's "open Engine"), none of extract's checks ran: 100000
+    # threads crashed the process at the first call, 2**32 + 1024 was a 1024-token context.
+    with pytest.raises(UsageError, match=message):
+        Engine(smollm2, **sizes)
 
 
 def test_control_tokens_in_the_input_stay_text(engine: Engine) -> None:

@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import subprocess
 import sys
 import threading
 import warnings
@@ -22,6 +23,7 @@ import pytest
 
 from qwenjson import cli, pipeline
 from qwenjson.checkpoint import Checkpoint
+from qwenjson.engine import Engine
 from qwenjson.errors import (
     EXIT_SCHEMA,
     InputError,
@@ -679,6 +681,47 @@ def test_extract_opens_its_model_with_the_context_it_is_given(smollm2: Path) -> 
             extract(text, schema, model="not-loaded.gguf", n_ctx=bad)
     with pytest.raises(UsageError, match="an open Engine keeps its own"):
         extract(text, schema, model=FakeModel(lambda t, _: "{}"), n_ctx=4096)
+    # The default max_tokens (1024) too, as --ctx 512 without --max-tokens: it was an
+    # InputError calling a 10-character text too long.
+    with pytest.raises(UsageError, match=r"max_tokens 1024 leaves no room in a context of 512"):
+        extract("Tom is 30.", schema, model=str(smollm2), n_ctx=512)
+    with (
+        Engine(smollm2, n_ctx=512, n_threads=1) as small,
+        pytest.raises(UsageError, match=r"1024 leaves no room.*open an Engine with a larger"),
+    ):
+        extract("Tom is 30.", schema, model=small)
+
+
+def test_a_text_over_what_the_command_line_reads_is_an_input_error(smollm2: Path) -> None:
+    # 32 MiB as UTF-8 (in characters, a quarter of it in Chinese): a library caller's 40 MB
+    # text was cut into pieces for as long as the caller waited.
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    for text in ("a" * (32 << 20) + "b", "中" * ((32 << 20) // 3 + 1)):
+        with pytest.raises(InputError, match="the text is larger than 32 MiB"):
+            extract(text, schema, model=FakeModel(lambda t, _: "{}"))
+    assert extract("中" * 1000, schema, model=FakeModel(lambda t, _: "{}")) == {}
+
+
+def test_the_package_names_only_what_it_has_to_a_type_checker(tmp_path: Path) -> None:
+    # Its module __getattr__ returned Any to mypy: any name imported from qwenjson type-checked,
+    # typos too. The documented ones still do, Engine among them (the README's open Engine).
+    script = tmp_path / "user.py"
+    script.write_text(
+        "from qwenjson import Engine, UsageError, extract\n"
+        "from qwenjson import extrakt\n"
+        "engine: Engine | None = None\n"
+        "error: type[Exception] = UsageError\n"
+        "found = extract\n",
+        encoding="utf-8",
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    errors = [line for line in r.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "extrakt" in errors[0], r.stdout
 
 
 @pytest.mark.parametrize("options", [{}, {"chunks": False}, {"truncate": "head"}])
