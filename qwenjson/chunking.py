@@ -58,24 +58,30 @@ def split(
     ``count`` gives a string's tokens; every piece takes at most ``budget`` of them and the
     next starts at most ``overlap`` tokens before the previous one ends.
     """
+    past = 0
     while start < len(text):
-        end = piece_end(text, count, start, budget)
+        end = piece_end(text, count, start, budget, past)
         piece = Piece(index, start, end)
         yield piece
         if end >= len(text):
             return
         start = next_start(text, count, piece, overlap)
+        past = end
         index += 1
 
 
-def piece_end(text: str, count: Counter, start: int, budget: int) -> int:
+def piece_end(text: str, count: Counter, start: int, budget: int, past: int = 0) -> int:
     """Where the piece starting at ``start`` ends: at the best boundary in the second half of
-    the longest stretch that takes at most ``budget`` tokens."""
+    the longest stretch that takes at most ``budget`` tokens, and after ``past`` (the previous
+    piece's end) where the stretch reaches beyond it."""
     reach = min(len(text), start + max(budget, 1) * CHARS_PER_TOKEN)
     limit = _longest_fit(text, count, start, reach, budget)
     if limit >= len(text):
         return len(text)
-    half = start + (limit - start) // 2
+    # The half is of characters, not tokens: after an overlap of dense text (emoji, CJK) it
+    # could end at or before the previous piece's end, and the same text was read again
+    # (40 of 360 pieces inside the one before, 1.9 times the text read, in a review's test).
+    half = max(start + (limit - start) // 2, min(past, limit))
     for boundary in _BOUNDARIES:
         end = _last_end(boundary, text, half, limit)
         if end is not None:

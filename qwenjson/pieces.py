@@ -24,6 +24,7 @@ from qwenjson.generation import prompt_size
 from qwenjson.merging import Found, Merger, PathT
 from qwenjson.pipeline import Extraction, Extractor, OutOfTokens
 from qwenjson.pointer import to_pointer
+from qwenjson.source import AROUND
 from qwenjson.validate import drop_empty_strings, validation_errors
 
 __all__ = [
@@ -347,7 +348,11 @@ def _extract(
     extractor: Extractor, text: str, piece: Piece, on_text: Callable[[str], None] | None
 ) -> Found:
     part = text[piece.start : piece.end]
-    result = extractor.run(part, on_text=on_text, offset=piece.start)
+    around = (
+        text[max(0, piece.start - AROUND) : piece.start],
+        text[piece.end : piece.end + AROUND],
+    )
+    result = extractor.run(part, on_text=on_text, offset=piece.start, around=around)
     return Found(result.data, result.evidence, result.confidence, result.unsupported)
 
 

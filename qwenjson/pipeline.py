@@ -207,12 +207,18 @@ class Extractor:
         ]
 
     def run(
-        self, text: str, on_text: Callable[[str], None] | None = None, *, offset: int = 0
+        self,
+        text: str,
+        on_text: Callable[[str], None] | None = None,
+        *,
+        offset: int = 0,
+        around: tuple[str, str] = ("", ""),
     ) -> Extraction:
         """Extract one document from ``text``.
 
         ``offset``: code points before ``text`` in the whole input (a piece of a long text), so
-        that evidence is in the whole input's coordinates.
+        that evidence is in the whole input's coordinates; ``around``: the whole input's
+        characters just before and after it (``SourceText``).
 
         Raises InputError when the text is empty or too long for the context, and
         NoValidOutputError when no attempt produced a valid document.
@@ -222,7 +228,10 @@ class Extractor:
         messages = self.messages(text)
         # The model sees the text without its surrounding blanks (``build_messages``); offsets
         # are into the text as given.
-        source = SourceText(text.strip(), offset + len(text) - len(text.lstrip()))
+        stripped = text.strip()
+        lead = len(text) - len(text.lstrip())
+        edges = (around[0] + text[:lead], text[lead + len(stripped) :] + around[1])
+        source = SourceText(stripped, offset + lead, edges)
         results: list[GenerationResult] = []
         errors: list[str] = []
         for attempt in range(opts.retries + 1):

@@ -28,6 +28,7 @@ from qwenjson.pieces import Plan as PiecePlan
 from qwenjson.pipeline import Extraction, Extractor, check_text
 from qwenjson.plan import Plan, Truncate
 from qwenjson.repeats import repair
+from qwenjson.source import AROUND
 from qwenjson.stream import ItemScanner
 from qwenjson.validate import drop_empty_strings, validation_errors
 
@@ -211,10 +212,13 @@ class Runner:
         on_text: TextCallback | None,
         notice: Notice | None,
     ) -> Extraction:
-        given = len(text)
+        whole = text
         text, cut = fit_to_context(self.extractor, text, self.record.truncate)
         # Evidence is into the input as given: a kept tail starts where the cut part ended.
-        offset = given - len(text) if cut is not None and self.record.truncate == "tail" else 0
+        offset = len(whole) - len(text) if cut is not None and self.record.truncate == "tail" else 0
+        # A word the cut went through is no value (``SourceText``): the input on each side.
+        end = offset + len(text)
+        around = (whole[max(0, offset - AROUND) : offset], whole[end : end + AROUND])
         if cut is not None and notice is not None:
             keep = self.record.truncate
             notice(f"input cut from {cut[0]} to {cut[1]} tokens (--truncate {keep})")
@@ -241,7 +245,7 @@ class Runner:
             if on_text is not None:
                 on_text(chunk)
 
-        result = self.extractor.run(text, on_text=watch, offset=offset)
+        result = self.extractor.run(text, on_text=watch, offset=offset, around=around)
         if stream is not None:
             stream.finish(result.data)
         elif self.record.each:

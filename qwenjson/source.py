@@ -16,7 +16,12 @@ from collections.abc import Iterator
 from qwenjson.fields import Kind
 from qwenjson.readings import Readings, dates, numbers
 
-__all__ = ["SourceText"]
+__all__ = ["AROUND", "SourceText"]
+
+
+# How much of the input on each side of a piece ``SourceText`` is given: enough for
+# ``may_cut`` (the base of a run of marks, the letters of a flag) in any real text.
+AROUND = 16
 
 
 def _escaped(char: str) -> bytes:
@@ -100,19 +105,32 @@ class SourceText:
     points of the text.
     """
 
-    def __init__(self, text: str, offset: int = 0) -> None:
+    def __init__(self, text: str, offset: int = 0, around: tuple[str, str] = ("", "")) -> None:
+        """``around``: the input's characters just before and after ``text`` when it is a
+        piece of a longer input: its edges are then places a value may start or end only
+        where the whole input's are (a name cut by the piece's end is whole in the next
+        piece; it was kept cut, and the whole one dropped as the same mention)."""
         self.text = text
         self.offset = offset  # code points before ``text`` in the input as the user gave it
         pieces = [_escaped(c) for c in text]
         self.data = b"".join(pieces)
+        before, after = around
+        whole = before + text + after
         # boundary byte offset -> code point index, at each place a value may start or end
         self._index: dict[int, int] = {}
         pos = 0
         for i, piece in enumerate(pieces):
-            if may_cut(text, i):
+            if may_cut(whole, len(before) + i):
                 self._index[pos] = i
             pos += len(piece)
         self._index[pos] = len(pieces)
+        # A piece's edge inside a run of letters is none, in Chinese too (where any character
+        # boundary is a word's): "欧阳" of "欧阳芳伟" cut there is no name, and the next piece
+        # has the name whole.
+        for edge, at, outside in ((0, 0, before[-1:]), (pos, len(text), after[:1])):
+            inside = text[at - 1 : at] if at else text[:1]
+            if outside and (not may_cut(whole, len(before) + at) or (outside + inside).isalnum()):
+                self._index.pop(edge, None)
 
     def occurrences(self, content: bytes) -> Iterator[int]:
         """Byte offsets where ``content`` occurs starting at a boundary (a character's start,

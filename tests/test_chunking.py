@@ -111,6 +111,23 @@ def test_a_long_text_is_never_tokenized_whole() -> None:
     assert longest <= 500 * CHARS_PER_TOKEN
 
 
+def test_a_piece_after_dense_text_still_ends_past_the_one_before() -> None:
+    # Emoji cost several tokens each: the "second half" of a piece, measured in characters,
+    # could end at or before the previous piece's end, and the same text was read again (40 of
+    # 360 pieces inside the one before with a real tokenizer, 1.9 times the text read).
+    def dense(text: str) -> int:
+        return words(text) + 4 * sum(not c.isascii() for c in text)
+
+    unit = "word " * 40 + "end.\n\n" + "😀👨‍👩‍👧🎉" * 30 + "\n\n"
+    text = unit * 20
+    for budget, overlap in ((64, 24), (256, 32), (40, 12)):
+        pieces = list(split(text, dense, budget, overlap))
+        assert pieces[0].start == 0 and pieces[-1].end == len(text)
+        for a, b in itertools.pairwise(pieces):
+            assert a.start < b.start <= a.end < b.end, (a, b)
+        assert all(dense(text[p.start : p.end]) <= budget for p in pieces)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.text(alphabet="ab 。.\n字", min_size=1, max_size=400),

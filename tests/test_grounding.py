@@ -1718,3 +1718,29 @@ def test_one_walk_gives_what_the_three_functions_give(default: bool) -> None:
         fields = schema_fields(schema, default=default)
         assert fields.rules == grounding_rules(schema, default=default)
         assert (fields.required, fields.floors) == (required_keys(schema), value_floors(schema))
+
+
+@pytest.mark.parametrize(
+    ("piece", "around", "spans", "not_spans"),
+    [
+        # A piece of a longer input: its edges inside a word are no place to start or end.
+        ("live in Osl", ("", "o now"), [b"live in"], [b"Osl", b"in Osl"]),
+        ("lo is cold", ("in Os", ""), [b"is cold"], [b"lo", b"lo is"]),
+        # In Chinese any character boundary is a word's, but not a piece's edge in a name.
+        ("我认识欧阳", ("", "芳伟。"), ["我认识".encode()], ["欧阳".encode()]),
+        ("芳伟是朋友", ("欧阳", ""), ["是朋友".encode()], ["芳伟".encode()]),
+        # At a blank or a mark the edge is a boundary as in the whole text.
+        ("北京", ("", "，上海"), ["北京".encode()], []),
+        ("Oslo", ("in ", "."), [b"Oslo"], []),
+        # The whole input (nothing around): its ends are boundaries.
+        ("我认识欧阳", ("", ""), ["欧阳".encode()], []),
+    ],
+)
+def test_a_pieces_edges_are_boundaries_only_where_the_whole_inputs_are(
+    piece: str, around: tuple[str, str], spans: list[bytes], not_spans: list[bytes]
+) -> None:
+    # A name cut by a piece's end was a value of that piece, and the merge kept it cut while
+    # the next piece's whole name was dropped as the same mention.
+    source = SourceText(piece, 0, around)
+    assert all(source.spans(s) for s in spans)
+    assert not any(source.spans(s) for s in not_spans)
