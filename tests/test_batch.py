@@ -440,7 +440,8 @@ def test_evidence_of_a_cut_input_is_into_the_input_as_given(keep: str, each: boo
     options = ExtractOptions(max_tokens=50, evidence=True)
     r = runner(fake, options=options, truncate=keep, each=each)
     fake.context = len(fake.render_chat(r.extractor.messages(""))) + 50 + 10
-    text = "0123456789abcdefghijklmnopqrstuv"
+    # (Blanks where the cuts go: a word the cut went through is no value, as at a piece's edge.)
+    text = "0123456789 abcdefghij klmnopqrst"
     out: list[str] = []
     r.run(text, out.append)
     (shown,) = map(json.loads, out)
@@ -448,6 +449,18 @@ def test_evidence_of_a_cut_input_is_into_the_input_as_given(keep: str, each: boo
     start, end = shown["evidence"]["/name"]
     assert text[start:end] == shown["data"]["name"] == kept
     assert (start, end) == ((0, 10) if keep == "head" else (22, 32))
+
+
+@pytest.mark.parametrize("keep", ["head", "tail"])
+def test_a_word_the_truncation_cut_through_is_no_value(keep: str) -> None:
+    # As at a piece's edge: "0123456789" of "0123456789abc…" is no word of the input.
+    fake = FakeModel(lambda t, _: person(t))
+    r = runner(fake, options=ExtractOptions(max_tokens=50, evidence=True), truncate=keep)
+    fake.context = len(fake.render_chat(r.extractor.messages(""))) + 50 + 10
+    out: list[str] = []
+    r.run("0123456789abcdefghijklmnopqrstuv", out.append)
+    (shown,) = map(json.loads, out)
+    assert shown["evidence"].get("/name") is None
 
 
 @pytest.mark.parametrize(("keep", "expected"), [("head", "0123456789"), ("tail", "mnopqrstuv")])
