@@ -44,8 +44,8 @@ def import_ray() -> ModuleType:
     """The ``ray`` module, or a ClusterError saying how to install it."""
     # Read when Ray is imported: otherwise its C++ core installs absl's failure handler for
     # SIGTERM in this process while ray.init runs, and a supervisor's SIGTERM then was a
-    # stack dump and SIGABRT (exit 134; 2 of 4 runs signalled 4.7-5 s into a `--ray local`
-    # start), not this process's "Error: terminated" and 143.
+    # stack dump and SIGABRT (exit 134: 2 of 9 runs signalled 4.5-6 s into a `--ray local`
+    # start, 0 of 5 with this), not this process's "Error: terminated" and 143.
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
@@ -82,8 +82,8 @@ def connect(address: str, *, num_cpus: int | None = None, quiet: bool = False) -
     ``RAY_ADDRESS``); else ``HOST[:PORT]`` of a head node (port 6379 by default). An address that
     doesn't answer is a ClusterError within ``CONNECT_SECONDS``, not a wait of minutes. Ray's own
     output never reaches stdout (``quiet``: nor stderr), and this process's signal handlers stay
-    its own. A process that
-    is already connected (its own ``ray.init``) keeps its connection: ``address`` is not used.
+    its own. A process that is already connected (its own ``ray.init``) keeps its connection:
+    ``address`` is not used.
     """
     ray = import_ray()
     if ray.is_initialized():
