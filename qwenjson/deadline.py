@@ -41,9 +41,9 @@ __all__ = ["alarms", "budget", "limit", "overdue"]
 class _Limit:
     at: float  # time.monotonic() when it runs out
     error: Callable[[], QwenJsonError]
+    fired: bool = False  # it fires once, even if its error is caught inside its block
 
 
-_active: list[_Limit] = []  # armed: not yet fired
 _open: list[_Limit] = []  # every limit whose block is running, fired or not
 _budgets: list[_Limit] = []
 _enabled = False
@@ -60,11 +60,16 @@ def _usable() -> bool:
 _AGAIN_S = 0.05
 
 
+def _armed() -> list[_Limit]:
+    return [e for e in _open if not e.fired]
+
+
 def _arm() -> None:
-    if not _active:
+    armed = _armed()
+    if not armed:
         signal.setitimer(signal.ITIMER_REAL, 0)
         return
-    delay = min(e.at for e in _active) - time.monotonic()
+    delay = min(e.at for e in armed) - time.monotonic()
     # At most a day at a time (the timer can't hold 1e300 s or inf): an early alarm re-arms.
     signal.setitimer(signal.ITIMER_REAL, min(max(delay, 0.001), 86400.0), _AGAIN_S)
 
@@ -74,12 +79,12 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0.001, _AGAIN_S)
         return
     now = time.monotonic()
-    due = [e for e in _active if e.at <= now]
+    due = [e for e in _armed() if e.at <= now]
     if not due:
         _arm()  # a limit that ended before its alarm came: wait for the next one
         return
     first = min(due, key=lambda e: e.at)
-    _active.remove(first)  # it fires once, even if its error is caught inside its block
+    first.fired = True
     _arm()
     raise first.error()
 
@@ -97,7 +102,7 @@ def alarms() -> Iterator[None]:
         yield
     finally:
         _enabled = False
-        _active.clear()
+        _open.clear()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
@@ -137,15 +142,13 @@ def limit(
         first = min(_budgets, key=lambda e: e.at)
         if first.at < entry.at:
             entry = _Limit(first.at, first.error)
-    _active.append(entry)
     _open.append(entry)
     _arm()
     try:
         yield
     finally:
-        _open.remove(entry)
-        if entry in _active:
-            _active.remove(entry)
+        if entry in _open:  # (alarms() ended first: it cleared them)
+            _open.remove(entry)
         _arm()
 
 

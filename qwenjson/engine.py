@@ -45,14 +45,13 @@ import numpy.typing as npt
 from qwenjson import callbacks, sampling
 from qwenjson.buildcheck import model_params
 from qwenjson.chat import CHATML_TEMPLATE, ChatTemplate
-from qwenjson.cpu import MAX_THREADS, CoreWatch, allowed_cpus, threads_for
+from qwenjson.cpu import CoreWatch, allowed_cpus, threads_for
 from qwenjson.decode_loop import DecodeLoop, Parts, Settings
 from qwenjson.drafting import LeadGuesses, PromptLookup
-from qwenjson.errors import InputError, ModelError, UsageError
+from qwenjson.errors import InputError, ModelError
 from qwenjson.forced import ForcedText
 from qwenjson.generation import Constraint, GenerationResult, Message, TokenTrace
 from qwenjson.grammar_probe import GrammarProbe, StepChecks, parse_grammar
-from qwenjson.jsontypes import is_whole_number
 from qwenjson.kvcache import PrefixCache
 from qwenjson.kvstate import KVState
 from qwenjson.stats import GenerationStats
@@ -122,21 +121,6 @@ def _one_at_a_time(
     return in_turn
 
 
-def _check_sizes(n_ctx: Any, n_threads: Any, n_threads_batch: Any) -> None:
-    """UsageError unless the context and thread counts are what --ctx and --threads allow: an
-    Engine opened directly got none of the library's checks (100000 threads crashed the
-    process at the first call; 2**32 + 1024 was a 1024-token context)."""
-    from qwenjson.pipeline import MAX_CTX, MIN_CTX
-
-    if not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
-        raise UsageError(f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX}, not {n_ctx!r}")
-    for name, value in (("n_threads", n_threads), ("n_threads_batch", n_threads_batch)):
-        if value is not None and not is_whole_number(value, 1, MAX_THREADS):
-            raise UsageError(
-                f"{name} must be a whole number from 1 to {MAX_THREADS}, not {value!r}"
-            )
-
-
 class Engine:
     """A GGUF model on llama.cpp that generates text under a GBNF grammar.
 
@@ -163,7 +147,12 @@ class Engine:
         self._model: Any = None
         self._kvs: KVState | None = None
         self._turn = threading.RLock()  # held by the call running now, and by close()
-        _check_sizes(n_ctx, n_threads, n_threads_batch)
+        # As extract checks them: an Engine opened directly got none of its checks (100000
+        # threads crashed the process at the first call; 2**32 + 1024 was a 1024-token context).
+        # (Imported here: pipeline imports this module when it opens a model.)
+        from qwenjson.pipeline import check_sizes
+
+        check_sizes(n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch)
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")

@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import NoValidOutputError, UsageError
 from qwenjson.generation import Generator
-from qwenjson.jsontypes import is_number, is_whole_number
-from qwenjson.pipeline import DEFAULT_CTX, MAX_CTX, MIN_CTX, ExtractOptions, open_model
+from qwenjson.jsontypes import is_number
+from qwenjson.pipeline import DEFAULT_CTX, ExtractOptions, check_sizes, open_model
 from qwenjson.plan import RecordOptions, plan_for, prepare_job, schema_of
 from qwenjson.runner import Limits, Runner
 
@@ -102,19 +101,13 @@ def check_call_options(
 ) -> None:
     """UsageError unless ``threads``, ``timeout``, ``offline`` and ``n_ctx`` are what --threads,
     --timeout, --offline and --ctx allow (``extract`` and ``extract_many`` take them alike)."""
-    # As --threads is checked: llama.cpp crashes on 100000.
-    if threads is not None and not is_whole_number(threads, 1, MAX_THREADS):
-        raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}")
+    check_sizes(DEFAULT_CTX if n_ctx is None else n_ctx, threads=threads)
     if timeout is not None and not (is_number(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a number of seconds above 0, not {timeout!r}")
     # Not merely truthy: offline="no" would be taken as True, and a run meant to download
     # would fail with "not in the cache".
     if not isinstance(offline, bool):
         raise UsageError(f"offline must be True or False, not {offline!r}")
-    if n_ctx is not None and not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
-        raise UsageError(
-            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
-        )
 
 
 def split_options(options: dict[str, Any]) -> tuple[ExtractOptions, RecordOptions]:

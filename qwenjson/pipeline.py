@@ -20,6 +20,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
 from qwenjson.fields import ABSTAIN_BELOW, schema_fields
@@ -52,6 +53,21 @@ MIN_CTX = 256
 # llama.cpp keeps the context size in 32 bits: a larger one wrapped (2**32 + 1024 ran with a
 # 1024-token context, exit 0). Sizes below it that no machine can hold fail to load (exit 4).
 MAX_CTX = 2**32 - 1
+
+
+def check_sizes(n_ctx: Any, **threads: Any) -> None:
+    """UsageError unless ``n_ctx`` is what --ctx allows and each of ``threads`` (by its
+    keyword; None: the default) what --threads does: llama.cpp crashes on 100000 threads, and
+    keeps the context in 32 bits."""
+    if not is_whole_number(n_ctx, MIN_CTX, MAX_CTX):
+        raise UsageError(
+            f"n_ctx must be a whole number from {MIN_CTX} to {MAX_CTX} (as --ctx), not {n_ctx!r}"
+        )
+    for name, value in threads.items():
+        if value is not None and not is_whole_number(value, 1, MAX_THREADS):
+            raise UsageError(
+                f"{name} must be a whole number from 1 to {MAX_THREADS}, not {value!r}"
+            )
 
 
 class OutOfTokens(NoValidOutputError):

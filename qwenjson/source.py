@@ -123,14 +123,15 @@ class SourceText:
             if may_cut(whole, len(before) + i):
                 self._index[pos] = i
             pos += len(piece)
-        self._index[pos] = len(pieces)
+        if may_cut(whole, len(before) + len(pieces)):
+            self._index[pos] = len(pieces)
         # A piece's edge inside a run of letters is none, in Chinese too (where any character
         # boundary is a word's): "欧阳" of "欧阳芳伟" cut there is no name, and the next piece
         # has the name whole.
-        for edge, at, outside in ((0, 0, before[-1:]), (pos, len(text), after[:1])):
-            inside = text[at - 1 : at] if at else text[:1]
-            if outside and (not may_cut(whole, len(before) + at) or (outside + inside).isalnum()):
-                self._index.pop(edge, None)
+        if before and (before[-1] + text[:1]).isalnum():
+            self._index.pop(0, None)
+        if after and (text[-1:] + after[0]).isalnum():
+            self._index.pop(pos, None)
 
     def occurrences(self, content: bytes) -> Iterator[int]:
         """Byte offsets where ``content`` occurs starting at a boundary (a character's start,
