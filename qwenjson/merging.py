@@ -18,10 +18,14 @@ document order, the first piece's document first:
 * other values: the first piece's (with ``confident``, the surest piece's among those with a
   source in the text, when one has; a null the model abstained to has none).
 
-The merged document is validated after each piece. When a piece's additions together break it
-(``maxItems``, ``oneOf``, …), they are applied one at a time, each kept only if the document
-still validates; ``Merger.skipped`` counts those left out. The first piece's document is valid,
-so the merged one always is.
+The merged document is checked after each piece, by asking only what the piece's additions can
+have changed (``qwenjson.local_validation``; the whole document where the schema doesn't allow
+that). When a piece's additions together break it (``maxItems``, ``oneOf``, …), they are taken
+back and applied one at a time, each kept only if the document still validates;
+``Merger.skipped`` counts those left out. The first piece's document is valid, so the merged one
+always is. Nothing in a piece's merge costs what the whole document does (a scan of it, a copy
+of it): ``scripts/bench_merge.py``, 6,000 distinct people in 545 pieces, 439 s before this was
+so, 5.6 s after, and 12 s for 12,000.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from qwenjson.local_validation import LocalCheck
 from qwenjson.pointer import follow_local_refs, to_pointer, unescape_token
 from qwenjson.validate import validation_errors
 
@@ -139,6 +144,7 @@ class Merger:
 
     def __init__(self, validator: Validator, confident: bool = False) -> None:
         self.validator = validator
+        self._check = LocalCheck(validator)
         # A value a later piece gives with a higher confidence replaces ours (else the first).
         self.confident = confident
         self.data: Any = None
@@ -162,19 +168,19 @@ class Merger:
         changes = list(self._changes(self.data, found, (), ()))
         if not changes:
             return []
-        saved = self._state()
-        appended = [p for c in changes if (p := self._apply(c, found)) is not None]
-        if not validation_errors(self.data, self.validator):
-            return appended
-        self._restore(saved)
+        journal: list[_Undo] = []
+        placed = [self._apply(change, found, journal) for change in changes]
+        if self._check.still_valid(self.data, placed):
+            return [p for c, p in zip(changes, placed, strict=True) if isinstance(c, _Append)]
+        self._undo(journal)
         appended = []
         for change in changes:
-            before = self._state()
-            path = self._apply(change, found)
-            if validation_errors(self.data, self.validator):
-                self._restore(before)
+            journal = []
+            path = self._apply(change, found, journal)
+            if not self._check.still_valid(self.data, [path]):
+                self._undo(journal)
                 self.skipped += 1
-            elif path is not None:
+            elif isinstance(change, _Append):
                 appended.append(path)
         return appended
 
@@ -189,11 +195,11 @@ class Merger:
         self.evidence = {p: v for p, v in found.evidence.items() if not _in_any(p, lists)}
         self.confidence = {p: v for p, v in found.confidence.items() if not _in_any(p, lists)}
         self.unsupported = {p for p in found.unsupported if not _in_any(p, lists)}
-        appended = [
-            p
-            for c in self._changes(self.data, found, (), ())
-            if (p := self._apply(c, found)) is not None
-        ]
+        appended = []
+        for change in self._changes(self.data, found, (), ()):
+            path = self._apply(change, found, [])
+            if isinstance(change, _Append):
+                appended.append(path)
         if not validation_errors(self.data, self.validator):
             return appended
         self.data = copy.deepcopy(found.data)
@@ -252,7 +258,8 @@ class Merger:
             return True
         if not self.confident:
             return False
-        theirs, ours = _grounded(found.evidence, source), _grounded(self.evidence, path)
+        theirs = _grounded(found.evidence, source)
+        ours = _grounded(self.evidence, path, _at(self.data, path))
         if bool(theirs) != bool(ours):
             return bool(theirs)
         return self._surer(found, path, source)
@@ -310,8 +317,12 @@ class Merger:
 
     # -- applying ----------------------------------------------------------------------------
 
-    def _apply(self, change: _Set | _Append, found: Found) -> PathT | None:
+    def _apply(self, change: _Set | _Append, found: Found, journal: list[_Undo]) -> PathT:
+        """Make ``change``; returns where its value now is, and notes in ``journal`` how to
+        take it back (``_undo``): a copy of the document per piece would cost what the whole
+        document does."""
         value = copy.deepcopy(_at(found.data, change.source))
+        undo = _Undo(change)
         if isinstance(change, _Append):
             target = _at(self.data, change.path)
             path: PathT = (*change.path, len(target))
@@ -329,39 +340,86 @@ class Merger:
             }
             path = change.path
             if not path:  # the whole document (a schema whose root is a string, say)
+                undo.old = (self.data,)
                 self.data = value
             elif path[-1] in (parent := _at(self.data, path[:-1])):
+                undo.old = (parent[path[-1]],)
                 parent[path[-1]] = value
             else:
                 order = _schema_order(self.validator.schema, path[:-1])
                 order += [k for k in _at(found.data, change.source[:-1]) if k not in order]
                 _insert(parent, str(path[-1]), value, order)
-            self._forget(to_pointer(path))
+            undo.forgotten = self._forget(to_pointer(path), undo.old)
+        undo.path = path
         prefix, origin = to_pointer(path), to_pointer(change.source)
-        self.evidence.update(_within(found.evidence, origin, prefix))
-        self.confidence.update(_within(found.confidence, origin, prefix))
-        self.unsupported.update(
-            prefix + p[len(origin) :] for p in found.unsupported if _under(p, origin)
-        )
-        return path if isinstance(change, _Append) else None
+        evidence = _within(found.evidence, origin, prefix)
+        confidence = _within(found.confidence, origin, prefix)
+        unsupported = {prefix + p[len(origin) :] for p in found.unsupported if _under(p, origin)}
+        undo.added = (set(evidence), set(confidence), unsupported - self.unsupported)
+        self.evidence.update(evidence)
+        self.confidence.update(confidence)
+        self.unsupported.update(unsupported)
+        journal.append(undo)
+        return path
 
-    def _forget(self, prefix: str) -> None:
-        for table in (self.evidence, self.confidence):
-            for p in [p for p in table if _under(p, prefix)]:
-                del table[p]
-        self.unsupported = {p for p in self.unsupported if not _under(p, prefix)}
+    def _forget(self, prefix: str, old: tuple[Any, ...]) -> _Tables:
+        """Drop what the tables say under ``prefix``, where the value ``old`` was (a one-tuple;
+        empty if none); returns what was dropped."""
+        if old and isinstance(old[0], (dict, list)):
+            evidence = {p: v for p, v in self.evidence.items() if _under(p, prefix)}
+            confidence = {p: v for p, v in self.confidence.items() if _under(p, prefix)}
+        else:  # a scalar has its one entry, or none: no scan of a long document's tables
+            evidence = {prefix: self.evidence[prefix]} if prefix in self.evidence else {}
+            confidence = {prefix: self.confidence[prefix]} if prefix in self.confidence else {}
+        unsupported = {p for p in self.unsupported if _under(p, prefix)}
+        for p in evidence:
+            del self.evidence[p]
+        for p in confidence:
+            del self.confidence[p]
+        self.unsupported -= unsupported
+        return evidence, confidence, unsupported
 
-    def _state(self) -> tuple[Any, dict[str, Span], dict[str, float], set[str]]:
-        return (
-            copy.deepcopy(self.data),
-            dict(self.evidence),
-            dict(self.confidence),
-            set(self.unsupported),
-        )
+    def _undo(self, journal: list[_Undo]) -> None:
+        """Take back the changes ``journal`` noted, the last first."""
+        for undo in reversed(journal):
+            path = undo.path
+            if isinstance(undo.change, _Append):
+                _at(self.data, path[:-1]).pop()
+                self._held.pop(path[:-1], None)  # rebuilt when next asked
+            elif not path:
+                self.data = undo.old[0]
+            elif undo.old:
+                _at(self.data, path[:-1])[path[-1]] = undo.old[0]
+            else:
+                del _at(self.data, path[:-1])[path[-1]]
+            self._fresh.pop(path, None)
+            evidence_keys, confidence_keys, unsupported = undo.added
+            for p in evidence_keys:
+                del self.evidence[p]
+            for p in confidence_keys:
+                del self.confidence[p]
+            self.unsupported -= unsupported
+            evidence, confidence, unsupported = undo.forgotten
+            self.evidence.update(evidence)
+            self.confidence.update(confidence)
+            self.unsupported |= unsupported
 
-    def _restore(self, state: tuple[Any, dict[str, Span], dict[str, float], set[str]]) -> None:
-        self.data, self.evidence, self.confidence, self.unsupported = state
-        self._held, self._fresh = {}, {}
+
+_Tables = tuple[dict[str, Span], dict[str, float], set[str]]
+
+
+@dataclass
+class _Undo:
+    """How to take one change back: where its value went, what was there (a one-tuple; empty if
+    nothing), and what the tables gained (keys) and lost (entries)."""
+
+    change: _Set | _Append
+    path: PathT = ()
+    old: tuple[Any, ...] = ()
+    added: tuple[set[str], set[str], set[str]] = field(
+        default_factory=lambda: (set(), set(), set())
+    )
+    forgotten: _Tables = field(default_factory=lambda: ({}, {}, set()))
 
 
 def _schema_order(root: Any, path: PathT) -> list[str]:
@@ -522,9 +580,13 @@ def _locate(value: Any, pointer: str) -> tuple[Any, int | None]:
     return value, inner
 
 
-def _grounded(evidence: dict[str, Span], path: PathT) -> dict[str, list[int]]:
-    """The spans of the leaves under ``path`` that have one, pointers relative, in order."""
+def _grounded(evidence: dict[str, Span], path: PathT, value: Any = None) -> dict[str, list[int]]:
+    """The spans of the leaves under ``path`` that have one, pointers relative, in order;
+    given the ``value`` there, a scalar's is looked up, not found in a scan of ``evidence``."""
     prefix = to_pointer(path)
+    if value is not None and not isinstance(value, (dict, list)):
+        span = evidence.get(prefix)
+        return {"": span} if span is not None else {}
     return {
         p[len(prefix) :]: span
         for p, span in evidence.items()

@@ -4,14 +4,16 @@ and a just-appended item's evidence is what a scan of the whole table finds."""
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from qwenjson.merging import Found, Merger, PathT, _at, _Held, _within
+from qwenjson.merging import Found, Merger, PathT, _Append, _at, _Held, _Undo, _within
 from qwenjson.pointer import to_pointer
-from qwenjson.validate import make_validator
+from qwenjson.validate import make_validator, validation_errors
 
 PEOPLE = {
     "type": "object",
@@ -88,6 +90,93 @@ def test_the_indexed_merge_is_the_merge_with_every_item(found: list[Found]) -> N
             )
             assert fast.subtree(path) == scanned
     assert (fast.data, fast.evidence, fast.skipped) == (slow.data, slow.evidence, slow.skipped)
+
+
+@st.composite
+def with_members(draw: Any) -> list[Found]:
+    """``pieces`` with a title and an object member some of them give (sources or none), so
+    that members are set and replaced as well as items appended."""
+    found = []
+    for n, piece in enumerate(draw(pieces())):
+        data, evidence = dict(piece.data), dict(piece.evidence)
+        confidence, unsupported = dict(piece.confidence), list(piece.unsupported)
+        if draw(st.booleans()):
+            data["title"] = draw(st.sampled_from(["T", "Title", ""]))
+            evidence["/title"] = draw(st.sampled_from([None, [n * 40, n * 40 + 5]]))
+            confidence["/title"] = draw(st.sampled_from([0.2, 0.6, 0.9]))
+            if evidence["/title"] is None and draw(st.booleans()):
+                unsupported.append("/title")
+        if draw(st.booleans()):
+            data["meta"] = {"a": draw(st.sampled_from(NAMES))}
+            evidence["/meta/a"] = [n * 40 + 1, n * 40 + 4]
+            confidence["/meta/a"] = draw(st.sampled_from([0.3, 0.8]))
+        found.append(Found(data, evidence, confidence, tuple(unsupported)))
+    return found
+
+
+class Snapshots(Merger):
+    """The reference for a piece whose additions break the schema: the whole document checked
+    after every change, and a deep copy of everything taken back instead of ``_undo``."""
+
+    def add(self, found: Found) -> list[PathT]:
+        self._fresh = {}
+        if not self.started:
+            return self._first(found)
+        changes = list(self._changes(self.data, found, (), ()))
+        saved = copy.deepcopy((self.data, self.evidence, self.confidence, self.unsupported))
+        placed = [self._apply(change, found, []) for change in changes]
+        if not validation_errors(self.data, self.validator):
+            return [p for c, p in zip(changes, placed, strict=True) if isinstance(c, _Append)]
+        self.data, self.evidence, self.confidence, self.unsupported = saved
+        self._held = {}
+        appended = []
+        for change in changes:
+            before = copy.deepcopy((self.data, self.evidence, self.confidence, self.unsupported))
+            path = self._apply(change, found, [])
+            if validation_errors(self.data, self.validator):
+                self.data, self.evidence, self.confidence, self.unsupported = before
+                self._held = {}
+                self.skipped += 1
+            elif isinstance(change, _Append):
+                appended.append(path)
+        return appended
+
+
+def state(merger: Merger) -> str:
+    """Everything a merge leaves, the document's member order included."""
+    tables = sorted(merger.evidence.items()), sorted(merger.confidence.items())
+    return json.dumps([merger.data, *tables, sorted(merger.unsupported), merger.skipped])
+
+
+@settings(max_examples=300, deadline=None)
+@given(with_members(), st.booleans())
+def test_the_merge_is_the_one_that_validates_everything_and_copies(
+    found: list[Found], confident: bool
+) -> None:
+    schema = copy.deepcopy(PEOPLE)
+    schema["properties"]["title"] = {"type": "string", "maxLength": 4}
+    schema["properties"]["meta"] = {"type": "object", "properties": {"a": {"enum": NAMES[:4]}}}
+    assume(not validation_errors(found[0].data, make_validator(schema)))  # as a piece's is
+    fast = Merger(make_validator(schema), confident=confident)
+    slow = Snapshots(make_validator(schema), confident=confident)
+    for piece in found:
+        assert fast.add(piece) == slow.add(piece)
+        assert state(fast) == state(slow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(with_members(), st.booleans())
+def test_undo_leaves_the_merge_as_it_was(found: list[Found], confident: bool) -> None:
+    merger = Merger(make_validator(PEOPLE), confident=confident)
+    merger.add(found[0])
+    for piece in found[1:]:
+        before = state(merger)
+        journal: list[_Undo] = []
+        for change in list(merger._changes(merger.data, piece, (), ())):
+            merger._apply(change, piece, journal)
+        merger._undo(journal)
+        assert state(merger) == before
+        merger.add(piece)
 
 
 def test_two_people_who_share_a_role_stay_two_whichever_field_comes_first() -> None:
