@@ -27,8 +27,9 @@ did moving an item from the model's own list only when another scores higher by 
 (0.5 to 5 nats: 22.1 to 23.3% over the three sources, against 22.8%).
 
 Only the items move: none is added (abstention stays with ``qwenjson.grounding``), one that two
-lists held is listed once, their evidence and confidence move with them, and a document that
-would no longer validate (``maxItems``, ``uniqueItems``…) is kept as the model wrote it.
+lists held as copies of one mention is listed once (the text's own repeats all stay), their
+evidence and confidence move with them, and a document that would no longer validate
+(``maxItems``, ``uniqueItems``…) is kept as the model wrote it.
 """
 
 from __future__ import annotations
@@ -102,16 +103,7 @@ def relabel(
     if len(present) < 2 or not items:
         return found
     best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
-    # An item two lists held is listed once: from the copy that has a source, if one has.
-    keep: dict[str, tuple[str, int]] = {}
-    for name, i in at:
-        item = data[name][i]
-        if not _typed(item):
-            continue
-        held = keep.get(item)
-        sourced = evidence.get(to_pointer((name, i))) is not None
-        if held is None or (sourced and evidence.get(to_pointer(held)) is None):
-            keep[item] = (name, i)
+    keep = _copies_left_out(data, at, evidence)
     moved: dict[str, str] = {}  # old pointer -> new pointer
     out = dict(data)
     for name in present:
@@ -119,7 +111,7 @@ def relabel(
     for name, i in at:
         item = data[name][i]
         if _typed(item):
-            if keep[item] != (name, i):
+            if (name, i) not in keep:
                 continue
             target = best[item]
         else:
@@ -145,6 +137,31 @@ def relabel(
         {new: found.confidence[old] for new, old in ordered(rekey(found.confidence))},
         tuple(new for new, _ in ordered(rekey(found.unsupported))),
     )
+
+
+def _copies_left_out(
+    data: dict[str, Any], at: list[tuple[str, int]], evidence: Mapping[str, Any]
+) -> set[tuple[str, int]]:
+    """The typed items to keep: an item two lists held is listed once when the two are copies
+    of one mention (the same words of the text, or one with no source), the copy with a source
+    kept; the text's own repeats, each from its own place, all stay ("Rome, Paris, Rome": two
+    Romes, wherever the model first put them). Items of one list are left as that list has
+    them."""
+    kept: dict[str, list[tuple[str, Any]]] = {}  # item -> (list, span) of the copies kept
+    keep: set[tuple[str, int]] = set()
+    spans = {(name, i): evidence.get(to_pointer((name, i))) for name, i in at}
+    typed = [(name, i) for name, i in at if _typed(data[name][i])]
+    # Those with a source first: of two copies, the one with a source is kept.
+    for name, i in sorted(typed, key=lambda place: spans[place] is None):
+        span, copies = spans[name, i], kept.setdefault(data[name][i], [])
+        if span is not None:
+            copy = any(other == span for _, other in copies)
+        else:
+            copy = any(held != name for held, _ in copies)
+        if not copy:
+            copies.append((name, span))
+            keep.add((name, i))
+    return keep
 
 
 def _typed(item: Any) -> bool:

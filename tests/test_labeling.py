@@ -210,10 +210,41 @@ def test_only_the_shortlist_is_scored_in_full() -> None:
 
 
 def test_an_item_in_two_lists_is_listed_once() -> None:
+    # Copies of one mention: the same words of the text under two lists.
     data = {"people": ["Nokia"], "places": [], "companies": ["Nokia"]}
-    out = _relabel(data, Scripted({("companies", "Nokia"): (-1.0, -1.0)}))
+    spans: dict[str, list[int] | None] = {"/people/0": [0, 5], "/companies/0": [0, 5]}
+    out = _relabel(data, Scripted({("companies", "Nokia"): (-1.0, -1.0)}), evidence=spans)
     assert out.data == {"people": [], "places": [], "companies": ["Nokia"]}
-    assert out.evidence == {"/companies/0": [0, 1]}
+    assert out.evidence == {"/companies/0": [0, 5]}
+
+
+def test_the_texts_own_repeats_all_stay_wherever_the_model_put_them() -> None:
+    # "The tour went Rome, Paris, Rome, Oslo and back to Rome. Our driver was Bob Smith.": the
+    # three Romes, each from its own place, came out as one (every copy of a string but one
+    # was dropped, repeats inside one list too).
+    data = {"people": ["Rome", "Bob Smith"], "places": ["Rome", "Paris", "Rome"], "companies": []}
+    evidence: dict[str, list[int] | None] = {
+        "/people/0": [47, 51],
+        "/people/1": [70, 79],
+        "/places/0": [14, 18],
+        "/places/1": [20, 25],
+        "/places/2": [27, 31],
+    }
+    table = {("places", p): (-1.0, -1.0) for p in ("Rome", "Paris")}
+    out = _relabel(
+        data, Scripted(table | {("people", "Bob Smith"): (-1.0, -1.0)}), evidence=evidence
+    )
+    assert out.data["places"] == ["Rome", "Rome", "Paris", "Rome"]
+    assert [out.evidence[f"/places/{i}"] for i in range(4)] == [
+        [47, 51],
+        [14, 18],
+        [20, 25],
+        [27, 31],
+    ]
+    # Copies of one mention are still one: the same words under two lists.
+    same = {"people": ["Rome"], "places": ["Rome"], "companies": []}
+    out = _relabel(same, Scripted(table), evidence={"/people/0": [14, 18], "/places/0": [14, 18]})
+    assert out.data == {"people": [], "places": ["Rome"], "companies": []}
 
 
 def test_values_with_no_source_are_named_at_their_new_place() -> None:
