@@ -138,6 +138,7 @@ def annotate(
     abstain_below: float = 0.0,
     objects: Mapping[Pattern, Abstain] | None = None,
     unique: Collection[Path] = (),
+    unruled_numbers: bool = True,
 ) -> Annotated:
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
 
@@ -145,7 +146,9 @@ def annotate(
     lower confidence is abstained from, as one with no source is. ``objects``: what each object
     becomes when a required member has no source (``SchemaFields.objects``; none: kept).
     ``unique``: the lists (paths in ``data``) that keep only the first copy of each item, in
-    every pass (``qwenjson.repeats``: the document validates only so)."""
+    every pass (``qwenjson.repeats``: the document validates only so). ``unruled_numbers``: whether
+    a number where ``rules`` don't reach (an ``int | str``, a ``Decimal``) needs a source: the
+    run's grounding default (off with ``--no-grounding``)."""
     object_rules = objects or {}
     gone = _hollow_objects(records, object_rules) if abstain else set()
     raw_bytes = raw.encode("utf-8")
@@ -179,8 +182,12 @@ def annotate(
             needs_source = True
         else:
             span = _find(source, value, last_start)
-            # A field marked ``x-grounded: false`` needs none, a number anywhere else does.
-            needs_source = rule.grounded if rule is not None else is_number(value)
+            # A field marked ``x-grounded: false`` needs none, a number anywhere else does
+            # unless grounding is off by default.
+            if rule is not None:
+                needs_source = rule.grounded
+            else:
+                needs_source = unruled_numbers and is_number(value)
         if span is not None:
             last_start = span[0]
         found[leaf.path] = (

@@ -588,15 +588,19 @@ def _one_branch(
     root: Mapping[str, Any], node: Mapping[str, Any]
 ) -> tuple[Mapping[str, Any], bool] | None:
     """The one branch of ``node``'s anyOf/oneOf that isn't null (as written), and
-    whether null is another; None unless there is exactly one such branch (and no other
+    whether null is another; or its allOf's one schema (Pydantic v1's nested model with a
+    description or default); None unless there is exactly one such branch (and no other
     keyword than a description, title, default or x-grounded beside the anyOf: with more, the
     rules of the parts would have to be merged)."""
-    for key in ("anyOf", "oneOf"):
+    for key in ("anyOf", "oneOf", "allOf"):
         branches = node.get(key)
         if not isinstance(branches, list) or not branches:
             continue
         if set(node) - {key, "description", "title", "default", GROUNDED_KEY, INHERITED_KEY}:
             return None
+        if key == "allOf":
+            only = branches[0]
+            return (only, False) if len(branches) == 1 and isinstance(only, Mapping) else None
         followed = [follow_local_refs(root, b) for b in branches]
         if not all(isinstance(b, Mapping) for b in followed):
             return None

@@ -318,6 +318,7 @@ class Extractor:
             abstain_below=opts.abstain_below,
             objects=self.fields.objects,
             unique=unique,
+            unruled_numbers=opts.grounding,
         )
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):

@@ -105,6 +105,28 @@ def test_require_evidence_fails_a_required_value_with_no_source() -> None:
     assert b"Error: --require-evidence: the text has no source for /age" in strict.stderr
 
 
+def test_a_number_the_rules_dont_reach_needs_a_source_only_where_grounding_is_on() -> None:
+    # An int | None | date (anyOf of three: no rule reaches it) counted from the text: with
+    # --no-grounding it needs no source, as README's --require-evidence says (it was exit 5
+    # whatever the run's default); with grounding on, an invented number still fails.
+    count = {"anyOf": [{"type": "integer"}, {"type": "null"}, {"type": "string", "format": "date"}]}
+    fruits = {"type": "array", "items": {"type": "string"}}
+    schema = {
+        "type": "object",
+        "properties": {"fruits": fruits, "count": count},
+        "required": ["fruits", "count"],
+    }
+    text = b"I bought apples, pears and plums."
+    args = ("-s", json.dumps(schema), "--evidence", "--require-evidence")
+    free = extract(*args, "--no-grounding", stdin=text)
+    assert free.returncode == 0, free.stderr.decode()
+    shown = json.loads(free.stdout)
+    assert isinstance(shown["data"]["count"], int) and shown["evidence"]["/count"] is None
+    grounded = extract(*args, stdin=text)
+    assert grounded.returncode == EXIT_NO_VALID_OUTPUT, grounded.stdout
+    assert b"no source for /count" in grounded.stderr
+
+
 def test_an_optional_model_the_text_half_describes_is_null() -> None:
     # Pydantic's Optional[Person] with both members required; the text names no city. The
     # person came out with the text's nearest span as its city (exit 0), or exit 5 with

@@ -1491,6 +1491,32 @@ def test_the_strings_of_an_optional_nested_model_are_grounded() -> None:
     assert rules[("p", "code")] == FieldRule(True, "null", max_chars=5)  # null, not invented
 
 
+def test_the_values_of_a_nested_model_under_an_all_of_of_one_schema_have_rules() -> None:
+    # Pydantic v1's nested model with a description: allOf [{"$ref": …}]. No rule reached
+    # it: its strings were left to the grammar, and a count marked x-grounded: false still
+    # needed a source (exit 5 with --require-evidence, a review's run).
+    schema = {
+        "type": "object",
+        "properties": {
+            "p": {"allOf": [{"$ref": "#/$defs/P"}], "description": "who"},
+            "count": {"allOf": [{"type": "integer", "x-grounded": False}]},
+            "two": {"allOf": [{"type": "string"}, {"maxLength": 9}]},  # parts: not merged
+        },
+        "required": ["p"],
+        "$defs": {
+            "P": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "required": ["name"],
+            }
+        },
+    }
+    rules = grounding_rules(schema)
+    assert rules[("p", "name")] == FieldRule(True, "none")
+    assert rules[("count",)] == FieldRule(False, "omit", "integer")
+    assert ("two",) not in rules
+
+
 def test_prefix_items_keep_their_own_rules() -> None:
     # `items` covered every place, the prefix's enum label too: it was refused as ungrounded.
     schema = {
