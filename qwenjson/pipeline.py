@@ -147,7 +147,7 @@ def check_text(text: str) -> str:
     """Refuse input with nothing in it, over 32 MiB as UTF-8, or that can't be UTF-8 (a library
     caller's lone surrogate, from ``os.fsdecode`` or ``surrogateescape``), exit 6; return it
     otherwise."""
-    if not text.strip():
+    if not body(text)[1]:
         raise InputError("input is empty: give the text to extract from on stdin or with --input")
     # As the command line reads at most this much: a library caller's 40 MB text was cut into
     # pieces for as long as the caller waited.
@@ -158,6 +158,15 @@ def check_text(text: str) -> str:
     if bad := not_utf8(text):
         raise InputError(f"the input is not UTF-8 text ({bad})")
     return text
+
+
+def body(text: str) -> tuple[int, str]:
+    """The text the model reads: ``text`` without its surrounding blanks, nor a leading BOM
+    (U+FEFF: the command line drops it when it decodes the input; a Python caller's string or
+    a JSONL field may still hold it, and the model read it, shifting what it wrote); and where
+    that begins in ``text``."""
+    inner = text.removeprefix("\ufeff")
+    return len(text) - len(inner.lstrip()), inner.strip()
 
 
 def decode_input(data: bytes, origin: str = "stdin") -> str:
@@ -219,7 +228,7 @@ class Extractor:
         """The chat messages for ``text`` (system message first), as ``build_messages``."""
         return [
             {"role": "system", "content": self.system},
-            {"role": "user", "content": text.strip()},
+            {"role": "user", "content": body(text)[1]},
         ]
 
     def run(
@@ -244,8 +253,7 @@ class Extractor:
         messages = self.messages(text)
         # The model sees the text without its surrounding blanks (``build_messages``); offsets
         # are into the text as given.
-        stripped = text.strip()
-        lead = len(text) - len(text.lstrip())
+        lead, stripped = body(text)
         edges = (around[0] + text[:lead], text[lead + len(stripped) :] + around[1])
         source = SourceText(stripped, offset + lead, edges)
         results: list[GenerationResult] = []

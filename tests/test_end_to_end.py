@@ -142,6 +142,26 @@ def test_library_extract_on_real_model() -> None:
     assert isinstance(person, dict) and isinstance(person["name"], str)
 
 
+def test_a_bom_at_the_start_of_a_callers_text_is_read_as_the_command_line_reads_it() -> None:
+    # The command line drops it when it decodes stdin; a Python caller's string (or a JSONL
+    # field) kept it for the model to read, which shifted what it wrote (a review's invoice:
+    # "ACME Corp" from the CLI, "Jane Roe" from extract()).
+    from qwenjson import extract
+
+    schema = "name, city?"
+    text = "Invoice from ACME Corp, Oslo. Contact: Jane Roe."
+    plain = extract(text, schema, model=str(MODEL), evidence=True)
+    marked = extract("\ufeff" + text, schema, model=str(MODEL), evidence=True)
+    assert marked["data"] == plain["data"] and marked["confidence"] == plain["confidence"]
+    # Offsets index the string as given: one further on.
+    for pointer, span in plain["evidence"].items():
+        moved = None if span is None else [span[0] + 1, span[1] + 1]
+        assert marked["evidence"][pointer] == moved
+    cli = qwenjson("extract", "-m", str(MODEL), "--threads", "1", "-s", schema, "--evidence",
+                   stdin=("\ufeff" + text).encode())  # fmt: skip
+    assert json.loads(cli.stdout)["data"] == plain["data"]
+
+
 def test_threads_sharing_an_engine_take_turns_and_a_closed_one_is_an_error() -> None:
     # Two threads on one llama.cpp context aborted the process (GGML_ASSERT); after close()
     # the tokenizer read freed memory (a segfault).
