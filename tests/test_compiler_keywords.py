@@ -4,10 +4,14 @@ reject under the compiled grammar, and what the keyword report says about them."
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from qwenjson.errors import SchemaError
 from qwenjson.schema import check_schema, compile
 from qwenjson.validate import make_validator, validation_errors
 from tests.grammar_engine import accepts, grammar_error
@@ -432,6 +436,53 @@ def test_enum_values_the_siblings_rule_out_are_left_out() -> None:
     assert not accepts(compiled.grammar, '"abcd"')
     assert not accepts(compiled.grammar, "50")
     assert not compiled.needs_validation
+
+
+BOUNDS = [0, 1, 10, -3, 2.5, -1.5, 0.1, 0.3, 99.99]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.sampled_from([None, *BOUNDS]),
+    st.sampled_from([None, *BOUNDS]),
+    st.sampled_from(["minimum", "exclusiveMinimum"]),
+    st.sampled_from(["maximum", "exclusiveMaximum"]),
+)
+def test_a_number_bound_reported_enforced_is_one_the_grammar_keeps(
+    lo: float | None, hi: float | None, lo_kw: str, hi_kw: str
+) -> None:
+    # The oracle: numbers just past a bound, through llama.cpp's grammar engine. The report
+    # said "enforced" for `maximum` of `price float 0..99.99`, whose grammar takes 100, and for
+    # both exclusive bounds of 0.5 < x < 10, whose grammar takes 0 and 10 (a review's runs).
+    schema: dict[str, Any] = {"type": "number"}
+    if lo is not None:
+        schema[lo_kw] = lo
+    if hi is not None:
+        schema[hi_kw] = hi
+    try:
+        compiled = compile(schema)
+    except SchemaError:
+        assume(False)  # no number between the bounds
+    status = {u.keyword: u.status for u in compiled.report if u.pointer == ""}
+    below = [] if lo is None else [lo - 1, lo - 0.5, lo - 0.01, math.floor(lo)]
+    above = [] if hi is None else [hi + 1, hi + 0.5, hi + 0.01, math.ceil(hi)]
+    for keyword, bound, outside in ((lo_kw, lo, below), (hi_kw, hi, above)):
+        if bound is None or status[keyword] != "enforced":
+            continue
+        outside += [bound] if keyword.startswith("exclusive") else []
+        for value in outside:
+            if not validation_errors(value, make_validator(schema)):
+                continue  # floor(lo) may be lo itself: inside
+            for text in {json.dumps(value), json.dumps(round(value, 2))}:
+                assert not accepts(compiled.grammar, text), (schema, keyword, text)
+
+
+def test_length_beside_a_pattern_is_reported_as_checked_afterwards_on_both_sides() -> None:
+    schema = {"type": "string", "pattern": "^[a-z]+$", "minLength": 3, "maxLength": 10}
+    compiled = compile(schema)
+    assert accepts(compiled.grammar, '"a"')  # the pattern's grammar alone: no length in it
+    status = _statuses(schema)
+    assert status[("", "minLength")] == status[("", "maxLength")] == "validated-after"
 
 
 def test_x_grounded_is_an_annotation_extract_reads() -> None:

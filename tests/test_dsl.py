@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import qwenjson.dsl
 from qwenjson.dsl import DRAFT_2020_12, DslError, parse_dsl, schema_to_dsl
+from qwenjson.dsl.parser import _RANGE_ONLY
 from qwenjson.errors import EXIT_SCHEMA, SchemaError
 from qwenjson.fields import grounding_rules
 
@@ -919,6 +920,8 @@ def render_field(f: Field, data: st.DataObject, multi_line: bool) -> str:
             and d.split(" ")[0] not in KEYWORDS | set(FORMATS) | {"text", "quote", "derived"}
             and not d.startswith(",")
             and not d.endswith(",")
+            # A range alone after ':' is refused as a misplaced range ("0.."): quoted, it's text.
+            and not _RANGE_ONLY.fullmatch(d.strip())
         )
         text += ": " + (d if raw_ok and data.draw(st.booleans()) else json.dumps(d))
     return text
@@ -1418,3 +1421,15 @@ def test_a_braced_concise_schema_read_as_json_says_why() -> None:
     with pytest.raises(SchemaError) as e:
         load_schema('{"type": "object",}')  # JSON with a slip: no concise hint
     assert "concise" not in str(e.value)
+
+
+def test_names_one_normalisation_apart_are_not_rendered_as_text_that_fails_to_parse() -> None:
+    # "é" and "e\u0301" rendered as 'é?, é?', which parse_dsl refuses (a review's round trip).
+    string = {"type": "string"}
+    schema = {
+        "type": "object",
+        "properties": {"é": string, "e\u0301": string},
+        "required": [],
+        "additionalProperties": False,
+    }
+    assert schema_to_dsl(schema) is None

@@ -73,6 +73,8 @@ def _render_fields(schema: Mapping[str, Any], one_line: bool) -> list[str]:
         # parse_dsl lists required names in property order
         or required != [name for name in properties if name in required]
         or len(set(required)) != len(required)
+        # parse_dsl refuses two names one Unicode normalisation apart ("é" and "e\u0301")
+        or len({unicodedata.normalize("NFC", str(n)) for n in properties}) != len(properties)
     ):
         raise _NotRepresentable
     fields = []

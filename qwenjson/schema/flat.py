@@ -66,6 +66,10 @@ class Flat:
     formats: list[tuple[str, str]] = field(default_factory=list)  # (format, pointer)
     lower: list[tuple[float, bool]] = field(default_factory=list)  # (bound, exclusive)
     upper: list[tuple[float, bool]] = field(default_factory=list)
+    # Where the bounds were written, (pointer, keyword) for each side: what the report marks
+    # when the grammar can't hold that side exactly.
+    lower_keywords: list[tuple[str, str]] = field(default_factory=list)
+    upper_keywords: list[tuple[str, str]] = field(default_factory=list)
     groups: list[tuple[str, list[Node], str]] = field(default_factory=list)  # anyOf/oneOf
     property_names: list[Node] = field(default_factory=list)
     # Objects/arrays: did any merged schema constrain them (so the generic rule won't do)?
@@ -90,6 +94,8 @@ class Flat:
             formats=list(self.formats),
             lower=list(self.lower),
             upper=list(self.upper),
+            lower_keywords=list(self.lower_keywords),
+            upper_keywords=list(self.upper_keywords),
             groups=list(self.groups),
             property_names=list(self.property_names),
         )

@@ -20,17 +20,24 @@ class NumberRules(Flattener):
     def _read_numbers(self, r: Reader, node: Node, f: Flat) -> None:
         """The number keywords of ``r`` into ``f``."""
         s = r.schema
-        for kw, side in (("minimum", f.lower), ("maximum", f.upper)):
+        sides = ((f.lower, f.lower_keywords), (f.upper, f.upper_keywords))
+        for kw, (side, written) in zip(("minimum", "maximum"), sides, strict=True):
             if kw in s:
                 v = s[kw]
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise SchemaError(f"{kw} must be a number", r.pointer(kw))
                 excl_kw = "exclusiveMinimum" if kw == "minimum" else "exclusiveMaximum"
                 side.append((v, s.get(excl_kw) is True))
-        for kw, side in (("exclusiveMinimum", f.lower), ("exclusiveMaximum", f.upper)):
+                written.append((r.at, kw))
+        for kw, (side, written) in zip(
+            ("exclusiveMinimum", "exclusiveMaximum"), sides, strict=True
+        ):
             v = s.get(kw)
             if isinstance(v, int | float) and not isinstance(v, bool):
                 side.append((v, True))
+                written.append((r.at, kw))
+            elif v is True:  # draft 4's: it makes the minimum or maximum exclusive
+                written.append((r.at, kw))
             elif v is not None and not isinstance(v, bool):
                 raise SchemaError(f"{kw} must be a number", r.pointer(kw))
         mult = s.get("multipleOf")
@@ -46,6 +53,8 @@ class NumberRules(Flattener):
         """The number keywords of ``a`` and ``b`` together, into ``m``."""
         m.lower = a.lower + b.lower
         m.upper = a.upper + b.upper
+        m.lower_keywords = a.lower_keywords + b.lower_keywords
+        m.upper_keywords = a.upper_keywords + b.upper_keywords
 
     def _gen_number(self, t: str, f: Flat, node: Node) -> Expr:
         lo = hi = None
@@ -69,18 +78,23 @@ class NumberRules(Flattener):
         if lo is None and hi is None:
             return NUMBER
         exact = all(v is None or float(v).is_integer() for v in (lo, hi))
+        # Which sides the grammar holds loosely: widened to the enclosing integers (a superset;
+        # an exclusive integer bound becomes inclusive too), or every side when no range fits.
+        widened = [(lo is not None and (lo_ex or not float(lo).is_integer()), f.lower_keywords)]
+        widened.append((hi is not None and (hi_ex or not float(hi).is_integer()), f.upper_keywords))
         if not exact:
-            # Widen to the enclosing integers (a superset); validation checks the real bounds.
             lo, lo_ex = (None, False) if lo is None else (math.floor(lo), False)
             hi, hi_ex = (None, False) if hi is None else (math.ceil(hi), False)
         expr = number_range(
             None if lo is None else int(lo), lo_ex, None if hi is None else int(hi), hi_ex
         )
-        if expr is None or not exact:
-            self.mark(
-                f.pointer,
-                "minimum" if f.lower else "maximum",
-                "validated-after",
-                "bounds the grammar can't express exactly are checked after generation",
-            )
+        for loose, written in widened:
+            if expr is None or (loose and not exact):
+                for pointer, keyword in written:
+                    self.mark(
+                        pointer,
+                        keyword,
+                        "validated-after",
+                        "bounds the grammar can't express exactly are checked after generation",
+                    )
         return expr if expr is not None else NUMBER

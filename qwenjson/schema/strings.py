@@ -71,13 +71,14 @@ class StringRules(Flattener):
                 f"format {fmt!r} checked after generation (if the validator knows it)",
             )
         if content is not None:
-            if lo > 0 or hi is not None:
-                self.mark(
-                    f.pointer,
-                    "maxLength" if hi is not None else "minLength",
-                    "validated-after",
-                    "length beside pattern/format checked afterwards",
-                )
+            for keyword, bound in (("minLength", lo > 0), ("maxLength", hi is not None)):
+                if bound:
+                    self.mark(
+                        f.pointer,
+                        keyword,
+                        "validated-after",
+                        "length beside pattern/format checked afterwards",
+                    )
             return seq(QUOTE, group(content), QUOTE)
         if lo == 0 and hi is None:
             return STRING
