@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qwenjson.errors import SchemaError
+from qwenjson.fields import grounding_rules
 from qwenjson.schema import check_schema, compile
 from qwenjson.validate import make_validator, validation_errors
 from tests.grammar_engine import accepts, grammar_error
@@ -485,6 +486,38 @@ def test_length_beside_a_pattern_is_reported_as_checked_afterwards_on_both_sides
     assert status[("", "minLength")] == status[("", "maxLength")] == "validated-after"
 
 
+def test_the_report_says_where_extract_does_not_read_x_grounded() -> None:
+    # A review's runs: a count marked false under a two-part allOf was reported "written or
+    # worked out" and still needed a source; a boolean marked true was reported "copied".
+    # The oracle for what extract reads: the rules qwenjson.fields gives.
+    schema = {
+        "type": "object",
+        "properties": {
+            "one": {"allOf": [{"type": "integer", "x-grounded": False}]},
+            "two": {"allOf": [{"type": "string", "x-grounded": False}, {"maxLength": 5}]},
+            "flag": {"type": "boolean", "x-grounded": True},
+            "map": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "x-grounded": False},
+            },
+            "p": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]},
+        },
+        "$defs": {
+            "P": {"type": "object", "properties": {"n": {"type": "string", "x-grounded": False}}}
+        },
+    }
+    notes = {u.pointer: u.note for u in check_schema(schema) if u.keyword == "x-grounded"}
+    unread = [p for p, note in notes.items() if "not read" in note]
+    assert sorted(unread) == [
+        "/properties/flag",
+        "/properties/map/additionalProperties",
+        "/properties/two/allOf/0",
+    ]
+    rules = grounding_rules(schema)
+    assert rules[("one",)].grounded is False and rules[("p", "n")].grounded is False
+    assert ("two",) not in rules and ("flag",) not in rules and ("map",) not in rules
+
+
 def test_x_grounded_is_an_annotation_extract_reads() -> None:
     uses = check_schema({"type": "string", "x-grounded": False})
     (use,) = [u for u in uses if u.keyword == "x-grounded"]
@@ -514,10 +547,11 @@ def test_x_grounded_is_an_annotation_extract_reads() -> None:
             },
         }
     )
-    assert all("in it that aren't marked" in u.note for u in behind if u.keyword == "x-grounded")
+    assert all("in it with no mark" in u.note for u in behind if u.keyword == "x-grounded")
     assert notes == {
         "/properties/a": "extract: copied or read from the input text",
-        "/properties/b": "extract: strings, numbers and dates in it that aren't marked: "
+        "/properties/b": "extract: strings, numbers and dates in it with no mark of their own "
+        "(an enum, a format, a pattern or a name such as summary keeps its own rule): "
         "written or worked out by the model",
     }
 

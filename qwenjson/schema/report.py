@@ -40,6 +40,7 @@ def build_report(
     already (the compiler's `$ref` index walked them); otherwise they are walked here.
     """
     hides_siblings = dialect_of(root).ref_hides_siblings
+    read: set[str] | None = None  # where extract reads x-grounded, worked out when first asked
     uses: list[KeywordUse] = []
     seen: set[tuple[str, str]] = set()
     for pointer, node in nodes if nodes is not None else _walk(root):
@@ -55,7 +56,8 @@ def build_report(
                 else:
                     status, note = static_status(keyword)
                 if keyword == "x-grounded" and isinstance(node[keyword], bool):
-                    note = _grounded_note(root, node)
+                    read = _marks_read(root) if read is None else read
+                    note = _grounded_note(root, node) if pointer in read else _UNREAD_NOTE
                 uses.append(KeywordUse(pointer, keyword, status, note))
         elif node is False:
             uses.append(KeywordUse(pointer, "false", "enforced", "matches nothing"))
@@ -64,6 +66,75 @@ def build_report(
         if (pointer, keyword) not in seen:
             uses.append(KeywordUse(pointer, keyword, status, note))
     return tuple(uses)
+
+
+_UNREAD_NOTE = "extract: not read here, where its rules don't reach (README: Where the rules reach)"
+_VALUE_TYPES = {"string", "number", "integer", "object", "array"}
+
+
+def _marks_read(root: Any) -> set[str]:
+    """The pointers of the nodes whose ``x-grounded`` ``extract`` reads: those
+    ``qwenjson.fields``' walk reaches (above) that are, or hold, strings, numbers and dates."""
+    from qwenjson.schema.refs import RefIndex  # (the report's own import cycle: refs is light)
+
+    try:
+        index: RefIndex | None = RefIndex(root)
+    except Exception:  # a schema the compiler refuses: its report says why
+        index = None
+    read: set[str] = set()
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        pointer, node = stack.pop()
+        if not isinstance(node, dict) or pointer in read:
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str) and index is not None:
+            try:
+                target = index.resolve(ref, index.base_of(pointer), pointer)
+            except Exception:
+                target = None
+            if target is not None:
+                stack.append((target.pointer, target.schema))
+        kinds = node.get("type")
+        kinds = (
+            {kinds} if isinstance(kinds, str) else set(kinds) if isinstance(kinds, list) else set()
+        )
+        holds = any(k in node for k in ("properties", "items", "prefixItems", "$ref"))
+        if kinds & _VALUE_TYPES or holds or _one_schema(node) is not None:
+            read.add(pointer)
+        for key, sub in (
+            (node.get("properties") or {}).items()
+            if isinstance(node.get("properties"), dict)
+            else ()
+        ):
+            stack.append((f"{pointer}/properties/{_escape(key)}", sub))
+        if isinstance(node.get("items"), dict):
+            stack.append((f"{pointer}/items", node["items"]))
+        if isinstance(node.get("prefixItems"), list):
+            stack.extend(
+                (f"{pointer}/prefixItems/{i}", p) for i, p in enumerate(node["prefixItems"])
+            )
+        if (one := _one_schema(node)) is not None:
+            stack.append((f"{pointer}/{one[0]}/{one[1]}", node[one[0]][one[1]]))
+    return read
+
+
+def _one_schema(node: dict[str, Any]) -> tuple[str, int] | None:
+    """Where the one schema of an anyOf/oneOf of it and ``{"type": "null"}``, or of an allOf of
+    one schema, is (``qwenjson.fields._one_branch``'s shapes)."""
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = node.get(key)
+        if not isinstance(branches, list) or not branches:
+            continue
+        if key == "allOf":
+            return (key, 0) if len(branches) == 1 else None
+        others = [i for i, b in enumerate(branches) if b != {"type": "null"}]
+        return (key, others[0]) if len(others) == 1 else None
+    return None
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _grounded_note(root: Any, node: dict[str, Any]) -> str:
@@ -91,7 +162,10 @@ def _grounded_note(root: Any, node: dict[str, Any]) -> str:
         return any(k in shape for k in holds) or any(k in ("object", "array") for k in kinds)
 
     if any(container(shape) for shape in shapes):
-        return f"extract: strings, numbers and dates in it that aren't marked: {what}"
+        return (
+            "extract: strings, numbers and dates in it with no mark of their own (an enum, a "
+            f"format, a pattern or a name such as summary keeps its own rule): {what}"
+        )
     return f"extract: {what}"
 
 
