@@ -77,6 +77,8 @@ _ANNOTATIONS = frozenset(
         "readOnly",
         "writeOnly",
         "$schema",
+        "$id",  # the root's (one anywhere else makes the check unusable: _resolves_from_root)
+        "id",
         "$defs",
         "definitions",
     }
