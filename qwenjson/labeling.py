@@ -103,7 +103,7 @@ def relabel(
     if len(present) < 2 or not items:
         return found
     best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
-    keep = _copies_left_out(data, at, evidence)
+    keep = _items_kept(data, at, evidence)
     moved: dict[str, str] = {}  # old pointer -> new pointer
     out = dict(data)
     for name in present:
@@ -139,7 +139,7 @@ def relabel(
     )
 
 
-def _copies_left_out(
+def _items_kept(
     data: dict[str, Any], at: list[tuple[str, int]], evidence: Mapping[str, Any]
 ) -> set[tuple[str, int]]:
     """The typed items to keep: an item two lists held is listed once when the two are copies

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from qwenjson.errors import SchemaError
 from qwenjson.schema.dialect import dialect_of
 from qwenjson.schema.keywords import Status, static_status
-from qwenjson.schema.refs import follow_refs, subschemas
+from qwenjson.schema.refs import RefIndex, follow_refs, subschemas
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,9 @@ _VALUE_TYPES = {"string", "number", "integer", "object", "array"}
 def _marks_read(root: Any) -> set[str]:
     """The pointers of the nodes whose ``x-grounded`` ``extract`` reads: those
     ``qwenjson.fields``' walk reaches (above) that are, or hold, strings, numbers and dates."""
-    from qwenjson.schema.refs import RefIndex  # (the report's own import cycle: refs is light)
-
     try:
         index: RefIndex | None = RefIndex(root)
-    except Exception:  # a schema the compiler refuses: its report says why
+    except SchemaError:  # a schema the compiler refuses: its report says why
         index = None
     read: set[str] = set()
     stack: list[tuple[str, Any]] = [("", root)]
@@ -91,7 +90,7 @@ def _marks_read(root: Any) -> set[str]:
         if isinstance(ref, str) and index is not None:
             try:
                 target = index.resolve(ref, index.base_of(pointer), pointer)
-            except Exception:
+            except SchemaError:
                 target = None
             if target is not None:
                 stack.append((target.pointer, target.schema))
@@ -121,11 +120,13 @@ def _marks_read(root: Any) -> set[str]:
 
 def _one_schema(node: dict[str, Any]) -> tuple[str, int] | None:
     """Where the one schema of an anyOf/oneOf of it and ``{"type": "null"}``, or of an allOf of
-    one schema, is (``qwenjson.fields._one_branch``'s shapes)."""
+    one schema, is (``qwenjson.fields._one_branch``'s shapes: nothing but words beside it)."""
     for key in ("anyOf", "oneOf", "allOf"):
         branches = node.get(key)
         if not isinstance(branches, list) or not branches:
             continue
+        if set(node) - {key, "description", "title", "default", "x-grounded"}:
+            return None
         if key == "allOf":
             return (key, 0) if len(branches) == 1 else None
         others = [i for i, b in enumerate(branches) if b != {"type": "null"}]
