@@ -24,8 +24,10 @@ that). When a piece's additions together break it (``maxItems``, ``oneOf``, …)
 back and applied one at a time, each kept only if the document still validates;
 ``Merger.skipped`` counts those left out. The first piece's document is valid, so the merged one
 always is. Nothing in a piece's merge costs what the whole document does (a scan of it, a copy
-of it): ``scripts/bench_merge.py``, 6,000 distinct people in 545 pieces, 439 s before this was
-so, 5.6 s after, and 12 s for 12,000.
+of it): ``scripts/bench_merge.py`` on an idle 2-core machine, 1,500 / 3,000 / 6,000 distinct
+people in 136 / 272 / 545 pieces, 3.4 / 11.8 / 42.9 s before this was so, 0.18 / 0.38 / 0.78 s
+after, and 1.5 s for 12,000. Only a list with ``uniqueItems`` is passed over per piece
+(``local_validation._still_unique``: 6,000 such people, 9.6 s; it was 102 s for 1,500).
 """
 
 from __future__ import annotations
