@@ -584,6 +584,31 @@ def _types(node: Mapping[str, Any]) -> set[str]:
     return set()
 
 
+def reads_mark(root: Mapping[str, Any], node: Any) -> bool:
+    """Whether the walk reads ``node``'s ``x-grounded`` when it reaches it (the tests of
+    ``_Walker._visit``): a string, number or date it makes a rule for, an object or list it
+    passes the mark down to, or the one branch of an anyOf/oneOf/allOf it hands it to."""
+    node = follow_local_refs(root, node)
+    if not isinstance(node, Mapping):
+        return False
+    types = _types(node)
+    if not types:
+        return _one_branch(root, node) is not None
+    return bool(
+        ("string" in types and types <= {"string", "null"})
+        or (types & {"number", "integer"} and types <= {"number", "integer", "null"})
+        or ("object" in types and isinstance(node.get("properties"), Mapping))
+        or ("array" in types and isinstance(node.get("items"), Mapping))
+    )
+
+
+def branch_of(root: Mapping[str, Any], node: Mapping[str, Any]) -> Any:
+    """The branch the walk goes on to from ``node`` (``_one_branch``: as written, so that a
+    caller finds it in ``node``), or None."""
+    single = _one_branch(root, node)
+    return None if single is None else single[0]
+
+
 def _one_branch(
     root: Mapping[str, Any], node: Mapping[str, Any]
 ) -> tuple[Mapping[str, Any], bool] | None:

@@ -513,6 +513,18 @@ def test_the_report_says_where_extract_does_not_read_x_grounded() -> None:
         "/properties/map/additionalProperties",
         "/properties/two/allOf/0",
     ]
+    # Where the walk makes no rule and passes nothing down: a string-or-integer, and an
+    # Optional list with no items (the report's own copy of the walk's tests called both read).
+    loose = {
+        "type": "object",
+        "properties": {
+            "t": {"type": ["string", "integer"], "x-grounded": False},
+            "l": {"anyOf": [{"type": "array"}, {"type": "null"}], "x-grounded": False},
+        },
+    }
+    notes = {u.pointer: u.note for u in check_schema(loose) if u.keyword == "x-grounded"}
+    assert all("not read" in note for note in notes.values()) and len(notes) == 2
+    assert grounding_rules(loose) == {}
     rules = grounding_rules(schema)
     assert rules[("one",)].grounded is False and rules[("p", "n")].grounded is False
     assert ("two",) not in rules and ("flag",) not in rules and ("map",) not in rules
@@ -543,7 +555,10 @@ def test_x_grounded_is_an_annotation_extract_reads() -> None:
             "type": "object",
             "properties": {
                 "p": {"$ref": "#/$defs/P", "x-grounded": False},
-                "t": {"anyOf": [{"type": "array"}, {"type": "null"}], "x-grounded": False},
+                "t": {
+                    "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                    "x-grounded": False,
+                },
             },
         }
     )

@@ -70,22 +70,29 @@ def build_report(
 
 
 _UNREAD_NOTE = "extract: not read here, where its rules don't reach (README: Where the rules reach)"
-_VALUE_TYPES = {"string", "number", "integer", "object", "array"}
 
 
 def _marks_read(root: Any) -> set[str]:
     """The pointers of the nodes whose ``x-grounded`` ``extract`` reads: those
-    ``qwenjson.fields``' walk reaches (above) that are, or hold, strings, numbers and dates."""
+    ``qwenjson.fields``' walk reaches (properties, items, prefixItems, local $refs, the one
+    branch it goes on to) where it reads one (``fields.reads_mark``)."""
+    # Imported here: qwenjson.fields imports qwenjson.schema, which imports this module.
+    from qwenjson.fields import branch_of, reads_mark
+
     try:
         index: RefIndex | None = RefIndex(root)
     except SchemaError:  # a schema the compiler refuses: its report says why
         index = None
     read: set[str] = set()
+    seen: set[str] = set()
     stack: list[tuple[str, Any]] = [("", root)]
     while stack:
         pointer, node = stack.pop()
-        if not isinstance(node, dict) or pointer in read:
+        if not isinstance(node, dict) or pointer in seen:
             continue
+        seen.add(pointer)
+        if reads_mark(root, node):
+            read.add(pointer)
         ref = node.get("$ref")
         if isinstance(ref, str) and index is not None:
             try:
@@ -94,44 +101,24 @@ def _marks_read(root: Any) -> set[str]:
                 target = None
             if target is not None:
                 stack.append((target.pointer, target.schema))
-        kinds = node.get("type")
-        kinds = (
-            {kinds} if isinstance(kinds, str) else set(kinds) if isinstance(kinds, list) else set()
-        )
-        holds = any(k in node for k in ("properties", "items", "prefixItems", "$ref"))
-        if kinds & _VALUE_TYPES or holds or _one_schema(node) is not None:
-            read.add(pointer)
-        for key, sub in (
-            (node.get("properties") or {}).items()
-            if isinstance(node.get("properties"), dict)
-            else ()
-        ):
-            stack.append((f"{pointer}/properties/{_escape(key)}", sub))
+        props = node.get("properties")
+        if isinstance(props, dict):
+            stack.extend((f"{pointer}/properties/{_escape(k)}", sub) for k, sub in props.items())
         if isinstance(node.get("items"), dict):
             stack.append((f"{pointer}/items", node["items"]))
         if isinstance(node.get("prefixItems"), list):
             stack.extend(
                 (f"{pointer}/prefixItems/{i}", p) for i, p in enumerate(node["prefixItems"])
             )
-        if (one := _one_schema(node)) is not None:
-            stack.append((f"{pointer}/{one[0]}/{one[1]}", node[one[0]][one[1]]))
+        if (branch := branch_of(root, node)) is not None:
+            stack.extend(
+                (f"{pointer}/{key}/{i}", b)
+                for key in ("anyOf", "oneOf", "allOf")
+                if isinstance(node.get(key), list)
+                for i, b in enumerate(node[key])
+                if b is branch
+            )
     return read
-
-
-def _one_schema(node: dict[str, Any]) -> tuple[str, int] | None:
-    """Where the one schema of an anyOf/oneOf of it and ``{"type": "null"}``, or of an allOf of
-    one schema, is (``qwenjson.fields._one_branch``'s shapes: nothing but words beside it)."""
-    for key in ("anyOf", "oneOf", "allOf"):
-        branches = node.get(key)
-        if not isinstance(branches, list) or not branches:
-            continue
-        if set(node) - {key, "description", "title", "default", "x-grounded"}:
-            return None
-        if key == "allOf":
-            return (key, 0) if len(branches) == 1 else None
-        others = [i for i, b in enumerate(branches) if b != {"type": "null"}]
-        return (key, others[0]) if len(others) == 1 else None
-    return None
 
 
 def _escape(key: str) -> str:
