@@ -226,10 +226,11 @@ class Extractor:
 
     def messages(self, text: str) -> list[Message]:
         """The chat messages for ``text`` (system message first), as ``build_messages``."""
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": body(text)[1]},
-        ]
+        return self._asking(body(text)[1])
+
+    def _asking(self, read: str) -> list[Message]:
+        """The chat messages for ``read``, the text as the model reads it (``body``)."""
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": read}]
 
     def run(
         self,
@@ -250,10 +251,10 @@ class Extractor:
         """
         check_text(text)
         opts = self.options
-        messages = self.messages(text)
         # The model sees the text without its surrounding blanks (``build_messages``); offsets
         # are into the text as given.
         lead, stripped = body(text)
+        messages = self._asking(stripped)
         edges = (around[0] + text[:lead], text[lead + len(stripped) :] + around[1])
         source = SourceText(stripped, offset + lead, edges)
         results: list[GenerationResult] = []
@@ -293,7 +294,7 @@ class Extractor:
                     return self._finish(
                         data, result, grounding, source, attempt + 1, results, on_text, unique
                     )
-            messages = [*self.messages(text), *_feedback(result.text, errors)]
+            messages = [*self._asking(stripped), *_feedback(result.text, errors)]
         raise NoValidOutputError(
             f"no valid document after {opts.retries + 1} attempt(s); the last one failed with:",
             errors,
@@ -335,7 +336,7 @@ class Extractor:
                 typed = relabel(
                     found,
                     lists=self.entity_lists,
-                    messages=self.messages(source.text),
+                    messages=self._asking(source.text),
                     scorer=self.generator,
                     is_valid=validator.is_valid,
                     # An empty chunk between evaluations: a caller that keeps a time limit by
