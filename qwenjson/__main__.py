@@ -1,5 +1,5 @@
 """``python -m qwenjson``."""
 
-from qwenjson.cli import main
+from qwenjson.launch import main
 
 main()

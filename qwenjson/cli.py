@@ -82,9 +82,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
-def write_document(text: str) -> None:
-    """Write one JSON document and a newline to stdout, whole, and flush it."""
-    data = (text + "\n").encode("utf-8")
+def write_document(text: str, *, paths: bool = False) -> None:
+    """Write one JSON document and a newline to stdout, whole, and flush it. ``paths``: the
+    text holds file paths as the OS gave them (``str(path)``), written back as their bytes
+    (a cache under a directory whose name isn't UTF-8)."""
+    data = (text + "\n").encode("utf-8", "surrogateescape" if paths else "strict")
     with signals_held(), output_errors("stdout"):  # stdout never ends in a partial line
         sys.stdout.flush()
         write_whole(sys.stdout.buffer, data)
@@ -211,7 +213,7 @@ def pull(
     if not quiet and console.stderr.is_terminal:
         size = format_size(path.stat().st_size)
         console.info(f"{spec.name}: {size}, sha256 verified")
-    write_document(str(path))
+    write_document(str(path), paths=True)
 
 
 def _downloaded_cell(row: dict[str, Any]) -> str:
@@ -267,7 +269,10 @@ def models(
             }
         )
     if as_json:
-        write_document(json.dumps(rows, ensure_ascii=False))
+        # A path's undecodable bytes (lone surrogates, as the OS gave them) escaped: JSON
+        # must be UTF-8; os.fsencode(json.loads(...)[i]["path"]) gives the bytes back.
+        text = json.dumps(rows, ensure_ascii=False)
+        write_document(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
         return
     table = [("NAME", "QUANT", "SIZE", "DOWNLOADED", "DESCRIPTION")]
     for row in rows:
@@ -289,9 +294,10 @@ def models(
         if entry is not None and entry["path"]:
             lines.append(f"    {_printable(entry['path'])}")  # on its own line: paths are long
     lines.append(f"(* the default; downloads go to {hub_cache_dir()})")
-    write_document("\n".join(line.rstrip() for line in lines))
+    write_document("\n".join(line.rstrip() for line in lines), paths=True)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Characters that would steer the terminal rather than show: escape codes, carriage returns and
 # newlines (a forged table line), bidirectional overrides.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

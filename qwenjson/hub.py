@@ -27,6 +27,7 @@ How a download stays trustworthy:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,6 +60,9 @@ from qwenjson.hub_cache import (
 )
 from qwenjson.hub_download import ProgressCallback, _download_blob
 from qwenjson.registry import ModelSpec, load_registry, resolve_model
+
+# What a hub's ETag for a file is: the sha256 of an LFS file, the git blob sha1 of another.
+_ETAG_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def file_sha256(path: Path) -> str:
@@ -179,9 +183,13 @@ def _hub_errors(spec: ModelSpec, endpoint: str) -> Iterator[None]:
         status = response.status_code if response is not None else None
         server = _server_name(response, endpoint)
         transient = status is not None and (status >= 500 or status == 429)
+        advice = (
+            "try again later (an interrupted download resumes where it stopped)"
+            if transient
+            else "check HF_ENDPOINT, proxies and the registry entry"  # a 404 won't go away
+        )
         raise (HubUnavailable if transient else ModelError)(
-            f"{server} answered HTTP {status or '?'} while fetching {what}; try again later "
-            "(an interrupted download resumes where it stopped)"
+            f"{server} answered HTTP {status or '?'} while fetching {what}; {advice}"
         ) from exc
     except OfflineModeIsEnabled as exc:
         raise ModelError(
@@ -284,7 +292,21 @@ def _pull_online(
             f"{endpoint} did not answer like a Hugging Face hub for {spec.file} (no commit or "
             "ETag header); check HF_ENDPOINT, proxies and firewalls"
         )
-    etag = meta.etag.lower()
+    # Both name files and folders in the cache: a mirror's header is no path to write to or
+    # delete (an ETag of "../../x" put the download there, or deleted x when the bytes were
+    # wrong), whatever sha256 the registry pins.
+    etag, commit = meta.etag.lower(), meta.commit_hash.lower()
+    if not _ETAG_RE.fullmatch(etag) or not _COMMIT_RE.fullmatch(commit):
+        raise ModelError(
+            f"{endpoint} answered for {spec.file} with an ETag {meta.etag[:80]!r} or a commit "
+            f"{meta.commit_hash[:80]!r} that is not a hash; check HF_ENDPOINT (a hub or mirror "
+            "names files by their sha and commits by 40 hex digits)"
+        )
+    if _COMMIT_RE.fullmatch(spec.revision) and commit != spec.revision:
+        raise ModelError(
+            f"asked for {spec.file} at commit {spec.revision}, {endpoint} answered with commit "
+            f"{commit}; nothing was downloaded"
+        )
     hub_sha = etag if _SHA256_RE.fullmatch(etag) else None
     label = f"{spec.file} from {spec.repo}"
     if spec.sha256 and hub_sha and hub_sha != spec.sha256:
@@ -303,12 +325,24 @@ def _pull_online(
             f"the hub reports no sha256 for {label} (not a Git LFS file?), so it can't be "
             "verified; give its sha256 in a registry entry (QWENJSON_MODELS_FILE)"
         )
+    if meta.size is not None and meta.size < 0:
+        raise ModelError(
+            f"{endpoint} answered for {spec.file} with a size of {meta.size} bytes; check "
+            "HF_ENDPOINT, proxies and firewalls"
+        )
     size = meta.size if meta.size is not None else spec.size
 
     storage = _storage_dir(cache, spec.repo)
     # Name the blob like huggingface_hub does (by ETag) so its own tools find it.
     blob = storage / "blobs" / etag
     lock = cache / ".locks" / storage.name / f"{etag}.lock"
+    if corrupt is None and _up_to_date(storage, spec, commit, blob, expected, size):
+        # The hub's file is the one here (a branch checked for a newer one): nothing to write,
+        # so no lock either (a read-only cache in a container image failed here).
+        pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+        if spec.sha256 is None:
+            _save_state(lambda data: data["hub"].__setitem__(_hub_key(spec, commit), expected))
+        return pointer
     try:
         blob.parent.mkdir(parents=True, exist_ok=True)
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -330,22 +364,44 @@ def _pull_online(
             and corrupt.exists()
             and not _matches(corrupt, expected, size, recheck=True)
         ):
-            _discard(corrupt)
+            _discard(corrupt, blob.parent)
         if blob.exists() and not _matches(blob, expected, size):
-            blob.unlink()
+            try:
+                blob.unlink()
+            except OSError as exc:  # a directory in its place
+                raise ModelError(
+                    f"cannot replace {blob} in the model cache: {exc.strerror or exc}; "
+                    "delete it and try again"
+                ) from exc
         if not blob.exists():
             _download_blob(download_url, blob, expected, size, headers, progress, label)
         try:
-            pointer = _link_snapshot(storage, blob, spec, meta.commit_hash)
+            pointer = _link_snapshot(storage, blob, spec, commit)
         except OSError as exc:
             raise ModelError(
                 f"downloaded and verified {label}, but cannot link it into {storage}: "
                 f"{exc.strerror or exc}"
             ) from exc
     if spec.sha256 is None:
-        key = _hub_key(spec, meta.commit_hash)
+        key = _hub_key(spec, commit)
         _save_state(lambda data: data["hub"].__setitem__(key, expected))
     return pointer
+
+
+def _up_to_date(
+    storage: Path, spec: ModelSpec, commit: str, blob: Path, expected: str, size: int | None
+) -> bool:
+    """Whether the cache already holds ``commit``'s verified file linked from its snapshot and
+    named by the branch."""
+    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+    try:
+        ref = storage / "refs" / spec.revision
+        if spec.revision != commit and ref.read_text(encoding="ascii").strip() != commit:
+            return False
+        linked = pointer.is_file() and pointer.resolve() == blob.resolve()
+    except (OSError, ValueError):
+        return False
+    return linked and _matches(blob, expected, size)
 
 
 @contextlib.contextmanager

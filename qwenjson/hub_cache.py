@@ -85,10 +85,12 @@ def check_hub_environment() -> None:
         if value is None:
             continue
         try:
-            int(value)
+            negative = int(value) < 0
         except ValueError:
+            negative = True
+        if negative:  # -1 too: "Timeout value out of range" from inside huggingface_hub
             raise ModelError(
-                f"{name}={value!r} is not a whole number of seconds; fix or unset it"
+                f"{name}={value!r} is not a whole number of seconds (0 or more); fix or unset it"
             ) from None
     # huggingface_hub's own order and cleaning (line breaks taken out, blanks stripped).
     name = "HF_TOKEN" if env.get("HF_TOKEN") else "HUGGING_FACE_HUB_TOKEN"
@@ -377,10 +379,12 @@ def _partial_path(blob: Path) -> Path:
     return blob.with_name(blob.name + ".incomplete")
 
 
-def _discard(pointer: Path) -> None:
+def _discard(pointer: Path, blobs: Path) -> None:
+    """Delete the snapshot entry ``pointer`` and the blob it links to, when that blob is in
+    ``blobs``: a link a user made to a file of theirs elsewhere takes only the link."""
     blob = pointer.resolve()
     pointer.unlink(missing_ok=True)
-    if blob != pointer:
+    if blob != pointer and blob.parent == blobs.resolve():
         blob.unlink(missing_ok=True)
 
 
@@ -388,6 +392,21 @@ def _link_snapshot(storage: Path, blob: Path, spec: ModelSpec, commit: str) -> P
     """Create refs/ and snapshots/ entries for a verified blob, as huggingface_hub lays them out."""
     pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
     pointer.parent.mkdir(parents=True, exist_ok=True)
+    if not (pointer.is_file() and pointer.resolve() == blob.resolve()):
+        pointer.unlink(missing_ok=True)
+        tmp_link = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+        tmp_link.unlink(missing_ok=True)
+        try:
+            os.symlink(os.path.relpath(blob, pointer.parent), tmp_link)
+        except OSError:
+            # No symlinks (Windows without developer mode): a hard link, else a copy.
+            try:
+                os.link(blob, tmp_link)
+            except OSError:
+                shutil.copyfile(blob, tmp_link)
+        os.replace(tmp_link, pointer)
+    # The branch moves last: a pull killed before this point leaves it on the older commit,
+    # whose verified file offline runs still find.
     if spec.revision != commit:
         ref = storage / "refs" / spec.revision
         ref.parent.mkdir(parents=True, exist_ok=True)
@@ -395,18 +414,4 @@ def _link_snapshot(storage: Path, blob: Path, spec: ModelSpec, commit: str) -> P
         with os.fdopen(fd, "w") as f:
             f.write(commit)
         os.replace(tmp, ref)
-    if pointer.is_file() and pointer.resolve() == blob.resolve():
-        return pointer
-    pointer.unlink(missing_ok=True)
-    tmp_link = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-    tmp_link.unlink(missing_ok=True)
-    try:
-        os.symlink(os.path.relpath(blob, pointer.parent), tmp_link)
-    except OSError:
-        # No symlinks (Windows without developer mode): a hard link, else a copy.
-        try:
-            os.link(blob, tmp_link)
-        except OSError:
-            shutil.copyfile(blob, tmp_link)
-    os.replace(tmp_link, pointer)
     return pointer

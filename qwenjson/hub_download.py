@@ -151,12 +151,18 @@ def _fetch_into(
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
 
-    resume = partial.stat().st_size if partial.exists() else 0
-    if size is not None and resume > size:
-        partial.unlink()
-        resume = 0
+    try:
+        resume = partial.stat().st_size if partial.exists() else 0
+        if size is not None and resume > size:
+            partial.unlink()
+            resume = 0
+        hasher = _hash_prefix(partial, resume) if resume else hashlib.sha256()
+    except OSError as exc:  # a directory in its place, a partial file we may not read
+        raise ModelError(
+            f"cannot resume the download in {partial}: {exc.strerror or exc}; delete it to "
+            "start over"
+        ) from exc
     _check_space(partial.parent, None if size is None else size - resume)
-    hasher = _hash_prefix(partial, resume) if resume else hashlib.sha256()
     if progress is not None:
         progress(resume, size)
     try:
@@ -196,9 +202,11 @@ def _fetch_into(
             if (got > size) if size is not None else resume > 0:
                 partial.unlink(missing_ok=True)
                 raise _TooLong(resume) from exc
+            done, whole = format_size(got), format_size(size)
+            if done == whole:  # "60.0 MB of 60.0 MB": a few bytes short
+                done, whole = f"{got:,} bytes", f"{size:,}" if size is not None else "?"
             raise ModelError(
-                f"the download stopped at {format_size(got)} of {format_size(size)}; "
-                "run the command again to resume it"
+                f"the download stopped at {done} of {whole}; run the command again to resume it"
             ) from exc
         raise ModelError(f"cannot write {partial}: {exc.strerror or exc}") from exc
     return resume, sink.hasher.hexdigest(), sink.done
@@ -261,7 +269,8 @@ def _download_blob(
         raise ModelError(
             f"checksum mismatch for {label}: expected sha256 {expected}, the download has "
             f"{digest}. The file was deleted and will not be used; try again, and if it "
-            "persists the file on the hub differs from the one the registry pins"
+            "persists the file served is not the one its sha256 names (the registry's pin, else "
+            "the hub's own)"
         )
     # On disk before it is named: a power cut after the rename must not leave a verified
     # name over lost bytes (its record is trusted for a week, an SD card in a Pi).

@@ -78,6 +78,8 @@ class FakeHub:
     # Answer Range requests with 206 and a Content-Range, but send the whole file (a broken CDN).
     range_from_zero: bool = False
     linked_size: bool = True  # send X-Linked-Size (a mirror may not: the size is then unknown)
+    # Headers of the resolve redirect replaced (a hostile or broken mirror: X-Linked-Etag...).
+    redirect_headers: dict[str, str] = field(default_factory=dict)
     head_status: int | None = None  # answer resolve HEADs with this status
     get_status: int | None = None  # answer file GETs with this status
     # File GETs wait (up to 30 s) until this many resolve HEADs have arrived.
@@ -248,7 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "X-Linked-Etag": f'"{hosted.sha256}"',
                 "ETag": '"0000pointer"',
             }
-            | ({"X-Linked-Size": str(hosted.size)} if state.linked_size else {}),
+            | ({"X-Linked-Size": str(hosted.size)} if state.linked_size else {})
+            | state.redirect_headers,
         )
 
     def _find(self, sha: str) -> HostedFile | None:

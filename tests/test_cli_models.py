@@ -116,13 +116,20 @@ def test_pull_with_a_malformed_hf_endpoint_is_one_clear_error(
         (
             "HF_HUB_DOWNLOAD_TIMEOUT",
             "abc",
-            "Error: HF_HUB_DOWNLOAD_TIMEOUT='abc' is not a whole number of seconds; fix or "
-            "unset it",
+            "Error: HF_HUB_DOWNLOAD_TIMEOUT='abc' is not a whole number of seconds (0 or "
+            "more); fix or unset it",
         ),
         (
             "HF_HUB_ETAG_TIMEOUT",
             "2.5",
-            "Error: HF_HUB_ETAG_TIMEOUT='2.5' is not a whole number of seconds; fix or unset it",
+            "Error: HF_HUB_ETAG_TIMEOUT='2.5' is not a whole number of seconds (0 or more); fix "
+            "or unset it",
+        ),
+        (
+            "HF_HUB_ETAG_TIMEOUT",
+            "-1",
+            "Error: HF_HUB_ETAG_TIMEOUT='-1' is not a whole number of seconds (0 or more); fix "
+            "or unset it",
         ),
         (
             "HF_TOKEN",
@@ -131,7 +138,7 @@ def test_pull_with_a_malformed_hf_endpoint_is_one_clear_error(
             "copy the token again from the hub's settings page, or unset it",
         ),
     ],
-    ids=["download-timeout", "etag-timeout", "token"],
+    ids=["download-timeout", "etag-timeout", "negative-timeout", "token"],
 )
 def test_pull_with_a_setting_huggingface_hub_would_crash_on_is_one_clear_error(
     user_registry: Path, fake_hub: FakeHub, variable: str, value: str, message: str
@@ -393,3 +400,23 @@ def test_pull_of_a_file_that_is_no_model_is_the_model_exit_code(
     r = run("pull", f"hf:{REPO}/notes.gguf")
     assert (r.code, r.out) == (EXIT_MODEL, "")
     assert r.err.startswith("Error: ") and "GGUF" in r.err
+
+
+def test_a_cache_under_a_name_that_is_not_utf8_prints_its_path_as_the_os_gave_it(
+    user_registry: Path, fake_hub: FakeHub, tmp_path: Path, smol_bytes: bytes
+) -> None:
+    # A directory named in Latin-1 (b"caf\xe9"): pull downloaded and verified, then failed to
+    # print the path (UnicodeEncodeError, exit 1), and so did `models`.
+    home = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")
+    env = dict(os.environ, HF_HOME=home)
+    r = _qwenjson("pull", "smol", stdin=b"", env=env)
+    assert (r.returncode, r.stderr) == (0, b"")
+    path = r.stdout.removesuffix(b"\n")
+    assert b"/caf\xe9/" in path and Path(os.fsdecode(path)).read_bytes() == smol_bytes
+    table = _qwenjson("models", stdin=b"", env=env)
+    assert (table.returncode, table.stderr) == (0, b"")
+    assert b"    " + path + b"\n" in table.stdout
+    listed = _qwenjson("models", "--json", stdin=b"", env=env)
+    assert (listed.returncode, listed.stderr) == (0, b"")
+    row = next(r for r in json.loads(listed.stdout.decode("utf-8")) if r["name"] == "smol")
+    assert os.fsencode(row["path"]) == path

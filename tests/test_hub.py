@@ -497,6 +497,16 @@ def test_500_is_a_clear_error(hf_env: Path, fake_hub: FakeHub, smol_sha: str, wh
     assert str(info.value).startswith(who or f"the hub at {fake_hub.url} answered")
 
 
+def test_a_bare_404_from_the_cdn_is_not_worth_trying_again_later(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    fake_hub.get_status = 404
+    with pytest.raises(ModelError, match="answered HTTP 404") as info:
+        hub.pull(make_spec(smol_sha))
+    assert not isinstance(info.value, hub.HubUnavailable)
+    assert "try again later" not in str(info.value) and "check HF_ENDPOINT" in str(info.value)
+
+
 def test_unreachable_hub_is_a_clear_error(
     hf_env: Path, fake_hub: FakeHub, smol_sha: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -876,3 +886,111 @@ def test_a_stored_file_of_the_wrong_size_is_never_named_verified(
             "smol",
         )
     assert not (hf_env / "blob").exists()
+
+
+# -- a hub's headers are no paths ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "corrupt"),
+    [
+        ("X-Linked-Etag", '"../../../../victim/precious.txt"', False),
+        ("X-Linked-Etag", '"../../../../victim/precious.txt"', True),
+        ("X-Linked-Etag", '"."', False),
+        ("X-Repo-Commit", "../../../../victim", False),
+        ("X-Repo-Commit", "abc", False),
+    ],
+    ids=["etag-path", "etag-path-wrong-bytes", "etag-dot", "commit-path", "commit-short"],
+)
+def test_a_hub_header_that_is_no_hash_writes_and_deletes_nothing(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, header: str, value: str, corrupt: bool
+) -> None:
+    # A hostile or broken mirror: the ETag named the blob (the model was written over
+    # victim/precious.txt, or it was deleted when the bytes were wrong), the commit named the
+    # snapshot folder and refs/main. The registry's sha256 pin doesn't help there.
+    victim = hf_env / "victim" / "precious.txt"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"precious")
+    fake_hub.redirect_headers = {header: value}
+    fake_hub.corrupt = corrupt
+    with pytest.raises(ModelError, match="that is not a hash"):
+        hub.pull(make_spec(smol_sha))
+    assert victim.read_bytes() == b"precious"
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["precious.txt"]
+    assert fake_hub.data_gets() == []
+    assert not storage(hf_env).exists() or not (storage(hf_env) / "snapshots").exists()
+
+
+def test_a_pinned_commit_answered_with_another_commit_downloads_nothing(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    # The copy was stored under the hub's commit, where `hf:…@COMMIT` never looks again.
+    fake_hub.redirect_headers = {"X-Repo-Commit": "f" * 40}
+    with pytest.raises(ModelError, match=f"answered with commit {'f' * 40}"):
+        hub.pull(make_spec(smol_sha, revision=COMMIT))
+    assert fake_hub.data_gets() == []
+
+
+def test_a_negative_size_from_the_hub_is_a_model_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str
+) -> None:
+    fake_hub.redirect_headers = {"X-Linked-Size": "-5"}
+    with pytest.raises(ModelError, match="a size of -5 bytes"):
+        hub.pull(make_spec(None))
+    assert fake_hub.data_gets() == []
+
+
+def test_a_corrupt_snapshot_link_to_a_users_file_takes_only_the_link(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes, smol_sha: str, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine" / "my.gguf"
+    mine.parent.mkdir()
+    mine.write_bytes(b"GGUF my own fine-tune")
+    pointer = storage(hf_env) / "snapshots" / COMMIT / FILE
+    pointer.parent.mkdir(parents=True)
+    pointer.symlink_to(mine)
+    (storage(hf_env) / "refs").mkdir()
+    (storage(hf_env) / "refs" / "main").write_text(COMMIT)
+    path = hub.pull(make_spec(smol_sha))
+    assert path == pointer and path.read_bytes() == smol_bytes
+    assert mine.read_bytes() == b"GGUF my own fine-tune"
+
+
+@pytest.mark.parametrize("where", ["blob", "partial"])
+def test_a_directory_in_the_downloads_place_is_a_model_error(
+    hf_env: Path, fake_hub: FakeHub, smol_sha: str, where: str
+) -> None:
+    blob = storage(hf_env) / "blobs" / smol_sha
+    (blob if where == "blob" else blob.with_name(blob.name + ".incomplete")).mkdir(parents=True)
+    with pytest.raises(ModelError, match="delete it"):
+        hub.pull(make_spec(smol_sha))
+
+
+def test_checking_a_branch_needs_no_lock_when_the_cache_holds_its_file(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes
+) -> None:
+    # A read-only cache in a container image (root ignores permissions: a file where the
+    # lock folder goes stands in): `pull` of a branch that hasn't moved failed with "cannot
+    # lock".
+    branch = make_spec(None)
+    path = hub.pull(branch)
+    locks = hf_env / ".locks"
+    shutil.rmtree(locks)
+    locks.write_bytes(b"")
+    assert hub.pull(branch, refresh=True) == path
+    assert len(fake_hub.requests("HEAD")) == 2 and len(fake_hub.data_gets()) == 1
+
+
+def test_a_branch_moves_only_once_its_new_file_is_linked(
+    hf_env: Path, fake_hub: FakeHub, smol_bytes: bytes
+) -> None:
+    branch = make_spec(None)
+    old = hub.pull(branch)
+    fake_hub.commit = "f" * 40
+    fake_hub.add_file(REPO, FILE, smol_bytes + b"\0" * 64)
+    # The new snapshot's link can't be made (as a pull killed between the two steps).
+    (storage(hf_env) / "snapshots" / ("f" * 40) / FILE).mkdir(parents=True)
+    with pytest.raises(ModelError, match="cannot link"):
+        hub.pull(branch, refresh=True)
+    assert (storage(hf_env) / "refs" / "main").read_text() == COMMIT
+    assert hub.pull(branch, offline=True) == old

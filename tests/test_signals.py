@@ -196,3 +196,27 @@ def test_a_held_signal_is_acted_on_while_a_pipe_takes_nothing(
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[0] == expected
+
+
+# A real SIGINT, sent from inside the import of the command line: the second a small CPU spends
+# importing Typer, Rich and jsonschema before qwenjson.cli.main installs its handlers.
+_SIGINT_DURING_IMPORT = """
+import os, signal, sys
+class SigintOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "qwenjson.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, SigintOnImport())
+from qwenjson.launch import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_line_is_imported_is_one_error_line() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", _SIGINT_DURING_IMPORT, "extract", "--help"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (EXIT_SIGINT, b"", b"Error: interrupted\n")
