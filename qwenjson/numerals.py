@@ -1,6 +1,6 @@
-"""Numbers written in words: Chinese numerals (二十八, 两万五千, 二〇一八, 1,500万) and English
-number words (twenty-eight, three hundred and five, three point five million), with where the
-text writes them.
+"""Numbers written in words: Chinese numerals (二十八, 两万五千, 二〇一八, 1,500万, 3万5千) and
+English number words (twenty-eight, three hundred and five, three point five million), a sign in
+words before a number (minus 40, 负5, 零下五度), with where the text writes them.
 
 A typed value is grounded to the text's readings (``qwenjson.readings``); a text that writes its
 numbers in words had none, so "王芳今年二十八岁，有三个孩子" gave ``age`` no evidence
@@ -41,7 +41,7 @@ BIG_UNITS = frozenset(_BIG)  # 万 and 亿: digits before one are no number of t
 _NUMERAL = _DIGIT_CLASS + "".join([*_UNITS, *_TENS_CHARS]) + _BIG_CLASS
 # A run, a decimal part (三点五), and big units after it (三点五亿); 负 before it, a minus.
 _CN_RUN = re.compile(
-    f"(?P<minus>负)?(?P<run>[{_NUMERAL}]+)(?:点(?P<frac>[{_DIGIT_CLASS}]+)(?P<big>[{_BIG_CLASS}]*))?"
+    f"(?P<minus>负|零下)?(?P<run>[{_NUMERAL}]+)(?:点(?P<frac>[{_DIGIT_CLASS}]+)(?P<big>[{_BIG_CLASS}]*))?"
 )
 # A run longer than this is no number a field can take (readings.MAX_NUMBER_BYTES digits at
 # most) and would only cost time: 亿 repeated 1,000 times.
@@ -50,7 +50,7 @@ _MAX_RUN = 24
 # "very", 一点 "a little"), nor 字 角 道 里 (十字路口, 三角形, 五道口, 三里屯), nor 些 样 定 直.
 _MEASURE = set(
     "个岁年月日号天周人位名次元块件本只条张辆台间套家所层楼室栋幢座口米斤克吨倍项种届期级"
-    "章节页部首门场份双对批股支匹头棵颗粒瓶杯碗盒箱包篇句题轮局集季代世"
+    "章节页部首门场份双对批股支匹头棵颗粒瓶杯碗盒箱包篇句题轮局集季代世度"
 )
 # Idioms and place names where a lone numeral sits before a measure word (五台山 is a mountain,
 # 三番五次 "again and again").
@@ -71,7 +71,12 @@ _DIGITS_BIG = re.compile(
     r"(?<![\d.,，])(?P<minus>-)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
     f"(?P<big>千(?![克米瓦卡])[{_BIG_CLASS}]*|[{_BIG_CLASS}]+)"
 )
-_KILO = "克米瓦卡"  # 千克, 千米: kilo-, not a thousand
+# 千克, 千米: kilo-, not a thousand. A set: "" (the text's end) is in every string.
+_KILO = frozenset("克米瓦卡")
+# Arabic digits among Chinese units, two runs at least (3万5千 is 35000; 3万 alone is above).
+_MIXED = re.compile(
+    r"(?<![\d.,，])(?P<minus>-)?(?P<body>\d+[千百十万萬亿億](?:零?\d+[千百十万萬亿億]?|[万萬亿億])+)"
+)
 
 
 def _digit_value(ch: str) -> int:
@@ -159,7 +164,7 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         after = text[m.end() : m.end() + 1]
         if frac is not None and not bigs and _chinese_char(after) and after not in _AFTER_DECIMAL:
             continue  # 八点四十分, 三点一刻: a time; 两点一线: an idiom
-        if len(run) == 1 and frac is None and not bigs and not _lone_count(text, m.start()):
+        if len(run) == 1 and frac is None and not bigs and not _lone_count(text, m.start("run")):
             continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴
         if any(idiom in text[max(m.start() - 3, 0) : m.end() + 3] for idiom in _NOT_COUNTS):
             continue
@@ -177,9 +182,14 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
     year = f"(?<![{_NUMERAL}\\d])([{_DIGIT_CLASS}]{{4}})年"
     for m in re.finditer(year, text):  # 一九九八年
         yield Decimal("".join(str(_DIGITS[ch]) for ch in m.group(1))), m.start(), m.end(1)
+    mixed = [
+        m
+        for m in _MIXED.finditer(text)
+        if len(m.group()) <= _MAX_RUN and len(re.findall(r"\d+", m.group())) > 1
+    ]
     for m in _DIGITS_BIG.finditer(text):
-        if len(m.group()) > _MAX_RUN:
-            continue
+        if len(m.group()) > _MAX_RUN or any(x.start() <= m.start() < x.end() for x in mixed):
+            continue  # 3万 of 3万5千: 35000, not 30000
         digits = re.sub("[,，]", "", m.group("run"))
         frac = m.group("frac")
         bigs = m.group("big")
@@ -189,11 +199,67 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         before = text[at - 1] if at else ""
         # A minus only where no word or number comes just before (亏损-3万: -30000;
         # 20万-30万: a range).
-        minus = m.group("minus") is not None and not (
-            (before.isascii() and before.isalnum()) or before in _RANGE_BEFORE or before == "-"
-        )
+        minus = m.group("minus") is not None and not _dash_joins(before)
         start = m.start() if minus else m.start("run")
         yield (-number if minus else number), start, m.end()
+    yield from _mixed(text, mixed)
+
+
+def _dash_joins(before: str) -> bool:
+    """Whether a dash after ``before`` (the character before it, "" at the text's start) is
+    no minus: it joins a word or number to this one (亏损-3万 is -30000; 20万-30万 a range)."""
+    return bool(before) and (
+        (before.isascii() and before.isalnum()) or before in _RANGE_BEFORE or before == "-"
+    )
+
+
+def _mixed(text: str, found: list[re.Match[str]]) -> Iterator[tuple[Decimal, int, int]]:
+    """The amounts written in Arabic digits and Chinese units together (3万5千, 5千3百万,
+    1万零500), each read whole."""
+    for m in found:
+        value = _mixed_value(m.group("body"))
+        kilo = m.group("body")[-1] in "千仟" and text[m.end() : m.end() + 1] in _KILO
+        if value is None or kilo:
+            continue
+        before = text[m.start() - 1] if m.start() else ""
+        minus = m.group("minus") is not None and not _dash_joins(before)
+        yield Decimal(-value if minus else value), m.start() if minus else m.start("body"), m.end()
+
+
+def _mixed_value(body: str) -> int | None:
+    """The value of ``body`` (``_MIXED``), read as ``_chinese_integer`` reads numerals, each
+    digit run standing for one numeral; None when it is malformed (3百5千, 3万500)."""
+    total, section, pending, unit, big, after_zero = 0, 0, None, None, None, False
+    for token in re.findall(r"零|\d+|\D", body):
+        if token == "零":
+            after_zero = True
+        elif token.isdigit():
+            if pending is not None:
+                return None
+            pending = int(token)
+        elif token in _UNITS:
+            size = _UNITS[token]
+            if pending is None or pending >= 10 or (unit is not None and size >= unit):
+                return None
+            section, pending, unit, after_zero = section + pending * size, None, size, False
+        else:
+            scale = _BIG[token]
+            section += pending or 0
+            if (big is not None and scale >= big) or not 0 < section < 10**4:
+                return None
+            total, section, pending, unit, big = total + section * scale, 0, None, None, scale
+            after_zero = False
+    if pending is not None:
+        below = unit or big or 10
+        if after_zero:  # 1万零500: 500 below the unit before the 零
+            if pending >= below:
+                return None
+            section += pending
+        elif pending < 10:  # 3万5, 5千3: the digit counts the next unit down
+            section += pending * (below // 10)
+        else:
+            return None
+    return total + section
 
 
 def _chinese_char(ch: str) -> bool:
@@ -378,7 +444,33 @@ def _decimal(
 
 def numbers_in_words(text: str) -> list[tuple[Decimal, int, int]]:
     """Each number ``text`` writes in words, its value and code point offsets [start, end)."""
-    return sorted(set([*_chinese(text), *_english(text)]), key=lambda f: (f[1], f[2]))
+    found = [*_chinese(text), *_english(text), *_signed_digits(text)]
+    for value, start, end in _english(text):
+        sign = _SIGN_WORD_BEFORE.search(text, max(start - 12, 0), start)
+        if sign is not None and value:
+            found.append((-value, sign.start(), end))  # minus forty: -40 (and 40, read above)
+    return sorted(set(found), key=lambda f: (f[1], f[2]))
+
+
+# A sign in words before a number: "minus 40", "negative five", 负5, 零下5度. The number alone
+# is read too: the model chooses (a temperature may be asked as a magnitude).
+_SIGN_WORD_BEFORE = re.compile(r"(?<![^\W\d_])(?:minus|negative) $", re.IGNORECASE)
+_SIGNED_DIGITS = re.compile(
+    r"(?:(?<![^\W\d_])(?:minus|negative) |负|零下)(?P<n>\d+(?:\.\d+)?)(?![\d.,，千百十万萬亿億])",
+    re.IGNORECASE,
+)
+
+
+def _signed_digits(text: str) -> Iterator[tuple[Decimal, int, int]]:
+    for m in _SIGNED_DIGITS.finditer(text):
+        if len(m.group("n")) <= _MAX_RUN:
+            number = Decimal(_ascii(m.group("n")))
+            if number:
+                yield -number, m.start(), m.end()
+
+
+def _ascii(digits: str) -> str:
+    return "".join(ch if ch == "." else str(unicodedata.decimal(ch)) for ch in digits)
 
 
 _CN_DATE = re.compile(

@@ -7,6 +7,7 @@ other way round from the reader under test) must be read back as itself, over it
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -93,6 +94,39 @@ def test_an_integer_in_chinese_numerals_is_read_as_itself(n: int) -> None:
     written = _chinese(n)
     text = f"共有{written}个"
     assert (Decimal(n), written) in _read(text)
+
+
+@given(n=st.integers(min_value=11, max_value=10**12 - 1))
+def test_an_integer_in_digits_and_chinese_units_is_read_as_itself(n: int) -> None:
+    # 3万5千, 5千3百万, 1万零500: the textbook numerals with each digit in Arabic (一十二 for
+    # 十二: a unit needs a digit before it). Read as 3 of 30000 and 5000 before.
+    written = "".join(
+        str(_CN.index(ch)) if ch in _CN[1:] else ch for ch in _chinese(n).replace("零十", "零一十")
+    )
+    written = "1" + written if written.startswith("十") else written
+    if len(re.findall(r"\d+", written)) < 2:
+        return  # one run: 3万, 5千, read above (_DIGITS_BIG)
+    assert (Decimal(n), written) in _read(f"月薪{written}元")
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("工资三千", [("3000", "三千")]),  # at the text's end: no 千克 there (it read 3)
+        ("三千克", [("3", "三")]),
+        ("3万5", [("35000", "3万5")]),  # the digit counts the next unit down, as 两万五
+        ("-3万5千元亏损", [("-35000", "-3万5千")]),  # a minus at the text's start
+        ("-3万元亏损", [("-30000", "-3万")]),
+        ("3百5千, 3万500, 3万5千克", []),  # malformed, or kilograms
+        ("零下五度", [("-5", "零下五")]),
+        ("零下5度, 负5", [("-5", "零下5"), ("-5", "负5")]),
+        ("It was minus 40 and negative 2.5", [("-40", "minus 40"), ("-2.5", "negative 2.5")]),
+        ("minus five", [("-5", "minus five"), ("5", "five")]),
+        ("terminus 4", []),
+    ],
+)
+def test_signs_and_mixed_units(text: str, read: list[tuple[str, str]]) -> None:
+    assert _read(text) == [(Decimal(v), w) for v, w in read]
 
 
 @given(n=st.integers(min_value=0, max_value=10**12 - 1), and_=st.booleans())
