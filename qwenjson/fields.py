@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from qwenjson.pointer import follow_local_refs
 from qwenjson.schema.dialect import dialect_of
+from qwenjson.validate import ecma_validator
 
 __all__ = [
     "GROUNDED_KEY",
@@ -99,8 +100,8 @@ class Bounds:
     Checked by jsonschema's own validator for the schema's draft, on the field's schema as
     written at its place, so a reading is offered exactly when the document's validation takes
     it there: draft 4's boolean ``exclusiveMinimum`` beside ``minimum`` (read as a plain bound,
-    5 was offered and the grammar made it 50), a float ``multipleOf`` (0.3 by 0.1, exact in
-    decimals, fails jsonschema's float division), a bound behind ``$ref`` beside one of its own
+    5 was offered and the grammar made it 50), a float ``multipleOf`` (exact in decimals:
+    ``qwenjson.validate``), a bound behind ``$ref`` beside one of its own
     or in ``allOf`` (read from the merged keywords, 500 was offered under a ``maximum`` of 99,
     and the grammar made it 50), and draft 7's ``$ref`` hiding its siblings."""
 
@@ -125,7 +126,7 @@ def _bounds(written: Any, merged: Mapping[str, Any], root: Mapping[str, Any]) ->
     if not here and not any(k in merged for k in _NUMBER_KEYWORDS):
         return None
     try:
-        check = dialect_of(root).validator(root).evolve(schema=written)
+        check = ecma_validator(dialect_of(root).validator)(root).evolve(schema=written)
         return Bounds(json.dumps(written, sort_keys=True, default=str), check)
     except Exception:  # the schema's own check reports a bad schema; here there is no filter
         return None

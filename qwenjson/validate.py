@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
@@ -279,7 +280,7 @@ def make_validator(schema: Schema) -> Validator:
     ``pattern``, ``patternProperties`` and ``additionalProperties`` match regexes with ECMA-262
     semantics, as JSON Schema says (Python's ``re`` lets ``\d`` match ``৪`` and ``\w`` ``é``).
     """
-    cls = _ecma_validator(validator_class(schema))
+    cls = ecma_validator(validator_class(schema))
     return cls(schema, format_checker=FORMAT_CHECKER, registry=_NO_REMOTE)
 
 
@@ -290,11 +291,14 @@ _NO_REMOTE: Registry[Any] = Registry()
 
 
 @functools.cache
-def _ecma_validator(cls: type[Validator]) -> type[Validator]:
+def ecma_validator(cls: type[Validator]) -> type[Validator]:
+    """jsonschema's validator class ``cls`` with the keywords qwenjson checks its own way:
+    regexes as ECMA-262, ``multipleOf`` in decimals."""
     keywords: dict[str, Any] = {
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
+        "multipleOf": _multiple_of,
     }
     if "unevaluatedProperties" in cls.VALIDATORS:
         keywords["unevaluatedProperties"] = _EcmaUnevaluated(
@@ -309,6 +313,27 @@ def _ecma_validator(cls: type[Validator]) -> type[Validator]:
         cls, keywords
     )
     return cast(type[Validator], extended)
+
+
+def _multiple_of(
+    validator: Any, divisor: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    """``multipleOf`` in the decimals JSON writes, as the specification means it: 19.99 is a
+    multiple of 0.01. jsonschema divides floats (19.99 / 0.01 = 1998.9999999999998) and refused
+    most prices under ``"multipleOf": 0.01``: every attempt failed, exit 5. Each number is
+    taken as the shortest decimal that reads back as it (``repr``: what the JSON text said)."""
+    if not validator.is_type(instance, "number"):
+        return
+    try:
+        quotient = _exact(instance) / _exact(divisor)
+    except (OverflowError, ValueError, ZeroDivisionError):  # inf or nan (Python's JSON reads them)
+        quotient = Fraction(1, 2)
+    if quotient.denominator != 1:
+        yield ValidationError(f"{instance!r} is not a multiple of {divisor}")
+
+
+def _exact(number: int | float) -> Fraction:
+    return Fraction(number) if isinstance(number, int) else Fraction(repr(number))
 
 
 class _EcmaSearch:

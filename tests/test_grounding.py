@@ -310,8 +310,15 @@ def _offers(g: Grounding, offered: list[str], refused: list[str]) -> None:
             ["12"],
             ["5"],
         ),
-        # jsonschema divides floats: 0.3 / 0.1 is 2.9999999999999996, no multiple
-        ({"type": "number", "multipleOf": 0.1}, "0.3, 0.5 and 0.7", ["0.5"], ["0.3", "0.7"]),
+        # multipleOf in decimals (jsonschema divides floats: 0.3 / 0.1 is 2.9999999999999996,
+        # and 0.3 and 0.7 were refused, as the document's validation refused them)
+        (
+            {"type": "number", "multipleOf": 0.1},
+            "0.3, 0.5, 0.7 and 0.25",
+            ["0.3", "0.5", "0.7"],
+            ["0.25"],
+        ),
+        ({"type": "number", "multipleOf": 0.01}, "Total 19.99, tax 0.075", ["19.99"], ["0.075"]),
     ],
 )
 def test_bounds_are_read_as_the_documents_validation_reads_them(

@@ -309,3 +309,24 @@ def test_a_file_named_like_a_concise_field_says_it_was_read_as_the_file(
     assert "read as the file 'name' in this directory" in message
     assert """quote the name: '"name"'""" in message
     assert list(load_schema('"name"')["properties"]) == ["name"]  # as the hint says
+
+
+@pytest.mark.parametrize(
+    ("divisor", "valid", "invalid"),
+    [
+        (0.01, [19.99, 0.07, 1e16, 3], [0.005, 19.991, 1e-20, 0.1 + 0.2]),
+        (0.1, [0.3, 0.7, 4.2], [0.25]),
+        (1.5, [4.5, 0, -3], [35]),
+        (0.0001, [0.0075], [0.00751]),
+        (0.123456789, [], [1e308]),  # the official suite's "float division = inf"
+        (2, [4, -2, 6.0], [3, 2.5]),
+    ],
+)
+def test_multiple_of_is_exact_in_the_decimals_json_writes(
+    divisor: float, valid: list[float], invalid: list[float]
+) -> None:
+    # jsonschema divides floats: 19.99 / 0.01 = 1998.9999999999998, and every attempt at a
+    # price under "multipleOf": 0.01 failed (exit 5).
+    validator = make_validator({"type": "number", "multipleOf": divisor})
+    assert [x for x in valid if not validator.is_valid(x)] == []
+    assert [x for x in invalid if validator.is_valid(x)] == []
