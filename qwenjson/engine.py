@@ -421,6 +421,8 @@ class Engine:
         if not tokens:
             raise InputError("the prompt is empty")
         gram = parse_grammar(self._vocab, grammar)
+        if constraint is not None:
+            constraint.measure_with(lambda text: len(self._vocab.tokenize(text)))
         self._adapt_threads()
         self.last_stats = stats = GenerationStats(
             prompt_tokens=len(tokens), threads=(self.n_threads, self.n_threads_batch)

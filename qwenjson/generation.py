@@ -66,6 +66,10 @@ class Constraint(Protocol):
         """Tokens the output needs at least to be complete, beyond closing brackets."""
         ...
 
+    def measure_with(self, count: Callable[[bytes], int]) -> None:
+        """Count what ``closing_reserve`` can with the model's tokenizer (``count``)."""
+        ...
+
     def refine(
         self,
         mask: Any,

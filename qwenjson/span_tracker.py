@@ -177,6 +177,9 @@ class SpanTracker:
         self._refusal_pending = False
         self._case_pending = False
         self._log = True  # forks keep no records
+        # The model's own count of a required key's tokens (``measure_with``), shared by forks.
+        self._count: Callable[[bytes], int] | None = None
+        self._key_tokens: dict[str, int] = {}
 
     # -- forks -------------------------------------------------------------------------------------
 
@@ -212,7 +215,16 @@ class SpanTracker:
         twin._open = None if self._open is None else self._open.copy()
         twin._refusal_pending = twin._case_pending = False
         twin._log = False
+        twin._count, twin._key_tokens = self._count, self._key_tokens
         return twin
+
+    def measure_with(self, count: Callable[[bytes], int]) -> None:
+        """Count the required keys still to come with the model's tokenizer (``count``: the
+        tokens of some bytes), not at two bytes a token: letters in no word (``xQzJkWpVbNmRtY``,
+        17 tokens for the member's 22 bytes) and scripts split below a character (Runic,
+        Bopomofo) took more, and a document ran out of a budget it fitted
+        (``scripts/steering_reserve.py``)."""
+        self._count = count
 
     # -- what the engine asks ----------------------------------------------------------------------
 
@@ -303,6 +315,10 @@ class SpanTracker:
             for key in self.required.get(pattern, ()):
                 if key not in frame.keys and key != frame.key:
                     name = json.dumps(key, ensure_ascii=False)
+                    if self._count is not None:
+                        member = self._member_tokens(name, self._count)
+                        cost += member + self._tokens((*pattern, key), 1, 2)
+                        continue
                     dense = dense_bytes(name)
                     extra = len(name.encode()) - dense + 6
                     cost += self._tokens((*pattern, key), extra, 2) + dense
@@ -310,6 +326,13 @@ class SpanTracker:
                 # A key written, its value not begun (one begun is open: a frame or a string).
                 cost += self._tokens((*pattern, frame.key or ""), 1, 1)
         return cost
+
+    def _member_tokens(self, name: str, count: Callable[[bytes], int]) -> int:
+        """The model's tokens for a member's ``, "key": `` (``name``: the key as JSON)."""
+        tokens = self._key_tokens.get(name)
+        if tokens is None:
+            tokens = self._key_tokens[name] = count(f", {name}: ".encode())
+        return tokens
 
     def _tokens(self, pattern: Pattern, extra: int, default: int) -> int:
         """Tokens for the floor at ``pattern`` and ``extra`` bytes around it, at most."""

@@ -1351,6 +1351,29 @@ def test_a_required_date_is_reserved_a_token_a_digit() -> None:
     assert g.closing_reserve() == (len(b', "due": ') + 1) // 2 + date
 
 
+@pytest.mark.parametrize(
+    "key", ["ᚠᚢᚦᚨᚱᚲᚷᚹᚺᚾᛁᛃᛇᛈᛉᛊᛏᛒ", "xQzJkWpVbNmRtY", "ㄅㄆㄇㄈ", "ｱｲｳｴｵｶｷｸｹｺ", "name"]
+)
+def test_required_keys_are_reserved_the_tokens_the_models_tokenizer_gives_them(key: str) -> None:
+    # At two bytes a token the reserve was below these keys' tokens (Runic: 58 against 32 on
+    # SmolLM2), and four of them ran a document out of a budget it fitted (exit 5).
+    from tests.grammar_engine import engine
+
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, key: {"type": "boolean"}},
+        "required": [key],
+    }
+    vocab = engine()
+    g = _tracker(schema)
+    g.measure_with(lambda text: len(vocab.tokenize(text.decode())))
+    g.accept(b'{"a": "t"')
+    member = f", {json.dumps(key, ensure_ascii=False)}: false"
+    assert g.closing_reserve() >= len(vocab.tokenize(member))
+    # A fork (a draft's check) counts them the same.
+    assert g.fork().closing_reserve() == g.closing_reserve()
+
+
 def test_value_floors_are_the_shortest_values_the_schema_allows() -> None:
     label = {"enum": ["a long category label", "short", 1234567]}
     schema = {
