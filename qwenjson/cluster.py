@@ -85,6 +85,14 @@ def connect(address: str, *, num_cpus: int | None = None, quiet: bool = False) -
     its own. A process that is already connected (its own ``ray.init``) keeps its connection:
     ``address`` is not used.
     """
+    if address != "local":
+        # A server that speaks HTTP/2 but is no Ray head (another gRPC service, a stuck head)
+        # passes the probe, and Ray asked it for its cluster ID again every 30 s for minutes
+        # (a review: still connecting at 120 s); with this it gives up after its first
+        # request's 30 s deadline, which no setting shortens (RAY_gcs_rpc_server_connect_
+        # timeout_s and RAY_gcs_server_request_timeout_seconds at 5 changed nothing: 31-32 s).
+        # Read when Ray is imported; not for `local`, whose own head may start slowly.
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(int(CONNECT_SECONDS)))
     ray = import_ray()
     if ray.is_initialized():
         yield Cluster(ray, "this process's")

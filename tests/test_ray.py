@@ -610,6 +610,47 @@ def test_an_address_that_is_not_ray_is_a_clear_error(
     assert b"answers, but not as a Ray cluster" in err and out == b""
 
 
+def test_an_address_that_speaks_http2_but_never_answers_as_ray_is_exit_10(
+    tmp_path: Path,
+) -> None:
+    # Any h2c/gRPC service that isn't Ray's head (or a stuck head) passes the probe; Ray then
+    # asked it for its cluster ID every 30 s for minutes (a review: still connecting at 120 s).
+    server = socket.socket()
+    # Every address: Ray connects to this machine's own address, not to 127.0.0.1 as given
+    # (one that listens on 127.0.0.1 alone is another wait, not fixed: see the README).
+    server.bind(("", 0))
+    server.listen()
+    held: list[socket.socket] = []
+
+    def answer() -> None:  # a SETTINGS frame to every connection, then silence
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+    threading.Thread(target=answer, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        r = subprocess.run(
+            qwenjson_argv("--jsonl", "--ray", address),
+            input=b'{"text": "Alice is 34."}\n',
+            capture_output=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=110,  # a hang guard, not a timing assertion: Ray's deadline is 30 s
+        )
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert (r.returncode, r.stdout) == (EXIT_CLUSTER, b"")
+    assert r.stderr.decode().splitlines()[-1].startswith("Error: can't connect to the Ray cluster")
+
+
 def test_without_ray_installed_the_error_says_how_to_install_it(
     cli_run: Callable[..., tuple[int, bytes, bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
