@@ -57,6 +57,7 @@ from qwenjson.hub_cache import (
     hub_endpoint,
     offline_requested,
     sha256_file,
+    snapshot_path,
 )
 from qwenjson.hub_download import ProgressCallback, _download_blob
 from qwenjson.registry import ModelSpec, load_registry, resolve_model
@@ -336,13 +337,12 @@ def _pull_online(
     # Name the blob like huggingface_hub does (by ETag) so its own tools find it.
     blob = storage / "blobs" / etag
     lock = cache / ".locks" / storage.name / f"{etag}.lock"
-    if corrupt is None and _up_to_date(storage, spec, commit, blob, expected, size):
+    if corrupt is None and (here := _up_to_date(storage, spec, commit, blob, expected, size)):
         # The hub's file is the one here (a branch checked for a newer one): nothing to write,
         # so no lock either (a read-only cache in a container image failed here).
-        pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
         if spec.sha256 is None:
             _save_state(lambda data: data["hub"].__setitem__(_hub_key(spec, commit), expected))
-        return pointer
+        return here
     try:
         blob.parent.mkdir(parents=True, exist_ok=True)
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -390,18 +390,18 @@ def _pull_online(
 
 def _up_to_date(
     storage: Path, spec: ModelSpec, commit: str, blob: Path, expected: str, size: int | None
-) -> bool:
-    """Whether the cache already holds ``commit``'s verified file linked from its snapshot and
-    named by the branch."""
-    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+) -> Path | None:
+    """The snapshot entry of ``commit``'s file when the cache holds it verified, linked and
+    named by the branch; else None."""
+    pointer = snapshot_path(storage, commit, spec)
     try:
         ref = storage / "refs" / spec.revision
         if spec.revision != commit and ref.read_text(encoding="ascii").strip() != commit:
-            return False
+            return None
         linked = pointer.is_file() and pointer.resolve() == blob.resolve()
     except (OSError, ValueError):
-        return False
-    return linked and _matches(blob, expected, size)
+        return None
+    return pointer if linked and _matches(blob, expected, size) else None
 
 
 @contextlib.contextmanager

@@ -303,8 +303,13 @@ def _cached_pointer(spec: ModelSpec, cache: Path) -> Path | None:
             return None
         if not _COMMIT_RE.fullmatch(commit):
             return None
-    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+    pointer = snapshot_path(storage, commit, spec)
     return pointer if pointer.is_file() else None
+
+
+def snapshot_path(storage: Path, commit: str, spec: ModelSpec) -> Path:
+    """Where the cache links ``spec``'s file at ``commit`` (``commit``: 40 hex digits)."""
+    return storage / "snapshots" / commit / Path(*spec.file.split("/"))
 
 
 def another_blob(path: Path, pinned: str | None) -> bool:
@@ -390,7 +395,7 @@ def _discard(pointer: Path, blobs: Path) -> None:
 
 def _link_snapshot(storage: Path, blob: Path, spec: ModelSpec, commit: str) -> Path:
     """Create refs/ and snapshots/ entries for a verified blob, as huggingface_hub lays them out."""
-    pointer = storage / "snapshots" / commit / Path(*spec.file.split("/"))
+    pointer = snapshot_path(storage, commit, spec)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     if not (pointer.is_file() and pointer.resolve() == blob.resolve()):
         pointer.unlink(missing_ok=True)
