@@ -6,8 +6,9 @@
 ``SpanTracker.closing_reserve`` counts a required member still to come (``, "key": VALUE``,
 VALUE the shortest the schema allows): the key with the model's tokenizer (``measure_with``,
 as the engine has it count), the value at two bytes a token and a digit a token; the last
-column is the reserve of a constraint used without a model (all by bytes). A reserve below the tokens closing takes lets a document run out of its budget while it
-could still have closed (exit 5). For each key and value schema below, this prints the tokens
+column is the reserve of a constraint used without a model (all by bytes). A reserve below
+the tokens closing takes lets a document run out of its budget while it could still have
+closed (exit 5). For each key and value schema below, this prints the tokens
 the model's tokenizer gives the member's text and the reserve the tracker gives it, and exits 1
 if any reserve is below its tokens. (The member's text is tokenized alone; inside a document
 the tokens at its edges may merge with their neighbours, which only makes it shorter.)
