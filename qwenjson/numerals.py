@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 
-__all__ = ["BIG_UNITS", "chinese_dates", "numbers_in_words"]
+__all__ = ["chinese_dates", "numbers_in_words", "part_of_a_larger_number"]
 
 _DIGITS = {
     "零": 0, "〇": 0, "一": 1, "壹": 1, "二": 2, "贰": 2, "貳": 2, "两": 2, "兩": 2, "三": 3,
@@ -37,7 +37,6 @@ _TENS_CHARS = {"廿": "二十", "卅": "三十", "卌": "四十"}  # 廿三 is 2
 _BIG = {"万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
 _DIGIT_CLASS = "".join(_DIGITS)
 _BIG_CLASS = "".join(_BIG)
-BIG_UNITS = frozenset(_BIG)  # 万 and 亿: digits before one are no number of their own
 _NUMERAL = _DIGIT_CLASS + "".join([*_UNITS, *_TENS_CHARS]) + _BIG_CLASS
 # A run, a decimal part (三点五), and big units after it (三点五亿); 负 before it, a minus.
 _CN_RUN = re.compile(
@@ -68,14 +67,23 @@ _RANGE_BEFORE = _NUMERAL + "0123456789０１２３４５６７８９千百十"
 # Arabic digits (a thousands comma, a decimal point) before 千, 万 or 亿: "1,500万元" is
 # 15000000, "8千" 8000.
 _DIGITS_BIG = re.compile(
-    r"(?<![\d.,，])(?P<minus>-)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
+    r"(?<![\d.,，])(?P<minus>-|负|零下)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
     f"(?P<big>千(?![克米瓦卡])[{_BIG_CLASS}]*|[{_BIG_CLASS}]+)"
 )
 # 千克, 千米: kilo-, not a thousand. A set: "" (the text's end) is in every string.
 _KILO = frozenset("克米瓦卡")
+
+
+def part_of_a_larger_number(text: str, end: int) -> bool:
+    """Whether the digits that end at ``end`` of ``text`` are no number of their own: a big
+    unit follows (3 of 3万 is 30000, 8 of 8千元 is 8000), not a kilo- (8千米 is 8 km)."""
+    unit = text[end : end + 1]
+    return unit in _BIG or (unit == "千" and text[end + 1 : end + 2] not in _KILO)
+
+
 # Arabic digits among Chinese units, two runs at least (3万5千 is 35000; 3万 alone is above).
 _MIXED = re.compile(
-    r"(?<![\d.,，])(?P<minus>-)?(?P<body>\d+[千百十万萬亿億](?:零?\d+[千百十万萬亿億]?|[万萬亿億])+)"
+    r"(?<![\d.,，])(?P<minus>-|负|零下)?(?P<body>\d+[千百十万萬亿億](?:零?\d+[千百十万萬亿億]?|[万萬亿億])+)"
 )
 
 
@@ -195,14 +203,26 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         bigs = m.group("big")
         number = Decimal(f"{digits}.{frac}" if frac else digits)
         number = _scaled(number * (1000 if bigs[0] == "千" else 1), bigs.lstrip("千"))
-        at = m.start("minus") if m.group("minus") else m.start("run")
-        before = text[at - 1] if at else ""
-        # A minus only where no word or number comes just before (亏损-3万: -30000;
-        # 20万-30万: a range).
-        minus = m.group("minus") is not None and not _dash_joins(before)
-        start = m.start() if minus else m.start("run")
-        yield (-number if minus else number), start, m.end()
+        yield from _signed(number, m, "run", text)
     yield from _mixed(text, mixed)
+
+
+def _signed(
+    number: Decimal, m: re.Match[str], body: str, text: str
+) -> Iterator[tuple[Decimal, int, int]]:
+    """``number`` (the match's ``body`` group) with the sign before it: a dash is a minus only
+    where no word or number comes just before (亏损-3万: -30000; 20万-30万: a range); 负 and 零下
+    always are, and the number alone is read too (as for 负5: a magnitude may be asked)."""
+    sign = m.group("minus")
+    if sign is None:
+        yield number, m.start(body), m.end()
+    elif sign != "-":
+        yield -number, m.start(), m.end()
+        yield number, m.start(body), m.end()
+    elif _dash_joins(text[m.start() - 1] if m.start() else ""):
+        yield number, m.start(body), m.end()
+    else:
+        yield -number, m.start(), m.end()
 
 
 def _dash_joins(before: str) -> bool:
@@ -219,11 +239,8 @@ def _mixed(text: str, found: list[re.Match[str]]) -> Iterator[tuple[Decimal, int
     for m in found:
         value = _mixed_value(m.group("body"))
         kilo = m.group("body")[-1] in "千仟" and text[m.end() : m.end() + 1] in _KILO
-        if value is None or kilo:
-            continue
-        before = text[m.start() - 1] if m.start() else ""
-        minus = m.group("minus") is not None and not _dash_joins(before)
-        yield Decimal(-value if minus else value), m.start() if minus else m.start("body"), m.end()
+        if value is not None and not kilo:
+            yield from _signed(Decimal(value), m, "body", text)
 
 
 def _mixed_value(body: str) -> int | None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from qwenjson.numerals import BIG_UNITS, chinese_dates, numbers_in_words
+from qwenjson.numerals import chinese_dates, numbers_in_words, part_of_a_larger_number
 
 __all__ = ["MAX_NUMBER_BYTES", "Readings", "dates", "numbers"]
 
@@ -210,15 +210,52 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
                     negative = mark + spelling if spelling.strip("0.") else spelling
                     if len(negative) <= MAX_NUMBER_BYTES:
                         found.append(Reading(negative.encode(), span))
+    found += _scientific(plain, offset, integer)
     # 3 in "3万" is no number of its own: 30000 is (read below).
-    found = [
-        r for r in found if plain[r.span[1] - offset : r.span[1] - offset + 1] not in BIG_UNITS
-    ]
+    found = [r for r in found if not part_of_a_larger_number(plain, r.span[1] - offset)]
     for value, s, e in numbers_in_words(plain):  # 二十八, twenty-eight, 1.5万
         worded = _word_spelling(value, integer)
         if worded is not None and len(worded) <= MAX_NUMBER_BYTES:
             found.append(Reading(worded.encode(), (s + offset, e + offset)))
     return Readings(list(dict.fromkeys(found)))
+
+
+# Scientific notation: 1.5e3, 6.02E23, 1e-3, 2.5 × 10^4, 3x10⁵. Its parts are read too (the run
+# loop above: 1.5 and 3), as for any run that may be something else (a part number, 3e5).
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+_SCIENTIFIC = re.compile(
+    r"(?:(?P<sign>[-\u2013])|(?<![\w.\-\u2013]))(?P<m>\d+(?:\.\d+)?|\.\d+)"
+    r"(?:(?P<e>[eE])(?P<x>[+-]?\d{1,3})|\s?[×xX*·]\s?10(?:\^(?P<p>[+-]?\d{1,3})|(?P<s>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]{1,3})))"
+    r"(?![\w.]|\d)"
+)
+# A number literal JSON accepts as written (the text's own spelling is offered where it is one).
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def _scientific(plain: str, offset: int, integer: bool) -> list[Reading]:
+    """The numbers ``plain`` writes in scientific notation, in JSON's (``6.02E23`` as written,
+    ``2.5e4`` for ``2.5 × 10^4``) where it takes the mantissa, and written out where that
+    fits (``1500``, ``0.001``)."""
+    found: list[Reading] = []
+    for m in _SCIENTIFIC.finditer(plain):
+        exponent = m.group("x") or m.group("p") or (m.group("s") or "").translate(_SUPERSCRIPT)
+        value = Decimal(m.group("m")).scaleb(int(exponent))
+        if value and not -300 <= value.adjusted() <= 300:
+            continue  # a double can't hold it: JSON parsers read it as infinity or 0
+        sign = _sign(plain, m.start()) if m.group("sign") else "dash"
+        for mark in {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]:
+            span = (m.start() if mark else m.start("m")) + offset, m.end() + offset
+            spellings = [_word_spelling(value, integer)]
+            if not integer:  # 1.5e3 as written; 2.5e4 for 2.5 × 10^4
+                mantissa = re.sub(r"^0+(?=\d)", "", m.group("m"))  # 007e2: 7e2
+                spellings.insert(0, mantissa + (m.group("e") or "e") + exponent)
+            for spelling in spellings:
+                if spelling is None or not _JSON_NUMBER.fullmatch(spelling):
+                    continue
+                signed = mark + spelling if value else spelling
+                if len(signed) <= MAX_NUMBER_BYTES:
+                    found.append(Reading(signed.encode(), span))
+    return found
 
 
 def _word_spelling(value: Decimal, integer: bool) -> str | None:

@@ -7,6 +7,7 @@ other way round from the reader under test) must be read back as itself, over it
 from __future__ import annotations
 
 import json
+import math
 import re
 from decimal import Decimal
 
@@ -119,6 +120,9 @@ def test_an_integer_in_digits_and_chinese_units_is_read_as_itself(n: int) -> Non
         ("-3万元亏损", [("-30000", "-3万")]),
         ("3百5千, 3万500, 3万5千克", []),  # malformed, or kilograms
         ("零下五度", [("-5", "零下五")]),
+        # 负 before digits and a big unit: a minus, the magnitude read too (was 8000 alone).
+        ("负8千元", [("-8000", "负8千"), ("8000", "8千")]),
+        ("负3万5千", [("-35000", "负3万5千"), ("35000", "3万5千")]),
         ("零下5度, 负5", [("-5", "零下5"), ("-5", "负5")]),
         ("It was minus 40 and negative 2.5", [("-40", "minus 40"), ("-2.5", "negative 2.5")]),
         ("minus five", [("-5", "minus five"), ("5", "five")]),
@@ -190,8 +194,8 @@ def test_numbers_in_words_of_a_text(text: str, read: list[tuple[str, str]]) -> N
 
 
 _PIECES = [
-    *"零〇一二两三四五六七八九十百千万亿廿点负个年月日号分0123456789,.-，．１５ x",
-    *["one", "twenty", "hundred", "and", "point", "first", "\u0301"],
+    *"零〇一二两三四五六七八九十百千万亿廿点负个年月日号分0123456789,.-，．１５ xeE×^⁵⁻+米",
+    *["one", "twenty", "hundred", "and", "point", "first", "\u0301", "e400", "e-400", "10^"],
 ]
 
 
@@ -204,8 +208,11 @@ def test_any_text_gives_readings_that_slice_to_themselves(text: str) -> None:
         assert value.is_finite()
     for integer in (False, True):
         for r in numbers(text, integer=integer).readings:
-            assert isinstance(json.loads(r.content), int | float)
+            value = json.loads(r.content)
+            assert isinstance(value, int | float)
+            assert math.isfinite(value) and (value != 0 or not Decimal(r.content.decode()))
             assert len(r.content) <= 24
+            assert 0 <= r.span[0] < r.span[1] <= len(text)
     dates(text)
 
 
