@@ -62,16 +62,18 @@ _FINANCIAL = set("壹贰貳叁參肆伍陆陸柒捌玖拾佰仟")  # amounts' nu
 _AMOUNT = re.compile(
     f"(?P<yuan>[元块圆])(?P<jiao>[{_DIGIT_CLASS}])(?:[角毛](?:(?P<fen>[{_DIGIT_CLASS}])分)?)?"
 )
+# 千克, 千米, 千瓦, 千卡, 千伏, 千赫, 千焦, 千帕, 千升, 千牛, 千兆: kilo- (or giga-), not a thousand
+# (220千伏 is 220 kV). A set: "" (the text's end) is in every string.
+_KILO_CLASS = "克米瓦卡伏赫焦帕升牛兆"
+_KILO = frozenset(_KILO_CLASS)
 # A dash after a number or a unit is a range's (20万-30万, ８千－１万), not a minus.
 _RANGE_BEFORE = _NUMERAL + "0123456789０１２３４５６７８９千百十"
 # Arabic digits (a thousands comma, a decimal point) before 千, 万 or 亿: "1,500万元" is
 # 15000000, "8千" 8000.
 _DIGITS_BIG = re.compile(
     r"(?<![\d.,，])(?P<minus>-|负|零下)?(?P<run>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
-    f"(?P<big>千(?![克米瓦卡])[{_BIG_CLASS}]*|[{_BIG_CLASS}]+)"
+    f"(?P<big>千(?![{_KILO_CLASS}])[{_BIG_CLASS}]*|[{_BIG_CLASS}]+)"
 )
-# 千克, 千米: kilo-, not a thousand. A set: "" (the text's end) is in every string.
-_KILO = frozenset("克米瓦卡")
 
 
 def part_of_a_larger_number(text: str, end: int) -> bool:
@@ -473,7 +475,8 @@ def numbers_in_words(text: str) -> list[tuple[Decimal, int, int]]:
 # is read too: the model chooses (a temperature may be asked as a magnitude).
 _SIGN_WORD_BEFORE = re.compile(r"(?<![^\W\d_])(?:minus|negative) $", re.IGNORECASE)
 _SIGNED_DIGITS = re.compile(
-    r"(?:(?<![^\W\d_])(?:minus|negative) |负|零下)(?P<n>\d+(?:\.\d+)?)(?![\d.,，千百十万萬亿億])",
+    r"(?:(?<![^\W\d_])(?:minus|negative) |负|零下)(?P<n>\d+(?:\.\d+)?)"
+    f"(?![\\d.,，百十万萬亿億]|千(?![{_KILO_CLASS}]))",
     re.IGNORECASE,
 )
 

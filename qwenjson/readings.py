@@ -220,35 +220,46 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
     return Readings(list(dict.fromkeys(found)))
 
 
-# Scientific notation: 1.5e3, 6.02E23, 1e-3, 2.5 × 10^4, 3x10⁵. Its parts are read too (the run
-# loop above: 1.5 and 3), as for any run that may be something else (a part number, 3e5).
-_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+# Scientific notation: 1.5e3, 6.02E23, 2.5 × 10^4, 3x10⁵, also between Chinese characters
+# (约3×10⁵个). Its parts are read too (the run loop above: 1.5 and 3), as for any run that may be
+# something else (a part number, 3e5). Not inside a word or another number (v1e3, 1e3f, the 500
+# of 1,500 × 10^3).
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_SUPERSCRIPT = str.maketrans(_SUPERSCRIPTS + "⁺⁻", "0123456789+-")
 _SCIENTIFIC = re.compile(
-    r"(?:(?P<sign>[-\u2013])|(?<![\w.\-\u2013]))(?P<m>\d+(?:\.\d+)?|\.\d+)"
-    r"(?:(?P<e>[eE])(?P<x>[+-]?\d{1,3})|\s?[×xX*·]\s?10(?:\^(?P<p>[+-]?\d{1,3})|(?P<s>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]{1,3})))"
-    r"(?![\w.]|\d)"
+    r"(?:(?P<sign>[-\u2013])|(?<![A-Za-z_.,\-\u2013])(?<!\d))(?P<m>\d+(?:\.\d+)?|\.\d+)"
+    r"(?:(?P<e>[eE])(?P<x>[+-]?\d{1,3})"
+    rf"|\s?[×xX*·]\s?10(?:\^(?P<p>[+-]?\d{{1,3}})|(?P<s>[⁺⁻]?[{_SUPERSCRIPTS}]{{1,3}})))"
+    rf"(?![A-Za-z_{_SUPERSCRIPTS}]|\d|\.\d)"
 )
-# A number literal JSON accepts as written (the text's own spelling is offered where it is one).
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+# A number literal JSON accepts as written.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 def _scientific(plain: str, offset: int, integer: bool) -> list[Reading]:
     """The numbers ``plain`` writes in scientific notation, in JSON's (``6.02E23`` as written,
-    ``2.5e4`` for ``2.5 × 10^4``) where it takes the mantissa, and written out where that
-    fits (``1500``, ``0.001``)."""
+    ``2.5e4`` for ``2.5 × 10^4``) and written out where that fits (``1500``, ``0.001``)."""
     found: list[Reading] = []
     for m in _SCIENTIFIC.finditer(plain):
-        exponent = m.group("x") or m.group("p") or (m.group("s") or "").translate(_SUPERSCRIPT)
-        value = Decimal(m.group("m")).scaleb(int(exponent))
+        # ASCII digits, JSON's; a mantissa longer than any offered number is none (and a
+        # million digits would overflow Decimal's exponent or round to 0).
+        mantissa = "".join(_ascii_digits(c) if c.isdigit() else c for c in m.group("m"))
+        if len(mantissa) > MAX_NUMBER_BYTES:
+            continue
+        written = m.group("x") or m.group("p") or (m.group("s") or "").translate(_SUPERSCRIPT)
+        exponent = "".join(_ascii_digits(c) if c.isdigit() else c for c in written)
+        value = Decimal(mantissa).scaleb(int(exponent))
         if value and not -300 <= value.adjusted() <= 300:
             continue  # a double can't hold it: JSON parsers read it as infinity or 0
+        # JSON's mantissa: 7e2 for 007e2, 0.5e3 for .5e3.
+        mantissa = re.sub(r"^0+(?=[0-9])", "", mantissa)
+        mantissa = "0" + mantissa if mantissa.startswith(".") else mantissa
+        spellings = [_word_spelling(value, integer)]
+        if not integer:
+            spellings.insert(0, f"{mantissa}{m.group('e') or 'e'}{exponent}")
         sign = _sign(plain, m.start()) if m.group("sign") else "dash"
         for mark in {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]:
             span = (m.start() if mark else m.start("m")) + offset, m.end() + offset
-            spellings = [_word_spelling(value, integer)]
-            if not integer:  # 1.5e3 as written; 2.5e4 for 2.5 × 10^4
-                mantissa = re.sub(r"^0+(?=\d)", "", m.group("m"))  # 007e2: 7e2
-                spellings.insert(0, mantissa + (m.group("e") or "e") + exponent)
             for spelling in spellings:
                 if spelling is None or not _JSON_NUMBER.fullmatch(spelling):
                     continue

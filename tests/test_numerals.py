@@ -123,6 +123,7 @@ def test_an_integer_in_digits_and_chinese_units_is_read_as_itself(n: int) -> Non
         # 负 before digits and a big unit: a minus, the magnitude read too (was 8000 alone).
         ("负8千元", [("-8000", "负8千"), ("8000", "8千")]),
         ("负3万5千", [("-35000", "负3万5千"), ("35000", "3万5千")]),
+        ("负8千米", [("-8", "负8")]),  # kilometres: was no minus at all
         ("零下5度, 负5", [("-5", "零下5"), ("-5", "负5")]),
         ("It was minus 40 and negative 2.5", [("-40", "minus 40"), ("-2.5", "negative 2.5")]),
         ("minus five", [("-5", "minus five"), ("5", "five")]),
@@ -214,6 +215,14 @@ def test_any_text_gives_readings_that_slice_to_themselves(text: str) -> None:
             assert len(r.content) <= 24
             assert 0 <= r.span[0] < r.span[1] <= len(text)
     dates(text)
+
+
+def test_a_mantissa_too_long_to_offer_is_no_number() -> None:
+    # A million digits before e1 overflowed Decimal's exponent (decimal.Overflow); after
+    # "0." they rounded to 0, offered for a number that isn't 0.
+    assert [r.content for r in numbers("1" * 1_000_000 + "e1").readings] == [b"1"]
+    tiny = "0." + "0" * 1_000_000 + "1e-5"
+    assert [r.content for r in numbers(tiny).readings] == [b"-5", b"5"]
 
 
 def test_a_long_run_of_numerals_is_no_number() -> None:
