@@ -291,6 +291,16 @@ def test_a_number_outside_the_schemas_bounds_is_not_offered(
     _offers(g, offered, refused)
 
 
+def test_a_number_in_scientific_notation_may_be_written_either_way() -> None:
+    # JSON takes 1.5e3 as written; the tracker follows it byte by byte to its reading.
+    schema = {"type": "object", "properties": {"n": {"type": "number", "maximum": 10**6}}}
+    g = Grounding(SourceText("took 1.5e3 ms, then 2.5 × 10^4 ms, 1e7 ms"), grounding_rules(schema))
+    assert _feed(g, '{"n": ')
+    _offers(g, ["1.5e3", "1500", "2.5e4", "25000"], ["1.5e4", "1e7", "10000000", "1.5e"])
+    assert _feed(g, "1.5e3}")
+    assert [(r.status, r.span) for r in g.records] == [("grounded", (5, 10))]
+
+
 def _offers(g: Grounding, offered: list[str], refused: list[str]) -> None:
     """At an open number, each of ``offered`` may be written whole and none of ``refused``."""
     for value in offered:
