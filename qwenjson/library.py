@@ -38,6 +38,7 @@ def extract(
     threads: int | None = None,
     timeout: float | None = None,
     n_ctx: int | None = None,
+    cache_dir: str | Path | None = None,
     **options: Any,
 ) -> Any:
     """Extract what ``schema`` describes from ``text`` and return it, validated.
@@ -49,7 +50,10 @@ def extract(
     ready ``Generator`` (kept open). Keyword arguments: ``ExtractOptions`` fields (``retries``,
     ``evidence``, ``instruction``, …) and ``each``, ``truncate``, ``chunks``, ``chunk_tokens``,
     ``chunk_overlap`` as on the command line; ``timeout`` in seconds; ``n_ctx``: the context
-    size in tokens of the model extract opens (default 4096, as ``--ctx``).
+    size in tokens of the model extract opens (default 4096, as ``--ctx``); ``cache_dir``: keep
+    the evaluated prompt prefix (system message and schema) there, so that the next call, in
+    this process or another, skips it (as ``--cache-dir``; off by default here: a library call
+    writes nothing it wasn't asked to).
 
     With ``each=True`` the result is the list of items. With ``evidence=True`` it is
     ``{"data": …, "evidence": …, "confidence": …}`` (as ``--evidence`` prints; with ``each``,
@@ -64,10 +68,14 @@ def extract(
             f"not {type(model).__name__}"
         )
     check_call_options(threads, timeout, offline, n_ctx)
-    if _is_generator(model) and (threads is not None or offline or n_ctx is not None):
+    if _is_generator(model) and (
+        threads is not None or offline or n_ctx is not None or cache_dir is not None
+    ):
         raise UsageError(
-            "threads, offline and n_ctx are for a model extract opens: an open Engine keeps its own"
+            "threads, offline, n_ctx and cache_dir are for a model extract opens: an open Engine "
+            "keeps its own"
         )
+    cache = _cache_path(cache_dir)
     schema_value, cls = schema_of(schema)
     opts, record = split_options(options)
     job = prepare_job(schema_value, each=record.each)  # schema errors before loading a model
@@ -76,13 +84,23 @@ def extract(
     if model is None or isinstance(model, str | Path):
         size = DEFAULT_CTX if n_ctx is None else n_ctx
         check_room(opts.max_tokens, size, "or raise n_ctx")  # before the model loads
-        generator = open_model(model, offline=offline, threads=threads, n_ctx=size)
+        generator = open_model(model, offline=offline, threads=threads, n_ctx=size, cache_dir=cache)
         try:
             return _run(text, schema_value, job, generator, opts, record, timeout, cls)
         finally:
             generator.close()
     check_room(opts.max_tokens, model.n_ctx, "or open an Engine with a larger n_ctx")
     return _run(text, schema_value, job, model, opts, record, timeout, cls)
+
+
+def _cache_path(cache_dir: Any) -> Path | None:
+    """``cache_dir`` as a path, checked as --cache-dir is (an empty one is a UsageError: "" or
+    an unset variable would otherwise be the current directory)."""
+    if cache_dir is None:
+        return None
+    if not isinstance(cache_dir, str | Path) or not str(cache_dir):
+        raise UsageError(f"cache_dir must be a non-empty path, not {cache_dir!r}")
+    return Path(cache_dir)
 
 
 def check_room(max_tokens: int, n_ctx: int, larger: str) -> None:

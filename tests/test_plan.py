@@ -692,6 +692,41 @@ def test_extract_opens_its_model_with_the_context_it_is_given(smollm2: Path) -> 
         extract("Tom is 30.", schema, model=small)
 
 
+def test_extract_keeps_the_prompt_prefix_on_disk_when_given_a_cache_dir(
+    smollm2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cache_dir`` is --cache-dir for the model ``extract`` opens: the second call, with a
+    model opened afresh, reads the prompt prefix from disk instead of evaluating it; without
+    one nothing is written. (The engines are the real ones, only watched.)"""
+    import qwenjson.library as library
+
+    opened: list[Engine] = []
+    real_open = library.open_model
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        engine = real_open(*args, **kwargs)
+        opened.append(engine)
+        return engine
+
+    monkeypatch.setattr(library, "open_model", watched)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    cache = tmp_path / "kv"
+    first = extract("Ann Lee is a nurse.", schema, model=str(smollm2), cache_dir=cache)
+    second = extract("Ann Lee is a nurse.", schema, model=str(smollm2), cache_dir=str(cache))
+    assert first == second
+    assert [e.last_stats.disk_prefix for e in opened] == ["miss", "hit"]
+    assert any(cache.iterdir())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "default"))
+    extract("Ann Lee is a nurse.", schema, model=str(smollm2))
+    assert opened[-1].last_stats.disk_prefix == "none"
+    assert not (tmp_path / "default" / "qwenjson" / "kv").exists()  # (verified.json may be)
+    for bad in ("", 5):
+        with pytest.raises(UsageError, match="cache_dir must be a non-empty path"):
+            extract("Ann", schema, model="not-loaded.gguf", cache_dir=bad)
+    with pytest.raises(UsageError, match="an open Engine keeps its own"):
+        extract("Ann", schema, model=FakeModel(lambda t, _: "{}"), cache_dir=cache)
+
+
 def test_a_text_over_what_the_command_line_reads_is_an_input_error(smollm2: Path) -> None:
     # 32 MiB as UTF-8 (in characters, a quarter of it in Chinese): a library caller's 40 MB
     # text was cut into pieces for as long as the caller waited.
