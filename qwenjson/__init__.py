@@ -23,6 +23,7 @@ _ERRORS = (
     "NoValidOutputError",
     "TimeoutExpired",
     "ClusterError",
+    "QwenJsonWarning",
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ModelError",
     "NoValidOutputError",
     "QwenJsonError",
+    "QwenJsonWarning",
     "SchemaError",
     "TimeoutExpired",
     "UsageError",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         ModelError,
         NoValidOutputError,
         QwenJsonError,
+        QwenJsonWarning,
         SchemaError,
         TimeoutExpired,
         UsageError,

@@ -116,3 +116,10 @@ class TimeoutExpired(QwenJsonError):
     """A --timeout ran out before the document was complete."""
 
     exit_code = EXIT_TIMEOUT
+
+
+class QwenJsonWarning(UserWarning):
+    """What the command line says on stderr and a library call can't print: the text was cut
+    to fit the context (``truncate``), values of later pieces were left out. Issued by
+    ``qwenjson.extract`` at the caller's line (``warnings.simplefilter("error",
+    QwenJsonWarning)`` makes them errors)."""

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
-from qwenjson.errors import NoValidOutputError, UsageError
+from qwenjson.errors import NoValidOutputError, QwenJsonWarning, UsageError
 from qwenjson.generation import Generator
 from qwenjson.jsontypes import is_number
 from qwenjson.pipeline import DEFAULT_CTX, ExtractOptions, check_sizes, open_model
@@ -180,9 +181,13 @@ def _run(
 ) -> Any:
     plan = plan_for(schema, generator, options, record, job=job)
     emitted: list[Any] = []
+    said: list[str] = []
     Runner(plan, generator, Limits(timeout=timeout)).run(
-        text, lambda line: emitted.append(json.loads(line))
+        text, lambda line: emitted.append(json.loads(line)), notice=said.append
     )
+    for message in said:
+        # At the caller's line (extract -> _run -> warn): what the command line says on stderr.
+        warnings.warn(message, QwenJsonWarning, stacklevel=3)
     if record.each:
         return [shaped(item, cls, options.evidence) for item in emitted]
     return shaped(emitted[-1], cls, options.evidence)

@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -725,6 +726,25 @@ def test_extract_keeps_the_prompt_prefix_on_disk_when_given_a_cache_dir(
             extract("Ann", schema, model="not-loaded.gguf", cache_dir=bad)
     with pytest.raises(UsageError, match="an open Engine keeps its own"):
         extract("Ann", schema, model=FakeModel(lambda t, _: "{}"), cache_dir=cache)
+
+
+def test_a_cut_text_is_a_warning_at_the_callers_line(smollm2: Path) -> None:
+    """What the command line says on stderr (``--truncate``: the input was cut) a library caller
+    gets as a ``QwenJsonWarning`` pointing at its own call; a text that fits gets none."""
+    from qwenjson import QwenJsonWarning
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    text = "Ann Lee is a nurse in Leeds. " * 60  # about 540 tokens: over a 512-token context
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = extract(text, schema, model=str(smollm2), n_ctx=512, max_tokens=16, truncate="head")
+        extract("Ann Lee is a nurse.", schema, model=str(smollm2), max_tokens=16)
+    assert found["name"] in text
+    assert [w.category for w in caught] == [QwenJsonWarning]
+    assert re.fullmatch(
+        r"input cut from \d+ to \d+ tokens \(--truncate head\)", str(caught[0].message)
+    )
+    assert caught[0].filename == __file__
 
 
 def test_a_text_over_what_the_command_line_reads_is_an_input_error(smollm2: Path) -> None:
