@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 
-__all__ = ["chinese_dates", "numbers_in_words", "part_of_a_larger_number"]
+__all__ = ["ascii_digits", "chinese_dates", "numbers_in_words", "part_of_a_larger_number"]
 
 _DIGITS = {
     "零": 0, "〇": 0, "一": 1, "壹": 1, "二": 2, "贰": 2, "貳": 2, "两": 2, "兩": 2, "三": 3,
@@ -63,9 +63,17 @@ _AMOUNT = re.compile(
     f"(?P<yuan>[元块圆])(?P<jiao>[{_DIGIT_CLASS}])(?:[角毛](?:(?P<fen>[{_DIGIT_CLASS}])分)?)?"
 )
 # 千克, 千米, 千瓦, 千卡, 千伏, 千赫, 千焦, 千帕, 千升, 千牛, 千兆: kilo- (or giga-), not a thousand
-# (220千伏 is 220 kV). A set: "" (the text's end) is in every string.
+# (220千伏 is 220 kV).
 _KILO_CLASS = "克米瓦卡伏赫焦帕升牛兆"
 _KILO = frozenset(_KILO_CLASS)
+
+
+def _kilo_at(text: str, at: int) -> bool:
+    """Whether a kilo- unit's character is at ``at`` (after a 千). A set, not a string: "" (the
+    text's end) is in every string."""
+    return text[at : at + 1] in _KILO
+
+
 # A dash after a number or a unit is a range's (20万-30万, ８千－１万), not a minus.
 _RANGE_BEFORE = _NUMERAL + "0123456789０１２３４５６７８９千百十"
 # Arabic digits (a thousands comma, a decimal point) before 千, 万 or 亿: "1,500万元" is
@@ -80,7 +88,7 @@ def part_of_a_larger_number(text: str, end: int) -> bool:
     """Whether the digits that end at ``end`` of ``text`` are no number of their own: a big
     unit follows (3 of 3万 is 30000, 8 of 8千元 is 8000), not a kilo- (8千米 is 8 km)."""
     unit = text[end : end + 1]
-    return unit in _BIG or (unit == "千" and text[end + 1 : end + 2] not in _KILO)
+    return unit in _BIG or (unit == "千" and not _kilo_at(text, end + 1))
 
 
 # Arabic digits among Chinese units, two runs at least (3万5千 is 35000; 3万 alone is above).
@@ -159,7 +167,7 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         run, frac, bigs = m.group("run"), m.group("frac"), m.group("big") or ""
         if len(m.group()) > _MAX_RUN:
             continue
-        kilo = frac is None and run[-1] in "千仟" and text[m.end() : m.end() + 1] in _KILO
+        kilo = frac is None and run[-1] in "千仟" and _kilo_at(text, m.end())
         if kilo:  # 三千克 is 3 kilograms
             run = run[:-1]
             if not run:
@@ -240,7 +248,7 @@ def _mixed(text: str, found: list[re.Match[str]]) -> Iterator[tuple[Decimal, int
     1万零500), each read whole."""
     for m in found:
         value = _mixed_value(m.group("body"))
-        kilo = m.group("body")[-1] in "千仟" and text[m.end() : m.end() + 1] in _KILO
+        kilo = m.group("body")[-1] in "千仟" and _kilo_at(text, m.end())
         if value is not None and not kilo:
             yield from _signed(Decimal(value), m, "body", text)
 
@@ -484,13 +492,17 @@ _SIGNED_DIGITS = re.compile(
 def _signed_digits(text: str) -> Iterator[tuple[Decimal, int, int]]:
     for m in _SIGNED_DIGITS.finditer(text):
         if len(m.group("n")) <= _MAX_RUN:
-            number = Decimal(_ascii(m.group("n")))
+            number = Decimal(ascii_digits(m.group("n")))
             if number:
                 yield -number, m.start(), m.end()
 
 
-def _ascii(digits: str) -> str:
-    return "".join(ch if ch == "." else str(unicodedata.decimal(ch)) for ch in digits)
+def ascii_digits(text: str) -> str:
+    """``text`` with its decimal digits (fullwidth ３, Arabic-Indic ٣…) as ASCII ones, as JSON
+    writes numbers; other characters (a point, a sign) as they are."""
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
 
 _CN_DATE = re.compile(

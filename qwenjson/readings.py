@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import datetime
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from qwenjson.numerals import chinese_dates, numbers_in_words, part_of_a_larger_number
+from qwenjson.numerals import (
+    ascii_digits,
+    chinese_dates,
+    numbers_in_words,
+    part_of_a_larger_number,
+)
 
 __all__ = ["MAX_NUMBER_BYTES", "Readings", "dates", "numbers"]
 
@@ -117,10 +121,6 @@ _COMMA = re.compile(r"(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?")
 _EITHER = re.compile(r"\d+,(?:\d|\d{3,})")
 
 
-def _ascii_digits(digits: str) -> str:
-    return digits if digits.isascii() else "".join(str(unicodedata.decimal(d)) for d in digits)
-
-
 def _as_numbers(run: str) -> list[tuple[str, str | None]]:
     """What ``run`` is as one number, (integer digits, decimal digits or None); none when it
     is no one number (``23.03.2018``, ``1,2,3``)."""
@@ -148,6 +148,10 @@ def _parts(run: str) -> Iterator[tuple[int, int]]:
                 yield here, here + len(piece)
                 here += len(piece) + 1
         at += len(part) + 1
+
+
+# The signs a number is read with after ``_sign`` has said what the dash before it is.
+_SIGN_MARKS = {"minus": ["-"], "dash": [""], "either": ["-", ""]}
 
 
 def _leading_point(text: str, at: int) -> bool:
@@ -201,7 +205,7 @@ def numbers(text: str, offset: int = 0, *, integer: bool = False) -> Readings:
                 values += [(start + s, start + e, v) for v in _as_numbers(run[s:e])]
         signed_from = m_start if first != start and m_start is not None else m.start()
         for s, e, (whole, frac) in values:
-            signs = {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]
+            signs = _SIGN_MARKS[sign]
             if s != first:
                 signs = [""]  # a sign belongs to the run's first number
             for mark in signs:
@@ -243,11 +247,11 @@ def _scientific(plain: str, offset: int, integer: bool) -> list[Reading]:
     for m in _SCIENTIFIC.finditer(plain):
         # ASCII digits, JSON's; a mantissa longer than any offered number is none (and a
         # million digits would overflow Decimal's exponent or round to 0).
-        mantissa = "".join(_ascii_digits(c) if c.isdigit() else c for c in m.group("m"))
+        mantissa = ascii_digits(m.group("m"))
         if len(mantissa) > MAX_NUMBER_BYTES:
             continue
         written = m.group("x") or m.group("p") or (m.group("s") or "").translate(_SUPERSCRIPT)
-        exponent = "".join(_ascii_digits(c) if c.isdigit() else c for c in written)
+        exponent = ascii_digits(written)
         value = Decimal(mantissa).scaleb(int(exponent))
         if value and not -300 <= value.adjusted() <= 300:
             continue  # a double can't hold it: JSON parsers read it as infinity or 0
@@ -258,7 +262,7 @@ def _scientific(plain: str, offset: int, integer: bool) -> list[Reading]:
         if not integer:
             spellings.insert(0, f"{mantissa}{m.group('e') or 'e'}{exponent}")
         sign = _sign(plain, m.start()) if m.group("sign") else "dash"
-        for mark in {"minus": ["-"], "dash": [""], "either": ["-", ""]}[sign]:
+        for mark in _SIGN_MARKS[sign]:
             span = (m.start() if mark else m.start("m")) + offset, m.end() + offset
             for spelling in spellings:
                 if spelling is None or not _JSON_NUMBER.fullmatch(spelling):
@@ -281,10 +285,10 @@ def _word_spelling(value: Decimal, integer: bool) -> str | None:
 
 def _spellings(whole: str, frac: str | None, integer: bool) -> list[str]:
     """A number's JSON spellings: ``1234.50`` and ``1234.5``; with ``integer`` whole ones only."""
-    digits = _ascii_digits(whole).lstrip("0") or "0"
+    digits = ascii_digits(whole).lstrip("0") or "0"
     if frac is None:
         return [digits]
-    frac = _ascii_digits(frac)
+    frac = ascii_digits(frac)
     short = frac.rstrip("0")
     if integer:
         return [] if short else [digits]
