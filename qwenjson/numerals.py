@@ -175,15 +175,16 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         value = _chinese_integer(run)
         if value is None:
             continue
-        if kilo:
-            if not m.group("minus"):
-                yield Decimal(value), m.start(), m.end() - 1
+        minus = m.group("minus") is not None
+        if kilo:  # 负三千米: -3 (and 3), as 负8千米
+            yield from _with_magnitude(Decimal(value), m, m.end() - 1)
             continue
         after = text[m.end() : m.end() + 1]
         if frac is not None and not bigs and _chinese_char(after) and after not in _AFTER_DECIMAL:
             continue  # 八点四十分, 三点一刻: a time; 两点一线: an idiom
-        if len(run) == 1 and frac is None and not bigs and not _lone_count(text, m.start("run")):
-            continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴
+        lone = len(run) == 1 and frac is None and not bigs
+        if lone and not minus and not _lone_count(text, m.start("run")):
+            continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴; 负三 is a number
         if any(idiom in text[max(m.start() - 3, 0) : m.end() + 3] for idiom in _NOT_COUNTS):
             continue
         end = m.end()
@@ -195,8 +196,7 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
             if amount is not None:  # 三块五: 3.5, not 3 (a total cut at its yuan)
                 cents = f"{_DIGITS[amount.group('jiao')]}{_DIGITS.get(amount.group('fen'), 0)}"
                 number, end = number + Decimal(cents) / 100, amount.end()
-        minus = m.group("minus") is not None
-        yield (-number if minus else number), m.start(), end
+        yield from _with_magnitude(number, m, end)
     year = f"(?<![{_NUMERAL}\\d])([{_DIGIT_CLASS}]{{4}})年"
     for m in re.finditer(year, text):  # 一九九八年
         yield Decimal("".join(str(_DIGITS[ch]) for ch in m.group(1))), m.start(), m.end(1)
@@ -215,6 +215,16 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         number = _scaled(number * (1000 if bigs[0] == "千" else 1), bigs.lstrip("千"))
         yield from _signed(number, m, "run", text)
     yield from _mixed(text, mixed)
+
+
+def _with_magnitude(
+    number: Decimal, m: re.Match[str], end: int
+) -> Iterator[tuple[Decimal, int, int]]:
+    """A numeral run (``_CN_RUN``) read up to ``end``: after 负 or 零下, minus ``number`` and
+    ``number`` alone (负三度: -3 and 3, as 负5 gives -5 and 5: a magnitude may be asked)."""
+    if m.group("minus") is not None:
+        yield -number, m.start(), end
+    yield number, m.start("run"), end
 
 
 def _signed(
