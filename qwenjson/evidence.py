@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +139,7 @@ def annotate(
     objects: Mapping[Pattern, Abstain] | None = None,
     unique: Collection[Path] = (),
     unruled_numbers: bool = True,
+    claims_first: Callable[[Path, Any], bool] | None = None,
 ) -> Annotated:
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
 
@@ -148,7 +149,9 @@ def annotate(
     ``unique``: the lists (paths in ``data``) that keep only the first copy of each item, in
     every pass (``qwenjson.repeats``: the document validates only so). ``unruled_numbers``: whether
     a number where ``rules`` don't reach (an ``int | str``, a ``Decimal``) needs a source: the
-    run's grounding default (off with ``--no-grounding``)."""
+    run's grounding default (off with ``--no-grounding``). ``claims_first``: whether a value
+    belongs where it was written by other signs than the model's (``field_examples``): such a
+    value takes its words before the others do."""
     object_rules = objects or {}
     gone = _hollow_objects(records, object_rules) if abstain else set()
     raw_bytes = raw.encode("utf-8")
@@ -205,6 +208,8 @@ def annotate(
     # this one): the value written first keeps the words, 35.6%; and a span another value
     # took refused while the model writes (it can't copy at all), 35.2%, every source lower
     # or equal. The 0.5B's copies say something: the later copy is often the right field.
+    # Before the probability, the schema's examples (``claims_first``,
+    # ``qwenjson.field_examples``): a value they place where it was written takes its words first.
     # A value to be abstained from as unsure (``unsure``) claims words last: the field it would
     # have taken them from keeps them, and if the value comes back (the fallback below) where
     # its words are another field's, it has no source. So do the values of an object that goes.
@@ -216,7 +221,11 @@ def annotate(
     owners: list[tuple[int, int, Pattern]] = []
     contested = [p for p, f in found.items() if f[4] and f[0] is not None]
     last = doubtful | {p for p in contested if any(p[: len(g)] == g for g in gone)}
-    for path in sorted(contested, key=lambda p: (p in last, -found[p][1])):
+
+    def first(path: Path) -> bool:
+        return claims_first is not None and claims_first(path, values[path])
+
+    for path in sorted(contested, key=lambda p: (p in last, not first(p), -found[p][1])):
         span, conf, needs, rule, content = found[path]
         assert span is not None
         span = _unowned(source, content, span, _pattern(path), owners)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from qwenjson.evidence import Annotated
+from qwenjson.field_examples import decisive_field
 from qwenjson.fields import FieldRule, Pattern
 from qwenjson.generation import Message
 from qwenjson.pointer import leaf_pointers, to_pointer
@@ -89,11 +90,14 @@ def relabel(
     scorer: Scorer,
     is_valid: Callable[[Any], bool],
     tick: Callable[[], None] | None = None,
+    examples: Mapping[str, Sequence[str]] | None = None,
 ) -> Annotated:
     """``found`` with every string item of ``lists`` (root members) in the list that makes it
     likeliest (see the module's docstring), its evidence, confidence and unsupported pointers
     following the items; unchanged when nothing moves or the result would not validate.
-    ``tick`` is called before each evaluation (a time limit's check)."""
+    ``tick`` is called before each evaluation (a time limit's check). ``examples``: each
+    list's example items (``field_examples``): an item they decisively give to one of the
+    lists goes there unscored."""
     data, evidence = found.data, found.evidence
     if not isinstance(data, dict):
         return found
@@ -102,7 +106,11 @@ def relabel(
     items = [data[n][i] for n, i in at if _typed(data[n][i])]
     if len(present) < 2 or not items:
         return found
-    best = _best_lists(list(dict.fromkeys(items)), present, messages, scorer, tick or _nothing)
+    choices = {name: examples[name] for name in present if examples and name in examples}
+    decided = {item: decisive_field(item, choices) for item in items} if len(choices) > 1 else {}
+    unscored = [item for item in dict.fromkeys(items) if decided.get(item) is None]
+    best = _best_lists(unscored, present, messages, scorer, tick or _nothing)
+    best.update({item: name for item, name in decided.items() if name is not None})
     keep = _items_kept(data, at, evidence)
     moved: dict[str, str] = {}  # old pointer -> new pointer
     out = dict(data)
@@ -181,6 +189,8 @@ def _best_lists(
     tick: Callable[[], None],
 ) -> dict[str, str]:
     """For each item, the list under which the model finds it likeliest."""
+    if not items:
+        return {}
     heads = {name: "{" + json.dumps(name, ensure_ascii=False) + ': ["' for name in lists}
     # Each item as the model writes it inside the list: JSON-escaped, with its closing quote
     # (so that "Rwandan" and "Rwandan Hutu" are told apart).

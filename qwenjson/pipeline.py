@@ -23,6 +23,7 @@ from jsonschema.protocols import Validator
 from qwenjson.cpu import MAX_THREADS
 from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
+from qwenjson.field_examples import ExampleTyping
 from qwenjson.fields import ABSTAIN_BELOW, schema_fields
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText
@@ -221,6 +222,8 @@ class Extractor:
         self.rules = self.fields.rules
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
+        # What the schema's examples of each field say of the values written under them.
+        self.typing = ExampleTyping(self.prepared.schema, self.rules)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
         self.system = system or system_message(self.prepared.schema, self.options.instruction)
 
@@ -328,7 +331,10 @@ class Extractor:
             objects=self.fields.objects,
             unique=unique,
             unruled_numbers=opts.grounding,
+            claims_first=self.typing.claims if self.typing else None,
         )
+        if self.typing.scalars and not opts.keep_empty:
+            found = self.typing.retype(found, validator.is_valid)
         typed = found
         if self.entity_lists and isinstance(self.generator, Scorer):
             # The document is valid as the model typed it: never lost to this step.
@@ -339,6 +345,7 @@ class Extractor:
                     messages=self._asking(source.text),
                     scorer=self.generator,
                     is_valid=validator.is_valid,
+                    examples=self.typing.lists.get((), {}),
                     # An empty chunk between evaluations: a caller that keeps a time limit by
                     # the clock on each chunk (``--timeout``) keeps it here too.
                     tick=(lambda: on_text("")) if on_text is not None else None,

@@ -1,0 +1,203 @@
+"""The schema's examples of each field, and what they say of a value's field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from qwenjson.evidence import Annotated, annotate
+from qwenjson.field_examples import (
+    ExampleTyping,
+    decisive_field,
+    examples_of,
+    field_examples,
+    kind_score,
+)
+from qwenjson.fields import grounding_rules, schema_fields
+from qwenjson.generation import TokenTrace
+from qwenjson.grounding import Grounding, SourceText
+from qwenjson.validate import make_validator
+
+
+@pytest.mark.parametrize(
+    ("node", "examples"),
+    [
+        ({"description": "乡、镇、街道，如 龙港镇、五常街道"}, ("龙港镇", "五常街道")),
+        (
+            {"description": "temperature asked about, e.g. 'cold', 'warm', 'freezing'"},
+            ("cold", "warm", "freezing"),
+        ),
+        ({"description": "地址，如 省/市/区/街道/村等"}, ("省", "市", "区", "街道", "村")),
+        (
+            {"description": "a kind of place, such as park or museum. Not a city."},
+            ("park", "museum"),
+        ),
+        ({"description": "单元号（如 2单元）"}, ("2单元",)),
+        ({"examples": ["9号楼", 3], "description": "楼栋号，如 3幢"}, ("9号楼", "3幢")),
+        ({"description": "the person's full name"}, ()),
+        # A tail that is prose, not examples: too long to be one.
+        (
+            {"description": "e.g. whatever the text says about the weather on that day"},
+            (),
+        ),
+    ],
+)
+def test_examples_of_a_field(node: dict[str, Any], examples: tuple[str, ...]) -> None:
+    assert examples_of(node) == examples
+
+
+@pytest.mark.parametrize(
+    ("value", "examples", "score"),
+    [
+        ("萧山区", ["西湖区", "义乌市"], 1),  # ends in 区
+        ("3号楼", ["9号楼", "3幢"], 2),  # 号楼
+        ("Cold", ["cold", "warm"], 1000),  # one of them, case aside
+        ("colder", ["cold"], 0),  # Latin endings say nothing
+        ("曙光路", ["91号"], 0),
+    ],
+)
+def test_kind_score(value: str, examples: list[str], score: int) -> None:
+    assert kind_score(value, examples) == score
+
+
+def test_the_one_field_whose_examples_match_best_decides() -> None:
+    fields = {
+        "city": ["杭州市"],
+        "district": ["西湖区", "义乌市"],
+        "road_number": ["91号", "669弄"],
+        "building": ["9号楼", "3幢"],
+        "floor": ["5楼", "3层"],
+    }
+    assert decisive_field("153号", fields) == "road_number"
+    assert decisive_field("14号楼", fields) == "building"  # 号楼 beats floor's 楼
+    assert decisive_field("3层", fields) == "floor"
+    assert decisive_field("五楼", fields) is None  # building's 9号楼 ends in 楼 too
+    assert decisive_field("宁波市", fields) is None  # city's and district's 市: a tie
+    assert decisive_field("黄龙饭店", fields) is None  # no field's ending
+
+
+_ADDRESS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "description": "地级市，如 杭州市"},
+        "town": {"type": "string", "description": "乡、镇、街道，如 龙港镇、五常街道"},
+        "road": {"type": "string", "description": "道路名，如 戴家墩路"},
+        "road_number": {"type": "string", "description": "门牌号，如 91号"},
+        "poi": {"type": "string", "description": "地标名称"},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def _typing(schema: dict[str, Any]) -> ExampleTyping:
+    return ExampleTyping(schema, grounding_rules(schema))
+
+
+def _annotated(data: dict[str, Any]) -> Annotated:
+    pointers = [f"/{k}" for k in data]
+    return Annotated(
+        data,
+        {p: [i, i + 1] for i, p in enumerate(pointers)},
+        {p: 0.5 + i / 100 for i, p in enumerate(pointers)},
+        (pointers[-1],),
+    )
+
+
+def test_a_value_moves_to_the_absent_field_its_examples_name() -> None:
+    typing = _typing(_ADDRESS)
+    found = _annotated({"city": "杭州市", "town": "曙光路", "poi": "153号"})
+    moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
+    assert moved.data == {"city": "杭州市", "road": "曙光路", "road_number": "153号"}
+    assert list(moved.data) == ["city", "road", "road_number"]  # the schema's order
+    # Evidence, confidence and the unsupported mark follow the values.
+    assert moved.evidence == {"/city": [0, 1], "/road": [1, 2], "/road_number": [2, 3]}
+    assert moved.confidence == {"/city": 0.5, "/road": 0.51, "/road_number": 0.52}
+    assert moved.unsupported == ("/road_number",)
+
+
+def test_a_value_stays_where_its_field_is_taken_or_undecided() -> None:
+    typing = _typing(_ADDRESS)
+    found = _annotated({"city": "杭州市", "town": "曙光路", "road": "戴家墩路", "poi": "黄龙饭店"})
+    assert typing.retype(found, make_validator(_ADDRESS).is_valid) is found
+
+
+def test_a_move_the_schema_refuses_is_not_made() -> None:
+    schema = {**_ADDRESS, "required": ["city", "town"]}
+    found = _annotated({"city": "杭州市", "town": "曙光路"})
+    assert _typing(schema).retype(found, make_validator(schema).is_valid) is found
+
+
+def test_claims_and_lists() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "company": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "公司，如 **公司、**银行",
+            },
+            "scene": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "景点，如 公园、博物馆",
+            },
+            "slots": _ADDRESS,
+        },
+    }
+    typing = _typing(schema)
+    assert typing.field_for(("company", 0), "西湖公园") == "scene"
+    assert typing.claims(("scene", 1), "西湖公园")
+    assert not typing.claims(("company", 0), "西湖公园")
+    assert typing.claims(("slots", "road"), "曙光路")
+    assert typing.field_for(("slots", "poi"), "曙光路") == "road"
+    assert typing.field_for(("slots", "poi"), 12) is None
+    assert set(field_examples(schema)) == {(), ("slots",)}
+
+
+def test_no_examples_no_typing() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+    assert not _typing(schema)
+
+
+def _contest(claims_first: bool) -> Any:
+    """A town and a floor both copied from 闻堰镇; the model surer of the later copy."""
+    text = "杭州市萧山区闻堰镇三江花园"
+    schema = {
+        "type": "object",
+        "properties": {
+            "town": {"type": "string", "description": "乡、镇、街道，如 龙港镇、五常街道"},
+            "floor": {"type": "string", "description": "楼层，如 5楼、3层"},
+        },
+    }
+    raw = '{"town": "闻堰镇", "floor": "闻堰镇"}'
+    town, floor = raw.encode().index("闻".encode()), raw.encode().rindex("闻".encode())
+    trace = (
+        TokenTrace(town, town + 9, -2.0),  # p = 0.14
+        TokenTrace(floor, floor + 9, -0.1),  # p = 0.90
+    )
+    fields = schema_fields(schema)
+    grounding = Grounding(SourceText(text), fields.rules)
+    grounding.accept(raw.encode())
+    typing = _typing(schema)
+    return annotate(
+        json.loads(raw),
+        raw,
+        source=SourceText(text),
+        records=grounding.records,
+        trace=trace,
+        rules=fields.rules,
+        validator=make_validator(schema),
+        objects=fields.objects,
+        claims_first=typing.claims if claims_first else None,
+    )
+
+
+def test_a_value_its_examples_place_takes_its_words_first() -> None:
+    # Without the examples the surer copy keeps the words (the floor); with them, the town.
+    assert _contest(claims_first=False).data == {"floor": "闻堰镇"}
+    found = _contest(claims_first=True)
+    assert found.data == {"town": "闻堰镇"}
+    assert found.evidence == {"/town": [6, 9]}
