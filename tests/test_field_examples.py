@@ -14,6 +14,7 @@ from qwenjson.field_examples import (
     examples_of,
     field_examples,
     kind_score,
+    pattern_of_pointer,
 )
 from qwenjson.fields import grounding_rules, schema_fields
 from qwenjson.generation import TokenTrace
@@ -118,6 +119,30 @@ def test_a_value_moves_to_the_absent_field_its_examples_name() -> None:
     assert moved.unsupported == ("/road_number",)
 
 
+def test_a_move_that_empties_a_field_lets_an_earlier_value_move_there() -> None:
+    # The bench model's "上海市浦东新区张江镇科苑路88号": the town's place holds the road until
+    # the road moves out of it.
+    typing = _typing(_ADDRESS)
+    found = _annotated({"city": "杭州市", "poi": "张江镇", "town": "科苑路"})
+    moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
+    assert moved.data == {"city": "杭州市", "town": "张江镇", "road": "科苑路"}
+    assert moved.evidence == {"/city": [0, 1], "/town": [1, 2], "/road": [2, 3]}
+
+
+def test_a_value_replaces_an_empty_one_and_its_evidence() -> None:
+    typing = _typing(_ADDRESS)
+    found = Annotated(
+        {"city": "杭州市", "road": None, "poi": "曙光路"},
+        {"/city": [0, 3], "/road": None, "/poi": [3, 6]},
+        {"/city": 0.9, "/road": 0.1, "/poi": 0.8},
+        (),
+    )
+    moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
+    assert moved.data == {"city": "杭州市", "road": "曙光路"}
+    assert moved.evidence == {"/city": [0, 3], "/road": [3, 6]}
+    assert moved.confidence == {"/city": 0.9, "/road": 0.8}
+
+
 def test_a_value_stays_where_its_field_is_taken_or_undecided() -> None:
     typing = _typing(_ADDRESS)
     found = _annotated({"city": "杭州市", "town": "曙光路", "road": "戴家墩路", "poi": "黄龙饭店"})
@@ -201,3 +226,38 @@ def test_a_value_its_examples_place_takes_its_words_first() -> None:
     found = _contest(claims_first=True)
     assert found.data == {"town": "闻堰镇"}
     assert found.evidence == {"/town": [6, 9]}
+
+
+def test_schema_check_names_the_examples_extract_reads() -> None:
+    from qwenjson.schema import check_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "town": {"type": "string", "description": "乡镇，如 龙港镇、五常街道"},
+            "road": {"type": "string", "examples": ["戴家墩路"]},
+            "code": {"type": "string", "pattern": "^[0-9]+$", "description": "e.g. 310000"},
+            "tags": {"type": "array", "items": {"type": "string", "description": "e.g. urgent"}},
+        },
+    }
+    notes = {(u.pointer, u.keyword): u.note for u in check_schema(schema)}
+    assert notes["/properties/town", "description"] == (
+        "extract: reads its examples (龙港镇, 五常街道): a value like one goes to this field"
+    )
+    assert "(戴家墩路)" in notes["/properties/road", "examples"]
+    # A pattern keeps its own rule (not grounded); a lone list has no sibling list to tell from.
+    assert notes["/properties/code", "description"] == ""
+    assert notes["/properties/tags/items", "description"] == ""
+
+
+@pytest.mark.parametrize(
+    ("pointer", "pattern"),
+    [
+        ("", ()),
+        ("/properties/a/items/properties/b~1c", ("a", None, "b/c")),
+        ("/$defs/A/properties/b", None),
+        ("/properties/a/anyOf/0", None),
+    ],
+)
+def test_pattern_of_pointer(pointer: str, pattern: tuple[str | None, ...] | None) -> None:
+    assert pattern_of_pointer(pointer) == pattern

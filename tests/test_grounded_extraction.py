@@ -491,3 +491,46 @@ def test_a_repeat_that_minitems_needs_still_fails(smol: Generator) -> None:
         Extractor(schema, smol, options).run("Stops: Paris, London, Paris, Rome.")
     assert raised.value.exit_code == EXIT_NO_VALID_OUTPUT
     assert "non-unique" in str(raised.value)
+
+
+_PLACES = {
+    "type": "object",
+    "properties": {
+        "province": {"type": "string", "description": "省级行政区，如 浙江省"},
+        "district": {"type": "string", "description": "区、县，如 西湖区"},
+        "road": {"type": "string", "description": "道路名，如 戴家墩路"},
+        "number": {"type": "string", "description": "门牌号，如 91号"},
+        "place": {"type": "string", "description": "地标名称"},
+    },
+    "additionalProperties": False,
+}
+
+
+def _misplaced(schema: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The values the schema's examples give to another field, one that is absent."""
+    from qwenjson.field_examples import ExampleTyping
+    from qwenjson.fields import grounding_rules
+
+    typing = ExampleTyping(schema, grounding_rules(schema))
+    return [
+        value
+        for key, value in data.items()
+        if (target := typing.field_for((key,), value)) not in (None, key) and target not in data
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["地址：文三路90号，西湖区", "住在浙江省西湖区", "寄到文一西路969号"]
+)
+def test_a_value_goes_to_the_field_its_examples_name(smol: Generator, text: str) -> None:
+    from qwenjson.field_examples import ExampleTyping
+
+    # The same prompt and generation with the examples not read: SmolLM2 puts a value under
+    # a field whose examples name another (so this test can tell the two apart) ...
+    untyped = Extractor(_PLACES, smol)
+    untyped.typing = ExampleTyping({}, {})
+    assert _misplaced(_PLACES, untyped.run(text).data)
+    # ... and with them, no value stays under a field when its examples name an absent one.
+    result = Extractor(_PLACES, smol, ExtractOptions(evidence=True)).run(text)
+    assert result.data and not _misplaced(_PLACES, result.data)
+    _check_evidence(text, result.with_evidence())
