@@ -49,11 +49,18 @@ __all__ = [
     "pattern_of_pointer",
 ]
 
-# Words that introduce examples in a description, and what separates them.
-_INTRODUCED = re.compile(r"(?:例如|比如|如|e\.g\.,?|for example,?|such as)\s*(.+)", re.IGNORECASE)
+# Words that introduce examples in a description, at its start or after a blank or a mark
+# (not the 如 of 如果 "if", 如下 "as follows", 如有 "if any", 如需 "if needed"…), and what
+# separates them.
+_INTRODUCED = re.compile(
+    r"(?:^|(?<=[\s，,、：:；;（(]))"
+    r"(?:例如|比如|如(?![果何下需有若实同此今是意])|e\.g\.|for example|such as)[\s,，:：]*(.+)",
+    re.IGNORECASE,
+)
 _SEPARATORS = re.compile(r"\s*(?:[、，,;；/]|\bor\b|或)\s*")
-_ETC = re.compile(r"(?:等等|等|,? etc\.?)$")  # 村等: 村
-_QUOTES = " \t\n'\"“”‘’「」《》()（）*.。…"
+_ETC = re.compile(r"(?:等等|等)$")  # the last example's: 村等 is 村
+_NOT_EXAMPLES = {"etc", "etc.", "等等"}
+_QUOTES = " \t\n'\"“”‘’「」《》()（）*.。…:："
 # Past this a description's tail is prose, not a list of examples.
 _MAX_EXAMPLE_CHARS = 24
 # Objects this deep are not looked into (the rules stop deeper too: ``fields``); a schema's
@@ -67,16 +74,27 @@ _EQUAL = 1_000
 def examples_of(node: Mapping[str, Any]) -> tuple[str, ...]:
     """The example values a schema node gives: its ``examples`` strings, then the words after
     如 / e.g. / such as in its description (the first such phrase)."""
-    found = [e.strip() for e in node.get("examples", ()) if isinstance(e, str) and e.strip()]
+    given = node.get("examples")  # a list in draft 6 and later; anything in draft 4
+    found = (
+        [e.strip() for e in given if isinstance(e, str) and e.strip()]
+        if isinstance(given, list)
+        else []
+    )
     description = node.get("description")
     if isinstance(description, str):
-        m = _INTRODUCED.search(description)
-        if m:
+        for m in _INTRODUCED.finditer(description):
             phrase = re.split(r"[。；;）)]|\.\s", m.group(1))[0]
-            for part in _SEPARATORS.split(phrase):
-                example = _ETC.sub("", part).strip(_QUOTES)
-                if example and len(example) <= _MAX_EXAMPLE_CHARS:
-                    found.append(example)
+            parts = [p.strip(_QUOTES) for p in _SEPARATORS.split(phrase)]
+            if parts:
+                parts[-1] = _ETC.sub("", parts[-1]).strip(_QUOTES)
+            said = [
+                p
+                for p in parts
+                if p and len(p) <= _MAX_EXAMPLE_CHARS and p.lower() not in _NOT_EXAMPLES
+            ]
+            if said:  # the first phrase that gives any
+                found.extend(said)
+                break
     return tuple(dict.fromkeys(found))
 
 
@@ -214,7 +232,9 @@ class ExampleTyping:
 
     def claims(self, path: Path, value: Any) -> bool:
         """Whether the examples put ``value`` where it is (``path``'s own field)."""
-        own = path[-1] if path and isinstance(path[-1], str) else path[-2] if path else None
+        own = (
+            path[-1] if path and isinstance(path[-1], str) else path[-2] if len(path) > 1 else None
+        )
         return own is not None and self.field_for(path, value) == own
 
     def retype(self, found: Annotated, is_valid: Callable[[Any], bool]) -> Annotated:
@@ -250,15 +270,24 @@ class ExampleTyping:
         origin = {k: k for k in out}  # where each member's value was written
         # Again while something moves: a move empties a field that an earlier value's
         # examples name ("district": "张江镇" waits for "town": "科苑路" to go to "road").
-        # Each value moves at most once, so this ends.
+        # Each value moves at most once (a swap moves two), so this ends.
         moving = True
         while moving:
             moving = False
             for key in list(out):
-                # A value under a field with no examples moves too: its words say where it goes.
-                grounded = (*pattern, key) in self.text and origin[key] == key
-                target = self.field_for((*path, key), out[key]) if grounded else None
-                if target is None or target == key or out.get(target) not in (None, ""):
+                # Only out of a field whose own examples it doesn't match: a field with none
+                # may hold anything (a full_address ending in 路 is no road).
+                movable = key in choices and origin[key] == key and (*pattern, key) in self.text
+                target = self.field_for((*path, key), out[key]) if movable else None
+                if target is None or target == key:
+                    continue
+                if out.get(target) not in (None, ""):
+                    # Taken: by a value whose own examples name this field, the two swap.
+                    there = self.field_for((*path, target), out[target])
+                    if there == key and origin[target] == target:
+                        out[key], out[target] = out[target], out[key]
+                        origin[key], origin[target] = target, key
+                        moving = True
                     continue
                 if target in origin:  # an empty value, replaced: its evidence goes
                     moves[to_pointer((*path, origin[target]))] = ""

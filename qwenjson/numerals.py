@@ -183,8 +183,13 @@ def _chinese(text: str) -> Iterator[tuple[Decimal, int, int]]:
         if frac is not None and not bigs and _chinese_char(after) and after not in _AFTER_DECIMAL:
             continue  # 八点四十分, 三点一刻: a time; 两点一线: an idiom
         lone = len(run) == 1 and frac is None and not bigs
-        if lone and not minus and not _lone_count(text, m.start("run")):
-            continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴; 负三 is a number
+        # A lone numeral is a number after 零下, or after a 负 that begins a word (负三, 为 负三),
+        # not after one inside a word: 欺负一个人, 担负一切.
+        signed = minus and (
+            m.group("minus") == "零下" or not _chinese_char(text[m.start() - 1 : m.start()])
+        )
+        if lone and not signed and not _lone_count(text, m.start("run")):
+            continue  # 一个 (mostly "a"), 一起, 统一, 十分, 零件, 陆家嘴
         if any(idiom in text[max(m.start() - 3, 0) : m.end() + 3] for idiom in _NOT_COUNTS):
             continue
         end = m.end()

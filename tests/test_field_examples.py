@@ -109,8 +109,9 @@ def _annotated(data: dict[str, Any]) -> Annotated:
 
 def test_a_value_moves_to_the_absent_field_its_examples_name() -> None:
     typing = _typing(_ADDRESS)
-    found = _annotated({"city": "杭州市", "town": "曙光路", "poi": "153号"})
+    found = _annotated({"city": "杭州市", "town": "曙光路", "road": "153号"})
     moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
+    # The road's place is free once its number has moved on.
     assert moved.data == {"city": "杭州市", "road": "曙光路", "road_number": "153号"}
     assert list(moved.data) == ["city", "road", "road_number"]  # the schema's order
     # Evidence, confidence and the unsupported mark follow the values.
@@ -123,18 +124,27 @@ def test_a_move_that_empties_a_field_lets_an_earlier_value_move_there() -> None:
     # The bench model's "上海市浦东新区张江镇科苑路88号": the town's place holds the road until
     # the road moves out of it.
     typing = _typing(_ADDRESS)
-    found = _annotated({"city": "杭州市", "poi": "张江镇", "town": "科苑路"})
+    found = _annotated({"city": "杭州市", "road_number": "张江镇", "town": "科苑路"})
     moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
     assert moved.data == {"city": "杭州市", "town": "张江镇", "road": "科苑路"}
     assert moved.evidence == {"/city": [0, 1], "/town": [1, 2], "/road": [2, 3]}
 
 
+def test_two_values_each_in_the_others_field_swap() -> None:
+    typing = _typing(_ADDRESS)
+    found = _annotated({"city": "杭州市", "town": "科苑路", "road": "张江镇"})
+    moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
+    assert moved.data == {"city": "杭州市", "town": "张江镇", "road": "科苑路"}
+    assert moved.evidence == {"/city": [0, 1], "/town": [2, 3], "/road": [1, 2]}
+    assert moved.unsupported == ("/town",)
+
+
 def test_a_value_replaces_an_empty_one_and_its_evidence() -> None:
     typing = _typing(_ADDRESS)
     found = Annotated(
-        {"city": "杭州市", "road": None, "poi": "曙光路"},
-        {"/city": [0, 3], "/road": None, "/poi": [3, 6]},
-        {"/city": 0.9, "/road": 0.1, "/poi": 0.8},
+        {"city": "杭州市", "road": None, "town": "曙光路"},
+        {"/city": [0, 3], "/road": None, "/town": [3, 6]},
+        {"/city": 0.9, "/road": 0.1, "/town": 0.8},
         (),
     )
     moved = typing.retype(found, make_validator(_ADDRESS).is_valid)
@@ -248,6 +258,22 @@ def test_schema_check_names_the_examples_extract_reads() -> None:
     # A pattern keeps its own rule (not grounded); a lone list has no sibling list to tell from.
     assert notes["/properties/code", "description"] == ""
     assert notes["/properties/tags/items", "description"] == ""
+    # A list's examples are its own, else its items': the ones read are named.
+    lists = {
+        "type": "object",
+        "properties": {
+            "org": {
+                "type": "array",
+                "description": "如 新华银行",
+                "items": {"type": "string", "description": "如 浙江大学"},
+            },
+            "scene": {"type": "array", "items": {"type": "string", "description": "如 西湖公园"}},
+        },
+    }
+    notes = {(u.pointer, u.keyword): u.note for u in check_schema(lists)}
+    assert "(新华银行)" in notes["/properties/org", "description"]
+    assert notes["/properties/org/items", "description"] == ""
+    assert "(西湖公园)" in notes["/properties/scene/items", "description"]
 
 
 @pytest.mark.parametrize(
@@ -261,3 +287,53 @@ def test_schema_check_names_the_examples_extract_reads() -> None:
 )
 def test_pattern_of_pointer(pointer: str, pattern: tuple[str | None, ...] | None) -> None:
     assert pattern_of_pointer(pointer) == pattern
+
+
+@pytest.mark.parametrize(
+    ("description", "examples"),
+    [
+        # 如 of 如果 "if", 如有 "if any", 如下 "as follows", 如需: no examples begin there.
+        ("省份，如果是直辖市则填市名，如 北京市、上海市", ("北京市", "上海市")),
+        ("镇名（如有），如 龙港镇、五常街道", ("龙港镇", "五常街道")),
+        ("地址格式如下：省市区", ()),
+        ("如需填写，请写完整街道，例如 五常街道", ("五常街道",)),
+        ("Weather, e.g. cold, warm, etc.", ("cold", "warm")),
+        ("e.g.: cold or warm", ("cold", "warm")),
+    ],
+)
+def test_examples_begin_only_where_a_word_introduces_them(
+    description: str, examples: tuple[str, ...]
+) -> None:
+    assert examples_of({"description": description}) == examples
+
+
+def test_draft4_examples_of_any_kind_are_no_examples() -> None:
+    # Draft 4 has no "examples" keyword: any value passes its metaschema.
+    assert examples_of({"examples": None}) == ()
+    assert examples_of({"examples": "龙港镇"}) == ()
+
+
+def test_a_value_under_a_field_with_no_examples_stays() -> None:
+    # A full address ends in 路 too: it is no road.
+    schema = {
+        "type": "object",
+        "properties": {
+            "full_address": {"type": "string"},
+            "road": {"type": "string", "description": "如 文三路"},
+            "town": {"type": "string", "description": "如 龙港镇"},
+        },
+    }
+    found = _annotated({"full_address": "浙江省杭州市文一西路"})
+    assert _typing(schema).retype(found, make_validator(schema).is_valid) is found
+
+
+def test_an_item_of_a_list_at_the_root_claims_nothing() -> None:
+    schema = {
+        "type": ["object", "array"],
+        "items": {"type": "string"},
+        "properties": {
+            "town": {"type": "string", "description": "如 龙港镇"},
+            "road": {"type": "string", "description": "如 文三路"},
+        },
+    }
+    assert not _typing(schema).claims((0,), "五常镇")

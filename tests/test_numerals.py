@@ -124,6 +124,8 @@ def test_an_integer_in_digits_and_chinese_units_is_read_as_itself(n: int) -> Non
         ("零下五度", [("-5", "零下五"), ("5", "五")]),
         ("负三千", [("-3000", "负三千"), ("3000", "三千")]),
         ("负三", [("-3", "负三"), ("3", "三")]),  # no measure word needed after a minus
+        ("他要负一切责任, 欺负一个人, 担负一份责任", []),  # 负 inside a word, a lone 一
+        ("气温为负三", []),  # after a character, a lone numeral needs its measure word
         ("负三千米", [("-3", "负三"), ("3", "三")]),
         ("负三块五", [("-3.5", "负三块五"), ("3.5", "三块五")]),
         # 负 before digits and a big unit: a minus, the magnitude read too (was 8000 alone).

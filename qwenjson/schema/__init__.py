@@ -136,7 +136,10 @@ def _with_examples(
     for use in uses:
         pattern = pattern_of_pointer(use.pointer)
         if pattern is not None and pattern[-1:] == (None,) and pattern[:-1] in read:
-            pattern = pattern[:-1]  # a list's items, where its examples may be
+            # A list's items, where its examples are when the list itself gives none.
+            listed = _node_at(schema, use.pointer.removesuffix("/items"))
+            given = examples_of(listed) if isinstance(listed, dict) else ()
+            pattern = pattern[:-1] if not given else None
         node = _node_at(schema, use.pointer)
         if (
             pattern in read
