@@ -13,19 +13,22 @@ schema's author often says what each field holds with examples ("乡、镇、街
 
 A value that matches no field, or two fields equally well (杭州**市** and 义乌**市** are examples of
 ``city`` and ``district``), is left to the model. Examples come from the standard ``examples``
-keyword (strings) and from a description's words after 如, 例如, 比如, "e.g." or "such as",
-split at 、，,;/ and "or".
+keyword (strings) and from a description's words after 如 (not 如果, 如有, 如下…), 例如, 比如,
+"e.g." or "such as" at its start or after a mark, split at 、，,;/ and "or".
 
 Used three ways: such a value takes its words first where two fields copied them (the contest
-in ``qwenjson.evidence``); it moves from its field to the one its examples name when that one
-is absent or empty (``ExampleTyping.retype``); an entity-list item goes to the list they name,
-unscored (``qwenjson.labeling``). Measured with ``scripts/quality.py --no-anchor`` (the bench
-model, 2 threads), before -> after: Chinese addresses 12.5 -> 22.4%, Chinese NER 12.7 -> 14.4%,
-résumés 36.4 -> 40.1%, overall 37.5 -> 39.7%; the English sources unchanged (their examples
-only ever equal a value: "here", "cold"); 19 documents better, 5 worse (résumés, by 0.01 to
-0.02: a post written with its company, ending like 高级会计师, moved to ``titles``). Moving again
-into a place a move emptied: addresses 22.4 -> 23.6% (overall 39.7 -> 39.9%; one document
-changed, none worse).
+in ``qwenjson.evidence``); it moves from a field whose examples it doesn't match (never from one
+with none) to the one its examples name when that one is absent or empty, or swaps with a value
+there that belongs where it stands (``ExampleTyping.retype``); an entity-list item goes to the
+list they name, unscored (``qwenjson.labeling``).
+
+Measured with ``scripts/quality.py --no-anchor`` (the bench model, 2 threads), before ->
+after: Chinese addresses 12.5 -> 22.4%, Chinese NER 12.7 -> 14.4%, résumés 36.4 -> 40.1%,
+overall 37.5 -> 39.7%; the English sources unchanged (their examples only ever equal a value:
+"here", "cold"); 19 documents better, 5 worse (résumés, by 0.01 to 0.02: a post written with
+its company, ending like 高级会计师, moved to ``titles``). Moving again into a place a move
+emptied: addresses 22.4 -> 23.6% (overall 39.7 -> 39.9%; one document changed, none worse).
+Not moving out of fields with no examples, and the stricter 如: the same 140 documents.
 """
 
 from __future__ import annotations
@@ -238,11 +241,12 @@ class ExampleTyping:
         return own is not None and self.field_for(path, value) == own
 
     def retype(self, found: Annotated, is_valid: Callable[[Any], bool]) -> Annotated:
-        """``found`` with each grounded text member whose examples decisively name another
-        member of its object moved there when that member is absent or empty (in document
-        order: the first value so named takes it; then again, for a place a move emptied),
-        its evidence and confidence with it; unchanged when nothing moves or the result would
-        not validate."""
+        """``found`` with each grounded text member that has examples of its own but whose
+        value's examples decisively name another member of its object moved there when that
+        member is absent or empty (in document order: the first value so named takes it; then
+        again, for a place a move emptied), or swapped with the value there when that one's
+        examples name the first member; evidence and confidence go with the values. Unchanged
+        when nothing moves or the result would not validate."""
         moves: dict[str, str] = {}  # old pointer -> new pointer, "" for a value replaced
         result = self._moved(found.data, (), moves)
         if not moves or not is_valid(result):
