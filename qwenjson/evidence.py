@@ -39,7 +39,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from qwenjson.fields import Abstain, FieldRule, Path, Pattern
+from qwenjson.fields import Abstain, FieldRule, Path, Pattern, pattern_of
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.jsontypes import is_number
@@ -164,7 +164,7 @@ def annotate(
     found: dict[Path, tuple[tuple[int, int] | None, float, bool, FieldRule | None, bytes]] = {}
     for leaf in leaves:
         value = values[leaf.path]
-        rule = rules.get(_pattern(leaf.path))
+        rule = rules.get(pattern_of(leaf.path))
         record = by_start.get(leaf.start)
         span: tuple[int, int] | None
         content = b""
@@ -228,9 +228,9 @@ def annotate(
     for path in sorted(contested, key=lambda p: (p in last, not first(p), -found[p][1])):
         span, conf, needs, rule, content = found[path]
         assert span is not None
-        span = _unowned(source, content, span, _pattern(path), owners)
+        span = _unowned(source, content, span, pattern_of(path), owners)
         if span is not None:
-            owners.append((*span, _pattern(path)))
+            owners.append((*span, pattern_of(path)))
         found[path] = (span, conf, needs, rule, content)
     meta: dict[Path, tuple[list[int] | None, float, bool, FieldRule | None]] = {}
     for path, (span, conf, needs_source, rule, _) in found.items():
@@ -288,7 +288,7 @@ def annotate(
                     return True, out
                 # Its leaves' confidences multiplied: the probability of what it held.
                 product = math.prod(forget(start))
-                if object_rules.get(_pattern(old)) in ("omit", "item"):
+                if object_rules.get(pattern_of(old)) in ("omit", "item"):
                     return False, None
                 evidence[to_pointer(new)] = None
                 confidence[to_pointer(new)] = round(product, 4)
@@ -362,9 +362,9 @@ def _hollow_objects(
         if record.status != "unsupported" or rule.kind != "text" or rule.abstain != "none":
             continue
         at = record.path[:-1]
-        while at and objects.get(_pattern(at), "none") == "none" and isinstance(at[-1], str):
+        while at and objects.get(pattern_of(at), "none") == "none" and isinstance(at[-1], str):
             at = at[:-1]
-        if at and objects.get(_pattern(at), "none") != "none":
+        if at and objects.get(pattern_of(at), "none") != "none":
             gone.add(at)
     return gone
 
@@ -434,10 +434,6 @@ def _unowned(
         if other is not None and free(other):
             return other
     return None
-
-
-def _pattern(path: Path) -> Pattern:
-    return tuple(None if isinstance(p, int) else p for p in path)
 
 
 def _value_at(data: Any, path: Path) -> Any:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from qwenjson.evidence import Annotated
-from qwenjson.fields import FieldRule, Path, Pattern, grounding_rules
+from qwenjson.fields import FieldRule, Path, Pattern, grounding_rules, pattern_of
 from qwenjson.pointer import follow_local_refs, leaf_pointers, to_pointer, unescape_token
 
 __all__ = [
@@ -143,23 +143,28 @@ def field_examples(schema: Mapping[str, Any] | bool) -> dict[Pattern, dict[str, 
     root = schema if isinstance(schema, Mapping) else {}
     found: dict[Pattern, dict[str, tuple[str, ...]]] = {}
     for pattern, node in _objects(root):
-        members: dict[str, tuple[str, ...]] = {}
-        props = node.get("properties")
-        if not isinstance(props, Mapping):
-            continue
-        for name, sub in props.items():
-            sub = follow_local_refs(root, sub)
-            if not isinstance(sub, Mapping):
-                continue
-            examples = examples_of(sub)
-            items = follow_local_refs(root, sub.get("items"))
-            if not examples and isinstance(items, Mapping):
-                examples = examples_of(items)
-            if examples:
-                members[name] = examples
+        members = _member_examples(root, node)
         if members:
             found.setdefault(pattern, members)
     return found
+
+
+def _member_examples(
+    root: Mapping[str, Any], node: Mapping[str, Any]
+) -> dict[str, tuple[str, ...]]:
+    """The examples of the members of the object ``node`` that have any, in schema order."""
+    members: dict[str, tuple[str, ...]] = {}
+    for name, sub in node["properties"].items():
+        sub = follow_local_refs(root, sub)
+        if not isinstance(sub, Mapping):
+            continue
+        examples = examples_of(sub)
+        items = follow_local_refs(root, sub.get("items"))
+        if not examples and isinstance(items, Mapping):
+            examples = examples_of(items)
+        if examples:
+            members[name] = examples
+    return members
 
 
 def _objects(root: Mapping[str, Any]) -> Iterator[tuple[Pattern, Mapping[str, Any]]]:
@@ -186,10 +191,6 @@ def _objects(root: Mapping[str, Any]) -> Iterator[tuple[Pattern, Mapping[str, An
                 queue.extend((pattern, b) for b in branches if isinstance(b, Mapping))
 
 
-def _pattern(path: Path) -> Pattern:
-    return tuple(None if isinstance(p, int) else p for p in path)
-
-
 class ExampleTyping:
     """The examples of a schema's grounded text fields, object by object, and what they say
     of the values written under them."""
@@ -205,7 +206,14 @@ class ExampleTyping:
         self.lists: dict[Pattern, dict[str, tuple[str, ...]]] = {}
         self.order: dict[Pattern, list[str]] = {}  # each object's members, in schema order
         self.text = frozenset(p for p in rules if text(p))
-        for pattern, members in field_examples(schema).items():
+        root = schema if isinstance(schema, Mapping) else {}
+        typed: set[Pattern] = set()
+        for pattern, node in _objects(root):
+            # A pattern met again (another anyOf branch): the first node with examples holds.
+            self.order.setdefault(pattern, list(node["properties"]))
+            members = _member_examples(root, node) if pattern not in typed else {}
+            if members:
+                typed.add(pattern)
             scalars = {k: ex for k, ex in members.items() if text((*pattern, k))}
             lists = {k: ex for k, ex in members.items() if text((*pattern, k, None))}
             # One field with examples has nothing to be told apart from.
@@ -213,9 +221,6 @@ class ExampleTyping:
                 self.scalars[pattern] = scalars
             if len(lists) > 1:
                 self.lists[pattern] = lists
-        for pattern, node in _objects(schema if isinstance(schema, Mapping) else {}):
-            if pattern in self.scalars:
-                self.order.setdefault(pattern, list(node["properties"]))
 
     def __bool__(self) -> bool:
         return bool(self.scalars or self.lists)
@@ -226,9 +231,9 @@ class ExampleTyping:
         if not isinstance(value, str) or not value.strip() or not path:
             return None
         if isinstance(path[-1], str):
-            choices = self.scalars.get(_pattern(path[:-1]))
+            choices = self.scalars.get(pattern_of(path[:-1]))
         elif len(path) > 1 and isinstance(path[-2], str):
-            choices = self.lists.get(_pattern(path[:-2]))
+            choices = self.lists.get(pattern_of(path[:-2]))
         else:
             return None
         return decisive_field(value, choices) if choices else None
@@ -267,7 +272,7 @@ class ExampleTyping:
         if not isinstance(node, dict):
             return node
         out = {k: self._moved(v, (*path, k), moves) for k, v in node.items()}
-        pattern = _pattern(path)
+        pattern = pattern_of(path)
         choices = self.scalars.get(pattern)
         if not choices:
             return out

@@ -25,6 +25,7 @@ __all__ = [
     "Pattern",
     "dense_bytes",
     "grounding_rules",
+    "pattern_of",
     "required_keys",
     "value_floors",
 ]
@@ -37,6 +38,13 @@ INHERITED_KEY = "x-qwenjson-inherited-grounded"
 Path = tuple[str | int, ...]
 # A path with array indices left open (None): the rules apply to every item.
 Pattern = tuple[str | None, ...]
+
+
+def pattern_of(path: Path) -> Pattern:
+    """The pattern a concrete path falls under (its list indices left open)."""
+    return tuple(None if isinstance(p, int) else p for p in path)
+
+
 Abstain = Literal["omit", "null", "item", "none"]
 # What a grounded value is checked against: a span of the text, or one of the dates or numbers
 # the text can be read as (``qwenjson.readings``).

@@ -27,7 +27,7 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from qwenjson.fields import FieldRule, Path, Pattern, SchemaFields, dense_bytes
+from qwenjson.fields import FieldRule, Path, Pattern, SchemaFields, dense_bytes, pattern_of
 from qwenjson.readings import MAX_NUMBER_BYTES, Readings
 from qwenjson.source import SourceText
 
@@ -370,8 +370,7 @@ class SpanTracker:
         return tuple((f.key or "") if f.kind == 0x7B else f.index for f in self._stack)
 
     def _rule(self, path: Path) -> FieldRule | None:
-        pattern = tuple(None if isinstance(p, int) else p for p in path)
-        return self.rules.get(pattern)
+        return self.rules.get(pattern_of(path))
 
     def _step(self, byte: int) -> bool:
         """Take one output byte; False if the constraint refuses it (state then undefined)."""

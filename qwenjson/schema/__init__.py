@@ -117,15 +117,17 @@ def check_schema(schema: dict[str, Any] | bool) -> tuple[KeywordUse, ...]:
             marks[(parent, last)] = ("unsupported", e.problem)
         else:
             marks[(pointer, "schema")] = ("unsupported", e.problem)
-    return _with_examples(schema, build_report(schema, marks, compiler.index.nodes))
+    nodes = compiler.index.nodes
+    return _with_examples(schema, build_report(schema, marks, nodes), dict(nodes))
 
 
 def _with_examples(
-    schema: dict[str, Any] | bool, uses: tuple[KeywordUse, ...]
+    schema: dict[str, Any] | bool, uses: tuple[KeywordUse, ...], nodes: dict[str, Any]
 ) -> tuple[KeywordUse, ...]:
     """``uses`` with a note on each description or ``examples`` whose examples ``extract``
     reads (``qwenjson.field_examples``): a user whose value moved to another field sees why.
-    Here and not in every compile's report: it walks the schema for its grounding rules."""
+    ``nodes``: the schema's subschemas by pointer (the compiler's index). Here and not in every
+    compile's report: it walks the schema for its grounding rules."""
     # Imported here: qwenjson.field_examples imports qwenjson.fields, which imports this package.
     from qwenjson.field_examples import examples_of, examples_read, pattern_of_pointer
 
@@ -137,34 +139,25 @@ def _with_examples(
         pattern = pattern_of_pointer(use.pointer)
         if pattern is not None and pattern[-1:] == (None,) and pattern[:-1] in read:
             # A list's items, where its examples are when the list itself gives none.
-            listed = _node_at(schema, use.pointer.removesuffix("/items"))
+            listed = nodes.get(use.pointer.removesuffix("/items"))
             given = examples_of(listed) if isinstance(listed, dict) else ()
             pattern = pattern[:-1] if not given else None
-        node = _node_at(schema, use.pointer)
-        if (
-            pattern in read
+        node = nodes.get(use.pointer)
+        shown = (
+            examples_of({use.keyword: node[use.keyword]})
+            if pattern in read
             and use.keyword in ("description", "examples")
             and isinstance(node, dict)
-            and examples_of({use.keyword: node[use.keyword]})
-        ):
-            shown = ", ".join(examples_of({use.keyword: node[use.keyword]}))
-            note = f"extract: reads its examples ({shown}): a value like one goes to this field"
+            else ()
+        )
+        if shown:
+            note = (
+                f"extract: reads its examples ({', '.join(shown)}): a value like one goes to "
+                "this field"
+            )
             use = KeywordUse(use.pointer, use.keyword, use.status, note)
         out.append(use)
     return tuple(out)
-
-
-def _node_at(schema: Any, pointer: str) -> Any:
-    node = schema
-    for part in pointer.split("/")[1:] if pointer else []:
-        token = unescape_token(part)
-        if isinstance(node, dict):
-            node = node.get(token)
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-    return node
 
 
 _UNKNOWN = static_status("x-not-a-keyword")
