@@ -25,7 +25,20 @@ from qwenjson.validate import make_validator
 @pytest.mark.parametrize(
     ("node", "examples"),
     [
-        ({"description": "乡、镇、街道，如 龙港镇、五常街道"}, ("龙港镇", "五常街道")),
+        # The kinds enumerated before the examples, marked as kinds: a value ends in one.
+        (
+            {"description": "乡、镇、街道，如 龙港镇、五常街道"},
+            ("龙港镇", "五常街道", "*乡", "*镇", "*街道"),
+        ),
+        ({"description": "兴趣点：小区、大厦等地标名称"}, ("*小区", "*大厦")),
+        ({"description": "学历或学位，如 硕士"}, ("硕士", "*学历", "*学位")),
+        # One word names the field, it lists no kinds; a long one is prose.
+        ({"description": "楼层，如 5楼"}, ("5楼",)),
+        ({"description": "单位名称（公司、所属的具体单位名称等）"}, ("*公司",)),
+        # The author's wildcard goes (公司, an example like any: 外资行 ends like 银行); 等
+        # before a mark ends the examples.
+        ({"description": "公司名，如 **公司、新华网"}, ("公司", "新华网")),
+        ({"description": "地址，如 省/市/村等，尽量完整"}, ("省", "市", "村")),
         (
             {"description": "temperature asked about, e.g. 'cold', 'warm', 'freezing'"},
             ("cold", "warm", "freezing"),
@@ -77,6 +90,22 @@ def test_the_one_field_whose_examples_match_best_decides() -> None:
     assert decisive_field("五楼", fields) is None  # building's 9号楼 ends in 楼 too
     assert decisive_field("宁波市", fields) is None  # city's and district's 市: a tie
     assert decisive_field("黄龙饭店", fields) is None  # no field's ending
+
+
+def test_a_kind_the_value_ends_in_decides_where_examples_tie() -> None:
+    fields = {
+        "district": ["西湖区", "义乌市", "*区", "*县"],
+        "development_zone": ["仙葫经济开发区", "*开发区"],
+        "poi": ["*小区", "*大厦"],
+        "titles": ["董事", "*职务"],
+        "majors": ["会计专业"],
+    }
+    assert decisive_field("海曙区", fields) == "district"  # 区 is all of district's kind
+    assert decisive_field("滨江开发区", fields) == "development_zone"  # the longer kind
+    assert decisive_field("阳光城小区", fields) == "poi"
+    assert decisive_field("会计财务", fields) is None  # 务 is not all of 职务
+    assert kind_score("会计财务", ["*职务"]) == 0
+    assert kind_score("海曙区", ["*区", "西湖区"]) == 1
 
 
 _ADDRESS = {
@@ -246,6 +275,8 @@ def test_schema_check_names_the_examples_extract_reads() -> None:
         "properties": {
             "town": {"type": "string", "description": "乡镇，如 龙港镇、五常街道"},
             "road": {"type": "string", "examples": ["戴家墩路"]},
+            "district": {"type": "string", "description": "区、县，如 西湖区"},
+            "poi": {"type": "string", "description": "兴趣点：小区、大厦等地标名称"},
             "code": {"type": "string", "pattern": "^[0-9]+$", "description": "e.g. 310000"},
             "tags": {"type": "array", "items": {"type": "string", "description": "e.g. urgent"}},
         },
@@ -255,6 +286,13 @@ def test_schema_check_names_the_examples_extract_reads() -> None:
         "extract: reads its examples (龙港镇, 五常街道): a value like one goes to this field"
     )
     assert "(戴家墩路)" in notes["/properties/road", "examples"]
+    assert notes["/properties/district", "description"] == (
+        "extract: reads its examples (西湖区) and the kinds it lists (区, 县): a value like one "
+        "goes to this field"
+    )
+    assert notes["/properties/poi", "description"] == (
+        "extract: reads the kinds it lists (小区, 大厦): a value like one goes to this field"
+    )
     # A pattern keeps its own rule (not grounded); a lone list has no sibling list to tell from.
     assert notes["/properties/code", "description"] == ""
     assert notes["/properties/tags/items", "description"] == ""

@@ -151,10 +151,11 @@ def _with_examples(
             else ()
         )
         if shown:
-            note = (
-                f"extract: reads its examples ({', '.join(shown)}): a value like one goes to "
-                "this field"
-            )
+            named = [e for e in shown if not e.startswith("*")]
+            kinds = [e[1:] for e in shown if e.startswith("*")]
+            said = [f"its examples ({', '.join(named)})"] if named else []
+            said += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
+            note = f"extract: reads {' and '.join(said)}: a value like one goes to this field"
             use = KeywordUse(use.pointer, use.keyword, use.status, note)
         out.append(use)
     return tuple(out)
