@@ -140,6 +140,7 @@ def annotate(
     unique: Collection[Path] = (),
     unruled_numbers: bool = True,
     claims_first: Callable[[Path, Any], bool] | None = None,
+    sure: Callable[[Path, Any], bool] | None = None,
 ) -> Annotated:
     """Evidence, confidence and abstention for ``data``, parsed from the model's ``raw`` text.
 
@@ -151,7 +152,10 @@ def annotate(
     a number where ``rules`` don't reach (an ``int | str``, a ``Decimal``) needs a source: the
     run's grounding default (off with ``--no-grounding``). ``claims_first``: whether a value
     belongs where it was written by other signs than the model's (``field_examples``): such a
-    value takes its words before the others do."""
+    value takes its words before the others do. ``sure``: whether a value is never abstained
+    from as unsure, as one the examples will move to an empty sibling (``ExampleTyping.moves``):
+    the model doubted which field its words go under, and the examples answer that (a value
+    they place where it stands may still be doubted: its words may be too many)."""
     object_rules = objects or {}
     gone = _hollow_objects(records, object_rules) if abstain else set()
     raw_bytes = raw.encode("utf-8")
@@ -200,6 +204,7 @@ def annotate(
             rule,
             content,
         )
+
     # A piece of the text is the source of one field: the 0.5B otherwise puts the same words
     # under every entity type of a schema, or a person's surname under "city". Where grounded
     # values of two fields overlap, the one the model gave the higher probability keeps it
@@ -213,17 +218,20 @@ def annotate(
     # A value to be abstained from as unsure (``unsure``) claims words last: the field it would
     # have taken them from keeps them, and if the value comes back (the fallback below) where
     # its words are another field's, it has no source. So do the values of an object that goes.
+    def first(path: Path) -> bool:
+        return claims_first is not None and claims_first(path, values[path])
+
     doubtful = {
         path
         for path, (_, conf, _, rule, _) in found.items()
-        if abstain and rule is not None and unsure(values[path], conf, rule, abstain_below)
+        if abstain
+        and rule is not None
+        and unsure(values[path], conf, rule, abstain_below)
+        and not (sure is not None and sure(path, values[path]))
     }
     owners: list[tuple[int, int, Pattern]] = []
     contested = [p for p, f in found.items() if f[4] and f[0] is not None]
     last = doubtful | {p for p in contested if any(p[: len(g)] == g for g in gone)}
-
-    def first(path: Path) -> bool:
-        return claims_first is not None and claims_first(path, values[path])
 
     for path in sorted(contested, key=lambda p: (p in last, not first(p), -found[p][1])):
         span, conf, needs, rule, content = found[path]

@@ -11,6 +11,7 @@ the ``Runner`` (``qwenjson.runner``), which add timeouts, truncation, ``--each``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -331,7 +332,10 @@ class Extractor:
             objects=self.fields.objects,
             unique=unique,
             unruled_numbers=opts.grounding,
-            claims_first=self.typing.claims if self.typing else None,
+            claims_first=(
+                functools.partial(self.typing.claims, data=data) if self.typing else None
+            ),
+            sure=functools.partial(self.typing.moves, data=data) if self.typing else None,
         )
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)

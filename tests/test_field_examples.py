@@ -242,10 +242,17 @@ def _contest(claims_first: bool) -> Any:
         TokenTrace(town, town + 9, -2.0),  # p = 0.14
         TokenTrace(floor, floor + 9, -0.1),  # p = 0.90
     )
+    typing = _typing(schema)
+    return _annotate(schema, text, raw, trace, claims_first=typing.claims if claims_first else None)
+
+
+def _annotate(
+    schema: dict[str, Any], text: str, raw: str, trace: tuple[TokenTrace, ...], **options: Any
+) -> Annotated:
+    """``annotate`` on the model's ``raw`` reply to ``text``, grounded as the engine does."""
     fields = schema_fields(schema)
     grounding = Grounding(SourceText(text), fields.rules)
     grounding.accept(raw.encode())
-    typing = _typing(schema)
     return annotate(
         json.loads(raw),
         raw,
@@ -255,7 +262,7 @@ def _contest(claims_first: bool) -> Any:
         rules=fields.rules,
         validator=make_validator(schema),
         objects=fields.objects,
-        claims_first=typing.claims if claims_first else None,
+        **options,
     )
 
 
@@ -265,6 +272,50 @@ def test_a_value_its_examples_place_takes_its_words_first() -> None:
     found = _contest(claims_first=True)
     assert found.data == {"town": "闻堰镇"}
     assert found.evidence == {"/town": [6, 9]}
+
+
+def test_a_value_its_examples_move_to_an_empty_sibling_claims_it_there() -> None:
+    typing = _typing(_ADDRESS)
+    data = {"city": "杭州市", "town": "", "road": "五常街道", "poi": "龙港镇"}
+    # The road's 五常街道 goes to the empty town, and is the first value placed there.
+    assert typing.moves(("road",), "五常街道", data)
+    assert typing.claims(("road",), "五常街道", data)
+    assert not typing.claims(("road",), "五常街道")  # no document: where it stands only
+    assert not typing.moves(("poi",), "龙港镇", data)  # poi has no examples: never moved out
+    assert not typing.moves(("road",), "五常街道", {**data, "town": "闻堰镇"})  # taken
+    # Two values placed in town: the first in the document takes it.
+    two = {"road": "五常街道", "road_number": "龙港镇", "town": ""}
+    assert typing.moves(("road",), "五常街道", two)
+    assert not typing.moves(("road_number",), "龙港镇", two)
+    assert not typing.moves(("road",), "戴家墩路", data)  # it stays: its own examples
+
+
+def _unsure_town(sure: bool) -> Annotated:
+    """The model wrote 闻堰镇 under road, unsure of it (p = 0.14 under an abstention at 0.5)."""
+    text = "杭州市萧山区闻堰镇三江花园"
+    raw = '{"city": "杭州市", "town": "", "road": "闻堰镇"}'
+    at = raw.encode().index("闻".encode())
+    typing = _typing(_ADDRESS)
+    data = json.loads(raw)
+    return _annotate(
+        _ADDRESS,
+        text,
+        raw,
+        (TokenTrace(at, at + 9, -2.0),),
+        abstain_below=0.5,
+        claims_first=lambda p, v: typing.claims(p, v, data),
+        sure=(lambda p, v: typing.moves(p, v, data)) if sure else None,
+    )
+
+
+def test_an_unsure_value_its_examples_move_is_kept_and_moved() -> None:
+    # The model's doubt was the field: unsure of "road", it is the town the examples name.
+    assert "road" not in _unsure_town(sure=False).data
+    found = _unsure_town(sure=True)
+    assert found.data["road"] == "闻堰镇"
+    moved = _typing(_ADDRESS).retype(found, make_validator(_ADDRESS).is_valid)
+    assert moved.data == {"city": "杭州市", "town": "闻堰镇"}
+    assert moved.evidence["/town"] == [6, 9]
 
 
 def test_schema_check_names_the_examples_extract_reads() -> None:
