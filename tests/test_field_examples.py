@@ -287,6 +287,8 @@ def test_a_value_its_examples_move_to_an_empty_sibling_claims_it_there() -> None
     two = {"road": "五常街道", "road_number": "龙港镇", "town": ""}
     assert typing.moves(("road",), "五常街道", two)
     assert not typing.moves(("road_number",), "龙港镇", two)
+    # A value that can't move (poi has no examples) doesn't take the place first.
+    assert typing.moves(("road",), "五常街道", {"poi": "龙港镇", "road": "五常街道"})
     assert not typing.moves(("road",), "戴家墩路", data)  # it stays: its own examples
 
 
