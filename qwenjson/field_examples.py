@@ -96,7 +96,8 @@ _MAX_DEPTH = 12
 _MAX_VISITS = 4_000
 # An equal value outranks any shared ending.
 _EQUAL = 1_000
-# Marks an example that is a kind, the ending of a name, not a name: "*区".
+# Marks an example that is a kind, the ending of a name, not a name: "*区". (A schema's own
+# ``examples`` string that begins so is read as a kind too: "*公司" is the authors' wildcard.)
 _KIND = "*"
 
 

@@ -332,10 +332,17 @@ class Extractor:
             objects=self.fields.objects,
             unique=unique,
             unruled_numbers=opts.grounding,
+            # The values retype will move claim first too (it doesn't run with --keep-empty).
             claims_first=(
-                functools.partial(self.typing.claims, data=data) if self.typing else None
+                functools.partial(self.typing.claims, data=None if opts.keep_empty else data)
+                if self.typing
+                else None
             ),
-            sure=functools.partial(self.typing.moves, data=data) if self.typing else None,
+            sure=(
+                functools.partial(self.typing.moves, data=data)
+                if self.typing and not opts.keep_empty
+                else None
+            ),
         )
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)
