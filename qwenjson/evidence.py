@@ -43,7 +43,7 @@ from qwenjson.fields import Abstain, FieldRule, Path, Pattern, pattern_of
 from qwenjson.generation import TokenTrace
 from qwenjson.grounding import ValueRecord
 from qwenjson.jsontypes import is_number
-from qwenjson.pointer import to_pointer
+from qwenjson.pointer import to_pointer, value_at
 from qwenjson.repeats import json_equal
 from qwenjson.source import SourceText, may_cut
 
@@ -161,7 +161,7 @@ def annotate(
     raw_bytes = raw.encode("utf-8")
     by_start = {r.out_start: r for r in records}
     leaves = leaf_spans(raw_bytes)
-    values = {leaf.path: _value_at(data, leaf.path) for leaf in leaves}
+    values = {leaf.path: value_at(data, leaf.path) for leaf in leaves}
     last_start = 0
     # First the place each value would come from, in document order (a repeated word: the
     # occurrence after the last value's source), and the model's probability for it.
@@ -442,12 +442,6 @@ def _unowned(
         if other is not None and free(other):
             return other
     return None
-
-
-def _value_at(data: Any, path: Path) -> Any:
-    for part in path:
-        data = data[part]
-    return data
 
 
 def _confidence(trace: Sequence[TokenTrace], start: int, end: int) -> float:

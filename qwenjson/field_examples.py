@@ -58,15 +58,23 @@ from typing import Any
 
 from qwenjson.evidence import Annotated
 from qwenjson.fields import FieldRule, Path, Pattern, grounding_rules, pattern_of
-from qwenjson.pointer import follow_local_refs, leaf_pointers, to_pointer, unescape_token
+from qwenjson.pointer import (
+    follow_local_refs,
+    leaf_pointers,
+    to_pointer,
+    unescape_token,
+    value_at,
+)
 
 __all__ = [
+    "KIND",
     "ExampleTyping",
     "decisive_field",
     "examples_of",
     "examples_read",
     "field_examples",
     "kind_score",
+    "kinds_of",
     "pattern_of_pointer",
 ]
 
@@ -98,12 +106,13 @@ _MAX_VISITS = 4_000
 _EQUAL = 1_000
 # Marks an example that is a kind, the ending of a name, not a name: "*区". (A schema's own
 # ``examples`` string that begins so is read as a kind too: "*公司" is the authors' wildcard.)
-_KIND = "*"
+KIND = "*"
 
 
 def examples_of(node: Mapping[str, Any]) -> tuple[str, ...]:
     """The example values a schema node gives: its ``examples`` strings, then the words after
-    如 / e.g. / such as in its description (the first such phrase)."""
+    如 / e.g. / such as in its description (the first such phrase), then the kinds it
+    enumerates (``kinds_of``, marked ``KIND``)."""
     given = node.get("examples")  # a list in draft 6 and later; anything in draft 4
     found = (
         [e.strip() for e in given if isinstance(e, str) and e.strip()]
@@ -143,9 +152,7 @@ def kinds_of(description: str) -> tuple[str, ...]:
         if len(parts) < 2:  # one word names the field ("楼层", "人名"), it lists no kinds
             continue
         parts[-1] = parts[-1].split("等")[0]  # 公司等地标名称: 公司
-        kinds.extend(
-            _KIND + p for p in parts if 0 < len(p) <= _MAX_KIND_CHARS and all(map(_cjk, p))
-        )
+        kinds.extend(KIND + p for p in parts if 0 < len(p) <= _MAX_KIND_CHARS and all(map(_cjk, p)))
     return tuple(kinds)
 
 
@@ -180,8 +187,8 @@ def _rank(value: str, examples: Sequence[str]) -> tuple[int, bool]:
     folded = _folded(value)
     best = (0, False)
     for example in examples:
-        if example.startswith(_KIND):
-            kind = _folded(example[len(_KIND) :])
+        if example.startswith(KIND):
+            kind = _folded(example[len(KIND) :])
             if kind and folded.endswith(kind):
                 best = max(best, (len(kind), True))
             continue
@@ -310,7 +317,7 @@ class ExampleTyping:
         return data is not None and self.moves(path, value, data)
 
     def moves(self, path: Path, value: Any, data: Any) -> bool:
-        """Whether the examples put the member ``value`` at ``path`` of the document ``data`` in
+        """Whether the examples put the member ``value`` at ``path`` (one of ``data``'s) in
         an absent or empty sibling, as the first value of its object so placed there that can
         move, while it stands in a field with examples of its own that it doesn't match:
         ``retype`` will move it there."""
@@ -318,7 +325,7 @@ class ExampleTyping:
         target = self.field_for(path, value)
         if not isinstance(own, str) or target is None or target == own:
             return False
-        parent = _at(data, path[:-1])
+        parent = value_at(data, path[:-1])
         if not isinstance(parent, dict) or parent.get(target) not in (None, ""):
             return False
         movable = self.scalars.get(pattern_of(path[:-1]), {})
@@ -399,18 +406,6 @@ class ExampleTyping:
                 moves[to_pointer((*path, was))] = to_pointer((*path, key))
         rank = {k: n for n, k in enumerate(self.order.get(pattern, ()))}
         return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-
-
-def _at(data: Any, path: Path) -> Any:
-    """The node of ``data`` at ``path``, or None where there is none."""
-    for step in path:
-        if isinstance(data, dict) and isinstance(step, str):
-            data = data.get(step)
-        elif isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data):
-            data = data[step]
-        else:
-            return None
-    return data
 
 
 def examples_read(schema: Mapping[str, Any] | bool) -> dict[Pattern, tuple[str, ...]]:

@@ -45,7 +45,7 @@ from urllib.parse import unquote
 
 from jsonschema.protocols import Validator
 
-from qwenjson.pointer import unescape_token
+from qwenjson.pointer import unescape_token, value_at
 from qwenjson.validate import validation_errors
 
 __all__ = ["LocalCheck"]
@@ -118,13 +118,13 @@ class LocalCheck:
                 index = path[depth]
                 if node.get("uniqueItems") is True and isinstance(index, int):
                     unique.setdefault(path[:depth], set()).add(index)
-            if validation_errors(_at(document, path), self._child_validator(leaf)):
+            if validation_errors(value_at(document, path), self._child_validator(leaf)):
                 return False
         for path, node in containers.items():
             shallow = self._shallow_validator(node)
-            if shallow is not None and validation_errors(_at(document, path), shallow):
+            if shallow is not None and validation_errors(value_at(document, path), shallow):
                 return False
-        return all(_still_unique(_at(document, path), new) for path, new in unique.items())
+        return all(_still_unique(value_at(document, path), new) for path, new in unique.items())
 
     def _chain(self, document: Any, path: PathT) -> tuple[list[Mapping[str, Any]], Any] | None:
         """The decomposable schema node of each container on ``path`` and the subschema the
@@ -262,9 +262,3 @@ def _keys_below(node: Any, top: bool = False) -> Iterator[str]:
                 stack.append((value, False))
         elif isinstance(node, list):
             stack.extend((item, False) for item in node)
-
-
-def _at(data: Any, path: PathT) -> Any:
-    for part in path:
-        data = data[part]
-    return data

@@ -43,7 +43,7 @@ from typing import Any
 from jsonschema.protocols import Validator
 
 from qwenjson.local_validation import LocalCheck
-from qwenjson.pointer import follow_local_refs, to_pointer, unescape_token
+from qwenjson.pointer import follow_local_refs, to_pointer, unescape_token, value_at
 from qwenjson.validate import validation_errors
 
 __all__ = ["Found", "Merger", "normalised"]
@@ -212,7 +212,7 @@ class Merger:
 
     def subtree(self, path: PathT) -> tuple[Any, dict[str, Span], dict[str, float]]:
         """The merged value at ``path`` with its evidence and confidence, pointers relative."""
-        value = _at(self.data, path)
+        value = value_at(self.data, path)
         if path in self._fresh:
             evidence, confidence = self._fresh[path]
             return value, dict(evidence), dict(confidence)
@@ -230,7 +230,7 @@ class Merger:
     def _changes(
         self, current: Any, found: Found, path: PathT, source: PathT
     ) -> Iterator[_Set | _Append]:
-        new = _at(found.data, source)
+        new = value_at(found.data, source)
         if isinstance(current, dict) and isinstance(new, dict):
             for key in new:
                 if key not in current:
@@ -261,7 +261,7 @@ class Merger:
         if not self.confident:
             return False
         theirs = _grounded(found.evidence, source)
-        ours = _grounded(self.evidence, path, _at(self.data, path))
+        ours = _grounded(self.evidence, path, value_at(self.data, path))
         if bool(theirs) != bool(ours):
             return bool(theirs)
         return self._surer(found, path, source)
@@ -277,12 +277,12 @@ class Merger:
         its items, asked only of the items it could be (equal once normalised, or with a
         grounded leaf overlapping one of ``item``'s); ``_same`` with every item is the
         reference (tests/test_chunking.py checks the two agree)."""
-        return self._index(path).holds(_at(found.data, item), _grounded(found.evidence, item))
+        return self._index(path).holds(value_at(found.data, item), _grounded(found.evidence, item))
 
     def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
         """Whether the piece's ``item`` is one of its own items ``taken`` before it (indexed
         in ``mine``, which then takes it if not); ``_same`` with each is the reference."""
-        value, spans = _at(found.data, item), _grounded(found.evidence, item)
+        value, spans = value_at(found.data, item), _grounded(found.evidence, item)
         if mine.holds(value, spans):
             return True
         mine.add(value, spans)
@@ -290,7 +290,7 @@ class Merger:
 
     def _index(self, path: PathT) -> _Held:
         if path not in self._held:
-            items = _at(self.data, path)
+            items = value_at(self.data, path)
             grounded: list[dict[str, list[int]]] = [{} for _ in items]
             prefix = to_pointer(path) + "/"
             for pointer, span in self.evidence.items():
@@ -306,10 +306,10 @@ class Merger:
         """Whether the piece's ``item`` is the merged list's ``other`` (with ``mine``: the
         piece's own earlier item ``other``)."""
         if mine:
-            value, spans = _at(found.data, other), _grounded(found.evidence, other)
+            value, spans = value_at(found.data, other), _grounded(found.evidence, other)
         else:
-            value, spans = _at(self.data, other), _grounded(self.evidence, other)
-        mine = _at(found.data, item)
+            value, spans = value_at(self.data, other), _grounded(self.evidence, other)
+        mine = value_at(found.data, item)
         if normalised(mine) == normalised(value):
             return True
         return _same_mention(_grounded(found.evidence, item), spans, mine, value)
@@ -323,10 +323,10 @@ class Merger:
         """Make ``change``; returns where its value now is, and notes in ``journal`` how to
         take it back (``_undo``): a copy of the document per piece would cost what the whole
         document does."""
-        value = copy.deepcopy(_at(found.data, change.source))
+        value = copy.deepcopy(value_at(found.data, change.source))
         undo = _Undo(change)
         if isinstance(change, _Append):
-            target = _at(self.data, change.path)
+            target = value_at(self.data, change.path)
             path: PathT = (*change.path, len(target))
             target.append(value)
             origin = to_pointer(change.source)
@@ -344,12 +344,12 @@ class Merger:
             if not path:  # the whole document (a schema whose root is a string, say)
                 undo.old = (self.data,)
                 self.data = value
-            elif path[-1] in (parent := _at(self.data, path[:-1])):
+            elif path[-1] in (parent := value_at(self.data, path[:-1])):
                 undo.old = (parent[path[-1]],)
                 parent[path[-1]] = value
             else:
                 order = _schema_order(self.validator.schema, path[:-1])
-                order += [k for k in _at(found.data, change.source[:-1]) if k not in order]
+                order += [k for k in value_at(found.data, change.source[:-1]) if k not in order]
                 _insert(parent, str(path[-1]), value, order)
             undo.forgotten = self._forget(to_pointer(path), undo.old)
         undo.path = path
@@ -386,14 +386,14 @@ class Merger:
         for undo in reversed(journal):
             path = undo.path
             if isinstance(undo.change, _Append):
-                _at(self.data, path[:-1]).pop()
+                value_at(self.data, path[:-1]).pop()
                 self._held.pop(path[:-1], None)  # rebuilt when next asked
             elif not path:
                 self.data = undo.old[0]
             elif undo.old:
-                _at(self.data, path[:-1])[path[-1]] = undo.old[0]
+                value_at(self.data, path[:-1])[path[-1]] = undo.old[0]
             else:
-                del _at(self.data, path[:-1])[path[-1]]
+                del value_at(self.data, path[:-1])[path[-1]]
             self._fresh.pop(path, None)
             evidence_keys, confidence_keys, unsupported = undo.added
             for p in evidence_keys:
@@ -481,12 +481,6 @@ def normalised(value: Any) -> str:
         return v
 
     return json.dumps(norm(value), sort_keys=True, ensure_ascii=False)
-
-
-def _at(data: Any, path: PathT) -> Any:
-    for part in path:
-        data = data[part]
-    return data
 
 
 def _lists(data: Any, path: PathT = ()) -> Iterator[tuple[PathT, list[Any]]]:

@@ -11,6 +11,13 @@ def to_pointer(parts: Iterable[object]) -> str:
     return "".join("/" + escape_token(str(p)) for p in parts)
 
 
+def value_at(data: Any, path: Iterable[str | int]) -> Any:
+    """The node of ``data`` at ``path`` (keys and indices), which must be there."""
+    for part in path:
+        data = data[part]
+    return data
+
+
 def leaf_pointers(data: Any, path: tuple[str | int, ...] = ()) -> list[str]:
     """The pointers of ``data``'s scalars, in document order."""
     if isinstance(data, dict):

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from qwenjson.merging import Found, Merger, PathT, _Append, _at, _Held, _Undo, _within
-from qwenjson.pointer import to_pointer
+from qwenjson.merging import Found, Merger, PathT, _Append, _Held, _Undo, _within
+from qwenjson.pointer import to_pointer, value_at
 from qwenjson.validate import make_validator, validation_errors
 
 PEOPLE = {
@@ -36,7 +36,7 @@ class EveryItem(Merger):
     piece taken before."""
 
     def _holds(self, path: PathT, found: Found, item: PathT) -> bool:
-        held = _at(self.data, path)
+        held = value_at(self.data, path)
         return any(self._same(found, item, (*path, i)) for i in range(len(held)))
 
     def _repeats(self, found: Found, item: PathT, taken: list[PathT], mine: _Held) -> bool:
@@ -84,7 +84,7 @@ def test_the_indexed_merge_is_the_merge_with_every_item(found: list[Found]) -> N
         for path in appended:
             prefix = to_pointer(path)
             scanned = (
-                _at(fast.data, path),
+                value_at(fast.data, path),
                 _within(fast.evidence, prefix, ""),
                 _within(fast.confidence, prefix, ""),
             )

@@ -129,7 +129,7 @@ def _with_examples(
     ``nodes``: the schema's subschemas by pointer (the compiler's index). Here and not in every
     compile's report: it walks the schema for its grounding rules."""
     # Imported here: qwenjson.field_examples imports qwenjson.fields, which imports this package.
-    from qwenjson.field_examples import examples_of, examples_read, pattern_of_pointer
+    from qwenjson.field_examples import KIND, examples_of, examples_read, pattern_of_pointer
 
     read = examples_read(schema) if isinstance(schema, dict) else {}
     if not read:
@@ -151,8 +151,8 @@ def _with_examples(
             else ()
         )
         if shown:
-            named = [e for e in shown if not e.startswith("*")]
-            kinds = [e[1:] for e in shown if e.startswith("*")]
+            named = [e for e in shown if not e.startswith(KIND)]
+            kinds = [e[len(KIND) :] for e in shown if e.startswith(KIND)]
             said = [f"its examples ({', '.join(named)})"] if named else []
             said += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
             note = f"extract: reads {' and '.join(said)}: a value like one goes to this field"
