@@ -134,6 +134,8 @@ def apply(document: Any, changes: list[tuple[PathT, Any]]) -> tuple[Any, list[Pa
     changed = copy.deepcopy(document)
     paths: list[PathT] = []
     for path, value in changes:
+        if any(path[: len(p)] == p for p in paths):
+            return changed, []  # inside a value put before (a string, maybe): not a merge's
         parent = changed
         for part in path[:-1]:
             parent = parent[part]
