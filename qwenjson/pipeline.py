@@ -22,6 +22,7 @@ from typing import Any
 from jsonschema.protocols import Validator
 
 from qwenjson.cpu import MAX_THREADS
+from qwenjson.datelines import trim_dates
 from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
 from qwenjson.field_examples import ExampleTyping
@@ -344,6 +345,8 @@ class Extractor:
                 else None
             ),
         )
+        if self.entity_lists:
+            found = trim_dates(found, self.entity_lists, source, validator.is_valid)
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)
         typed = found
