@@ -31,6 +31,7 @@ from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText
 from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.labeling import Scorer, entity_lists, relabel
+from qwenjson.person_names import cut_titles, person_fields
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.records import MAX_INPUT_BYTES, too_large
@@ -224,6 +225,7 @@ class Extractor:
         self.rules = self.fields.rules
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
+        self.person_fields = person_fields(self.prepared.schema, self.rules, self.entity_lists)
         # What the schema's examples of each field say of the values written under them.
         self.typing = ExampleTyping(self.prepared.schema, self.rules)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -347,6 +349,7 @@ class Extractor:
         )
         if self.entity_lists:
             found = trim_dates(found, self.entity_lists, source, validator.is_valid)
+        found = cut_titles(found, self.person_fields, source, validator.is_valid)
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)
         typed = found

@@ -130,12 +130,18 @@ def _with_examples(
     compile's report: it walks the schema for its grounding rules."""
     # Imported here: qwenjson.field_examples imports qwenjson.fields, which imports this package.
     from qwenjson.field_examples import KIND, examples_of, examples_read, pattern_of_pointer
+    from qwenjson.fields import grounding_rules
+    from qwenjson.person_names import person_fields
 
     read = examples_read(schema) if isinstance(schema, dict) else {}
-    if not read:
+    rules = grounding_rules(schema) if isinstance(schema, dict) else {}
+    # The fields that say they hold persons (their sibling entity lists are cut too, unnoted).
+    persons = person_fields(schema, rules) if rules else frozenset()
+    if not read and not persons:
         return uses
     out = []
     for use in uses:
+        said_person = use.keyword == "description" and _holds_persons(use.pointer, persons)
         pattern = pattern_of_pointer(use.pointer)
         if pattern is not None and pattern[-1:] == (None,) and pattern[:-1] in read:
             # A list's items, where its examples are when the list itself gives none.
@@ -157,8 +163,22 @@ def _with_examples(
             said += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
             note = f"extract: reads {' and '.join(said)}: a value like one goes to this field"
             use = KeywordUse(use.pointer, use.keyword, use.status, note)
+        if said_person:
+            note = "extract: holds person names: a title before one or an honorific after it "
+            note += "(Mr., Dr., 先生, 女士) is left out"
+            note = f"{use.note}; {note.removeprefix('extract: ')}" if shown else note
+            use = KeywordUse(use.pointer, use.keyword, use.status, note)
         out.append(use)
     return tuple(out)
+
+
+def _holds_persons(pointer: str, persons: frozenset[tuple[str | None, ...]]) -> bool:
+    """Whether the schema node at ``pointer`` (a field, or a list whose items are) holds
+    person names (``qwenjson.person_names``)."""
+    from qwenjson.field_examples import pattern_of_pointer
+
+    pattern = pattern_of_pointer(pointer)
+    return pattern is not None and bool({pattern, (*pattern, None)} & persons)
 
 
 _UNKNOWN = static_status("x-not-a-keyword")
