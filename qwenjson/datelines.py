@@ -9,10 +9,8 @@ blank, is cut before the date, and its evidence with it. Measured with ``scripts
 --no-anchor --source conllpp`` (the bench model, 2 threads): news NER 27.1 -> 29.5% (two
 excerpts better, one worse by 0.07: its ``TALLINN`` then typed as a person).
 
-Only a value that is the text's own words there is cut (a grounded value always is), only at
-a date's end that is the value's end, and only when a name is left before the blank. The
-confidence stays the one the model gave the whole span: the date's tokens had probabilities of
-at most 1, so it is a lower bound of the name's.
+Only at a date's end that is the value's end, and only when a name is left before the blank;
+the cut itself, the evidence and the confidence are ``qwenjson.value_cuts``'.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from qwenjson.evidence import Annotated
-from qwenjson.pointer import to_pointer
+from qwenjson.fields import Path
 from qwenjson.source import SourceText
+from qwenjson.value_cuts import cut_values
 
 __all__ = ["trim_dates"]
 
@@ -39,55 +38,26 @@ def trim_dates(
     """``found`` with each string item of the root's ``lists`` that ends in a date the text
     says (``CHICAGO 1996-08-28``) cut before it, its evidence with it; unchanged when no item
     is, or the document would then not validate (a ``minLength``, a ``uniqueItems``)."""
-    data = found.data
-    if not isinstance(data, dict):
-        return found
     starts_by_end: dict[int, list[int]] = {}
     for reading in source.readings("date").readings:
         start, end = reading.span
         starts_by_end.setdefault(end, []).append(start)
-    if not starts_by_end:
+    if not starts_by_end or not lists:
         return found
-    out = dict(data)
-    evidence = dict(found.evidence)
-    for name in lists:
-        items = data.get(name)
-        if not isinstance(items, list):
-            continue
-        for i, item in enumerate(items):
-            pointer = to_pointer((name, i))
-            cut = _without_date(item, evidence.get(pointer), source, starts_by_end)
-            if cut is not None:
-                if out[name] is items:
-                    out[name] = list(items)
-                out[name][i] = cut
-                start = evidence[pointer][0]  # type: ignore[index]  # cut: it has a source
-                evidence[pointer] = [start, start + len(cut)]
-    if out == data or not is_valid(out):
-        return found
-    return Annotated(out, evidence, found.confidence, found.unsupported)
 
+    def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        if len(path) != 2 or path[0] not in lists or not isinstance(path[1], int):
+            return None
+        start, end = span
+        # The longest date first: of "25 March 2018" and "March 2018", the whole date goes.
+        for date_start in sorted(starts_by_end.get(end, ())):
+            if date_start <= start:
+                continue
+            head = value[: date_start - start]
+            name = head.rstrip(_BETWEEN)
+            # A blank before the date: "Report-1996-08-28" is no name and its dateline.
+            if name and any(c.isspace() for c in head[len(name) :]):
+                return 0, len(name)
+        return None
 
-def _without_date(
-    item: Any,
-    span: list[int] | None,
-    source: SourceText,
-    starts_by_end: dict[int, list[int]],
-) -> str | None:
-    """``item`` without the date its source ends in, or None when it doesn't end so."""
-    if not isinstance(item, str) or span is None:
-        return None
-    start, end = span
-    text, offset = source.text, source.offset
-    if text[start - offset : end - offset] != item:
-        return None
-    # The longest date first: of "25 March 2018" and "March 2018", the whole date goes.
-    for date_start in sorted(starts_by_end.get(end, ())):
-        if date_start <= start:
-            continue
-        head = text[start - offset : date_start - offset]
-        name = head.rstrip(_BETWEEN)
-        # A blank before the date: "Report-1996-08-28" is no name and its dateline.
-        if name and any(c.isspace() for c in head[len(name) :]):
-            return name
-    return None
+    return cut_values(found, cutter, source, is_valid)

@@ -30,6 +30,7 @@ from qwenjson.fields import ABSTAIN_BELOW, schema_fields
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText
 from qwenjson.jsontypes import is_number, is_whole_number
+from qwenjson.kind_cuts import cut_at_kinds
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.person_names import cut_titles, person_fields
 from qwenjson.pointer import leaf_pointers
@@ -350,6 +351,9 @@ class Extractor:
         if self.entity_lists:
             found = trim_dates(found, self.entity_lists, source, validator.is_valid)
         found = cut_titles(found, self.person_fields, source, validator.is_valid)
+        if self.entity_lists and () in self.typing.lists:
+            kinds = self.typing.lists[()]
+            found = cut_at_kinds(found, self.entity_lists, kinds, source, validator.is_valid)
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)
         typed = found

@@ -1,0 +1,72 @@
+"""Strings cut to a part, evidence and all (``qwenjson.value_cuts``)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from qwenjson.evidence import Annotated
+from qwenjson.fields import Path
+from qwenjson.source import SourceText
+from qwenjson.value_cuts import cut_values
+
+TEXT = "Dear Dr. Ada Lovelace, see room B-12."
+DATA = {"to": {"names": ["Dr. Ada Lovelace"], "room": "room B-12"}, "n": 3}
+EVIDENCE: dict[str, list[int] | None] = {
+    "/to/names/0": [5, 21],
+    "/to/room": [27, 36],
+    "/n": None,
+}
+
+
+def _found() -> Annotated:
+    return Annotated(copy.deepcopy(DATA), dict(EVIDENCE), {"/to/names/0": 0.4}, ())
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+def test_nested_strings_are_cut_and_the_input_is_left_as_it_was() -> None:
+    seen: list[tuple[Path, str, tuple[int, int]]] = []
+
+    def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        seen.append((path, value, span))
+        return (4, len(value)) if value.startswith("Dr. ") else None
+
+    found = _found()
+    out = cut_values(found, cutter, SourceText(TEXT), _always)
+    assert out.data == {"to": {"names": ["Ada Lovelace"], "room": "room B-12"}, "n": 3}
+    assert out.evidence["/to/names/0"] == [9, 21] and TEXT[9:21] == "Ada Lovelace"
+    assert out.confidence == found.confidence
+    assert found.data == DATA and found.evidence == EVIDENCE  # a new document, not an edit
+    # Only strings with a source are asked, with it; the number isn't.
+    assert seen == [
+        (("to", "names", 0), "Dr. Ada Lovelace", (5, 21)),
+        (("to", "room"), "room B-12", (27, 36)),
+    ]
+
+
+def test_a_string_that_is_not_the_texts_words_there_is_not_asked() -> None:
+    found = Annotated({"to": "Dr. Ada"}, {"/to": [0, 7]}, {}, ())  # the text says "Dear Dr"
+
+    def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        raise AssertionError("asked")
+
+    assert cut_values(found, cutter, SourceText(TEXT), _always) is found
+
+
+def test_whole_when_nothing_is_cut_or_the_cut_document_is_invalid() -> None:
+    found = _found()
+    assert cut_values(found, lambda *_: None, SourceText(TEXT), _always) is found
+    assert cut_values(found, lambda p, v, s: (0, len(v)), SourceText(TEXT), _always) is found
+    never = cut_values(found, lambda p, v, s: (0, 1), SourceText(TEXT), lambda _: False)
+    assert never is found
+
+
+@pytest.mark.parametrize("part", [(3, 3), (-1, 2), (0, 99), (5, 2)])
+def test_a_cutter_that_keeps_no_part_is_a_bug(part: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="must keep a part"):
+        cut_values(_found(), lambda *_: part, SourceText(TEXT), _always)
