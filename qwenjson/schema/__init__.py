@@ -125,7 +125,8 @@ def _with_examples(
     schema: dict[str, Any] | bool, uses: tuple[KeywordUse, ...], nodes: dict[str, Any]
 ) -> tuple[KeywordUse, ...]:
     """``uses`` with a note on each description or ``examples`` whose examples ``extract``
-    reads (``qwenjson.field_examples``): a user whose value moved to another field sees why.
+    reads (``qwenjson.field_examples``): a user whose value moved to another field sees why;
+    and on each description of a field that holds person names (``qwenjson.person_names``).
     ``nodes``: the schema's subschemas by pointer (the compiler's index). Here and not in every
     compile's report: it walks the schema for its grounding rules."""
     # Imported here: qwenjson.field_examples imports qwenjson.fields, which imports this package.
