@@ -76,6 +76,7 @@ __all__ = [
     "kind_score",
     "kinds_of",
     "pattern_of_pointer",
+    "schema_objects",
 ]
 
 # Words that introduce examples in a description, at its start or after a blank or a mark
@@ -210,7 +211,7 @@ def field_examples(schema: Mapping[str, Any] | bool) -> dict[Pattern, dict[str, 
     objects where some member has any."""
     root = schema if isinstance(schema, Mapping) else {}
     found: dict[Pattern, dict[str, tuple[str, ...]]] = {}
-    for pattern, node in _objects(root):
+    for pattern, node in schema_objects(root):
         members = _member_examples(root, node)
         if members:
             found.setdefault(pattern, members)
@@ -235,7 +236,7 @@ def _member_examples(
     return members
 
 
-def _objects(root: Mapping[str, Any]) -> Iterator[tuple[Pattern, Mapping[str, Any]]]:
+def schema_objects(root: Mapping[str, Any]) -> Iterator[tuple[Pattern, Mapping[str, Any]]]:
     """The object nodes of ``root`` with properties, by pattern, breadth first, within the
     depth and visit limits."""
     queue: list[tuple[Pattern, Any]] = [((), root)]
@@ -276,7 +277,7 @@ class ExampleTyping:
         self.text = frozenset(p for p in rules if text(p))
         root = schema if isinstance(schema, Mapping) else {}
         typed: set[Pattern] = set()
-        for pattern, node in _objects(root):
+        for pattern, node in schema_objects(root):
             # A pattern met again (another anyOf branch): the first node with examples holds.
             self.order.setdefault(pattern, list(node["properties"]))
             members = _member_examples(root, node) if pattern not in typed else {}

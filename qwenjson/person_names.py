@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from qwenjson.evidence import Annotated
+from qwenjson.field_examples import schema_objects
 from qwenjson.fields import FieldRule, Path, Pattern, pattern_of
 from qwenjson.pointer import follow_local_refs
 from qwenjson.source import SourceText
@@ -51,8 +52,6 @@ _BEFORE = re.compile(
     r"Sgt|Judge|Justice|Minister|Prime Minister|Chancellor|Mayor|King|Queen|Prince|Princess|"
     r"Pope)\.?\s+(?=[A-Z])"
 )
-# Objects this deep are not looked into (as ``qwenjson.fields``).
-_MAX_DEPTH = 12
 
 
 def person_fields(
@@ -68,7 +67,7 @@ def person_fields(
     after this sees the name."""
     root = schema if isinstance(schema, Mapping) else {}
     found: set[Pattern] = set()
-    for pattern, node in _members(root, root, (), 0):
+    for pattern, node in _members(root):
         for target in (pattern, (*pattern, None)):
             rule = rules.get(target)
             if (
@@ -94,23 +93,14 @@ def _says_person(name: str, node: Mapping[str, Any]) -> bool:
     return any(isinstance(s, str) and _PERSON_WORDS.search(s) for s in said)
 
 
-def _members(
-    root: Mapping[str, Any], node: Any, pattern: Pattern, depth: int
-) -> Iterator[tuple[Pattern, Mapping[str, Any]]]:
-    """Each object member of ``node`` by pattern, with its schema, breadth as the rules go."""
-    node = follow_local_refs(root, node)
-    if not isinstance(node, Mapping) or depth > _MAX_DEPTH:
-        return
-    props = node.get("properties")
-    if isinstance(props, Mapping):
-        for name, sub in props.items():
+def _members(root: Mapping[str, Any]) -> Iterator[tuple[Pattern, Mapping[str, Any]]]:
+    """Each object member of ``root`` by pattern, with its schema (within the limits on depth
+    and visits of ``field_examples.schema_objects``: a recursive schema ends)."""
+    for pattern, node in schema_objects(root):
+        for name, sub in node["properties"].items():
             sub = follow_local_refs(root, sub)
             if isinstance(sub, Mapping):
                 yield (*pattern, name), sub
-                yield from _members(root, sub, (*pattern, name), depth + 1)
-    items = node.get("items")
-    if isinstance(items, Mapping):
-        yield from _members(root, items, (*pattern, None), depth + 1)
 
 
 def cut_titles(

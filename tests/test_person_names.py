@@ -161,3 +161,15 @@ def test_schema_check_says_which_fields_hold_person_names() -> None:
     )
     for quiet in ("places", "size"):  # a sibling list is cut too, but holds no persons itself
         assert persons not in notes["/properties/" + quiet, "description"]
+
+
+def test_a_recursive_schema_is_read_to_the_limits_and_ends() -> None:
+    tree = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "人名"},
+            **{k: {"$ref": "#"} for k in ("left", "right", "up")},
+        },
+    }
+    found = _fields(tree)
+    assert ("name",) in found and ("left", "right", "name") in found
