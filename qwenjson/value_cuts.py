@@ -14,6 +14,7 @@ at most 1, so it is a lower bound of the part's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,7 +55,7 @@ def cut_values(
         if not 0 <= lo < hi <= len(value):
             raise ValueError(f"a cut must keep a part of {value!r}, not [{lo}, {hi})")
         if data is None:
-            data = _copy(found.data)
+            data = copy.deepcopy(found.data)
         value_at(data, path[:-1])[path[-1]] = value[lo:hi]
         evidence[pointer] = [start + lo, start + hi]
     if data is None or not is_valid(data):
@@ -72,11 +73,3 @@ def _strings(data: Any, path: Path) -> Iterator[tuple[Path, str]]:
             yield from _strings(value, (*path, i))
     elif isinstance(data, str) and path:
         yield path, data
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data

@@ -142,8 +142,13 @@ def _with_examples(
         return uses
     out = []
     for use in uses:
-        said_person = use.keyword == "description" and _holds_persons(use.pointer, persons)
         pattern = pattern_of_pointer(use.pointer)
+        # A field that holds person names, or a list whose items do.
+        said_person = (
+            use.keyword == "description"
+            and pattern is not None
+            and bool({pattern, (*pattern, None)} & persons)
+        )
         if pattern is not None and pattern[-1:] == (None,) and pattern[:-1] in read:
             # A list's items, where its examples are when the list itself gives none.
             listed = nodes.get(use.pointer.removesuffix("/items"))
@@ -171,15 +176,6 @@ def _with_examples(
             use = KeywordUse(use.pointer, use.keyword, use.status, note)
         out.append(use)
     return tuple(out)
-
-
-def _holds_persons(pointer: str, persons: frozenset[tuple[str | None, ...]]) -> bool:
-    """Whether the schema node at ``pointer`` (a field, or a list whose items are) holds
-    person names (``qwenjson.person_names``)."""
-    from qwenjson.field_examples import pattern_of_pointer
-
-    pattern = pattern_of_pointer(pointer)
-    return pattern is not None and bool({pattern, (*pattern, None)} & persons)
 
 
 _UNKNOWN = static_status("x-not-a-keyword")
