@@ -35,6 +35,7 @@ from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.person_names import cut_titles, person_fields
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
+from qwenjson.proper_names import cut_to_names, name_lists
 from qwenjson.records import MAX_INPUT_BYTES, too_large
 from qwenjson.registry import ModelSpec
 from qwenjson.repeats import repair
@@ -227,6 +228,9 @@ class Extractor:
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
         self.person_fields = person_fields(self.prepared.schema, self.rules, self.entity_lists)
+        # Persons by the field's own words (not its siblings', as person_fields takes them).
+        persons = person_fields(self.prepared.schema, self.rules)
+        self.name_lists = name_lists(self.prepared.schema, self.rules, persons)
         # What the schema's examples of each field say of the values written under them.
         self.typing = ExampleTyping(self.prepared.schema, self.rules)
         # The prompt prefix every text shares (a ``Plan`` holds it; built here otherwise).
@@ -354,6 +358,7 @@ class Extractor:
         if self.entity_lists and () in self.typing.lists:
             kinds = self.typing.lists[()]
             found = cut_at_kinds(found, self.entity_lists, kinds, source, validator.is_valid)
+        found = cut_to_names(found, self.name_lists, source, validator.is_valid)
         if self.typing.scalars and not opts.keep_empty:
             found = self.typing.retype(found, validator.is_valid)
         typed = found

@@ -2,9 +2,9 @@
 
 The step under ``qwenjson.datelines`` (a name without the date after it),
 ``qwenjson.person_names`` (a name without its title or honorific) and ``qwenjson.kind_cuts``
-(one name, ending in its kind): each says, of a string, which part of it to keep; this walks
-the document, cuts, moves the evidence, and keeps the document whole if the cut one would not
-validate.
+(one name, ending in its kind) and ``qwenjson.proper_names`` (no name at all): each says, of a
+string, which part of it to keep, or, of a list item, that none is; this walks the document,
+cuts, moves the evidence, and keeps the document whole if the cut one would not validate.
 
 Only a string that is the text's own words at its evidence is cut (a grounded value always is;
 then the part kept is the text's words too, and its evidence slices the input to it). The
@@ -15,18 +15,24 @@ at most 1, so it is a lower bound of the part's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from qwenjson.evidence import Annotated
 from qwenjson.fields import Path
 from qwenjson.pointer import to_pointer, value_at
 from qwenjson.source import SourceText
 
-__all__ = ["Cutter", "cut_values"]
+__all__ = ["DROP", "Cutter", "cut_values"]
+
+V = TypeVar("V")
+
+# What a cutter says of a list item that is no value of its list at all: leave it out.
+DROP = (0, 0)
 
 # Of the string at a path, with its source ``[start, end)`` in the input: the part to keep, as
-# ``(lo, hi)`` offsets into the string (a part that is not empty), or None to keep it whole.
+# ``(lo, hi)`` offsets into the string (a part that is not empty), None to keep it whole, or
+# ``DROP`` (list items only).
 Cutter = Callable[[Path, str, tuple[int, int]], tuple[int, int] | None]
 
 
@@ -37,9 +43,12 @@ def cut_values(
     is_valid: Callable[[Any], bool],
 ) -> Annotated:
     """``found`` with each string ``cutter`` gives a part of cut to that part, its evidence
-    with it; ``found`` itself when none is, or the document would then not validate."""
+    with it, and each list item it says ``DROP`` of left out (the items after it move up, with
+    their evidence, confidence and unsupported marks); ``found`` itself when nothing changes,
+    or the document would then not validate."""
     data: Any = None
     evidence = dict(found.evidence)
+    dropped: list[Path] = []
     for path, value in _strings(found.data, ()):
         pointer = to_pointer(path)
         span = evidence.get(pointer)
@@ -51,6 +60,11 @@ def cut_values(
         part = cutter(path, value, (start, end))
         if part is None or part == (0, len(value)):
             continue
+        if part == DROP:
+            if not isinstance(path[-1], int):
+                raise ValueError(f"only a list item can be dropped, not {pointer!r}")
+            dropped.append(path)
+            continue
         lo, hi = part
         if not 0 <= lo < hi <= len(value):
             raise ValueError(f"a cut must keep a part of {value!r}, not [{lo}, {hi})")
@@ -58,9 +72,58 @@ def cut_values(
             data = copy.deepcopy(found.data)
         value_at(data, path[:-1])[path[-1]] = value[lo:hi]
         evidence[pointer] = [start + lo, start + hi]
-    if data is None or not is_valid(data):
+    if data is None and not dropped:
         return found
-    return Annotated(data, evidence, found.confidence, found.unsupported)
+    if data is None:
+        data = copy.deepcopy(found.data)
+    confidence, unsupported = dict(found.confidence), found.unsupported
+    if dropped:
+        moved = _drop(data, dropped)
+        evidence = _rekeyed(evidence, moved)
+        confidence = _rekeyed(confidence, moved)
+        unsupported = tuple(_rekeyed(dict.fromkeys(unsupported), moved))
+    if not is_valid(data):
+        return found
+    return Annotated(data, evidence, confidence, unsupported)
+
+
+def _drop(data: Any, dropped: list[Path]) -> dict[str, str]:
+    """Remove the list items at ``dropped`` from ``data`` (in place); the pointers that change,
+    old -> new ("" for the items and everything under them that is gone)."""
+    moved: dict[str, str] = {}
+    gone = set(dropped)
+    for parent in dict.fromkeys(path[:-1] for path in dropped):
+        items = value_at(data, parent)
+        kept = [i for i in range(len(items)) if (*parent, i) not in gone]
+        for old in range(len(items)):
+            prefix = to_pointer((*parent, old))
+            new = to_pointer((*parent, kept.index(old))) if old in kept else ""
+            moved[prefix] = new
+        items[:] = [items[i] for i in kept]
+    return moved
+
+
+def _rekeyed(mapping: Mapping[str, V], moved: Mapping[str, str]) -> dict[str, V]:
+    """``mapping`` with its pointers under moved list items renamed, those under dropped ones
+    left out."""
+    out: dict[str, V] = {}
+    for pointer, value in mapping.items():
+        prefix = _moved_prefix(pointer, moved)
+        if prefix is None:
+            out[pointer] = value
+        elif moved[prefix]:
+            out[moved[prefix] + pointer[len(prefix) :]] = value
+    return out
+
+
+def _moved_prefix(pointer: str, moved: Mapping[str, str]) -> str | None:
+    """The pointer among ``moved``'s keys that ``pointer`` is or is under, if any."""
+    parts = pointer.split("/")
+    for n in range(len(parts), 0, -1):
+        prefix = "/".join(parts[:n])
+        if prefix in moved:
+            return prefix
+    return None
 
 
 def _strings(data: Any, path: Path) -> Iterator[tuple[Path, str]]:

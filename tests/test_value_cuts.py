@@ -10,7 +10,7 @@ import pytest
 from qwenjson.evidence import Annotated
 from qwenjson.fields import Path
 from qwenjson.source import SourceText
-from qwenjson.value_cuts import cut_values
+from qwenjson.value_cuts import DROP, cut_values
 
 TEXT = "Dear Dr. Ada Lovelace, see room B-12."
 DATA = {"to": {"names": ["Dr. Ada Lovelace"], "room": "room B-12"}, "n": 3}
@@ -70,3 +70,41 @@ def test_whole_when_nothing_is_cut_or_the_cut_document_is_invalid() -> None:
 def test_a_cutter_that_keeps_no_part_is_a_bug(part: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match="must keep a part"):
         cut_values(_found(), lambda *_: part, SourceText(TEXT), _always)
+
+
+def test_a_dropped_item_goes_and_the_items_after_it_move_up_with_their_marks() -> None:
+    text = "Ana, the boat, Bo and Cy"
+    data = {"names": ["Ana", "the boat", "Bo", "Cy"], "n": 1}
+    evidence: dict[str, list[int] | None] = {
+        "/names/0": [0, 3],
+        "/names/1": [5, 13],
+        "/names/2": [15, 17],
+        "/names/3": [22, 24],
+        "/n": None,
+    }
+    confidence = {"/names/0": 0.9, "/names/1": 0.2, "/names/2": 0.7, "/names/3": 0.6, "/n": 1.0}
+    found = Annotated(data, evidence, confidence, ("/names/3", "/n"))
+
+    def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        return DROP if value == "the boat" else (0, 1) if value == "Cy" else None
+
+    out = cut_values(found, cutter, SourceText(text), _always)
+    assert out.data == {"names": ["Ana", "Bo", "C"], "n": 1}
+    assert out.evidence == {
+        "/names/0": [0, 3],
+        "/names/1": [15, 17],
+        "/names/2": [22, 23],
+        "/n": None,
+    }
+    assert out.confidence == {"/names/0": 0.9, "/names/1": 0.7, "/names/2": 0.6, "/n": 1.0}
+    assert out.unsupported == ("/names/2", "/n")
+    assert found.data["names"] == ["Ana", "the boat", "Bo", "Cy"]  # not an edit
+    # Left whole when the shorter list would not validate.
+    assert cut_values(found, cutter, SourceText(text), lambda d: len(d["names"]) == 4) is found
+
+
+def test_only_a_list_item_can_be_dropped() -> None:
+    with pytest.raises(ValueError, match="only a list item"):
+        cut_values(
+            _found(), lambda p, v, s: DROP if p[-1] == "room" else None, SourceText(TEXT), _always
+        )
