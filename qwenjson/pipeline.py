@@ -351,6 +351,7 @@ class Extractor:
                 if self.typing and not opts.keep_empty
                 else None
             ),
+            cut=self.typing.own_part if self.typing.scalars and not opts.keep_empty else None,
         )
         if self.entity_lists:
             found = trim_dates(found, self.entity_lists, source, validator.is_valid)

@@ -428,3 +428,89 @@ def test_an_item_of_a_list_at_the_root_claims_nothing() -> None:
         },
     }
     assert not _typing(schema).claims((0,), "五常镇")
+
+
+_BUILDINGS = {
+    **_ADDRESS,
+    "properties": {
+        **_ADDRESS["properties"],  # type: ignore[dict-item]
+        "province": {"type": "string", "description": "省级行政区，如 浙江省、内蒙古"},
+        "building": {"type": "string", "description": "楼栋号，如 9号楼、3幢"},
+        "room": {"type": "string", "description": "房间号，如 202室"},
+        "estate": {"type": "string", "description": "兴趣点：小区、大厦等地标名称"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "part"),
+    [
+        # Fields' names run together: each field keeps its own piece.
+        ("road", "曙光路153号", "曙光路"),
+        ("road_number", "曙光路153号", "153号"),
+        ("building", "59号13幢", "13幢"),
+        ("room", "启潮路59号13幢884室", "884室"),
+        ("city", "浙江省杭州市", "杭州市"),
+        # No piece of it is the field's, or it is one piece: whole.
+        ("town", "曙光路153号", None),
+        ("building", "9号楼", None),
+        ("road", "戴家墩路", None),
+        # Pieces of two characters or more, and no kind alone: 古 (of 内蒙古) is no province,
+        # 小区 no estate (it goes with the piece after it); a value no pieces make up stays
+        # whole.
+        ("road", "古墩路丹枫新村", None),
+        ("road", "古墩路153号", "古墩路"),
+        ("building", "小区211幢1118室", "小区211幢"),
+        ("estate", "阳光城小区211幢", "阳光城小区"),
+        ("road", "曙光路153号黄龙饭店", None),
+        # Prose is not read into pieces.
+        ("road", "曙光路153号" * 8, None),
+    ],
+)
+def test_own_part_of_a_value_that_runs_fields_together(
+    field: str, value: str, part: str | None
+) -> None:
+    cut = _typing(_BUILDINGS).own_part((field,), value)
+    assert (value[cut[0] : cut[1]] if cut else None) == part
+
+
+def test_own_part_leaves_fields_without_examples_and_list_items_alone() -> None:
+    typing = _typing(_BUILDINGS)
+    assert typing.own_part(("poi",), "曙光路153号") is None  # poi has no examples
+    assert typing.own_part(("nowhere", "road"), "曙光路153号") is None
+
+
+def _run_together(cut: bool) -> Annotated:
+    """The road and its number both copied as 曙光路153号, the road's copy the surer one."""
+    text = "杭州市西湖区曙光路153号黄龙饭店"
+    raw = '{"city": "杭州市", "road": "曙光路153号", "road_number": "曙光路153号"}'
+    data = raw.encode()
+    road, number = data.index("曙".encode()), data.rindex("曙".encode())
+    trace = (
+        TokenTrace(road, road + 12, -0.1),  # p = 0.90
+        TokenTrace(number, number + 12, -2.0),  # p = 0.14
+    )
+    typing = _typing(_ADDRESS)
+    return _annotate(
+        _ADDRESS,
+        text,
+        raw,
+        trace,
+        abstain_below=0.5,
+        claims_first=typing.claims,
+        cut=typing.own_part if cut else None,
+    )
+
+
+def test_a_value_cut_to_its_own_piece_leaves_the_others_words_free() -> None:
+    # Uncut, the surer road keeps all the words and the number has no source.
+    assert _run_together(cut=False).data == {"city": "杭州市", "road": "曙光路153号"}
+    found = _run_together(cut=True)
+    # Cut, each keeps its piece; the number, unsure as written whole, is not abstained from:
+    # the examples name its piece's field, the model's doubt was the rest of the span.
+    assert found.data == {"city": "杭州市", "road": "曙光路", "road_number": "153号"}
+    text = "杭州市西湖区曙光路153号黄龙饭店"
+    for pointer, value in (("/road", "曙光路"), ("/road_number", "153号")):
+        span = found.evidence[pointer]
+        assert span is not None and text[span[0] : span[1]] == value
+    assert found.confidence["/road_number"] == 0.1353  # the whole span's, a lower bound
