@@ -40,7 +40,7 @@ from qwenjson.fields import FieldRule, Path, Pattern, pattern_of
 from qwenjson.source import SourceText
 from qwenjson.value_cuts import DROP, cut_values
 
-__all__ = ["capitalizes_names", "cut_to_names", "name_lists"]
+__all__ = ["capitalizes_names", "cut_to_names", "name_lists", "name_part", "says_names"]
 
 # A description that says its object's lists (or the list itself) hold names.
 _NAMES = re.compile(r"\bnamed[ -]entit(?:y|ies)\b|\bproper (?:names?|nouns?)\b", re.IGNORECASE)
@@ -66,16 +66,22 @@ def name_lists(
     root = schema if isinstance(schema, Mapping) else {}
     found = {p for p in persons if p and p[-1] is None}
     for pattern, node in schema_objects(root):
-        says = _NAMES.search(str(node.get("description", "")))
+        says = says_names(node.get("description"))
         for name, member in node["properties"].items():
             target = (*pattern, name, None)
             rule = rules.get(target)
             if rule is None or not rule.grounded or rule.kind != "text":
                 continue
             described = member.get("description", "") if isinstance(member, Mapping) else ""
-            if says or _NAMES.search(str(described)):
+            if says or says_names(described):
                 found.add(target)
     return frozenset(found)
+
+
+def says_names(description: Any) -> bool:
+    """Whether a schema ``description`` says its field (or its object's lists) holds names:
+    "named entities", "proper names"."""
+    return isinstance(description, str) and _NAMES.search(description) is not None
 
 
 def capitalizes_names(text: str) -> bool:

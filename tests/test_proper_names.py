@@ -164,3 +164,32 @@ def test_evidence_always_slices_the_input_to_the_value(
         assert kept and item.endswith(kept)
     else:
         assert name_part(item) == DROP and "/organizations/0" not in out.evidence
+
+
+def test_schema_check_says_which_lists_hold_names() -> None:
+    from qwenjson.schema import check_schema
+
+    schema = {
+        **NEWS,
+        "properties": {
+            **NEWS["properties"],
+            "organizations": {
+                "type": "array",
+                "description": "Organisations mentioned",
+                "items": {"type": "string"},
+            },
+        },
+    }
+    notes = {(u.pointer, u.keyword): u.note for u in check_schema(schema)}
+    rule = "in a text that capitalizes names, an item whose last word has no capital is left out"
+    assert notes["", "description"].startswith(f"extract: its lists hold names: {rule}")
+    assert notes["/properties/organizations", "description"].startswith(
+        f"extract: holds names: {rule}"
+    )
+    # An object whose lists hold names only because one holds persons says nothing itself.
+    plain = {
+        "type": "object",
+        "description": "A reference",
+        "properties": {"authors": {"type": "array", "items": {"type": "string"}}},
+    }
+    assert not any(u.note for u in check_schema(plain) if u.pointer == "")

@@ -126,19 +126,23 @@ def _with_examples(
 ) -> tuple[KeywordUse, ...]:
     """``uses`` with a note on each description or ``examples`` whose examples ``extract``
     reads (``qwenjson.field_examples``): a user whose value moved to another field sees why;
-    and on each description of a field that holds person names (``qwenjson.person_names``).
+    on each description of a field that holds person names (``qwenjson.person_names``); and
+    on each description of a list that holds names, or of an object that says its lists do
+    (``qwenjson.proper_names``): a user whose lowercase item went sees why.
     ``nodes``: the schema's subschemas by pointer (the compiler's index). Here and not in every
     compile's report: it walks the schema for its grounding rules."""
     # Imported here: qwenjson.field_examples imports qwenjson.fields, which imports this package.
     from qwenjson.field_examples import KIND, examples_of, examples_read, pattern_of_pointer
     from qwenjson.fields import grounding_rules
     from qwenjson.person_names import person_fields
+    from qwenjson.proper_names import name_lists
 
     read = examples_read(schema) if isinstance(schema, dict) else {}
     rules = grounding_rules(schema) if isinstance(schema, dict) else {}
     # The fields that say they hold persons (their sibling entity lists are cut too, unnoted).
     persons = person_fields(schema, rules) if rules else frozenset()
-    if not read and not persons:
+    names = name_lists(schema, rules, persons) if rules else frozenset()
+    if not read and not persons and not names:
         return uses
     out = []
     for use in uses:
@@ -165,17 +169,39 @@ def _with_examples(
         if shown:
             named = [e for e in shown if not e.startswith(KIND)]
             kinds = [e[len(KIND) :] for e in shown if e.startswith(KIND)]
-            said = [f"its examples ({', '.join(named)})"] if named else []
-            said += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
-            note = f"extract: reads {' and '.join(said)}: a value like one goes to this field"
+            reads = [f"its examples ({', '.join(named)})"] if named else []
+            reads += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
+            note = f"extract: reads {' and '.join(reads)}: a value like one goes to this field"
             use = KeywordUse(use.pointer, use.keyword, use.status, note)
+        said: list[str] = [use.note.removeprefix("extract: ")] if shown and use.note else []
         if said_person:
-            note = "extract: holds person names: a title before one or an honorific after it "
-            note += "(Mr., Dr., 先生, 女士) is left out"
-            note = f"{use.note}; {note.removeprefix('extract: ')}" if shown else note
-            use = KeywordUse(use.pointer, use.keyword, use.status, note)
+            said.append(
+                "holds person names: a title before one or an honorific after it "
+                "(Mr., Dr., 先生, 女士) is left out"
+            )
+        at = pattern_of_pointer(use.pointer)
+        if use.keyword == "description" and at is not None and isinstance(node, dict):
+            said.extend(_names_note(at, node.get("description"), names))
+        if said:
+            use = KeywordUse(use.pointer, use.keyword, use.status, "extract: " + "; ".join(said))
         out.append(use)
     return tuple(out)
+
+
+def _names_note(pattern: Any, description: Any, names: frozenset[Any]) -> list[str]:
+    """The note on the ``description`` at ``pattern`` when it is a name list's, or an
+    object's that says its lists hold names (``qwenjson.proper_names.name_lists``)."""
+    from qwenjson.proper_names import says_names
+
+    rule = (
+        "in a text that capitalizes names, an item whose last word has no capital is left out "
+        "and lowercase words before a name are cut off"
+    )
+    if (*pattern, None) in names:
+        return [f"holds names: {rule}"]
+    if says_names(description) and any(p[:-2] == tuple(pattern) for p in names if len(p) > 1):
+        return [f"its lists hold names: {rule}"]
+    return []
 
 
 _UNKNOWN = static_status("x-not-a-keyword")
