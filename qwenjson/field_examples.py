@@ -445,9 +445,14 @@ def _pieces(value: str, choices: Mapping[str, Sequence[str]]) -> list[tuple[int,
     when none do)."""
     if len(value) > _MAX_RUN_CHARS:
         return []
+    # A piece ends as one of the examples or kinds does (``_rank`` matches endings, or the
+    # whole): only there, so a long value costs a few looks, not one per pair of places.
+    lasts = {f[-1] for ex in choices.values() for e in ex if (f := _folded(e.removeprefix(KIND)))}
     # best[i]: the most pieces that make up value[:i], and where the last one begins.
     best: list[tuple[int, int, str] | None] = [(0, 0, "")] + [None] * len(value)
     for hi in range(2, len(value) + 1):
+        if _folded(value[hi - 1])[-1:] not in lasts:  # ß folds to ss: its last letter
+            continue
         for lo in range(hi - 1):
             before, now = best[lo], best[hi]
             if before is None or (now is not None and now[0] >= before[0] + 1):

@@ -514,3 +514,16 @@ def test_a_value_cut_to_its_own_piece_leaves_the_others_words_free() -> None:
         span = found.evidence[pointer]
         assert span is not None and text[span[0] : span[1]] == value
     assert found.confidence["/road_number"] == 0.1353  # the whole span's, a lower bound
+
+
+def test_own_part_reads_folded_endings() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "street": {"type": "string", "examples": ["Fuß"]},
+            "number": {"type": "string", "examples": ["12"]},
+        },
+    }
+    typing = _typing(schema)
+    assert typing.own_part(("street",), "12FUSS") == (2, 6)  # folded, ß is ss
+    assert typing.own_part(("number",), "12Fuß") == (0, 2)
