@@ -209,7 +209,10 @@ def annotate(
             if part is not None:
                 value, span = part
                 values[leaf.path] = recut[leaf.path] = value
-                content = json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8")
+                # As the text's own escaped form has it (``SourceText``), lone surrogates too.
+                content = json.dumps(value, ensure_ascii=False)[1:-1].encode(
+                    "utf-8", "surrogatepass"
+                )
         if span is not None:
             last_start = span[0]
         found[leaf.path] = (

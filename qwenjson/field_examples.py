@@ -21,8 +21,8 @@ keyword (strings) and from a description's words after 如 (not 如果, 如有, 
 "e.g." or "such as" at its start or after a mark, split at 、，,;/ and "or".
 
 Used four ways: a member that runs several fields' names together (``曙光路153号`` under
-``road``) is cut to its own field's piece before the fields claim words (``own_part``); such
-a value takes its words first where two fields copied them (the contest
+``road``) is cut to its own field's piece before the fields claim words (``own_part``); a
+value the examples place takes its words first where two fields copied them (the contest
 in ``qwenjson.evidence``; so does one about to move, and that one is not abstained from as
 unsure: the model's doubt was the field, ``ExampleTyping.moves``); it moves from a field whose
 examples it doesn't match (never from one with none) to the one its examples name when that one

@@ -49,7 +49,8 @@ _PARTICLES = frozenset(
     {"van", "von", "de", "da", "di", "del", "della", "der", "den", "du", "la", "le", "al", "el"}
     | {"bin", "ibn", "ter", "dos", "das"}
 )
-# A capital that is not a sentence's first letter: after a letter, digit or comma and a blank.
+# A capital that is not a sentence's first letter: after a word's last character, or a mark
+# that ends no sentence (, ; : ) and quotes), and blanks; not after . ! ? or a line break.
 _INNER_CAPITAL = re.compile(r"[\w,;:)\"'’] +[^\W\d_]*[A-Z\u00c0-\u00de\u0391-\u03a9\u0400-\u042f]")
 
 

@@ -77,8 +77,10 @@ def cut_values(
     if data is None:
         data = copy.deepcopy(found.data)
     confidence, unsupported = dict(found.confidence), found.unsupported
-    if dropped:
-        moved = _drop(data, dropped)
+    # The deepest lists first: an item dropped from a list inside another list's item is
+    # named by that item's place before the outer list shifts it.
+    for parent in sorted(dict.fromkeys(p[:-1] for p in dropped), key=len, reverse=True):
+        moved = _drop(data, parent, {p[-1] for p in dropped if p[:-1] == parent})
         evidence = _rekeyed(evidence, moved)
         confidence = _rekeyed(confidence, moved)
         unsupported = tuple(_rekeyed(dict.fromkeys(unsupported), moved))
@@ -87,19 +89,16 @@ def cut_values(
     return Annotated(data, evidence, confidence, unsupported)
 
 
-def _drop(data: Any, dropped: list[Path]) -> dict[str, str]:
-    """Remove the list items at ``dropped`` from ``data`` (in place); the pointers that change,
-    old -> new ("" for the items and everything under them that is gone)."""
-    moved: dict[str, str] = {}
-    gone = set(dropped)
-    for parent in dict.fromkeys(path[:-1] for path in dropped):
-        items = value_at(data, parent)
-        kept = [i for i in range(len(items)) if (*parent, i) not in gone]
-        for old in range(len(items)):
-            prefix = to_pointer((*parent, old))
-            new = to_pointer((*parent, kept.index(old))) if old in kept else ""
-            moved[prefix] = new
-        items[:] = [items[i] for i in kept]
+def _drop(data: Any, parent: Path, gone: set[str | int]) -> dict[str, str]:
+    """Remove the items at the indices ``gone`` from the list at ``parent`` in ``data`` (in
+    place); the pointers of its items, old -> new ("" for those gone)."""
+    items = value_at(data, parent)
+    kept = [i for i in range(len(items)) if i not in gone]
+    moved = {to_pointer((*parent, i)): "" for i in gone if isinstance(i, int)}
+    moved.update(
+        {to_pointer((*parent, old)): to_pointer((*parent, new)) for new, old in enumerate(kept)}
+    )
+    items[:] = [items[i] for i in kept]
     return moved
 
 

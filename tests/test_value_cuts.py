@@ -108,3 +108,22 @@ def test_only_a_list_item_can_be_dropped() -> None:
         cut_values(
             _found(), lambda p, v, s: DROP if p[-1] == "room" else None, SourceText(TEXT), _always
         )
+
+
+def test_items_dropped_from_nested_lists_keep_every_other_mark_in_place() -> None:
+    text = "ann bob cy dee"
+    data = {"groups": ["ann", {"names": ["bob", "cy"]}, "dee"]}
+    evidence: dict[str, list[int] | None] = {
+        "/groups/0": [0, 3],
+        "/groups/1/names/0": [4, 7],
+        "/groups/1/names/1": [8, 10],
+        "/groups/2": [11, 14],
+    }
+    confidence = dict(zip(evidence, (0.1, 0.2, 0.3, 0.4), strict=True))
+    found = Annotated(data, evidence, confidence, ("/groups/1/names/1",))
+    gone = {"ann", "bob"}
+    out = cut_values(found, lambda p, v, s: DROP if v in gone else None, SourceText(text), _always)
+    assert out.data == {"groups": [{"names": ["cy"]}, "dee"]}
+    assert out.evidence == {"/groups/0/names/0": [8, 10], "/groups/1": [11, 14]}
+    assert out.confidence == {"/groups/0/names/0": 0.3, "/groups/1": 0.4}
+    assert out.unsupported == ("/groups/0/names/0",)
