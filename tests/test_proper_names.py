@@ -81,6 +81,13 @@ def test_name_part() -> None:
     assert name_part("iPhone") is None and name_part("al-Qaeda") is None
     assert name_part("van Gogh") is None
     assert name_part("the Netherlands") == (4, len("the Netherlands"))
+    # A name's words are capitalized or join capitalized ones; another lowercase word inside
+    # runs two mentions together, and the head, the last, is kept.
+    assert name_part("Frankfurt am Main") is None and name_part("Bank of America") is None
+    hoddle = "England soccer manager Glen Hoddle"
+    assert name_part(hoddle) == (hoddle.index("Glen"), len(hoddle))
+    said = "Reuters spokesman de Gaulle"
+    assert name_part(said) == (said.index("de"), len(said))
     assert name_part("Democratic party") == DROP and name_part("passer-by") == DROP
     # Words without cased letters have no say.
     assert name_part("1996") is None and name_part("San Francisco 49ers") is None
