@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,12 @@ from qwenjson.datelines import trim_dates
 from qwenjson.errors import InputError, ModelError, NoValidOutputError, UsageError
 from qwenjson.evidence import annotate
 from qwenjson.field_examples import ExampleTyping
-from qwenjson.fields import ABSTAIN_BELOW, schema_fields
+from qwenjson.fields import ABSTAIN_BELOW, Pattern, schema_fields
 from qwenjson.generation import GenerationResult, Generator, Message
 from qwenjson.grounding import Grounding, SourceText
 from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.kind_cuts import cut_at_kinds
+from qwenjson.label_order import in_schema_order, labels_last, member_order
 from qwenjson.labeling import Scorer, entity_lists, relabel
 from qwenjson.person_names import cut_titles, person_fields
 from qwenjson.pointer import leaf_pointers
@@ -189,18 +190,24 @@ def decode_input(data: bytes, origin: str = "stdin") -> str:
 
 @dataclass(frozen=True)
 class PreparedSchema:
-    """A schema checked against its metaschema, compiled to GBNF, with its validator."""
+    """A schema checked against its metaschema, compiled to GBNF, with its validator.
+
+    ``schema`` is the one the model is asked for (its labels last, ``qwenjson.label_order``),
+    ``compiled`` its grammar; ``order``, each object's members in the user's own order, the
+    order the document is printed in."""
 
     schema: Schema
     compiled: CompiledSchema
     validator: Validator
+    order: Mapping[Pattern, tuple[str, ...]] = field(default_factory=dict)
 
 
 def prepare_schema(schema: Schema) -> PreparedSchema:
     """Check and compile ``schema``; raises SchemaError (exit 3) when it can't be used."""
     check_metaschema(schema)
-    compiled = compile_schema_full(schema, closed_objects=True, spaced=True)
-    return PreparedSchema(schema, compiled, make_validator(schema))
+    asked = labels_last(schema)
+    compiled = compile_schema_full(asked, closed_objects=True, spaced=True)
+    return PreparedSchema(asked, compiled, make_validator(schema), member_order(schema))
 
 
 class Extractor:
@@ -377,7 +384,8 @@ class Extractor:
                     # the clock on each chunk (``--timeout``) keeps it here too.
                     tick=(lambda: on_text("")) if on_text is not None else None,
                 )
-        data = typed.data
+        # Printed in the schema's own order (the model wrote labels last).
+        data = in_schema_order(typed.data, self.prepared.order)
         if not opts.keep_empty:
             data = drop_empty_strings(data, validator)
         leaves = leaf_pointers(data)  # in document order, as ``Annotated`` has them

@@ -25,6 +25,7 @@ from jsonschema.protocols import Validator
 from qwenjson.errors import SchemaError, UsageError
 from qwenjson.generation import Generator
 from qwenjson.jsontypes import is_whole_number
+from qwenjson.label_order import labels_last, member_order
 from qwenjson.pipeline import ExtractOptions, PreparedSchema, prepare_schema
 from qwenjson.prompt import system_message
 from qwenjson.validate import Schema, check_metaschema, make_validator, read_schema
@@ -122,14 +123,15 @@ def prepare_job(schema: Schema, *, each: bool = False) -> Job:
         return Job(schema, prepare_schema(schema))
     check_metaschema(schema)
     wrapper = each_schema(schema)  # as valid as ``schema``: not checked a second time
+    asked = labels_last(wrapper)  # the order the model is asked in (qwenjson.label_order)
     try:
         compiled = compile_schema(
-            wrapper, closed_objects=True, spaced=True, must_admit=(_ITEM_POINTER,)
+            asked, closed_objects=True, spaced=True, must_admit=(_ITEM_POINTER,)
         )
     except SchemaError as e:
         compile_schema(schema, closed_objects=True, spaced=True)  # the item's own refusal
         raise SchemaError(f"--each: can't wrap the schema as a list of items: {e}") from e
-    prepared = PreparedSchema(wrapper, compiled, make_validator(wrapper))
+    prepared = PreparedSchema(asked, compiled, make_validator(wrapper), member_order(wrapper))
     return Job(schema, prepared, make_validator(schema))
 
 
