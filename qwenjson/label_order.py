@@ -19,37 +19,47 @@ from typing import Any
 
 from qwenjson.field_examples import schema_objects
 from qwenjson.fields import Pattern
-from qwenjson.pointer import follow_local_refs
+from qwenjson.pointer import follow_local_refs, unescape_token
+from qwenjson.schema.keywords import subschemas
 
 __all__ = ["in_schema_order", "labels_last", "member_order"]
-
-# Keywords whose values are data, not schemas: nothing under them is reordered.
-_DATA = frozenset({"enum", "const", "examples", "default"})
 
 
 def labels_last(schema: Any) -> Any:
     """``schema`` with each object's members that hold a label (an ``enum`` of two or more
     values) after its other members, each group in its own order; ``schema`` itself when no
-    object has a label before another member."""
+    object has a label before another member. Only subschemas are looked into (``enum``,
+    ``const``, ``examples`` and ``default`` values are data, left as written)."""
     root = schema if isinstance(schema, Mapping) else {}
     return _reordered(schema, root)
 
 
 def _reordered(node: Any, root: Mapping[str, Any]) -> Any:
-    if isinstance(node, list):
-        items = [_reordered(v, root) for v in node]
-        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
-    if not isinstance(node, Mapping):
+    if not isinstance(node, dict):
         return node
-    out = {k: v if k in _DATA else _reordered(v, root) for k, v in node.items()}
-    props = out.get("properties")
-    if isinstance(props, Mapping) and not isinstance(node.get("properties"), list):
+    out: dict[str, Any] | None = None
+    for pointer, sub, _ in subschemas(node, ""):
+        new = _reordered(sub, root)
+        if new is sub:
+            continue
+        out = dict(node) if out is None else out
+        keyword, *rest = (unescape_token(t) for t in pointer[1:].split("/"))
+        if not rest:
+            out[keyword] = new
+            continue
+        inner = out[keyword]
+        inner = list(inner) if isinstance(inner, list) else dict(inner)
+        inner[int(rest[0]) if isinstance(inner, list) else rest[0]] = new  # type: ignore[index]
+        out[keyword] = inner
+    result = node if out is None else out
+    props = result.get("properties")
+    if isinstance(props, dict):
         labels = [k for k in props if _is_label(follow_local_refs(root, props[k]))]
         others = [k for k in props if k not in labels]
         if labels and list(props) != others + labels:
-            out["properties"] = {k: props[k] for k in (*others, *labels)}
-    changed = any(out[k] is not node[k] for k in node) or list(out) != list(node)
-    return out if changed else node
+            result = dict(result) if out is None else result
+            result["properties"] = {k: props[k] for k in (*others, *labels)}
+    return result
 
 
 def _is_label(member: Any) -> bool:

@@ -52,6 +52,16 @@ def test_labels_go_after_the_other_members_of_each_object() -> None:
     assert list(asked["properties"]["visits"]["items"]["enum"][0]) == ["rating", "place"]
 
 
+def test_only_subschemas_are_read_whatever_the_members_are_called() -> None:
+    # A member called "enum" is a schema like any; a tuple of item schemas (draft 4) too.
+    named = {"properties": {"enum": {"properties": {"a": MOOD, "b": {}}}, "x": {}}}
+    assert list(labels_last(named)["properties"]["enum"]["properties"]) == ["b", "a"]
+    assert list(labels_last(named)["properties"]) == ["enum", "x"]
+    tuple_items = {"items": [{"properties": {"a": MOOD, "b": {}}}, True]}
+    assert list(labels_last(tuple_items)["items"][0]["properties"]) == ["b", "a"]
+    assert labels_last(tuple_items)["items"][1] is True
+
+
 def test_nothing_to_move_leaves_the_schema_itself() -> None:
     plain = {"type": "object", "properties": {"name": {"type": "string"}, "mood": MOOD}}
     assert labels_last(plain) is plain
