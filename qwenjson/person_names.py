@@ -28,7 +28,7 @@ from qwenjson.pointer import follow_local_refs
 from qwenjson.source import SourceText
 from qwenjson.value_cuts import cut_values
 
-__all__ = ["cut_titles", "person_fields"]
+__all__ = ["cut_titles", "person_fields", "with_entity_lists"]
 
 # Field names that hold persons, and words of a description or title that say a field does.
 _PERSON_NAMES = frozenset(
@@ -55,16 +55,11 @@ _BEFORE = re.compile(
 
 
 def person_fields(
-    schema: Mapping[str, Any] | bool,
-    rules: Mapping[Pattern, FieldRule],
-    lists: Sequence[str] = (),
+    schema: Mapping[str, Any] | bool, rules: Mapping[Pattern, FieldRule]
 ) -> frozenset[Pattern]:
     """The grounded text fields (and list items) of ``schema`` that hold person names: the
     field's name is one (``people``, ``authors``…) or its description or title says so
-    ("People mentioned", "本人姓名", "人名"). When one of the root's entity ``lists``
-    (``qwenjson.labeling.entity_lists``) does, all of their items count: a title marks a person
-    wherever the model put it (``Rep. Richard Gephardt`` under organizations), and the typing
-    after this sees the name."""
+    ("People mentioned", "本人姓名", "人名")."""
     root = schema if isinstance(schema, Mapping) else {}
     found: set[Pattern] = set()
     for pattern, node in _members(root):
@@ -77,10 +72,16 @@ def person_fields(
                 and _says_person(str(pattern[-1]), node)
             ):
                 found.add(target)
-    entity_items = {(name, None) for name in lists}
-    if found & entity_items:
-        found |= entity_items
     return frozenset(found)
+
+
+def with_entity_lists(persons: frozenset[Pattern], lists: Sequence[str]) -> frozenset[Pattern]:
+    """``persons`` (``person_fields``), and the items of all the root's entity ``lists``
+    (``qwenjson.labeling.entity_lists``) when one of them holds persons: a title marks a person
+    wherever the model put it (``Rep. Richard Gephardt`` under organizations), and the typing
+    after the cut sees the name."""
+    entity_items = {(name, None) for name in lists}
+    return persons | entity_items if persons & entity_items else persons
 
 
 def _says_person(name: str, node: Mapping[str, Any]) -> bool:

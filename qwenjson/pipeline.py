@@ -33,7 +33,7 @@ from qwenjson.jsontypes import is_number, is_whole_number
 from qwenjson.kind_cuts import cut_at_kinds
 from qwenjson.label_order import in_schema_order, labels_last, member_order
 from qwenjson.labeling import Scorer, entity_lists, relabel
-from qwenjson.person_names import cut_titles, person_fields
+from qwenjson.person_names import cut_titles, person_fields, with_entity_lists
 from qwenjson.pointer import leaf_pointers
 from qwenjson.prompt import system_message
 from qwenjson.proper_names import cut_to_names, name_lists
@@ -234,9 +234,9 @@ class Extractor:
         self.rules = self.fields.rules
         # Sibling lists of grounded strings: their items are typed again once written.
         self.entity_lists = entity_lists(self.rules, self.prepared.schema)
-        self.person_fields = person_fields(self.prepared.schema, self.rules, self.entity_lists)
-        # Persons by the field's own words (not its siblings', as person_fields takes them).
+        # Persons by the field's own words; their titles are cut in sibling entity lists too.
         persons = person_fields(self.prepared.schema, self.rules)
+        self.person_fields = with_entity_lists(persons, self.entity_lists)
         self.name_lists = name_lists(self.prepared.schema, self.rules, persons)
         # What the schema's examples of each field say of the values written under them.
         self.typing = ExampleTyping(self.prepared.schema, self.rules)

@@ -77,8 +77,8 @@ def name_lists(
     """The item patterns of the grounded text lists of ``schema`` that hold names: those of an
     object whose description says "named entities" or "proper names", those whose own
     description says so, and the lists among ``persons``: the fields that say they hold
-    person names (``qwenjson.person_names.person_fields`` without sibling lists: a list of
-    hobbies beside a list of authors holds no names)."""
+    person names (``qwenjson.person_names.person_fields``, not widened to sibling lists by
+    ``with_entity_lists``: a list of hobbies beside a list of authors holds no names)."""
     root = schema if isinstance(schema, Mapping) else {}
     found = {p for p in persons if p and p[-1] is None}
     for pattern, node in schema_objects(root):

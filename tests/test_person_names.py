@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from qwenjson.evidence import Annotated
 from qwenjson.fields import grounding_rules
 from qwenjson.labeling import entity_lists
-from qwenjson.person_names import cut_titles, person_fields
+from qwenjson.person_names import cut_titles, person_fields, with_entity_lists
 from qwenjson.source import SourceText
 from qwenjson.validate import make_validator
 
 
 def _fields(schema: dict[str, Any]) -> frozenset[Any]:
     rules = grounding_rules(schema)
-    return person_fields(schema, rules, entity_lists(rules, schema))
+    return with_entity_lists(person_fields(schema, rules), entity_lists(rules, schema))
 
 
 def _always(_: Any) -> bool:
