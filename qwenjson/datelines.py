@@ -46,8 +46,6 @@ def trim_dates(
         return found
 
     def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
-        if len(path) != 2 or path[0] not in lists or not isinstance(path[1], int):
-            return None
         start, end = span
         # The longest date first: of "25 March 2018" and "March 2018", the whole date goes.
         for date_start in sorted(starts_by_end.get(end, ())):
@@ -60,4 +58,5 @@ def trim_dates(
                 return 0, len(name)
         return None
 
-    return cut_values(found, cutter, source, is_valid)
+    items = {(name, None) for name in lists}
+    return cut_values(found, cutter, source, is_valid, where=items)

@@ -56,8 +56,6 @@ def cut_at_kinds(
         return found
 
     def cutter(path: Path, value: str, _: tuple[int, int]) -> tuple[int, int] | None:
-        if len(path) != 2 or path[0] not in lists or not isinstance(path[1], int):
-            return None
         own = kinds.get(str(path[0]), ())
         if any(value.endswith(kind) for kind in own):
             return None
@@ -68,7 +66,8 @@ def cut_at_kinds(
         start = _last_end(value, others)
         return (start, len(value)) if start and value[start:].strip() else None
 
-    return cut_values(found, cutter, source, is_valid)
+    items = {(name, None) for name in lists}
+    return cut_values(found, cutter, source, is_valid, where=items)
 
 
 def _last_end(item: str, kinds: Sequence[str]) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 from qwenjson.evidence import Annotated
 from qwenjson.field_examples import schema_objects
-from qwenjson.fields import FieldRule, Path, Pattern, pattern_of
+from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.pointer import follow_local_refs
 from qwenjson.source import SourceText
 from qwenjson.value_cuts import cut_values
@@ -116,10 +116,10 @@ def cut_titles(
     if not fields:
         return found
 
-    def cutter(path: Path, value: str, _: tuple[int, int]) -> tuple[int, int] | None:
-        return _name_in(value) if pattern_of(path) in fields else None
+    def cutter(_: Path, value: str, __: tuple[int, int]) -> tuple[int, int] | None:
+        return _name_in(value)
 
-    return cut_values(found, cutter, source, is_valid)
+    return cut_values(found, cutter, source, is_valid, where=fields)
 
 
 def _name_in(value: str) -> tuple[int, int] | None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from qwenjson.evidence import Annotated
 from qwenjson.field_examples import schema_objects
-from qwenjson.fields import FieldRule, Path, Pattern, pattern_of
+from qwenjson.fields import FieldRule, Path, Pattern
 from qwenjson.source import SourceText
 from qwenjson.value_cuts import DROP, cut_values
 
@@ -123,12 +123,10 @@ def cut_to_names(
     if not lists or not capitalizes_names(source.text):
         return found
 
-    def cutter(path: Path, value: str, _: tuple[int, int]) -> tuple[int, int] | None:
-        if not path or not isinstance(path[-1], int) or pattern_of(path) not in lists:
-            return None
+    def cutter(_: Path, value: str, __: tuple[int, int]) -> tuple[int, int] | None:
         return name_part(value)
 
-    return cut_values(found, cutter, source, is_valid)
+    return cut_values(found, cutter, source, is_valid, where=lists)
 
 
 def name_part(value: str) -> tuple[int, int] | None:

@@ -15,11 +15,11 @@ at most 1, so it is a lower bound of the part's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 from qwenjson.evidence import Annotated
-from qwenjson.fields import Path
+from qwenjson.fields import Path, Pattern, pattern_of
 from qwenjson.pointer import to_pointer, value_at
 from qwenjson.source import SourceText
 
@@ -41,15 +41,19 @@ def cut_values(
     cutter: Cutter,
     source: SourceText,
     is_valid: Callable[[Any], bool],
+    where: Collection[Pattern] | None = None,
 ) -> Annotated:
     """``found`` with each string ``cutter`` gives a part of cut to that part, its evidence
     with it, and each list item it says ``DROP`` of left out (the items after it move up, with
     their evidence, confidence and unsupported marks); ``found`` itself when nothing changes,
-    or the document would then not validate."""
+    or the document would then not validate. ``where``: the patterns of the strings the
+    cutter is asked of (None: every string)."""
     data: Any = None
     evidence = dict(found.evidence)
     dropped: list[Path] = []
     for path, value in _strings(found.data, ()):
+        if where is not None and pattern_of(path) not in where:
+            continue
         pointer = to_pointer(path)
         span = evidence.get(pointer)
         if span is None:

@@ -127,3 +127,16 @@ def test_items_dropped_from_nested_lists_keep_every_other_mark_in_place() -> Non
     assert out.evidence == {"/groups/0/names/0": [8, 10], "/groups/1": [11, 14]}
     assert out.confidence == {"/groups/0/names/0": 0.3, "/groups/1": 0.4}
     assert out.unsupported == ("/groups/0/names/0",)
+
+
+def test_only_the_strings_where_says_are_asked() -> None:
+    asked: list[Path] = []
+
+    def cutter(path: Path, value: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        asked.append(path)
+        return (4, len(value)) if value.startswith("Dr. ") else None
+
+    out = cut_values(_found(), cutter, SourceText(TEXT), _always, where={("to", "names", None)})
+    assert asked == [("to", "names", 0)]
+    assert out.data["to"] == {"names": ["Ada Lovelace"], "room": "room B-12"}
+    assert cut_values(_found(), cutter, SourceText(TEXT), _always, where={("n",)}).data == DATA
