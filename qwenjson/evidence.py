@@ -47,7 +47,7 @@ from qwenjson.pointer import to_pointer, value_at
 from qwenjson.repeats import json_equal
 from qwenjson.source import SourceText, may_cut
 
-__all__ = ["Annotated", "annotate", "leaf_spans", "unsure"]
+__all__ = ["Annotated", "annotate", "kept_part", "leaf_spans", "unsure"]
 
 
 @dataclass(frozen=True)
@@ -475,16 +475,23 @@ def _cut(
     value is the text's own words at ``span`` (then so is the part)."""
     if not path or isinstance(path[-1], int) or not isinstance(value, str):
         return None
-    start, end = span
-    if source.text[start - source.offset : end - source.offset] != value:
+    if not source.says(value, span):
         return None
     part = cut(path, value)
     if part is None or part == (0, len(value)):
         return None
+    return kept_part(value, span, part)
+
+
+def kept_part(
+    value: str, span: tuple[int, int] | list[int], part: tuple[int, int]
+) -> tuple[str, tuple[int, int]]:
+    """The part ``(lo, hi)`` of ``value``, whose source is ``span``, with the part's span;
+    a cut that keeps no part of ``value`` is a bug (ValueError)."""
     lo, hi = part
     if not 0 <= lo < hi <= len(value):
         raise ValueError(f"a cut must keep a part of {value!r}, not [{lo}, {hi})")
-    return value[lo:hi], (start + lo, start + hi)
+    return value[lo:hi], (span[0] + lo, span[0] + hi)
 
 
 def _confidence(trace: Sequence[TokenTrace], start: int, end: int) -> float:

@@ -184,6 +184,11 @@ class SourceText:
                 first = found
         return first
 
+    def says(self, value: str, span: tuple[int, int] | list[int]) -> bool:
+        """Whether the input's characters at ``span`` (input coordinates) are ``value``."""
+        start, end = span
+        return self.text[start - self.offset : end - self.offset] == value
+
     def span_at(self, start: int, length: int) -> tuple[int, int] | None:
         """Code point offsets of the ``length`` escaped bytes at ``start``, if they start and
         end at boundaries."""

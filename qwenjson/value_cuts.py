@@ -18,7 +18,7 @@ import copy
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
-from qwenjson.evidence import Annotated
+from qwenjson.evidence import Annotated, kept_part
 from qwenjson.fields import Path, Pattern, pattern_of
 from qwenjson.pointer import to_pointer, value_at
 from qwenjson.source import SourceText
@@ -59,7 +59,7 @@ def cut_values(
         if span is None:
             continue
         start, end = span
-        if source.text[start - source.offset : end - source.offset] != value:
+        if not source.says(value, span):
             continue
         part = cutter(path, value, (start, end))
         if part is None or part == (0, len(value)):
@@ -69,13 +69,11 @@ def cut_values(
                 raise ValueError(f"only a list item can be dropped, not {pointer!r}")
             dropped.append(path)
             continue
-        lo, hi = part
-        if not 0 <= lo < hi <= len(value):
-            raise ValueError(f"a cut must keep a part of {value!r}, not [{lo}, {hi})")
+        kept, (lo, hi) = kept_part(value, span, part)
         if data is None:
             data = copy.deepcopy(found.data)
-        value_at(data, path[:-1])[path[-1]] = value[lo:hi]
-        evidence[pointer] = [start + lo, start + hi]
+        value_at(data, path[:-1])[path[-1]] = kept
+        evidence[pointer] = [lo, hi]
     if data is None and not dropped:
         return found
     if data is None:
