@@ -146,19 +146,14 @@ def _with_examples(
         return uses
     out = []
     for use in uses:
-        pattern = pattern_of_pointer(use.pointer)
-        # A field that holds person names, or a list whose items do.
-        said_person = (
-            use.keyword == "description"
-            and pattern is not None
-            and bool({pattern, (*pattern, None)} & persons)
-        )
+        at = pattern_of_pointer(use.pointer)
+        node = nodes.get(use.pointer)
+        pattern = at
         if pattern is not None and pattern[-1:] == (None,) and pattern[:-1] in read:
             # A list's items, where its examples are when the list itself gives none.
             listed = nodes.get(use.pointer.removesuffix("/items"))
             given = examples_of(listed) if isinstance(listed, dict) else ()
             pattern = pattern[:-1] if not given else None
-        node = nodes.get(use.pointer)
         shown = (
             examples_of({use.keyword: node[use.keyword]})
             if pattern in read
@@ -166,22 +161,21 @@ def _with_examples(
             and isinstance(node, dict)
             else ()
         )
+        said: list[str] = []
         if shown:
             named = [e for e in shown if not e.startswith(KIND)]
             kinds = [e[len(KIND) :] for e in shown if e.startswith(KIND)]
             reads = [f"its examples ({', '.join(named)})"] if named else []
             reads += [f"the kinds it lists ({', '.join(kinds)})"] if kinds else []
-            note = f"extract: reads {' and '.join(reads)}: a value like one goes to this field"
-            use = KeywordUse(use.pointer, use.keyword, use.status, note)
-        said: list[str] = [use.note.removeprefix("extract: ")] if shown and use.note else []
-        if said_person:
-            said.append(
-                "holds person names: a title before one or an honorific after it "
-                "(Mr., Dr., 先生, 女士) is left out"
-            )
-        at = pattern_of_pointer(use.pointer)
-        if use.keyword == "description" and at is not None and isinstance(node, dict):
-            said.extend(_names_note(at, node.get("description"), names))
+            said.append(f"reads {' and '.join(reads)}: a value like one goes to this field")
+        if use.keyword == "description" and at is not None:
+            if {at, (*at, None)} & persons:  # a field that holds person names, or its items
+                said.append(
+                    "holds person names: a title before one or an honorific after it "
+                    "(Mr., Dr., 先生, 女士) is left out"
+                )
+            if isinstance(node, dict):
+                said.extend(_names_note(at, node.get("description"), names))
         if said:
             use = KeywordUse(use.pointer, use.keyword, use.status, "extract: " + "; ".join(said))
         out.append(use)
